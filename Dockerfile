@@ -1,0 +1,71 @@
+# syntax=docker/dockerfile:1.7
+#
+# One multi-target Dockerfile for the three Floodgate binaries:
+#
+#   docker build --target app      -t floodgate-app:0.1.0 .
+#   docker build --target operator -t floodgate-operator:0.1.0 .
+#   docker build --target loadtest -t floodgate-loadtest:0.1.0 .
+#
+# Stages: `chef` (toolchain + cargo-chef) -> `planner` (dependency recipe from the manifests)
+# -> `builder` (dependencies cooked in their own layer, then the workspace) -> one runtime
+# target per binary on distroless `cc` (glibc, CA certificates, no shell, no package manager),
+# running as the distroless `nonroot` user (65532). Changing only Rust sources reuses the
+# cooked dependency layer.
+
+ARG RUST_VERSION=1.95
+ARG CARGO_CHEF_VERSION=0.1.71
+ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+
+FROM rust:${RUST_VERSION}-bookworm AS chef
+ARG CARGO_CHEF_VERSION
+RUN cargo install cargo-chef --locked --version "${CARGO_CHEF_VERSION}"
+WORKDIR /src
+
+FROM chef AS planner
+COPY . .
+RUN cargo chef prepare --recipe-path recipe.json
+
+FROM chef AS builder
+COPY --from=planner /src/recipe.json recipe.json
+# Dependencies only: this layer stays cached until Cargo.toml/Cargo.lock change.
+RUN cargo chef cook --release --locked --workspace --recipe-path recipe.json
+COPY . .
+RUN cargo build --release --locked \
+        --bin floodgate-app --bin floodgate-operator --bin floodgate-loadtest \
+    && mkdir -p /out \
+    && cp target/release/floodgate-app target/release/floodgate-operator \
+          target/release/floodgate-loadtest /out/
+
+# ---------------------------------------------------------------------------------------
+FROM ${RUNTIME_IMAGE} AS app
+LABEL org.opencontainers.image.title="floodgate-app" \
+      org.opencontainers.image.description="Floodgate commerce API" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=builder /out/floodgate-app /usr/local/bin/floodgate-app
+ENV FLOODGATE_LISTEN_ADDR=0.0.0.0:8080 \
+    FLOODGATE_ENV=production
+USER 65532:65532
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/floodgate-app"]
+CMD ["serve"]
+
+# ---------------------------------------------------------------------------------------
+FROM ${RUNTIME_IMAGE} AS operator
+LABEL org.opencontainers.image.title="floodgate-operator" \
+      org.opencontainers.image.description="Kubernetes operator for Floodgate Campaign and QueueConfig" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=builder /out/floodgate-operator /usr/local/bin/floodgate-operator
+USER 65532:65532
+EXPOSE 9090
+ENTRYPOINT ["/usr/local/bin/floodgate-operator"]
+CMD ["run", "--listen", "0.0.0.0:9090"]
+
+# ---------------------------------------------------------------------------------------
+FROM ${RUNTIME_IMAGE} AS loadtest
+LABEL org.opencontainers.image.title="floodgate-loadtest" \
+      org.opencontainers.image.description="Floodgate load generator" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=builder /out/floodgate-loadtest /usr/local/bin/floodgate-loadtest
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/floodgate-loadtest"]
+CMD ["--help"]

@@ -1,0 +1,183 @@
+{{/* vim: set filetype=mustache: */}}
+
+{{/* Chart name, truncated to the 63 characters a label value allows. */}}
+{{- define "floodgate.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+Fully qualified app name. If the release name already contains the chart name it is used
+as is (release "floodgate" → "floodgate", not "floodgate-floodgate").
+*/}}
+{{- define "floodgate.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "floodgate.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels shared by every object; pass (dict "ctx" $ "component" "app"). */}}
+{{- define "floodgate.labels" -}}
+helm.sh/chart: {{ include "floodgate.chart" .ctx }}
+{{ include "floodgate.selectorLabels" . }}
+app.kubernetes.io/version: {{ .ctx.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .ctx.Release.Service }}
+app.kubernetes.io/part-of: floodgate
+{{- with .ctx.Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Selector labels; pass (dict "ctx" $ "component" "app"). */}}
+{{- define "floodgate.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "floodgate.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* Object names per component. */}}
+{{- define "floodgate.app.fullname" -}}
+{{- printf "%s-app" (include "floodgate.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- define "floodgate.operator.fullname" -}}
+{{- printf "%s-operator" (include "floodgate.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- define "floodgate.postgresql.fullname" -}}
+{{- printf "%s-postgresql" (include "floodgate.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- define "floodgate.redis.fullname" -}}
+{{- printf "%s-redis" (include "floodgate.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "floodgate.app.serviceAccountName" -}}
+{{- if .Values.app.serviceAccount.create }}
+{{- default (include "floodgate.app.fullname" .) .Values.app.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.app.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "floodgate.operator.serviceAccountName" -}}
+{{- if .Values.operator.serviceAccount.create }}
+{{- default (include "floodgate.operator.fullname" .) .Values.operator.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.operator.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "floodgate.operator.leaseName" -}}
+{{- default (include "floodgate.operator.fullname" .) .Values.operator.leaderElection.leaseName }}
+{{- end }}
+
+{{/* Image reference; pass (dict "image" .Values.app.image "ctx" $). */}}
+{{- define "floodgate.image" -}}
+{{- printf "%s:%s" .image.repository (default .ctx.Chart.AppVersion .image.tag) }}
+{{- end }}
+
+{{/* Name of the Secret that holds jwt-secret, database-url and redis-url. */}}
+{{- define "floodgate.secretName" -}}
+{{- default (include "floodgate.fullname" .) .Values.secrets.existingSecret }}
+{{- end }}
+
+{{/*
+Environment shared by the app and the operator: the one Redis both must use, and its key
+prefix. The operator writes the runtime config the app reads, so these must never diverge.
+*/}}
+{{- define "floodgate.redisEnv" -}}
+- name: REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "floodgate.secretName" . }}
+      key: {{ .Values.secrets.keys.redisUrl }}
+- name: FLOODGATE_REDIS_PREFIX
+  value: {{ .Values.redisPrefix | quote }}
+{{- end }}
+
+{{/* Environment of the app container (and its migrate init container). */}}
+{{- define "floodgate.app.env" -}}
+- name: FLOODGATE_ENV
+  value: {{ .Values.app.environment | quote }}
+- name: FLOODGATE_LISTEN_ADDR
+  value: {{ printf "0.0.0.0:%d" (int .Values.app.port) | quote }}
+- name: FLOODGATE_REPLICA_ID
+  valueFrom:
+    fieldRef:
+      fieldPath: metadata.name
+- name: RUST_LOG
+  value: {{ .Values.app.logLevel | quote }}
+- name: FLOODGATE_DB_POOL_SIZE
+  value: {{ .Values.app.dbPoolSize | quote }}
+- name: FLOODGATE_REQUEST_TIMEOUT_MS
+  value: {{ .Values.app.requestTimeoutMs | quote }}
+- name: FLOODGATE_MAX_IN_FLIGHT
+  value: {{ .Values.app.maxInFlight | quote }}
+- name: FLOODGATE_SHUTDOWN_DELAY_SECS
+  value: {{ .Values.app.shutdownDelaySeconds | quote }}
+{{- with .Values.app.clientIpHeader }}
+- name: FLOODGATE_CLIENT_IP_HEADER
+  value: {{ . | quote }}
+{{- end }}
+- name: DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "floodgate.secretName" . }}
+      key: {{ .Values.secrets.keys.databaseUrl }}
+- name: FLOODGATE_JWT_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "floodgate.secretName" . }}
+      key: {{ .Values.secrets.keys.jwtSecret }}
+{{ include "floodgate.redisEnv" . }}
+{{- with .Values.app.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+Checks that values.schema.json cannot express (cross-field rules). Included once, from the
+app Deployment, so a bad combination fails the render with a readable message.
+*/}}
+{{- define "floodgate.validate" -}}
+{{- $drain := add .Values.app.preStopSleepSeconds .Values.app.shutdownDelaySeconds (div .Values.app.requestTimeoutMs 1000) }}
+{{- if le (int .Values.app.terminationGracePeriodSeconds) (int $drain) }}
+{{- fail (printf "app.terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds + shutdownDelaySeconds + requestTimeoutMs/1000 (%d), or SIGKILL cuts requests that are still draining" (int .Values.app.terminationGracePeriodSeconds) (int $drain)) }}
+{{- end }}
+{{- if not .Values.secrets.existingSecret }}
+{{- if and (not .Values.postgresql.enabled) (not .Values.secrets.databaseUrl) }}
+{{- fail "postgresql.enabled=false: set secrets.databaseUrl (your managed PostgreSQL) or secrets.existingSecret" }}
+{{- end }}
+{{- if and (not .Values.redis.enabled) (not .Values.secrets.redisUrl) }}
+{{- fail "redis.enabled=false: set secrets.redisUrl (your managed Redis) or secrets.existingSecret" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Default topology spread for a component: zones first, then nodes. */}}
+{{- define "floodgate.topologySpread" -}}
+- maxSkew: 1
+  topologyKey: topology.kubernetes.io/zone
+  whenUnsatisfiable: ScheduleAnyway
+  labelSelector:
+    matchLabels:
+      {{- include "floodgate.selectorLabels" . | nindent 6 }}
+  matchLabelKeys:
+    - pod-template-hash
+- maxSkew: 1
+  topologyKey: kubernetes.io/hostname
+  whenUnsatisfiable: ScheduleAnyway
+  labelSelector:
+    matchLabels:
+      {{- include "floodgate.selectorLabels" . | nindent 6 }}
+  matchLabelKeys:
+    - pod-template-hash
+{{- end }}

@@ -1,0 +1,125 @@
+"""The Dockerfile cannot be built here (no Docker engine), so check what a build would produce:
+one target per binary, each copying the right binary from a builder that builds it, running
+as a non-root user on a shell-less runtime image, with exec-form ENTRYPOINT/CMD."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+
+import pytest
+
+from conftest import CHART, REPO
+
+DOCKERFILE = REPO / "Dockerfile"
+TARGETS = {"app": "floodgate-app", "operator": "floodgate-operator", "loadtest": "floodgate-loadtest"}
+
+
+def instructions(text: str) -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
+    joined = re.sub(r"\\\n", " ", text)
+    out = []
+    for line in joined.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        word, _, rest = line.partition(" ")
+        out.append((word.upper(), rest.strip()))
+    return out
+
+
+def stages() -> dict[str, dict]:
+    args: dict[str, str] = {}
+    result: dict[str, dict] = {}
+    current = None
+    for word, rest in instructions(DOCKERFILE.read_text()):
+        if word == "ARG" and current is None:
+            key, _, value = rest.partition("=")
+            args[key] = value
+        elif word == "FROM":
+            m = re.match(r"(\S+)(?:\s+AS\s+(\S+))?$", rest, re.I)
+            base = re.sub(r"\$\{(\w+)\}", lambda v: args.get(v.group(1), v.group(0)), m.group(1))
+            current = {"base": base, "body": []}
+            result[m.group(2) or f"stage{len(result)}"] = current
+        elif current is not None:
+            current["body"].append((word, rest))
+    return result
+
+
+def resolve_base(all_stages: dict, name: str) -> str:
+    base = all_stages[name]["base"]
+    return resolve_base(all_stages, base) if base in all_stages else base
+
+
+def test_workspace_binaries_exist_under_these_names():
+    for crate, binary in (("app", "floodgate-app"), ("operator", "floodgate-operator"), ("loadtest", "floodgate-loadtest")):
+        manifest = tomllib.loads((REPO / crate / "Cargo.toml").read_text())
+        bins = {b["name"] for b in manifest.get("bin", [])} | {manifest["package"]["name"]}
+        assert binary in bins, f"{crate}/Cargo.toml builds no binary {binary}"
+
+
+def test_builder_builds_every_binary_after_a_dependency_layer():
+    all_stages = stages()
+    body = all_stages["builder"]["body"]
+    runs = [rest for word, rest in body if word == "RUN"]
+    cook = next(i for i, (w, r) in enumerate(body) if w == "RUN" and "cargo chef cook" in r)
+    copy_all = next(i for i, (w, r) in enumerate(body) if w == "COPY" and r.startswith(". "))
+    build = next(i for i, (w, r) in enumerate(body) if w == "RUN" and "cargo build" in r)
+    assert cook < copy_all < build, "dependencies must be cooked before the sources are copied"
+    build_cmd = next(r for r in runs if "cargo build" in r)
+    assert "--release" in build_cmd and "--locked" in build_cmd
+    for binary in TARGETS.values():
+        assert f"--bin {binary}" in build_cmd
+    assert all_stages["planner"]["body"][-1] == ("RUN", "cargo chef prepare --recipe-path recipe.json")
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_runtime_target(target):
+    all_stages = stages()
+    assert target in all_stages, f"no stage named {target}"
+    binary = TARGETS[target]
+    body = all_stages[target]["body"]
+    base = resolve_base(all_stages, target)
+    assert "distroless" in base and base.endswith(":nonroot"), f"{target} runs on {base}"
+    copies = [rest for word, rest in body if word == "COPY"]
+    assert copies == [f"--from=builder /out/{binary} /usr/local/bin/{binary}"], copies
+    users = [rest for word, rest in body if word == "USER"]
+    assert users, f"{target} sets no USER"
+    uid = users[-1].split(":")[0]
+    assert uid not in {"0", "root"} and uid.isdigit(), f"{target} runs as {users[-1]}"
+    # Exec form only: a shell form would need /bin/sh, which the runtime image does not have.
+    entry = [rest for word, rest in body if word == "ENTRYPOINT"]
+    cmd = [rest for word, rest in body if word == "CMD"]
+    assert len(entry) == 1
+    assert json.loads(entry[0]) == [f"/usr/local/bin/{binary}"]
+    for c in cmd:
+        assert isinstance(json.loads(c), list), f"{target}: shell-form CMD {c}"
+    assert not [rest for word, rest in body if word == "RUN"], f"{target}: RUN needs a shell"
+
+
+def test_runtime_user_matches_the_chart():
+    """The chart's pod securityContext uses the same UID as the images."""
+    import yaml
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    for target, component in (("app", "app"), ("operator", "operator")):
+        users = [rest for word, rest in stages()[target]["body"] if word == "USER"]
+        assert users[-1] == f"{values[component]['podSecurityContext']['runAsUser']}:{values[component]['podSecurityContext']['runAsGroup']}"
+        assert values[component]["image"]["repository"] == TARGETS[target]
+
+
+def test_operator_default_command_listens_on_the_metrics_port():
+    import yaml
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    cmd = [rest for word, rest in stages()["operator"]["body"] if word == "CMD"]
+    assert json.loads(cmd[0]) == ["run", "--listen", f"0.0.0.0:{values['operator']['metricsPort']}"]
+
+
+def test_dockerignore_keeps_the_context_small_but_complete():
+    ignored = {line.strip() for line in (REPO / ".dockerignore").read_text().splitlines() if line.strip() and not line.startswith("#")}
+    assert {"target", ".git", ".data"} <= ignored
+    # What the build needs must stay in the context.
+    for needed in ("Cargo.toml", "Cargo.lock", "app", "operator", "loadtest", "crds"):
+        assert needed not in ignored
