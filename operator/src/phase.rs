@@ -1,0 +1,100 @@
+//! Campaign phases from the schedule: Scheduled → Prewarming → Active → Ended. Pure; the
+//! clock is an argument.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use floodgate_crds::v1alpha1::{Phase, Schedule};
+
+/// How often a campaign that commands the Deployment is reconciled.
+pub const ACTIVE_RESYNC: Duration = Duration::from_secs(5);
+
+pub fn phase_at(schedule: &Schedule, now: DateTime<Utc>) -> Phase {
+    let prewarm = chrono::Duration::milliseconds(
+        i64::try_from(schedule.prewarm.as_millis()).unwrap_or(i64::MAX),
+    );
+    let prewarm_from = schedule
+        .starts_at
+        .checked_sub_signed(prewarm)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    if now >= schedule.ends_at {
+        Phase::Ended
+    } else if now >= schedule.starts_at {
+        Phase::Active
+    } else if now >= prewarm_from {
+        Phase::Prewarming
+    } else {
+        Phase::Scheduled
+    }
+}
+
+/// True while the campaign owns the replica count and the Redis settings.
+pub fn commands_resources(phase: Phase) -> bool {
+    matches!(phase, Phase::Prewarming | Phase::Active)
+}
+
+/// When to look again: every 5 s while commanding; a Scheduled campaign wakes when
+/// prewarming starts; an Ended one only on change.
+pub fn next_wake(schedule: &Schedule, phase: Phase, now: DateTime<Utc>) -> Option<Duration> {
+    match phase {
+        Phase::Prewarming | Phase::Active => Some(ACTIVE_RESYNC),
+        Phase::Ended => None,
+        Phase::Scheduled => {
+            let prewarm = chrono::Duration::milliseconds(
+                i64::try_from(schedule.prewarm.as_millis()).unwrap_or(0),
+            );
+            let at = schedule.starts_at - prewarm;
+            Some(
+                (at - now)
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+                    .max(Duration::from_secs(1)),
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use floodgate_crds::Dur;
+
+    fn schedule() -> Schedule {
+        Schedule {
+            starts_at: "2026-12-24T10:00:00Z".parse().expect("time"),
+            ends_at: "2026-12-24T12:00:00Z".parse().expect("time"),
+            prewarm: Dur::from_secs(900),
+        }
+    }
+
+    fn at(s: &str) -> DateTime<Utc> {
+        s.parse().expect("time")
+    }
+
+    #[test]
+    fn phases_follow_the_schedule() {
+        let s = schedule();
+        for (now, phase) in [
+            ("2026-12-24T09:44:59Z", Phase::Scheduled),
+            ("2026-12-24T09:45:00Z", Phase::Prewarming),
+            ("2026-12-24T09:59:59Z", Phase::Prewarming),
+            ("2026-12-24T10:00:00Z", Phase::Active),
+            ("2026-12-24T11:59:59Z", Phase::Active),
+            ("2026-12-24T12:00:00Z", Phase::Ended),
+        ] {
+            assert_eq!(phase_at(&s, at(now)), phase, "{now}");
+        }
+    }
+
+    #[test]
+    fn scheduled_campaign_wakes_when_prewarm_starts() {
+        let s = schedule();
+        let now = at("2026-12-24T09:00:00Z");
+        assert_eq!(
+            next_wake(&s, Phase::Scheduled, now),
+            Some(Duration::from_secs(45 * 60))
+        );
+        assert_eq!(next_wake(&s, Phase::Active, now), Some(ACTIVE_RESYNC));
+        assert_eq!(next_wake(&s, Phase::Ended, now), None);
+    }
+}
