@@ -1,0 +1,127 @@
+//! Access tokens: HS256 JWTs, five minutes, verified statelessly with the algorithm pinned,
+//! issuer and audience checked and a few seconds of clock leeway.
+
+use chrono::Utc;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use super::types::{Role, UserId};
+
+pub const ISSUER: &str = "floodgate";
+pub const AUDIENCE: &str = "floodgate-api";
+pub const ACCESS_TTL_SECS: i64 = 300;
+/// Clock skew tolerated between replicas and clients.
+const LEEWAY_SECS: u64 = 5;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Claims {
+    pub sub: String,
+    pub roles: Vec<Role>,
+    pub iat: i64,
+    pub exp: i64,
+    pub iss: String,
+    pub aud: String,
+}
+
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl JwtKeys {
+    pub fn new(secret: &SecretString) -> Self {
+        let bytes = secret.expose_secret().as_bytes();
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+        validation.leeway = LEEWAY_SECS;
+        Self { encoding: EncodingKey::from_secret(bytes), decoding: DecodingKey::from_secret(bytes), validation }
+    }
+
+    pub fn issue(&self, user: UserId, roles: &[Role]) -> Result<String, jsonwebtoken::errors::Error> {
+        let now = Utc::now().timestamp();
+        let claims = Claims {
+            sub: user.to_string(),
+            roles: roles.to_vec(),
+            iat: now,
+            exp: now + ACCESS_TTL_SECS,
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+        };
+        self.sign(&claims)
+    }
+
+    pub fn sign(&self, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
+        encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+    }
+
+    /// Verifies signature, algorithm, expiry, issuer and audience.
+    pub fn verify(&self, token: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
+        decode::<Claims>(token, &self.decoding, &self.validation).map(|d| d.claims)
+    }
+
+    /// The raw HMAC key, for other signed values (queue passes) derived from the same secret.
+    pub fn encoding_key(&self) -> &EncodingKey {
+        &self.encoding
+    }
+
+    pub fn decoding_key(&self) -> &DecodingKey {
+        &self.decoding
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+
+    fn keys() -> JwtKeys {
+        JwtKeys::new(&SecretString::from("0123456789abcdef0123456789abcdef"))
+    }
+
+    fn claims(exp_offset: i64) -> Claims {
+        let now = Utc::now().timestamp();
+        Claims { sub: "7".into(), roles: vec![Role::Customer], iat: now, exp: now + exp_offset, iss: ISSUER.into(), aud: AUDIENCE.into() }
+    }
+
+    #[test]
+    fn round_trip() {
+        let k = keys();
+        let t = k.issue(UserId(7), &[Role::Seller]).unwrap();
+        let c = k.verify(&t).unwrap();
+        assert_eq!(c.sub, "7");
+        assert_eq!(c.roles, vec![Role::Seller]);
+    }
+
+    #[test]
+    fn expired_beyond_leeway_is_refused() {
+        let k = keys();
+        assert!(k.verify(&k.sign(&claims(-30)).unwrap()).is_err());
+        // within the leeway it still passes
+        assert!(k.verify(&k.sign(&claims(-2)).unwrap()).is_ok());
+    }
+
+    #[test]
+    fn wrong_audience_issuer_or_key_is_refused() {
+        let k = keys();
+        let mut c = claims(60);
+        c.aud = "someone-else".into();
+        assert!(k.verify(&k.sign(&c).unwrap()).is_err());
+        let mut c = claims(60);
+        c.iss = "evil".into();
+        assert!(k.verify(&k.sign(&c).unwrap()).is_err());
+        let other = JwtKeys::new(&SecretString::from("another-secret-another-secret-xx"));
+        assert!(k.verify(&other.sign(&claims(60)).unwrap()).is_err());
+    }
+
+    #[test]
+    fn alg_none_is_refused() {
+        let k = keys();
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"none","typ":"JWT"}"#);
+        let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&claims(60)).unwrap());
+        assert!(k.verify(&format!("{header}.{body}.")).is_err());
+    }
+}

@@ -1,0 +1,26 @@
+//! Accounts and authentication: signup, login, refresh-token rotation with theft detection,
+//! logout, the access-token verifier and the current-user extractor every domain uses.
+
+mod handlers;
+pub mod extract;
+pub mod jwt;
+pub mod password;
+pub mod rate_limit;
+pub mod refresh;
+pub mod store;
+pub mod types;
+
+pub use extract::CurrentUser;
+pub use types::{Email, Role, UserId};
+
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(handlers::signup))
+        .routes(routes!(handlers::login))
+        .routes(routes!(handlers::refresh))
+        .routes(routes!(handlers::logout))
+}

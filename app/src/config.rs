@@ -1,0 +1,151 @@
+//! Process configuration from environment variables (and the same names as flags).
+//!
+//! Every setting has a default that works on a developer's machine with the services that
+//! `make run` starts; only the JWT secret is required, and only in production mode.
+
+use std::{net::SocketAddr, time::Duration};
+
+use clap::{Args, ValueEnum};
+use secrecy::{ExposeSecret, SecretString};
+
+/// The private PostgreSQL that `make run` / `make test` start when none is reachable.
+pub const DEFAULT_DATABASE_URL: &str = "postgres://floodgate:floodgate@127.0.0.1:54329/floodgate";
+/// The private Redis that `make run` / `make test` start when none is reachable.
+pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:63799";
+/// Used only in dev mode, so a fresh checkout runs without any secret set.
+const DEV_JWT_SECRET: &str = "floodgate-dev-only-secret-change-me-0123456789";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Environment {
+    Dev,
+    Production,
+}
+
+#[derive(Clone, Debug, Args)]
+pub struct Settings {
+    /// `production` refuses to start without FLOODGATE_JWT_SECRET.
+    #[arg(long, env = "FLOODGATE_ENV", value_enum, default_value = "dev")]
+    pub env: Environment,
+
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
+    pub database_url: SecretString,
+
+    #[arg(long, env = "REDIS_URL", default_value = DEFAULT_REDIS_URL, hide_env_values = true)]
+    pub redis_url: SecretString,
+
+    /// Prefix of every Redis key (tests use a unique one each for isolation).
+    #[arg(long, env = "FLOODGATE_REDIS_PREFIX", default_value = "fg:")]
+    pub redis_prefix: String,
+
+    /// HS256 key for access tokens and queue passes; at least 32 bytes.
+    #[arg(long, env = "FLOODGATE_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<SecretString>,
+
+    #[arg(long, env = "FLOODGATE_LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    pub listen_addr: SocketAddr,
+
+    /// Maximum PostgreSQL connections of this process.
+    #[arg(long, env = "FLOODGATE_DB_POOL_SIZE", default_value_t = 16)]
+    pub db_pool_size: u32,
+
+    /// How long a request waits for a pooled connection before answering 503.
+    #[arg(long, env = "FLOODGATE_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2_000)]
+    pub db_acquire_timeout_ms: u64,
+
+    /// Whole-request timeout; past it the client gets 503.
+    #[arg(long, env = "FLOODGATE_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    pub request_timeout_ms: u64,
+
+    /// Requests served at once; beyond it requests are shed with 503 + Retry-After.
+    #[arg(long, env = "FLOODGATE_MAX_IN_FLIGHT", default_value_t = 4_096)]
+    pub max_in_flight: usize,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "FLOODGATE_BODY_LIMIT_BYTES", default_value_t = 65_536)]
+    pub body_limit_bytes: usize,
+
+    /// Identifies this process in `fg:config:applied` (a pod sets it to its name).
+    #[arg(long, env = "FLOODGATE_REPLICA_ID")]
+    pub replica_id: Option<String>,
+
+    /// Header carrying the client IP behind a trusted proxy (e.g. `x-forwarded-for`);
+    /// unset means the TCP peer address, which a client cannot forge.
+    #[arg(long, env = "FLOODGATE_CLIENT_IP_HEADER")]
+    pub client_ip_header: Option<String>,
+
+    /// Login and signup attempts per client IP per minute.
+    #[arg(long, env = "FLOODGATE_AUTH_LIMIT_PER_IP", default_value_t = 60)]
+    pub auth_limit_per_ip: u32,
+
+    /// Login and signup attempts per email address per minute.
+    #[arg(long, env = "FLOODGATE_AUTH_LIMIT_PER_EMAIL", default_value_t = 10)]
+    pub auth_limit_per_email: u32,
+
+    /// Largest single wallet charge, in minor units.
+    #[arg(long, env = "FLOODGATE_MAX_CHARGE", default_value_t = 10_000_000)]
+    pub max_charge: i64,
+
+    /// Seconds between SIGTERM (readiness turns false) and closing the listener, so load
+    /// balancers stop routing here before connections are refused.
+    #[arg(long, env = "FLOODGATE_SHUTDOWN_DELAY_SECS", default_value_t = 0)]
+    pub shutdown_delay_secs: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("FLOODGATE_JWT_SECRET is required when FLOODGATE_ENV=production")]
+    MissingJwtSecret,
+    #[error("FLOODGATE_JWT_SECRET must be at least 32 bytes")]
+    ShortJwtSecret,
+    #[error("FLOODGATE_REDIS_PREFIX must be 1-64 characters without spaces, braces or quotes")]
+    BadRedisPrefix,
+}
+
+impl Settings {
+    /// Settings with every default, for tests and tools.
+    pub fn defaults() -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        // Only defaults and the environment; a bad environment is a startup error anyway.
+        Wrapper::parse_from(["floodgate-app"]).settings
+    }
+
+    /// Checks what clap cannot; returns the JWT key to use.
+    pub fn validate(&self) -> Result<SecretString, SettingsError> {
+        let p = &self.redis_prefix;
+        if p.is_empty()
+            || p.len() > 64
+            || p.chars().any(|c| c.is_whitespace() || "{}\"'".contains(c))
+        {
+            return Err(SettingsError::BadRedisPrefix);
+        }
+        let secret = match (&self.jwt_secret, self.env) {
+            (Some(s), _) => s.clone(),
+            (None, Environment::Production) => return Err(SettingsError::MissingJwtSecret),
+            (None, Environment::Dev) => SecretString::from(DEV_JWT_SECRET),
+        };
+        if secret.expose_secret().len() < 32 {
+            return Err(SettingsError::ShortJwtSecret);
+        }
+        Ok(secret)
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    pub fn db_acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_acquire_timeout_ms)
+    }
+
+    pub fn replica_id(&self) -> String {
+        self.replica_id.clone().unwrap_or_else(|| {
+            let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
+            format!("{host}-{}", std::process::id())
+        })
+    }
+}

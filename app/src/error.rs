@@ -1,0 +1,186 @@
+//! The HTTP error type: every failure leaves the app as RFC 9457 `application/problem+json`.
+//!
+//! Handlers and services return [`ApiError`] built from the small constructors below. Server
+//! errors are logged with their cause inside the request span and answered without internal
+//! detail; dependency failures (pool exhausted, database or Redis unreachable) are 503 with
+//! `Retry-After`, never 500.
+
+use std::borrow::Cow;
+
+use axum::{
+    Json,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde::Serialize;
+use serde_json::Value;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+const TYPE_BASE: &str = "https://floodgate.dev/problems/";
+
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    /// Stable slug of the error kind, the last segment of the problem `type` URI.
+    kind: &'static str,
+    detail: Cow<'static, str>,
+    retry_after: Option<u64>,
+    extra: Option<Value>,
+    headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+#[derive(Serialize)]
+struct ProblemBody<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: &'a str,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    extra: Option<&'a Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, kind: &'static str, detail: impl Into<Cow<'static, str>>) -> Self {
+        Self { status, kind, detail: detail.into(), retry_after: None, extra: None, headers: Vec::new() }
+    }
+
+    pub fn bad_request(detail: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad-request", detail)
+    }
+
+    /// The body parsed but a value breaks a rule (too short, out of range, ...).
+    pub fn invalid(field: &str, detail: impl Into<Cow<'static, str>>) -> Self {
+        let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation-failed", detail);
+        e.extra = Some(serde_json::json!({ "field": field }));
+        e
+    }
+
+    pub fn unauthorized(detail: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", detail)
+            .with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"))
+    }
+
+    pub fn forbidden(kind: &'static str, detail: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, kind, detail)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not-found", format!("{what} not found"))
+    }
+
+    pub fn conflict(kind: &'static str, detail: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::CONFLICT, kind, detail)
+    }
+
+    pub fn gone(kind: &'static str, detail: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::GONE, kind, detail)
+    }
+
+    pub fn too_many_requests(retry_after: u64, detail: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, "rate-limited", detail).retry_after(retry_after)
+    }
+
+    pub fn unavailable(detail: impl Into<Cow<'static, str>>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "service-unavailable", detail).retry_after(1)
+    }
+
+    /// A server fault: the cause is logged, the client sees a generic message.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error")
+    }
+
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+
+    pub fn with_extra(mut self, extra: Value) -> Self {
+        self.extra = Some(extra);
+        self
+    }
+
+    pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn kind(&self) -> &'static str {
+        self.kind
+    }
+
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.kind, self.detail)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+/// Builds a problem response; also used for errors produced outside handlers (rejections,
+/// timeouts, load shedding, panics).
+pub fn problem_response(status: StatusCode, kind: &str, detail: &str, extra: Option<&Value>) -> Response {
+    let title = status.canonical_reason().unwrap_or("Error");
+    let body = ProblemBody { kind: format!("{TYPE_BASE}{kind}"), title, status: status.as_u16(), detail, extra };
+    let mut res = (status, Json(body)).into_response();
+    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    res
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut res = problem_response(self.status, self.kind, &self.detail, self.extra.as_ref());
+        let headers = res.headers_mut();
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        for (name, value) in self.headers {
+            headers.insert(name, value);
+        }
+        res
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    fn from(e: sqlx::Error) -> Self {
+        match &e {
+            sqlx::Error::PoolTimedOut => {
+                tracing::warn!("database pool exhausted");
+                Self::unavailable("the database is busy; retry shortly")
+            }
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed | sqlx::Error::Protocol(_) => {
+                tracing::warn!(error = %e, "database unreachable");
+                Self::unavailable("the database is unavailable; retry shortly")
+            }
+            sqlx::Error::RowNotFound => Self::not_found("resource"),
+            _ => Self::internal(e),
+        }
+    }
+}
+
+impl From<redis::RedisError> for ApiError {
+    fn from(e: redis::RedisError) -> Self {
+        tracing::warn!(error = %e, "redis call failed");
+        Self::unavailable("a backing service is unavailable; retry shortly")
+    }
+}
+
+/// The name of the unique or check constraint a database error violated, if any.
+pub fn violated_constraint(e: &sqlx::Error) -> Option<&str> {
+    match e {
+        sqlx::Error::Database(db) => db.constraint(),
+        _ => None,
+    }
+}

@@ -1,0 +1,92 @@
+//! The HTTP surface: routes of every domain under `/api/v1`, operations routes, the OpenAPI
+//! document and the tower stack around them.
+
+pub mod client_ip;
+mod layers;
+mod ops;
+
+use std::time::Duration;
+
+use axum::{Router, extract::DefaultBodyLimit, middleware};
+use tower::ServiceBuilder;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    trace::TraceLayer,
+};
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
+};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Floodgate API", version = "1", description = "Commerce and ticketing under a traffic flood. Errors are RFC 9457 problem+json."),
+    modifiers(&BearerAuth),
+    tags(
+        (name = "auth", description = "Signup, login, refresh-token rotation, logout"),
+        (name = "users", description = "The signed-in user"),
+        (name = "admin", description = "Operational views for admins"),
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+        );
+    }
+}
+
+/// Every API route, with its OpenAPI description.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .nest("/api/v1", crate::auth::routes().merge(crate::users::routes()).merge(crate::admin::routes()))
+}
+
+/// The OpenAPI document, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().split_for_parts().1
+}
+
+pub fn router(state: AppState) -> Router {
+    let settings = &state.settings;
+    let (api, doc) = api_routes().split_for_parts();
+    // API routes shed load and time out; operations routes do neither, so /livez and
+    // /metrics answer even when the API is saturated.
+    let api = api
+        .layer(
+            ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(layers::tower_error))
+                .load_shed()
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(settings.max_in_flight))
+                .timeout(settings.request_timeout()),
+        )
+        .layer(DefaultBodyLimit::max(settings.body_limit_bytes));
+
+    Router::new()
+        .merge(api)
+        .merge(ops::routes())
+        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
+        .route_layer(middleware::from_fn(layers::remember_route))
+        .fallback(layers::no_route)
+        .layer(middleware::from_fn_with_state(state.clone(), layers::track))
+        .layer(middleware::map_response(layers::ensure_problem))
+        .layer(CatchPanicLayer::custom(layers::panic_problem))
+        .layer(TraceLayer::new_for_http().make_span_with(layers::request_span))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .with_state(state)
+}
+
+/// Idle keep-alive connections are closed after this long by graceful shutdown at the latest.
+pub const DRAIN_GRACE: Duration = Duration::from_secs(30);

@@ -1,0 +1,16 @@
+//! floodgate-app: the Floodgate commerce and ticketing API.
+//!
+//! The binary is a thin CLI over this library (`serve`, `migrate`, `seed`, `admin`). Each
+//! domain lives in its own module with its routes, rules and SQL; `platform` holds the
+//! infrastructure they share and `http` assembles the router.
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod platform;
+pub mod seed;
+pub mod server;
+pub mod state;
+pub mod users;

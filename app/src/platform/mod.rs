@@ -1,0 +1,7 @@
+//! Infrastructure every domain uses: the PostgreSQL pool and migrations, the Redis
+//! connection, metrics, the runtime-config reader and background-task plumbing.
+
+pub mod db;
+pub mod metrics;
+pub mod redis;
+pub mod runtime_config;

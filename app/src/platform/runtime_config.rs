@@ -1,0 +1,129 @@
+//! The runtime-config reader (ARCHITECTURE.md, "Runtime configuration").
+//!
+//! Reads `<prefix>config`, applies a new version on a `<prefix>config:changed` message or at
+//! the latest on the next 2-second poll (pub/sub drops messages while disconnected), swaps
+//! the parsed document atomically so requests read it without a lock, rejects an invalid
+//! document whole (keeping the last good one) and records what it applied in
+//! `<prefix>config:applied` and the `floodgate_runtime_config_version` gauge.
+
+use std::{sync::Arc, time::Duration};
+
+use arc_swap::ArcSwap;
+use floodgate_crds::runtime::{APPLIED_KEY, CHANGED_CHANNEL, CONFIG_KEY, RuntimeConfig};
+use futures::StreamExt;
+use redis::AsyncCommands;
+use tokio::sync::{Notify, watch};
+
+use super::{metrics::Metrics, redis::Redis};
+
+pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// The config in force; cloning the handle shares it.
+#[derive(Clone, Default)]
+pub struct RuntimeConfigHandle(Arc<ArcSwap<RuntimeConfig>>);
+
+impl RuntimeConfigHandle {
+    pub fn get(&self) -> Arc<RuntimeConfig> {
+        self.0.load_full()
+    }
+
+    fn set(&self, cfg: RuntimeConfig) {
+        self.0.store(Arc::new(cfg));
+    }
+}
+
+/// What one poll did, for logs and tests.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PollOutcome {
+    Unchanged,
+    Applied(u64),
+    Rejected,
+    /// The document disappeared: back to built-in defaults.
+    Defaults,
+}
+
+pub struct Reader {
+    handle: RuntimeConfigHandle,
+    redis: Redis,
+    metrics: Arc<Metrics>,
+    replica_id: String,
+    /// The raw document last looked at (applied or rejected), so an unchanged or
+    /// already-rejected document is neither re-parsed nor re-logged every poll.
+    last_raw: Option<String>,
+}
+
+impl Reader {
+    pub fn new(handle: RuntimeConfigHandle, redis: Redis, metrics: Arc<Metrics>, replica_id: String) -> Self {
+        Self { handle, redis, metrics, replica_id, last_raw: None }
+    }
+
+    pub async fn poll_once(&mut self) -> redis::RedisResult<PollOutcome> {
+        let mut conn = self.redis.conn();
+        let raw: Option<String> = conn.get(self.redis.key(CONFIG_KEY)).await?;
+        let outcome = if raw == self.last_raw {
+            PollOutcome::Unchanged
+        } else {
+            match raw.as_deref() {
+                None => {
+                    self.handle.set(RuntimeConfig::default());
+                    tracing::info!("runtime config document removed; using built-in defaults");
+                    PollOutcome::Defaults
+                }
+                Some(json) => match RuntimeConfig::parse(json) {
+                    Ok(cfg) => {
+                        let version = cfg.version;
+                        self.handle.set(cfg);
+                        tracing::info!(version, "applied runtime config");
+                        PollOutcome::Applied(version)
+                    }
+                    Err(e) => {
+                        self.metrics.runtime_config_rejected.inc();
+                        tracing::warn!(error = %e, kept_version = self.handle.get().version, "rejected runtime config");
+                        PollOutcome::Rejected
+                    }
+                },
+            }
+        };
+        self.last_raw = raw;
+        let version = self.handle.get().version;
+        self.metrics.runtime_config_version.set(i64::try_from(version).unwrap_or(i64::MAX));
+        let _: () = conn.hset(self.redis.key(APPLIED_KEY), &self.replica_id, version).await?;
+        Ok(outcome)
+    }
+
+    /// Polls every [`POLL_INTERVAL`] and whenever a change is announced, until `shutdown`.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let notify = Arc::new(Notify::new());
+        let listener = tokio::spawn(listen(self.redis.clone(), notify.clone()));
+        loop {
+            if let Err(e) = self.poll_once().await {
+                tracing::debug!(error = %e, "runtime config poll failed; keeping current config");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(POLL_INTERVAL) => {}
+                _ = notify.notified() => {}
+                _ = shutdown.changed() => break,
+            }
+        }
+        listener.abort();
+    }
+}
+
+/// Wakes the reader on every change announcement; reconnects when the subscription drops.
+async fn listen(redis: Redis, notify: Arc<Notify>) {
+    let channel = redis.key(CHANGED_CHANNEL);
+    loop {
+        match redis.client().get_async_pubsub().await {
+            Ok(mut pubsub) => {
+                if pubsub.subscribe(&channel).await.is_ok() {
+                    let mut messages = pubsub.on_message();
+                    while messages.next().await.is_some() {
+                        notify.notify_one();
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "runtime config subscription failed"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

@@ -1,0 +1,100 @@
+//! Building the state, starting background loops, serving and draining.
+
+use std::{
+    net::SocketAddr,
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use tokio::{net::TcpListener, sync::watch};
+
+use crate::{
+    auth::{jwt::JwtKeys, password},
+    config::Settings,
+    http,
+    platform::{db, metrics::Metrics, redis::Redis, runtime_config::{Reader, RuntimeConfigHandle}},
+    state::{AppState, Inner},
+};
+
+/// Builds the state from settings and an existing pool (tests pass their own database).
+pub fn build_state(settings: Settings, db: sqlx::PgPool) -> anyhow::Result<AppState> {
+    let secret = settings.validate()?;
+    let redis = Redis::connect(&settings)?;
+    Ok(AppState::new(Inner {
+        jwt: JwtKeys::new(&secret),
+        db,
+        redis,
+        metrics: Arc::new(Metrics::new()),
+        runtime: RuntimeConfigHandle::default(),
+        draining: false.into(),
+        dummy_hash: password::dummy_hash(),
+        settings,
+    }))
+}
+
+/// Background loops of one replica; they stop when `shutdown` flips to true.
+pub fn spawn_background(state: &AppState, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+    let reader = Reader::new(state.runtime.clone(), state.redis.clone(), state.metrics.clone(), state.settings.replica_id());
+    vec![tokio::spawn(reader.run(shutdown))]
+}
+
+/// Serves on `listener` until `shutdown` flips, then drains in-flight requests.
+pub async fn serve_on(state: AppState, listener: TcpListener, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+    let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let delay = Duration::from_secs(state.settings.shutdown_delay_secs);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+            state.draining.store(true, Ordering::Relaxed);
+            tracing::info!(delay_secs = delay.as_secs(), "draining: readiness is false");
+            tokio::time::sleep(delay).await;
+        })
+        .await
+}
+
+/// `floodgate-app serve`: migrate, start loops, serve until SIGTERM/SIGINT.
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let pool = db::pool(&settings)?;
+    db::migrate_with_retry(&pool, 30).await?;
+    let state = build_state(settings, pool)?;
+    let listener = TcpListener::bind(state.settings.listen_addr).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let tasks = spawn_background(&state, stop_rx.clone());
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        startup_ms = started.elapsed().as_millis() as u64,
+        "floodgate-app listening"
+    );
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    serve_on(state.clone(), listener, stop_rx).await?;
+    for t in tasks {
+        t.abort();
+    }
+    state.db.close().await;
+    tracing::info!("floodgate-app stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received");
+}

@@ -1,0 +1,78 @@
+//! The signed-in user's profile and becoming a seller.
+
+use axum::{Json, extract::State};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{
+    auth::{CurrentUser, Role, UserId, store, types::parse_name},
+    error::{ApiError, ApiResult},
+    state::AppState,
+};
+
+#[derive(Serialize, ToSchema)]
+pub struct UserView {
+    pub id: UserId,
+    pub email: String,
+    pub name: String,
+    pub roles: Vec<Role>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl From<store::UserRow> for UserView {
+    fn from(u: store::UserRow) -> Self {
+        let roles = u.roles();
+        Self { id: u.user_id, email: u.email, name: u.name, roles, created_at: u.created_at }
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct BecomeSellerRequest {
+    #[schema(example = "Kim's Goods")]
+    pub display_name: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct BecomeSellerResponse {
+    pub user: UserView,
+    /// A fresh access token carrying the new role (the old one still says customer).
+    pub access_token: String,
+}
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(me)).routes(routes!(become_seller))
+}
+
+/// The signed-in user's profile and roles.
+#[utoipa::path(get, path = "/users/me", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = UserView), (status = 401, content_type = "application/problem+json")))]
+pub async fn me(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<UserView>> {
+    let row = store::by_id(&state.db, user.id).await?.ok_or_else(|| ApiError::not_found("user"))?;
+    Ok(Json(row.into()))
+}
+
+/// Register as a seller (idempotent; the display name is updated on repeat).
+#[utoipa::path(post, path = "/users/me/seller", tag = "users", security(("bearer" = [])), request_body = BecomeSellerRequest,
+    responses((status = 200, body = BecomeSellerResponse), (status = 422, content_type = "application/problem+json")))]
+pub async fn become_seller(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Json(req): Json<BecomeSellerRequest>,
+) -> ApiResult<Json<BecomeSellerResponse>> {
+    let display_name = parse_name(&req.display_name, "display_name").map_err(|m| ApiError::invalid("display_name", m))?;
+    let mut tx = state.db.begin().await?;
+    let row = store::grant_role(&mut *tx, user.id, Role::Seller).await?.ok_or_else(|| ApiError::not_found("user"))?;
+    sqlx::query(
+        "insert into sellers (user_id, display_name) values ($1, $2)
+         on conflict (user_id) do update set display_name = excluded.display_name",
+    )
+    .bind(user.id)
+    .bind(&display_name)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    let access_token = state.jwt.issue(row.user_id, &row.roles()).map_err(ApiError::internal)?;
+    Ok(Json(BecomeSellerResponse { user: row.into(), access_token }))
+}

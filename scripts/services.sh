@@ -1,0 +1,122 @@
+#!/usr/bin/env bash
+# Makes sure PostgreSQL and Redis answer at DATABASE_URL and REDIS_URL.
+#
+# When one does not answer and the URL points at this machine, installs the server from the
+# system packages (apt) if needed and starts a private instance with its data in .data/.
+# Safe to rerun: running instances are left alone, existing data is kept.
+#
+#   scripts/services.sh up      ensure both are running (default)
+#   scripts/services.sh down    stop the private instances started here
+#   scripts/services.sh env     print the export lines for the URLs in use
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+DATA=${FLOODGATE_DATA_DIR:-$ROOT/.data}
+DATABASE_URL=${DATABASE_URL:-postgres://floodgate:floodgate@127.0.0.1:54329/floodgate}
+REDIS_URL=${REDIS_URL:-redis://127.0.0.1:63799}
+
+log() { printf '[services] %s\n' "$*" >&2; }
+die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else die "need root to run: $*"; fi
+}
+
+APT_UPDATED=""
+apt_install() {
+  command -v apt-get >/dev/null || die "apt-get not found; install $* yourself"
+  if [ -z "$APT_UPDATED" ]; then as_root apt-get update -qq; APT_UPDATED=1; fi
+  log "installing $* from the system packages"
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+
+# host and port of a URL like scheme://user:pass@host:port/db
+url_host() { local r=${1#*://}; r=${r#*@}; r=${r%%/*}; echo "${r%%:*}"; }
+url_port() { local r=${1#*://}; r=${r#*@}; r=${r%%/*}; case $r in *:*) echo "${r##*:}";; *) echo "$2";; esac; }
+url_user() { local r=${1#*://}; case $r in *@*) r=${r%%@*}; echo "${r%%:*}";; *) echo postgres;; esac; }
+url_db()   { local r=${1#*://}; r=${r#*/}; echo "${r%%\?*}"; }
+is_local() { case $1 in 127.*|localhost|::1) return 0;; *) return 1;; esac; }
+
+pg_bin() {
+  local d
+  for d in /usr/lib/postgresql/*/bin; do [ -x "$d/initdb" ] && { echo "$d"; return; }; done
+  return 1
+}
+
+pg_up() {
+  local host port user db bin pgdata owner run
+  host=$(url_host "$DATABASE_URL"); port=$(url_port "$DATABASE_URL" 5432)
+  user=$(url_user "$DATABASE_URL"); db=$(url_db "$DATABASE_URL")
+  command -v pg_isready >/dev/null || apt_install postgresql-client
+  if pg_isready -q -h "$host" -p "$port"; then log "PostgreSQL answers at $host:$port"; else
+    is_local "$host" || die "PostgreSQL at $host:$port does not answer (not a local address, so not starting one)"
+    bin=$(pg_bin) || { apt_install postgresql; bin=$(pg_bin) || die "postgresql installed but initdb not found"; }
+    pgdata=$DATA/postgres; run=$DATA/run
+    owner=$(id -un)
+    if [ "$(id -u)" -eq 0 ]; then
+      # PostgreSQL refuses to run as root: run it as the packaged 'postgres' user.
+      id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /usr/sbin/nologin postgres
+      owner=postgres
+      mkdir -p "$DATA"
+      if ! runuser -u postgres -- test -x "$DATA"; then
+        # the checkout is not reachable by that user (e.g. under /root): keep the data elsewhere
+        DATA=/var/lib/floodgate/$(printf '%s' "$ROOT" | cksum | cut -d' ' -f1)
+        pgdata=$DATA/postgres; run=$DATA/run
+        log "checkout not readable by 'postgres'; PostgreSQL data goes to $DATA"
+      fi
+    fi
+    mkdir -p "$pgdata" "$run"
+    [ "$owner" = "$(id -un)" ] || chown "$owner" "$pgdata" "$run"
+    runpg() { if [ "$owner" = "$(id -un)" ]; then "$@"; else runuser -u "$owner" -- "$@"; fi; }
+    if [ ! -s "$pgdata/PG_VERSION" ]; then
+      log "initialising a private PostgreSQL in $pgdata"
+      runpg "$bin/initdb" -D "$pgdata" -U "$user" --auth=trust -E UTF8 --locale=C.UTF-8 >/dev/null
+    fi
+    log "starting PostgreSQL on $host:$port"
+    runpg "$bin/pg_ctl" -D "$pgdata" -l "$pgdata/server.log" -w -t 60 \
+      -o "-p $port -k $run -c listen_addresses=$host -c max_connections=500 -c shared_buffers=256MB" start >/dev/null \
+      || { tail -20 "$pgdata/server.log" >&2; die "PostgreSQL did not start"; }
+    echo "$pgdata" > "$ROOT/.data/postgres.path" 2>/dev/null || true
+  fi
+  if ! psql -h "$host" -p "$port" -U "$user" -d postgres -tAc "select 1 from pg_database where datname = '$db'" 2>/dev/null | grep -q 1; then
+    log "creating database $db"
+    psql -h "$host" -p "$port" -U "$user" -d postgres -qc "create database \"$db\"" >/dev/null
+  fi
+}
+
+redis_up() {
+  local host port dir
+  host=$(url_host "$REDIS_URL"); port=$(url_port "$REDIS_URL" 6379)
+  command -v redis-cli >/dev/null || apt_install redis-tools
+  if [ "$(redis-cli -h "$host" -p "$port" ping 2>/dev/null)" = "PONG" ]; then log "Redis answers at $host:$port"; return; fi
+  is_local "$host" || die "Redis at $host:$port does not answer (not a local address, so not starting one)"
+  command -v redis-server >/dev/null || apt_install redis-server
+  dir=$DATA/redis; mkdir -p "$dir"
+  log "starting a private Redis on $host:$port (data in $dir)"
+  # noeviction: queue and stock-gate keys must never be evicted silently
+  redis-server --bind "$host" --port "$port" --daemonize yes --dir "$dir" \
+    --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save "" --appendonly no \
+    --maxmemory-policy noeviction
+  for _ in $(seq 1 50); do
+    [ "$(redis-cli -h "$host" -p "$port" ping 2>/dev/null)" = "PONG" ] && return
+    sleep 0.1
+  done
+  die "Redis did not start; see $dir/redis.log"
+}
+
+down() {
+  local pgdata bin
+  pgdata=$(cat "$DATA/postgres.path" 2>/dev/null || echo "$DATA/postgres")
+  if [ -s "$pgdata/postmaster.pid" ] && bin=$(pg_bin); then
+    if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$bin/pg_ctl" -D "$pgdata" -m fast stop || true
+    else "$bin/pg_ctl" -D "$pgdata" -m fast stop || true; fi
+  fi
+  if [ -s "$DATA/redis/redis.pid" ]; then kill "$(cat "$DATA/redis/redis.pid")" 2>/dev/null || true; fi
+}
+
+case ${1:-up} in
+  up) mkdir -p "$DATA"; pg_up; redis_up ;;
+  down) down ;;
+  env) echo "export DATABASE_URL=$DATABASE_URL"; echo "export REDIS_URL=$REDIS_URL" ;;
+  *) die "usage: $0 [up|down|env]" ;;
+esac
