@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The one test command (`make test`, and CI through .ci/run): starts or finds PostgreSQL and
+# Redis, then runs every test of the workspace against them, then the offline chart tests.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+export DATABASE_URL=${DATABASE_URL:-postgres://floodgate:floodgate@127.0.0.1:54329/floodgate}
+export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:63799}
+export RUST_LOG=${RUST_LOG:-warn}
+export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
+
+bash scripts/services.sh up
+
+command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs) first" >&2; exit 1; }
+
+status=0
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --no-fail-fast "$@" || status=$?
+else
+  cargo test --workspace --no-fail-fast "$@" || status=$?
+fi
+
+if [ -f scripts/chart-tests.sh ]; then
+  bash scripts/chart-tests.sh || status=$?
+fi
+exit $status
