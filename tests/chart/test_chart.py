@@ -734,3 +734,22 @@ def test_names_follow_the_release(chart):
     assert ("Deployment", "shop-a-floodgate-app") in names
     assert ("Deployment", "shop-a-floodgate-operator") in names
     assert all(m.doc["metadata"]["labels"]["app.kubernetes.io/instance"] == "shop-a" for m in manifests)
+
+
+def test_loadtest_dashboard_reads_what_the_load_generator_writes():
+    """Every InfluxDB measurement and tag the Load test dashboard queries is one
+    floodgate-loadtest writes (loadtest/src/output/influx.rs)."""
+    board = json.loads((CHART / "dashboards" / "loadtest.json").read_text())
+    queries = [t["query"] for p in board["panels"] for t in p.get("targets", [])]
+    queries += [v["query"] for v in board["templating"]["list"] if isinstance(v.get("query"), str) and "FROM" in v["query"]]
+    sink = (REPO / "loadtest" / "src" / "output" / "influx.rs").read_text()
+    written = set(re.findall(r'point\(\s*"([a-z_]+)"', sink))
+    tag_lists = re.findall(r"tags\s*=\s*\[(.*?)\];", sink, re.S)
+    tags = {t for block in tag_lists for t in re.findall(r'\(\s*"([a-z_]+)"\s*,', block)}
+    assert "scenario" in tags and "status" in tags, tags
+    assert written, "found no measurement in the load generator's InfluxDB sink"
+    for q in queries:
+        for measurement in re.findall(r'FROM\s+"([a-z_]+)"', q):
+            assert measurement in written, f"{measurement} is not written by floodgate-loadtest"
+        for tag in re.findall(r'(?:AND|GROUP BY time\([^)]*\),|KEY =)\s*"([a-z_]+)"', q):
+            assert tag in tags, f"tag {tag} is not written by floodgate-loadtest"
