@@ -31,6 +31,8 @@ from conftest import (
 # Newest Kubernetes minor kubernetes-validate ships schemas for (pinned in
 # scripts/chart-tests.sh, so this moves only when the pin does).
 K8S_VERSION = kubernetes_validate.latest_version()
+# The oldest Kubernetes the chart supports (Chart.yaml kubeVersion; preStop `sleep` needs it).
+K8S_MIN_VERSION = "1.30"
 FULL = RELEASE  # release "floodgate" → objects "floodgate", "floodgate-app", ...
 APP = f"{FULL}-app"
 OPERATOR = f"{FULL}-operator"
@@ -193,7 +195,7 @@ MONITORING_SCHEMAS = {
 }
 
 
-def validate_manifest(doc: dict) -> None:
+def validate_manifest(doc: dict, version: str = K8S_VERSION) -> None:
     group = doc["apiVersion"].split("/")[0] if "/" in doc["apiVersion"] else ""
     if group == "floodgate.dev":
         validate_custom(doc)
@@ -203,7 +205,7 @@ def validate_manifest(doc: dict) -> None:
     else:
         # strict: unknown fields are errors. A kind without a schema raises
         # SchemaNotFoundError, which fails the test (nothing is skipped).
-        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+        kubernetes_validate.validate(doc, version, strict=True)
 
 
 # ---------------------------------------------------------------------------------------
@@ -213,19 +215,20 @@ def validate_manifest(doc: dict) -> None:
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_lint_reports_nothing(scenario):
-    report = helm_python.lint(str(CHART), SCENARIOS[scenario], strict=True, namespace=NAMESPACE)
+    report = helm_python.lint(str(CHART), SCENARIOS[scenario], strict=True, namespace=NAMESPACE, kube_version=f"v{K8S_MIN_VERSION}.0")
     assert report["errors"] == []
     assert [m for m in report["messages"] if m["severity"] >= 2] == [], report["messages"]
 
 
+@pytest.mark.parametrize("version", [K8S_MIN_VERSION, K8S_VERSION])
 @pytest.mark.parametrize("scenario", SCENARIOS)
-def test_every_manifest_validates(rendered, scenario):
+def test_every_manifest_validates(rendered, scenario, version):
     manifests = rendered[scenario]
     assert len(manifests) >= 8
     for m in manifests:
         assert m.doc["metadata"].get("namespace", NAMESPACE) in (NAMESPACE,), m
         try:
-            validate_manifest(m.doc)
+            validate_manifest(m.doc, version)
         except Exception as e:  # name the object in the failure
             raise AssertionError(f"{m}: {getattr(e, 'message', e)}") from e
 
@@ -254,11 +257,12 @@ def test_selectors_match_their_pods(rendered, scenario):
             assert m.doc["spec"]["selector"]["matchLabels"].items() <= pods[APP].items()
 
 
-def test_crd_manifests_validate():
+@pytest.mark.parametrize("version", [K8S_MIN_VERSION, K8S_VERSION])
+def test_crd_manifests_validate(version):
     crds = sorted((CHART / "crds").glob("*.yaml"))
     assert crds, "charts/floodgate/crds/ holds no CRD"
     for path in crds:
-        kubernetes_validate.validate(yaml.safe_load(path.read_text()), K8S_VERSION, strict=True)
+        kubernetes_validate.validate(yaml.safe_load(path.read_text()), version, strict=True)
 
 
 @pytest.mark.parametrize("example", sorted((CHART / "examples").glob("*.yaml")), ids=lambda p: p.name)
@@ -753,3 +757,19 @@ def test_loadtest_dashboard_reads_what_the_load_generator_writes():
             assert measurement in written, f"{measurement} is not written by floodgate-loadtest"
         for tag in re.findall(r'(?:AND|GROUP BY time\([^)]*\),|KEY =)\s*"([a-z_]+)"', q):
             assert tag in tags, f"tag {tag} is not written by floodgate-loadtest"
+
+
+def test_operator_environment_is_read_by_the_operator(rendered):
+    """Every variable the chart sets on the operator is one its code reads (a typo or a
+    renamed flag would otherwise be silently ignored)."""
+    op = container(one(rendered["default"], "Deployment", OPERATOR), "operator")
+    src = "\n".join(p.read_text() for p in (REPO / "operator" / "src").rglob("*.rs"))
+    for name in env_of(op):
+        if name == "RUST_LOG":  # read by tracing-subscriber's EnvFilter
+            continue
+        assert f'"{name}"' in src, f"operator/src never reads {name}"
+
+
+def test_chart_kube_version_floor_matches_the_tests():
+    meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    assert meta["kubeVersion"] == f">={K8S_MIN_VERSION}.0-0"
