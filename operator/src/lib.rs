@@ -6,5 +6,7 @@
 //! observe → decide (pure, in [`scaling`], [`phase`] and [`merge`]) → act → status.
 
 pub mod crd;
+pub mod merge;
+pub mod observe;
 pub mod phase;
 pub mod scaling;

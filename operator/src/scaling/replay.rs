@@ -26,7 +26,14 @@ fn replay() -> Vec<(u64, u64, u32, bool)> {
     for t in (0..=1200).step_by(5) {
         let now = 1_000_000 + t * 1000;
         let waiting = waiting_at(t);
-        let input = Input { now, current, signals: Signals { waiting: Some(waiting), latency: Latency::P95Ms(120.0) } };
+        let input = Input {
+            now,
+            current,
+            signals: Signals {
+                waiting: Some(waiting),
+                latency: Latency::P95Ms(120.0),
+            },
+        };
         let d = decide(&p, &input, &mut h);
         h.record_change(now, current, d.desired);
         current = d.desired;
@@ -38,21 +45,66 @@ fn replay() -> Vec<(u64, u64, u32, bool)> {
 /// (t seconds, expected replicas, expected panic, the rule that explains it)
 const EXPECTED: &[(u64, u32, bool, &str)] = &[
     (0, 2, false, "empty queue: minReplicas"),
-    (5, 10, true, "50,000 waiting wants 25, a 12x burst: panic; step max(2+8, 2x2) = 10"),
-    (10, 10, true, "still inside the 15 s period that started at 2"),
+    (
+        5,
+        10,
+        true,
+        "50,000 waiting wants 25, a 12x burst: panic; step max(2+8, 2x2) = 10",
+    ),
+    (
+        10,
+        10,
+        true,
+        "still inside the 15 s period that started at 2",
+    ),
     (15, 10, true, "the change at t=5 is 10 s old: same period"),
     (20, 20, true, "new period from 10: max(10+8, 2x10) = 20"),
     (30, 20, true, "inside that period"),
     (35, 40, true, "period from 20: 40, capped at maxReplicas"),
-    (90, 40, true, "last burst at t=35 (48 wanted vs 2x20), panic holds 10 x 6 s"),
+    (
+        90,
+        40,
+        true,
+        "last burst at t=35 (48 wanted vs 2x20), panic holds 10 x 6 s",
+    ),
     (95, 40, false, "panic over; the queue still wants 48 > max"),
-    (475, 40, false, "t=175: 72,500 is within 10 % of 40 x 2000, so tolerance said 40, still in the 300 s window"),
-    (480, 36, false, "highest in [180, 480] is t=180's 71,666 / 2000 = 36"),
-    (610, 25, false, "queue empty, but t=310's 50,000 / 2000 = 25 is in the window"),
+    (
+        475,
+        40,
+        false,
+        "t=175: 72,500 is within 10 % of 40 x 2000, so tolerance said 40, still in the 300 s window",
+    ),
+    (
+        480,
+        36,
+        false,
+        "highest in [180, 480] is t=180's 71,666 / 2000 = 36",
+    ),
+    (
+        610,
+        25,
+        false,
+        "queue empty, but t=310's 50,000 / 2000 = 25 is in the window",
+    ),
     (670, 20, false, "t=370's 40,000 / 2000 = 20"),
-    (780, 20, false, "latency wanted ceil(40 x 120/250) = 20 while at 40, until t=475"),
-    (785, 18, false, "t=485's latency recommendation ceil(36 x 0.48) = 18"),
-    (1200, 7, false, "draining on latency alone, each step delayed by the 300 s window"),
+    (
+        780,
+        20,
+        false,
+        "latency wanted ceil(40 x 120/250) = 20 while at 40, until t=475",
+    ),
+    (
+        785,
+        18,
+        false,
+        "t=485's latency recommendation ceil(36 x 0.48) = 18",
+    ),
+    (
+        1200,
+        7,
+        false,
+        "draining on latency alone, each step delayed by the 300 s window",
+    ),
 ];
 
 #[test]
@@ -60,7 +112,11 @@ fn ticket_opening_follows_the_expected_replica_curve() {
     let curve = replay();
     for (t, replicas, panic, why) in EXPECTED {
         let row = curve.iter().find(|r| r.0 == *t).expect("row");
-        assert_eq!((row.2, row.3), (*replicas, *panic), "t={t}s ({why}): got {row:?}");
+        assert_eq!(
+            (row.2, row.3),
+            (*replicas, *panic),
+            "t={t}s ({why}): got {row:?}"
+        );
     }
     // Up while the queue grows, then down, never back up.
     let peak = curve.iter().position(|r| r.2 == 40).expect("reaches max");
@@ -69,7 +125,10 @@ fn ticket_opening_follows_the_expected_replica_curve() {
     // Scale-down is gradual: never more than max(2 pods, 20 %) in any 60 s.
     for (i, r) in curve.iter().enumerate() {
         if let Some(later) = curve.get(i + 12) {
-            assert!(r.2 - later.2.min(r.2) <= 2u32.max(r.2 / 5), "too fast from {r:?} to {later:?}");
+            assert!(
+                r.2 - later.2.min(r.2) <= 2u32.max(r.2 / 5),
+                "too fast from {r:?} to {later:?}"
+            );
         }
     }
 }

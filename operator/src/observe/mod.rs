@@ -1,0 +1,170 @@
+//! Observe: the signals a decision needs — queue depth, the app's p95 — read from the app's
+//! `/metrics`, Prometheus or Redis. Failures become "unavailable" signals (the decision's
+//! fallback handles them), never reconcile errors: a campaign must keep scaling when a
+//! metrics endpoint blinks.
+
+pub mod depth;
+pub mod exposition;
+pub mod p95;
+pub mod prometheus;
+
+use std::collections::BTreeMap;
+
+use floodgate_crds::Dur;
+use futures::future::join_all;
+
+use self::{depth::QueueDepthSource, exposition::Sample, p95::Buckets, p95::LatencyWindow};
+use crate::scaling::{Latency, Millis, Signals};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObserveError {
+    #[error("no app pod to scrape")]
+    NoTargets,
+    #[error("scraping the app failed: {0}")]
+    Scrape(String),
+    #[error("the app does not export {0}")]
+    MissingMetric(&'static str),
+    #[error("Prometheus query failed: {0}")]
+    Prometheus(String),
+    #[error("reading queue depth from Redis failed: {0}")]
+    Redis(String),
+}
+
+/// One resync's scrape of every app pod that answered.
+#[derive(Clone, Debug, Default)]
+pub struct AppScrape {
+    pub pods: Vec<Vec<Sample>>,
+}
+
+impl AppScrape {
+    pub fn exports(&self, name: &str) -> bool {
+        self.pods.iter().flatten().any(|s| s.name == name)
+    }
+
+    /// A per-queue gauge, the maximum over pods (each reports the shared Redis count).
+    pub fn queue_gauge(&self, name: &str, queue_id: &str) -> Option<f64> {
+        self.pods
+            .iter()
+            .filter_map(|pod| exposition::gauge(pod, name, "queue", queue_id))
+            .reduce(f64::max)
+    }
+
+    /// The latency histogram summed over pods.
+    pub fn buckets(&self) -> Buckets {
+        let mut b = Buckets::default();
+        for pod in &self.pods {
+            b.add_samples(pod);
+        }
+        b
+    }
+}
+
+/// Scrapes every URL concurrently; succeeds when at least one answered.
+pub async fn scrape(http: &reqwest::Client, urls: &[String]) -> Result<AppScrape, ObserveError> {
+    if urls.is_empty() {
+        return Err(ObserveError::NoTargets);
+    }
+    let results = join_all(urls.iter().map(|url| async move {
+        let resp = http
+            .get(url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| format!("{url}: {e}"))?;
+        let text = resp.text().await.map_err(|e| format!("{url}: {e}"))?;
+        exposition::parse(&text).map_err(|e| format!("{url}: {e}"))
+    }))
+    .await;
+    let mut scrape = AppScrape::default();
+    let mut first_error = None;
+    for r in results {
+        match r {
+            Ok(samples) => scrape.pods.push(samples),
+            Err(e) => first_error = first_error.or(Some(e)),
+        }
+    }
+    if scrape.pods.is_empty() {
+        return Err(ObserveError::Scrape(first_error.unwrap_or_default()));
+    }
+    Ok(scrape)
+}
+
+/// Where to read latency from.
+pub enum LatencySource<'a> {
+    Prometheus { url: &'a str },
+    Scrape,
+}
+
+pub struct Observed {
+    pub signals: Signals,
+    pub waiting_by_queue: BTreeMap<String, u64>,
+    /// This resync's scrape (empty when it failed), for QueueConfig statuses.
+    pub scrape: AppScrape,
+    /// What failed, for the MetricsAvailable condition.
+    pub problems: Vec<String>,
+}
+
+/// Reads every signal of one campaign. `window` holds the campaign's histogram snapshots.
+#[allow(clippy::too_many_arguments)]
+pub async fn observe(
+    http: &reqwest::Client,
+    scrape_urls: &[String],
+    latency_source: LatencySource<'_>,
+    p95_window: Dur,
+    queue_ids: &[String],
+    depth: &dyn QueueDepthSource,
+    window: &mut LatencyWindow,
+    now: Millis,
+) -> Observed {
+    let mut problems = Vec::new();
+    let scrape = match scrape(http, scrape_urls).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            problems.push(e.to_string());
+            None
+        }
+    };
+    let empty = AppScrape::default();
+    let app = scrape.as_ref().unwrap_or(&empty);
+
+    let mut waiting_by_queue = BTreeMap::new();
+    let mut waiting = Some(0u64);
+    for id in queue_ids {
+        match depth.waiting(id, app).await {
+            Ok(n) => {
+                waiting_by_queue.insert(id.clone(), n);
+                waiting = waiting.map(|w| w.saturating_add(n));
+            }
+            Err(e) => {
+                problems.push(format!("queue {id}: {e}"));
+                waiting = None;
+            }
+        }
+    }
+
+    let latency = match latency_source {
+        LatencySource::Prometheus { url } => match prometheus::p95(http, url, p95_window).await {
+            Ok(l) => l,
+            Err(e) => {
+                problems.push(e.to_string());
+                Latency::Unavailable
+            }
+        },
+        LatencySource::Scrape => match &scrape {
+            Some(s) if !s.buckets().is_empty() => {
+                window.observe(now, s.buckets(), p95_window.as_millis())
+            }
+            Some(_) => {
+                problems.push(ObserveError::MissingMetric(p95::LATENCY_HISTOGRAM).to_string());
+                Latency::Unavailable
+            }
+            None => Latency::Unavailable,
+        },
+    };
+    Observed {
+        signals: Signals { waiting, latency },
+        waiting_by_queue,
+        scrape: scrape.unwrap_or_default(),
+        problems,
+    }
+}
