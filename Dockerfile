@@ -13,7 +13,7 @@
 # cooked dependency layer.
 
 ARG RUST_VERSION=1.95
-ARG CARGO_CHEF_VERSION=0.1.71
+ARG CARGO_CHEF_VERSION=0.1.78
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
 
 FROM rust:${RUST_VERSION}-bookworm AS chef

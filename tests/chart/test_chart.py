@@ -427,7 +427,7 @@ def test_app_resources_spread_and_migrations(rendered):
     keys = {t["topologyKey"] for t in spec["topologySpreadConstraints"]}
     assert keys == {"topology.kubernetes.io/zone", "kubernetes.io/hostname"}
     for t in spec["topologySpreadConstraints"]:
-        assert t["labelSelector"]["matchLabels"].items() <= spec.get("labels", doc["spec"]["template"]["metadata"]["labels"]).items()
+        assert t["labelSelector"]["matchLabels"].items() <= doc["spec"]["template"]["metadata"]["labels"].items()
     (init,) = spec["initContainers"]
     assert init["args"] == ["migrate"] and init["image"] == container(doc, "app")["image"]
     assert container(doc, "app")["args"] == ["serve"]
