@@ -1,0 +1,224 @@
+//! One run from start to verdict: setup, all configured scenarios side by side, the
+//! once-a-second ticker (VU gauge, progress line, `abortOnFail`), invariants, and the
+//! generator's own health.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::client::{Target, build_client};
+use crate::config::Options;
+use crate::executor::{self, RunControl, ScenarioRun};
+use crate::output::influx::{InfluxSink, write_url};
+use crate::output::progress;
+use crate::recorder::Recorder;
+use crate::report::{GeneratorHealth, RunData};
+use crate::scenarios::{self, Scenario};
+use crate::segment::Segment;
+use crate::thresholds;
+use crate::vu::{RunContext, Vu};
+
+pub struct RunConfig {
+    pub scenario: &'static Scenario,
+    pub target: String,
+    pub options: Options,
+    pub segment: Segment,
+    pub params: BTreeMap<String, String>,
+    pub influxdb: Option<String>,
+    pub progress: bool,
+    pub request_timeout: Duration,
+}
+
+/// CPU time this process has used, from `/proc/self/stat` (Linux; clock ticks of 10 ms).
+pub fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+fn context(
+    target: &Target,
+    recorder: Arc<Recorder>,
+    params: BTreeMap<String, String>,
+    timeout: Duration,
+) -> Arc<RunContext> {
+    Arc::new(RunContext {
+        client: build_client(),
+        target: target.clone(),
+        recorder,
+        params: RwLock::new(params),
+        request_timeout: timeout,
+        facts: Mutex::new(Vec::new()),
+    })
+}
+
+pub async fn run(cfg: RunConfig) -> anyhow::Result<RunData> {
+    let target = Target::parse(&cfg.target)?;
+    let verdict_set = thresholds::parse_all(&cfg.options.thresholds).map_err(anyhow::Error::msg)?;
+    let mut params = cfg.params.clone();
+    params
+        .entry("run_id".into())
+        .or_insert_with(|| format!("{:08x}", rand::random::<u32>()));
+
+    // Setup and invariant checks talk to the target too, but outside the measured load.
+    let side = context(
+        &target,
+        Arc::new(Recorder::new(Instant::now(), None)),
+        params,
+        cfg.request_timeout,
+    );
+    if let Some(setup) = cfg.scenario.setup {
+        let mut vu = Vu::new(u64::MAX / 2, side.clone(), "setup", None);
+        setup(&mut vu)
+            .await
+            .with_context(|| format!("setup of {}", cfg.scenario.name))?;
+    }
+    let params = side
+        .params
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+
+    let (sink, writer) = match &cfg.influxdb {
+        Some(url) => {
+            let (s, h) = InfluxSink::start(build_client(), write_url(url)?);
+            (Some(s), Some(h))
+        }
+        None => (None, None),
+    };
+    let origin = Instant::now();
+    let recorder = Arc::new(Recorder::new(origin, sink));
+    let ctx = context(&target, recorder.clone(), params, cfg.request_timeout);
+    let control = Arc::new(RunControl::default());
+    let started_at = chrono::Utc::now().to_rfc3339();
+    let cpu_before = process_cpu();
+
+    let mut tasks = Vec::new();
+    for (i, (name, opts)) in cfg.options.scenarios.iter().enumerate() {
+        let scenario = match &opts.exec {
+            Some(exec) => scenarios::find(exec)
+                .ok_or_else(|| anyhow::anyhow!("scenario {name}: unknown exec {exec:?}"))?,
+            None => cfg.scenario,
+        };
+        let sr = Arc::new(ScenarioRun {
+            name: name.clone(),
+            options: opts.clone(),
+            scenario,
+            segment: cfg.segment,
+            ctx: ctx.clone(),
+            control: control.clone(),
+            origin,
+            id_base: i as u64 * 1_000_000_000,
+        });
+        tasks.push(tokio::spawn(executor::run(sr)));
+    }
+
+    let ticker = tokio::spawn(tick(
+        recorder.clone(),
+        control.clone(),
+        verdict_set,
+        cfg.options.total_duration(),
+        cfg.progress,
+    ));
+    let ctrl_c = {
+        let control = control.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::warn!("interrupted: stopping the run");
+                control.abort();
+            }
+        })
+    };
+    for t in tasks {
+        t.await.context("a scenario task failed")?;
+    }
+    ticker.abort();
+    ctrl_c.abort();
+    recorder.sample_vus();
+    if cfg.progress {
+        eprintln!();
+    }
+
+    let wall = origin.elapsed();
+    let mut metrics = recorder.snapshot();
+    metrics.duration_ms = wall.as_millis() as u64;
+    let cpu = match (cpu_before, process_cpu()) {
+        (Some(a), Some(b)) => b.saturating_sub(a).as_secs_f64() / wall.as_secs_f64().max(1e-9),
+        _ => 0.0,
+    };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let health = GeneratorHealth::judge(cfg.segment, &metrics, cpu, cores);
+
+    let mut invariants = Vec::new();
+    if let Some(verify) = cfg.scenario.verify {
+        // Invariants only mean something once the whole load ran, i.e. on the single shard.
+        if cfg.segment.is_whole() {
+            let params = ctx.params.read().unwrap_or_else(|p| p.into_inner()).clone();
+            *side.params.write().unwrap_or_else(|p| p.into_inner()) = params;
+            let facts = std::mem::take(&mut *ctx.facts.lock().unwrap_or_else(|p| p.into_inner()));
+            *side.facts.lock().unwrap_or_else(|p| p.into_inner()) = facts;
+            let mut vu = Vu::new(u64::MAX / 2 + 1, side.clone(), "verify", None);
+            invariants = verify(&mut vu, &metrics)
+                .await
+                .context("invariant checks")?;
+        }
+    }
+    if let Some(w) = writer {
+        // The writer flushes every second; give it one last tick before the process ends.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        w.abort();
+    }
+    Ok(RunData {
+        scenario: cfg.scenario.name.to_string(),
+        target: cfg.target.clone(),
+        segment: cfg.segment,
+        options: cfg.options.clone(),
+        metrics,
+        generator: vec![health],
+        invariants,
+        aborted: control.is_aborted(),
+        started_at,
+    })
+}
+
+async fn tick(
+    recorder: Arc<Recorder>,
+    control: Arc<RunControl>,
+    verdicts: Vec<thresholds::Threshold>,
+    total: Duration,
+    show: bool,
+) {
+    let every = Duration::from_secs(1);
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    let aborting: Vec<_> = verdicts.into_iter().filter(|t| t.abort_on_fail).collect();
+    let mut last = 0;
+    loop {
+        interval.tick().await;
+        recorder.sample_vus();
+        if show {
+            progress::print(&progress::line(&recorder, total, last, every));
+            last = recorder
+                .live
+                .reqs
+                .load(std::sync::atomic::Ordering::Relaxed);
+        }
+        let elapsed = recorder.start.elapsed();
+        let due: Vec<_> = aborting
+            .iter()
+            .filter(|t| elapsed >= t.delay_abort_eval)
+            .collect();
+        if !due.is_empty() {
+            let mut snap = recorder.snapshot();
+            snap.duration_ms = elapsed.as_millis() as u64;
+            if let Some(t) = due.iter().find(|t| !t.evaluate(&snap)) {
+                tracing::warn!(threshold = %format!("{}: {}", t.key, t.source), "threshold crossed with abortOnFail: aborting");
+                control.abort();
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,322 @@
+//! The scenario-facing API: a virtual user with per-VU state (logged-in user, queue token),
+//! JSON requests with tags, checks, groups and think time. Requests record latency from
+//! the iteration's intended start (the first request of an open-model iteration) as well
+//! as service time from the actual send.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{HeaderName, HeaderValue, Method};
+use http_body_util::{BodyExt, Full};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde::Serialize;
+
+use crate::client::{HttpClient, Response, Target};
+use crate::metrics::{ReqKey, TagSet};
+use crate::recorder::{CheckKey, Recorder};
+use crate::think::between_secs;
+
+/// What every VU of a run shares.
+pub struct RunContext {
+    pub client: HttpClient,
+    pub target: Target,
+    pub recorder: Arc<Recorder>,
+    /// Scenario parameters from `--param k=v`, the environment, or discovery in setup.
+    pub params: RwLock<BTreeMap<String, String>>,
+    pub request_timeout: Duration,
+    /// Facts scenarios note for their invariant checks (who got a coupon, which seat was paid).
+    pub facts: std::sync::Mutex<Vec<(String, String)>>,
+}
+
+impl RunContext {
+    pub fn param(&self, key: &str) -> Option<String> {
+        let params = self.params.read().unwrap_or_else(|p| p.into_inner());
+        params.get(key).cloned()
+    }
+
+    pub fn set_param(&self, key: &str, value: String) {
+        let mut params = self.params.write().unwrap_or_else(|p| p.into_inner());
+        params.insert(key.to_string(), value);
+    }
+
+    pub fn record_fact(&self, kind: &str, value: String) {
+        self.facts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((kind.to_string(), value));
+    }
+
+    pub fn facts(&self, kind: &str) -> Vec<String> {
+        let facts = self.facts.lock().unwrap_or_else(|p| p.into_inner());
+        facts
+            .iter()
+            .filter(|(k, _)| k == kind)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+}
+
+/// State a VU keeps across iterations, like a browser session.
+#[derive(Default, Debug, Clone)]
+pub struct VuState {
+    pub email: Option<String>,
+    pub access_token: Option<String>,
+    pub queue_token: Option<String>,
+    pub data: BTreeMap<String, serde_json::Value>,
+}
+
+pub struct Vu {
+    /// Global VU number (unique across shards of a distributed run).
+    pub id: u64,
+    pub iteration: u64,
+    pub state: VuState,
+    pub rng: StdRng,
+    ctx: Arc<RunContext>,
+    scenario: Arc<str>,
+    group: Arc<str>,
+    tags: Option<Arc<TagSet>>,
+    intended: Option<Instant>,
+}
+
+impl Vu {
+    pub fn new(id: u64, ctx: Arc<RunContext>, scenario: &str, tags: Option<Arc<TagSet>>) -> Vu {
+        Vu {
+            id,
+            iteration: 0,
+            state: VuState::default(),
+            rng: StdRng::seed_from_u64(id ^ 0x9e37_79b9_7f4a_7c15),
+            ctx,
+            scenario: Arc::from(scenario),
+            group: Arc::from(""),
+            tags,
+            intended: None,
+        }
+    }
+
+    pub fn ctx(&self) -> &Arc<RunContext> {
+        &self.ctx
+    }
+
+    pub fn param(&self, key: &str) -> Option<String> {
+        self.ctx.param(key)
+    }
+
+    /// Marks an iteration's intended start; the next request measures latency from it.
+    pub fn begin_iteration(&mut self, intended: Instant) {
+        self.intended = Some(intended);
+        self.group = Arc::from("");
+    }
+
+    /// Enters a k6 group: later requests and checks carry `group=::name`.
+    pub fn group(&mut self, name: &str) {
+        self.group = Arc::from(format!("::{name}").as_str());
+    }
+
+    pub fn end_group(&mut self) {
+        self.group = Arc::from("");
+    }
+
+    pub fn get(&mut self, path: impl Into<String>) -> RequestBuilder<'_> {
+        RequestBuilder::new(self, Method::GET, path.into())
+    }
+
+    pub fn post(&mut self, path: impl Into<String>) -> RequestBuilder<'_> {
+        RequestBuilder::new(self, Method::POST, path.into())
+    }
+
+    pub fn put(&mut self, path: impl Into<String>) -> RequestBuilder<'_> {
+        RequestBuilder::new(self, Method::PUT, path.into())
+    }
+
+    pub fn delete(&mut self, path: impl Into<String>) -> RequestBuilder<'_> {
+        RequestBuilder::new(self, Method::DELETE, path.into())
+    }
+
+    /// A k6 check: records pass or fail and returns the outcome.
+    pub fn check(&mut self, name: &str, ok: bool) -> bool {
+        let key = CheckKey {
+            scenario: self.scenario.clone(),
+            group: self.group.clone(),
+            name: Arc::from(name),
+        };
+        self.ctx.recorder.check(self.id, &key, ok);
+        ok
+    }
+
+    /// Think time: sleeps uniformly between `min` and `max` seconds. The next request's
+    /// latency is measured from when it is actually due, so think time is never counted.
+    pub async fn between(&mut self, min: f64, max: f64) {
+        let d = between_secs(&mut self.rng, min, max);
+        tokio::time::sleep(d).await;
+    }
+
+    pub async fn sleep(&mut self, secs: f64) {
+        tokio::time::sleep(Duration::from_secs_f64(secs.max(0.0))).await;
+    }
+
+    fn method_name(m: &Method) -> &'static str {
+        match *m {
+            Method::GET => "GET",
+            Method::POST => "POST",
+            Method::PUT => "PUT",
+            Method::DELETE => "DELETE",
+            Method::PATCH => "PATCH",
+            _ => "OTHER",
+        }
+    }
+}
+
+/// A request being built; `send` performs it and records its metrics.
+pub struct RequestBuilder<'a> {
+    vu: &'a mut Vu,
+    method: Method,
+    path: String,
+    name: Option<Arc<str>>,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    body: Option<Bytes>,
+    expected: Option<&'a [u16]>,
+    anonymous: bool,
+}
+
+impl<'a> RequestBuilder<'a> {
+    fn new(vu: &'a mut Vu, method: Method, path: String) -> Self {
+        RequestBuilder {
+            vu,
+            method,
+            path,
+            name: None,
+            headers: Vec::new(),
+            body: None,
+            expected: None,
+            anonymous: false,
+        }
+    }
+
+    /// The `name` tag (k6's `tags: {name}`); defaults to the path, so name URLs with ids.
+    pub fn name(mut self, name: &str) -> Self {
+        self.name = Some(Arc::from(name));
+        self
+    }
+
+    pub fn header(mut self, name: &'static str, value: &str) -> Self {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            self.headers.push((HeaderName::from_static(name), v));
+        }
+        self
+    }
+
+    pub fn json<T: Serialize>(mut self, body: &T) -> Self {
+        // Serializing plain scenario structs cannot fail; an empty body would show as a 4xx.
+        self.body = Some(Bytes::from(serde_json::to_vec(body).unwrap_or_default()));
+        self
+    }
+
+    /// Statuses that count as success for `http_req_failed` (default 200–399, as in k6).
+    pub fn expect(mut self, statuses: &'a [u16]) -> Self {
+        self.expected = Some(statuses);
+        self
+    }
+
+    /// Do not send the VU's bearer token.
+    pub fn anonymous(mut self) -> Self {
+        self.anonymous = true;
+        self
+    }
+
+    pub async fn send(self) -> Response {
+        let vu = self.vu;
+        let ctx = vu.ctx.clone();
+        let sent = Instant::now();
+        let intended = vu.intended.take().unwrap_or(sent).min(sent);
+        let name: Arc<str> = self
+            .name
+            .unwrap_or_else(|| Arc::from(self.path.split('?').next().unwrap_or("")));
+        let resp = match build(
+            &ctx,
+            &self.method,
+            &self.path,
+            self.headers,
+            self.body,
+            vu.state.access_token.as_deref().filter(|_| !self.anonymous),
+        ) {
+            Ok(req) => execute(&ctx, req).await,
+            Err(e) => Response {
+                status: 0,
+                headers: Default::default(),
+                body: Bytes::new(),
+                error: Some(e.to_string()),
+            },
+        };
+        let done = Instant::now();
+        let expected = match self.expected {
+            Some(list) => list.contains(&resp.status),
+            None => resp.ok(),
+        };
+        let key = ReqKey {
+            scenario: vu.scenario.clone(),
+            group: vu.group.clone(),
+            name,
+            method: Vu::method_name(&self.method),
+            status: resp.status,
+            expected,
+            extra: vu.tags.clone(),
+        };
+        ctx.recorder.request(vu.id, &key, intended, sent, done);
+        resp
+    }
+}
+
+fn build(
+    ctx: &RunContext,
+    method: &Method,
+    path: &str,
+    headers: Vec<(HeaderName, HeaderValue)>,
+    body: Option<Bytes>,
+    bearer: Option<&str>,
+) -> anyhow::Result<http::Request<Full<Bytes>>> {
+    let mut req = http::Request::builder()
+        .method(method.clone())
+        .uri(ctx.target.uri(path)?);
+    if body.is_some() {
+        req = req.header(http::header::CONTENT_TYPE, "application/json");
+    }
+    if let Some(token) = bearer {
+        req = req.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    Ok(req.body(Full::new(body.unwrap_or_default()))?)
+}
+
+async fn execute(ctx: &RunContext, req: http::Request<Full<Bytes>>) -> Response {
+    let fut = async {
+        let resp = ctx.client.request(req).await?;
+        let (parts, body) = resp.into_parts();
+        let body = body.collect().await?.to_bytes();
+        anyhow::Ok(Response {
+            status: parts.status.as_u16(),
+            headers: parts.headers,
+            body,
+            error: None,
+        })
+    };
+    match tokio::time::timeout(ctx.request_timeout, fut).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => Response {
+            status: 0,
+            headers: Default::default(),
+            body: Bytes::new(),
+            error: Some(e.to_string()),
+        },
+        Err(_) => Response {
+            status: 0,
+            headers: Default::default(),
+            body: Bytes::new(),
+            error: Some("request timeout".into()),
+        },
+    }
+}
