@@ -773,3 +773,37 @@ def test_operator_environment_is_read_by_the_operator(rendered):
 def test_chart_kube_version_floor_matches_the_tests():
     meta = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert meta["kubeVersion"] == f">={K8S_MIN_VERSION}.0-0"
+
+
+def exported_metrics() -> set[str]:
+    """Metric families floodgate-app and floodgate-operator register with prometheus-client
+    (full names: a file's `Registry::with_prefix("p")` is prepended; counters gain `_total`)."""
+    names: set[str] = set()
+    for crate in ("app", "operator"):
+        for path in (REPO / crate / "src").rglob("*.rs"):
+            src = path.read_text()
+            prefix = re.search(r'with_prefix\(\s*"([a-z_:]+)"', src)
+            for name in re.findall(r'\.register(?:_with_unit)?\(\s*"([a-z_:]+)"', src):
+                names.add(f"{prefix.group(1)}_{name}" if prefix else name)
+    return names
+
+
+def referenced_metrics(manifests) -> set[str]:
+    text = ""
+    (rule,) = find(manifests, "PrometheusRule")
+    text += "\n".join(r["expr"] for g in rule.doc["spec"]["groups"] for r in g["rules"])
+    for m in find(manifests, "ConfigMap"):
+        if "-dashboard-" in m.name:
+            text += "\n".join(m.doc["data"].values())
+    return set(re.findall(r"\b(floodgate_[a-z0-9_]+)\b", text))
+
+
+def test_alerts_and_dashboards_use_exported_metrics(rendered):
+    exported = exported_metrics()
+    assert "floodgate_http_request_duration_seconds" in exported, sorted(exported)
+    missing = []
+    for name in sorted(referenced_metrics(rendered["monitoring"])):
+        base = re.sub(r"_(bucket|count|sum|total)$", "", name)
+        if name not in exported and base not in exported:
+            missing.append(name)
+    assert not missing, f"referenced but exported by neither app nor operator: {missing}"
