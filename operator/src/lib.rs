@@ -10,3 +10,4 @@ pub mod merge;
 pub mod observe;
 pub mod phase;
 pub mod scaling;
+pub mod store;

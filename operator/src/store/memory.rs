@@ -1,0 +1,145 @@
+//! Redis memory settings: `CONFIG SET maxmemory / maxmemory-policy`, re-applied every resync
+//! because a restarted Redis forgets them, and read back with `CONFIG GET` for the status.
+
+use floodgate_crds::v1alpha1::{MaxmemoryPolicy, RedisApplied};
+
+use super::RedisTarget;
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MemoryWanted {
+    pub maxmemory: Option<String>,
+    pub policy: Option<MaxmemoryPolicy>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MemoryError {
+    #[error(
+        "maxmemory-policy {0} is refused: it may evict any key, and this Redis holds waiting-room places and stock gates (use a volatile-* policy or noeviction)"
+    )]
+    Refused(&'static str),
+    #[error("Redis CONFIG failed: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("CONFIG GET {0} returned nothing")]
+    Missing(&'static str),
+}
+
+/// Pure policy check: `allkeys-*` would evict queue places and stock gates, which must never
+/// disappear under memory pressure.
+pub fn check(wanted: &MemoryWanted) -> Result<(), MemoryError> {
+    match wanted.policy {
+        Some(p) if p.as_redis().starts_with("allkeys-") => Err(MemoryError::Refused(p.as_redis())),
+        _ => Ok(()),
+    }
+}
+
+async fn get(target: &RedisTarget, name: &'static str) -> Result<String, MemoryError> {
+    let mut conn = target.conn.clone();
+    let pair: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg(name)
+        .query_async(&mut conn)
+        .await?;
+    pair.into_iter().nth(1).ok_or(MemoryError::Missing(name))
+}
+
+async fn set(target: &RedisTarget, name: &str, value: &str) -> Result<(), MemoryError> {
+    let mut conn = target.conn.clone();
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg(name)
+        .arg(value)
+        .query_async::<()>(&mut conn)
+        .await?;
+    Ok(())
+}
+
+/// What Redis runs now.
+pub async fn read(target: &RedisTarget) -> Result<RedisApplied, MemoryError> {
+    Ok(RedisApplied {
+        maxmemory: get(target, "maxmemory").await?,
+        maxmemory_policy: get(target, "maxmemory-policy").await?,
+    })
+}
+
+/// Applies what is wanted (refusing eviction policies that could lose queue state) and
+/// returns what Redis reports afterwards.
+pub async fn apply(
+    target: &RedisTarget,
+    wanted: &MemoryWanted,
+) -> Result<RedisApplied, MemoryError> {
+    check(wanted)?;
+    if let Some(m) = &wanted.maxmemory {
+        set(target, "maxmemory", m).await?;
+    }
+    if let Some(p) = wanted.policy {
+        set(target, "maxmemory-policy", p.as_redis()).await?;
+    }
+    read(target).await
+}
+
+/// Puts back the settings recorded before the campaign.
+pub async fn restore(
+    target: &RedisTarget,
+    before: &RedisApplied,
+) -> Result<RedisApplied, MemoryError> {
+    set(target, "maxmemory", &before.maxmemory).await?;
+    set(target, "maxmemory-policy", &before.maxmemory_policy).await?;
+    read(target).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing;
+
+    /// Settings on the shared Redis are global: serialize the tests that change them and put
+    /// the old values back.
+    static SHARED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+    #[tokio::test]
+    async fn config_set_is_applied_and_read_back() {
+        let _g = SHARED.lock().await;
+        let t = testing::target("memory-apply").await;
+        let before = read(&t).await.expect("read");
+        let wanted = MemoryWanted {
+            maxmemory: Some("3gb".into()),
+            policy: Some(MaxmemoryPolicy::VolatileTtl),
+        };
+        let applied = apply(&t, &wanted).await.expect("apply");
+        assert_eq!(
+            applied,
+            RedisApplied {
+                maxmemory: (3u64 << 30).to_string(),
+                maxmemory_policy: "volatile-ttl".into()
+            }
+        );
+        let restored = restore(&t, &before).await.expect("restore");
+        assert_eq!(restored, before);
+    }
+
+    #[tokio::test]
+    async fn allkeys_policies_are_refused_and_nothing_changes() {
+        let _g = SHARED.lock().await;
+        let t = testing::target("memory-refuse").await;
+        let before = read(&t).await.expect("read");
+        for p in [
+            MaxmemoryPolicy::AllkeysLru,
+            MaxmemoryPolicy::AllkeysLfu,
+            MaxmemoryPolicy::AllkeysRandom,
+        ] {
+            let wanted = MemoryWanted {
+                maxmemory: Some("5gb".into()),
+                policy: Some(p),
+            };
+            assert!(
+                matches!(apply(&t, &wanted).await, Err(MemoryError::Refused(_))),
+                "{p:?}"
+            );
+        }
+        assert_eq!(
+            read(&t).await.expect("read"),
+            before,
+            "a refused apply must not touch maxmemory either"
+        );
+    }
+}

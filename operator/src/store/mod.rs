@@ -1,0 +1,61 @@
+//! The Redis side of act: the memory settings (`CONFIG SET`) and the runtime document
+//! (`<prefix>config`, compare-and-set, publish, applied-by count). One multiplexed
+//! `ConnectionManager` that reconnects by itself after a Redis restart.
+
+pub mod memory;
+pub mod runtime_doc;
+
+use redis::{Client, aio::ConnectionManager};
+
+/// A Redis plus the key prefix the app uses in it.
+#[derive(Clone)]
+pub struct RedisTarget {
+    pub conn: ConnectionManager,
+    pub prefix: String,
+}
+
+impl RedisTarget {
+    pub async fn connect(url: &str, prefix: &str) -> redis::RedisResult<Self> {
+        let client = Client::open(url)?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
+            .set_response_timeout(Some(std::time::Duration::from_secs(5)));
+        let conn = ConnectionManager::new_with_config(client, config).await?;
+        Ok(Self {
+            conn,
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    pub fn key(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Real-Redis test helpers: `REDIS_URL` (default `redis://127.0.0.1:63799`), a unique
+    //! prefix per test, and a failure (not a skip) when Redis is unreachable.
+
+    use super::RedisTarget;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    pub fn url() -> String {
+        std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:63799".to_owned())
+    }
+
+    pub fn unique_prefix(test: &str) -> String {
+        static N: AtomicU32 = AtomicU32::new(0);
+        format!(
+            "fgtest:{}:{}:{test}:",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    pub async fn target(test: &str) -> RedisTarget {
+        RedisTarget::connect(&url(), &unique_prefix(test))
+            .await
+            .unwrap_or_else(|e| panic!("Redis at {} is required for this test: {e}", url()))
+    }
+}
