@@ -29,7 +29,7 @@ pub enum Command {
     /// List scenarios with one-line descriptions.
     List,
     /// Run a scenario against a target.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Merge shard summaries (from --segment runs) into exact global figures.
     Merge {
         #[arg(required = true)]
@@ -225,7 +225,7 @@ mod tests {
         ];
         argv.extend_from_slice(extra);
         match Cli::parse_from(argv).command {
-            Command::Run(a) => a,
+            Command::Run(a) => *a,
             other => panic!("parsed {other:?}"),
         }
     }

@@ -21,7 +21,7 @@ pub async fn execute(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
-        Command::Run(args) => run(args).await,
+        Command::Run(args) => run(*args).await,
         Command::Merge {
             shards,
             summary_json,

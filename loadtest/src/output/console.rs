@@ -255,22 +255,24 @@ mod tests {
 
     #[test]
     fn tps_table_uses_seconds_with_traffic() {
-        let mut m = Metrics::default();
-        m.seconds = vec![
-            Second {
-                reqs: 100,
-                errors: 1,
-                iterations: 100,
-                duration_us_sum: 100_000,
-            },
-            Second {
-                reqs: 300,
-                errors: 0,
-                iterations: 300,
-                duration_us_sum: 900_000,
-            },
-            Second::default(),
-        ];
+        let m = Metrics {
+            seconds: vec![
+                Second {
+                    reqs: 100,
+                    errors: 1,
+                    iterations: 100,
+                    duration_us_sum: 100_000,
+                },
+                Second {
+                    reqs: 300,
+                    errors: 0,
+                    iterations: 300,
+                    duration_us_sum: 900_000,
+                },
+                Second::default(),
+            ],
+            ..Metrics::default()
+        };
         let t = tps_table(&m);
         assert!(t.contains("|200.0|300|2.50ms|400|1|"), "{t}");
     }

@@ -1,0 +1,179 @@
+//! End-to-end runs against in-process servers: dropped iterations, segments that add up,
+//! exact merge, threshold verdicts with abortOnFail, and the summary JSON's shape.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::routing::get;
+use floodgate_loadtest::ceiling;
+use floodgate_loadtest::metrics::TagSet;
+use floodgate_loadtest::metrics::hist_b64;
+use floodgate_loadtest::output::summary;
+use floodgate_loadtest::report::RunData;
+use floodgate_loadtest::segment::Segment;
+use floodgate_loadtest::values::value;
+
+#[tokio::test]
+async fn busy_vus_make_the_open_model_drop_iterations() {
+    let slow = Router::new().route(
+        "/",
+        get(|| async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            "{}"
+        }),
+    );
+    let addr = common::serve(slow).await;
+    let yaml = "scenarios:\n  s:\n    executor: constant-arrival-rate\n    rate: 50\n    duration: 1s\n    preAllocatedVUs: 1\n    maxVUs: 1\n";
+    let m = common::run_ceiling(addr, yaml, Segment::WHOLE)
+        .await
+        .metrics;
+    assert_eq!(
+        m.iterations + m.dropped_iterations + m.interrupted_iterations,
+        50
+    );
+    assert!(
+        m.dropped_iterations >= 40,
+        "one VU at 300 ms cannot do 50/s: {} dropped",
+        m.dropped_iterations
+    );
+}
+
+#[tokio::test]
+async fn segments_run_the_load_exactly_once_and_merge_exactly() {
+    let addr = common::serve(ceiling::router(64)).await;
+    let yaml = "scenarios:\n  s:\n    executor: ramping-arrival-rate\n    startRate: 50\n    preAllocatedVUs: 20\n    stages:\n      - { duration: 1s, target: 250 }\n";
+    // 150 iterations in total (the ramp's integral), split across three shards.
+    let shards: Vec<RunData> = futures::future::join_all(
+        (0..3).map(|index| common::run_ceiling(addr, yaml, Segment { index, count: 3 })),
+    )
+    .await;
+    let counts: Vec<u64> = shards.iter().map(|s| s.metrics.iterations).collect();
+    assert_eq!(counts, vec![50, 50, 50]);
+    let mut expected = floodgate_loadtest::metrics::Metrics::default();
+    for s in &shards {
+        expected.merge(&s.metrics);
+    }
+    // Through JSON, as shards travel between machines.
+    let docs: Vec<RunData> = shards
+        .iter()
+        .map(|s| {
+            let doc = summary::build(s, &s.verdicts().expect("verdicts")).expect("summary");
+            serde_json::from_value(doc["floodgate"].clone()).expect("shard data")
+        })
+        .collect();
+    let merged = RunData::merge(docs).expect("merge");
+    assert_eq!(merged.metrics.iterations, 150);
+    let all = TagSet::new();
+    for agg in ["p(50)", "p(95)", "p(99)", "max", "avg"] {
+        assert_eq!(
+            value(&merged.metrics, "http_req_duration", &all, agg),
+            value(&expected, "http_req_duration", &all, agg),
+            "{agg}"
+        );
+    }
+    assert_eq!(merged.segment, Segment::WHOLE);
+    // The same segment twice is refused.
+    assert!(RunData::merge(vec![shards[0].clone(), shards[0].clone()]).is_err());
+}
+
+#[tokio::test]
+async fn closed_model_vus_split_across_segments() {
+    let addr = common::serve(ceiling::router(64)).await;
+    let yaml = "scenarios:\n  s:\n    executor: constant-vus\n    vus: 5\n    duration: 300ms\n";
+    let maxes: Vec<u64> = futures::future::join_all(
+        (0..3).map(|index| common::run_ceiling(addr, yaml, Segment { index, count: 3 })),
+    )
+    .await
+    .iter()
+    .map(|d| d.metrics.vus_max.max)
+    .collect();
+    assert_eq!(maxes, vec![2, 2, 1]);
+}
+
+#[tokio::test]
+async fn thresholds_decide_and_abort_on_fail_stops_early() {
+    let addr = common::serve(ceiling::router(64)).await;
+    let yaml = r#"
+scenarios:
+  s: { executor: constant-vus, vus: 2, duration: 1s }
+thresholds:
+  http_req_duration: ['p(95)<5000']
+  "http_req_duration{name:ceiling}": ['max<0']
+  checks: ['rate==1']
+"#;
+    let data = common::run_ceiling(addr, yaml, Segment::WHOLE).await;
+    let verdicts: Vec<(String, bool)> = data
+        .verdicts()
+        .expect("verdicts")
+        .into_iter()
+        .map(|(t, ok)| (format!("{} {}", t.key, t.source), ok))
+        .collect();
+    assert!(
+        verdicts.contains(&("http_req_duration p(95)<5000".into(), true)),
+        "{verdicts:?}"
+    );
+    assert!(
+        verdicts.contains(&("http_req_duration{name:ceiling} max<0".into(), false)),
+        "{verdicts:?}"
+    );
+    assert!(
+        verdicts.contains(&("checks rate==1".into(), true)),
+        "{verdicts:?}"
+    );
+    assert!(!data.passed().expect("verdict"));
+
+    let started = Instant::now();
+    let yaml = r#"
+scenarios:
+  s: { executor: constant-vus, vus: 2, duration: 20s }
+thresholds:
+  http_reqs: [{ threshold: 'count<10', abortOnFail: true, delayAbortEval: 500ms }]
+"#;
+    let data = common::run_ceiling(addr, yaml, Segment::WHOLE).await;
+    assert!(data.aborted);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "aborted after {:?}",
+        started.elapsed()
+    );
+    assert!(!data.passed().expect("verdict"));
+}
+
+#[tokio::test]
+async fn summary_json_has_k6_handle_summary_shape() {
+    let addr = common::serve(ceiling::router(64)).await;
+    let yaml = "scenarios:\n  s: { executor: constant-vus, vus: 2, duration: 500ms }\nthresholds:\n  http_req_duration: ['p(95)<5000']\n  http_req_failed: ['rate<0.01']\n";
+    let data = common::run_ceiling(addr, yaml, Segment::WHOLE).await;
+    let doc = summary::build(&data, &data.verdicts().expect("verdicts")).expect("summary");
+    let d = &doc["metrics"]["http_req_duration"];
+    assert_eq!(d["type"], "trend");
+    assert_eq!(d["contains"], "time");
+    for k in ["avg", "min", "med", "max", "p(90)", "p(95)"] {
+        assert!(d["values"][k].is_number(), "values.{k}");
+    }
+    assert_eq!(d["thresholds"]["p(95)<5000"]["ok"], true);
+    assert_eq!(doc["metrics"]["http_req_failed"]["type"], "rate");
+    assert_eq!(doc["metrics"]["http_req_failed"]["values"]["rate"], 0.0);
+    assert_eq!(doc["metrics"]["http_reqs"]["type"], "counter");
+    assert!(
+        doc["metrics"]["http_reqs"]["values"]["count"]
+            .as_f64()
+            .unwrap_or(0.0)
+            > 0.0
+    );
+    assert!(doc["metrics"]["http_req_duration{name:ceiling}"]["values"]["p(95)"].is_number());
+    assert_eq!(doc["metrics"]["vus_max"]["values"]["max"], 2.0);
+    let check = &doc["root_group"]["checks"][0];
+    assert_eq!(check["name"], "status 200");
+    assert!(check["passes"].as_u64().unwrap_or(0) > 0);
+    assert_eq!(check["fails"], 0);
+    assert_eq!(doc["root_group"]["path"], "");
+    assert!(doc["state"]["testRunDurationMs"].as_f64().unwrap_or(0.0) >= 500.0);
+    // The serialized histograms decode to the run's own counts.
+    let first = &doc["floodgate"]["metrics"]["requests"][0];
+    let h =
+        hist_b64::decode(first["duration"].as_str().expect("base64 histogram")).expect("decode");
+    assert_eq!(h.len(), first["reqs"].as_u64().expect("reqs"));
+}
