@@ -35,7 +35,20 @@ pub fn build_state(settings: Settings, db: sqlx::PgPool) -> anyhow::Result<AppSt
 /// Background loops of one replica; they stop when `shutdown` flips to true.
 pub fn spawn_background(state: &AppState, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
     let reader = Reader::new(state.runtime.clone(), state.redis.clone(), state.metrics.clone(), state.settings.replica_id());
-    vec![tokio::spawn(reader.run(shutdown))]
+    vec![tokio::spawn(reader.run(shutdown.clone())), tokio::spawn(purge_idempotency(state.db.clone(), shutdown))]
+}
+
+/// Expired Idempotency-Key records are deleted every minute (any replica may do it).
+async fn purge_idempotency(db: sqlx::PgPool, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(60)) => {}
+            _ = shutdown.changed() => return,
+        }
+        if let Err(e) = crate::idempotency::purge_expired(&db).await {
+            tracing::debug!(error = %e, "idempotency purge failed");
+        }
+    }
 }
 
 /// Serves on `listener` until `shutdown` flips, then drains in-flight requests.

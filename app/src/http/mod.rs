@@ -31,6 +31,7 @@ use crate::state::AppState;
         (name = "auth", description = "Signup, login, refresh-token rotation, logout"),
         (name = "users", description = "The signed-in user"),
         (name = "admin", description = "Operational views for admins"),
+        (name = "wallet", description = "Balance, charges and the ledger"),
     )
 )]
 struct ApiDoc;
@@ -49,8 +50,13 @@ impl Modify for BearerAuth {
 
 /// Every API route, with its OpenAPI description.
 fn api_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .nest("/api/v1", crate::auth::routes().merge(crate::users::routes()).merge(crate::admin::routes()))
+    // one line per domain
+    let v1 = OpenApiRouter::new()
+        .merge(crate::auth::routes())
+        .merge(crate::users::routes())
+        .merge(crate::admin::routes())
+        .merge(crate::wallet::routes());
+    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.

@@ -1,0 +1,85 @@
+//! Wallet handlers.
+
+use axum::{
+    Json,
+    extract::{Query, State},
+    http::StatusCode,
+    response::Response,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{LedgerKind, store, store::LedgerEntry};
+use crate::{
+    auth::CurrentUser,
+    error::{ApiError, ApiResult},
+    idempotency::{self, IdempotencyKey},
+    pagination::{PageQuery, Paged},
+    state::AppState,
+};
+
+#[derive(Serialize, ToSchema)]
+pub struct WalletView {
+    /// Minor units (KRW has none).
+    pub balance: i64,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ChargeRequest {
+    /// Positive, at most the configured maximum per charge.
+    #[schema(example = 50000)]
+    pub amount: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ChargeResponse {
+    pub balance: i64,
+    pub transaction: LedgerEntry,
+}
+
+/// The signed-in user's balance.
+#[utoipa::path(get, path = "/wallet", tag = "wallet", security(("bearer" = [])),
+    responses((status = 200, body = WalletView), (status = 401, content_type = "application/problem+json")))]
+pub async fn get_wallet(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<WalletView>> {
+    Ok(Json(WalletView { balance: store::balance(&state.db, user.id).await? }))
+}
+
+/// Add money to the wallet. Send an `Idempotency-Key` so a retried charge is applied once.
+#[utoipa::path(post, path = "/wallet/charges", tag = "wallet", security(("bearer" = [])), request_body = ChargeRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated request")),
+    responses(
+        (status = 201, body = ChargeResponse),
+        (status = 409, description = "Key in flight, or balance limit", content_type = "application/problem+json"),
+        (status = 422, description = "Amount out of range, or key reused with another body", content_type = "application/problem+json"),
+    ))]
+pub async fn charge(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    key: Option<IdempotencyKey>,
+    Json(req): Json<ChargeRequest>,
+) -> ApiResult<Response> {
+    let max = state.settings.max_charge;
+    if req.amount <= 0 || req.amount > max {
+        return Err(ApiError::invalid("amount", format!("amount must be between 1 and {max}")));
+    }
+    let fp = idempotency::fingerprint("POST /wallet/charges", &req);
+    idempotency::run(&state, user.id, key, &fp, async |conn| {
+        let entry = store::credit(conn, user.id, req.amount, LedgerKind::Charge, None).await?;
+        let body = ChargeResponse { balance: entry.balance_after, transaction: entry };
+        Ok((StatusCode::CREATED, serde_json::to_value(body).map_err(ApiError::internal)?))
+    })
+    .await
+}
+
+/// The ledger, newest first.
+#[utoipa::path(get, path = "/wallet/transactions", tag = "wallet", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = Paged<LedgerEntry>), (status = 422, content_type = "application/problem+json")))]
+pub async fn transactions(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Paged<LedgerEntry>>> {
+    let page = q.parse(20)?;
+    let rows = store::ledger(&state.db, user.id, page).await?;
+    Ok(Json(Paged::from_rows(rows, page, |e| e.id)))
+}

@@ -1,0 +1,104 @@
+//! Wallet SQL. Every change is one statement: the conditional balance update and the ledger
+//! row it produces.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{FromRow, PgConnection, PgExecutor};
+use utoipa::ToSchema;
+
+use super::LedgerKind;
+use crate::{
+    auth::UserId,
+    error::{ApiError, violated_constraint},
+    pagination::Page,
+};
+
+#[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
+pub struct LedgerEntry {
+    #[sqlx(rename = "ledger_id")]
+    pub id: i64,
+    #[schema(value_type = LedgerKind)]
+    pub kind: String,
+    /// Positive for credits, negative for debits (minor units).
+    pub amount: i64,
+    pub balance_after: i64,
+    /// The order or reservation this entry belongs to.
+    pub reference_id: Option<i64>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Adds `amount` (> 0) and returns the ledger entry.
+pub async fn credit(
+    conn: &mut PgConnection,
+    user: UserId,
+    amount: i64,
+    kind: LedgerKind,
+    reference: Option<i64>,
+) -> Result<LedgerEntry, ApiError> {
+    sqlx::query_as(
+        "with w as (
+            insert into wallets (user_id, balance) values ($1, $2)
+            on conflict (user_id) do update set balance = wallets.balance + excluded.balance, updated_at = now()
+            returning balance)
+         insert into wallet_ledger (user_id, kind, amount, balance_after, reference_id)
+         select $1, $3, $2, balance, $4 from w
+         returning ledger_id, kind, amount, balance_after, reference_id, created_at",
+    )
+    .bind(user)
+    .bind(amount)
+    .bind(kind.as_str())
+    .bind(reference)
+    .fetch_one(conn)
+    .await
+    .map_err(|e| match violated_constraint(&e) {
+        Some("wallets_balance_max") => ApiError::conflict("balance-limit", "this charge would exceed the largest balance a wallet may hold"),
+        _ => e.into(),
+    })
+}
+
+/// Takes `amount` (> 0) if the balance covers it; 409 `insufficient-balance` otherwise.
+/// Returns the new balance.
+pub async fn debit(
+    conn: &mut PgConnection,
+    user: UserId,
+    amount: i64,
+    kind: LedgerKind,
+    reference: Option<i64>,
+) -> Result<i64, ApiError> {
+    let balance: Option<i64> = sqlx::query_scalar(
+        "with w as (
+            update wallets set balance = balance - $2, updated_at = now()
+             where user_id = $1 and balance >= $2
+            returning balance)
+         insert into wallet_ledger (user_id, kind, amount, balance_after, reference_id)
+         select $1, $3, -$2, balance, $4 from w
+         returning balance_after",
+    )
+    .bind(user)
+    .bind(amount)
+    .bind(kind.as_str())
+    .bind(reference)
+    .fetch_optional(conn)
+    .await?;
+    balance.ok_or_else(|| {
+        ApiError::conflict("insufficient-balance", format!("the wallet balance does not cover {amount}; charge the wallet first"))
+    })
+}
+
+pub async fn balance<'e>(db: impl PgExecutor<'e>, user: UserId) -> Result<i64, sqlx::Error> {
+    let b: Option<i64> = sqlx::query_scalar("select balance from wallets where user_id = $1").bind(user).fetch_optional(db).await?;
+    Ok(b.unwrap_or(0))
+}
+
+pub async fn ledger<'e>(db: impl PgExecutor<'e>, user: UserId, page: Page) -> Result<Vec<LedgerEntry>, sqlx::Error> {
+    sqlx::query_as(
+        "select ledger_id, kind, amount, balance_after, reference_id, created_at from wallet_ledger
+         where user_id = $1 and ($2::bigint is null or ledger_id < $2)
+         order by ledger_id desc limit $3",
+    )
+    .bind(user)
+    .bind(page.before)
+    .bind(page.limit + 1)
+    .fetch_all(db)
+    .await
+}
