@@ -9,5 +9,7 @@ pub mod crd;
 pub mod merge;
 pub mod observe;
 pub mod phase;
+pub mod reconcile;
 pub mod scaling;
 pub mod store;
+pub mod telemetry;

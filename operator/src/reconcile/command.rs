@@ -1,0 +1,287 @@
+//! The commanding step of a Prewarming/Active campaign: observe the signals, decide (pure),
+//! scale the Deployment and set Redis's memory settings, recording it all in the status.
+
+use chrono::{DateTime, Utc};
+use floodgate_crds::{
+    Dur,
+    v1alpha1::{Campaign, CampaignStatus, ObservedSignals, ReplicaStatus},
+};
+
+use super::{Context, Error, Note, ObjectKey, Platform, key_of, status};
+use crate::{
+    observe::{self, LatencySource},
+    scaling::{self, Input, Policy},
+    store::memory::{self, MemoryError, MemoryWanted},
+};
+
+/// Default p95 window when the campaign does not set `scaling.metrics.window`.
+const DEFAULT_WINDOW: Dur = Dur::from_secs(30);
+
+pub async fn command<P: Platform>(
+    c: &Campaign,
+    ctx: &Context<P>,
+    st: &mut CampaignStatus,
+    old: &CampaignStatus,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let (key, obj) = (key_of(c), ObjectKey::of(c));
+    let ns = obj.namespace.as_str();
+    let generation = c.metadata.generation;
+    let deployment = c.spec.target.deployment.as_str();
+
+    // Observe.
+    let current = ctx
+        .platform
+        .read_scale(ns, deployment)
+        .await
+        .map_err(Error::ReadScale)?;
+    let before = old
+        .replicas
+        .as_ref()
+        .and_then(|r| r.before)
+        .unwrap_or(to_i32(current));
+    let mut problems = Vec::new();
+    let urls = ctx.platform.scrape_urls(c).await.unwrap_or_else(|e| {
+        problems.push(format!("finding app pods: {e}"));
+        Vec::new()
+    });
+    let queue_ids = queue_ids_of(c, ctx, &mut problems).await?;
+    let metrics = &c.spec.scaling.metrics;
+    let source = match &metrics.prometheus {
+        Some(p) => LatencySource::Prometheus { url: &p.url },
+        None => LatencySource::Scrape,
+    };
+    let mut memory = ctx.memory.lock().await.remove(&key).unwrap_or_default();
+    let now_ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
+    let observed = observe::observe(
+        &ctx.http,
+        &urls,
+        source,
+        metrics.window.unwrap_or(DEFAULT_WINDOW),
+        &queue_ids,
+        ctx.depth.as_ref(),
+        &mut memory.latency,
+        now_ms,
+    )
+    .await;
+    problems.extend(observed.problems.iter().cloned());
+
+    // Decide (pure).
+    let input = Input {
+        now: now_ms,
+        current,
+        signals: observed.signals,
+    };
+    let decision = scaling::decide(
+        &Policy::from_spec(&c.spec.scaling),
+        &input,
+        &mut memory.history,
+    );
+
+    // Act: scale.
+    let scaled = if decision.desired == current {
+        Ok(())
+    } else {
+        let r = ctx
+            .platform
+            .write_scale(ns, deployment, decision.desired)
+            .await;
+        if r.is_ok() {
+            memory
+                .history
+                .record_change(now_ms, current, decision.desired);
+        }
+        r
+    };
+    ctx.memory.lock().await.insert(key.clone(), memory);
+    scaled.map_err(Error::PatchScale)?;
+    if decision.desired != current {
+        st.last_scale_time = Some(now);
+        let msg = format!(
+            "scaled {deployment} from {current} to {}: {}",
+            decision.desired, decision.reason
+        );
+        ctx.platform
+            .record(&obj, Note::normal("Scaled", "Scale", msg))
+            .await;
+    }
+    if decision.panic != old.panic {
+        let (reason, msg) = if decision.panic {
+            (
+                "PanicStarted",
+                format!(
+                    "burst: {} replicas wanted with {current} running; no scale-down",
+                    decision.recommendation
+                ),
+            )
+        } else {
+            (
+                "PanicEnded",
+                "no burst for a stable window; scale-down allowed again".to_owned(),
+            )
+        };
+        ctx.platform
+            .record(&obj, Note::normal(reason, "Scale", msg))
+            .await;
+    }
+    if decision.fallback && !old.fallback_active {
+        let msg = format!(
+            "metrics unavailable ({}); using {} replicas",
+            problems.join("; "),
+            decision.recommendation
+        );
+        ctx.platform
+            .record(&obj, Note::warning("FallbackActivated", "Scale", msg))
+            .await;
+    }
+    let (ok, reason) = if problems.is_empty() {
+        (true, "SignalsRead")
+    } else {
+        (false, "MetricsUnavailable")
+    };
+    status::set(
+        &mut st.conditions,
+        status::METRICS_AVAILABLE,
+        ok,
+        reason,
+        problems.join("; "),
+        now,
+        generation,
+    );
+
+    st.replicas = Some(ReplicaStatus {
+        current: to_i32(current),
+        desired: to_i32(decision.desired),
+        reason: decision.reason.clone(),
+        before: Some(before),
+    });
+    st.observed = Some(ObservedSignals {
+        waiting: observed
+            .signals
+            .waiting
+            .map(|w| i64::try_from(w).unwrap_or(i64::MAX)),
+        p95: status::show_latency(observed.signals.latency),
+        at: Some(now),
+    });
+    st.panic = decision.panic;
+    st.fallback_active = decision.fallback;
+    let latency = observed.signals.latency;
+    ctx.metrics.campaign(
+        &key,
+        decision.desired,
+        decision.panic,
+        decision.fallback,
+        observed.signals.waiting,
+        latency,
+    );
+
+    // Act: Redis memory settings, every resync (a restarted Redis forgets them).
+    configure_redis(c, ctx, st, old, now).await;
+    Ok(())
+}
+
+/// The queue ids of the QueueConfigs the campaign names (same namespace).
+async fn queue_ids_of<P: Platform>(
+    c: &Campaign,
+    ctx: &Context<P>,
+    problems: &mut Vec<String>,
+) -> Result<Vec<String>, Error> {
+    let ns = c.metadata.namespace.as_deref().unwrap_or("default");
+    let all = ctx.platform.queue_configs().await.map_err(Error::List)?;
+    let mut ids = Vec::new();
+    for name in &c.spec.queues {
+        match all.iter().find(|q| {
+            q.metadata.namespace.as_deref().unwrap_or("default") == ns
+                && q.metadata.name.as_deref() == Some(name)
+        }) {
+            Some(q) => ids.push(q.spec.queue_id.clone()),
+            None => problems.push(format!("QueueConfig {ns}/{name} not found")),
+        }
+    }
+    Ok(ids)
+}
+
+async fn configure_redis<P: Platform>(
+    c: &Campaign,
+    ctx: &Context<P>,
+    st: &mut CampaignStatus,
+    old: &CampaignStatus,
+    now: DateTime<Utc>,
+) {
+    let generation = c.metadata.generation;
+    let wanted = c
+        .spec
+        .redis
+        .as_ref()
+        .map(|r| MemoryWanted {
+            maxmemory: r.maxmemory.clone(),
+            policy: r.maxmemory_policy,
+        })
+        .unwrap_or_default();
+    if wanted == MemoryWanted::default() {
+        status::set(
+            &mut st.conditions,
+            status::REDIS_CONFIGURED,
+            true,
+            "NotRequested",
+            "",
+            now,
+            generation,
+        );
+        return;
+    }
+    let result = async {
+        memory::check(&wanted)?;
+        if st.redis_before.is_none() {
+            st.redis_before = Some(memory::read(&ctx.redis).await?);
+        }
+        memory::apply(&ctx.redis, &wanted).await
+    }
+    .await;
+    match result {
+        Ok(applied) => {
+            let msg = format!(
+                "maxmemory {} maxmemory-policy {}",
+                applied.maxmemory, applied.maxmemory_policy
+            );
+            st.redis_applied = Some(applied);
+            status::set(
+                &mut st.conditions,
+                status::REDIS_CONFIGURED,
+                true,
+                "Applied",
+                msg,
+                now,
+                generation,
+            );
+        }
+        Err(e) => {
+            let reason = if matches!(e, MemoryError::Refused(_)) {
+                "EvictionPolicyRefused"
+            } else {
+                "RedisUnavailable"
+            };
+            if status::reason_of(&old.conditions, status::REDIS_CONFIGURED) != Some(reason) {
+                ctx.platform
+                    .record(
+                        &ObjectKey::of(c),
+                        Note::warning(reason, "ConfigureRedis", e.to_string()),
+                    )
+                    .await;
+            }
+            status::set(
+                &mut st.conditions,
+                status::REDIS_CONFIGURED,
+                false,
+                reason,
+                e.to_string(),
+                now,
+                generation,
+            );
+        }
+    }
+}
+
+fn to_i32(n: u32) -> i32 {
+    i32::try_from(n).unwrap_or(i32::MAX)
+}

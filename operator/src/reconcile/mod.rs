@@ -1,0 +1,224 @@
+//! The reconcilers, written once and run by both front ends: the Kubernetes controller
+//! ([`crate::cluster`]) and the local `--manifests` runner ([`crate::local`]). Everything they
+//! touch outside Redis and the app's metrics goes through [`Platform`], so the same pipeline
+//! — validate → observe → decide (pure) → act → status — runs against the API server or a
+//! folder of YAML files.
+
+pub mod campaign;
+mod command;
+pub mod queue_config;
+pub mod runtime_sync;
+pub mod status;
+pub mod validate;
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use floodgate_crds::v1alpha1::{Campaign, CampaignStatus, QueueConfig, QueueConfigStatus};
+use tokio::sync::Mutex;
+
+use crate::{
+    observe::{depth::QueueDepthSource, p95::LatencyWindow},
+    scaling::History,
+    store::RedisTarget,
+    telemetry::Metrics,
+};
+
+/// The field manager of every write, so `kubectl get -o yaml --show-managed-fields` names us
+/// and server-side apply conflicts are attributable.
+pub const FIELD_MANAGER: &str = "floodgate-operator";
+
+/// A failure of the platform (API server or local files).
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Local(String),
+}
+
+/// One error variant per pipeline step that can fail, so a failure says where it happened.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("listing resources failed: {0}")]
+    List(#[source] PlatformError),
+    #[error("checking who else scales the Deployment failed: {0}")]
+    CheckConflicts(#[source] PlatformError),
+    #[error("reading the Deployment's scale failed: {0}")]
+    ReadScale(#[source] PlatformError),
+    #[error("patching the Deployment's scale failed: {0}")]
+    PatchScale(#[source] PlatformError),
+    #[error("writing status failed: {0}")]
+    WriteStatus(#[source] PlatformError),
+    #[error("restoring Redis settings failed: {0}")]
+    RestoreRedis(#[source] crate::store::memory::MemoryError),
+    #[error("removing the campaign's queues from the runtime config failed: {0}")]
+    Unpublish(#[source] crate::store::runtime_doc::DocError),
+    #[error("finalizer: {0}")]
+    Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
+}
+
+impl Error {
+    /// A short label for the failures metric.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::List(_) => "list",
+            Self::CheckConflicts(_) => "check_conflicts",
+            Self::ReadScale(_) => "read_scale",
+            Self::PatchScale(_) => "patch_scale",
+            Self::WriteStatus(_) => "write_status",
+            Self::RestoreRedis(_) => "restore_redis",
+            Self::Unpublish(_) => "unpublish",
+            Self::Finalizer(_) => "finalizer",
+        }
+    }
+}
+
+/// What to do next: look again after a delay, or only when something changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Next(pub Option<Duration>);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoteType {
+    Normal,
+    Warning,
+}
+
+/// An Event to record about a resource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Note {
+    pub type_: NoteType,
+    /// PascalCase, e.g. Scaled, PanicStarted, Conflict.
+    pub reason: &'static str,
+    pub message: String,
+    /// What the operator did, e.g. Scale, Publish.
+    pub action: &'static str,
+}
+
+impl Note {
+    pub fn normal(reason: &'static str, action: &'static str, message: String) -> Self {
+        Self {
+            type_: NoteType::Normal,
+            reason,
+            message,
+            action,
+        }
+    }
+
+    pub fn warning(reason: &'static str, action: &'static str, message: String) -> Self {
+        Self {
+            type_: NoteType::Warning,
+            reason,
+            message,
+            action,
+        }
+    }
+}
+
+/// Everything outside Redis and the app's metrics that a reconcile reads or changes.
+#[allow(async_fn_in_trait)]
+pub trait Platform: Send + Sync + 'static {
+    /// Replicas of the Deployment's scale subresource.
+    async fn read_scale(&self, namespace: &str, deployment: &str) -> Result<u32, PlatformError>;
+    /// Sets the replicas of the scale subresource (one field manager: [`FIELD_MANAGER`]).
+    async fn write_scale(
+        &self,
+        namespace: &str,
+        deployment: &str,
+        replicas: u32,
+    ) -> Result<(), PlatformError>;
+    /// What else scales the campaign's Deployment (HPAs, older Campaigns), described.
+    async fn competitors(&self, campaign: &Campaign) -> Result<Vec<String>, PlatformError>;
+    /// Every Campaign and QueueConfig the operator manages (for the runtime document).
+    async fn campaigns(&self) -> Result<Vec<Campaign>, PlatformError>;
+    async fn queue_configs(&self) -> Result<Vec<QueueConfig>, PlatformError>;
+    /// `/metrics` URLs of the app pods a campaign scales.
+    async fn scrape_urls(&self, campaign: &Campaign) -> Result<Vec<String>, PlatformError>;
+    /// `/metrics` URLs to read a queue's gauges from, if any app serves it.
+    async fn queue_scrape_urls(&self, queue: &QueueConfig) -> Result<Vec<String>, PlatformError>;
+    /// Best effort: a failure is logged by the implementation, never fails a reconcile.
+    async fn record(&self, campaign_or_queue: &ObjectKey, note: Note);
+    async fn write_campaign_status(
+        &self,
+        campaign: &Campaign,
+        status: &CampaignStatus,
+    ) -> Result<(), PlatformError>;
+    async fn write_queue_status(
+        &self,
+        queue: &QueueConfig,
+        status: &QueueConfigStatus,
+    ) -> Result<(), PlatformError>;
+}
+
+/// Which object an Event is about.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct ObjectKey {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    pub uid: Option<String>,
+}
+
+impl ObjectKey {
+    pub fn of<K: kube::Resource<DynamicType = ()>>(obj: &K) -> Self {
+        let meta = obj.meta();
+        Self {
+            kind: if K::kind(&()) == "Campaign" {
+                "Campaign"
+            } else {
+                "QueueConfig"
+            },
+            namespace: meta.namespace.clone().unwrap_or_else(|| "default".into()),
+            name: meta.name.clone().unwrap_or_default(),
+            uid: meta.uid.clone(),
+        }
+    }
+}
+
+/// What a campaign's decisions remember between resyncs (lost on restart, which only makes
+/// the first window after it conservative).
+#[derive(Default)]
+pub struct CampaignMemory {
+    pub history: History,
+    pub latency: LatencyWindow,
+}
+
+/// Shared by every reconcile.
+pub struct Context<P> {
+    pub platform: P,
+    pub redis: RedisTarget,
+    pub http: reqwest::Client,
+    pub depth: Box<dyn QueueDepthSource>,
+    pub metrics: Arc<Metrics>,
+    pub memory: Mutex<HashMap<String, CampaignMemory>>,
+}
+
+impl<P: Platform> Context<P> {
+    pub fn new(
+        platform: P,
+        redis: RedisTarget,
+        depth: Box<dyn QueueDepthSource>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new());
+        Self {
+            platform,
+            redis,
+            http,
+            depth,
+            metrics,
+            memory: Mutex::default(),
+        }
+    }
+}
+
+/// `namespace/name`, the key of per-object memory and metrics labels.
+pub fn key_of<K: kube::Resource>(obj: &K) -> String {
+    format!(
+        "{}/{}",
+        obj.meta().namespace.as_deref().unwrap_or("default"),
+        obj.meta().name.as_deref().unwrap_or("")
+    )
+}

@@ -1,0 +1,128 @@
+//! The QueueConfig pipeline: validate → runtime document → read the queue's gauges → status.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use floodgate_crds::v1alpha1::{QueueConfig, QueueConfigStatus};
+
+use super::{Context, Error, Next, Note, ObjectKey, Platform, runtime_sync, status, validate};
+use crate::observe::{self, depth::WAITING_GAUGE};
+
+/// QueueConfigs have no schedule; their status (waiting, applied-by) is refreshed this often.
+pub const QUEUE_RESYNC: Duration = Duration::from_secs(10);
+
+pub async fn apply<P: Platform>(
+    q: &QueueConfig,
+    ctx: &Context<P>,
+    now: DateTime<Utc>,
+) -> Result<Next, Error> {
+    let obj = ObjectKey::of(q);
+    let generation = q.metadata.generation;
+    let old = q.status.clone().unwrap_or_default();
+    let mut st = QueueConfigStatus {
+        observed_generation: generation,
+        ..old.clone()
+    };
+
+    if let Err(problems) = validate::queue_config(&q.spec) {
+        let msg = problems.join("; ");
+        if old.observed_generation != generation
+            || status::reason_of(&old.conditions, status::READY) != Some("InvalidSpec")
+        {
+            ctx.platform
+                .record(&obj, Note::warning("InvalidSpec", "Validate", msg.clone()))
+                .await;
+        }
+        status::set(
+            &mut st.conditions,
+            status::READY,
+            false,
+            "InvalidSpec",
+            msg,
+            now,
+            generation,
+        );
+        ctx.platform
+            .write_queue_status(q, &st)
+            .await
+            .map_err(Error::WriteStatus)?;
+        return Ok(Next(None));
+    }
+
+    match runtime_sync::sync(ctx, now, None).await? {
+        Ok(s) => {
+            let id = &q.spec.queue_id;
+            let (ok, reason, msg) = if s.duplicates.contains(&super::key_of(q)) {
+                (
+                    false,
+                    "DuplicateQueueId",
+                    format!("another QueueConfig already publishes queue {id}"),
+                )
+            } else if s.queue_ids.contains(id) {
+                (
+                    true,
+                    "Published",
+                    format!(
+                        "version {} applied by {} replicas",
+                        s.published.version, s.applied_by
+                    ),
+                )
+            } else {
+                (
+                    false,
+                    "NotPublished",
+                    "every Campaign naming this queue has ended or is being deleted".to_owned(),
+                )
+            };
+            if s.published.written {
+                let msg = format!("runtime config version {} published", s.published.version);
+                ctx.platform
+                    .record(&obj, Note::normal("ConfigPublished", "Publish", msg))
+                    .await;
+            }
+            st.published_version = i64::try_from(s.published.version).ok().filter(|_| ok);
+            st.applied_by_replicas = i32::try_from(s.applied_by).ok().filter(|_| ok);
+            status::set(
+                &mut st.conditions,
+                status::CONFIG_PUBLISHED,
+                ok,
+                reason,
+                msg,
+                now,
+                generation,
+            );
+        }
+        Err(e) => status::set(
+            &mut st.conditions,
+            status::CONFIG_PUBLISHED,
+            false,
+            "RedisUnavailable",
+            e.to_string(),
+            now,
+            generation,
+        ),
+    }
+
+    // The queue's live numbers, when an app serving it can be scraped.
+    let urls = ctx.platform.queue_scrape_urls(q).await.unwrap_or_default();
+    if let Ok(scrape) = observe::scrape(&ctx.http, &urls).await {
+        let gauge = |name| scrape.queue_gauge(name, &q.spec.queue_id).map(|v| v as i64);
+        st.waiting = gauge(WAITING_GAUGE);
+        st.active = gauge("floodgate_queue_active");
+        st.admitted_total = gauge("floodgate_queue_admitted_total");
+    }
+    status::set(
+        &mut st.conditions,
+        status::READY,
+        true,
+        "Valid",
+        "",
+        now,
+        generation,
+    );
+    ctx.platform
+        .write_queue_status(q, &st)
+        .await
+        .map_err(Error::WriteStatus)?;
+    Ok(Next(Some(QUEUE_RESYNC)))
+}

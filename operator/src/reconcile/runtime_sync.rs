@@ -1,0 +1,80 @@
+//! Act on the runtime document: list every QueueConfig and Campaign, merge (pure, in
+//! [`crate::merge`]), compare-and-set it into Redis, and count the app replicas running it.
+//! Every reconcile of either kind calls this, so the document converges whichever changed.
+
+use chrono::{DateTime, Utc};
+
+use super::{Context, Error, Platform, key_of};
+use crate::{
+    merge::{CampaignSource, QueueSource, merge},
+    phase::phase_at,
+    store::runtime_doc::{self, DocError, Published},
+};
+
+pub struct Synced {
+    pub published: Published,
+    pub applied_by: u32,
+    /// Queue ids in the published document.
+    pub queue_ids: Vec<String>,
+    pub duplicates: Vec<String>,
+}
+
+/// `Err` only for listing failures (a reconcile error); Redis failures come back inside `Ok`
+/// so the caller can report them as a condition and keep going.
+pub async fn sync<P: Platform>(
+    ctx: &Context<P>,
+    now: DateTime<Utc>,
+    deleting: Option<&str>,
+) -> Result<Result<Synced, DocError>, Error> {
+    let campaigns = ctx.platform.campaigns().await.map_err(Error::List)?;
+    let queues = ctx.platform.queue_configs().await.map_err(Error::List)?;
+    let keyed: Vec<_> = campaigns.iter().map(|c| (key_of(c), c)).collect();
+    let campaign_sources: Vec<_> = keyed
+        .iter()
+        .map(|(key, c)| CampaignSource {
+            name: c.metadata.name.as_deref().unwrap_or(""),
+            spec: &c.spec,
+            phase: phase_at(&c.spec.schedule, now),
+            deleting: c.metadata.deletion_timestamp.is_some() || deleting == Some(key.as_str()),
+        })
+        .collect();
+    // Campaigns name QueueConfigs of their own namespace; names are namespaced, so the merge
+    // sees `namespace/name` on both sides.
+    let queue_names: Vec<_> = queues.iter().map(key_of).collect();
+    let queue_sources: Vec<_> = queues
+        .iter()
+        .zip(&queue_names)
+        .map(|(q, name)| QueueSource {
+            name,
+            spec: &q.spec,
+        })
+        .collect();
+    let qualified: Vec<_> = keyed
+        .iter()
+        .map(|(_, c)| {
+            let ns = c.metadata.namespace.as_deref().unwrap_or("default");
+            let mut spec = c.spec.clone();
+            spec.queues = spec.queues.iter().map(|q| format!("{ns}/{q}")).collect();
+            spec
+        })
+        .collect();
+    let campaign_sources: Vec<_> = campaign_sources
+        .into_iter()
+        .zip(&qualified)
+        .map(|(src, spec)| CampaignSource { spec, ..src })
+        .collect();
+    let merged = merge(&queue_sources, &campaign_sources);
+    let queue_ids = merged.config.queues.keys().cloned().collect();
+
+    Ok(async {
+        let published = runtime_doc::publish(&ctx.redis, &merged.config).await?;
+        let applied_by = runtime_doc::applied_by(&ctx.redis, published.version).await?;
+        Ok(Synced {
+            published,
+            applied_by,
+            queue_ids,
+            duplicates: merged.duplicates,
+        })
+    }
+    .await)
+}

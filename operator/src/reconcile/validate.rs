@@ -1,0 +1,160 @@
+//! Validate: the checks the API server's schema already makes plus the cross-field ones
+//! (also CEL rules there), repeated here because the local runner has no API server and an
+//! invalid spec must stop the pipeline before anything is acted on.
+
+use floodgate_crds::{
+    runtime::{CircuitBreakers, RuntimeConfig, is_valid_queue_id},
+    v1alpha1::{CampaignSpec, QueueConfigSpec},
+};
+
+pub fn campaign(spec: &CampaignSpec) -> Result<(), Vec<String>> {
+    let mut problems = Vec::new();
+    let s = &spec.scaling;
+    if spec.target.deployment.is_empty() {
+        problems.push("target.deployment must be set".into());
+    }
+    if spec.schedule.ends_at <= spec.schedule.starts_at {
+        problems.push("schedule.endsAt must be after startsAt".into());
+    }
+    if s.min_replicas < 1 || s.max_replicas < 1 {
+        problems.push("scaling.minReplicas and maxReplicas must be at least 1".into());
+    }
+    if s.min_replicas > s.max_replicas {
+        problems.push(format!(
+            "scaling.minReplicas {} exceeds maxReplicas {}",
+            s.min_replicas, s.max_replicas
+        ));
+    }
+    for (name, v) in [
+        ("fallbackReplicas", s.fallback_replicas),
+        ("latencyMaxReplicas", s.latency_max_replicas),
+    ] {
+        if let Some(v) = v
+            && !(s.min_replicas..=s.max_replicas).contains(&v)
+        {
+            problems.push(format!(
+                "scaling.{name} {v} is outside [minReplicas, maxReplicas]"
+            ));
+        }
+    }
+    if s.waiting_per_replica < 1 {
+        problems.push("scaling.waitingPerReplica must be at least 1".into());
+    }
+    if !(0.0..=1.0).contains(&s.tolerance) {
+        problems.push("scaling.tolerance must be within [0, 1]".into());
+    }
+    if s.p95_target.as_millis() == 0 {
+        problems.push("scaling.p95Target must be positive".into());
+    }
+    if s.panic.threshold <= 1.0 {
+        problems.push("scaling.panic.threshold must be above 1".into());
+    }
+    for (dir, r) in [("scaleUp", &s.scale_up), ("scaleDown", &s.scale_down)] {
+        if r.max_step.pods < 1 || r.max_step.percent < 1 || r.max_step.period.as_millis() == 0 {
+            problems.push(format!(
+                "scaling.{dir}.maxStep needs pods >= 1, percent >= 1 and a positive period"
+            ));
+        }
+    }
+    for q in &spec.queues {
+        if !is_valid_queue_id(q) {
+            problems.push(format!("queues: {q:?} is not a QueueConfig name"));
+        }
+    }
+    if let Some(m) = spec.redis.as_ref().and_then(|r| r.maxmemory.as_deref()) {
+        let digits = m.trim_end_matches(|c: char| c.is_ascii_alphabetic());
+        let unit = &m[digits.len()..];
+        if digits.is_empty()
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || !["", "b", "kb", "mb", "gb"].contains(&unit)
+        {
+            problems.push(format!(
+                "redis.maxmemory {m:?} must be a byte count with an optional kb/mb/gb unit"
+            ));
+        }
+    }
+    // Breakers and TTLs are checked by the same code the app uses to accept the document.
+    let mut doc = RuntimeConfig::default();
+    if let Some(b) = &spec.circuit_breakers {
+        doc.circuit_breakers = CircuitBreakers {
+            postgres: b.postgres.clone().unwrap_or_default(),
+            redis: b.redis.clone().unwrap_or_default(),
+        };
+    }
+    if let Some(t) = spec.redis.as_ref().and_then(|r| r.ttls.clone()) {
+        doc.ttls = t;
+    }
+    if let Err(e) = doc.validate() {
+        problems.push(e.to_string());
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+pub fn queue_config(spec: &QueueConfigSpec) -> Result<(), Vec<String>> {
+    let mut problems = Vec::new();
+    if !is_valid_queue_id(&spec.queue_id) {
+        problems.push(format!(
+            "queueId {:?} must be 1-63 characters of a-z, 0-9 and '-'",
+            spec.queue_id
+        ));
+    }
+    spec.settings.collect_problems("spec", &mut problems);
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use floodgate_crds::v1alpha1::Campaign;
+
+    fn example() -> CampaignSpec {
+        let c: Campaign =
+            serde_yaml::from_str(include_str!("../../../crds/examples/campaign.yaml"))
+                .expect("example");
+        c.spec
+    }
+
+    #[test]
+    fn the_example_is_valid() {
+        assert_eq!(campaign(&example()), Ok(()));
+    }
+
+    #[test]
+    fn cross_field_rules_are_enforced_without_an_api_server() {
+        let mut s = example();
+        s.scaling.min_replicas = 50;
+        s.schedule.ends_at = s.schedule.starts_at;
+        s.redis.as_mut().expect("redis").maxmemory = Some("lots".into());
+        let problems = campaign(&s).expect_err("invalid").join("\n");
+        for needle in [
+            "minReplicas 50 exceeds",
+            "endsAt must be after",
+            "fallbackReplicas 4 is outside",
+            "redis.maxmemory",
+        ] {
+            assert!(problems.contains(needle), "{needle} missing in {problems}");
+        }
+    }
+
+    #[test]
+    fn queue_config_checks_the_id_and_the_settings() {
+        let mut q = QueueConfigSpec {
+            queue_id: "Bad_Id".into(),
+            settings: Default::default(),
+        };
+        q.settings.admit_per_minute = 0;
+        let problems = queue_config(&q).expect_err("invalid").join("\n");
+        assert!(
+            problems.contains("queueId") && problems.contains("admitPerMinute"),
+            "{problems}"
+        );
+    }
+}
