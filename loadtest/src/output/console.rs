@@ -67,6 +67,20 @@ fn describe(e: &Executor) -> String {
     }
 }
 
+/// ✓/✗ when thresholds exist on exactly this metric and filter, blank otherwise.
+fn mark(verdicts: &[(Threshold, bool)], metric: &str, filter: &TagSet) -> &'static str {
+    let own: Vec<bool> = verdicts
+        .iter()
+        .filter(|(t, _)| t.metric == metric && &t.filter == filter)
+        .map(|(_, ok)| *ok)
+        .collect();
+    match (own.is_empty(), own.iter().all(|ok| *ok)) {
+        (true, _) => " ",
+        (false, true) => "✓",
+        (false, false) => "✗",
+    }
+}
+
 fn line(out: &mut String, mark: &str, label: &str, value: &str) {
     let dots = 32usize.saturating_sub(label.chars().count());
     let _ = writeln!(out, "   {mark} {label}{}: {value}", ".".repeat(dots));
@@ -144,33 +158,39 @@ pub fn render(data: &RunData, verdicts: &[(Threshold, bool)]) -> String {
     out.push('\n');
     let names = crate::output::summary::request_names(m);
     for (metric, _) in METRICS {
-        let Some(text) = metric_text(m, metric, &TagSet::new()) else {
+        let Some(text) = metric_text(m, metric, &TagSet::new()).filter(|t| !t.is_empty()) else {
             continue;
         };
-        let own: Vec<&(Threshold, bool)> = verdicts
-            .iter()
-            .filter(|(t, _)| t.metric == *metric)
-            .collect();
-        let mark = match (own.is_empty(), own.iter().all(|(_, ok)| *ok)) {
-            (true, _) => " ",
-            (false, true) => "✓",
-            (false, false) => "✗",
-        };
-        line(&mut out, mark, metric, &text);
+        line(
+            &mut out,
+            mark(verdicts, metric, &TagSet::new()),
+            metric,
+            &text,
+        );
+        // Sub-metrics: every request name for durations, plus every threshold's tag filter.
+        let mut filters: Vec<TagSet> = Vec::new();
         if *metric == "http_req_duration" {
-            for name in &names {
-                let filter = TagSet::from([("name".to_string(), name.clone())]);
-                if let Some(t) = metric_text(m, metric, &filter) {
-                    line(&mut out, " ", &format!("  {{ name:{name} }}"), &t);
-                }
+            filters.extend(
+                names
+                    .iter()
+                    .map(|n| TagSet::from([("name".to_string(), n.clone())])),
+            );
+        }
+        for (t, _) in verdicts
+            .iter()
+            .filter(|(t, _)| t.metric == *metric && !t.filter.is_empty())
+        {
+            if !filters.contains(&t.filter) {
+                filters.push(t.filter.clone());
             }
         }
-        for (t, ok) in own.iter().filter(|(t, _)| !t.filter.is_empty()) {
-            if let Some(text) = metric_text(m, &t.metric, &t.filter) {
+        for filter in &filters {
+            if let Some(text) = metric_text(m, metric, filter) {
+                let label: Vec<String> = filter.iter().map(|(k, v)| format!("{k}:{v}")).collect();
                 line(
                     &mut out,
-                    if *ok { "✓" } else { "✗" },
-                    &format!("  {}", &t.key[t.metric.len()..]),
+                    mark(verdicts, metric, filter),
+                    &format!("  {{ {} }}", label.join(", ")),
                     &text,
                 );
             }
