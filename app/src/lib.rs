@@ -12,6 +12,7 @@ pub mod http;
 pub mod idempotency;
 pub mod pagination;
 pub mod platform;
+pub mod queue;
 pub mod seed;
 pub mod server;
 pub mod state;

@@ -35,7 +35,11 @@ pub fn build_state(settings: Settings, db: sqlx::PgPool) -> anyhow::Result<AppSt
 /// Background loops of one replica; they stop when `shutdown` flips to true.
 pub fn spawn_background(state: &AppState, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
     let reader = Reader::new(state.runtime.clone(), state.redis.clone(), state.metrics.clone(), state.settings.replica_id());
-    vec![tokio::spawn(reader.run(shutdown.clone())), tokio::spawn(purge_idempotency(state.db.clone(), shutdown))]
+    vec![
+        tokio::spawn(reader.run(shutdown.clone())),
+        tokio::spawn(crate::queue::admission::run(state.clone(), shutdown.clone())),
+        tokio::spawn(purge_idempotency(state.db.clone(), shutdown)),
+    ]
 }
 
 /// Expired Idempotency-Key records are deleted every minute (any replica may do it).

@@ -32,6 +32,7 @@ use crate::state::AppState;
         (name = "users", description = "The signed-in user"),
         (name = "admin", description = "Operational views for admins"),
         (name = "wallet", description = "Balance, charges and the ledger"),
+        (name = "queue", description = "Virtual waiting room: join, poll, leave, queue state"),
     )
 )]
 struct ApiDoc;
@@ -55,7 +56,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::auth::routes())
         .merge(crate::users::routes())
         .merge(crate::admin::routes())
-        .merge(crate::wallet::routes());
+        .merge(crate::wallet::routes())
+        .merge(crate::queue::routes());
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)
 }
 
@@ -82,6 +84,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(api)
         .merge(ops::routes())
+        .merge(crate::queue::page_routes())
         .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
         .route_layer(middleware::from_fn(layers::remember_route))
         .fallback(layers::no_route)

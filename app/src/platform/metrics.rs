@@ -1,6 +1,8 @@
 //! Prometheus metrics (prometheus-client, OpenMetrics text). Names follow ARCHITECTURE.md:
 //! `floodgate_*`, seconds, `_total` for counters.
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::{
     encoding::EncodeLabelSet,
     metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
@@ -21,6 +23,11 @@ pub struct CacheLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabels {
+    pub queue: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LimitLabels {
     pub limit: &'static str,
 }
@@ -33,6 +40,13 @@ pub struct Metrics {
     pub runtime_config_rejected: Counter,
     pub cache_requests: Family<CacheLabels, Counter>,
     pub rate_limited: Family<LimitLabels, Counter>,
+    /// Queue-wide waiting count (the same on every replica; the operator scales on it).
+    pub queue_waiting: Family<QueueLabels, Gauge>,
+    pub queue_active: Family<QueueLabels, Gauge>,
+    /// Admissions made by this replica while it held the queue's lease.
+    pub queue_admitted: Family<QueueLabels, Counter>,
+    pub queue_abandoned: Family<QueueLabels, Counter>,
+    pub queue_admission_rate: Family<QueueLabels, Gauge<f64, AtomicU64>>,
 }
 
 /// Buckets from 0.5 ms to 10 s: fine at the fast end where cached reads live, and wide
@@ -74,7 +88,30 @@ impl Metrics {
         registry.register("floodgate_cache_requests", "Cache lookups by cache and result", cache_requests.clone());
         let rate_limited = Family::<LimitLabels, Counter>::default();
         registry.register("floodgate_rate_limited", "Requests refused by a rate limit", rate_limited.clone());
+        let queue_waiting = Family::<QueueLabels, Gauge>::default();
+        registry.register("floodgate_queue_waiting", "Users waiting in a waiting room", queue_waiting.clone());
+        let queue_active = Family::<QueueLabels, Gauge>::default();
+        registry.register("floodgate_queue_active", "Admitted sessions live in a waiting room", queue_active.clone());
+        let queue_admitted = Family::<QueueLabels, Counter>::default();
+        registry.register("floodgate_queue_admitted", "Users admitted from a waiting room", queue_admitted.clone());
+        let queue_abandoned = Family::<QueueLabels, Counter>::default();
+        registry.register(
+            "floodgate_queue_abandoned",
+            "Waiting places lost because the user stopped polling",
+            queue_abandoned.clone(),
+        );
+        let queue_admission_rate = Family::<QueueLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "floodgate_queue_admission_rate",
+            "Measured admissions per second over the last 10 s",
+            queue_admission_rate.clone(),
+        );
         Self {
+            queue_waiting,
+            queue_active,
+            queue_admitted,
+            queue_abandoned,
+            queue_admission_rate,
             registry,
             http_duration,
             http_in_flight,

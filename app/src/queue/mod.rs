@@ -1,0 +1,36 @@
+//! The virtual waiting room: joining (signed tokens naming queue, user and position), the
+//! admission loop (one per queue cluster-wide, under a Redis lease), sessions, abandonment,
+//! passes for queue-protected endpoints, metrics and the waiting-room page.
+//!
+//! Every knob is read live from the runtime config (`QueueSettings`). Layout and memory per
+//! waiting user: see [`store`].
+
+pub mod admission;
+mod handlers;
+pub mod lease;
+mod page;
+pub mod pass;
+pub mod rules;
+pub mod service;
+pub mod store;
+pub mod types;
+
+pub use service::{QueuePass, end_session, require_pass};
+pub use types::QueueId;
+
+use axum::{Router, routing::get};
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(handlers::join))
+        .routes(routes!(handlers::me, handlers::leave))
+        .routes(routes!(handlers::show))
+}
+
+/// The browser page, outside `/api/v1`.
+pub fn page_routes() -> Router<AppState> {
+    Router::new().route("/waiting-room/{queue_id}", get(page::waiting_room))
+}

@@ -1,0 +1,93 @@
+//! The signed waiting-room token: an HS256 JWT with its own audience, naming queue, user and
+//! position. The same token is the admitted pass once the user's session is live, so a client
+//! keeps one value in `X-Queue-Token` from joining to paying.
+
+use chrono::{DateTime, Utc};
+use jsonwebtoken::{Algorithm, Header, Validation, decode, encode, errors::ErrorKind};
+use serde::{Deserialize, Serialize};
+
+use crate::{auth::UserId, error::ApiError, state::AppState};
+
+pub const HEADER: &str = "x-queue-token";
+pub const AUDIENCE: &str = "floodgate-queue";
+const ISSUER: &str = "floodgate";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct QueueClaims {
+    pub sub: String,
+    /// Queue id.
+    pub q: String,
+    /// Position at join time (0 when issued to someone already admitted).
+    pub pos: u64,
+    pub iat: i64,
+    pub exp: i64,
+    pub iss: String,
+    pub aud: String,
+}
+
+/// Why a token was refused; each becomes its own 403 problem kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PassError {
+    Missing,
+    Forged,
+    Expired,
+    WrongQueue,
+    WrongUser,
+}
+
+impl PassError {
+    pub fn into_api(self) -> ApiError {
+        match self {
+            Self::Missing => ApiError::forbidden("queue-pass-missing", "this endpoint needs an admitted waiting-room pass in X-Queue-Token"),
+            Self::Forged => ApiError::forbidden("queue-pass-forged", "the X-Queue-Token is not a pass this service signed"),
+            Self::Expired => ApiError::forbidden("queue-pass-expired", "the waiting-room pass has expired; join the queue again"),
+            Self::WrongQueue => ApiError::forbidden("queue-pass-wrong-queue", "the waiting-room pass is for another queue"),
+            Self::WrongUser => ApiError::forbidden("queue-pass-wrong-user", "the waiting-room pass belongs to another user"),
+        }
+    }
+}
+
+pub fn sign(state: &AppState, queue: &str, user: UserId, pos: u64, now: DateTime<Utc>, ttl_secs: u64) -> Result<String, ApiError> {
+    let iat = now.timestamp();
+    let claims = QueueClaims {
+        sub: user.to_string(),
+        q: queue.to_owned(),
+        pos,
+        iat,
+        exp: iat.saturating_add(i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2)),
+        iss: ISSUER.into(),
+        aud: AUDIENCE.into(),
+    };
+    encode(&Header::new(Algorithm::HS256), &claims, state.jwt.encoding_key()).map_err(ApiError::internal)
+}
+
+/// Verifies signature, algorithm, audience, expiry and queue; returns the user it names.
+pub fn verify(state: &AppState, token: &str, queue: &str) -> Result<(UserId, QueueClaims), PassError> {
+    let mut v = Validation::new(Algorithm::HS256);
+    v.set_audience(&[AUDIENCE]);
+    v.set_issuer(&[ISSUER]);
+    v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+    // Passes are short-lived session credentials; no leeway beyond a second of skew.
+    v.leeway = 1;
+    let claims = decode::<QueueClaims>(token, state.jwt.decoding_key(), &v)
+        .map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => PassError::Expired,
+            _ => PassError::Forged,
+        })?
+        .claims;
+    if claims.q != queue {
+        return Err(PassError::WrongQueue);
+    }
+    let user = claims.sub.parse().map(UserId).map_err(|_| PassError::Forged)?;
+    Ok((user, claims))
+}
+
+/// The token from the request headers, or `Missing`.
+pub fn from_headers(headers: &axum::http::HeaderMap) -> Result<&str, PassError> {
+    headers
+        .get(HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or(PassError::Missing)
+}

@@ -1,0 +1,237 @@
+//! The waiting room's Redis layout and the scripts that change it.
+//!
+//! Per queue, under the hash tag `{q:<id>}` (one cluster slot):
+//! - `seq` counter of places handed out, `head` the last place taken off the line;
+//! - `line` list of user ids in place order (place = head + index + 1): ~10 B per user;
+//! - `u:<user/128>` hashes, field `user%128` → `"<place>:<last poll, unix s>"`: the compact
+//!   per-user entry, kept in listpack encoding (a few dozen bytes per user);
+//! - `n` waiting count, `active` sorted set user → session expiry (ms, at most
+//!   `maxActiveUsers` members), `stats` hash (admitted, abandoned, measured rate),
+//!   `pre` last pre-queue place, `shuffled` flag, `lease`.
+//!
+//! Everything per user expires: entries with their bucket a place-ttl after the last write,
+//! the line and counters a place-ttl after the last join, sessions at their expiry.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+use super::{rules, types::QueueId};
+use crate::{auth::UserId, error::ApiError, state::AppState};
+
+static JOIN: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("join.lua")));
+static POLL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("poll.lua")));
+static LEAVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("leave.lua")));
+static ADMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("admit.lua")));
+static SHUFFLE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("shuffle.lua")));
+
+/// Set of queue ids that have had joins, so every replica's loop knows them.
+pub const REGISTRY: &str = "queues";
+/// Places examined per admission tick at most, so a long run of abandoned places is cleared
+/// over a few ticks without blocking Redis.
+const MAX_SCAN: u64 = 5_000;
+
+pub struct Keys {
+    base: String,
+}
+
+impl Keys {
+    pub fn new(state: &AppState, queue: &str) -> Self {
+        Self { base: state.redis.key(&format!("{{q:{queue}}}:")) }
+    }
+
+    pub fn k(&self, rest: &str) -> String {
+        format!("{}{rest}", self.base)
+    }
+
+    pub fn bucket_prefix(&self) -> String {
+        self.k("u:")
+    }
+
+    pub fn bucket(&self, user: UserId) -> (String, String) {
+        let (b, f) = rules::bucket_of(user.0);
+        (format!("{}{b}", self.bucket_prefix()), f.to_string())
+    }
+}
+
+pub enum JoinOutcome {
+    Waiting { position: u64 },
+    Admitted { session_expires_ms: i64 },
+    Closed,
+}
+
+pub struct JoinArgs {
+    pub now_ms: i64,
+    pub place_ttl_secs: u64,
+    pub pre_queue: bool,
+    pub closed: bool,
+    pub abandon_secs: u64,
+}
+
+/// Returns the outcome and whether a stale abandoned place was dropped on the way.
+pub async fn join(state: &AppState, queue: &QueueId, user: UserId, a: &JoinArgs) -> Result<(JoinOutcome, bool), ApiError> {
+    let keys = Keys::new(state, queue.as_str());
+    let (bucket, field) = keys.bucket(user);
+    let mut conn = state.redis.conn();
+    let (code, value, dropped): (i64, i64, i64) = JOIN
+        .key(keys.k("seq"))
+        .key(keys.k("head"))
+        .key(keys.k("line"))
+        .key(keys.k("n"))
+        .key(keys.k("active"))
+        .key(bucket)
+        .key(keys.k("pre"))
+        .key(keys.k("stats"))
+        .arg(user.0)
+        .arg(field)
+        .arg(a.now_ms)
+        .arg(a.place_ttl_secs.max(1))
+        .arg(if a.pre_queue { "1" } else { "0" })
+        .arg(if a.closed { "1" } else { "0" })
+        .arg(a.abandon_secs)
+        .invoke_async(&mut conn)
+        .await?;
+    let outcome = match code {
+        2 => JoinOutcome::Admitted { session_expires_ms: value },
+        1 => JoinOutcome::Waiting { position: u64::try_from(value).unwrap_or(0) },
+        _ => JoinOutcome::Closed,
+    };
+    Ok((outcome, dropped == 1))
+}
+
+pub async fn register(state: &AppState, queue: &QueueId) -> Result<(), ApiError> {
+    let mut conn = state.redis.conn();
+    let _: i64 = redis::cmd("SADD").arg(state.redis.key(REGISTRY)).arg(queue.as_str()).query_async(&mut conn).await?;
+    Ok(())
+}
+
+pub async fn registered(state: &AppState) -> Result<Vec<String>, ApiError> {
+    let mut conn = state.redis.conn();
+    Ok(redis::cmd("SMEMBERS").arg(state.redis.key(REGISTRY)).query_async(&mut conn).await?)
+}
+
+pub enum Place {
+    Admitted { session_expires_ms: i64 },
+    Waiting { position: u64, ahead: u64 },
+    /// No place; `dropped` when this poll found it abandoned.
+    Gone { dropped: bool },
+}
+
+/// A poll: the user's place, plus the measured admission rate (per second).
+pub async fn poll(state: &AppState, queue: &str, user: UserId, now_ms: i64, abandon_secs: u64, place_ttl_secs: u64) -> Result<(Place, f64), ApiError> {
+    let keys = Keys::new(state, queue);
+    let (bucket, field) = keys.bucket(user);
+    let mut conn = state.redis.conn();
+    let (code, a, b, rate): (i64, i64, i64, String) = POLL
+        .key(keys.k("active"))
+        .key(bucket)
+        .key(keys.k("head"))
+        .key(keys.k("n"))
+        .key(keys.k("stats"))
+        .arg(user.0)
+        .arg(field)
+        .arg(now_ms)
+        .arg(abandon_secs)
+        .arg(place_ttl_secs.max(1))
+        .invoke_async(&mut conn)
+        .await?;
+    let rate = rate.parse::<f64>().unwrap_or(0.0);
+    let place = match code {
+        2 => Place::Admitted { session_expires_ms: a },
+        1 => {
+            let position = u64::try_from(a).unwrap_or(0);
+            let head = u64::try_from(b).unwrap_or(0);
+            Place::Waiting { position, ahead: position.saturating_sub(head).saturating_sub(1) }
+        }
+        _ => Place::Gone { dropped: a == 1 },
+    };
+    Ok((place, rate))
+}
+
+/// The session expiry (ms) of an admitted user, if the session is live.
+pub async fn session(state: &AppState, queue: &str, user: UserId, now_ms: i64) -> Result<Option<i64>, ApiError> {
+    let keys = Keys::new(state, queue);
+    let mut conn = state.redis.conn();
+    let score: Option<f64> = redis::cmd("ZSCORE").arg(keys.k("active")).arg(user.0).query_async(&mut conn).await?;
+    Ok(score.map(|s| s as i64).filter(|&s| s > now_ms))
+}
+
+pub async fn leave(state: &AppState, queue: &str, user: UserId) -> Result<bool, ApiError> {
+    let keys = Keys::new(state, queue);
+    let (bucket, field) = keys.bucket(user);
+    let mut conn = state.redis.conn();
+    let removed: i64 =
+        LEAVE.key(keys.k("active")).key(bucket).key(keys.k("n")).arg(user.0).arg(field).invoke_async(&mut conn).await?;
+    Ok(removed == 1)
+}
+
+pub struct AdmitArgs {
+    pub now_ms: i64,
+    pub budget: u64,
+    pub max_active: u32,
+    pub session_ms: u64,
+    pub abandon_secs: u64,
+    pub measured_rate: f64,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Counts {
+    pub admitted: u64,
+    pub abandoned: u64,
+    pub active: u64,
+    pub waiting: u64,
+}
+
+pub async fn admit(state: &AppState, queue: &str, a: &AdmitArgs) -> Result<Counts, ApiError> {
+    let keys = Keys::new(state, queue);
+    let mut conn = state.redis.conn();
+    let (admitted, abandoned, active, waiting, _head): (u64, u64, u64, i64, i64) = ADMIT
+        .key(keys.k("line"))
+        .key(keys.k("head"))
+        .key(keys.k("n"))
+        .key(keys.k("active"))
+        .key(keys.k("stats"))
+        .arg(a.now_ms)
+        .arg(a.budget)
+        .arg(a.max_active)
+        .arg(a.session_ms)
+        .arg(a.abandon_secs)
+        .arg(MAX_SCAN)
+        .arg(keys.bucket_prefix())
+        .arg(rules::BUCKET_SIZE)
+        .arg(format!("{:.3}", a.measured_rate))
+        .invoke_async(&mut conn)
+        .await?;
+    Ok(Counts { admitted, abandoned, active, waiting: u64::try_from(waiting).unwrap_or(0) })
+}
+
+/// Queue-wide counts without changing anything (replicas that do not hold the lease), and
+/// the measured rate.
+pub async fn peek(state: &AppState, queue: &str, now_ms: i64) -> Result<(Counts, f64), ApiError> {
+    let keys = Keys::new(state, queue);
+    let mut conn = state.redis.conn();
+    let (waiting, active, rate): (Option<i64>, u64, Option<String>) = redis::pipe()
+        .get(keys.k("n"))
+        .zcount(keys.k("active"), format!("({now_ms}"), "+inf")
+        .hget(keys.k("stats"), "rate")
+        .query_async(&mut conn)
+        .await?;
+    let counts = Counts { waiting: u64::try_from(waiting.unwrap_or(0)).unwrap_or(0), active, ..Counts::default() };
+    Ok((counts, rate.and_then(|r| r.parse().ok()).unwrap_or(0.0)))
+}
+
+pub async fn shuffle_pre_queue(state: &AppState, queue: &str, seed: u32, flag_ttl_secs: u64) -> Result<i64, ApiError> {
+    let keys = Keys::new(state, queue);
+    let mut conn = state.redis.conn();
+    Ok(SHUFFLE
+        .key(keys.k("line"))
+        .key(keys.k("head"))
+        .key(keys.k("pre"))
+        .key(keys.k("shuffled"))
+        .arg(seed)
+        .arg(keys.bucket_prefix())
+        .arg(rules::BUCKET_SIZE)
+        .arg(flag_ttl_secs.max(1))
+        .invoke_async(&mut conn)
+        .await?)
+}

@@ -1,0 +1,82 @@
+//! Typed waiting-room values: a [`QueueId`] that exists is a valid DNS-label queue id.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::error::ApiError;
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(transparent)]
+pub struct QueueId(String);
+
+impl QueueId {
+    /// Same rule as the runtime config and the `QueueConfig` name, so every id a client can
+    /// use is one the operator can configure.
+    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+        if floodgate_crds::runtime::is_valid_queue_id(raw) {
+            Ok(Self(raw.to_owned()))
+        } else {
+            Err(ApiError::invalid("queue_id", "queue id must be 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit"))
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for QueueId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum PlaceStatus {
+    Waiting,
+    Admitted,
+    Expired,
+}
+
+/// 201 answer of a join.
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+pub struct JoinResponse {
+    /// The signed token naming queue, user and position; send it as `X-Queue-Token`.
+    pub token: String,
+    pub position: u64,
+    pub status: PlaceStatus,
+    pub poll_after_seconds: u64,
+}
+
+/// A user's place as seen by `GET /queues/{id}/tokens/me`.
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+pub struct PlaceView {
+    pub status: PlaceStatus,
+    /// Current position (1 = first ever to join); absent once admitted or expired.
+    pub position: Option<u64>,
+    /// People still ahead in the line (places not yet reached, abandoned ones included until skipped).
+    pub ahead: Option<u64>,
+    /// Estimated wait from the measured admission rate; absent while unknown (paused, not open).
+    pub eta_seconds: Option<u64>,
+    /// When to poll next; grows with the distance to the front.
+    pub poll_after_seconds: Option<u64>,
+    /// When the admitted session ends (unix seconds).
+    pub session_expires_at: Option<i64>,
+    /// Why nobody is admitted right now: `paused`, `not-open`, or absent.
+    pub hold_reason: Option<&'static str>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema, Debug)]
+pub struct QueueView {
+    pub queue_id: QueueId,
+    pub waiting: u64,
+    pub active: u64,
+    /// Measured admissions per second over the last few seconds.
+    pub admit_per_second: f64,
+    pub max_active: u32,
+    /// `open`, `paused`, `not-open` (before `opensAt`) or `closed` (after `closesAt`).
+    pub status: &'static str,
+}
