@@ -5,6 +5,7 @@
 //! mocked API server in `fixtures`), with each reconcile a Stackable-style pipeline:
 //! observe → decide (pure, in [`scaling`], [`phase`] and [`merge`]) → act → status.
 
+pub mod cluster;
 pub mod crd;
 pub mod merge;
 pub mod observe;

@@ -190,6 +190,8 @@ pub struct Context<P> {
     pub depth: Box<dyn QueueDepthSource>,
     pub metrics: Arc<Metrics>,
     pub memory: Mutex<HashMap<String, CampaignMemory>>,
+    /// Consecutive failures per object, for the error policy's backoff.
+    pub failures: std::sync::Mutex<HashMap<String, u32>>,
 }
 
 impl<P: Platform> Context<P> {
@@ -210,7 +212,29 @@ impl<P: Platform> Context<P> {
             depth,
             metrics,
             memory: Mutex::default(),
+            failures: Default::default(),
         }
+    }
+}
+
+impl<P> Context<P> {
+    /// Backoff after a failed reconcile: 5 s doubling per consecutive failure, at most 5 min.
+    pub fn backoff(&self, key: &str) -> Duration {
+        let mut failures = self
+            .failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = failures.entry(key.to_owned()).or_default();
+        *n = n.saturating_add(1);
+        Duration::from_secs(5u64.saturating_mul(1 << (*n - 1).min(6)).min(300))
+    }
+
+    /// A success resets the backoff.
+    pub fn succeeded(&self, key: &str) {
+        self.failures
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(key);
     }
 }
 

@@ -27,7 +27,9 @@ pub async fn sync<P: Platform>(
     deleting: Option<&str>,
 ) -> Result<Result<Synced, DocError>, Error> {
     let campaigns = ctx.platform.campaigns().await.map_err(Error::List)?;
-    let queues = ctx.platform.queue_configs().await.map_err(Error::List)?;
+    // A QueueConfig being deleted leaves the document now, not when its object is gone.
+    let mut queues = ctx.platform.queue_configs().await.map_err(Error::List)?;
+    queues.retain(|q| q.metadata.deletion_timestamp.is_none());
     let keyed: Vec<_> = campaigns.iter().map(|c| (key_of(c), c)).collect();
     let campaign_sources: Vec<_> = keyed
         .iter()

@@ -1,0 +1,164 @@
+//! controller-rs shape: `reconcile` wraps the pipeline in kube's `finalizer()`, `error_policy`
+//! backs off per object, and `run` drives both controllers over shared reflector caches.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use floodgate_crds::v1alpha1::{Campaign, QueueConfig};
+use futures::StreamExt;
+use kube::{
+    Api, Client, ResourceExt,
+    api::ListParams,
+    runtime::{
+        Controller,
+        controller::Action,
+        finalizer::{Event as Finalizer, finalizer},
+        watcher,
+    },
+};
+
+use super::platform::KubePlatform;
+use crate::reconcile::{Context, Error, Next, campaign, key_of, queue_config};
+
+pub const CAMPAIGN_FINALIZER: &str = "floodgate.dev/campaign";
+pub const QUEUE_FINALIZER: &str = "floodgate.dev/queueconfig";
+
+pub type Ctx = Context<KubePlatform>;
+
+fn action(next: Next) -> Action {
+    match next.0 {
+        Some(after) => Action::requeue(after),
+        None => Action::await_change(),
+    }
+}
+
+pub async fn reconcile_campaign(c: Arc<Campaign>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile("Campaign");
+    let api = Api::<Campaign>::namespaced(
+        ctx.platform.client.clone(),
+        c.namespace().as_deref().unwrap_or("default"),
+    );
+    let key = key_of(c.as_ref());
+    let result = finalizer(&api, CAMPAIGN_FINALIZER, c, |event| async {
+        match event {
+            Finalizer::Apply(c) => campaign::apply(&c, &ctx, Utc::now()).await,
+            Finalizer::Cleanup(c) => campaign::cleanup(&c, &ctx, Utc::now()).await,
+        }
+        .map(action)
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    if result.is_ok() {
+        ctx.succeeded(&key);
+    }
+    result
+}
+
+pub async fn reconcile_queue_config(q: Arc<QueueConfig>, ctx: Arc<Ctx>) -> Result<Action, Error> {
+    let _timer = ctx.metrics.reconcile("QueueConfig");
+    let api = Api::<QueueConfig>::namespaced(
+        ctx.platform.client.clone(),
+        q.namespace().as_deref().unwrap_or("default"),
+    );
+    let key = key_of(q.as_ref());
+    let result = finalizer(&api, QUEUE_FINALIZER, q, |event| async {
+        match event {
+            Finalizer::Apply(q) => queue_config::apply(&q, &ctx, Utc::now()).await.map(action),
+            // Its deletionTimestamp already keeps it out of the merge: republish without it.
+            Finalizer::Cleanup(_) => crate::reconcile::runtime_sync::sync(&ctx, Utc::now(), None)
+                .await?
+                .map(|_| Action::await_change())
+                .map_err(Error::Unpublish),
+        }
+    })
+    .await
+    .map_err(|e| Error::Finalizer(Box::new(e)));
+    if result.is_ok() {
+        ctx.succeeded(&key);
+    }
+    result
+}
+
+/// Failures retry with exponential backoff per object; invalid specs never get here (they
+/// succeed with "await change").
+pub fn error_policy<K: kube::Resource<DynamicType = ()>>(
+    obj: Arc<K>,
+    error: &Error,
+    ctx: Arc<Ctx>,
+) -> Action {
+    let kind = K::kind(&()).to_string();
+    tracing::warn!(%error, object = %key_of(obj.as_ref()), "reconcile failed");
+    ctx.metrics.failure(&kind, error.metric_label());
+    Action::requeue(ctx.backoff(&key_of(obj.as_ref())))
+}
+
+/// Runs both controllers until SIGTERM. `ready` flips once the caches have synced.
+pub async fn run(
+    client: Client,
+    ctx_parts: CtxParts,
+    ready: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<()> {
+    let campaigns = Api::<Campaign>::all(client.clone());
+    let queues = Api::<QueueConfig>::all(client.clone());
+    for (what, r) in [
+        (
+            "Campaign",
+            campaigns
+                .list(&ListParams::default().limit(1))
+                .await
+                .map(|_| ()),
+        ),
+        (
+            "QueueConfig",
+            queues
+                .list(&ListParams::default().limit(1))
+                .await
+                .map(|_| ()),
+        ),
+    ] {
+        r.map_err(|e| anyhow::anyhow!("{what} CRD not installed or not readable ({e}); run `floodgate-operator crd | kubectl apply -f -`"))?;
+    }
+    let campaign_ctl =
+        Controller::new(campaigns, watcher::Config::default().any_semantic()).shutdown_on_signal();
+    let queue_ctl =
+        Controller::new(queues, watcher::Config::default().any_semantic()).shutdown_on_signal();
+    let (campaign_store, queue_store) = (campaign_ctl.store(), queue_ctl.store());
+    let platform = KubePlatform::new(client, campaign_store.clone(), queue_store.clone());
+    let ctx = Arc::new(Context::new(
+        platform,
+        ctx_parts.redis,
+        ctx_parts.depth,
+        ctx_parts.metrics,
+    ));
+
+    let readiness = async {
+        let _ = tokio::join!(
+            campaign_store.wait_until_ready(),
+            queue_store.wait_until_ready()
+        );
+        ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    };
+    let campaigns = campaign_ctl
+        .run(reconcile_campaign, error_policy, ctx.clone())
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "campaign controller event");
+            }
+        });
+    let queues = queue_ctl
+        .run(reconcile_queue_config, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "queue controller event");
+            }
+        });
+    tokio::join!(readiness, campaigns, queues);
+    Ok(())
+}
+
+/// The non-Kubernetes parts of the context, built by `main`.
+pub struct CtxParts {
+    pub redis: crate::store::RedisTarget,
+    pub depth: Box<dyn crate::observe::depth::QueueDepthSource>,
+    pub metrics: Arc<crate::telemetry::Metrics>,
+}

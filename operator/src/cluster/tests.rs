@@ -1,0 +1,200 @@
+//! One test per expected API call sequence (see [`super::fixtures`]).
+
+use std::sync::Arc;
+
+use axum::{Router, routing::get};
+use kube::runtime::controller::Action;
+
+use super::{
+    controller::{reconcile_campaign, reconcile_queue_config},
+    fixtures::{Scenario, campaign, queue_config, test_context},
+};
+use crate::{phase::ACTIVE_RESYNC, store::runtime_doc};
+
+/// A stand-in app pod: the gauges and histogram a real app exports.
+async fn app_metrics(waiting: u64) -> u16 {
+    let text = format!(
+        "# TYPE floodgate_queue_waiting gauge\nfloodgate_queue_waiting{{queue=\"concert-42\"}} {waiting}\n\
+         # TYPE floodgate_http_request_duration_seconds histogram\n\
+         floodgate_http_request_duration_seconds_bucket{{route=\"/q\",le=\"0.1\"}} 90\n\
+         floodgate_http_request_duration_seconds_bucket{{route=\"/q\",le=\"+Inf\"}} 100\n# EOF\n"
+    );
+    let app = Router::new().route("/metrics", get(move || async move { text.clone() }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    port
+}
+
+#[tokio::test]
+async fn a_new_campaign_gets_the_finalizer_first() {
+    let mut c = campaign(1);
+    c.metadata.finalizers = None;
+    let (ctx, server) = test_context(vec![c.clone()], vec![queue_config()]).await;
+    let mock = server.run(Scenario::FinalizerCreation(c.clone()));
+    let action = reconcile_campaign(Arc::new(c), ctx.clone())
+        .await
+        .expect("reconcile");
+    assert_eq!(action, Action::await_change());
+    drop(ctx);
+    mock.await.expect("scenario");
+}
+
+#[tokio::test]
+async fn an_active_campaign_scales_with_its_field_manager_and_reports_status() {
+    let c = campaign(app_metrics(50_000).await);
+    let (ctx, server) = test_context(vec![c.clone()], vec![queue_config()]).await;
+    // 50,000 waiting / 2000 per replica = 25, limited by the scale-up step: max(2 + 8, 2 × 2).
+    let mock = server.run(Scenario::ScaleUp {
+        campaign: c.clone(),
+        from: 2,
+        to: 10,
+    });
+    let action = reconcile_campaign(Arc::new(c), ctx.clone())
+        .await
+        .expect("reconcile");
+    assert_eq!(action, Action::requeue(ACTIVE_RESYNC));
+    let metrics = ctx.metrics.encode();
+    assert!(
+        metrics
+            .contains("floodgate_operator_desired_replicas{campaign=\"default/xmas-tickets\"} 10"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("floodgate_operator_panic{campaign=\"default/xmas-tickets\"} 1"),
+        "{metrics}"
+    );
+    let doc = runtime_doc::read(&ctx.redis)
+        .await
+        .expect("read")
+        .expect("published");
+    assert_eq!(doc.queues["concert-42"].max_active_users, 500);
+    drop(ctx);
+    mock.await.expect("scenario");
+}
+
+#[tokio::test]
+async fn an_hpa_on_the_same_deployment_is_a_conflict() {
+    let c = campaign(1);
+    let (ctx, server) = test_context(vec![c.clone()], vec![queue_config()]).await;
+    let mock = server.run(Scenario::Conflict(c.clone()));
+    reconcile_campaign(Arc::new(c), ctx.clone())
+        .await
+        .expect("reconcile");
+    drop(ctx);
+    mock.await.expect("scenario");
+}
+
+#[tokio::test]
+async fn an_older_campaign_on_the_same_deployment_is_a_conflict_too() {
+    use crate::reconcile::Platform;
+    let mut older = campaign(1);
+    older.metadata.name = Some("older".into());
+    older.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+    ));
+    let mut newer = campaign(1);
+    newer.metadata.creation_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    let (ctx, server) = test_context(vec![older.clone(), newer.clone()], vec![]).await;
+    // Only the HPA list reaches the API server; the campaigns come from the cache.
+    let mock = tokio::spawn(server.answer_empty_hpa_list());
+    let found = ctx.platform.competitors(&newer).await.expect("competitors");
+    assert_eq!(found, vec!["Campaign/older".to_owned()]);
+    // The older one is not contested by the newer one.
+    drop(ctx);
+    mock.await.expect("mock");
+}
+
+#[tokio::test]
+async fn deleting_a_campaign_restores_replicas_and_unpublishes_its_queues() {
+    let mut c = campaign(1);
+    c.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    c.status = Some(floodgate_crds::v1alpha1::CampaignStatus {
+        replicas: Some(floodgate_crds::v1alpha1::ReplicaStatus {
+            current: 10,
+            desired: 10,
+            reason: String::new(),
+            before: Some(3),
+        }),
+        ..Default::default()
+    });
+    let (ctx, server) = test_context(vec![c.clone()], vec![queue_config()]).await;
+    // The queue was published while the campaign ran.
+    let live = crate::merge::merge(
+        &[crate::merge::QueueSource {
+            name: "default/concert-42",
+            spec: &queue_config().spec,
+        }],
+        &[],
+    );
+    runtime_doc::publish(&ctx.redis, &live.config)
+        .await
+        .expect("seed");
+    let mock = server.run(Scenario::Cleanup {
+        campaign: c.clone(),
+        current: 10,
+        before: 3,
+    });
+    let action = reconcile_campaign(Arc::new(c), ctx.clone())
+        .await
+        .expect("reconcile");
+    assert_eq!(action, Action::await_change());
+    let doc = runtime_doc::read(&ctx.redis)
+        .await
+        .expect("read")
+        .expect("doc");
+    assert!(
+        doc.queues.is_empty(),
+        "its queue left the runtime config: {doc:?}"
+    );
+    assert_eq!(doc.version, 2);
+    drop(ctx);
+    mock.await.expect("scenario");
+}
+
+#[tokio::test]
+async fn an_invalid_campaign_waits_for_a_change() {
+    let mut c = campaign(1);
+    c.spec.scaling.min_replicas = 50;
+    let (ctx, server) = test_context(vec![c.clone()], vec![]).await;
+    let mock = server.run(Scenario::InvalidSpec(c.clone()));
+    let action = reconcile_campaign(Arc::new(c), ctx.clone())
+        .await
+        .expect("reconcile");
+    assert_eq!(
+        action,
+        Action::await_change(),
+        "no retry loop on a spec only a user can fix"
+    );
+    drop(ctx);
+    mock.await.expect("scenario");
+}
+
+#[tokio::test]
+async fn a_queue_config_is_published_without_any_campaign() {
+    let mut q = queue_config();
+    q.metadata.finalizers = Some(vec![super::controller::QUEUE_FINALIZER.into()]);
+    q.metadata.generation = Some(4);
+    let (ctx, server) = test_context(vec![], vec![q.clone()]).await;
+    let mock = server.run(Scenario::QueueStatus(q.clone()));
+    let action = reconcile_queue_config(Arc::new(q), ctx.clone())
+        .await
+        .expect("reconcile");
+    assert_eq!(
+        action,
+        Action::requeue(crate::reconcile::queue_config::QUEUE_RESYNC)
+    );
+    let doc = runtime_doc::read(&ctx.redis)
+        .await
+        .expect("read")
+        .expect("doc");
+    assert!(doc.queues.contains_key("concert-42"));
+    drop(ctx);
+    mock.await.expect("scenario");
+}
