@@ -6,10 +6,14 @@
 
 pub mod admin;
 pub mod auth;
+pub mod cart;
 pub mod config;
+pub mod coupons;
 pub mod error;
+pub mod goods;
 pub mod http;
 pub mod idempotency;
+pub mod orders;
 pub mod pagination;
 pub mod platform;
 pub mod queue;

@@ -26,6 +26,7 @@ pub fn build_state(settings: Settings, db: sqlx::PgPool) -> anyhow::Result<AppSt
         redis,
         metrics: Arc::new(Metrics::new()),
         runtime: RuntimeConfigHandle::default(),
+        cache: Default::default(),
         draining: false.into(),
         dummy_hash: password::dummy_hash(),
         settings,
@@ -38,7 +39,8 @@ pub fn spawn_background(state: &AppState, shutdown: watch::Receiver<bool>) -> Ve
     vec![
         tokio::spawn(reader.run(shutdown.clone())),
         tokio::spawn(crate::queue::admission::run(state.clone(), shutdown.clone())),
-        tokio::spawn(purge_idempotency(state.db.clone(), shutdown)),
+        tokio::spawn(purge_idempotency(state.db.clone(), shutdown.clone())),
+        tokio::spawn(crate::coupons::consumer::run(state.clone(), shutdown)),
     ]
 }
 

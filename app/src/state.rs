@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use crate::{
     auth::jwt::JwtKeys,
     config::Settings,
-    platform::{metrics::Metrics, redis::Redis, runtime_config::RuntimeConfigHandle},
+    platform::{cache::Cache, metrics::Metrics, redis::Redis, runtime_config::RuntimeConfigHandle},
 };
 
 #[derive(Clone)]
@@ -22,6 +22,7 @@ pub struct Inner {
     pub redis: Redis,
     pub metrics: Arc<Metrics>,
     pub runtime: RuntimeConfigHandle,
+    pub cache: Cache,
     pub jwt: JwtKeys,
     /// Set on SIGTERM: readiness turns false so load balancers stop sending traffic.
     pub draining: AtomicBool,

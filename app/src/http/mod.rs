@@ -32,6 +32,10 @@ use crate::state::AppState;
         (name = "users", description = "The signed-in user"),
         (name = "admin", description = "Operational views for admins"),
         (name = "wallet", description = "Balance, charges and the ledger"),
+        (name = "goods", description = "Sellers' goods, cached lists and details"),
+        (name = "cart", description = "The signed-in user's cart"),
+        (name = "orders", description = "Orders paid from the wallet, without oversell"),
+        (name = "coupons", description = "First-come-first-served coupon campaigns"),
         (name = "queue", description = "Virtual waiting room: join, poll, leave, queue state"),
     )
 )]
@@ -57,6 +61,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::users::routes())
         .merge(crate::admin::routes())
         .merge(crate::wallet::routes())
+        .merge(crate::goods::routes())
+        .merge(crate::cart::routes())
+        .merge(crate::orders::routes())
+        .merge(crate::coupons::routes())
         .merge(crate::queue::routes());
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)
 }

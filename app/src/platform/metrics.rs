@@ -32,6 +32,11 @@ pub struct LimitLabels {
     pub limit: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StreamLabels {
+    pub stream: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     pub http_duration: Family<HttpLabels, Histogram>,
@@ -47,6 +52,8 @@ pub struct Metrics {
     pub queue_admitted: Family<QueueLabels, Counter>,
     pub queue_abandoned: Family<QueueLabels, Counter>,
     pub queue_admission_rate: Family<QueueLabels, Gauge<f64, AtomicU64>>,
+    /// Entries of a stream not yet persisted by its consumer group.
+    pub stream_lag: Family<StreamLabels, Gauge>,
 }
 
 /// Buckets from 0.5 ms to 10 s: fine at the fast end where cached reads live, and wide
@@ -106,7 +113,10 @@ impl Metrics {
             "Measured admissions per second over the last 10 s",
             queue_admission_rate.clone(),
         );
+        let stream_lag = Family::<StreamLabels, Gauge>::default();
+        registry.register("floodgate_stream_lag", "Entries in a stream not yet persisted by its consumer group", stream_lag.clone());
         Self {
+            stream_lag,
             queue_waiting,
             queue_active,
             queue_admitted,

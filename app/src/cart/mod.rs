@@ -1,0 +1,13 @@
+//! The cart: quantities per goods item, shown with current prices; goods that were deleted or
+//! sold out are flagged, not silently dropped.
+
+mod handlers;
+pub mod store;
+
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::state::AppState;
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(handlers::get_cart)).routes(routes!(handlers::put_item, handlers::delete_item))
+}

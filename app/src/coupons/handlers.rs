@@ -1,0 +1,160 @@
+//! Coupon handlers.
+
+use axum::{
+    Json,
+    extract::{Path, State},
+    http::StatusCode,
+};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{
+    service::{self, Issue},
+    store::{self, Campaign, CouponView},
+};
+use crate::{
+    auth::{CurrentUser, Role, types::parse_name},
+    error::{ApiError, ApiResult},
+    state::AppState,
+};
+
+#[derive(Deserialize, ToSchema)]
+pub struct CreateCampaign {
+    #[schema(example = "Black Friday 10,000 won off")]
+    pub name: String,
+    /// Exactly one of discount_amount and discount_percent.
+    pub discount_amount: Option<i64>,
+    pub discount_percent: Option<i32>,
+    #[schema(example = 1000)]
+    pub total_quantity: i64,
+    /// Only 1 is supported: one coupon per user per campaign.
+    pub per_user_limit: Option<i32>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CampaignView {
+    #[serde(flatten)]
+    pub campaign: Campaign,
+    /// Coupons granted so far (Redis's count; persisted ones lag by milliseconds).
+    pub issued: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct IssuedView {
+    pub campaign_id: i64,
+    pub status: &'static str,
+}
+
+const MAX_TOTAL: i64 = 10_000_000;
+
+/// Create a first-come-first-served coupon campaign (admins only).
+#[utoipa::path(post, path = "/coupon-campaigns", tag = "coupons", security(("bearer" = [])), request_body = CreateCampaign,
+    responses((status = 201, body = CampaignView), (status = 403, content_type = "application/problem+json"), (status = 422, content_type = "application/problem+json")))]
+pub async fn create_campaign(State(state): State<AppState>, user: CurrentUser, Json(req): Json<CreateCampaign>) -> ApiResult<(StatusCode, Json<CampaignView>)> {
+    user.require(Role::Admin)?;
+    let name = parse_name(&req.name, "name").map_err(|m| ApiError::invalid("name", m))?;
+    match (req.discount_amount, req.discount_percent) {
+        (Some(a), None) if a > 0 && a <= crate::goods::model::MAX_PRICE => {}
+        (None, Some(p)) if (1..=100).contains(&p) => {}
+        (Some(_), None) => return Err(ApiError::invalid("discount_amount", "discount_amount must be positive")),
+        (None, Some(_)) => return Err(ApiError::invalid("discount_percent", "discount_percent must be between 1 and 100")),
+        _ => return Err(ApiError::invalid("discount_amount", "give exactly one of discount_amount and discount_percent")),
+    }
+    if !(1..=MAX_TOTAL).contains(&req.total_quantity) {
+        return Err(ApiError::invalid("total_quantity", format!("total_quantity must be between 1 and {MAX_TOTAL}")));
+    }
+    if req.per_user_limit.is_some_and(|l| l != 1) {
+        return Err(ApiError::invalid("per_user_limit", "per_user_limit must be 1"));
+    }
+    if req.ends_at <= req.starts_at {
+        return Err(ApiError::invalid("ends_at", "ends_at must be after starts_at"));
+    }
+    let c = store::insert_campaign(
+        &state.db,
+        &store::NewCampaign {
+            name,
+            discount_amount: req.discount_amount,
+            discount_percent: req.discount_percent,
+            total_quantity: req.total_quantity as i32,
+            starts_at: req.starts_at,
+            ends_at: req.ends_at,
+        },
+    )
+    .await?;
+    // load it now so the first issue does not pay for it; a failure here is retried lazily
+    if let Err(e) = service::load(&state, c.id).await {
+        tracing::warn!(error = %e, campaign = c.id, "campaign not loaded into redis yet");
+    }
+    Ok((StatusCode::CREATED, Json(CampaignView { campaign: c, issued: 0 })))
+}
+
+/// A campaign with its live count.
+#[utoipa::path(get, path = "/coupon-campaigns/{id}", tag = "coupons", params(("id" = i64, Path)),
+    responses((status = 200, body = CampaignView), (status = 404, content_type = "application/problem+json")))]
+pub async fn get_campaign(State(state): State<AppState>, Path(id): Path<i64>) -> ApiResult<Json<CampaignView>> {
+    let c = store::campaign(&state.db, id).await?.ok_or_else(|| ApiError::not_found("coupon campaign"))?;
+    let issued = service::issued_count(&state, id).await.unwrap_or(i64::from(c.persisted)).max(i64::from(c.persisted));
+    Ok(Json(CampaignView { campaign: c, issued }))
+}
+
+/// Try to get a coupon: first come, first served, one per user.
+#[utoipa::path(post, path = "/coupon-campaigns/{id}/issue", tag = "coupons", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses(
+        (status = 201, body = IssuedView),
+        (status = 409, description = "already-issued or not-started", content_type = "application/problem+json"),
+        (status = 410, description = "sold-out or campaign-ended", content_type = "application/problem+json"),
+        (status = 503, description = "Redis unavailable; retry", content_type = "application/problem+json"),
+    ))]
+pub async fn issue(State(state): State<AppState>, user: CurrentUser, Path(id): Path<i64>) -> ApiResult<(StatusCode, Json<IssuedView>)> {
+    if id <= 0 {
+        return Err(ApiError::not_found("coupon campaign"));
+    }
+    match service::issue(&state, id, user.id).await? {
+        Issue::Issued => Ok((StatusCode::CREATED, Json(IssuedView { campaign_id: id, status: "issued" }))),
+        Issue::AlreadyHolds => Err(ApiError::conflict("already-issued", "you already hold a coupon of this campaign")),
+        Issue::NotStarted => Err(ApiError::conflict("not-started", "this campaign has not started yet")),
+        Issue::Ended => Err(ApiError::gone("campaign-ended", "this campaign has ended")),
+        Issue::SoldOut => Err(ApiError::gone("sold-out", "all coupons of this campaign are gone")),
+    }
+}
+
+/// Reload a campaign's counters from PostgreSQL and the pending stream (admins; after a Redis incident).
+#[utoipa::path(post, path = "/coupon-campaigns/{id}/rebuild", tag = "coupons", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = CampaignView), (status = 404, content_type = "application/problem+json")))]
+pub async fn rebuild(State(state): State<AppState>, user: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<CampaignView>> {
+    user.require(Role::Admin)?;
+    if !service::rebuild(&state, id).await? {
+        return Err(ApiError::not_found("coupon campaign"));
+    }
+    get_campaign(State(state), Path(id)).await
+}
+
+/// Own coupons, including grants accepted but not persisted yet (`persisted: false`).
+#[utoipa::path(get, path = "/coupons", tag = "coupons", security(("bearer" = [])), responses((status = 200, body = Vec<CouponView>)))]
+pub async fn my_coupons(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Vec<CouponView>>> {
+    let mut coupons = store::of_user(&state.db, user.id).await?;
+    let persisted: Vec<i64> = coupons.iter().map(|c| c.campaign_id).collect();
+    // read-your-writes for the holder; if Redis is down, show what PostgreSQL has
+    if let Ok(pending) = service::pending_for(&state, user.id, &persisted).await {
+        for c in pending {
+            coupons.insert(
+                0,
+                CouponView {
+                    coupon_id: None,
+                    campaign_id: c.id,
+                    name: c.name,
+                    discount_amount: c.discount_amount,
+                    discount_percent: c.discount_percent,
+                    issued_at: Utc::now(),
+                    used_at: None,
+                    order_id: None,
+                    persisted: false,
+                },
+            );
+        }
+    }
+    Ok(Json(coupons))
+}

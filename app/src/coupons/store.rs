@@ -1,0 +1,168 @@
+//! Coupon SQL.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{FromRow, PgConnection, PgExecutor};
+use utoipa::ToSchema;
+
+use crate::{auth::UserId, error::ApiError, orders::rules::Discount};
+
+#[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
+pub struct Campaign {
+    #[sqlx(rename = "campaign_id")]
+    pub id: i64,
+    pub name: String,
+    pub discount_amount: Option<i64>,
+    pub discount_percent: Option<i32>,
+    pub total_quantity: i32,
+    pub per_user_limit: i32,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    /// Coupons persisted in PostgreSQL so far.
+    #[sqlx(rename = "issued")]
+    pub persisted: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+macro_rules! campaign_columns {
+    () => {
+        "campaign_id, name, discount_amount, discount_percent, total_quantity, per_user_limit, starts_at, ends_at, issued, created_at"
+    };
+}
+
+pub struct NewCampaign {
+    pub name: String,
+    pub discount_amount: Option<i64>,
+    pub discount_percent: Option<i32>,
+    pub total_quantity: i32,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+}
+
+pub async fn insert_campaign<'e>(db: impl PgExecutor<'e>, c: &NewCampaign) -> Result<Campaign, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "insert into coupon_campaigns (name, discount_amount, discount_percent, total_quantity, starts_at, ends_at)
+         values ($1, $2, $3, $4, $5, $6) returning ",
+        campaign_columns!()
+    ))
+    .bind(&c.name)
+    .bind(c.discount_amount)
+    .bind(c.discount_percent)
+    .bind(c.total_quantity)
+    .bind(c.starts_at)
+    .bind(c.ends_at)
+    .fetch_one(db)
+    .await
+}
+
+pub async fn campaign<'e>(db: impl PgExecutor<'e>, id: i64) -> Result<Option<Campaign>, sqlx::Error> {
+    sqlx::query_as(concat!("select ", campaign_columns!(), " from coupon_campaigns where campaign_id = $1"))
+        .bind(id)
+        .fetch_optional(db)
+        .await
+}
+
+/// Campaigns whose grants may still be arriving: running, or ended less than a day ago.
+pub async fn live_campaigns<'e>(db: impl PgExecutor<'e>) -> Result<Vec<Campaign>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "select ",
+        campaign_columns!(),
+        " from coupon_campaigns where ends_at > now() - interval '1 day' order by campaign_id"
+    ))
+    .fetch_all(db)
+    .await
+}
+
+pub async fn holders<'e>(db: impl PgExecutor<'e>, campaign: i64) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar("select user_id from coupons where campaign_id = $1").bind(campaign).fetch_all(db).await
+}
+
+/// Persists grants `(user, issued_at)` in stream order. The campaign row is locked, users who
+/// already hold a coupon are skipped, and nothing beyond the total is inserted — so redelivered
+/// or replayed grants are harmless and the cap holds even if Redis miscounted after a loss.
+/// Returns how many rows were inserted.
+pub async fn persist_grants(conn: &mut PgConnection, campaign: i64, users: &[i64], at: &[DateTime<Utc>]) -> Result<i64, sqlx::Error> {
+    let room: Option<i32> = sqlx::query_scalar("select total_quantity - issued from coupon_campaigns where campaign_id = $1 for update")
+        .bind(campaign)
+        .fetch_optional(&mut *conn)
+        .await?;
+    let Some(room) = room else { return Ok(0) };
+    sqlx::query_scalar(
+        "with fresh as (
+            select distinct on (u) u, t, ord
+              from unnest($2::bigint[], $3::timestamptz[]) with ordinality as x(u, t, ord)
+             where not exists (select 1 from coupons k where k.campaign_id = $1 and k.user_id = x.u)
+             order by u, ord),
+         ranked as (select u, t, row_number() over (order by ord) as rn from fresh),
+         ins as (
+            insert into coupons (campaign_id, user_id, issued_at)
+            select $1, u, t from ranked where rn <= $4
+            on conflict (campaign_id, user_id) do nothing
+            returning 1),
+         upd as (update coupon_campaigns set issued = issued + (select count(*) from ins) where campaign_id = $1)
+         select count(*) from ins",
+    )
+    .bind(campaign)
+    .bind(users)
+    .bind(at)
+    .bind(i64::from(room))
+    .fetch_one(conn)
+    .await
+}
+
+#[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
+pub struct CouponView {
+    /// Null while the grant is accepted but not yet persisted (milliseconds, usually).
+    pub coupon_id: Option<i64>,
+    pub campaign_id: i64,
+    pub name: String,
+    pub discount_amount: Option<i64>,
+    pub discount_percent: Option<i32>,
+    pub issued_at: DateTime<Utc>,
+    pub used_at: Option<DateTime<Utc>>,
+    pub order_id: Option<i64>,
+    #[sqlx(skip)]
+    pub persisted: bool,
+}
+
+pub async fn of_user<'e>(db: impl PgExecutor<'e>, user: UserId) -> Result<Vec<CouponView>, sqlx::Error> {
+    let mut rows: Vec<CouponView> = sqlx::query_as(
+        "select c.coupon_id, c.campaign_id, k.name, k.discount_amount, k.discount_percent, c.issued_at, c.used_at, c.order_id
+           from coupons c join coupon_campaigns k using (campaign_id)
+          where c.user_id = $1 order by c.coupon_id desc",
+    )
+    .bind(user)
+    .fetch_all(db)
+    .await?;
+    for r in &mut rows {
+        r.persisted = true;
+    }
+    Ok(rows)
+}
+
+/// Locks an unused coupon of `user` for an order; returns its discount.
+pub async fn lock_unused(conn: &mut PgConnection, user: UserId, coupon: i64) -> Result<Discount, ApiError> {
+    let row: Option<(Option<i64>, Option<i32>, Option<DateTime<Utc>>)> = sqlx::query_as(
+        "select k.discount_amount, k.discount_percent, c.used_at
+           from coupons c join coupon_campaigns k using (campaign_id)
+          where c.coupon_id = $1 and c.user_id = $2 for update of c",
+    )
+    .bind(coupon)
+    .bind(user)
+    .fetch_optional(conn)
+    .await?;
+    match row {
+        None => Err(ApiError::not_found("coupon")),
+        Some((_, _, Some(_))) => Err(ApiError::conflict("coupon-unavailable", "this coupon was already used")),
+        Some((amount, percent, None)) => crate::orders::service::coupon_discount(amount, percent)
+            .ok_or_else(|| ApiError::internal("coupon campaign without a discount")),
+    }
+}
+
+pub async fn mark_used(conn: &mut PgConnection, coupon: i64, order: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("update coupons set used_at = now(), order_id = $2 where coupon_id = $1").bind(coupon).bind(order).execute(conn).await.map(|_| ())
+}
+
+pub async fn release(conn: &mut PgConnection, coupon: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("update coupons set used_at = null, order_id = null where coupon_id = $1").bind(coupon).execute(conn).await.map(|_| ())
+}

@@ -1,0 +1,129 @@
+//! Order handlers.
+
+use axum::{
+    Json,
+    extract::{Path, Query, State},
+    http::{HeaderMap, StatusCode},
+    response::Response,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{
+    rules, service, soldout,
+    store::{self, OrderView},
+};
+use crate::{
+    auth::CurrentUser,
+    error::{ApiError, ApiResult},
+    idempotency::{self, IdempotencyKey},
+    pagination::{PageQuery, Paged},
+    state::AppState,
+};
+
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ItemRequest {
+    pub goods_id: i64,
+    pub quantity: i64,
+}
+
+/// Either `items` or `from_cart: true`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CreateOrderRequest {
+    #[serde(default)]
+    pub items: Option<Vec<ItemRequest>>,
+    #[serde(default)]
+    pub from_cart: bool,
+    pub coupon_id: Option<i64>,
+}
+
+fn encode(order: &OrderView) -> Result<serde_json::Value, ApiError> {
+    serde_json::to_value(order).map_err(ApiError::internal)
+}
+
+/// Place an order paid from the wallet. Send an `Idempotency-Key` so a retry never orders twice.
+#[utoipa::path(post, path = "/orders", tag = "orders", security(("bearer" = [])), request_body = CreateOrderRequest,
+    params(("Idempotency-Key" = Option<String>, Header), ("X-Queue-Token" = Option<String>, Header, description = "Admitted pass, for goods behind a waiting room")),
+    responses(
+        (status = 201, body = OrderView),
+        (status = 403, description = "Goods behind a waiting room need an admitted pass", content_type = "application/problem+json"),
+        (status = 404, description = "Unknown goods or coupon", content_type = "application/problem+json"),
+        (status = 409, description = "out-of-stock, insufficient-balance, sale-not-started, price-changed, coupon-unavailable", content_type = "application/problem+json"),
+        (status = 422, content_type = "application/problem+json"),
+    ))]
+pub async fn create(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    key: Option<IdempotencyKey>,
+    headers: HeaderMap,
+    Json(req): Json<CreateOrderRequest>,
+) -> ApiResult<Response> {
+    let raw_lines: Vec<(i64, i64)> = match (&req.items, req.from_cart) {
+        (Some(_), true) => return Err(ApiError::invalid("items", "send either items or from_cart, not both")),
+        (Some(items), false) => items.iter().map(|i| (i.goods_id, i.quantity)).collect(),
+        (None, true) => crate::cart::store::lines(&state.db, user.id).await?,
+        (None, false) => return Err(ApiError::invalid("items", "send items or from_cart: true")),
+    };
+    if req.from_cart && raw_lines.is_empty() {
+        return Err(ApiError::invalid("from_cart", "the cart is empty"));
+    }
+    if req.coupon_id.is_some_and(|c| c <= 0) {
+        return Err(ApiError::invalid("coupon_id", "coupon_id must be positive"));
+    }
+    let order = service::PlaceOrder { lines: rules::normalise_lines(&raw_lines)?, coupon_id: req.coupon_id, from_cart: req.from_cart };
+    let seen = service::precheck(&state, &order).await?;
+    let fp = idempotency::fingerprint("POST /orders", &req);
+    let res = idempotency::run(&state, user.id, key, &fp, async |conn| {
+        let placed = service::place(&state, conn, &headers, user.id, &order, &seen).await?;
+        Ok((StatusCode::CREATED, encode(&placed)?))
+    })
+    .await;
+    let ids: Vec<_> = order.lines.iter().map(|(g, _)| *g).collect();
+    if res.as_ref().is_ok_and(|r| r.status() == StatusCode::CREATED) {
+        service::after_stock_change(&state, &ids).await;
+    }
+    res
+}
+
+/// Own orders, newest first.
+#[utoipa::path(get, path = "/orders", tag = "orders", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = Paged<OrderView>)))]
+pub async fn list(State(state): State<AppState>, user: CurrentUser, Query(q): Query<PageQuery>) -> ApiResult<Json<Paged<OrderView>>> {
+    let page = q.parse(20)?;
+    let mut paged = Paged::from_rows(store::page(&state.db, user.id, page).await?, page, |o| o.id);
+    let ids: Vec<i64> = paged.items.iter().map(|o| o.id).collect();
+    for (order_id, line) in store::lines_of(&state.db, &ids).await? {
+        if let Some(o) = paged.items.iter_mut().find(|o| o.id == order_id) {
+            o.lines.push(line);
+        }
+    }
+    Ok(Json(paged))
+}
+
+/// One own order (another user's order is 404).
+#[utoipa::path(get, path = "/orders/{id}", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = OrderView), (status = 404, content_type = "application/problem+json")))]
+pub async fn detail(State(state): State<AppState>, user: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<OrderView>> {
+    let mut order = store::find(&state.db, user.id, id).await?.ok_or_else(|| ApiError::not_found("order"))?;
+    order.lines = store::lines_of(&state.db, &[id]).await?.into_iter().map(|(_, l)| l).collect();
+    Ok(Json(order))
+}
+
+/// Cancel a paid order: refund to the wallet, restock, release the coupon. Cancelling again
+/// returns the cancelled order unchanged.
+#[utoipa::path(post, path = "/orders/{id}/cancel", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
+    responses((status = 200, body = OrderView), (status = 404, content_type = "application/problem+json")))]
+pub async fn cancel(State(state): State<AppState>, user: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<OrderView>> {
+    let mut tx = state.db.begin().await?;
+    let (order, restocked) = service::cancel(&mut tx, user.id, id).await?;
+    tx.commit().await?;
+    if !restocked.is_empty() {
+        soldout::clear(&state, &restocked).await;
+        service::after_stock_change(&state, &restocked).await;
+    }
+    let mut order = order;
+    if order.lines.is_empty() {
+        order.lines = store::lines_of(&state.db, &[id]).await?.into_iter().map(|(_, l)| l).collect();
+    }
+    Ok(Json(order))
+}

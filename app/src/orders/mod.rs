@@ -1,0 +1,25 @@
+//! Orders paid from the wallet, without oversell: stock is taken with conditional updates in
+//! the same transaction as the wallet debit, the ledger row, the order and its lines, and the
+//! coupon; cancellation refunds, restocks and releases the coupon.
+
+mod handlers;
+pub mod rules;
+pub mod service;
+mod soldout;
+pub mod store;
+
+use utoipa_axum::{router::OpenApiRouter, routes};
+
+use crate::{goods::GoodsId, state::AppState};
+
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(handlers::list, handlers::create))
+        .routes(routes!(handlers::detail))
+        .routes(routes!(handlers::cancel))
+}
+
+/// Stock may have come back (a seller's update): let orders reach the database again.
+pub async fn clear_sold_out(state: &AppState, ids: &[GoodsId]) {
+    soldout::clear(state, ids).await;
+}

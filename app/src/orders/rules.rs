@@ -1,0 +1,94 @@
+//! Pure order rules: normalising requested lines, totals and coupon discounts.
+
+use std::collections::BTreeMap;
+
+use crate::{error::ApiError, goods::GoodsId};
+
+pub const MAX_LINES: usize = 50;
+pub const MAX_QUANTITY: i64 = 1_000;
+
+/// Merges repeated goods, checks quantities, and sorts by goods id — the order in which
+/// stock rows are locked, so two orders for the same items can never deadlock.
+pub fn normalise_lines(lines: &[(i64, i64)]) -> Result<Vec<(GoodsId, i32)>, ApiError> {
+    if lines.is_empty() {
+        return Err(ApiError::invalid("items", "an order needs at least one item"));
+    }
+    if lines.len() > MAX_LINES {
+        return Err(ApiError::invalid("items", format!("an order may have at most {MAX_LINES} items")));
+    }
+    let mut merged: BTreeMap<i64, i64> = BTreeMap::new();
+    for &(goods_id, quantity) in lines {
+        if goods_id <= 0 {
+            return Err(ApiError::invalid("goods_id", format!("goods_id must be positive, got {goods_id}")));
+        }
+        if !(1..=MAX_QUANTITY).contains(&quantity) {
+            return Err(ApiError::invalid("quantity", format!("quantity must be between 1 and {MAX_QUANTITY}, got {quantity}")));
+        }
+        let q = merged.entry(goods_id).or_default();
+        *q += quantity;
+        if *q > MAX_QUANTITY {
+            return Err(ApiError::invalid("quantity", format!("at most {MAX_QUANTITY} of goods {goods_id} per order")));
+        }
+    }
+    Ok(merged.into_iter().map(|(g, q)| (GoodsId(g), q as i32)).collect())
+}
+
+/// Σ price × quantity, refusing overflow.
+pub fn subtotal(lines: impl IntoIterator<Item = (i64, i32)>) -> Result<i64, ApiError> {
+    lines.into_iter().try_fold(0i64, |acc, (price, qty)| {
+        price.checked_mul(i64::from(qty)).and_then(|v| acc.checked_add(v))
+    })
+    .ok_or_else(|| ApiError::invalid("items", "order total is too large"))
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discount {
+    Amount(i64),
+    Percent(i32),
+}
+
+/// The discount a coupon gives on `subtotal`: never more than the subtotal; percentages
+/// round down so the shop never gives away a fraction of a won more than promised.
+pub fn discount(d: Discount, subtotal: i64) -> i64 {
+    match d {
+        Discount::Amount(a) => a.min(subtotal),
+        Discount::Percent(p) => (i128::from(subtotal) * i128::from(p) / 100) as i64,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn lines_are_merged_and_sorted() {
+        let lines = normalise_lines(&[(9, 1), (3, 2), (9, 4)]).unwrap();
+        assert_eq!(lines, vec![(GoodsId(3), 2), (GoodsId(9), 5)]);
+    }
+
+    #[test]
+    fn bad_lines_are_refused() {
+        assert!(normalise_lines(&[]).is_err());
+        assert!(normalise_lines(&[(1, 0)]).is_err());
+        assert!(normalise_lines(&[(1, -3)]).is_err());
+        assert!(normalise_lines(&[(0, 1)]).is_err());
+        assert!(normalise_lines(&[(1, 600), (1, 600)]).is_err());
+        assert!(normalise_lines(&vec![(1, 1); 51]).is_err());
+    }
+
+    #[test]
+    fn subtotal_refuses_overflow() {
+        assert_eq!(subtotal([(100, 2), (5, 1)]).unwrap(), 205);
+        assert!(subtotal([(i64::MAX, 2)]).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn discount_never_exceeds_subtotal(sub in 0i64..1_000_000_000_000, amount in 1i64..1_000_000_000_000, pct in 1i32..=100) {
+            prop_assert!(discount(Discount::Amount(amount), sub) <= sub);
+            let d = discount(Discount::Percent(pct), sub);
+            prop_assert!(d <= sub && d >= 0);
+        }
+    }
+}
