@@ -50,7 +50,7 @@ METHODS: dict[str, tuple[str, tuple[str, ...]]] = {
     "replace": ("", ("update",)),
     "delete": ("", ("delete",)),
     "delete_collection": ("", ("deletecollection",)),
-    "entry": ("", ("get",)),  # entry().or_insert/commit also create/update, listed explicitly
+    "entry": ("", ("get",)),  # commit() adds create/update, see scan()
     "get_status": ("/status", ("get",)),
     "patch_status": ("/status", ("patch",)),
     "replace_status": ("/status", ("update",)),
@@ -60,6 +60,9 @@ METHODS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 RUST_IDENT = r"[A-Za-z_][A-Za-z0-9_]*"
+
+# Methods on an Api that make no API call.
+IGNORED_METHODS = {"clone", "into", "as_ref", "resource_url", "namespace"}
 
 
 def _strip_comments(src: str) -> str:
@@ -81,42 +84,114 @@ def source_files(operator_src: pathlib.Path) -> list[pathlib.Path]:
     return [p for p in files if p.stem not in {"fixtures", "tests", "test_util", "testing"}]
 
 
+def _after_call(src: str, open_paren: int) -> int:
+    """Index just past the parenthesis that closes the one at `open_paren`."""
+    depth = 0
+    for i in range(open_paren, len(src)):
+        if src[i] == "(":
+            depth += 1
+        elif src[i] == ")":
+            depth -= 1
+            if depth == 0:
+                return i + 1
+    raise ValueError("unbalanced parentheses")
+
+
+def _bindings(src: str) -> list[tuple[int, str, str | None]]:
+    """(position, name, Api type or None) for every `let`, parameter or field that binds a
+    name, so a call resolves to the nearest binding before it (shadowing included)."""
+    out: list[tuple[int, str, str | None]] = []
+    for m in re.finditer(rf"\blet\s+(?:mut\s+)?({RUST_IDENT})\s*(:\s*[^=;]+)?=\s*", src):
+        name, annotation = m.group(1), m.group(2) or ""
+        ty = re.search(rf"Api<\s*({RUST_IDENT})\s*>", annotation)
+        ctor = re.match(rf"(?:kube::)?Api::<\s*({RUST_IDENT})\s*>::", src[m.end():])
+        out.append((m.start(), name, ty.group(1) if ty else ctor.group(1) if ctor else None))
+    for m in re.finditer(rf"\b({RUST_IDENT})\s*:\s*&?\s*(?:kube::)?Api<\s*({RUST_IDENT})\s*>", src):
+        out.append((m.start(), m.group(1), m.group(2)))
+    return sorted(out)
+
+
+def _resolve(bindings, name: str, pos: int) -> str | None:
+    ty = None
+    for bpos, bname, bty in bindings:
+        if bpos >= pos:
+            break
+        if bname == name:
+            ty = bty
+    return ty
+
+
 def scan(operator_src: pathlib.Path) -> dict[tuple[str, str], set[str]]:
     """{(group, resource or resource/subresource): verbs} the operator's code uses."""
     needs: dict[tuple[str, str], set[str]] = defaultdict(set)
+
+    def need(ty: str, method: str, where: str) -> None:
+        if ty not in RESOURCES:
+            raise ValueError(f"{where}: Api<{ty}> is not in operator_calls.RESOURCES; add it and its RBAC")
+        if method not in METHODS:
+            raise ValueError(f"{where}: .{method}() on Api<{ty}> is not in operator_calls.METHODS")
+        group, resource = RESOURCES[ty]
+        sub, verbs = METHODS[method]
+        needs[(group, resource + sub)].update(verbs)
+
     for path in source_files(operator_src):
         src = _production_source(path)
-        bindings: dict[str, str] = {}
-        # let x: Api<T> = ...   |   x: &Api<T> (parameters, fields)   |   let x = Api::<T>::...
-        for name, ty in re.findall(rf"\b({RUST_IDENT})\s*:\s*&?\s*(?:kube::)?Api<\s*({RUST_IDENT})\s*>", src):
-            bindings[name] = ty
-        for name, ty in re.findall(rf"let\s+(?:mut\s+)?({RUST_IDENT})\s*=\s*(?:kube::)?Api::<\s*({RUST_IDENT})\s*>", src):
-            bindings[name] = ty
         for ty in re.findall(rf"\bApi(?:::)?<\s*({RUST_IDENT})\s*>", src):
-            if ty not in RESOURCES and ty not in {"K", "T", "R", "Self"}:
-                raise ValueError(f"{path}: Api<{ty}> is not in operator_calls.RESOURCES; add it and its RBAC")
-        for name, ty in bindings.items():
             if ty not in RESOURCES:
+                raise ValueError(f"{path}: Api<{ty}> is not in operator_calls.RESOURCES; add it and its RBAC")
+        bindings = _bindings(src)
+        # Calls on a bound Api: `api.get(..)`, `self.api.patch(..)`.
+        for m in re.finditer(rf"\b({RUST_IDENT})\s*\.\s*({RUST_IDENT})\s*(?:::<[^>]*>)?\s*\(", src):
+            name, method = m.groups()
+            ty = _resolve(bindings, name, m.start())
+            if ty is None or method in IGNORED_METHODS:
                 continue
-            group, resource = RESOURCES[ty]
-            for method in re.findall(rf"\b{re.escape(name)}\s*\.\s*({RUST_IDENT})\s*(?:::<[^>]*>)?\s*\(", src):
-                if method in {"clone", "into", "as_ref", "resource_url", "namespace"}:
-                    continue
-                if method not in METHODS:
-                    raise ValueError(f"{path}: {name}.{method}() on Api<{ty}> is not in operator_calls.METHODS")
-                sub, verbs = METHODS[method]
-                needs[(group, resource + sub)].update(verbs)
-            # watcher(api, ..) / Controller::new(api, ..) / .owns(api, ..) / .watches(api, ..)
-            if re.search(rf"\b(?:watcher|metadata_watcher|Controller::new|owns|watches)\s*\(\s*{re.escape(name)}\b", src):
-                needs[(group, resource)].update({"list", "watch"})
-            if re.search(rf"\bfinalizer\s*\(\s*&\s*{re.escape(name)}\b", src):
-                needs[(group, resource)].add("patch")
-        # Controller::new(Api::<T>::..., ..) without a binding
+            need(ty, method, str(path))
+        # Chained calls on a fresh Api: `Api::<T>::namespaced(c, ns).get_scale(..)`.
+        for m in re.finditer(rf"(?:kube::)?Api::<\s*({RUST_IDENT})\s*>::\s*{RUST_IDENT}\s*\(", src):
+            rest = src[_after_call(src, m.end() - 1):]
+            chained = re.match(rf"\s*\.\s*({RUST_IDENT})\s*(?:::<[^>]*>)?\s*\(", rest)
+            if chained and chained.group(1) not in IGNORED_METHODS:
+                need(m.group(1), chained.group(1), str(path))
+        # Watches (`watcher(api, ..)`, `Controller::new(api, ..)`) list and watch.
+        for m in re.finditer(rf"\b(?:watcher|metadata_watcher|Controller::new|owns|watches)\s*\(\s*({RUST_IDENT})\b", src):
+            ty = _resolve(bindings, m.group(1), m.start())
+            if ty:
+                need(ty, "list", str(path))
+                need(ty, "watch", str(path))
         for ty in re.findall(rf"\b(?:watcher|metadata_watcher|Controller::new|owns|watches)\s*\(\s*(?:kube::)?Api::<\s*({RUST_IDENT})\s*>", src):
-            needs[RESOURCES[ty]].update({"list", "watch"})
+            need(ty, "list", str(path))
+            need(ty, "watch", str(path))
+        # kube's finalizer() adds and removes its finalizer with JSON patches.
+        for m in re.finditer(rf"\bfinalizer\s*\(\s*&\s*({RUST_IDENT})\b", src):
+            ty = _resolve(bindings, m.group(1), m.start())
+            if ty:
+                need(ty, "patch", str(path))
+        # kube's Entry API: get_opt, then commit() creates a vacant entry and replaces an
+        # occupied one.
+        for m in re.finditer(rf"\b({RUST_IDENT})\s*\.\s*entry\s*\(", src):
+            ty = _resolve(bindings, m.group(1), m.start())
+            if ty and ".commit(" in src:
+                if re.search(r"Entry::Vacant|\.or_insert", src):
+                    need(ty, "create", str(path))
+                if re.search(r"Entry::Occupied|\.and_modify", src):
+                    need(ty, "replace", str(path))
+        # kube's Recorder publishes events.k8s.io/v1 Events: create, and patch for a series.
         if re.search(r"\bRecorder::new\s*\(", src):
             needs[("events.k8s.io", "events")].update({"create", "patch"})
     return dict(needs)
+
+
+def cluster_scoped_types(operator_src: pathlib.Path) -> set[str]:
+    """Types the operator reads across all namespaces (`Api::<T>::all`)."""
+    found: set[str] = set()
+    for path in source_files(operator_src):
+        src = _production_source(path)
+        found.update(re.findall(rf"Api::<\s*({RUST_IDENT})\s*>::all\s*\(", src))
+        for pos, name, ty in _bindings(src):
+            if ty and re.search(rf"let\s+(?:mut\s+)?{re.escape(name)}\s*:\s*Api<\s*{ty}\s*>\s*=\s*Api::all\(", src):
+                found.add(ty)
+    return found
 
 
 def role_grants(role: dict) -> dict[tuple[str, str], set[str]]:

@@ -541,43 +541,67 @@ def test_operator_off_renders_no_operator_objects(rendered):
     assert not [m for m in manifests if m.doc["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"]
 
 
+CLUSTER_ROLE = f"{NAMESPACE}-{OPERATOR}"
+
+
 def test_operator_service_account_is_bound(rendered):
     manifests = rendered["default"]
     doc = one(manifests, "Deployment", OPERATOR)
     sa = pod_spec(doc)["serviceAccountName"]
     one(manifests, "ServiceAccount", sa)
+    subject = [{"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}]
     binding = one(manifests, "RoleBinding", OPERATOR)
-    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}]
+    assert binding["subjects"] == subject
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": OPERATOR}
-    # Namespaced only: no cluster-wide grant anywhere in the chart.
-    assert not find(manifests, "ClusterRole") and not find(manifests, "ClusterRoleBinding")
+    cluster_binding = one(manifests, "ClusterRoleBinding", CLUSTER_ROLE)
+    assert cluster_binding["subjects"] == subject
+    assert cluster_binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": CLUSTER_ROLE}
+    # The app gets no Kubernetes API access at all.
+    app_sa = pod_spec(one(manifests, "Deployment", APP))["serviceAccountName"]
+    bound = {s["name"] for m in manifests if m.kind.endswith("Binding") for s in m.doc["subjects"]}
+    assert app_sa not in bound
 
 
 def test_rbac_grants_exactly_what_the_operator_calls(rendered):
-    role = one(rendered["default"], "Role", OPERATOR)
-    granted = operator_calls.role_grants(role)
+    manifests = rendered["default"]
+    cluster = operator_calls.role_grants(one(manifests, "ClusterRole", CLUSTER_ROLE))
+    namespaced = operator_calls.role_grants(one(manifests, "Role", OPERATOR))
     needed = operator_calls.scan(REPO / "operator" / "src")
     assert needed, "found no Kubernetes API call in operator/src"
+    granted = {k: cluster.get(k, set()) | namespaced.get(k, set()) for k in cluster.keys() | namespaced.keys()}
     assert granted == needed, (
-        "Role and operator code disagree:\n"
+        "RBAC and operator code disagree:\n"
         f"  granted but unused: { {k: sorted(v - needed.get(k, set())) for k, v in granted.items() if v - needed.get(k, set())} }\n"
         f"  used but not granted: { {k: sorted(v - granted.get(k, set())) for k, v in needed.items() if v - granted.get(k, set())} }"
     )
+    # Only the Lease is confined to the release namespace; the rest is cluster-wide because
+    # the controllers watch every namespace (Api::all) and act where each Campaign lives.
+    assert set(namespaced) == {("coordination.k8s.io", "leases")}
+    assert ("coordination.k8s.io", "leases") not in cluster
+    assert {"Campaign", "QueueConfig"} <= operator_calls.cluster_scoped_types(REPO / "operator" / "src")
 
 
 def test_rbac_scanner_sees_calls(tmp_path):
-    """The scanner is not vacuous: it finds the verbs of a small kube-rs snippet."""
+    """The scanner is not vacuous: it finds the verbs of a small kube-rs snippet, with
+    shadowed bindings, chained calls, the Entry API and test code left out."""
     (tmp_path / "a.rs").write_text(
         """
         async fn act(client: Client, ns: &str) {
             let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
             let d = deployments.get("floodgate-app").await?;
-            deployments.patch_scale("floodgate-app", &pp, &patch).await?;
-            let campaigns = Api::<Campaign>::namespaced(client.clone(), ns);
-            Controller::new(campaigns, Config::default());
-            finalizer(&campaigns, "floodgate.dev/cleanup", obj, |e| async {}).await;
-            campaigns.patch_status("x", &pp, &status).await?;
+            Api::<Deployment>::namespaced(client.clone(), ns).patch_scale("floodgate-app", &pp, &patch).await?;
+            let api = Api::<Campaign>::all(client.clone());
+            Controller::new(api, Config::default());
+            finalizer(&api, "floodgate.dev/cleanup", obj, |e| async {}).await;
+            let api = Api::<QueueConfig>::namespaced(client.clone(), ns);
+            api.patch_status("x", &pp, &status).await?;
             let recorder = Recorder::new(client, reporter);
+        }
+        async fn lead(leases: &Api<Lease>) {
+            match leases.entry("x").await? {
+                Entry::Vacant(v) => v.insert(lease).commit(&pp).await,
+                Entry::Occupied(mut o) => o.commit(&pp).await,
+            };
         }
         #[cfg(test)]
         mod tests { fn t(pods: Api<Pod>) { pods.delete("x"); } }
@@ -587,9 +611,11 @@ def test_rbac_scanner_sees_calls(tmp_path):
         ("apps", "deployments"): {"get"},
         ("apps", "deployments/scale"): {"patch"},
         ("floodgate.dev", "campaigns"): {"list", "watch", "patch"},
-        ("floodgate.dev", "campaigns/status"): {"patch"},
+        ("floodgate.dev", "queueconfigs/status"): {"patch"},
         ("events.k8s.io", "events"): {"create", "patch"},
+        ("coordination.k8s.io", "leases"): {"get", "create", "update"},
     }
+    assert operator_calls.cluster_scoped_types(tmp_path) == {"Campaign"}
 
 
 def test_leader_election_lease_is_granted(rendered):
@@ -646,7 +672,7 @@ EXPECTED_ALERTS = {
     "FloodgateStreamLag": "floodgate_stream_lag",
     "FloodgateQueueAdmissionStalled": "floodgate_queue_admitted_total",
     "FloodgateP95OverTarget": "floodgate_http_request_duration_seconds_bucket",
-    "FloodgateOperatorFallbackActive": "floodgate_operator_fallback_active",
+    "FloodgateOperatorFallbackActive": "floodgate_operator_fallback",
 }
 
 
@@ -782,8 +808,8 @@ def exported_metrics() -> set[str]:
     for crate in ("app", "operator"):
         for path in (REPO / crate / "src").rglob("*.rs"):
             src = path.read_text()
-            prefix = re.search(r'with_prefix\(\s*"([a-z_:]+)"', src)
-            for name in re.findall(r'\.register(?:_with_unit)?\(\s*"([a-z_:]+)"', src):
+            prefix = re.search(r'with_prefix\(\s*"([a-z0-9_:]+)"', src)
+            for name in re.findall(r'\.register(?:_with_unit)?\(\s*"([a-z0-9_:]+)"', src):
                 names.add(f"{prefix.group(1)}_{name}" if prefix else name)
     return names
 
