@@ -6,6 +6,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod concerts;
 pub mod cart;
 pub mod config;
 pub mod coupons;
@@ -17,6 +18,7 @@ pub mod orders;
 pub mod pagination;
 pub mod platform;
 pub mod queue;
+pub mod reservations;
 pub mod seed;
 pub mod server;
 pub mod state;

@@ -39,6 +39,7 @@ pub fn spawn_background(state: &AppState, shutdown: watch::Receiver<bool>) -> Ve
     vec![
         tokio::spawn(reader.run(shutdown.clone())),
         tokio::spawn(crate::queue::admission::run(state.clone(), shutdown.clone())),
+        tokio::spawn(crate::concerts::sweeper::run(state.clone(), shutdown.clone())),
         tokio::spawn(purge_idempotency(state.db.clone(), shutdown.clone())),
         tokio::spawn(crate::coupons::consumer::run(state.clone(), shutdown)),
     ]

@@ -36,6 +36,8 @@ use crate::state::AppState;
         (name = "cart", description = "The signed-in user's cart"),
         (name = "orders", description = "Orders paid from the wallet, without oversell"),
         (name = "coupons", description = "First-come-first-served coupon campaigns"),
+        (name = "concerts", description = "Concerts, schedules and seats (cached reads)"),
+        (name = "reservations", description = "Seat holds and their payment"),
         (name = "queue", description = "Virtual waiting room: join, poll, leave, queue state"),
     )
 )]
@@ -65,6 +67,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::cart::routes())
         .merge(crate::orders::routes())
         .merge(crate::coupons::routes())
+        .merge(crate::concerts::routes())
+        .merge(crate::reservations::routes())
         .merge(crate::queue::routes());
     OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)
 }
