@@ -1,9 +1,12 @@
 //! The runtime document as the union of every QueueConfig and the active Campaigns. Pure:
 //! the caller lists the resources, this decides what the app should run.
 //!
-//! A QueueConfig no Campaign names is a standalone waiting room and is always published. One
-//! that Campaigns name is published while at least one of them is live (not Ended, not being
-//! deleted): deleting or ending a campaign takes its queues out of the document. Breakers and
+//! A QueueConfig no Campaign names is a standalone waiting room and is published. One that
+//! Campaigns name is published while at least one of them is live (not Ended, not being
+//! deleted): ending or deleting a campaign takes its queues out of the document. A deleted
+//! campaign's queues are also *retired* (remembered by the caller), so they stay out once
+//! the campaign object is gone, until a live campaign names them again or the QueueConfig is
+//! re-created. Breakers and
 //! TTLs come from the Prewarming/Active campaigns; when several set the same thing, the one
 //! that started first wins (then by name), so the result does not depend on listing order.
 
@@ -17,6 +20,8 @@ use crate::phase::commands_resources;
 pub struct QueueSource<'a> {
     /// metadata.name, the handle Campaigns use.
     pub name: &'a str,
+    /// Retired by a deleted campaign (and not re-created since).
+    pub retired: bool,
     pub spec: &'a QueueConfigSpec,
 }
 
@@ -50,7 +55,8 @@ pub fn merge(queues: &[QueueSource<'_>], campaigns: &[CampaignSource<'_>]) -> Me
             .iter()
             .filter(|c| c.spec.queues.iter().any(|n| n == q.name))
             .collect();
-        if !claimants.is_empty() && !claimants.iter().any(|c| c.live()) {
+        let live_claim = claimants.iter().any(|c| c.live());
+        if !live_claim && (!claimants.is_empty() || q.retired) {
             continue;
         }
         if out.config.queues.contains_key(&q.spec.queue_id) {
@@ -139,14 +145,17 @@ mod tests {
                 QueueSource {
                     name: "a",
                     spec: &a,
+                    retired: false,
                 },
                 QueueSource {
                     name: "b",
                     spec: &b,
+                    retired: false,
                 },
                 QueueSource {
                     name: "c",
                     spec: &c,
+                    retired: false,
                 },
             ],
             &[
@@ -178,6 +187,7 @@ mod tests {
         let qs = [QueueSource {
             name: "concert-42",
             spec: &q,
+            retired: false,
         }];
         let live = merge(
             &qs,
@@ -199,6 +209,24 @@ mod tests {
             }],
         );
         assert!(gone.config.queues.is_empty());
+        // Once the campaign object is gone, retirement keeps the queue out...
+        let retired = [QueueSource {
+            name: "concert-42",
+            spec: &q,
+            retired: true,
+        }];
+        assert!(merge(&retired, &[]).config.queues.is_empty());
+        // ...until a live campaign names it again.
+        let back = merge(
+            &retired,
+            &[CampaignSource {
+                name: "y",
+                spec: &c,
+                phase: Phase::Prewarming,
+                deleting: false,
+            }],
+        );
+        assert!(back.config.queues.contains_key("concert-42"));
     }
 
     #[test]
@@ -227,10 +255,12 @@ mod tests {
                 QueueSource {
                     name: "z",
                     spec: &q2,
+                    retired: false,
                 },
                 QueueSource {
                     name: "a",
                     spec: &q1,
+                    retired: false,
                 },
             ],
             &[

@@ -130,6 +130,7 @@ async fn deleting_a_campaign_restores_replicas_and_unpublishes_its_queues() {
         &[crate::merge::QueueSource {
             name: "default/concert-42",
             spec: &queue_config().spec,
+            retired: false,
         }],
         &[],
     );
@@ -154,6 +155,12 @@ async fn deleting_a_campaign_restores_replicas_and_unpublishes_its_queues() {
         "its queue left the runtime config: {doc:?}"
     );
     assert_eq!(doc.version, 2);
+    // And it stays out after the campaign is gone (the QueueConfig alone no longer publishes it).
+    let synced = crate::reconcile::runtime_sync::sync(&ctx, chrono::Utc::now(), None)
+        .await
+        .expect("list")
+        .expect("sync");
+    assert!(synced.queue_ids.is_empty());
     drop(ctx);
     mock.await.expect("scenario");
 }

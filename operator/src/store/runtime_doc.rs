@@ -15,7 +15,7 @@ static CAS: LazyLock<redis::Script> =
     LazyLock::new(|| redis::Script::new(include_str!("cas_config.lua")));
 
 /// Attempts before giving up when other writers keep winning the compare-and-set.
-const CAS_ATTEMPTS: usize = 20;
+const CAS_ATTEMPTS: u32 = 50;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DocError {
@@ -61,7 +61,20 @@ pub async fn read(target: &RedisTarget) -> Result<Option<RuntimeConfig>, DocErro
 /// Writes `content` as the next version unless the stored document already says the same.
 pub async fn publish(target: &RedisTarget, content: &RuntimeConfig) -> Result<Published, DocError> {
     content.validate()?;
-    for _ in 0..CAS_ATTEMPTS {
+    for attempt in 0..CAS_ATTEMPTS {
+        if attempt > 0 {
+            // Two writers in lockstep can keep losing to each other; a jittered pause breaks it.
+            let jitter = u64::from(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.subsec_nanos())
+                    % 5_000,
+            );
+            tokio::time::sleep(std::time::Duration::from_micros(
+                jitter + u64::from(attempt.min(10)) * 500,
+            ))
+            .await;
+        }
         let (found, current) = read_raw(target).await?.unwrap_or((0, None));
         if let Some(current) = current.filter(|c| same_content(c, content)) {
             return Ok(Published {
