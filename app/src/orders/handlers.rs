@@ -15,6 +15,7 @@ use super::{
 };
 use crate::{
     auth::CurrentUser,
+    goods::GoodsId,
     error::{ApiError, ApiResult},
     idempotency::{self, IdempotencyKey},
     pagination::{PageQuery, Paged},
@@ -58,30 +59,46 @@ pub async fn create(
     headers: HeaderMap,
     Json(req): Json<CreateOrderRequest>,
 ) -> ApiResult<Response> {
-    let raw_lines: Vec<(i64, i64)> = match (&req.items, req.from_cart) {
+    let explicit = match (&req.items, req.from_cart) {
         (Some(_), true) => return Err(ApiError::invalid("items", "send either items or from_cart, not both")),
-        (Some(items), false) => items.iter().map(|i| (i.goods_id, i.quantity)).collect(),
-        (None, true) => crate::cart::store::lines(&state.db, user.id).await?,
+        (Some(items), false) => Some(rules::normalise_lines(&items.iter().map(|i| (i.goods_id, i.quantity)).collect::<Vec<_>>())?),
+        (None, true) => None,
         (None, false) => return Err(ApiError::invalid("items", "send items or from_cart: true")),
     };
-    if req.from_cart && raw_lines.is_empty() {
-        return Err(ApiError::invalid("from_cart", "the cart is empty"));
-    }
     if req.coupon_id.is_some_and(|c| c <= 0) {
         return Err(ApiError::invalid("coupon_id", "coupon_id must be positive"));
     }
-    let order = service::PlaceOrder { lines: rules::normalise_lines(&raw_lines)?, coupon_id: req.coupon_id, from_cart: req.from_cart };
-    let seen = service::precheck(&state, &order).await?;
+    // explicit items: a sold-out answer comes from Redis before any database work
+    let seen = match &explicit {
+        Some(lines) => Some(service::precheck(&state, lines).await?),
+        None => None,
+    };
     let fp = idempotency::fingerprint("POST /orders", &req);
+    let mut ordered: Vec<GoodsId> = Vec::new();
     let res = idempotency::run(&state, user.id, key, &fp, async |conn| {
+        // from the cart: read it inside the transaction, after the idempotency claim, so a
+        // replay does not depend on what the cart holds now
+        let lines = match explicit {
+            Some(lines) => lines,
+            None => {
+                let raw = crate::cart::store::lines(&mut *conn, user.id).await?;
+                if raw.is_empty() {
+                    return Err(ApiError::invalid("from_cart", "the cart is empty"));
+                }
+                rules::normalise_lines(&raw)?
+            }
+        };
+        let seen = match seen {
+            Some(seen) => seen,
+            None => service::precheck(&state, &lines).await?,
+        };
+        let order = service::PlaceOrder { lines, coupon_id: req.coupon_id, from_cart: req.from_cart };
         let placed = service::place(&state, conn, &headers, user.id, &order, &seen).await?;
+        ordered = order.lines.iter().map(|(g, _)| *g).collect();
         Ok((StatusCode::CREATED, encode(&placed)?))
     })
     .await;
-    let ids: Vec<_> = order.lines.iter().map(|(g, _)| *g).collect();
-    if res.as_ref().is_ok_and(|r| r.status() == StatusCode::CREATED) {
-        service::after_stock_change(&state, &ids).await;
-    }
+    service::after_stock_change(&state, &ordered).await;
     res
 }
 

@@ -32,8 +32,8 @@ pub struct PlaceOrder {
 }
 
 /// Checks that can be answered without the database: the sold-out gate.
-pub async fn precheck(state: &AppState, order: &PlaceOrder) -> Result<soldout::Seen, ApiError> {
-    let ids: Vec<GoodsId> = order.lines.iter().map(|(g, _)| *g).collect();
+pub async fn precheck(state: &AppState, lines: &[(GoodsId, i32)]) -> Result<soldout::Seen, ApiError> {
+    let ids: Vec<GoodsId> = lines.iter().map(|(g, _)| *g).collect();
     let seen = soldout::check(state, &ids).await;
     if let Some(id) = seen.sold_out {
         return Err(out_of_stock(id));

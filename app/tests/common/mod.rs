@@ -97,6 +97,25 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// `n` customers inserted straight into the database (signing up thousands through
+    /// argon2 would dominate a concurrency test); returns their access tokens.
+    pub async fn bulk_customers(&self, n: usize, tag: &str) -> Vec<String> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "insert into users (email, password_hash, name)
+             select $2 || g || '@example.com', 'not-a-hash', 'bulk' from generate_series(1, $1) g returning user_id",
+        )
+        .bind(n as i32)
+        .bind(tag)
+        .fetch_all(&self.state.db)
+        .await
+        .unwrap();
+        ids.into_iter()
+            .map(|id| self.state.jwt.issue(floodgate_app::auth::UserId(id), &[floodgate_app::auth::Role::Customer]).unwrap())
+            .collect()
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         let _ = self.stop.send(true);
