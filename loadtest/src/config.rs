@@ -335,6 +335,18 @@ thresholds:
     }
 
     #[test]
+    fn shipped_example_files_parse() {
+        for text in [
+            include_str!("../examples/ecommerce.yaml"),
+            include_str!("../examples/concert-flow.yaml"),
+        ] {
+            let o = Options::from_yaml(text).expect("example parses");
+            assert!(!o.scenarios.is_empty());
+            crate::thresholds::parse_all(&o.thresholds).expect("example thresholds parse");
+        }
+    }
+
+    #[test]
     fn scaling_touches_load_not_time() {
         let mut e = Executor::RampingVus {
             start_vus: 0,

@@ -2,8 +2,7 @@
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() {
+fn main() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -12,10 +11,24 @@ async fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = floodgate_loadtest::cli::Cli::parse();
-    let code = match floodgate_loadtest::commands::execute(cli).await {
-        Ok(code) => code,
+    // Pinned to one core (as benchmarks pin the generator), a single-threaded runtime
+    // avoids the work-stealing scheduler's cross-thread bookkeeping.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut builder = if cores == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let code = match builder.enable_all().build() {
+        Ok(rt) => match rt.block_on(floodgate_loadtest::commands::execute(cli)) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                1
+            }
+        },
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: cannot start the runtime: {e}");
             1
         }
     };

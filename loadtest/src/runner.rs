@@ -47,7 +47,6 @@ fn context(
     timeout: Duration,
 ) -> Arc<RunContext> {
     Arc::new(RunContext {
-        client: build_client(),
         target: target.clone(),
         recorder,
         params: RwLock::new(params),

@@ -9,19 +9,18 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::Serialize;
 
-use crate::client::{HttpClient, Response, Target};
+use crate::client::{Conn, Response, Target};
 use crate::metrics::{ReqKey, TagSet};
 use crate::recorder::{CheckKey, Recorder};
 use crate::think::between_secs;
 
 /// What every VU of a run shares.
 pub struct RunContext {
-    pub client: HttpClient,
     pub target: Target,
     pub recorder: Arc<Recorder>,
     /// Scenario parameters from `--param k=v`, the environment, or discovery in setup.
@@ -79,6 +78,13 @@ pub struct Vu {
     group: Arc<str>,
     tags: Option<Arc<TagSet>>,
     intended: Option<Instant>,
+    /// When the current iteration will be cut off; a request timer past it is pointless.
+    deadline: Option<Instant>,
+    conn: Conn,
+    /// Parsed request targets by path, since scenarios repeat the same few.
+    uris: Vec<(String, http::Uri)>,
+    /// Interned tag strings, so steady-state requests do not allocate their tags.
+    names: Vec<Arc<str>>,
 }
 
 impl Vu {
@@ -93,7 +99,33 @@ impl Vu {
             group: Arc::from(""),
             tags,
             intended: None,
+            deadline: None,
+            conn: Conn::default(),
+            uris: Vec::new(),
+            names: Vec::new(),
         }
+    }
+
+    fn uri_for(&mut self, path: &str) -> anyhow::Result<http::Uri> {
+        if let Some((_, u)) = self.uris.iter().find(|(p, _)| p == path) {
+            return Ok(u.clone());
+        }
+        let u = self.ctx.target.origin_form(path)?;
+        if self.uris.len() < 64 {
+            self.uris.push((path.to_string(), u.clone()));
+        }
+        Ok(u)
+    }
+
+    fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(n) = self.names.iter().find(|n| &***n == name) {
+            return n.clone();
+        }
+        let n: Arc<str> = Arc::from(name);
+        if self.names.len() < 64 {
+            self.names.push(n.clone());
+        }
+        n
     }
 
     pub fn ctx(&self) -> &Arc<RunContext> {
@@ -105,8 +137,9 @@ impl Vu {
     }
 
     /// Marks an iteration's intended start; the next request measures latency from it.
-    pub fn begin_iteration(&mut self, intended: Instant) {
+    pub fn begin_iteration(&mut self, intended: Instant, deadline: Option<Instant>) {
         self.intended = Some(intended);
+        self.deadline = deadline;
         self.group = Arc::from("");
     }
 
@@ -174,7 +207,7 @@ pub struct RequestBuilder<'a> {
     vu: &'a mut Vu,
     method: Method,
     path: String,
-    name: Option<Arc<str>>,
+    name: Option<String>,
     headers: Vec<(HeaderName, HeaderValue)>,
     body: Option<Bytes>,
     expected: Option<&'a [u16]>,
@@ -197,7 +230,7 @@ impl<'a> RequestBuilder<'a> {
 
     /// The `name` tag (k6's `tags: {name}`); defaults to the path, so name URLs with ids.
     pub fn name(mut self, name: &str) -> Self {
-        self.name = Some(Arc::from(name));
+        self.name = Some(name.to_string());
         self
     }
 
@@ -229,26 +262,44 @@ impl<'a> RequestBuilder<'a> {
     pub async fn send(self) -> Response {
         let vu = self.vu;
         let ctx = vu.ctx.clone();
+        let name = match &self.name {
+            Some(n) => vu.intern(n),
+            None => vu.intern(self.path.split('?').next().unwrap_or("")),
+        };
+        let bearer = if self.anonymous {
+            None
+        } else {
+            vu.state.access_token.clone()
+        };
+        let (method, headers, body) = (self.method, self.headers, self.body);
+        let uri = vu.uri_for(&self.path);
+        let make = || {
+            build(
+                &ctx.target,
+                &method,
+                uri_ok(&uri)?,
+                &headers,
+                body.clone(),
+                bearer.as_deref(),
+            )
+        };
         let sent = Instant::now();
         let intended = vu.intended.take().unwrap_or(sent).min(sent);
-        let name: Arc<str> = self
-            .name
-            .unwrap_or_else(|| Arc::from(self.path.split('?').next().unwrap_or("")));
-        let resp = match build(
-            &ctx,
-            &self.method,
-            &self.path,
-            self.headers,
-            self.body,
-            vu.state.access_token.as_deref().filter(|_| !self.anonymous),
-        ) {
-            Ok(req) => execute(&ctx, req).await,
-            Err(e) => Response {
-                status: 0,
-                headers: Default::default(),
-                body: Bytes::new(),
-                error: Some(e.to_string()),
+        let exchange = vu.conn.send(&ctx.target, make);
+        // The iteration deadline already bounds the request when it comes first.
+        let outcome = match vu.deadline {
+            Some(d) if d <= sent + ctx.request_timeout => Ok(exchange.await),
+            _ => tokio::time::timeout(ctx.request_timeout, exchange).await,
+        };
+        let resp = match outcome {
+            Ok(Ok((parts, body))) => Response {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body,
+                error: None,
             },
+            Ok(Err(e)) => Response::failed(e.to_string()),
+            Err(_) => Response::failed("request timeout".into()),
         };
         let done = Instant::now();
         let expected = match self.expected {
@@ -259,7 +310,7 @@ impl<'a> RequestBuilder<'a> {
             scenario: vu.scenario.clone(),
             group: vu.group.clone(),
             name,
-            method: Vu::method_name(&self.method),
+            method: Vu::method_name(&method),
             status: resp.status,
             expected,
             extra: vu.tags.clone(),
@@ -269,17 +320,25 @@ impl<'a> RequestBuilder<'a> {
     }
 }
 
+fn uri_ok(uri: &anyhow::Result<http::Uri>) -> anyhow::Result<http::Uri> {
+    match uri {
+        Ok(u) => Ok(u.clone()),
+        Err(e) => Err(anyhow::anyhow!("bad request path: {e}")),
+    }
+}
+
 fn build(
-    ctx: &RunContext,
+    target: &Target,
     method: &Method,
-    path: &str,
-    headers: Vec<(HeaderName, HeaderValue)>,
+    uri: http::Uri,
+    headers: &[(HeaderName, HeaderValue)],
     body: Option<Bytes>,
     bearer: Option<&str>,
 ) -> anyhow::Result<http::Request<Full<Bytes>>> {
     let mut req = http::Request::builder()
         .method(method.clone())
-        .uri(ctx.target.uri(path)?);
+        .uri(uri)
+        .header(http::header::HOST, target.host().clone());
     if body.is_some() {
         req = req.header(http::header::CONTENT_TYPE, "application/json");
     }
@@ -290,33 +349,4 @@ fn build(
         req = req.header(k, v);
     }
     Ok(req.body(Full::new(body.unwrap_or_default()))?)
-}
-
-async fn execute(ctx: &RunContext, req: http::Request<Full<Bytes>>) -> Response {
-    let fut = async {
-        let resp = ctx.client.request(req).await?;
-        let (parts, body) = resp.into_parts();
-        let body = body.collect().await?.to_bytes();
-        anyhow::Ok(Response {
-            status: parts.status.as_u16(),
-            headers: parts.headers,
-            body,
-            error: None,
-        })
-    };
-    match tokio::time::timeout(ctx.request_timeout, fut).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(e)) => Response {
-            status: 0,
-            headers: Default::default(),
-            body: Bytes::new(),
-            error: Some(e.to_string()),
-        },
-        Err(_) => Response {
-            status: 0,
-            headers: Default::default(),
-            body: Bytes::new(),
-            error: Some("request timeout".into()),
-        },
-    }
 }

@@ -114,7 +114,7 @@ pub async fn run(sr: Arc<ScenarioRun>) {
 
 /// Runs one iteration of `vu`, due at `intended`, cut off at `deadline` or on abort.
 async fn iterate(sr: &ScenarioRun, vu: &mut Vu, intended: Instant, deadline: Instant) {
-    vu.begin_iteration(intended);
+    vu.begin_iteration(intended, Some(deadline));
     let outcome = tokio::select! {
         r = tokio::time::timeout_at(deadline.into(), (sr.scenario.iteration)(vu)) => r.ok(),
         _ = sr.control.aborted() => None,
