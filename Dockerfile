@@ -8,13 +8,16 @@
 #
 # Stages: `chef` (toolchain + cargo-chef) -> `planner` (dependency recipe from the manifests)
 # -> `builder` (dependencies cooked in their own layer, then the workspace) -> one runtime
-# target per binary on distroless `cc` (glibc, CA certificates, no shell, no package manager),
-# running as the distroless `nonroot` user (65532). Changing only Rust sources reuses the
-# cooked dependency layer.
+# target per binary. The app and the operator run on distroless `cc` (glibc, CA certificates,
+# no shell, no package manager) as the distroless `nonroot` user (65532). The load generator
+# runs on Debian slim, also as 65532: it is a client tool, and the Indexed Job in
+# loadtest/k8s/job.yaml drives its shards through /bin/sh (segment index, exit-code mapping,
+# globbing shard summaries). Changing only Rust sources reuses the cooked dependency layer.
 
 ARG RUST_VERSION=1.95
 ARG CARGO_CHEF_VERSION=0.1.78
 ARG RUNTIME_IMAGE=gcr.io/distroless/cc-debian12:nonroot
+ARG LOADTEST_RUNTIME_IMAGE=debian:bookworm-slim
 
 FROM rust:${RUST_VERSION}-bookworm AS chef
 ARG CARGO_CHEF_VERSION
@@ -61,7 +64,7 @@ ENTRYPOINT ["/usr/local/bin/floodgate-operator"]
 CMD ["run", "--listen", "0.0.0.0:9090"]
 
 # ---------------------------------------------------------------------------------------
-FROM ${RUNTIME_IMAGE} AS loadtest
+FROM ${LOADTEST_RUNTIME_IMAGE} AS loadtest
 LABEL org.opencontainers.image.title="floodgate-loadtest" \
       org.opencontainers.image.description="Floodgate load generator" \
       org.opencontainers.image.licenses="Apache-2.0"

@@ -47,6 +47,20 @@ def stages() -> dict[str, dict]:
     return result
 
 
+def loadtest_job_needs_a_shell() -> bool:
+    """The load generator's own Kubernetes manifests decide whether its image needs /bin/sh."""
+    import yaml
+
+    for path in (REPO / "loadtest" / "k8s").glob("*.yaml"):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") in {"Job", "Pod", "Deployment"}:
+                spec = doc["spec"]["template"]["spec"] if doc["kind"] != "Pod" else doc["spec"]
+                for c in spec.get("containers", []) + spec.get("initContainers", []):
+                    if c["image"].startswith("floodgate-loadtest") and (c.get("command") or [""])[0] in {"/bin/sh", "sh", "/bin/bash"}:
+                        return True
+    return False
+
+
 def resolve_base(all_stages: dict, name: str) -> str:
     base = all_stages[name]["base"]
     return resolve_base(all_stages, base) if base in all_stages else base
@@ -81,7 +95,10 @@ def test_runtime_target(target):
     binary = TARGETS[target]
     body = all_stages[target]["body"]
     base = resolve_base(all_stages, target)
-    assert "distroless" in base and base.endswith(":nonroot"), f"{target} runs on {base}"
+    if target == "loadtest" and loadtest_job_needs_a_shell():
+        assert base.startswith("debian:") and base.endswith("-slim"), f"{target} runs on {base}"
+    else:
+        assert "distroless" in base and base.endswith(":nonroot"), f"{target} runs on {base}"
     copies = [rest for word, rest in body if word == "COPY"]
     assert copies == [f"--from=builder /out/{binary} /usr/local/bin/{binary}"], copies
     users = [rest for word, rest in body if word == "USER"]
