@@ -1,7 +1,7 @@
 //! The HTTP side: each VU owns one keep-alive HTTP/1.1 connection driven inside its own
-//! task (as wrk and k6 VUs do: no shared pool, no lock, no extra task per request), a pooled
-//! hyper-util client for side traffic (the InfluxDB writer), the base URL, and the response scenarios look at.
-//! No TLS: load only goes to local targets.
+//! task (as wrk and k6 VUs do: no shared pool, no lock, no extra task per request); a
+//! pooled hyper-util client for side traffic (the InfluxDB writer); the base URL; and the
+//! response scenarios look at. No TLS: load only goes to local targets.
 
 use std::pin::Pin;
 use std::time::Duration;

@@ -109,6 +109,34 @@ pub fn signed_amount(entry: &Value) -> Option<i64> {
     Some(if debit { -amount } else { amount })
 }
 
+/// Sums the whole ledger, page by page (`limit` ≤ 100, `next_cursor`).
+async fn ledger_sum(vu: &mut Vu) -> Option<i64> {
+    let mut sum = 0;
+    let mut cursor: Option<String> = None;
+    loop {
+        let path = match &cursor {
+            Some(c) => format!("/api/v1/wallet/transactions?limit=100&cursor={c}"),
+            None => "/api/v1/wallet/transactions?limit=100".to_string(),
+        };
+        let r = vu.get(path).name("verify-ledger").send().await;
+        if r.status != 200 {
+            return None;
+        }
+        let page = r.value();
+        sum += list_of(&page)?
+            .iter()
+            .filter_map(signed_amount)
+            .sum::<i64>();
+        cursor = page
+            .get("next_cursor")
+            .and_then(Value::as_str)
+            .map(String::from);
+        if cursor.is_none() {
+            return Some(sum);
+        }
+    }
+}
+
 pub fn verify<'a>(
     vu: &'a mut Vu,
     _m: &'a Metrics,
@@ -128,15 +156,8 @@ pub fn verify<'a>(
                 .send()
                 .await
                 .value();
-            let ledger = vu
-                .get("/api/v1/wallet/transactions?limit=100000")
-                .name("verify-ledger")
-                .send()
-                .await
-                .value();
             let balance = number_at(&balance, "/balance");
-            let sum: Option<i64> =
-                list_of(&ledger).map(|l| l.iter().filter_map(signed_amount).sum());
+            let sum = ledger_sum(vu).await;
             let ok = balance.is_some() && balance == sum;
             out.push(Invariant::new(
                 "balance = ledger",
