@@ -49,5 +49,49 @@ pub async fn seed(db: &PgPool) -> anyhow::Result<()> {
     .execute(db)
     .await?;
     upsert_user(db, DEMO_CUSTOMER, &pw, "Demo Customer", &[Role::Customer]).await?;
+    seed_commerce(db).await?;
+    Ok(())
+}
+
+/// Demo goods of the demo seller, a wallet for the demo customer and an open coupon drop.
+/// Each piece is inserted only if missing, so reseeding never duplicates.
+async fn seed_commerce(db: &PgPool) -> anyhow::Result<()> {
+    let goods: [(&str, &str, i64, i32, &str); 5] = [
+        ("Floodgate hoodie", "Heavyweight cotton, limited run", 59_000, 100, "apparel"),
+        ("Tour poster", "A2, signed print", 15_000, 500, "prints"),
+        ("Light stick", "Official concert light stick", 35_000, 1_000, "goods"),
+        ("Flash-sale sneakers", "10,000 pairs, first come first served", 89_000, 10_000, "shoes"),
+        ("Sticker pack", "Twelve vinyl stickers", 4_000, 5_000, "goods"),
+    ];
+    for (name, description, price, stock, category) in goods {
+        sqlx::query(
+            "insert into goods (seller_id, name, description, price, stock, category)
+             select u.user_id, $2, $3, $4, $5, $6 from users u
+              where u.email = $1 and not exists (select 1 from goods g where g.seller_id = u.user_id and g.name = $2)",
+        )
+        .bind(DEMO_SELLER)
+        .bind(name)
+        .bind(description)
+        .bind(price)
+        .bind(stock)
+        .bind(category)
+        .execute(db)
+        .await?;
+    }
+    sqlx::query(
+        "with u as (select user_id from users where email = $1)
+         , w as (insert into wallets (user_id, balance) select user_id, 500000 from u on conflict (user_id) do nothing returning user_id, balance)
+         insert into wallet_ledger (user_id, kind, amount, balance_after) select user_id, 'charge', balance, balance from w",
+    )
+    .bind(DEMO_CUSTOMER)
+    .execute(db)
+    .await?;
+    sqlx::query(
+        "insert into coupon_campaigns (name, discount_amount, total_quantity, starts_at, ends_at)
+         select 'Welcome drop: 5,000 won off', 5000, 1000, now(), now() + interval '30 days'
+          where not exists (select 1 from coupon_campaigns where name = 'Welcome drop: 5,000 won off' and ends_at > now())",
+    )
+    .execute(db)
+    .await?;
     Ok(())
 }

@@ -172,3 +172,29 @@ async fn an_invalid_runtime_config_changes_nothing(pool: PgPool) {
     assert_eq!(reader.poll_once().await.unwrap(), PollOutcome::Defaults);
     assert_eq!(app.state.runtime.get().version, 0);
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn seeding_twice_creates_demo_data_once(pool: PgPool) {
+    async fn counts(pool: &PgPool) -> Vec<i64> {
+        let mut out = Vec::new();
+        for table in ["users", "goods", "coupon_campaigns", "wallet_ledger", "sellers"] {
+            let sql = format!("select count(*) from {table}");
+            out.push(sqlx::query_scalar(sqlx::AssertSqlSafe(sql)).fetch_one(pool).await.unwrap());
+        }
+        out
+    }
+    floodgate_app::seed::seed(&pool).await.unwrap();
+    let first = counts(&pool).await;
+    floodgate_app::seed::seed(&pool).await.unwrap();
+    assert_eq!(counts(&pool).await, first, "reseeding must not duplicate demo data");
+    assert_eq!(first[1], 5, "demo goods");
+    assert_eq!(first[2], 1, "demo coupon campaign");
+    let balance: i64 = sqlx::query_scalar("select balance from wallets w join users u using (user_id) where u.email = 'customer@floodgate.local'")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(balance, 500_000);
+    let app = TestApp::spawn(pool).await;
+    let res = app.post_json("/api/v1/auth/login", &json!({"email": "admin@floodgate.local", "password": "floodgate-demo"}), None).await;
+    assert_eq!(res.status(), StatusCode::OK);
+}

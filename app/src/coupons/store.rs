@@ -142,7 +142,13 @@ pub async fn of_user<'e>(db: impl PgExecutor<'e>, user: UserId) -> Result<Vec<Co
 
 /// Locks an unused coupon of `user` for an order; returns its discount.
 pub async fn lock_unused(conn: &mut PgConnection, user: UserId, coupon: i64) -> Result<Discount, ApiError> {
-    let row: Option<(Option<i64>, Option<i32>, Option<DateTime<Utc>>)> = sqlx::query_as(
+    #[derive(FromRow)]
+    struct Row {
+        discount_amount: Option<i64>,
+        discount_percent: Option<i32>,
+        used_at: Option<DateTime<Utc>>,
+    }
+    let row: Option<Row> = sqlx::query_as(
         "select k.discount_amount, k.discount_percent, c.used_at
            from coupons c join coupon_campaigns k using (campaign_id)
           where c.coupon_id = $1 and c.user_id = $2 for update of c",
@@ -153,8 +159,8 @@ pub async fn lock_unused(conn: &mut PgConnection, user: UserId, coupon: i64) -> 
     .await?;
     match row {
         None => Err(ApiError::not_found("coupon")),
-        Some((_, _, Some(_))) => Err(ApiError::conflict("coupon-unavailable", "this coupon was already used")),
-        Some((amount, percent, None)) => crate::orders::service::coupon_discount(amount, percent)
+        Some(Row { used_at: Some(_), .. }) => Err(ApiError::conflict("coupon-unavailable", "this coupon was already used")),
+        Some(Row { discount_amount, discount_percent, used_at: None }) => crate::orders::service::coupon_discount(discount_amount, discount_percent)
             .ok_or_else(|| ApiError::internal("coupon campaign without a discount")),
     }
 }

@@ -17,6 +17,7 @@ use crate::{
     auth::{CurrentUser, Role},
     error::{ApiError, ApiResult},
     pagination::{PageQuery, Paged},
+    platform::cache::Lookup,
     state::AppState,
 };
 
@@ -37,7 +38,7 @@ pub async fn list(State(state): State<AppState>, Query(q): Query<PageQuery>) -> 
     let ttl = state.runtime.get().ttls.catalog_cache.as_duration();
     let bytes = state
         .cache
-        .get_or_load(&state.redis, &state.metrics, "goods_list", "goods:list", &field, ttl, || async {
+        .get_or_load(&state.redis, &state.metrics, Lookup { cache: "goods_list", family: "goods:list", field: &field, ttl }, || async {
             let rows = store::page(&state.db, page).await?;
             to_bytes(&Paged::from_rows(rows, page, |g| g.id.0))
         })
@@ -52,7 +53,7 @@ pub async fn detail(State(state): State<AppState>, Path(id): Path<i64>) -> ApiRe
     let ttl = state.runtime.get().ttls.catalog_cache.as_duration();
     let bytes = state
         .cache
-        .get_or_load(&state.redis, &state.metrics, "goods_detail", &format!("goods:{id}"), "v1", ttl, || async {
+        .get_or_load(&state.redis, &state.metrics, Lookup { cache: "goods_detail", family: &format!("goods:{id}"), field: "v1", ttl }, || async {
             let g = store::find(&state.db, GoodsId(id)).await?.ok_or_else(|| ApiError::not_found("goods"))?;
             to_bytes(&g)
         })

@@ -29,6 +29,14 @@ static INVALIDATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!(
 
 type Flight = Arc<OnceCell<Bytes>>;
 
+/// What to look up: the metrics label, the family and field, and how long to keep a fill.
+pub struct Lookup<'a> {
+    pub cache: &'static str,
+    pub family: &'a str,
+    pub field: &'a str,
+    pub ttl: Duration,
+}
+
 #[derive(Default)]
 pub struct Cache {
     in_flight: Mutex<HashMap<String, Flight>>,
@@ -40,20 +48,12 @@ fn keys(redis: &Redis, family: &str) -> (String, String) {
 
 impl Cache {
     /// The cached bytes of `family`/`field`, or `load()`'s result (cached for `ttl`).
-    pub async fn get_or_load<F, Fut>(
-        &self,
-        redis: &Redis,
-        metrics: &Metrics,
-        cache: &'static str,
-        family: &str,
-        field: &str,
-        ttl: Duration,
-        load: F,
-    ) -> Result<Bytes, ApiError>
+    pub async fn get_or_load<F, Fut>(&self, redis: &Redis, metrics: &Metrics, lookup: Lookup<'_>, load: F) -> Result<Bytes, ApiError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Bytes, ApiError>>,
     {
+        let Lookup { cache, family, field, ttl } = lookup;
         let count = |result: &'static str| metrics.cache_requests.get_or_create(&CacheLabels { cache, result }).inc();
         let (data, gen_key) = keys(redis, family);
         let mut conn = redis.conn();
