@@ -20,13 +20,22 @@ pub fn email_for(vu: &Vu, slot: &str) -> String {
     format!("lt-{run}-{slot}@example.com")
 }
 
+/// A stable client address per VU for `X-Forwarded-For`: auth is rate limited per IP, and
+/// an app that trusts the header (`FLOODGATE_CLIENT_IP_HEADER`) then sees distinct clients.
+pub fn client_ip(vu: &Vu) -> String {
+    let n = vu.id % (1 << 24);
+    format!("10.{}.{}.{}", n >> 16, (n >> 8) & 0xff, n & 0xff)
+}
+
 /// Signs `email` up (an existing account is fine) and logs in, storing the access token.
 pub async fn login_as(vu: &mut Vu, email: &str) -> anyhow::Result<String> {
     vu.state.access_token = None;
+    let ip = client_ip(vu);
     let body = json!({ "email": email, "password": PASSWORD, "name": "Load Test" });
     let r = vu
         .post("/api/v1/auth/signup")
         .name("auth-signup")
+        .header("x-forwarded-for", &ip)
         .json(&body)
         .expect(&[201, 409])
         .anonymous()
@@ -36,6 +45,7 @@ pub async fn login_as(vu: &mut Vu, email: &str) -> anyhow::Result<String> {
     let r = vu
         .post("/api/v1/auth/login")
         .name("auth-login")
+        .header("x-forwarded-for", &ip)
         .json(&json!({ "email": email, "password": PASSWORD }))
         .anonymous()
         .send()
