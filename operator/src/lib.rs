@@ -7,6 +7,8 @@
 
 pub mod cluster;
 pub mod crd;
+pub mod http;
+pub mod local;
 pub mod merge;
 pub mod observe;
 pub mod phase;

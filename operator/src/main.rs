@@ -1,6 +1,26 @@
 //! `floodgate-operator`: a thin CLI over the library.
+//!
+//! - `crd`: print the CustomResourceDefinitions (or write them into a folder).
+//! - `controller`: run in a cluster (leader election, both controllers).
+//! - `run --manifests DIR`: run the same reconcilers on YAML files, without a cluster.
 
-use clap::{Parser, Subcommand};
+use std::{
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Arc, atomic::AtomicBool},
+    time::Duration,
+};
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use floodgate_operator::{
+    cluster::{controller, leader},
+    crd, http,
+    local::{platform::LocalPlatform, run},
+    observe::depth::{AppMetricsDepth, QueueDepthSource, RedisDepth},
+    reconcile::Context,
+    store::RedisTarget,
+    telemetry::Metrics,
+};
 
 #[derive(Parser)]
 #[command(name = "floodgate-operator", version, about)]
@@ -14,16 +34,174 @@ enum Command {
     /// Print the CustomResourceDefinitions (or write one file per CRD into --out-dir).
     Crd {
         #[arg(long)]
-        out_dir: Option<std::path::PathBuf>,
+        out_dir: Option<PathBuf>,
+    },
+    /// Run against a Kubernetes cluster.
+    Controller {
+        #[command(flatten)]
+        common: Common,
+        /// Namespace of the leader-election Lease.
+        #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+        lease_namespace: String,
+        #[arg(long, default_value = "floodgate-operator")]
+        lease_name: String,
+        /// This replica's identity in the Lease.
+        #[arg(long, env = "POD_NAME")]
+        identity: Option<String>,
+    },
+    /// Run on Campaign and QueueConfig YAML files, reporting scaling instead of applying it.
+    Run {
+        #[command(flatten)]
+        common: Common,
+        /// Folder of Campaign and QueueConfig manifests, re-read when it changes.
+        #[arg(long)]
+        manifests: PathBuf,
+        /// The app's metrics endpoint.
+        #[arg(
+            long,
+            env = "FLOODGATE_APP_METRICS_URL",
+            default_value = "http://127.0.0.1:8080/metrics"
+        )]
+        app_metrics_url: String,
+        /// Where a status YAML per resource is written (default: DIR/.status).
+        #[arg(long)]
+        status_dir: Option<PathBuf>,
+        /// Replicas the simulated Deployment starts with.
+        #[arg(long, default_value_t = 1)]
+        initial_replicas: u32,
     },
 }
 
-fn main() -> anyhow::Result<()> {
+#[derive(Args)]
+struct Common {
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:63799")]
+    redis_url: String,
+    #[arg(long, env = "FLOODGATE_REDIS_PREFIX", default_value = "fg:")]
+    redis_prefix: String,
+    /// Address of the operator's own /metrics, /healthz and /readyz.
+    #[arg(
+        long,
+        env = "FLOODGATE_OPERATOR_LISTEN",
+        default_value = "127.0.0.1:9090"
+    )]
+    listen: SocketAddr,
+    /// Where queue depth is read.
+    #[arg(long, value_enum, default_value_t = DepthSource::AppMetrics)]
+    queue_depth: DepthSource,
+    /// Redis key per queue when --queue-depth=redis; {prefix} and {queue} are replaced.
+    #[arg(long, default_value = "{prefix}{q:{queue}}:waiting")]
+    redis_depth_key: String,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DepthSource {
+    /// The app's floodgate_queue_waiting gauge.
+    AppMetrics,
+    /// A Redis key per queue (see --redis-depth-key).
+    Redis,
+}
+
+impl Common {
+    async fn parts(
+        &self,
+    ) -> anyhow::Result<(RedisTarget, Box<dyn QueueDepthSource>, Arc<Metrics>)> {
+        let redis = RedisTarget::connect(&self.redis_url, &self.redis_prefix)
+            .await
+            .map_err(|e| anyhow::anyhow!("connecting to Redis at {}: {e}", self.redis_url))?;
+        let depth: Box<dyn QueueDepthSource> = match self.queue_depth {
+            DepthSource::AppMetrics => Box::new(AppMetricsDepth),
+            DepthSource::Redis => Box::new(RedisDepth {
+                conn: redis.conn.clone(),
+                prefix: self.redis_prefix.clone(),
+                key_template: self.redis_depth_key.clone(),
+            }),
+        };
+        Ok((redis, depth, Arc::new(Metrics::default())))
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,kube=warn".into()),
+        )
+        .init();
     match Cli::parse().command {
-        Command::Crd { out_dir: None } => print!("{}", floodgate_operator::crd::render_all()?),
+        Command::Crd { out_dir: None } => print!("{}", crd::render_all()?),
         Command::Crd { out_dir: Some(dir) } => {
-            for (file, crd) in floodgate_operator::crd::all() {
-                std::fs::write(dir.join(file), floodgate_operator::crd::to_yaml(&crd)?)?;
+            for (file, c) in crd::all() {
+                std::fs::write(dir.join(file), crd::to_yaml(&c)?)?;
+            }
+        }
+        Command::Run {
+            common,
+            manifests,
+            app_metrics_url,
+            status_dir,
+            initial_replicas,
+        } => {
+            let (redis, depth, metrics) = common.parts().await?;
+            let ready = Arc::new(AtomicBool::new(true));
+            let addr = http::spawn(
+                common.listen,
+                http::Health {
+                    ready,
+                    metrics: metrics.clone(),
+                },
+            )
+            .await?;
+            let status_dir = status_dir.unwrap_or_else(|| manifests.join(".status"));
+            tracing::info!(manifests = %manifests.display(), status_dir = %status_dir.display(), metrics = %addr, "local mode");
+            let platform = LocalPlatform::new(app_metrics_url, status_dir, initial_replicas);
+            let ctx = Arc::new(Context::new(platform, redis, depth, metrics));
+            let opts = run::Options {
+                manifests,
+                poll: Duration::from_secs(1),
+            };
+            run::run(opts, ctx, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
+            .await;
+        }
+        Command::Controller {
+            common,
+            lease_namespace,
+            lease_name,
+            identity,
+        } => {
+            let (redis, depth, metrics) = common.parts().await?;
+            let ready = Arc::new(AtomicBool::new(false));
+            http::spawn(
+                common.listen,
+                http::Health {
+                    ready: ready.clone(),
+                    metrics: metrics.clone(),
+                },
+            )
+            .await?;
+            let client = kube::Client::try_default().await?;
+            let identity =
+                identity.unwrap_or_else(|| format!("floodgate-operator-{}", std::process::id()));
+            let lease = leader::LeaseConfig {
+                namespace: lease_namespace.clone(),
+                name: lease_name,
+                identity,
+                duration: Duration::from_secs(15),
+                renew_every: Duration::from_secs(5),
+            };
+            let leases = kube::Api::namespaced(client.clone(), &lease_namespace);
+            leader::acquire(&leases, &lease).await;
+            tracing::info!(identity = %lease.identity, "leading");
+            let parts = controller::CtxParts {
+                redis,
+                depth,
+                metrics,
+            };
+            tokio::select! {
+                r = controller::run(client, parts, ready) => r?,
+                lost = leader::keep(&leases, &lease) => return Err(lost),
             }
         }
     }

@@ -155,12 +155,14 @@ async fn deleting_a_campaign_restores_replicas_and_unpublishes_its_queues() {
         "its queue left the runtime config: {doc:?}"
     );
     assert_eq!(doc.version, 2);
-    // And it stays out after the campaign is gone (the QueueConfig alone no longer publishes it).
-    let synced = crate::reconcile::runtime_sync::sync(&ctx, chrono::Utc::now(), None)
+    // And it stays out once the campaign object is gone: the QueueConfig is retired.
+    let mut conn = ctx.redis.conn.clone();
+    let retired: Vec<String> = redis::cmd("SMEMBERS")
+        .arg(ctx.redis.key(crate::reconcile::runtime_sync::RETIRED_KEY))
+        .query_async(&mut conn)
         .await
-        .expect("list")
-        .expect("sync");
-    assert!(synced.queue_ids.is_empty());
+        .expect("smembers");
+    assert_eq!(retired, ["default/concert-42"]);
     drop(ctx);
     mock.await.expect("scenario");
 }

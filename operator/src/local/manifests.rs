@@ -21,7 +21,9 @@ pub struct Manifests {
 /// The folder's YAML files with their modification times; equal fingerprints mean nothing
 /// changed (cheaper than parsing every second).
 pub fn fingerprint(dir: &Path) -> BTreeMap<PathBuf, Option<SystemTime>> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return BTreeMap::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return BTreeMap::new();
+    };
     entries
         .filter_map(Result::ok)
         .map(|e| e.path())
@@ -48,11 +50,16 @@ pub fn load(dir: &Path) -> Manifests {
                 Ok(serde_yaml::Value::Null) => continue,
                 Ok(v) => v,
                 Err(e) => {
-                    out.problems.push(format!("{} document {}: {e}", path.display(), i + 1));
+                    out.problems
+                        .push(format!("{} document {}: {e}", path.display(), i + 1));
                     continue;
                 }
             };
-            let kind = value.get("kind").and_then(|k| k.as_str()).unwrap_or("").to_owned();
+            let kind = value
+                .get("kind")
+                .and_then(|k| k.as_str())
+                .unwrap_or("")
+                .to_owned();
             let parsed = match kind.as_str() {
                 "Campaign" => serde_yaml::from_value::<Campaign>(value).map(|mut c| {
                     default_namespace(&mut c.metadata);
@@ -66,7 +73,11 @@ pub fn load(dir: &Path) -> Manifests {
                 _ => Ok(()),
             };
             if let Err(e) = parsed {
-                out.problems.push(format!("{} document {} ({kind}): {e}", path.display(), i + 1));
+                out.problems.push(format!(
+                    "{} document {} ({kind}): {e}",
+                    path.display(),
+                    i + 1
+                ));
             }
         }
     }
@@ -93,12 +104,19 @@ mod tests {
             std::fs::read_to_string(examples.join("queueconfig.yaml")).expect("example"),
         );
         std::fs::write(dir.path().join("event.yaml"), both).expect("write");
-        std::fs::write(dir.path().join("broken.yml"), "kind: QueueConfig\nspec: 3\n").expect("write");
+        std::fs::write(
+            dir.path().join("broken.yml"),
+            "kind: QueueConfig\nspec: 3\n",
+        )
+        .expect("write");
         std::fs::write(dir.path().join("notes.txt"), "ignored").expect("write");
         let m = load(dir.path());
         assert_eq!(m.campaigns.len(), 1);
         assert_eq!(m.queue_configs.len(), 1);
-        assert_eq!(m.campaigns[0].metadata.namespace.as_deref(), Some("default"));
+        assert_eq!(
+            m.campaigns[0].metadata.namespace.as_deref(),
+            Some("default")
+        );
         assert_eq!(m.problems.len(), 1, "{:?}", m.problems);
         assert_eq!(fingerprint(dir.path()).len(), 2);
     }

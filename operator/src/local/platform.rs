@@ -37,7 +37,12 @@ pub struct LocalPlatform {
 
 impl LocalPlatform {
     pub fn new(app_metrics_url: String, status_dir: PathBuf, initial_replicas: u32) -> Self {
-        Self { state: Arc::default(), app_metrics_url, status_dir, initial_replicas }
+        Self {
+            state: Arc::default(),
+            app_metrics_url,
+            status_dir,
+            initial_replicas,
+        }
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -71,34 +76,61 @@ impl LocalPlatform {
     }
 
     fn status_path(&self, kind: &str, key: &str) -> PathBuf {
-        self.status_dir.join(format!("{kind}-{}.yaml", key.replace('/', "-")))
+        self.status_dir
+            .join(format!("{kind}-{}.yaml", key.replace('/', "-")))
     }
 
-    fn write_file<S: Serialize>(&self, kind: &str, key: &str, status: &S) -> Result<(), PlatformError> {
+    fn write_file<S: Serialize>(
+        &self,
+        kind: &str,
+        key: &str,
+        status: &S,
+    ) -> Result<(), PlatformError> {
         #[derive(Serialize)]
         struct File<'a, S> {
             kind: &'a str,
             name: &'a str,
             status: &'a S,
         }
-        let err = |e: &dyn std::fmt::Display| PlatformError::Local(format!("status file for {key}: {e}"));
+        let err =
+            |e: &dyn std::fmt::Display| PlatformError::Local(format!("status file for {key}: {e}"));
         std::fs::create_dir_all(&self.status_dir).map_err(|e| err(&e))?;
-        let yaml = serde_yaml::to_string(&File { kind, name: key, status }).map_err(|e| err(&e))?;
+        let yaml = serde_yaml::to_string(&File {
+            kind,
+            name: key,
+            status,
+        })
+        .map_err(|e| err(&e))?;
         // Write then rename, so a reader never sees half a file.
         let path = self.status_path(kind, key);
         let tmp = path.with_extension("yaml.tmp");
-        std::fs::write(&tmp, yaml).and_then(|()| std::fs::rename(&tmp, &path)).map_err(|e| err(&e))
+        std::fs::write(&tmp, yaml)
+            .and_then(|()| std::fs::rename(&tmp, &path))
+            .map_err(|e| err(&e))
     }
 }
 
 impl Platform for LocalPlatform {
     async fn read_scale(&self, namespace: &str, deployment: &str) -> Result<u32, PlatformError> {
-        Ok(*self.state().replicas.get(&format!("{namespace}/{deployment}")).unwrap_or(&self.initial_replicas))
+        Ok(*self
+            .state()
+            .replicas
+            .get(&format!("{namespace}/{deployment}"))
+            .unwrap_or(&self.initial_replicas))
     }
 
-    async fn write_scale(&self, namespace: &str, deployment: &str, replicas: u32) -> Result<(), PlatformError> {
+    async fn write_scale(
+        &self,
+        namespace: &str,
+        deployment: &str,
+        replicas: u32,
+    ) -> Result<(), PlatformError> {
         let key = format!("{namespace}/{deployment}");
-        let from = self.state().replicas.insert(key.clone(), replicas).unwrap_or(self.initial_replicas);
+        let from = self
+            .state()
+            .replicas
+            .insert(key.clone(), replicas)
+            .unwrap_or(self.initial_replicas);
         tracing::info!(deployment = %key, from, to = replicas, "scaling decision (local mode: reported, not applied)");
         Ok(())
     }
@@ -144,15 +176,27 @@ impl Platform for LocalPlatform {
         }
     }
 
-    async fn write_campaign_status(&self, c: &Campaign, status: &CampaignStatus) -> Result<(), PlatformError> {
+    async fn write_campaign_status(
+        &self,
+        c: &Campaign,
+        status: &CampaignStatus,
+    ) -> Result<(), PlatformError> {
         let key = key_of(c);
-        self.state().campaign_status.insert(key.clone(), status.clone());
+        self.state()
+            .campaign_status
+            .insert(key.clone(), status.clone());
         self.write_file("campaign", &key, status)
     }
 
-    async fn write_queue_status(&self, q: &QueueConfig, status: &QueueConfigStatus) -> Result<(), PlatformError> {
+    async fn write_queue_status(
+        &self,
+        q: &QueueConfig,
+        status: &QueueConfigStatus,
+    ) -> Result<(), PlatformError> {
         let key = key_of(q);
-        self.state().queue_status.insert(key.clone(), status.clone());
+        self.state()
+            .queue_status
+            .insert(key.clone(), status.clone());
         self.write_file("queueconfig", &key, status)
     }
 }

@@ -258,6 +258,7 @@ pub async fn cleanup<P: Platform>(
     let key = key_of(c);
     let mut st = c.status.clone().unwrap_or_default();
     restore(c, ctx, &mut st).await?;
+    runtime_sync::retire_queues_of(ctx, c, now).await?;
     runtime_sync::sync(ctx, now, Some(&key))
         .await?
         .map_err(Error::Unpublish)?;
