@@ -179,15 +179,25 @@ impl Vu {
         ok
     }
 
-    /// Think time: sleeps uniformly between `min` and `max` seconds. The next request's
-    /// latency is measured from when it is actually due, so think time is never counted.
+    /// Think time: sleeps uniformly between `min` and `max` seconds (Locust's `between`).
     pub async fn between(&mut self, min: f64, max: f64) {
         let d = between_secs(&mut self.rng, min, max);
-        tokio::time::sleep(d).await;
+        self.think(d).await;
     }
 
+    /// k6's `sleep(secs)`.
     pub async fn sleep(&mut self, secs: f64) {
-        tokio::time::sleep(Duration::from_secs_f64(secs.max(0.0))).await;
+        self.think(Duration::from_secs_f64(secs.max(0.0))).await;
+    }
+
+    /// Think time is never latency: if the iteration has not sent its first request yet,
+    /// that request's intended start moves by the pause, so a late iteration start still
+    /// counts but the planned pause does not.
+    async fn think(&mut self, d: Duration) {
+        if let Some(intended) = self.intended.as_mut() {
+            *intended += d;
+        }
+        tokio::time::sleep(d).await;
     }
 
     fn method_name(m: &Method) -> &'static str {

@@ -177,3 +177,28 @@ async fn summary_json_has_k6_handle_summary_shape() {
         hist_b64::decode(first["duration"].as_str().expect("base64 histogram")).expect("decode");
     assert_eq!(h.len(), first["reqs"].as_u64().expect("reqs"));
 }
+
+#[tokio::test]
+async fn think_time_before_the_first_request_is_not_latency() {
+    let addr = common::serve(ceiling::router(64)).await;
+    // goods-detail sleeps 1 s before its GET; it must not show as a 1 s response.
+    let options = floodgate_loadtest::config::Options::from_yaml("scenarios:\n  s: { executor: constant-arrival-rate, rate: 5, duration: 1s, preAllocatedVUs: 10 }\n").expect("options");
+    let data = floodgate_loadtest::runner::run(floodgate_loadtest::runner::RunConfig {
+        scenario: floodgate_loadtest::scenarios::find("goods-detail").expect("scenario"),
+        target: format!("http://{addr}"),
+        options,
+        segment: Segment::WHOLE,
+        params: [("goods_id".to_string(), "1".to_string())].into(),
+        influxdb: None,
+        progress: false,
+        request_timeout: Duration::from_secs(10),
+    })
+    .await
+    .expect("run");
+    let m = &data.metrics;
+    assert_eq!(m.iterations, 5);
+    let p100 = value(m, "http_req_duration", &TagSet::new(), "max").expect("duration");
+    assert!(p100 < 500.0, "think time leaked into latency: {p100} ms");
+    let iter = value(m, "iteration_duration", &TagSet::new(), "min").expect("iterations");
+    assert!(iter >= 1000.0, "the iteration itself did sleep: {iter} ms");
+}
