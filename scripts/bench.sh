@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# make bench: release build, private PostgreSQL/Redis/app pinned to CPU 0 and the load
+# generator to CPU 1 (PERFORMANCE.md), same-run ceilings (bare axum server with wrk,
+# redis-benchmark, pgbench), then the P-workloads with floodgate-loadtest. Each figure is the
+# median of BENCH_RUNS runs (default 3) of BENCH_SECONDS (default 10 s). Writes
+# docs/benchmarks/latest.json and docs/benchmarks/README.md.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+RUNS=${BENCH_RUNS:-3}
+SECS=${BENCH_SECONDS:-10}
+OUT=$ROOT/.data/bench
+RAW=$OUT/raw
+mkdir -p "$RAW"
+rm -f "$RAW"/*.json "$RAW"/*.txt
+
+export DATABASE_URL=postgres://floodgate:floodgate@127.0.0.1:54339/floodgate
+export REDIS_URL=redis://127.0.0.1:63809
+export FLOODGATE_DATA_DIR=$OUT/services
+export FLOODGATE_LISTEN_ADDR=127.0.0.1:18080
+export FLOODGATE_JWT_SECRET=bench-secret-bench-secret-bench-secret-0123
+export FLOODGATE_DB_POOL_SIZE=${FLOODGATE_DB_POOL_SIZE:-32}
+export FLOODGATE_AUTH_LIMIT_PER_IP=100000000 FLOODGATE_AUTH_LIMIT_PER_EMAIL=100000000
+export RUST_LOG=warn
+APP=http://$FLOODGATE_LISTEN_ADDR
+CEILING_ADDR=127.0.0.1:18181
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+need() { command -v "$1" >/dev/null || { log "installing $2"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
+need wrk wrk
+need redis-benchmark redis-tools
+need pgbench postgresql-client
+need taskset util-linux
+
+log "building release binaries"
+cargo build --release -q -p floodgate-app -p floodgate-loadtest -p floodgate-operator
+BIN=$ROOT/target/release
+
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  bash scripts/services.sh down >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+
+bash scripts/services.sh up
+pin_cpu0() { taskset -a -cp 0 "$1" >/dev/null 2>&1 || true; }
+pgpid=$(head -1 "$(cat "$FLOODGATE_DATA_DIR/postgres.path" 2>/dev/null || echo "$FLOODGATE_DATA_DIR/postgres")/postmaster.pid" 2>/dev/null || true)
+[ -n "$pgpid" ] && pin_cpu0 "$pgpid"
+[ -s "$FLOODGATE_DATA_DIR/redis/redis.pid" ] && pin_cpu0 "$(cat "$FLOODGATE_DATA_DIR/redis/redis.pid")"
+redis-cli -p 63809 flushall >/dev/null
+psql "$DATABASE_URL" -qc "drop schema public cascade; create schema public;" >/dev/null
+
+gen() { taskset -c 1 "$BIN/floodgate-loadtest" "$@" --no-progress; }
+
+# ---------------------------------------------------------------- app start and footprint
+log "starting the app (CPU 0)"
+"$BIN/floodgate-app" migrate >/dev/null 2>&1
+"$BIN/floodgate-app" seed >/dev/null 2>&1
+t0=$(date +%s%N)
+taskset -c 0 "$BIN/floodgate-app" serve >"$OUT/app.log" 2>&1 &
+APP_PID=$!; PIDS+=("$APP_PID")
+until curl -sf "$APP/readyz" >/dev/null; do sleep 0.01; done
+t1=$(date +%s%N)
+echo "$(( (t1 - t0) / 1000000 ))" > "$RAW/start_ms.txt"
+sleep 2
+rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
+rss "$APP_PID" > "$RAW/rss_idle_kb.txt"
+
+# ---------------------------------------------------------------- ceilings
+log "HTTP ceiling: bare axum server, wrk (and floodgate-loadtest on the same server: P6)"
+taskset -c 0 "$BIN/floodgate-loadtest" ceiling-server --listen "$CEILING_ADDR" --body-bytes 2000 >/dev/null 2>&1 &
+CEIL_PID=$!; PIDS+=("$CEIL_PID")
+sleep 0.5
+for i in $(seq 1 "$RUNS"); do
+  taskset -c 1 wrk -t1 -c64 -d"${SECS}s" "http://$CEILING_ADDR/" > "$RAW/wrk_$i.txt"
+  gen run ceiling --target "http://$CEILING_ADDR" --executor constant-vus --vus 64 --duration "${SECS}s" \
+    --summary-json "$RAW/gen_ceiling_$i.json" >/dev/null 2>&1 || true
+done
+kill "$CEIL_PID" 2>/dev/null || true
+
+log "Redis ceiling: redis-benchmark EVAL of the issue script's shape, unpipelined"
+for i in $(seq 1 "$RUNS"); do
+  taskset -c 1 redis-benchmark -p 63809 -q -n 200000 -c 50 \
+    EVAL "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 0 end return redis.call('SCARD', KEYS[1])" 1 '{bench}:s' __rand_int__ \
+    > "$RAW/redis_$i.txt"
+done
+
+log "PostgreSQL ceilings: pgbench hot row (16 clients) and -N"
+psql "$DATABASE_URL" -qc "create table if not exists bench_hot (id int primary key, v bigint); insert into bench_hot values (1, 0) on conflict do nothing;" >/dev/null
+echo "update bench_hot set v = v + 1 where id = 1;" > "$OUT/hot.sql"
+pgbench -q -i -s 1 "$DATABASE_URL" >/dev/null 2>&1
+for i in $(seq 1 "$RUNS"); do
+  taskset -c 1 pgbench -n -c 16 -j 1 -T "$SECS" -f "$OUT/hot.sql" "$DATABASE_URL" > "$RAW/pg_hot_$i.txt" 2>&1
+  taskset -c 1 pgbench -n -N -c 16 -j 1 -T "$SECS" "$DATABASE_URL" > "$RAW/pg_commit_$i.txt" 2>&1
+done
+
+# ---------------------------------------------------------------- workloads
+GOODS_ID=$(curl -s "$APP/api/v1/goods?limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
+log "P1: cached goods list and detail"
+for i in $(seq 1 "$RUNS"); do
+  gen run goods-list --target "$APP" --executor constant-vus --vus 64 --duration "${SECS}s" --summary-json "$RAW/p1_list_$i.json" >/dev/null 2>&1 || true
+  gen run goods-detail --target "$APP" --param "goods_id=$GOODS_ID" --executor constant-vus --vus 64 --duration "${SECS}s" --summary-json "$RAW/p1_detail_$i.json" >/dev/null 2>&1 || true
+done
+rss "$APP_PID" > "$RAW/rss_load_kb.txt"
+half=$(python3 scripts/bench_report.py half-rate "$RAW")
+log "P1: p99 at half the measured rate ($half/s)"
+gen run goods-detail --target "$APP" --param "goods_id=$GOODS_ID" --executor constant-arrival-rate --rate "$half" --time-unit 1s \
+  --vus 64 --max-vus 256 --duration "${SECS}s" --summary-json "$RAW/p1_half.json" >/dev/null 2>&1 || true
+
+log "P5: wallet charges on one hot user"
+for i in $(seq 1 "$RUNS"); do
+  gen run balance-charge --target "$APP" --param hot_users=1 --param "run_id=p5r$i" --executor constant-vus --vus 64 --duration "${SECS}s" \
+    --summary-json "$RAW/p5_$i.json" >/dev/null 2>&1 || true
+done
+
+log "P2: flash sale of one goods item (10,000 units) by 200 buyers"
+for i in $(seq 1 "$RUNS"); do
+  seller=$(curl -s -XPOST "$APP/api/v1/auth/login" -H 'content-type: application/json' \
+    -d '{"email":"seller@floodgate.local","password":"floodgate-demo"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  hot=$(curl -s -XPOST "$APP/api/v1/goods" -H "authorization: Bearer $seller" -H 'content-type: application/json' \
+    -d '{"name":"flash","price":100,"stock":10000}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  gen run hot-order --target "$APP" --param "goods_id=$hot" --param hot_users=200 --param fund_amount=5000000 --param "run_id=p2r$i" \
+    --executor constant-vus --vus 200 --duration "${SECS}s" --summary-json "$RAW/p2_$i.json" >/dev/null 2>&1 || true
+  psql "$DATABASE_URL" -tAc "select $hot, stock, (select coalesce(sum(quantity),0) from order_lines l join orders o using (order_id) where l.goods_id = $hot and o.status = 'paid') from goods where goods_id = $hot" > "$RAW/p2_stock_$i.txt"
+done
+
+kill "$APP_PID" 2>/dev/null || true
+python3 scripts/bench_report.py report "$RAW" docs/benchmarks
+log "wrote docs/benchmarks/latest.json and docs/benchmarks/README.md"

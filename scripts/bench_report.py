@@ -1,0 +1,194 @@
+#!/usr/bin/env python3
+"""Turns the raw outputs of scripts/bench.sh into docs/benchmarks/latest.json and README.md.
+
+Every figure is the median of the runs; every target is a ratio to a ceiling measured in the
+same run on the same machine (PERFORMANCE.md)."""
+import glob
+import json
+import os
+import re
+import statistics
+import sys
+from datetime import datetime, timezone
+
+SECS = float(os.environ.get("BENCH_SECONDS", "10"))
+
+
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+
+
+def summaries(raw, pattern):
+    out = []
+    for path in sorted(glob.glob(os.path.join(raw, pattern))):
+        try:
+            with open(path) as f:
+                out.append(json.load(f))
+        except (OSError, ValueError):
+            pass
+    return out
+
+
+def metric(summary, name, key):
+    return summary.get("metrics", {}).get(name, {}).get("values", {}).get(key)
+
+
+def rate(raw, pattern):
+    return median([metric(s, "http_reqs", "rate") for s in summaries(raw, pattern)])
+
+
+def failed(raw, pattern):
+    return median([metric(s, "http_req_failed", "rate") for s in summaries(raw, pattern)])
+
+
+def text_numbers(raw, pattern, regex):
+    found = []
+    for path in sorted(glob.glob(os.path.join(raw, pattern))):
+        with open(path) as f:
+            m = re.search(regex, f.read())
+        if m:
+            found.append(float(m.group(1)))
+    return median(found)
+
+
+def read_number(raw, name):
+    try:
+        with open(os.path.join(raw, name)) as f:
+            return float(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def ceilings(raw):
+    return {
+        "http_rps": text_numbers(raw, "wrk_*.txt", r"Requests/sec:\s+([\d.]+)"),
+        "generator_rps": rate(raw, "gen_ceiling_*.json"),
+        "redis_eval_per_s": text_numbers(raw, "redis_*.txt", r"([\d.]+) requests per second"),
+        "pg_hot_row_tps": text_numbers(raw, "pg_hot_*.txt", r"tps = ([\d.]+)"),
+        "pg_commit_tps": text_numbers(raw, "pg_commit_*.txt", r"tps = ([\d.]+)"),
+    }
+
+
+def flash_sale(raw):
+    sold, oversold = [], False
+    for path in sorted(glob.glob(os.path.join(raw, "p2_stock_*.txt"))):
+        with open(path) as f:
+            parts = f.read().strip().split("|")
+        if len(parts) == 3:
+            stock, qty = int(parts[1]), int(parts[2])
+            sold.append(qty)
+            oversold |= stock < 0 or stock + qty != 10000
+    return (median(sold), oversold)
+
+
+def row(pid, workload, ours, unit, ceiling_name, ceiling, ratio_target, note=""):
+    ratio = ours / ceiling if ours is not None and ceiling else None
+    passed = None if ratio is None else ratio >= ratio_target
+    return {
+        "id": pid, "workload": workload, "ours": ours, "unit": unit, "ceiling": ceiling_name,
+        "ceiling_value": ceiling, "ratio": ratio, "target": f">= {ratio_target} x {ceiling_name}",
+        "pass": passed, "note": note,
+    }
+
+
+def build(raw):
+    c = ceilings(raw)
+    rows = []
+    list_rps, detail_rps = rate(raw, "p1_list_*.json"), rate(raw, "p1_detail_*.json")
+    rows.append(row("P1", "GET /goods?limit=15, cache warm, 64 VUs", list_rps, "req/s", "HTTP", c["http_rps"], 0.5,
+                    f"failed rate {failed(raw, 'p1_list_*.json')}"))
+    rows.append(row("P1", "GET /goods/{id}, cache warm, 64 VUs", detail_rps, "req/s", "HTTP", c["http_rps"], 0.5,
+                    f"failed rate {failed(raw, 'p1_detail_*.json')}"))
+    half = summaries(raw, "p1_half.json")
+    p99 = metric(half[0], "http_req_duration", "p(99)") if half else None
+    rows.append({"id": "P1", "workload": "GET /goods/{id} p99 at half the measured rate", "ours": p99, "unit": "ms",
+                 "ceiling": "-", "ceiling_value": None, "ratio": None, "target": "<= 5 ms",
+                 "pass": None if p99 is None else p99 <= 5.0, "note": ""})
+    sold, oversold = flash_sale(raw)
+    accepted = sold / SECS if sold is not None else None
+    rows.append(row("P2", "flash sale: POST /orders, 1 item x 10,000 units, 200 buyers", accepted, "orders/s",
+                    "PG hot row", c["pg_hot_row_tps"], 10.0,
+                    ("OVERSOLD" if oversold else "no oversell (stock + sold = 10,000 in every run)")
+                    + "; accepted orders counted in the database"))
+    rows.append(row("P5", "POST /wallet/charges, one hot user, 64 VUs", rate(raw, "p5_*.json"), "charges/s",
+                    "PG hot row", c["pg_hot_row_tps"], 5.0, f"failed rate {failed(raw, 'p5_*.json')}"))
+    rows.append(row("P6", "floodgate-loadtest vs wrk on the bare server, 64 connections", c["generator_rps"], "req/s",
+                    "wrk", c["http_rps"], 0.8))
+    rss_idle, rss_load, start = read_number(raw, "rss_idle_kb.txt"), read_number(raw, "rss_load_kb.txt"), read_number(raw, "start_ms.txt")
+    for workload, value, limit, unit in [
+        ("app RSS idle", rss_idle and rss_idle / 1024, 64, "MB"),
+        ("app RSS after P1 load", rss_load and rss_load / 1024, 150, "MB"),
+        ("process start to ready (migrations done)", start, 1000, "ms"),
+    ]:
+        rows.append({"id": "P8", "workload": workload, "ours": value, "unit": unit, "ceiling": "-", "ceiling_value": None,
+                     "ratio": None, "target": f"<= {limit} {unit}", "pass": None if value is None else value <= limit, "note": ""})
+    for pid, workload in [("P3", "coupon drop, 100,000 distinct users"), ("P4", "waiting room join and poll"),
+                          ("P7", "operator reaction times")]:
+        rows.append({"id": pid, "workload": workload, "ours": None, "unit": "", "ceiling": "-", "ceiling_value": None,
+                     "ratio": None, "target": "see PERFORMANCE.md", "pass": None, "note": "not measured by make bench yet"})
+    return {"generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seconds_per_run": SECS,
+            "ceilings": c, "rows": rows}
+
+
+CONTEXT = """
+## Source reports, for context only (other hardware, not comparable)
+goods list cached 1,097 req/s (268 ms avg, 2 servers) · product get 1,786 req/s (p95 684 ms) ·
+balance get 998 req/s (p95 721 ms) · charge 318 req/s (avg 5.95 s) · order 173 req/s
+(avg 11.6 s, p95 20 s) · coupon issue best 5,167 TPS at 100 vusers on 3 instances ·
+token issue fails past ~500 stored tokens · full reserve-and-pay flow 92 % failures.
+"""
+
+
+def fmt(v, digits=1):
+    if v is None:
+        return "—"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return str(v)
+
+
+def markdown(data):
+    c = data["ceilings"]
+    lines = [
+        "# Benchmarks", "",
+        f"Generated by `make bench` at {data['generated_at']} on this machine (2 cores: app, PostgreSQL and",
+        "Redis pinned to CPU 0, the load generator to CPU 1; release build; each figure the median of",
+        f"the runs of {data['seconds_per_run']:.0f} s). Raw outputs: `.data/bench/raw/`.", "",
+        "## Same-run ceilings", "",
+        "| ceiling | value |", "|---|---|",
+        f"| HTTP: bare axum JSON server, wrk, 64 connections | {fmt(c['http_rps'])} req/s |",
+        f"| floodgate-loadtest on the same server | {fmt(c['generator_rps'])} req/s |",
+        f"| Redis: redis-benchmark EVAL (issue-script shape), 50 clients | {fmt(c['redis_eval_per_s'])} /s |",
+        f"| PostgreSQL hot row: pgbench, 16 clients updating one row | {fmt(c['pg_hot_row_tps'])} tps |",
+        f"| PostgreSQL commits: pgbench -N, 16 clients | {fmt(c['pg_commit_tps'])} tps |",
+        "", "## Workloads", "",
+        "| # | workload | ours | ceiling | ratio | target | pass | note |", "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in data["rows"]:
+        ours = f"{fmt(r['ours'], 2 if r['unit'] == 'ms' else 1)} {r['unit']}".strip()
+        ceiling = f"{r['ceiling']} {fmt(r['ceiling_value'])}" if r["ceiling_value"] else r["ceiling"]
+        ratio = fmt(r["ratio"], 2) if r["ratio"] is not None else "—"
+        passed = {True: "pass", False: "FAIL", None: "—"}[r["pass"]]
+        lines.append(f"| {r['id']} | {r['workload']} | {ours} | {ceiling} | {ratio} | {r['target']} | {passed} | {r['note']} |")
+    return "\n".join(lines) + "\n" + CONTEXT
+
+
+def main():
+    cmd, raw = sys.argv[1], sys.argv[2]
+    if cmd == "half-rate":
+        r = rate(raw, "p1_detail_*.json")
+        print(max(1, int((r or 200) / 2)))
+    elif cmd == "report":
+        out = sys.argv[3]
+        os.makedirs(out, exist_ok=True)
+        data = build(raw)
+        with open(os.path.join(out, "latest.json"), "w") as f:
+            json.dump(data, f, indent=2)
+        with open(os.path.join(out, "README.md"), "w") as f:
+            f.write(markdown(data))
+        print(markdown(data))
+
+
+if __name__ == "__main__":
+    main()
