@@ -11,6 +11,8 @@ use crate::{duration::Dur, runtime::BreakerSettings, runtime::Ttls};
 
 /// A sales event: when it runs, which waiting rooms it drives, how the app scales during it,
 /// and how Redis and the app's circuit breakers are set while it is active.
+// kube's repeated `printcolumn(...)` entries look like duplicated attributes to clippy.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "floodgate.dev",

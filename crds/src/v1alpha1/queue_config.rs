@@ -10,6 +10,8 @@ use crate::runtime::QueueSettings;
 
 /// A virtual waiting room the app runs: how many users are admitted at once, how fast, and
 /// when the queue opens and closes.
+// kube's repeated `printcolumn(...)` entries look like duplicated attributes to clippy.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "floodgate.dev",

@@ -180,8 +180,8 @@ fn simulate(p: &Policy, start: u32, steps: &[(u64, Option<u64>, Latency)]) -> Ve
 /// before it).
 fn replicas_at(run: &[Step], start: u32, at: Millis) -> u32 {
     run.iter()
-        .filter(|s| s.now <= at)
-        .last()
+        .rev()
+        .find(|s| s.now <= at)
         .map_or(start, |s| s.d.desired)
 }
 
