@@ -61,7 +61,7 @@ COPY --from=builder /out/floodgate-operator /usr/local/bin/floodgate-operator
 USER 65532:65532
 EXPOSE 9090
 ENTRYPOINT ["/usr/local/bin/floodgate-operator"]
-CMD ["run", "--listen", "0.0.0.0:9090"]
+CMD ["controller", "--listen", "0.0.0.0:9090"]
 
 # ---------------------------------------------------------------------------------------
 FROM ${LOADTEST_RUNTIME_IMAGE} AS loadtest

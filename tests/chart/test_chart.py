@@ -387,7 +387,7 @@ def test_operator_probes_and_metrics_port(rendered):
     op = container(doc, "operator")
     (port,) = op["ports"]
     assert port["name"] == "metrics"
-    assert op["args"][:3] == ["run", "--listen", f"0.0.0.0:{port['containerPort']}"]
+    assert op["args"] == ["controller", "--listen", f"0.0.0.0:{port['containerPort']}", "--lease-name", OPERATOR]
     assert op["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert op["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     svc = one(rendered["default"], "Service", OPERATOR)
@@ -619,8 +619,13 @@ def test_rbac_scanner_sees_calls(tmp_path):
 
 
 def test_leader_election_lease_is_granted(rendered):
-    op = container(one(rendered["default"], "Deployment", OPERATOR), "operator")
+    doc = one(rendered["default"], "Deployment", OPERATOR)
+    op = container(doc, "operator")
     assert env_of(op)["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env_of(op)["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    # A new pod cannot become ready (leading) while the old one holds the Lease.
+    assert doc["spec"]["strategy"] == {"type": "Recreate"}
+    assert doc["spec"]["replicas"] <= 1
     grants = operator_calls.role_grants(one(rendered["default"], "Role", OPERATOR))
     assert {"get", "create", "update"} <= grants[("coordination.k8s.io", "leases")]
 
@@ -783,6 +788,19 @@ def test_loadtest_dashboard_reads_what_the_load_generator_writes():
             assert measurement in written, f"{measurement} is not written by floodgate-loadtest"
         for tag in re.findall(r'(?:AND|GROUP BY time\([^)]*\),|KEY =)\s*"([a-z_]+)"', q):
             assert tag in tags, f"tag {tag} is not written by floodgate-loadtest"
+
+
+def test_operator_command_line_is_one_the_binary_accepts(rendered):
+    """The subcommand and every flag the chart passes exist in operator/src/main.rs (clap
+    derive: variant `Controller` → `controller`, field `lease_name` → `--lease-name`)."""
+    op = container(one(rendered["default"], "Deployment", OPERATOR), "operator")
+    main = (REPO / "operator" / "src" / "main.rs").read_text()
+    subcommand, *rest = op["args"]
+    variant = "".join(w.capitalize() for w in subcommand.split("-"))
+    assert re.search(rf"^\s*{variant}\s*\{{", main, re.M), f"no subcommand {subcommand}"
+    for flag in [a for a in rest if a.startswith("--")]:
+        field = flag[2:].replace("-", "_")
+        assert re.search(rf"\b{field}\s*:", main), f"operator has no flag {flag}"
 
 
 def test_operator_environment_is_read_by_the_operator(rendered):

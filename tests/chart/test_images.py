@@ -131,7 +131,7 @@ def test_operator_default_command_listens_on_the_metrics_port():
 
     values = yaml.safe_load((CHART / "values.yaml").read_text())
     cmd = [rest for word, rest in stages()["operator"]["body"] if word == "CMD"]
-    assert json.loads(cmd[0]) == ["run", "--listen", f"0.0.0.0:{values['operator']['metricsPort']}"]
+    assert json.loads(cmd[0]) == ["controller", "--listen", f"0.0.0.0:{values['operator']['metricsPort']}"]
 
 
 def test_dockerignore_keeps_the_context_small_but_complete():
