@@ -851,3 +851,23 @@ def test_alerts_and_dashboards_use_exported_metrics(rendered):
         if name not in exported and base not in exported:
             missing.append(name)
     assert not missing, f"referenced but exported by neither app nor operator: {missing}"
+
+
+def test_network_policies_admit_only_the_clients(rendered):
+    manifests = rendered["default"]
+    pods = {m.name: m.doc["spec"]["template"]["metadata"]["labels"] for m in manifests if m.kind in {"Deployment", "StatefulSet"}}
+
+    def admitted(policy: dict) -> set[str]:
+        peers = [p["podSelector"]["matchLabels"] for rule in policy["spec"]["ingress"] for p in rule["from"]]
+        return {name for name, labels in pods.items() if any(peer.items() <= labels.items() for peer in peers)}
+
+    pg = one(manifests, "NetworkPolicy", f"{FULL}-postgresql")
+    assert pg["spec"]["podSelector"]["matchLabels"].items() <= pods[f"{FULL}-postgresql"].items()
+    assert admitted(pg) == {APP}
+    redis = one(manifests, "NetworkPolicy", f"{FULL}-redis")
+    assert redis["spec"]["podSelector"]["matchLabels"].items() <= pods[f"{FULL}-redis"].items()
+    assert admitted(redis) == {APP, OPERATOR}
+    # Named ports exist on the selected containers.
+    assert pg["spec"]["ingress"][0]["ports"] == [{"port": "postgresql", "protocol": "TCP"}]
+    assert container(one(manifests, "StatefulSet", f"{FULL}-redis"), "redis")["ports"][0]["name"] == "redis"
+    assert not find(rendered["external-databases"], "NetworkPolicy")
