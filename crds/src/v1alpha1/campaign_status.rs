@@ -1,0 +1,104 @@
+//! What the operator reports about a Campaign: phase, replicas, signals, Redis settings and
+//! conditions (`kubectl get camp`, `kubectl describe camp`).
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::Condition;
+
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+pub enum Phase {
+    /// Before startsAt − prewarm: nothing is changed yet.
+    Scheduled,
+    /// Between startsAt − prewarm and startsAt: scaled to at least minReplicas.
+    Prewarming,
+    /// Between startsAt and endsAt: scaling from queue depth and latency.
+    Active,
+    /// After endsAt: the Deployment and Redis are back to their pre-campaign settings.
+    Ended,
+}
+
+/// What the operator observed, decided and applied.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CampaignStatus {
+    /// The metadata.generation the status reflects.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// Scheduled, Prewarming, Active or Ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+    /// Replica counts and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<ReplicaStatus>,
+    /// The last signals read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<ObservedSignals>,
+    /// True while a burst is being absorbed (no scale-down).
+    #[serde(default)]
+    pub panic: bool,
+    /// True while metrics are unavailable and fallbackReplicas is used.
+    #[serde(default)]
+    pub fallback_active: bool,
+    /// When the operator last changed the replica count.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_scale_time: Option<DateTime<Utc>>,
+    /// Redis settings as CONFIG GET returned them after the last apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_applied: Option<RedisApplied>,
+    /// Redis settings found before the campaign first changed them, restored on delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_before: Option<RedisApplied>,
+    /// Version of the runtime document last written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub published_version: Option<i64>,
+    /// App replicas that report running publishedVersion or newer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_by_replicas: Option<i32>,
+    /// Ready, MetricsAvailable, RedisConfigured, ConfigPublished and Conflict.
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaStatus {
+    /// Replicas of the Deployment's scale subresource when last read.
+    pub current: i32,
+    /// Replicas the operator wants.
+    pub desired: i32,
+    /// Why, e.g. "queue depth 91000 / 2000 per replica".
+    #[serde(default)]
+    pub reason: String,
+    /// Replicas before the campaign first scaled the Deployment; restored when it ends.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<i32>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ObservedSignals {
+    /// Users waiting across the campaign's queues.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<i64>,
+    /// p95 latency of the app, e.g. 212ms.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p95: Option<String>,
+    /// When the signals were read.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at: Option<DateTime<Utc>>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RedisApplied {
+    /// maxmemory in bytes as Redis reports it.
+    #[serde(default)]
+    pub maxmemory: String,
+    /// maxmemory-policy as Redis reports it.
+    #[serde(default)]
+    pub maxmemory_policy: String,
+}
