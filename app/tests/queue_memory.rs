@@ -1,0 +1,117 @@
+//! Waiting-room memory: 200,000 joins against a Redis of its own started with a low
+//! `maxmemory` (and `noeviction`, so nothing is silently dropped to make room). Every join
+//! must succeed (the source report's service failed with 500s at ~500 stored tokens), every
+//! place must be kept, and Redis memory per waiting user is measured from `used_memory`
+//! before and after (target: ≤ 100 bytes, PERFORMANCE.md P4).
+//!
+//! Joins go through `queue::service::join`, the function the HTTP handler calls, in process:
+//! 200,000 HTTP round trips would measure the test client, not the layout.
+#![allow(clippy::unwrap_used)]
+
+use std::{
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+use floodgate_app::{
+    auth::UserId,
+    config::Settings,
+    queue::{QueueId, service, types::PlaceStatus},
+    server,
+};
+use futures::{StreamExt, stream};
+
+const JOINS: i64 = 200_000;
+const MAXMEMORY: &str = "16mb";
+
+/// A private redis-server on a free port, killed on drop.
+struct OwnRedis {
+    child: Child,
+    port: u16,
+}
+
+impl OwnRedis {
+    fn start() -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args(["--maxmemory", MAXMEMORY, "--maxmemory-policy", "noeviction"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/services.sh installs it)");
+        Self { child, port }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn used_memory(conn: &mut redis::aio::MultiplexedConnection) -> i64 {
+    let info: String = redis::cmd("INFO").arg("memory").query_async(conn).await.unwrap();
+    info.lines().find_map(|l| l.strip_prefix("used_memory:")).unwrap().trim().parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_thousand_joins_fit_in_a_small_redis() {
+    let redis = OwnRedis::start();
+    let url = format!("redis://127.0.0.1:{}", redis.port);
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let started = Instant::now();
+    let mut conn = loop {
+        match client.get_multiplexed_async_connection().await {
+            Ok(c) => break c,
+            Err(_) if started.elapsed() < Duration::from_secs(5) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(e) => panic!("own redis-server did not start: {e}"),
+        }
+    };
+    let mut settings = Settings::defaults();
+    settings.redis_url = url.clone().into();
+    settings.redis_prefix = "fgm:".into();
+    // joining never touches PostgreSQL; the pool is never connected
+    let pool = sqlx::PgPool::connect_lazy("postgres://unused@127.0.0.1:1/unused").unwrap();
+    let state = server::build_state(settings, pool).unwrap();
+    let q = QueueId::parse("concert-42").unwrap();
+
+    // the first join loads the scripts and creates the queue's fixed keys
+    service::join(&state, &q, UserId(1), Utc::now()).await.unwrap();
+    let before = used_memory(&mut conn).await;
+    let started = Instant::now();
+    let failures = stream::iter(2..=JOINS + 1)
+        .map(|i| {
+            let (state, q) = (state.clone(), q.clone());
+            async move { service::join(&state, &q, UserId(i), Utc::now()).await }
+        })
+        .buffer_unordered(256)
+        .filter_map(|r| async move { r.err().map(|e| e.to_string()) })
+        .collect::<Vec<_>>()
+        .await;
+    let elapsed = started.elapsed();
+    assert!(failures.is_empty(), "{} joins failed, first: {}", failures.len(), failures[0]);
+    let after = used_memory(&mut conn).await;
+    let per_user = (after - before) as f64 / JOINS as f64;
+    eprintln!(
+        "{JOINS} joins in {elapsed:?} ({:.0}/s); used_memory {before} -> {after}: {per_user:.1} bytes per waiting user (maxmemory {MAXMEMORY})",
+        JOINS as f64 / elapsed.as_secs_f64()
+    );
+    assert!(per_user <= 100.0, "{per_user:.1} bytes per waiting user exceeds the 100-byte target");
+
+    // every place was kept: the count, and the last joiner's place is the last one
+    let view = service::view(&state, &q, Utc::now()).await.unwrap();
+    assert_eq!(view.waiting, JOINS as u64 + 1);
+    let again = service::join(&state, &q, UserId(JOINS + 1), Utc::now()).await.unwrap();
+    assert_eq!(again.status, PlaceStatus::Waiting);
+    assert_eq!(again.position, JOINS as u64 + 1);
+    let place = service::me(&state, &q, &again.token, Utc::now()).await.unwrap();
+    assert_eq!(place.ahead, Some(JOINS as u64));
+    // and everything per user expires
+    let ttl: i64 = redis::cmd("TTL").arg("fgm:{q:concert-42}:u:0").query_async(&mut conn).await.unwrap();
+    assert!(ttl > 0, "entry buckets expire");
+    let ttl: i64 = redis::cmd("TTL").arg("fgm:{q:concert-42}:line").query_async(&mut conn).await.unwrap();
+    assert!(ttl > 0, "the line expires");
+}
