@@ -1,0 +1,151 @@
+"""The operator as rendered, checked against its code: command line, environment, the Redis
+it shares with the app, leader election, and RBAC equal to the Kubernetes calls in
+operator/src."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conftest import NAMESPACE, REPO, SCENARIOS, one
+from helpers import APP, CLUSTER_ROLE, OPERATOR, container, env_of, operator_routes, pod_spec
+import operator_calls
+
+
+def test_operator_probes_and_metrics_port(rendered):
+    routes = operator_routes()
+    assert {"/healthz", "/readyz", "/metrics"} <= routes, f"operator routes found: {sorted(routes)}"
+    doc = one(rendered["default"], "Deployment", OPERATOR)
+    op = container(doc, "operator")
+    (port,) = op["ports"]
+    assert port["name"] == "metrics"
+    assert op["args"] == ["controller", "--listen", f"0.0.0.0:{port['containerPort']}", "--lease-name", OPERATOR]
+    assert op["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
+    assert op["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
+    svc = one(rendered["default"], "Service", OPERATOR)
+    assert svc["spec"]["ports"][0]["targetPort"] == "metrics"
+
+
+def test_operator_command_line_is_one_the_binary_accepts(rendered):
+    """The subcommand and every flag the chart passes exist in operator/src/main.rs (clap
+    derive: variant `Controller` → `controller`, field `lease_name` → `--lease-name`)."""
+    op = container(one(rendered["default"], "Deployment", OPERATOR), "operator")
+    main = (REPO / "operator" / "src" / "main.rs").read_text()
+    subcommand, *rest = op["args"]
+    variant = "".join(w.capitalize() for w in subcommand.split("-"))
+    assert re.search(rf"^\s*{variant}\s*\{{", main, re.M), f"no subcommand {subcommand}"
+    for flag in [a for a in rest if a.startswith("--")]:
+        field = flag[2:].replace("-", "_")
+        assert re.search(rf"\b{field}\s*:", main), f"operator has no flag {flag}"
+
+
+def test_operator_environment_is_read_by_the_operator(rendered):
+    """Every variable the chart sets on the operator is one its code reads (a typo or a
+    renamed flag would otherwise be silently ignored)."""
+    op = container(one(rendered["default"], "Deployment", OPERATOR), "operator")
+    src = "\n".join(p.read_text() for p in (REPO / "operator" / "src").rglob("*.rs"))
+    for name in env_of(op):
+        if name == "RUST_LOG":  # read by tracing-subscriber's EnvFilter
+            continue
+        assert f'"{name}"' in src, f"operator/src never reads {name}"
+
+
+@pytest.mark.parametrize("scenario", [s for s in SCENARIOS if s != "operator-off"])
+def test_operator_uses_the_apps_redis(rendered, scenario):
+    manifests = rendered[scenario]
+    app_env = env_of(container(one(manifests, "Deployment", APP), "app"))
+    op_env = env_of(container(one(manifests, "Deployment", OPERATOR), "operator"))
+    for name in ("REDIS_URL", "FLOODGATE_REDIS_PREFIX"):
+        assert op_env[name] == app_env[name], name
+
+
+def test_operator_off_renders_no_operator_objects(rendered):
+    manifests = rendered["operator-off"]
+    assert not [m for m in manifests if m.doc["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"]
+
+
+def test_operator_service_account_is_bound(rendered):
+    manifests = rendered["default"]
+    doc = one(manifests, "Deployment", OPERATOR)
+    sa = pod_spec(doc)["serviceAccountName"]
+    one(manifests, "ServiceAccount", sa)
+    subject = [{"kind": "ServiceAccount", "name": sa, "namespace": NAMESPACE}]
+    binding = one(manifests, "RoleBinding", OPERATOR)
+    assert binding["subjects"] == subject
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": OPERATOR}
+    cluster_binding = one(manifests, "ClusterRoleBinding", CLUSTER_ROLE)
+    assert cluster_binding["subjects"] == subject
+    assert cluster_binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": CLUSTER_ROLE}
+    # The app gets no Kubernetes API access at all.
+    app_sa = pod_spec(one(manifests, "Deployment", APP))["serviceAccountName"]
+    bound = {s["name"] for m in manifests if m.kind.endswith("Binding") for s in m.doc["subjects"]}
+    assert app_sa not in bound
+
+
+def test_rbac_grants_exactly_what_the_operator_calls(rendered):
+    manifests = rendered["default"]
+    cluster = operator_calls.role_grants(one(manifests, "ClusterRole", CLUSTER_ROLE))
+    namespaced = operator_calls.role_grants(one(manifests, "Role", OPERATOR))
+    needed = operator_calls.scan(REPO / "operator" / "src")
+    assert needed, "found no Kubernetes API call in operator/src"
+    granted = {k: cluster.get(k, set()) | namespaced.get(k, set()) for k in cluster.keys() | namespaced.keys()}
+    assert granted == needed, (
+        "RBAC and operator code disagree:\n"
+        f"  granted but unused: { {k: sorted(v - needed.get(k, set())) for k, v in granted.items() if v - needed.get(k, set())} }\n"
+        f"  used but not granted: { {k: sorted(v - granted.get(k, set())) for k, v in needed.items() if v - granted.get(k, set())} }"
+    )
+    # Only the Lease is confined to the release namespace; the rest is cluster-wide because
+    # the controllers watch every namespace (Api::all) and act where each Campaign lives.
+    assert set(namespaced) == {("coordination.k8s.io", "leases")}
+    assert ("coordination.k8s.io", "leases") not in cluster
+    assert {"Campaign", "QueueConfig"} <= operator_calls.cluster_scoped_types(REPO / "operator" / "src")
+
+
+def test_rbac_scanner_sees_calls(tmp_path):
+    """The scanner is not vacuous: it finds the verbs of a small kube-rs snippet, with
+    shadowed bindings, chained calls, the Entry API and test code left out."""
+    (tmp_path / "a.rs").write_text(
+        """
+        async fn act(client: Client, ns: &str) {
+            let deployments: Api<Deployment> = Api::namespaced(client.clone(), ns);
+            let d = deployments.get("floodgate-app").await?;
+            Api::<Deployment>::namespaced(client.clone(), ns).patch_scale("floodgate-app", &pp, &patch).await?;
+            let api = Api::<Campaign>::all(client.clone());
+            Controller::new(api, Config::default());
+            finalizer(&api, "floodgate.dev/cleanup", obj, |e| async {}).await;
+            let api = Api::<QueueConfig>::namespaced(client.clone(), ns);
+            api.patch_status("x", &pp, &status).await?;
+            let recorder = Recorder::new(client, reporter);
+        }
+        async fn lead(leases: &Api<Lease>) {
+            match leases.entry("x").await? {
+                Entry::Vacant(v) => v.insert(lease).commit(&pp).await,
+                Entry::Occupied(mut o) => o.commit(&pp).await,
+            };
+        }
+        #[cfg(test)]
+        mod tests { fn t(pods: Api<Pod>) { pods.delete("x"); } }
+        """
+    )
+    assert operator_calls.scan(tmp_path) == {
+        ("apps", "deployments"): {"get"},
+        ("apps", "deployments/scale"): {"patch"},
+        ("floodgate.dev", "campaigns"): {"list", "watch", "patch"},
+        ("floodgate.dev", "queueconfigs/status"): {"patch"},
+        ("events.k8s.io", "events"): {"create", "patch"},
+        ("coordination.k8s.io", "leases"): {"get", "create", "update"},
+    }
+    assert operator_calls.cluster_scoped_types(tmp_path) == {"Campaign"}
+
+
+def test_leader_election_lease_is_granted(rendered):
+    doc = one(rendered["default"], "Deployment", OPERATOR)
+    op = container(doc, "operator")
+    assert env_of(op)["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    assert env_of(op)["POD_NAMESPACE"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"
+    # A new pod cannot become ready (leading) while the old one holds the Lease.
+    assert doc["spec"]["strategy"] == {"type": "Recreate"}
+    assert doc["spec"]["replicas"] <= 1
+    grants = operator_calls.role_grants(one(rendered["default"], "Role", OPERATOR))
+    assert {"get", "create", "update"} <= grants[("coordination.k8s.io", "leases")]
