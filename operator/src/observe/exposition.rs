@@ -109,6 +109,16 @@ fn parse_labels(s: &str) -> Option<BTreeMap<String, String>> {
     Some(labels)
 }
 
+/// Metric families the text declares with `# TYPE name kind`, sampled or not: a family with
+/// no series yet (a gauge family nobody has set) is exported but empty, not missing.
+pub fn declared_families(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The value of `name{label=value}` summed over its other labels, if present.
 pub fn gauge(samples: &[Sample], name: &str, label: &str, value: &str) -> Option<f64> {
     let matching: Vec<_> = samples
@@ -148,6 +158,14 @@ weird{msg="quote \" and \\ and \n"} 1.5e3
         assert_eq!(s[3].value, 12.0);
         assert_eq!(s[4].labels["msg"], "quote \" and \\ and \n");
         assert_eq!(s[4].value, 1500.0);
+    }
+
+    #[test]
+    fn declared_families_include_empty_ones() {
+        let text =
+            "# HELP floodgate_queue_waiting Users waiting.\n# TYPE floodgate_queue_waiting gauge\n";
+        assert!(parse(text).expect("parses").is_empty());
+        assert_eq!(declared_families(text), ["floodgate_queue_waiting"]);
     }
 
     #[test]

@@ -34,11 +34,13 @@ pub enum ObserveError {
 #[derive(Clone, Debug, Default)]
 pub struct AppScrape {
     pub pods: Vec<Vec<Sample>>,
+    /// Families some pod declares (`# TYPE`), including ones without samples yet.
+    pub declared: std::collections::BTreeSet<String>,
 }
 
 impl AppScrape {
     pub fn exports(&self, name: &str) -> bool {
-        self.pods.iter().flatten().any(|s| s.name == name)
+        self.declared.contains(name) || self.pods.iter().flatten().any(|s| s.name == name)
     }
 
     /// A per-queue gauge, the maximum over pods (each reports the shared Redis count).
@@ -72,14 +74,18 @@ pub async fn scrape(http: &reqwest::Client, urls: &[String]) -> Result<AppScrape
             .and_then(|r| r.error_for_status())
             .map_err(|e| format!("{url}: {e}"))?;
         let text = resp.text().await.map_err(|e| format!("{url}: {e}"))?;
-        exposition::parse(&text).map_err(|e| format!("{url}: {e}"))
+        let samples = exposition::parse(&text).map_err(|e| format!("{url}: {e}"))?;
+        Ok::<_, String>((samples, exposition::declared_families(&text)))
     }))
     .await;
     let mut scrape = AppScrape::default();
     let mut first_error = None;
     for r in results {
         match r {
-            Ok(samples) => scrape.pods.push(samples),
+            Ok((samples, declared)) => {
+                scrape.pods.push(samples);
+                scrape.declared.extend(declared);
+            }
             Err(e) => first_error = first_error.or(Some(e)),
         }
     }
@@ -151,7 +157,8 @@ pub async fn observe(
             }
         },
         LatencySource::Scrape => match &scrape {
-            Some(s) if !s.buckets().is_empty() => {
+            // Declared but empty (no request yet) is "idle", not "missing".
+            Some(s) if s.exports(p95::LATENCY_HISTOGRAM) || !s.buckets().is_empty() => {
                 window.observe(now, s.buckets(), p95_window.as_millis())
             }
             Some(_) => {
