@@ -11,6 +11,7 @@ pub const DEMO_ADMIN: &str = "admin@floodgate.local";
 pub const DEMO_SELLER: &str = "seller@floodgate.local";
 pub const DEMO_CUSTOMER: &str = "customer@floodgate.local";
 pub const DEMO_PASSWORD: &str = "floodgate-demo";
+pub const DEMO_CONCERT: &str = "Floodgate Winter Gala";
 
 /// Creates a user with `roles`, or resets the password and adds the roles if it exists.
 pub async fn upsert_user(db: &PgPool, email: &str, password: &SecretString, name: &str, roles: &[Role]) -> anyhow::Result<()> {
@@ -50,6 +51,7 @@ pub async fn seed(db: &PgPool) -> anyhow::Result<()> {
     .await?;
     upsert_user(db, DEMO_CUSTOMER, &pw, "Demo Customer", &[Role::Customer]).await?;
     seed_commerce(db).await?;
+    seed_concerts(db).await?;
     Ok(())
 }
 
@@ -93,5 +95,47 @@ async fn seed_commerce(db: &PgPool) -> anyhow::Result<()> {
     )
     .execute(db)
     .await?;
+    Ok(())
+}
+
+/// The demo concert behind the `concert-42` waiting room: two dates of 400 seats each.
+/// Inserted only if missing, so reseeding never duplicates.
+async fn seed_concerts(db: &PgPool) -> anyhow::Result<()> {
+    let mut tx = db.begin().await?;
+    let existing: Option<i64> =
+        sqlx::query_scalar("select concert_id from concerts where queue_id = 'concert-42' and title = $1 order by concert_id limit 1")
+            .bind(DEMO_CONCERT)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let concert = match existing {
+        Some(id) => id,
+        None => {
+            sqlx::query_scalar("insert into concerts (title, venue, queue_id) values ($1, 'Floodgate Arena', 'concert-42') returning concert_id")
+                .bind(DEMO_CONCERT)
+                .fetch_one(&mut *tx)
+                .await?
+        }
+    };
+    for day in ["2026-12-24T19:00:00Z", "2026-12-25T19:00:00Z"] {
+        let starts_at: chrono::DateTime<chrono::Utc> = day.parse()?;
+        sqlx::query("insert into schedules (concert_id, starts_at) values ($1, $2) on conflict (concert_id, starts_at) do nothing")
+            .bind(concert)
+            .bind(starts_at)
+            .execute(&mut *tx)
+            .await?;
+        // sections A (front, 99,000) and B (66,000), rows 1-10, seats 1-20
+        sqlx::query(
+            "insert into seats (schedule_id, section, row_label, number, price)
+             select s.schedule_id, sec, r::text, n, case sec when 'A' then 99000 else 66000 end
+               from schedules s, unnest(array['A', 'B']) sec, generate_series(1, 10) r, generate_series(1, 20) n
+              where s.concert_id = $1 and s.starts_at = $2
+             on conflict (schedule_id, section, row_label, number) do nothing",
+        )
+        .bind(concert)
+        .bind(starts_at)
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
