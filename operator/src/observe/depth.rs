@@ -8,6 +8,8 @@ use redis::aio::ConnectionManager;
 use super::{AppScrape, ObserveError};
 
 pub const WAITING_GAUGE: &str = "floodgate_queue_waiting";
+/// Every Floodgate app replica exports the runtime config version it runs.
+pub const RUNTIME_VERSION_GAUGE: &str = "floodgate_runtime_config_version";
 
 pub trait QueueDepthSource: Send + Sync {
     /// Users waiting in one queue. `scrape` is this resync's scrape of the app, for sources
@@ -30,10 +32,12 @@ impl QueueDepthSource for AppMetricsDepth {
         scrape: &'a AppScrape,
     ) -> BoxFuture<'a, Result<u64, ObserveError>> {
         Box::pin(async move {
-            if !scrape.exports(WAITING_GAUGE) {
+            // The app exports the gauge for each queue it runs; a Floodgate app (it reports its
+            // runtime config version) without a series for this queue has nobody waiting
+            // there yet. Anything else is the wrong endpoint or an app without the gauge.
+            if !scrape.exports(WAITING_GAUGE) && !scrape.exports(RUNTIME_VERSION_GAUGE) {
                 return Err(ObserveError::MissingMetric(WAITING_GAUGE));
             }
-            // Exported, but not for this queue: the app has nobody waiting there.
             Ok(scrape
                 .queue_gauge(WAITING_GAUGE, queue_id)
                 .unwrap_or(0.0)
@@ -94,5 +98,34 @@ impl QueueDepthSource for RedisDepth {
                 .map_err(err)?;
             Ok(u64::try_from(n.unwrap_or(0)).unwrap_or(0))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::observe::exposition::{declared_families, parse};
+
+    fn scrape(text: &str) -> AppScrape {
+        AppScrape {
+            pods: vec![parse(text).expect("parses")],
+            declared: declared_families(text).into_iter().collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn reads_the_gauge_and_tells_an_idle_app_from_a_wrong_endpoint() {
+        let busy =
+            scrape("floodgate_runtime_config_version 3\nfloodgate_queue_waiting{queue=\"a\"} 12\n");
+        assert_eq!(AppMetricsDepth.waiting("a", &busy).await.expect("read"), 12);
+        assert_eq!(AppMetricsDepth.waiting("b", &busy).await.expect("read"), 0);
+        // A Floodgate app that runs no queue yet: nobody waits.
+        let idle = scrape(
+            "# TYPE floodgate_runtime_config_version gauge\nfloodgate_runtime_config_version 0\n",
+        );
+        assert_eq!(AppMetricsDepth.waiting("a", &idle).await.expect("read"), 0);
+        // Something else entirely: unavailable, so the decision falls back instead of shrinking.
+        let other = scrape("process_cpu_seconds_total 1\n");
+        assert!(AppMetricsDepth.waiting("a", &other).await.is_err());
     }
 }
