@@ -52,6 +52,29 @@ pub struct Settings {
     #[arg(long, env = "FLOODGATE_DB_ACQUIRE_TIMEOUT_MS", default_value_t = 2_000)]
     pub db_acquire_timeout_ms: u64,
 
+    /// Server-side limit on one SQL statement (PostgreSQL `statement_timeout`).
+    #[arg(long, env = "FLOODGATE_DB_STATEMENT_TIMEOUT_MS", default_value_t = 5_000)]
+    pub db_statement_timeout_ms: u64,
+
+    /// Client-side deadline of one guarded database unit (acquire + transaction); it also
+    /// covers a stalled server, which never enforces its own statement timeout.
+    #[arg(long, env = "FLOODGATE_DB_CALL_TIMEOUT_MS", default_value_t = 8_000)]
+    pub db_call_timeout_ms: u64,
+
+    /// Client-side deadline of one guarded Redis call (the connection's own response
+    /// timeout is 2 s; this also bounds its one retry).
+    #[arg(long, env = "FLOODGATE_REDIS_CALL_TIMEOUT_MS", default_value_t = 3_000)]
+    pub redis_call_timeout_ms: u64,
+
+    /// Database reads at once that fall through a cache Redis cannot serve, so an outage of
+    /// Redis does not stampede PostgreSQL.
+    #[arg(long, env = "FLOODGATE_DB_FALLTHROUGH_LIMIT", default_value_t = 8)]
+    pub db_fallthrough_limit: usize,
+
+    /// Oldest copy of a cached read served while PostgreSQL is unavailable (stale-while-error).
+    #[arg(long, env = "FLOODGATE_STALE_MAX_AGE_SECS", default_value_t = 600)]
+    pub stale_max_age_secs: u64,
+
     /// Whole-request timeout; past it the client gets 503.
     #[arg(long, env = "FLOODGATE_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,

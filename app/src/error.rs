@@ -165,6 +165,11 @@ impl From<sqlx::Error> for ApiError {
                 Self::unavailable("the database is unavailable; retry shortly")
             }
             sqlx::Error::RowNotFound => Self::not_found("resource"),
+            // 57014 query_canceled: statement_timeout fired, the database is overloaded
+            sqlx::Error::Database(db) if db.code().as_deref() == Some("57014") => {
+                tracing::warn!(error = %e, "database statement timed out");
+                Self::unavailable("the database is slow; retry shortly")
+            }
             _ => Self::internal(e),
         }
     }

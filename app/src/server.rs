@@ -12,7 +12,7 @@ use crate::{
     auth::{jwt::JwtKeys, password},
     config::Settings,
     http,
-    platform::{db, metrics::Metrics, redis::Redis, runtime_config::{Reader, RuntimeConfigHandle}},
+    platform::{cache::Cache, db, metrics::Metrics, redis::Redis, resilience::Breakers, runtime_config::{Reader, RuntimeConfigHandle}},
     state::{AppState, Inner},
 };
 
@@ -20,13 +20,28 @@ use crate::{
 pub fn build_state(settings: Settings, db: sqlx::PgPool) -> anyhow::Result<AppState> {
     let secret = settings.validate()?;
     let redis = Redis::connect(&settings)?;
+    let metrics = Arc::new(Metrics::new());
+    let runtime = RuntimeConfigHandle::default();
+    let breakers = Arc::new(Breakers::new(
+        &runtime,
+        &metrics,
+        Duration::from_millis(settings.db_call_timeout_ms),
+        Duration::from_millis(settings.redis_call_timeout_ms),
+    ));
+    let cache = Cache::new(
+        breakers.clone(),
+        settings.db_fallthrough_limit,
+        settings.db_acquire_timeout(),
+        Duration::from_secs(settings.stale_max_age_secs),
+    );
     Ok(AppState::new(Inner {
         jwt: JwtKeys::new(&secret),
         db,
         redis,
-        metrics: Arc::new(Metrics::new()),
-        runtime: RuntimeConfigHandle::default(),
-        cache: Default::default(),
+        metrics,
+        runtime,
+        cache,
+        breakers,
         draining: false.into(),
         dummy_hash: password::dummy_hash(),
         settings,

@@ -10,7 +10,7 @@ use sqlx::PgPool;
 use crate::{
     auth::jwt::JwtKeys,
     config::Settings,
-    platform::{cache::Cache, metrics::Metrics, redis::Redis, runtime_config::RuntimeConfigHandle},
+    platform::{cache::Cache, metrics::Metrics, redis::Redis, resilience::Breakers, runtime_config::RuntimeConfigHandle},
 };
 
 #[derive(Clone)]
@@ -23,6 +23,8 @@ pub struct Inner {
     pub metrics: Arc<Metrics>,
     pub runtime: RuntimeConfigHandle,
     pub cache: Cache,
+    /// Circuit breakers around PostgreSQL and Redis (`platform::resilience`).
+    pub breakers: Arc<Breakers>,
     pub jwt: JwtKeys,
     /// Set on SIGTERM: readiness turns false so load balancers stop sending traffic.
     pub draining: AtomicBool,

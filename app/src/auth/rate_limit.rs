@@ -2,7 +2,8 @@
 //!
 //! One fixed window per key, decided by one Lua script (INCR and expiry atomically). Login
 //! and signup fail closed: if Redis cannot answer, the attempt is refused with 503 rather
-//! than let unlimited password guessing through.
+//! than let unlimited password guessing through — at once while the Redis breaker is open.
+//! (Reads have no limit here, so they keep working without Redis.)
 
 use std::sync::LazyLock;
 
@@ -18,10 +19,10 @@ const WINDOW_MS: u64 = 60_000;
 /// and refuses it with 429 + `Retry-After` when more than `limit` fall in the window.
 pub async fn check(state: &AppState, limit_name: &'static str, key: &str, limit: u32) -> Result<(), ApiError> {
     let mut conn = state.redis.conn();
-    let (count, ttl_ms): (u64, i64) = SCRIPT
-        .key(state.redis.key(&format!("{{rl:{key}}}")))
-        .arg(WINDOW_MS)
-        .invoke_async(&mut conn)
+    let (count, ttl_ms): (u64, i64) = state
+        .breakers
+        .redis
+        .run(async { Ok(SCRIPT.key(state.redis.key(&format!("{{rl:{key}}}"))).arg(WINDOW_MS).invoke_async(&mut conn).await?) })
         .await?;
     if count > u64::from(limit) {
         state.metrics.rate_limited.get_or_create(&LimitLabels { limit: limit_name }).inc();

@@ -32,13 +32,20 @@ pub async fn issue(state: &AppState, campaign: i64, user: UserId) -> Result<Issu
     let keys = CampaignKeys::new(&state.redis, campaign);
     for attempt in 0..2 {
         let mut conn = state.redis.conn();
-        let reply: Vec<redis::Value> = ISSUE
-            .key(&keys.meta)
-            .key(&keys.holders)
-            .key(&keys.stream)
-            .arg(user.0)
-            .arg(Utc::now().timestamp_millis())
-            .invoke_async(&mut conn)
+        // under the Redis breaker: while Redis is out, issue answers 503 + Retry-After at once
+        let reply: Vec<redis::Value> = state
+            .breakers
+            .redis
+            .run(async {
+                Ok(ISSUE
+                    .key(&keys.meta)
+                    .key(&keys.holders)
+                    .key(&keys.stream)
+                    .arg(user.0)
+                    .arg(Utc::now().timestamp_millis())
+                    .invoke_async(&mut conn)
+                    .await?)
+            })
             .await?;
         let code: i64 = reply.first().map(redis::from_redis_value_ref).transpose().map_err(ApiError::internal)?.unwrap_or(-1);
         match code {

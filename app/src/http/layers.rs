@@ -48,6 +48,22 @@ pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> R
     res
 }
 
+/// Non-GET routes that need only Redis: they keep working while PostgreSQL's breaker is open.
+const REDIS_ONLY_WRITES: [&str; 3] =
+    ["/api/v1/coupon-campaigns/{id}/issue", "/api/v1/queues/{queue_id}/tokens", "/api/v1/queues/{queue_id}/tokens/me"];
+
+/// While PostgreSQL's breaker is open, writes that need it answer 503 `circuit-open` with the
+/// remaining open time as `Retry-After`, before any extractor or handler runs. Reads go on:
+/// cached ones are served (stale if need be) and the others fail fast at their own guard.
+pub async fn postgres_circuit(State(state): State<AppState>, matched: Option<MatchedPath>, req: Request, next: Next) -> Response {
+    let needs_postgres =
+        !req.method().is_safe() && !matched.as_ref().is_some_and(|m| REDIS_ONLY_WRITES.contains(&m.as_str()));
+    if needs_postgres && let Some(wait) = state.breakers.postgres.refusing_for() {
+        return crate::platform::resilience::circuit_open("postgres", wait).into_response();
+    }
+    next.run(req).await
+}
+
 pub async fn no_route() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not-found", "no route matches this path")
 }

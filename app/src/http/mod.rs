@@ -91,7 +91,8 @@ pub fn router(state: AppState) -> Router {
                 .layer(tower::limit::GlobalConcurrencyLimitLayer::new(settings.max_in_flight))
                 .timeout(settings.request_timeout()),
         )
-        .layer(DefaultBodyLimit::max(settings.body_limit_bytes));
+        .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
+        .route_layer(middleware::from_fn_with_state(state.clone(), layers::postgres_circuit));
 
     Router::new()
         .merge(api)

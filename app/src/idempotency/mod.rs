@@ -149,7 +149,22 @@ async fn claim(state: &AppState, user: UserId, key: &IdempotencyKey, fp: &[u8]) 
 
 /// Runs `op` inside a transaction, at most once per (user, key). Without a key it simply
 /// runs `op` in a transaction.
+///
+/// The whole unit runs under the PostgreSQL circuit breaker and its deadline: while the
+/// breaker is open it answers 503 `circuit-open` without touching the database, and a
+/// stalled database cannot hold the request past the deadline (the transaction is dropped
+/// uncommitted, so nothing is half-written).
 pub async fn run(
+    state: &AppState,
+    user: UserId,
+    key: Option<IdempotencyKey>,
+    fingerprint: &[u8],
+    op: impl AsyncFnOnce(&mut PgConnection) -> ApiResult<(StatusCode, Value)>,
+) -> ApiResult<Response> {
+    state.breakers.postgres.run(run_unguarded(state, user, key, fingerprint, op)).await
+}
+
+async fn run_unguarded(
     state: &AppState,
     user: UserId,
     key: Option<IdempotencyKey>,

@@ -8,19 +8,28 @@
 //!   that only succeeds if the generation is unchanged — a write that committed while we were
 //!   loading bumped it, so stale data is never written back after the writer returns.
 //! - Invalidate (after the database commit): bump the generation and drop the family.
-//! - Redis down: reads fall through to the loader (still one per key), nothing is filled.
+//! - Redis down (or its breaker open): reads fall through to the loader (still one per key,
+//!   and at most `db_fallthrough_limit` loads at once so PostgreSQL is not stampeded),
+//!   nothing is filled.
+//! - PostgreSQL down (breaker open, or the loader fails with a 503): the last copy this
+//!   process saw, up to `stale_max_age` old, is served instead (stale-while-error); with no
+//!   copy the read answers 503 at once.
 
 use std::{
     collections::HashMap,
     sync::{Arc, LazyLock, Mutex},
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use bytes::Bytes;
 use redis::Script;
-use tokio::sync::OnceCell;
+use tokio::sync::{OnceCell, Semaphore};
 
-use super::{metrics::{CacheLabels, Metrics}, redis::Redis};
+use super::{
+    metrics::{CacheLabels, Metrics},
+    redis::Redis,
+    resilience::{Breakers, is_infra},
+};
 use crate::error::ApiError;
 
 static READ: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/cache_read.lua")));
@@ -37,9 +46,18 @@ pub struct Lookup<'a> {
     pub ttl: Duration,
 }
 
-#[derive(Default)]
+/// Most stale copies kept; past it the oldest half is dropped (a bound on memory, not LRU).
+const STALE_ENTRIES: usize = 10_000;
+
 pub struct Cache {
     in_flight: Mutex<HashMap<String, Flight>>,
+    breakers: Arc<Breakers>,
+    /// Database loads at once while Redis cannot serve (the bulkhead).
+    fallthrough: Semaphore,
+    fallthrough_wait: Duration,
+    /// The last value seen per family/field, for stale-while-error.
+    stale: Mutex<HashMap<String, (Bytes, Instant)>>,
+    stale_max_age: Duration,
 }
 
 fn keys(redis: &Redis, family: &str) -> (String, String) {
@@ -47,6 +65,36 @@ fn keys(redis: &Redis, family: &str) -> (String, String) {
 }
 
 impl Cache {
+    pub fn new(breakers: Arc<Breakers>, fallthrough: usize, fallthrough_wait: Duration, stale_max_age: Duration) -> Self {
+        Self {
+            in_flight: Mutex::default(),
+            breakers,
+            fallthrough: Semaphore::new(fallthrough.max(1)),
+            fallthrough_wait,
+            stale: Mutex::default(),
+            stale_max_age,
+        }
+    }
+
+    fn remember(&self, key: &str, bytes: &Bytes) {
+        let now = Instant::now();
+        let mut stale = self.stale.lock().expect("stale lock");
+        // refreshing a copy at most every few seconds keeps hits cheap
+        if stale.get(key).is_some_and(|(_, at)| now.duration_since(*at) < Duration::from_secs(5)) {
+            return;
+        }
+        if stale.len() >= STALE_ENTRIES && !stale.contains_key(key) {
+            let max_age = self.stale_max_age;
+            stale.retain(|_, (_, at)| now.duration_since(*at) < max_age / 2);
+        }
+        stale.insert(key.to_owned(), (bytes.clone(), now));
+    }
+
+    fn stale_copy(&self, key: &str) -> Option<Bytes> {
+        let stale = self.stale.lock().expect("stale lock");
+        stale.get(key).filter(|(_, at)| at.elapsed() <= self.stale_max_age).map(|(b, _)| b.clone())
+    }
+
     /// The cached bytes of `family`/`field`, or `load()`'s result (cached for `ttl`).
     pub async fn get_or_load<F, Fut>(&self, redis: &Redis, metrics: &Metrics, lookup: Lookup<'_>, load: F) -> Result<Bytes, ApiError>
     where
@@ -56,20 +104,25 @@ impl Cache {
         let Lookup { cache, family, field, ttl } = lookup;
         let count = |result: &'static str| metrics.cache_requests.get_or_create(&CacheLabels { cache, result }).inc();
         let (data, gen_key) = keys(redis, family);
+        let stale_key = format!("{family}\u{0}{field}");
         let mut conn = redis.conn();
-        let seen: Option<Option<String>> =
-            match READ.key(&data).key(&gen_key).arg(field).invoke_async::<(Option<Vec<u8>>, Option<String>)>(&mut conn).await {
-                Ok((Some(hit), _)) => {
-                    count("hit");
-                    return Ok(Bytes::from(hit));
-                }
-                Ok((None, generation)) => Some(generation),
-                Err(e) => {
-                    count("error");
-                    tracing::debug!(error = %e, cache, "cache read failed; loading from the database");
-                    None
-                }
-            };
+        let read = self.breakers.redis.run(async {
+            Ok(READ.key(&data).key(&gen_key).arg(field).invoke_async::<(Option<Vec<u8>>, Option<String>)>(&mut conn.clone()).await?)
+        });
+        let seen: Option<Option<String>> = match read.await {
+            Ok((Some(hit), _)) => {
+                count("hit");
+                let hit = Bytes::from(hit);
+                self.remember(&stale_key, &hit);
+                return Ok(hit);
+            }
+            Ok((None, generation)) => Some(generation),
+            Err(e) => {
+                count("error");
+                tracing::debug!(error = %e, cache, "cache read failed; loading from the database");
+                None
+            }
+        };
         count("miss");
 
         // The generation is part of the flight: a request that starts after a write (and so
@@ -80,7 +133,17 @@ impl Cache {
         let result = flight
             .get_or_try_init(|| async {
                 count("load");
-                let bytes = load().await?;
+                // Redis cannot serve: the bulkhead bounds how many loads reach PostgreSQL
+                let _bulkhead = match seen {
+                    Some(_) => None,
+                    None => Some(
+                        tokio::time::timeout(self.fallthrough_wait, self.fallthrough.acquire())
+                            .await
+                            .map_err(|_| ApiError::unavailable("too many reads are waiting for the database; retry shortly"))?
+                            .map_err(ApiError::internal)?,
+                    ),
+                };
+                let bytes = self.breakers.postgres.run(load()).await?;
                 if let Some(generation) = &seen {
                     let filled = FILL
                         .key(&data)
@@ -99,11 +162,26 @@ impl Cache {
             })
             .await
             .cloned();
-        let mut map = self.in_flight.lock().expect("cache lock");
-        if map.get(&flight_key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
-            map.remove(&flight_key);
+        {
+            let mut map = self.in_flight.lock().expect("cache lock");
+            if map.get(&flight_key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+                map.remove(&flight_key);
+            }
         }
-        result
+        match result {
+            Ok(bytes) => {
+                self.remember(&stale_key, &bytes);
+                Ok(bytes)
+            }
+            Err(e) if is_infra(&e) || e.kind() == super::resilience::CIRCUIT_OPEN => match self.stale_copy(&stale_key) {
+                Some(bytes) => {
+                    count("stale");
+                    Ok(bytes)
+                }
+                None => Err(e),
+            },
+            Err(e) => Err(e),
+        }
     }
 
     /// Drops the families after a write. Errors are logged, not returned: the write already

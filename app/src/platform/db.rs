@@ -22,7 +22,11 @@ pub fn pool(settings: &Settings) -> Result<PgPool, sqlx::Error> {
         .min_connections(0)
         .acquire_timeout(settings.db_acquire_timeout())
         .idle_timeout(Duration::from_secs(300))
-        .connect_lazy_with(options.application_name("floodgate-app")))
+        .connect_lazy_with(
+            options
+                .application_name("floodgate-app")
+                .options([("statement_timeout", settings.db_statement_timeout_ms.to_string())]),
+        ))
 }
 
 /// Applies pending migrations. sqlx holds a PostgreSQL advisory lock while it migrates, so

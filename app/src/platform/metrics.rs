@@ -37,8 +37,23 @@ pub struct StreamLabels {
     pub stream: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CircuitLabels {
+    pub dependency: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CircuitCallLabels {
+    pub dependency: &'static str,
+    pub outcome: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
+    /// 0 closed, 1 open, 2 half-open, 3 forced-open, 4 disabled.
+    pub circuit_state: Family<CircuitLabels, Gauge>,
+    /// Calls through a breaker by outcome: success, failure, slow, rejected.
+    pub circuit_calls: Family<CircuitCallLabels, Counter>,
     pub http_duration: Family<HttpLabels, Histogram>,
     pub http_in_flight: Gauge,
     pub runtime_config_version: Gauge,
@@ -115,7 +130,17 @@ impl Metrics {
         );
         let stream_lag = Family::<StreamLabels, Gauge>::default();
         registry.register("floodgate_stream_lag", "Entries in a stream not yet persisted by its consumer group", stream_lag.clone());
+        let circuit_state = Family::<CircuitLabels, Gauge>::default();
+        registry.register(
+            "floodgate_circuit_state",
+            "Circuit breaker state per dependency: 0 closed, 1 open, 2 half-open, 3 forced-open, 4 disabled",
+            circuit_state.clone(),
+        );
+        let circuit_calls = Family::<CircuitCallLabels, Counter>::default();
+        registry.register("floodgate_circuit_calls", "Calls through a circuit breaker by outcome", circuit_calls.clone());
         Self {
+            circuit_state,
+            circuit_calls,
             stream_lag,
             queue_waiting,
             queue_active,

@@ -1,8 +1,10 @@
 //! Infrastructure every domain uses: the PostgreSQL pool and migrations, the Redis
 //! connection, metrics, the runtime-config reader and background-task plumbing.
 
+pub mod breaker;
 pub mod cache;
 pub mod db;
 pub mod metrics;
 pub mod redis;
+pub mod resilience;
 pub mod runtime_config;

@@ -1,0 +1,279 @@
+//! The live circuit breakers around PostgreSQL and Redis, and the guard every chokepoint
+//! uses to ask one before calling its dependency.
+//!
+//! Each breaker follows its part of the runtime config: every call compares the config
+//! version it last applied with the one in force (one atomic load) and reconfigures the
+//! machine when they differ, so an operator's change is live within the reader's 2-second
+//! poll. Only infrastructure failures count: a guarded call that fails with a 503 (pool
+//! timeout, connection error, its own deadline) is a failure; any other answer, including
+//! a business 4xx, shows the dependency is up.
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use axum::http::StatusCode;
+use floodgate_crds::runtime::{BreakerSettings, CircuitBreakers};
+
+use super::{
+    breaker::{Admission, Config, Machine, Outcome, State, Transition},
+    metrics::{CircuitCallLabels, CircuitLabels, Metrics},
+    runtime_config::RuntimeConfigHandle,
+};
+use crate::error::{ApiError, ApiResult};
+
+/// The `kind` of the 503 a refused call gets; never counted as a failure itself.
+pub const CIRCUIT_OPEN: &str = "circuit-open";
+/// The `kind` of the 503 for a guarded call that outlived its deadline.
+pub const DEPENDENCY_TIMEOUT: &str = "dependency-timeout";
+
+pub struct Breaker {
+    dependency: &'static str,
+    pick: fn(&CircuitBreakers) -> &BreakerSettings,
+    machine: Mutex<Machine>,
+    /// Runtime-config version applied to `machine` (u64::MAX: none yet).
+    version: AtomicU64,
+    runtime: RuntimeConfigHandle,
+    metrics: Arc<Metrics>,
+    /// Deadline of one guarded call, so a stalled dependency cannot hold a request longer.
+    timeout: Duration,
+}
+
+/// Both breakers of the process.
+pub struct Breakers {
+    pub postgres: Breaker,
+    pub redis: Breaker,
+}
+
+impl Breakers {
+    pub fn new(
+        runtime: &RuntimeConfigHandle,
+        metrics: &Arc<Metrics>,
+        postgres_timeout: Duration,
+        redis_timeout: Duration,
+    ) -> Self {
+        Self {
+            postgres: Breaker::new(
+                "postgres",
+                |c| &c.postgres,
+                runtime,
+                metrics,
+                postgres_timeout,
+            ),
+            redis: Breaker::new("redis", |c| &c.redis, runtime, metrics, redis_timeout),
+        }
+    }
+}
+
+/// Is this error an infrastructure failure of the guarded dependency?
+pub fn is_infra(e: &ApiError) -> bool {
+    e.status() == StatusCode::SERVICE_UNAVAILABLE && e.kind() != CIRCUIT_OPEN
+}
+
+/// A 503 that tells the client when to come back (whole seconds, at least 1).
+pub fn circuit_open(dependency: &str, retry_after: Duration) -> ApiError {
+    let secs = retry_after.as_millis().div_ceil(1000).max(1) as u64;
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        CIRCUIT_OPEN,
+        format!("{dependency} is unavailable (circuit open); retry later"),
+    )
+    .retry_after(secs)
+}
+
+impl Breaker {
+    fn new(
+        dependency: &'static str,
+        pick: fn(&CircuitBreakers) -> &BreakerSettings,
+        runtime: &RuntimeConfigHandle,
+        metrics: &Arc<Metrics>,
+        timeout: Duration,
+    ) -> Self {
+        let cfg = runtime.get();
+        let b = Self {
+            dependency,
+            pick,
+            machine: Mutex::new(Machine::new(
+                pick(&cfg.circuit_breakers).into(),
+                Instant::now(),
+            )),
+            version: AtomicU64::new(cfg.version),
+            runtime: runtime.clone(),
+            metrics: metrics.clone(),
+            timeout,
+        };
+        b.publish(b.lock().state());
+        b
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Machine> {
+        // the machine has no invariant a panic elsewhere could break mid-update
+        self.machine
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Applies a new runtime-config version, if there is one.
+    fn sync(&self) {
+        let cfg = self.runtime.get();
+        if self.version.load(Ordering::Relaxed) == cfg.version {
+            return;
+        }
+        let new: Config = (self.pick)(&cfg.circuit_breakers).into();
+        let mut m = self.lock();
+        if self.version.swap(cfg.version, Ordering::Relaxed) == cfg.version {
+            return;
+        }
+        if *m.config() != new {
+            tracing::info!(
+                dependency = self.dependency,
+                version = cfg.version,
+                "circuit breaker reconfigured"
+            );
+        }
+        let t = m.reconfigure(new, Instant::now());
+        self.after(t, &m);
+    }
+
+    fn after(&self, t: Option<Transition>, m: &Machine) {
+        if let Some(t) = t {
+            tracing::warn!(
+                dependency = self.dependency,
+                from = t.from.as_str(),
+                to = t.to.as_str(),
+                "circuit breaker transition"
+            );
+        }
+        self.publish(m.state());
+    }
+
+    fn publish(&self, state: State) {
+        self.metrics
+            .circuit_state
+            .get_or_create(&CircuitLabels {
+                dependency: self.dependency,
+            })
+            .set(state as i64);
+    }
+
+    fn count(&self, outcome: &'static str) {
+        self.metrics
+            .circuit_calls
+            .get_or_create(&CircuitCallLabels {
+                dependency: self.dependency,
+                outcome,
+            })
+            .inc();
+    }
+
+    pub fn state(&self) -> State {
+        self.sync();
+        self.lock().state()
+    }
+
+    /// How long calls will still be refused, if the breaker is open (for the fast-fail
+    /// middleware; it takes no half-open trial slot).
+    pub fn refusing_for(&self) -> Option<Duration> {
+        self.sync();
+        self.lock().refusing_for(Instant::now())
+    }
+
+    /// Asks to make one call; refused calls get a `circuit-open` 503 with `Retry-After`.
+    pub fn acquire(&self) -> ApiResult<Permit<'_>> {
+        self.sync();
+        let mut m = self.lock();
+        let (admission, t) = m.acquire(Instant::now());
+        self.after(t, &m);
+        drop(m);
+        match admission {
+            Admission::Allowed { trial } => Ok(Permit {
+                breaker: self,
+                trial,
+                started: Instant::now(),
+                done: false,
+            }),
+            Admission::Rejected { retry_after } => {
+                self.count("rejected");
+                Err(circuit_open(self.dependency, retry_after))
+            }
+        }
+    }
+
+    /// Runs `call` under the breaker and the dependency's deadline; records its outcome.
+    pub async fn run<T>(&self, call: impl Future<Output = ApiResult<T>>) -> ApiResult<T> {
+        let permit = self.acquire()?;
+        match tokio::time::timeout(self.timeout, call).await {
+            Ok(result) => {
+                permit.finish(if result.as_ref().is_err_and(is_infra) {
+                    Outcome::Failure
+                } else {
+                    Outcome::Success
+                });
+                result
+            }
+            Err(_) => {
+                permit.finish(Outcome::Failure);
+                tracing::warn!(
+                    dependency = self.dependency,
+                    timeout_ms = self.timeout.as_millis() as u64,
+                    "dependency call timed out"
+                );
+                Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    DEPENDENCY_TIMEOUT,
+                    format!("{} did not answer in time; retry shortly", self.dependency),
+                )
+                .retry_after(1))
+            }
+        }
+    }
+}
+
+/// One admitted call. Report it with [`Permit::finish`]; dropped unreported (the request was
+/// abandoned), it counts as a failure if it was already slow, else it just frees its slot.
+pub struct Permit<'a> {
+    breaker: &'a Breaker,
+    trial: bool,
+    started: Instant,
+    done: bool,
+}
+
+impl Permit<'_> {
+    pub fn finish(mut self, outcome: Outcome) {
+        self.done = true;
+        self.report(Some(outcome));
+    }
+
+    fn report(&self, outcome: Option<Outcome>) {
+        let b = self.breaker;
+        let took = self.started.elapsed();
+        let mut m = b.lock();
+        let outcome =
+            outcome.or((took >= m.config().slow_call_duration).then_some(Outcome::Failure));
+        let Some(outcome) = outcome else {
+            m.release(self.trial);
+            return;
+        };
+        let slow = took >= m.config().slow_call_duration;
+        let t = m.record(Instant::now(), self.trial, outcome, took);
+        b.after(t, &m);
+        drop(m);
+        b.count(match (outcome, slow) {
+            (Outcome::Failure, _) => "failure",
+            (Outcome::Success, true) => "slow",
+            (Outcome::Success, false) => "success",
+        });
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.report(None);
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! Shared pieces of the fault tests: writing the runtime config, reading breaker metrics,
+//! and the invariants checked after every fault.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sqlx::PgPool;
+
+/// Small breaker settings for tests (the defaults need 50 calls and wait 30 s).
+pub fn breaker(
+    window: u32,
+    minimum: u32,
+    wait_in_open: &str,
+    permitted: u32,
+    slow: &str,
+    state: &str,
+) -> Value {
+    json!({
+        "failureRateThreshold": 50.0, "slowCallRateThreshold": 100.0, "slowCallDuration": slow,
+        "slidingWindow": {"type": "count", "size": window}, "minimumCalls": minimum,
+        "waitInOpen": wait_in_open, "permittedInHalfOpen": permitted, "state": state,
+    })
+}
+
+/// Writes runtime config `version` with these breakers and announces it, as the operator does.
+pub async fn set_breakers(
+    redis_url: &str,
+    prefix: &str,
+    version: u64,
+    postgres: Value,
+    redis_settings: Value,
+) {
+    let doc = json!({"version": version, "circuitBreakers": {"postgres": postgres, "redis": redis_settings}});
+    let client = redis::Client::open(redis_url).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg(format!("{prefix}config"))
+        .arg(doc.to_string())
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    let _: i64 = redis::cmd("PUBLISH")
+        .arg(format!("{prefix}config:changed"))
+        .arg(version)
+        .query_async(&mut c)
+        .await
+        .unwrap();
+}
+
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| floodgate_app::config::DEFAULT_REDIS_URL.into())
+}
+
+/// Polls `probe` every 50 ms until it returns true; panics after `limit`. Returns the time taken.
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut probe: F) -> Duration
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let started = Instant::now();
+    loop {
+        if probe().await {
+            return started.elapsed();
+        }
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The value of one sample line of `/metrics` (0 if absent).
+pub fn metric(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(name_and_labels)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+/// Every order answered 201 is in the database and paid.
+pub async fn assert_orders_persisted(pool: &PgPool, acknowledged: &[i64]) {
+    let found: i64 = sqlx::query_scalar(
+        "select count(*) from orders where order_id = any($1) and status = 'paid'",
+    )
+    .bind(acknowledged)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        found as usize,
+        acknowledged.len(),
+        "an order answered 201 is missing from the database"
+    );
+}
+
+/// Stock never negative and stock + sold = initial; every wallet equals its ledger.
+pub async fn assert_stock_and_ledgers(pool: &PgPool, goods: i64, initial: i64) {
+    let (stock, sold): (i32, Option<i64>) = sqlx::query_as(
+        "select g.stock, (select sum(l.quantity) from order_lines l join orders o using (order_id)
+                            where l.goods_id = g.goods_id and o.status = 'paid')
+           from goods g where g.goods_id = $1",
+    )
+    .bind(goods)
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert!(stock >= 0, "stock went negative: {stock}");
+    assert_eq!(
+        i64::from(stock) + sold.unwrap_or(0),
+        initial,
+        "stock + sold differs from the initial stock"
+    );
+    let bad: i64 = sqlx::query_scalar(
+        "select count(*) from wallets w
+          where w.balance <> coalesce((select sum(amount) from wallet_ledger l where l.user_id = w.user_id), 0)",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(bad, 0, "a wallet balance differs from its ledger");
+}
+
+/// Waits until every user answered 201 holds a persisted coupon; returns the persisted count.
+pub async fn assert_coupons_persisted(
+    pool: &PgPool,
+    campaign: i64,
+    winners: &[i64],
+    cap: i64,
+    limit: Duration,
+) -> i64 {
+    eventually(limit, "every acknowledged coupon persisted", || async {
+        let n: i64 = sqlx::query_scalar(
+            "select count(*) from coupons where campaign_id = $1 and user_id = any($2)",
+        )
+        .bind(campaign)
+        .bind(winners)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+        n as usize == winners.len()
+    })
+    .await;
+    let total: i64 = sqlx::query_scalar("select count(*) from coupons where campaign_id = $1")
+        .bind(campaign)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert!(total <= cap, "{total} coupons persisted for a cap of {cap}");
+    total
+}
