@@ -3,6 +3,8 @@
 
 pub mod controller;
 #[cfg(test)]
+mod fixture_calls;
+#[cfg(test)]
 mod fixtures;
 pub mod leader;
 pub mod platform;

@@ -139,10 +139,13 @@ async fn reload(opts: &Options, ctx: &Context<LocalPlatform>, tracked: &mut Trac
                 .generations
                 .remove(&(Kind::QueueConfig, key.clone()));
         }
-        if let Ok(Err(e)) | Err(crate::reconcile::Error::Unpublish(e)) =
-            runtime_sync::sync(ctx, Utc::now(), None).await
-        {
-            tracing::warn!(error = %e, "republishing without the removed QueueConfig failed");
+        let failed = match runtime_sync::sync(ctx, Utc::now(), None).await {
+            Ok(Ok(_)) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(error) = failed {
+            tracing::warn!(%error, "republishing without the removed QueueConfig failed");
         }
     }
     tracked.campaigns = campaigns;

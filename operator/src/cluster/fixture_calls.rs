@@ -1,0 +1,245 @@
+//! The API calls a [`super::fixtures::Scenario`] is made of: each asserts one request the
+//! way the API server would see it and answers it.
+
+use floodgate_crds::v1alpha1::{Campaign, QueueConfig};
+use http::{Method, Request, Response};
+use kube::client::Body;
+use serde_json::{Value, json};
+
+use super::fixtures::{ApiServerVerifier, DEPLOYMENT, NS, assert_condition};
+
+type Responder = tower_test::mock::SendResponse<Response<Body>>;
+
+pub(super) fn respond(send: Responder, value: &Value) {
+    let body = serde_json::to_vec(value).expect("json");
+    send.send_response(
+        Response::builder()
+            .body(Body::from(body))
+            .expect("response"),
+    );
+}
+
+async fn json_body(req: Request<Body>) -> Value {
+    let bytes = req.into_body().collect_bytes().await.expect("body");
+    serde_json::from_slice(&bytes).expect("json body")
+}
+
+fn scale(replicas: u32) -> Value {
+    json!({"apiVersion": "autoscaling/v1", "kind": "Scale",
+           "metadata": {"name": DEPLOYMENT, "namespace": NS}, "spec": {"replicas": replicas}, "status": {"replicas": replicas}})
+}
+
+impl ApiServerVerifier {
+    pub(super) async fn next(&mut self) -> (Request<Body>, Responder) {
+        self.0
+            .next_request()
+            .await
+            .expect("the reconcile stopped calling the API server too early")
+    }
+
+    pub(super) async fn expect_no_more(mut self) {
+        if let Some((req, _)) = self.0.next_request().await {
+            panic!("unexpected request {} {}", req.method(), req.uri());
+        }
+    }
+
+    pub(super) async fn finalizer_added(mut self, c: &Campaign) -> Self {
+        let (req, send) = self.next().await;
+        assert_eq!(req.method(), Method::PATCH);
+        assert_eq!(
+            req.uri().path(),
+            format!("/apis/floodgate.dev/v1alpha1/namespaces/{NS}/campaigns/xmas-tickets")
+        );
+        let body = json_body(req).await;
+        assert_eq!(
+            body,
+            json!([{"op": "test", "path": "/metadata/finalizers", "value": null},
+                   {"op": "add", "path": "/metadata/finalizers", "value": ["floodgate.dev/campaign"]}])
+        );
+        let mut added = c.clone();
+        added.metadata.finalizers = Some(vec!["floodgate.dev/campaign".into()]);
+        respond(send, &serde_json::to_value(&added).expect("json"));
+        self
+    }
+
+    pub(super) async fn hpa_list(mut self, items: Vec<Value>) -> Self {
+        let (req, send) = self.next().await;
+        assert_eq!(req.method(), Method::GET);
+        assert_eq!(
+            req.uri().path(),
+            format!("/apis/autoscaling/v2/namespaces/{NS}/horizontalpodautoscalers")
+        );
+        respond(
+            send,
+            &json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscalerList", "metadata": {}, "items": items}),
+        );
+        self
+    }
+
+    pub(super) async fn get_scale(mut self, replicas: u32) -> Self {
+        let (req, send) = self.next().await;
+        assert_eq!(req.method(), Method::GET);
+        assert_eq!(
+            req.uri().path(),
+            format!("/apis/apps/v1/namespaces/{NS}/deployments/{DEPLOYMENT}/scale")
+        );
+        respond(send, &scale(replicas));
+        self
+    }
+
+    /// The Deployment's selector, then its Running pods (one, on 127.0.0.1, where the test's
+    /// metrics server listens).
+    pub(super) async fn pods_of_deployment(mut self) -> Self {
+        let (req, send) = self.next().await;
+        assert_eq!(req.method(), Method::GET);
+        assert_eq!(
+            req.uri().path(),
+            format!("/apis/apps/v1/namespaces/{NS}/deployments/{DEPLOYMENT}")
+        );
+        respond(
+            send,
+            &json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": DEPLOYMENT, "namespace": NS},
+            "spec": {"selector": {"matchLabels": {"app": DEPLOYMENT}}, "template": {}}}),
+        );
+        let (req, send) = self.next().await;
+        assert_eq!(req.method(), Method::GET);
+        assert_eq!(req.uri().path(), format!("/api/v1/namespaces/{NS}/pods"));
+        assert!(
+            req.uri()
+                .query()
+                .unwrap_or("")
+                .contains("labelSelector=app%3Dfloodgate-app"),
+            "{}",
+            req.uri()
+        );
+        respond(
+            send,
+            &json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [
+            {"metadata": {"name": "app-1", "namespace": NS}, "status": {"phase": "Running", "podIP": "127.0.0.1"}},
+            {"metadata": {"name": "app-2", "namespace": NS}, "status": {"phase": "Pending"}}]}),
+        );
+        self
+    }
+
+    pub(super) async fn patch_scale(mut self, replicas: u32) -> Self {
+        let (req, send) = self.next().await;
+        assert_eq!(req.method(), Method::PATCH);
+        assert_eq!(
+            req.uri().path(),
+            format!("/apis/apps/v1/namespaces/{NS}/deployments/{DEPLOYMENT}/scale")
+        );
+        assert!(
+            req.uri()
+                .query()
+                .unwrap_or("")
+                .contains("fieldManager=floodgate-operator"),
+            "{}",
+            req.uri()
+        );
+        assert_eq!(
+            req.headers()["content-type"],
+            "application/merge-patch+json"
+        );
+        assert_eq!(
+            json_body(req).await,
+            json!({"spec": {"replicas": replicas}})
+        );
+        respond(send, &scale(replicas));
+        self
+    }
+
+    pub(super) async fn event(self, reason: &str, type_: &str) -> Self {
+        self.event_for("Campaign", reason, type_).await
+    }
+
+    pub(super) async fn event_for(mut self, kind: &str, reason: &str, type_: &str) -> Self {
+        let (req, send) = self.next().await;
+        assert_eq!(req.method(), Method::POST);
+        assert_eq!(
+            req.uri().path(),
+            format!("/apis/events.k8s.io/v1/namespaces/{NS}/events")
+        );
+        let body = json_body(req).await;
+        assert_eq!(body["reason"], reason, "{body}");
+        assert_eq!(body["type"], type_, "{body}");
+        assert_eq!(body["regarding"]["kind"], kind);
+        assert_eq!(body["reportingController"], "floodgate-operator");
+        respond(send, &body);
+        self
+    }
+
+    pub(super) async fn status_patch(mut self, c: &Campaign, check: impl FnOnce(&Value)) -> Self {
+        let (req, send) = self.next().await;
+        assert_eq!(req.method(), Method::PATCH);
+        assert_eq!(
+            req.uri().path(),
+            format!("/apis/floodgate.dev/v1alpha1/namespaces/{NS}/campaigns/xmas-tickets/status")
+        );
+        let query = req.uri().query().unwrap_or("").to_owned();
+        assert!(
+            query.contains("fieldManager=floodgate-operator") && query.contains("force=true"),
+            "{query}"
+        );
+        assert_eq!(
+            req.headers()["content-type"],
+            "application/apply-patch+yaml"
+        );
+        let body = json_body(req).await;
+        assert_eq!(body["kind"], "Campaign");
+        check(&body["status"]);
+        let mut updated = serde_json::to_value(c).expect("json");
+        updated["status"] = body["status"].clone();
+        respond(send, &updated);
+        self
+    }
+
+    pub(super) async fn queue_status_patch(mut self, q: &QueueConfig) -> Self {
+        let (req, send) = self.next().await;
+        assert_eq!(req.method(), Method::PATCH);
+        assert_eq!(
+            req.uri().path(),
+            format!("/apis/floodgate.dev/v1alpha1/namespaces/{NS}/queueconfigs/concert-42/status")
+        );
+        assert!(
+            req.uri()
+                .query()
+                .unwrap_or("")
+                .contains("fieldManager=floodgate-operator"),
+            "{}",
+            req.uri()
+        );
+        let body = json_body(req).await;
+        let status = &body["status"];
+        assert_eq!(status["observedGeneration"], 4);
+        assert_eq!(status["publishedVersion"], 1);
+        assert_condition(status, "ConfigPublished", "True");
+        assert_condition(status, "Ready", "True");
+        let mut updated = serde_json::to_value(q).expect("json");
+        updated["status"] = status.clone();
+        respond(send, &updated);
+        self
+    }
+
+    /// For tests that call one platform method: answers its single HPA list.
+    pub async fn answer_empty_hpa_list(self) {
+        self.hpa_list(vec![]).await.expect_no_more().await;
+    }
+
+    pub(super) async fn finalizer_removed(mut self, c: &Campaign) -> Self {
+        let (req, send) = self.next().await;
+        assert_eq!(req.method(), Method::PATCH);
+        assert_eq!(
+            req.uri().path(),
+            format!("/apis/floodgate.dev/v1alpha1/namespaces/{NS}/campaigns/xmas-tickets")
+        );
+        assert_eq!(
+            json_body(req).await,
+            json!([{"op": "test", "path": "/metadata/finalizers/0", "value": "floodgate.dev/campaign"},
+                   {"op": "remove", "path": "/metadata/finalizers/0"}])
+        );
+        let mut gone = c.clone();
+        gone.metadata.finalizers = None;
+        respond(send, &serde_json::to_value(&gone).expect("json"));
+        self
+    }
+}
