@@ -53,6 +53,22 @@ mod tests {
     }
 
     #[test]
+    fn crd_command_prints_both_as_one_stream() {
+        let all = render_all().expect("yaml");
+        let docs: Vec<CustomResourceDefinition> = serde_yaml::Deserializer::from_str(&all)
+            .map(|d| serde::Deserialize::deserialize(d).expect("a CRD"))
+            .collect();
+        let names: Vec<_> = docs
+            .iter()
+            .map(|c| c.metadata.name.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(
+            names,
+            ["campaigns.floodgate.dev", "queueconfigs.floodgate.dev"]
+        );
+    }
+
+    #[test]
     fn committed_crds_parse_back_into_k8s_openapi() {
         for (file, _) in all() {
             let text = std::fs::read_to_string(crds_dir().join(file)).expect("committed");

@@ -44,6 +44,9 @@ pub enum Scenario {
     },
     /// An invalid Campaign: a Warning Event and a status saying why, nothing else.
     InvalidSpec(Campaign),
+    /// An Active Campaign asking for an `allkeys-*` eviction policy: nothing to scale, the
+    /// policy refused with a Warning and `RedisConfigured=False`, no CONFIG SET issued.
+    RefusedEvictionPolicy(Campaign),
     /// A standalone QueueConfig: published (Event), then its status.
     QueueStatus(QueueConfig),
 }
@@ -189,6 +192,36 @@ impl ApiServerVerifier {
                         assert_eq!(
                             ready.map(|c| c["reason"].clone()),
                             Some(json!("InvalidSpec"))
+                        );
+                    })
+                    .await
+            }
+            Scenario::RefusedEvictionPolicy(campaign) => {
+                self.hpa_list(vec![])
+                    .await
+                    .get_scale(2)
+                    .await
+                    .pods_of_deployment()
+                    .await
+                    .event("EvictionPolicyRefused", "Warning")
+                    .await
+                    .event("ConfigPublished", "Normal")
+                    .await
+                    .status_patch(&campaign, |status| {
+                        assert_eq!(
+                            status["replicas"]["desired"], 2,
+                            "an empty queue keeps minReplicas"
+                        );
+                        assert_condition(status, "RedisConfigured", "False");
+                        let c = status["conditions"]
+                            .as_array()
+                            .and_then(|cs| cs.iter().find(|c| c["type"] == "RedisConfigured"));
+                        assert_eq!(
+                            c.map(|c| c["reason"].clone()),
+                            Some(json!("EvictionPolicyRefused"))
+                        );
+                        assert!(
+                            status["redisApplied"].is_null() && status["redisBefore"].is_null()
                         );
                     })
                     .await

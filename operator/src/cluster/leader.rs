@@ -133,6 +133,90 @@ mod tests {
         }
     }
 
+    use http::{Method, Request, Response};
+    use kube::{Client, client::Body};
+    use serde_json::{Value, json};
+
+    fn lease(holder: &str, renewed: chrono::DateTime<chrono::Utc>) -> Value {
+        json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+               "metadata": {"name": "floodgate-operator", "namespace": "floodgate", "resourceVersion": "7"},
+               "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15, "leaseTransitions": 0,
+                        "renewTime": renewed.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()}})
+    }
+
+    fn reply(send: tower_test::mock::SendResponse<Response<Body>>, status: u16, body: &Value) {
+        let bytes = serde_json::to_vec(body).expect("json");
+        send.send_response(
+            Response::builder()
+                .status(status)
+                .body(Body::from(bytes))
+                .expect("response"),
+        );
+    }
+
+    /// Against a mocked API server: create when absent, back off from a live holder, take over
+    /// an expired lease with a replace that bumps leaseTransitions.
+    #[tokio::test]
+    async fn acquires_by_create_or_replace_and_respects_a_live_holder() {
+        let (svc, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let api: Api<Lease> = Api::namespaced(Client::new(svc, "floodgate"), "floodgate");
+        let cfg = LeaseConfig {
+            namespace: "floodgate".into(),
+            name: "floodgate-operator".into(),
+            identity: "me".into(),
+            duration: Duration::from_secs(15),
+            renew_every: Duration::from_secs(5),
+        };
+        let path = "/apis/coordination.k8s.io/v1/namespaces/floodgate/leases";
+        let server = tokio::spawn(async move {
+            let (req, send) = handle.next_request().await.expect("get");
+            assert_eq!(
+                (req.method(), req.uri().path()),
+                (&Method::GET, format!("{path}/floodgate-operator").as_str())
+            );
+            reply(
+                send,
+                404,
+                &json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404}),
+            );
+            let (req, send) = handle.next_request().await.expect("create");
+            assert_eq!((req.method(), req.uri().path()), (&Method::POST, path));
+            let body: Value =
+                serde_json::from_slice(&req.into_body().collect_bytes().await.expect("body"))
+                    .expect("json");
+            assert_eq!(body["spec"]["holderIdentity"], "me");
+            reply(send, 201, &body);
+
+            let (_, send) = handle.next_request().await.expect("get");
+            reply(send, 200, &lease("other", chrono::Utc::now()));
+
+            let (_, send) = handle.next_request().await.expect("get");
+            reply(
+                send,
+                200,
+                &lease("other", chrono::Utc::now() - chrono::Duration::seconds(60)),
+            );
+            let (req, send) = handle.next_request().await.expect("replace");
+            assert_eq!(
+                (req.method(), req.uri().path()),
+                (&Method::PUT, format!("{path}/floodgate-operator").as_str())
+            );
+            let body: Value =
+                serde_json::from_slice(&req.into_body().collect_bytes().await.expect("body"))
+                    .expect("json");
+            assert_eq!(body["spec"]["holderIdentity"], "me");
+            assert_eq!(body["spec"]["leaseTransitions"], 1);
+            assert_eq!(body["metadata"]["resourceVersion"], "7", "optimistic lock");
+            reply(send, 200, &body);
+            assert!(handle.next_request().await.is_none(), "no further calls");
+        });
+        assert!(try_acquire(&api, &cfg).await.expect("created"));
+        assert!(!try_acquire(&api, &cfg).await.expect("held by other"));
+        assert!(try_acquire(&api, &cfg).await.expect("taken over"));
+        drop(api);
+        server.await.expect("mock");
+    }
+
     #[test]
     fn a_live_lease_of_someone_else_is_respected_an_expired_one_is_taken() {
         let now = Timestamp::from_second(1_000).expect("ts");

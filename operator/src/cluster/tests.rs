@@ -76,6 +76,33 @@ async fn an_active_campaign_scales_with_its_field_manager_and_reports_status() {
 }
 
 #[tokio::test]
+async fn an_allkeys_eviction_policy_is_refused_without_touching_redis() {
+    let mut c = campaign(app_metrics(0).await);
+    c.spec.redis = Some(floodgate_crds::v1alpha1::RedisSpec {
+        maxmemory: Some("1gb".into()),
+        maxmemory_policy: Some(floodgate_crds::v1alpha1::MaxmemoryPolicy::AllkeysLru),
+        ttls: None,
+    });
+    let (ctx, server) = test_context(vec![c.clone()], vec![queue_config()]).await;
+    let _config = crate::store::testing::CONFIG_LOCK.lock().await;
+    let before = crate::store::memory::read(&ctx.redis)
+        .await
+        .expect("CONFIG GET");
+    let mock = server.run(Scenario::RefusedEvictionPolicy(c.clone()));
+    reconcile_campaign(Arc::new(c), ctx.clone())
+        .await
+        .expect("reconcile");
+    assert_eq!(
+        crate::store::memory::read(&ctx.redis)
+            .await
+            .expect("CONFIG GET"),
+        before
+    );
+    drop(ctx);
+    mock.await.expect("scenario");
+}
+
+#[tokio::test]
 async fn an_hpa_on_the_same_deployment_is_a_conflict() {
     let c = campaign(1);
     let (ctx, server) = test_context(vec![c.clone()], vec![queue_config()]).await;

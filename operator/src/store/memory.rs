@@ -92,9 +92,7 @@ mod tests {
     use super::*;
     use crate::store::testing;
 
-    /// Settings on the shared Redis are global: serialize the tests that change them and put
-    /// the old values back.
-    static SHARED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    use testing::CONFIG_LOCK as SHARED;
 
     #[tokio::test]
     async fn config_set_is_applied_and_read_back() {

@@ -40,6 +40,10 @@ pub(crate) mod testing {
     use super::RedisTarget;
     use std::sync::atomic::{AtomicU32, Ordering};
 
+    /// Settings on the shared Redis are global: tests that change or compare them hold this
+    /// (and put old values back).
+    pub static CONFIG_LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     pub fn url() -> String {
         std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:63799".to_owned())
     }
