@@ -128,4 +128,59 @@ mod tests {
         let other = scrape("process_cpu_seconds_total 1\n");
         assert!(AppMetricsDepth.waiting("a", &other).await.is_err());
     }
+
+    #[tokio::test]
+    async fn redis_depth_counts_whatever_structure_the_key_holds() {
+        let t = crate::store::testing::target("depth").await;
+        let depth = RedisDepth {
+            conn: t.conn.clone(),
+            prefix: t.prefix.clone(),
+            key_template: "{prefix}{q:{queue}}:waiting".into(),
+        };
+        assert_eq!(depth.key("z"), format!("{}{{q:z}}:waiting", t.prefix));
+        let mut conn = t.conn.clone();
+        let run = |args: Vec<String>| {
+            let mut conn = conn.clone();
+            async move {
+                redis::cmd(&args[0])
+                    .arg(&args[1..])
+                    .query_async::<()>(&mut conn)
+                    .await
+                    .expect("seed")
+            }
+        };
+        run(vec![
+            "ZADD".into(),
+            depth.key("z"),
+            "1".into(),
+            "a".into(),
+            "2".into(),
+            "b".into(),
+        ])
+        .await;
+        run(vec![
+            "RPUSH".into(),
+            depth.key("l"),
+            "a".into(),
+            "b".into(),
+            "c".into(),
+        ])
+        .await;
+        run(vec!["SET".into(), depth.key("n"), "41".into()]).await;
+        let empty = AppScrape::default();
+        assert_eq!(depth.waiting("z", &empty).await.expect("zset"), 2);
+        assert_eq!(depth.waiting("l", &empty).await.expect("list"), 3);
+        assert_eq!(depth.waiting("n", &empty).await.expect("counter"), 41);
+        assert_eq!(depth.waiting("none", &empty).await.expect("absent"), 0);
+        redis::cmd("SET")
+            .arg(depth.key("bad"))
+            .arg("x")
+            .query_async::<()>(&mut conn)
+            .await
+            .expect("seed");
+        assert!(
+            depth.waiting("bad", &empty).await.is_err(),
+            "a non-numeric counter is an error, not 0"
+        );
+    }
 }
