@@ -451,6 +451,11 @@ async fn postgres_stalled_mid_flash_sale(pool: PgPool) {
             "floodgate_circuit_calls_total{dependency=\"postgres\",outcome=\"failure\"}"
         ) >= 5.0
     );
+    let stale = "floodgate_cache_requests_total{cache=\"goods_detail\",result=\"stale\"}";
+    assert!(
+        support::metric(&metrics, stale) >= 1.0,
+        "the read during the stall was the stale copy"
+    );
 }
 
 /// Slow PostgreSQL (the proxy adds 3 s to every response): the slow-call rate opens the

@@ -22,7 +22,7 @@ use axum::{
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 
 use crate::{
     auth::UserId,
@@ -101,7 +101,7 @@ enum Claim {
     Replay(StatusCode, Value),
 }
 
-async fn claim(state: &AppState, user: UserId, key: &IdempotencyKey, fp: &[u8]) -> ApiResult<Claim> {
+async fn claim(state: &AppState, conn: &mut PgConnection, user: UserId, key: &IdempotencyKey, fp: &[u8]) -> ApiResult<Claim> {
     let ttl = state.runtime.get().ttls.idempotency.as_secs() as f64;
     let owned: Option<bool> = sqlx::query_scalar(
         "insert into idempotency_keys (user_id, key, fingerprint, locked_until, expires_at)
@@ -119,7 +119,7 @@ async fn claim(state: &AppState, user: UserId, key: &IdempotencyKey, fp: &[u8]) 
     .bind(fp)
     .bind(LEASE.as_secs() as f64)
     .bind(ttl)
-    .fetch_optional(&state.db)
+    .fetch_optional(&mut *conn)
     .await?;
     if owned.is_some() {
         return Ok(Claim::Owned);
@@ -128,7 +128,7 @@ async fn claim(state: &AppState, user: UserId, key: &IdempotencyKey, fp: &[u8]) 
         sqlx::query_as("select fingerprint, status, response from idempotency_keys where user_id = $1 and key = $2")
             .bind(user)
             .bind(key.as_str())
-            .fetch_one(&state.db)
+            .fetch_one(&mut *conn)
             .await?;
     if stored_fp != fp {
         return Err(ApiError::new(
@@ -161,26 +161,36 @@ pub async fn run(
     fingerprint: &[u8],
     op: impl AsyncFnOnce(&mut PgConnection) -> ApiResult<(StatusCode, Value)>,
 ) -> ApiResult<Response> {
-    state.breakers.postgres.run(run_unguarded(state, user, key, fingerprint, op)).await
+    state
+        .breakers
+        .postgres
+        .run_timed(async |clock| {
+            // one connection for the claim, the transaction and the release
+            let mut conn = state.db.acquire().await?;
+            clock.restart();
+            run_unguarded(state, &mut conn, user, key, fingerprint, op).await
+        })
+        .await
 }
 
 async fn run_unguarded(
     state: &AppState,
+    conn: &mut PgConnection,
     user: UserId,
     key: Option<IdempotencyKey>,
     fingerprint: &[u8],
     op: impl AsyncFnOnce(&mut PgConnection) -> ApiResult<(StatusCode, Value)>,
 ) -> ApiResult<Response> {
     let Some(key) = key else {
-        let mut tx = state.db.begin().await?;
+        let mut tx = conn.begin().await?;
         let (status, body) = op(&mut tx).await?;
         tx.commit().await?;
         return Ok(respond(status, body, false));
     };
-    if let Claim::Replay(status, body) = claim(state, user, &key, fingerprint).await? {
+    if let Claim::Replay(status, body) = claim(state, &mut *conn, user, &key, fingerprint).await? {
         return Ok(respond(status, body, true));
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = conn.begin().await?;
     let outcome = op(&mut tx).await;
     match outcome {
         Ok((status, body)) if status.is_success() => {
@@ -196,17 +206,17 @@ async fn run_unguarded(
         }
         other => {
             drop(tx);
-            release(state, user, &key).await;
+            release(conn, user, &key).await;
             other.map(|(status, body)| respond(status, body, false))
         }
     }
 }
 
-async fn release(state: &AppState, user: UserId, key: &IdempotencyKey) {
+async fn release(conn: &mut PgConnection, user: UserId, key: &IdempotencyKey) {
     let released = sqlx::query("delete from idempotency_keys where user_id = $1 and key = $2 and status is null")
         .bind(user)
         .bind(key.as_str())
-        .execute(&state.db)
+        .execute(conn)
         .await;
     if let Err(e) = released {
         // the lease lets the key be reclaimed after LEASE anyway

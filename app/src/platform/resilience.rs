@@ -205,8 +205,24 @@ impl Breaker {
 
     /// Runs `call` under the breaker and the dependency's deadline; records its outcome.
     pub async fn run<T>(&self, call: impl Future<Output = ApiResult<T>>) -> ApiResult<T> {
-        let permit = self.acquire()?;
-        match tokio::time::timeout(self.timeout, call).await {
+        self.run_timed(async |_| call.await).await
+    }
+
+    /// Like [`Self::run`], but `call` may restart the slow-call clock once it holds a pooled
+    /// connection: waiting in the process's own pool queue is local contention, bounded by
+    /// the acquire timeout (and a failure when that passes), not the dependency's latency.
+    pub async fn run_timed<T>(
+        &self,
+        call: impl AsyncFnOnce(&Clock) -> ApiResult<T>,
+    ) -> ApiResult<T> {
+        let mut permit = self.acquire()?;
+        let clock = Clock(Mutex::new(permit.started));
+        let outcome = tokio::time::timeout(self.timeout, call(&clock)).await;
+        permit.started = *clock
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match outcome {
             Ok(result) => {
                 permit.finish(if result.as_ref().is_err_and(is_infra) {
                     Outcome::Failure
@@ -230,6 +246,18 @@ impl Breaker {
                 .retry_after(1))
             }
         }
+    }
+}
+
+/// When a guarded call's dependency time started (see [`Breaker::run_timed`]).
+pub struct Clock(Mutex<Instant>);
+
+impl Clock {
+    pub fn restart(&self) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Instant::now();
     }
 }
 
