@@ -1,6 +1,7 @@
 //! The end-of-test console summary in k6's layout, followed by an nGrinder-style TPS table,
 //! the generator's health and the invariant results.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::config::Executor;
@@ -140,20 +141,38 @@ pub fn render(data: &RunData, verdicts: &[(Threshold, bool)]) -> String {
         );
     }
     out.push('\n');
+    // Checks by group (k6 prints `█ group` headers), the same check of several scenarios
+    // added up.
+    let mut groups: BTreeMap<&str, BTreeMap<&str, (u64, u64)>> = BTreeMap::new();
     for (tags, pf) in &m.checks {
+        let group = tags.get("group").map_or("", String::as_str);
         let name = tags.get("check").map_or("", String::as_str);
-        let total = pf.passes + pf.fails;
-        if pf.fails == 0 {
-            let _ = writeln!(out, "     ✓ {name}");
-        } else {
+        let e = groups.entry(group).or_default().entry(name).or_default();
+        e.0 += pf.passes;
+        e.1 += pf.fails;
+    }
+    for (group, checks) in &groups {
+        let indent = if group.is_empty() { "" } else { "  " };
+        if !group.is_empty() {
             let _ = writeln!(
                 out,
-                "     ✗ {name}\n      ↳  {}% — ✓ {} / ✗ {}",
-                pf.passes * 100 / total.max(1),
-                pf.passes,
-                pf.fails
+                "     █ {}
+",
+                group.trim_start_matches("::")
             );
         }
+        for (name, (passes, fails)) in checks {
+            if *fails == 0 {
+                let _ = writeln!(out, "     {indent}✓ {name}");
+            } else {
+                let pct = passes * 100 / (passes + fails).max(1);
+                let _ = writeln!(
+                    out,
+                    "     {indent}✗ {name}\n      {indent}↳  {pct}% — ✓ {passes} / ✗ {fails}"
+                );
+            }
+        }
+        out.push('\n');
     }
     out.push('\n');
     let names = crate::output::summary::request_names(m);

@@ -121,6 +121,8 @@ pub fn flow(vu: &mut Vu) -> BoxFuture<'_, anyhow::Result<()>> {
             vu.check("wallet charge 2xx", (200..300).contains(&r.status));
             vu.state.data.insert("funded".into(), Value::Bool(true));
         }
+        // k6 groups: the waiting room, then the purchase, each with its own sub-metrics.
+        vu.group("waiting room");
         let Some(joined) = join_queue(vu).await? else {
             return Ok(());
         };
@@ -132,8 +134,10 @@ pub fn flow(vu: &mut Vu) -> BoxFuture<'_, anyhow::Result<()>> {
         let admitted = wait_admitted(vu, status).await;
         vu.check("admitted from the queue", admitted);
         if admitted {
+            vu.group("reserve and pay");
             reserve_and_pay(vu).await;
         }
+        vu.end_group();
         vu.sleep(1.0).await;
         Ok(())
     })
