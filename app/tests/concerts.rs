@@ -10,7 +10,9 @@ mod concerts_support;
 use std::time::Duration;
 
 use common::{TestApp, expect_problem};
-use concerts_support::{admin, assert_money_and_seats_consistent, concert, hold, pay, set_config, users};
+use concerts_support::{
+    admin, assert_money_and_seats_consistent, concert, hold, pay, set_config, users,
+};
 use futures::future::join_all;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -19,17 +21,37 @@ use sqlx::PgPool;
 const MIGRATOR: &sqlx::migrate::Migrator = &floodgate_app::platform::db::MIGRATOR;
 
 async fn available_seats(app: &TestApp, schedule: i64) -> Vec<i64> {
-    let res = app.get(&format!("/api/v1/schedules/{schedule}/seats?available=true"), None).await;
+    let res = app
+        .get(
+            &format!("/api/v1/schedules/{schedule}/seats?available=true"),
+            None,
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     let body: Value = res.json().await.unwrap();
-    body["items"].as_array().unwrap().iter().map(|s| s["id"].as_i64().unwrap()).collect()
+    body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_i64().unwrap())
+        .collect()
 }
 
 async fn available_schedules(app: &TestApp, concert: i64) -> Vec<i64> {
-    let res = app.get(&format!("/api/v1/concerts/{concert}/schedules?available=true"), None).await;
+    let res = app
+        .get(
+            &format!("/api/v1/concerts/{concert}/schedules?available=true"),
+            None,
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     let body: Value = res.json().await.unwrap();
-    body["items"].as_array().unwrap().iter().map(|s| s["id"].as_i64().unwrap()).collect()
+    body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_i64().unwrap())
+        .collect()
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -50,36 +72,61 @@ async fn three_hundred_users_race_for_one_seat_and_exactly_one_holds(pool: PgPoo
             StatusCode::CREATED => created.push((i, res.json::<Value>().await.unwrap())),
             StatusCode::CONFLICT => {
                 let body = expect_problem(res, StatusCode::CONFLICT).await;
-                assert!(body["type"].as_str().unwrap().ends_with("/seat-taken"), "{body}");
+                assert!(
+                    body["type"].as_str().unwrap().ends_with("/seat-taken"),
+                    "{body}"
+                );
             }
             other => panic!("unexpected status {other}"),
         }
     }
     assert_eq!(created.len(), 1, "exactly one hold");
-    let held: i64 = sqlx::query_scalar("select count(*) from reservations where seat_id = $1 and status = 'held'")
-        .bind(seat)
-        .fetch_one(&app.state.db)
-        .await
-        .unwrap();
+    let held: i64 = sqlx::query_scalar(
+        "select count(*) from reservations where seat_id = $1 and status = 'held'",
+    )
+    .bind(seat)
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap();
     assert_eq!(held, 1);
-    assert!(available_seats(&app, c.schedule).await.is_empty(), "a held seat is never offered");
-    assert!(available_schedules(&app, c.id).await.is_empty(), "the only date has nothing left");
+    assert!(
+        available_seats(&app, c.schedule).await.is_empty(),
+        "a held seat is never offered"
+    );
+    assert!(
+        available_schedules(&app, c.id).await.is_empty(),
+        "the only date has nothing left"
+    );
 
     // the holder lets it lapse (moved into the past rather than waiting five minutes)
     let (winner, first) = &created[0];
-    sqlx::query("update seats set hold_expires_at = now() - interval '1 second' where seat_id = $1")
-        .bind(seat)
-        .execute(&app.state.db)
-        .await
-        .unwrap();
-    sqlx::query("update reservations set expires_at = now() - interval '1 second' where seat_id = $1")
-        .bind(seat)
-        .execute(&app.state.db)
-        .await
-        .unwrap();
-    let late = pay(&app, &racers[*winner], first["id"].as_i64().unwrap(), "late-key", None).await;
+    sqlx::query(
+        "update seats set hold_expires_at = now() - interval '1 second' where seat_id = $1",
+    )
+    .bind(seat)
+    .execute(&app.state.db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "update reservations set expires_at = now() - interval '1 second' where seat_id = $1",
+    )
+    .bind(seat)
+    .execute(&app.state.db)
+    .await
+    .unwrap();
+    let late = pay(
+        &app,
+        &racers[*winner],
+        first["id"].as_i64().unwrap(),
+        "late-key",
+        None,
+    )
+    .await;
     let body = expect_problem(late, StatusCode::GONE).await;
-    assert!(body["type"].as_str().unwrap().ends_with("/hold-expired"), "{body}");
+    assert!(
+        body["type"].as_str().unwrap().ends_with("/hold-expired"),
+        "{body}"
+    );
 
     // another user holds the now-free seat and pays
     let next = &racers[(winner + 1) % racers.len()];
@@ -90,9 +137,17 @@ async fn three_hundred_users_race_for_one_seat_and_exactly_one_holds(pool: PgPoo
     assert_eq!(paid.status(), StatusCode::CREATED);
 
     // a paid seat can never be held again, by anyone, even in a race
-    let again = join_all(racers.iter().take(100).map(|u| hold(&app, u, c.schedule, seat, None))).await;
+    let again = join_all(
+        racers
+            .iter()
+            .take(100)
+            .map(|u| hold(&app, u, c.schedule, seat, None)),
+    )
+    .await;
     assert!(again.iter().all(|r| r.status() == StatusCode::CONFLICT));
-    let res = app.get(&format!("/api/v1/schedules/{}/seats", c.schedule), None).await;
+    let res = app
+        .get(&format!("/api/v1/schedules/{}/seats", c.schedule), None)
+        .await;
     let all: Value = res.json().await.unwrap();
     assert_eq!(all["items"][0]["status"], "sold");
     assert_money_and_seats_consistent(&app).await;
@@ -117,14 +172,25 @@ async fn an_expired_hold_frees_the_seat_and_payment_is_idempotent(pool: PgPool) 
     // one active hold per user per schedule
     let second = hold(&app, a, c.schedule, c.seats[1], None).await;
     let body = expect_problem(second, StatusCode::CONFLICT).await;
-    assert!(body["type"].as_str().unwrap().ends_with("/hold-limit"), "{body}");
+    assert!(
+        body["type"].as_str().unwrap().ends_with("/hold-limit"),
+        "{body}"
+    );
     let taken = hold(&app, b, c.schedule, seat, None).await;
     expect_problem(taken, StatusCode::CONFLICT).await;
 
     // after the TTL the seat is offered again without anyone acting
     tokio::time::sleep(Duration::from_millis(1_200)).await;
-    assert!(available_seats(&app, c.schedule).await.contains(&seat), "an expired hold reads as free");
-    let res = app.get(&format!("/api/v1/reservations/{}", ra["id"]), Some(&a.token)).await;
+    assert!(
+        available_seats(&app, c.schedule).await.contains(&seat),
+        "an expired hold reads as free"
+    );
+    let res = app
+        .get(
+            &format!("/api/v1/reservations/{}", ra["id"]),
+            Some(&a.token),
+        )
+        .await;
     let view: Value = res.json().await.unwrap();
     assert_eq!(view["status"], "expired");
     let late = pay(&app, a, ra["id"].as_i64().unwrap(), "a-key", None).await;
@@ -133,11 +199,12 @@ async fn an_expired_hold_frees_the_seat_and_payment_is_idempotent(pool: PgPool) 
     // the sweeper tidies the row within a couple of seconds
     let mut swept = false;
     for _ in 0..40 {
-        let status: String = sqlx::query_scalar("select status from reservations where reservation_id = $1")
-            .bind(ra["id"].as_i64().unwrap())
-            .fetch_one(&app.state.db)
-            .await
-            .unwrap();
+        let status: String =
+            sqlx::query_scalar("select status from reservations where reservation_id = $1")
+                .bind(ra["id"].as_i64().unwrap())
+                .fetch_one(&app.state.db)
+                .await
+                .unwrap();
         if status == "expired" {
             swept = true;
             break;
@@ -163,16 +230,23 @@ async fn an_expired_hold_frees_the_seat_and_payment_is_idempotent(pool: PgPool) 
     assert_eq!(replay.json::<Value>().await.unwrap(), first);
     let again = pay(&app, b, id, "b-key-2", None).await;
     let body = expect_problem(again, StatusCode::CONFLICT).await;
-    assert!(body["type"].as_str().unwrap().ends_with("/already-paid"), "{body}");
+    assert!(
+        body["type"].as_str().unwrap().ends_with("/already-paid"),
+        "{body}"
+    );
     // paid once: one debit, one payment row
-    let debits: i64 = sqlx::query_scalar("select count(*) from wallet_ledger where user_id = $1 and kind = 'seat_payment'")
-        .bind(b.id)
-        .fetch_one(&app.state.db)
-        .await
-        .unwrap();
+    let debits: i64 = sqlx::query_scalar(
+        "select count(*) from wallet_ledger where user_id = $1 and kind = 'seat_payment'",
+    )
+    .bind(b.id)
+    .fetch_one(&app.state.db)
+    .await
+    .unwrap();
     assert_eq!(debits, 1);
     // other users cannot see or pay it
-    let res = app.get(&format!("/api/v1/reservations/{id}"), Some(&other.token)).await;
+    let res = app
+        .get(&format!("/api/v1/reservations/{id}"), Some(&other.token))
+        .await;
     expect_problem(res, StatusCode::NOT_FOUND).await;
     let res = pay(&app, other, id, "x", None).await;
     expect_problem(res, StatusCode::NOT_FOUND).await;
@@ -191,12 +265,19 @@ async fn insufficient_balance_is_a_clear_conflict_and_keeps_the_hold(pool: PgPoo
     let r: Value = res.json().await.unwrap();
     let res = pay(&app, poor, r["id"].as_i64().unwrap(), "k", None).await;
     let body = expect_problem(res, StatusCode::CONFLICT).await;
-    assert!(body["type"].as_str().unwrap().ends_with("/insufficient-balance"), "{body}");
-    let status: String = sqlx::query_scalar("select status from reservations where reservation_id = $1")
-        .bind(r["id"].as_i64().unwrap())
-        .fetch_one(&app.state.db)
-        .await
-        .unwrap();
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap()
+            .ends_with("/insufficient-balance"),
+        "{body}"
+    );
+    let status: String =
+        sqlx::query_scalar("select status from reservations where reservation_id = $1")
+            .bind(r["id"].as_i64().unwrap())
+            .fetch_one(&app.state.db)
+            .await
+            .unwrap();
     assert_eq!(status, "held", "a failed payment changes nothing");
     // a payment needs an Idempotency-Key
     let res = app
@@ -216,41 +297,95 @@ async fn admin_creation_and_bad_input(pool: PgPool) {
     let admin = admin(&app).await;
     let customer = &users(&app, 1, 0).await[0];
     let body = json!({"title": "Gala", "schedules": []});
-    let res = app.post_json("/api/v1/concerts", &body, Some(&customer.token)).await;
+    let res = app
+        .post_json("/api/v1/concerts", &body, Some(&customer.token))
+        .await;
     expect_problem(res, StatusCode::FORBIDDEN).await;
-    let res = app.post_json("/api/v1/concerts", &json!({"title": "", "schedules": []}), Some(&admin)).await;
+    let res = app
+        .post_json(
+            "/api/v1/concerts",
+            &json!({"title": "", "schedules": []}),
+            Some(&admin),
+        )
+        .await;
     let p = expect_problem(res, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(p["field"], "title");
-    let res = app.post_json("/api/v1/concerts", &json!({"title": "Gala", "queue_id": "Not A Queue"}), Some(&admin)).await;
+    let res = app
+        .post_json(
+            "/api/v1/concerts",
+            &json!({"title": "Gala", "queue_id": "Not A Queue"}),
+            Some(&admin),
+        )
+        .await;
     expect_problem(res, StatusCode::UNPROCESSABLE_ENTITY).await;
     let c = concert(&app, &admin, Some("gala-q"), 3, 100).await;
 
     // more schedules and seats in bulk; duplicates are conflicts
-    let res = app.post_json(&format!("/api/v1/concerts/{}/schedules", c.id), &json!({"starts_at": "2026-12-25T19:00:00Z"}), Some(&admin)).await;
+    let res = app
+        .post_json(
+            &format!("/api/v1/concerts/{}/schedules", c.id),
+            &json!({"starts_at": "2026-12-25T19:00:00Z"}),
+            Some(&admin),
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::CREATED);
     let s: Value = res.json().await.unwrap();
     let seats = json!({"seats": [{"section": "B", "row": "1", "number": 1, "price": 10}, {"section": "B", "row": "1", "number": 2, "price": 10}]});
-    let res = app.post_json(&format!("/api/v1/schedules/{}/seats", s["id"]), &seats, Some(&admin)).await;
+    let res = app
+        .post_json(
+            &format!("/api/v1/schedules/{}/seats", s["id"]),
+            &seats,
+            Some(&admin),
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::CREATED);
     assert_eq!(res.json::<Value>().await.unwrap()["created"], 2);
-    let res = app.post_json(&format!("/api/v1/schedules/{}/seats", s["id"]), &seats, Some(&admin)).await;
+    let res = app
+        .post_json(
+            &format!("/api/v1/schedules/{}/seats", s["id"]),
+            &seats,
+            Some(&admin),
+        )
+        .await;
     expect_problem(res, StatusCode::CONFLICT).await;
-    let res = app.post_json(&format!("/api/v1/concerts/{}/schedules", c.id), &json!({"starts_at": "2026-12-25T19:00:00Z"}), Some(&admin)).await;
+    let res = app
+        .post_json(
+            &format!("/api/v1/concerts/{}/schedules", c.id),
+            &json!({"starts_at": "2026-12-25T19:00:00Z"}),
+            Some(&admin),
+        )
+        .await;
     expect_problem(res, StatusCode::CONFLICT).await;
     let bad = json!({"seats": [{"section": "B", "row": "1", "number": 0, "price": 10}]});
-    let res = app.post_json(&format!("/api/v1/schedules/{}/seats", s["id"]), &bad, Some(&admin)).await;
+    let res = app
+        .post_json(
+            &format!("/api/v1/schedules/{}/seats", s["id"]),
+            &bad,
+            Some(&admin),
+        )
+        .await;
     let p = expect_problem(res, StatusCode::UNPROCESSABLE_ENTITY).await;
     assert_eq!(p["field"], "seats[0].number");
-    let res = app.post_json("/api/v1/schedules/999999/seats", &seats, Some(&admin)).await;
+    let res = app
+        .post_json("/api/v1/schedules/999999/seats", &seats, Some(&admin))
+        .await;
     expect_problem(res, StatusCode::NOT_FOUND).await;
-    assert_eq!(available_schedules(&app, c.id).await.len(), 2, "the new schedule shows at once");
+    assert_eq!(
+        available_schedules(&app, c.id).await.len(),
+        2,
+        "the new schedule shows at once"
+    );
 
     // reads: filters, unknown ids, the queue filter
-    let res = app.get("/api/v1/concerts/999999/schedules?available=true", None).await;
+    let res = app
+        .get("/api/v1/concerts/999999/schedules?available=true", None)
+        .await;
     expect_problem(res, StatusCode::NOT_FOUND).await;
     let res = app.get("/api/v1/schedules/999999/seats", None).await;
     expect_problem(res, StatusCode::NOT_FOUND).await;
-    let res = app.get("/api/v1/schedules/1/seats?available=maybe", None).await;
+    let res = app
+        .get("/api/v1/schedules/1/seats?available=maybe", None)
+        .await;
     expect_problem(res, StatusCode::BAD_REQUEST).await;
     let res = app.get("/api/v1/concerts?queue_id=gala-q", None).await;
     let list: Value = res.json().await.unwrap();
@@ -260,9 +395,18 @@ async fn admin_creation_and_bad_input(pool: PgPool) {
     // a concert behind a waiting room refuses holds without a pass
     let res = hold(&app, customer, c.schedule, c.seats[0], None).await;
     let p = expect_problem(res, StatusCode::FORBIDDEN).await;
-    assert!(p["type"].as_str().unwrap().ends_with("/queue-pass-missing"), "{p}");
+    assert!(
+        p["type"].as_str().unwrap().ends_with("/queue-pass-missing"),
+        "{p}"
+    );
     let res = hold(&app, customer, 999_999, c.seats[0], None).await;
     expect_problem(res, StatusCode::NOT_FOUND).await;
-    let res = app.post_json("/api/v1/reservations", &json!({"schedule_id": "x"}), Some(&customer.token)).await;
+    let res = app
+        .post_json(
+            "/api/v1/reservations",
+            &json!({"schedule_id": "x"}),
+            Some(&customer.token),
+        )
+        .await;
     assert!(res.status().is_client_error());
 }

@@ -20,17 +20,33 @@ use sqlx::PgPool;
 const MIGRATOR: &sqlx::migrate::Migrator = &floodgate_app::platform::db::MIGRATOR;
 
 async fn join(app: &TestApp, user: &User, queue: &str) -> reqwest::Response {
-    app.http.post(app.url(&format!("/api/v1/queues/{queue}/tokens"))).bearer_auth(&user.token).send().await.unwrap()
+    app.http
+        .post(app.url(&format!("/api/v1/queues/{queue}/tokens")))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn me(app: &TestApp, queue: &str, token: &str) -> reqwest::Response {
-    app.http.get(app.url(&format!("/api/v1/queues/{queue}/tokens/me"))).header("X-Queue-Token", token).send().await.unwrap()
+    app.http
+        .get(app.url(&format!("/api/v1/queues/{queue}/tokens/me")))
+        .header("X-Queue-Token", token)
+        .send()
+        .await
+        .unwrap()
 }
 
 async fn active_now(app: &TestApp, queue: &str) -> u64 {
     let mut conn = app.state.redis.conn();
     let now = Utc::now().timestamp_millis();
-    conn.zcount(app.key(&format!("{{q:{queue}}}:active")), format!("({now}"), "+inf").await.unwrap()
+    conn.zcount(
+        app.key(&format!("{{q:{queue}}}:active")),
+        format!("({now}"),
+        "+inf",
+    )
+    .await
+    .unwrap()
 }
 
 fn problem_kind(body: &Value) -> &str {
@@ -54,15 +70,27 @@ async fn joining_is_idempotent_and_tokens_are_checked(pool: PgPool) {
     assert_eq!(again["position"], 1);
     let token = again["token"].as_str().unwrap();
     let (user, claims) = pass::verify(&app.state, token, "q1").unwrap();
-    assert_eq!((user, claims.q.as_str(), claims.pos), (people[0].id, "q1", 1));
+    assert_eq!(
+        (user, claims.q.as_str(), claims.pos),
+        (people[0].id, "q1", 1)
+    );
 
-    let place: Value = me(&app, "q1", second["token"].as_str().unwrap()).await.json().await.unwrap();
+    let place: Value = me(&app, "q1", second["token"].as_str().unwrap())
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(place["status"], "WAITING");
     assert_eq!(place["position"], 2);
     assert_eq!(place["ahead"], 1);
     assert_eq!(place["hold_reason"], "paused");
     assert!(place["poll_after_seconds"].as_u64().unwrap() >= 1);
-    let q: Value = app.get("/api/v1/queues/q1", None).await.json().await.unwrap();
+    let q: Value = app
+        .get("/api/v1/queues/q1", None)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(q["waiting"], 2);
     assert_eq!(q["status"], "paused");
 
@@ -71,28 +99,65 @@ async fn joining_is_idempotent_and_tokens_are_checked(pool: PgPool) {
     forged.replace_range(forged.len() - 4.., "AAAA");
     let p = expect_problem(me(&app, "q1", &forged).await, StatusCode::FORBIDDEN).await;
     assert_eq!(problem_kind(&p), "queue-pass-forged");
-    let access = expect_problem(me(&app, "q1", &people[0].token).await, StatusCode::FORBIDDEN).await;
-    assert_eq!(problem_kind(&access), "queue-pass-forged", "an access token is not a queue token");
+    let access = expect_problem(
+        me(&app, "q1", &people[0].token).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert_eq!(
+        problem_kind(&access),
+        "queue-pass-forged",
+        "an access token is not a queue token"
+    );
     let p = expect_problem(me(&app, "q2", token).await, StatusCode::FORBIDDEN).await;
     assert_eq!(problem_kind(&p), "queue-pass-wrong-queue");
-    let res = app.http.get(app.url("/api/v1/queues/q1/tokens/me")).send().await.unwrap();
+    let res = app
+        .http
+        .get(app.url("/api/v1/queues/q1/tokens/me"))
+        .send()
+        .await
+        .unwrap();
     let p = expect_problem(res, StatusCode::FORBIDDEN).await;
     assert_eq!(problem_kind(&p), "queue-pass-missing");
-    let old = pass::sign(&app.state, "q1", people[0].id, 1, Utc::now() - chrono::Duration::hours(3), 60).unwrap();
+    let old = pass::sign(
+        &app.state,
+        "q1",
+        people[0].id,
+        1,
+        Utc::now() - chrono::Duration::hours(3),
+        60,
+    )
+    .unwrap();
     let place: Value = me(&app, "q1", &old).await.json().await.unwrap();
     assert_eq!(place["status"], "EXPIRED");
     let mut headers = axum::http::HeaderMap::new();
     headers.insert("x-queue-token", old.parse().unwrap());
-    let e = service::require_pass(&app.state, &headers, "q1", people[0].id).await.unwrap_err();
+    let e = service::require_pass(&app.state, &headers, "q1", people[0].id)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), "queue-pass-expired");
     headers.insert("x-queue-token", token.parse().unwrap());
-    let e = service::require_pass(&app.state, &headers, "q1", people[1].id).await.unwrap_err();
+    let e = service::require_pass(&app.state, &headers, "q1", people[1].id)
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), "queue-pass-wrong-user");
-    let e = service::require_pass(&app.state, &headers, "q1", people[0].id).await.unwrap_err();
-    assert_eq!(e.kind(), "queue-pass-not-admitted", "waiting is not admitted");
+    let e = service::require_pass(&app.state, &headers, "q1", people[0].id)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.kind(),
+        "queue-pass-not-admitted",
+        "waiting is not admitted"
+    );
 
     // leaving frees the place; a later join goes to the back
-    let res = app.http.delete(app.url("/api/v1/queues/q1/tokens/me")).header("X-Queue-Token", token).send().await.unwrap();
+    let res = app
+        .http
+        .delete(app.url("/api/v1/queues/q1/tokens/me"))
+        .header("X-Queue-Token", token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     let place: Value = me(&app, "q1", token).await.json().await.unwrap();
     assert_eq!(place["status"], "EXPIRED");
@@ -100,11 +165,24 @@ async fn joining_is_idempotent_and_tokens_are_checked(pool: PgPool) {
     assert_eq!(back["position"], 3);
 
     // bad ids, closed queues, no auth
-    let p = expect_problem(join(&app, &people[2], "Bad_Queue").await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let p = expect_problem(
+        join(&app, &people[2], "Bad_Queue").await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     assert_eq!(p["field"], "queue_id");
-    let res = app.http.post(app.url("/api/v1/queues/q1/tokens")).send().await.unwrap();
+    let res = app
+        .http
+        .post(app.url("/api/v1/queues/q1/tokens"))
+        .send()
+        .await
+        .unwrap();
     expect_problem(res, StatusCode::UNAUTHORIZED).await;
-    set_config(&app, json!({"queues": {"q1": {"closesAt": "2020-01-01T00:00:00Z"}}})).await;
+    set_config(
+        &app,
+        json!({"queues": {"q1": {"closesAt": "2020-01-01T00:00:00Z"}}}),
+    )
+    .await;
     let p = expect_problem(join(&app, &people[2], "q1").await, StatusCode::CONFLICT).await;
     assert_eq!(problem_kind(&p), "queue-closed");
     // those already in line keep their place after closing
@@ -119,7 +197,14 @@ async fn runtime_config_changes_cap_and_pause_within_two_seconds(pool: PgPool) {
     set_config(&app, cfg(5, false)).await;
     let q = QueueId::parse("live").unwrap();
     for i in 0..200 {
-        service::join(&app.state, &q, floodgate_app::auth::UserId(10_000 + i), Utc::now()).await.unwrap();
+        service::join(
+            &app.state,
+            &q,
+            floodgate_app::auth::UserId(10_000 + i),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
     }
     let wait_for = |target: u64, within: Duration| {
         let app = &app;
@@ -131,7 +216,10 @@ async fn runtime_config_changes_cap_and_pause_within_two_seconds(pool: PgPool) {
                     return started.elapsed();
                 }
                 assert!(n < target, "active {n} above the cap {target}");
-                assert!(started.elapsed() < within, "active stuck at {n}, expected {target}");
+                assert!(
+                    started.elapsed() < within,
+                    "active stuck at {n}, expected {target}"
+                );
                 tokio::time::sleep(Duration::from_millis(25)).await;
             }
         }
@@ -145,7 +233,11 @@ async fn runtime_config_changes_cap_and_pause_within_two_seconds(pool: PgPool) {
 
     set_config(&app, cfg(40, true)).await;
     tokio::time::sleep(Duration::from_millis(1_000)).await;
-    assert_eq!(active_now(&app, "live").await, 20, "paused: nobody admitted");
+    assert_eq!(
+        active_now(&app, "live").await,
+        20,
+        "paused: nobody admitted"
+    );
     let place = service::view(&app.state, &q, Utc::now()).await.unwrap();
     assert_eq!(place.status, "paused");
 
@@ -156,9 +248,18 @@ async fn runtime_config_changes_cap_and_pause_within_two_seconds(pool: PgPool) {
     tokio::time::sleep(Duration::from_millis(600)).await;
     assert_eq!(active_now(&app, "live").await, 40);
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
-    assert!(metrics.contains("floodgate_queue_waiting{queue=\"live\"} 160"), "{metrics}");
-    assert!(metrics.contains("floodgate_queue_active{queue=\"live\"} 40"), "{metrics}");
-    assert!(metrics.contains("floodgate_queue_admitted_total{queue=\"live\"} 40"), "{metrics}");
+    assert!(
+        metrics.contains("floodgate_queue_waiting{queue=\"live\"} 160"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("floodgate_queue_active{queue=\"live\"} 40"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("floodgate_queue_admitted_total{queue=\"live\"} 40"),
+        "{metrics}"
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -170,11 +271,22 @@ async fn nobody_is_admitted_before_opens_at_and_random_shuffles_the_pre_queue(po
     let mut tokens = Vec::new();
     for i in 0..100 {
         let user = floodgate_app::auth::UserId(20_000 + i);
-        tokens.push(service::join(&app.state, &q, user, Utc::now()).await.unwrap().token);
+        tokens.push(
+            service::join(&app.state, &q, user, Utc::now())
+                .await
+                .unwrap()
+                .token,
+        );
     }
     tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(active_now(&app, "rnd").await, 0, "pre-queue: nobody admitted before opensAt");
-    let place = service::me(&app.state, &q, &tokens[0], Utc::now()).await.unwrap();
+    assert_eq!(
+        active_now(&app, "rnd").await,
+        0,
+        "pre-queue: nobody admitted before opensAt"
+    );
+    let place = service::me(&app.state, &q, &tokens[0], Utc::now())
+        .await
+        .unwrap();
     assert_eq!(place.hold_reason, Some("not-open"));
     assert_eq!(place.eta_seconds, None);
 
@@ -198,5 +310,8 @@ async fn nobody_is_admitted_before_opens_at_and_random_shuffles_the_pre_queue(po
     sorted.dedup();
     assert_eq!(sorted.len(), positions.len(), "places are distinct");
     assert!(sorted.iter().all(|p| (1..=100).contains(p)));
-    assert_ne!(positions, sorted, "random queueing must not keep the join order");
+    assert_ne!(
+        positions, sorted,
+        "random queueing must not keep the join order"
+    );
 }

@@ -35,7 +35,9 @@ async fn a_new_user_waits_is_admitted_holds_and_pays_in_the_browser(pool: PgPool
     set_config(&app, cfg(6)).await;
     let q = QueueId::parse("concert-42").unwrap();
     for i in 0..5 {
-        service::join(&app.state, &q, UserId(900_000 + i), Utc::now()).await.unwrap();
+        service::join(&app.state, &q, UserId(900_000 + i), Utc::now())
+            .await
+            .unwrap();
     }
 
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -59,7 +61,10 @@ async fn a_new_user_waits_is_admitted_holds_and_pays_in_the_browser(pool: PgPool
             if let Some(shown) = line.strip_prefix("WAITING ") {
                 let shown: serde_json::Value = serde_json::from_str(shown).unwrap();
                 assert_eq!(shown["position"], "6", "{shown}");
-                assert!(shown["ahead"].as_str().unwrap().parse::<u32>().unwrap() >= 1, "{shown}");
+                assert!(
+                    shown["ahead"].as_str().unwrap().parse::<u32>().unwrap() >= 1,
+                    "{shown}"
+                );
                 assert!(shown["eta"].as_str().unwrap().contains("minute"), "{shown}");
                 set_config(&app, cfg(6_000)).await;
             }
@@ -67,12 +72,25 @@ async fn a_new_user_waits_is_admitted_holds_and_pays_in_the_browser(pool: PgPool
         }
         child.wait().await.unwrap()
     };
-    let status = tokio::time::timeout(Duration::from_secs(90), run).await.expect("browser run timed out");
+    let status = tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .expect("browser run timed out");
     assert!(status.success(), "browser script failed: {seen:?}");
-    assert!(seen.iter().any(|l| l.starts_with("ADMITTED ") && l.contains("admitted-title")), "focus moves to the admitted heading: {seen:?}");
+    assert!(
+        seen.iter()
+            .any(|l| l.starts_with("ADMITTED ") && l.contains("admitted-title")),
+        "focus moves to the admitted heading: {seen:?}"
+    );
     assert_eq!(seen.last().map(String::as_str), Some("DONE"));
-    for shot in ["waiting-room-waiting.png", "waiting-room-admitted.png", "waiting-room-done.png"] {
-        assert!(std::fs::metadata(shots.join(shot)).unwrap().len() > 1_000, "{shot} saved");
+    for shot in [
+        "waiting-room-waiting.png",
+        "waiting-room-admitted.png",
+        "waiting-room-done.png",
+    ] {
+        assert!(
+            std::fs::metadata(shots.join(shot)).unwrap().len() > 1_000,
+            "{shot} saved"
+        );
     }
     let paid: i64 = sqlx::query_scalar(
         "select count(*) from reservations r join users u using (user_id) where u.email = $1 and r.status = 'confirmed'",
@@ -89,14 +107,25 @@ async fn the_page_is_self_contained_html(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let res = app.get("/waiting-room/concert-42", None).await;
     assert_eq!(res.status(), 200);
-    assert!(res.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
-    let csp = res.headers()["content-security-policy"].to_str().unwrap().to_owned();
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    let csp = res.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
     assert!(csp.contains("default-src 'none'"), "{csp}");
     let html = res.text().await.unwrap();
     assert!(html.contains("<html lang=\"en\">"));
     assert!(html.contains("const QUEUE = 'concert-42';"));
     assert!(html.contains("aria-live=\"polite\""));
-    assert!(!html.contains("src=\"http") && !html.contains("href=\"http"), "no external assets");
+    assert!(
+        !html.contains("src=\"http") && !html.contains("href=\"http"),
+        "no external assets"
+    );
     let res = app.get("/waiting-room/Bad_Queue", None).await;
     common::expect_problem(res, reqwest::StatusCode::UNPROCESSABLE_ENTITY).await;
 }

@@ -33,9 +33,22 @@ struct OwnRedis {
 
 impl OwnRedis {
     fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .args(["--maxmemory", MAXMEMORY, "--maxmemory-policy", "noeviction"])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -53,8 +66,17 @@ impl Drop for OwnRedis {
 }
 
 async fn used_memory(conn: &mut redis::aio::MultiplexedConnection) -> i64 {
-    let info: String = redis::cmd("INFO").arg("memory").query_async(conn).await.unwrap();
-    info.lines().find_map(|l| l.strip_prefix("used_memory:")).unwrap().trim().parse().unwrap()
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(conn)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -66,7 +88,9 @@ async fn two_hundred_thousand_joins_fit_in_a_small_redis() {
     let mut conn = loop {
         match client.get_multiplexed_async_connection().await {
             Ok(c) => break c,
-            Err(_) if started.elapsed() < Duration::from_secs(5) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(_) if started.elapsed() < Duration::from_secs(5) => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
             Err(e) => panic!("own redis-server did not start: {e}"),
         }
     };
@@ -79,7 +103,9 @@ async fn two_hundred_thousand_joins_fit_in_a_small_redis() {
     let q = QueueId::parse("concert-42").unwrap();
 
     // the first join loads the scripts and creates the queue's fixed keys
-    service::join(&state, &q, UserId(1), Utc::now()).await.unwrap();
+    service::join(&state, &q, UserId(1), Utc::now())
+        .await
+        .unwrap();
     let before = used_memory(&mut conn).await;
     let started = Instant::now();
     let failures = stream::iter(2..=JOINS + 1)
@@ -92,26 +118,46 @@ async fn two_hundred_thousand_joins_fit_in_a_small_redis() {
         .collect::<Vec<_>>()
         .await;
     let elapsed = started.elapsed();
-    assert!(failures.is_empty(), "{} joins failed, first: {}", failures.len(), failures[0]);
+    assert!(
+        failures.is_empty(),
+        "{} joins failed, first: {}",
+        failures.len(),
+        failures[0]
+    );
     let after = used_memory(&mut conn).await;
     let per_user = (after - before) as f64 / JOINS as f64;
     eprintln!(
         "{JOINS} joins in {elapsed:?} ({:.0}/s); used_memory {before} -> {after}: {per_user:.1} bytes per waiting user (maxmemory {MAXMEMORY})",
         JOINS as f64 / elapsed.as_secs_f64()
     );
-    assert!(per_user <= 100.0, "{per_user:.1} bytes per waiting user exceeds the 100-byte target");
+    assert!(
+        per_user <= 100.0,
+        "{per_user:.1} bytes per waiting user exceeds the 100-byte target"
+    );
 
     // every place was kept: the count, and the last joiner's place is the last one
     let view = service::view(&state, &q, Utc::now()).await.unwrap();
     assert_eq!(view.waiting, JOINS as u64 + 1);
-    let again = service::join(&state, &q, UserId(JOINS + 1), Utc::now()).await.unwrap();
+    let again = service::join(&state, &q, UserId(JOINS + 1), Utc::now())
+        .await
+        .unwrap();
     assert_eq!(again.status, PlaceStatus::Waiting);
     assert_eq!(again.position, JOINS as u64 + 1);
-    let place = service::me(&state, &q, &again.token, Utc::now()).await.unwrap();
+    let place = service::me(&state, &q, &again.token, Utc::now())
+        .await
+        .unwrap();
     assert_eq!(place.ahead, Some(JOINS as u64));
     // and everything per user expires
-    let ttl: i64 = redis::cmd("TTL").arg("fgm:{q:concert-42}:u:0").query_async(&mut conn).await.unwrap();
+    let ttl: i64 = redis::cmd("TTL")
+        .arg("fgm:{q:concert-42}:u:0")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert!(ttl > 0, "entry buckets expire");
-    let ttl: i64 = redis::cmd("TTL").arg("fgm:{q:concert-42}:line").query_async(&mut conn).await.unwrap();
+    let ttl: i64 = redis::cmd("TTL")
+        .arg("fgm:{q:concert-42}:line")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert!(ttl > 0, "the line expires");
 }

@@ -33,7 +33,11 @@ impl Family {
 }
 
 /// How long an entry may live: the catalog TTL, cut short by the earliest live hold expiry.
-pub fn entry_ttl(catalog: Duration, next_expiry: Option<DateTime<Utc>>, now: DateTime<Utc>) -> Option<Duration> {
+pub fn entry_ttl(
+    catalog: Duration,
+    next_expiry: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Option<Duration> {
     let ttl = match next_expiry {
         Some(e) => catalog.min((e - now).to_std().unwrap_or(Duration::ZERO)),
         None => catalog,
@@ -44,17 +48,34 @@ pub fn entry_ttl(catalog: Duration, next_expiry: Option<DateTime<Utc>>, now: Dat
 
 /// The bytes of `family`/`variant`, or those built by `load` (which also returns the earliest
 /// live hold expiry in what it read).
-pub async fn get_or_load<F, Fut>(state: &AppState, cache: &'static str, family: &Family, variant: &str, load: F) -> Result<Bytes, ApiError>
+pub async fn get_or_load<F, Fut>(
+    state: &AppState,
+    cache: &'static str,
+    family: &Family,
+    variant: &str,
+    load: F,
+) -> Result<Bytes, ApiError>
 where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<(Bytes, Option<DateTime<Utc>>), ApiError>>,
 {
-    let count = |result: &'static str| state.metrics.cache_requests.get_or_create(&CacheLabels { cache, result }).inc();
+    let count = |result: &'static str| {
+        state
+            .metrics
+            .cache_requests
+            .get_or_create(&CacheLabels { cache, result })
+            .inc()
+    };
     let ver_key = state.redis.key(&format!("{}:ver", family.0));
     let prefix = state.redis.key(&format!("{}:", family.0));
     let suffix = format!(":{variant}");
     let mut conn = state.redis.conn();
-    let read: Result<(String, Option<Vec<u8>>), _> = READ.key(&ver_key).arg(&prefix).arg(&suffix).invoke_async(&mut conn).await;
+    let read: Result<(String, Option<Vec<u8>>), _> = READ
+        .key(&ver_key)
+        .arg(&prefix)
+        .arg(&suffix)
+        .invoke_async(&mut conn)
+        .await;
     let version = match read {
         Ok((_, Some(bytes))) => {
             count("hit");
@@ -73,7 +94,13 @@ where
         if let Some(ttl) = entry_ttl(catalog, next_expiry, Utc::now()) {
             let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
             let key = format!("{prefix}{version}{suffix}");
-            let filled: Result<(), _> = redis::cmd("SET").arg(&key).arg(bytes.as_ref()).arg("PX").arg(ms).query_async(&mut conn).await;
+            let filled: Result<(), _> = redis::cmd("SET")
+                .arg(&key)
+                .arg(bytes.as_ref())
+                .arg("PX")
+                .arg(ms)
+                .query_async(&mut conn)
+                .await;
             if let Err(e) = filled {
                 tracing::debug!(error = %e, "cache fill failed");
             }
@@ -106,7 +133,13 @@ mod tests {
         let now = Utc::now();
         let catalog = Duration::from_secs(60);
         assert_eq!(entry_ttl(catalog, None, now), Some(catalog));
-        assert_eq!(entry_ttl(catalog, Some(now + chrono::Duration::seconds(5)), now), Some(Duration::from_secs(5)));
-        assert_eq!(entry_ttl(catalog, Some(now - chrono::Duration::seconds(5)), now), None);
+        assert_eq!(
+            entry_ttl(catalog, Some(now + chrono::Duration::seconds(5)), now),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            entry_ttl(catalog, Some(now - chrono::Duration::seconds(5)), now),
+            None
+        );
     }
 }

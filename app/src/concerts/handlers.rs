@@ -13,7 +13,10 @@ use utoipa::{IntoParams, ToSchema};
 use super::{
     cache::{self, Family},
     store,
-    types::{ConcertDetail, ConcertId, ConcertView, Items, NewConcert, NewSchedule, NewSeats, ScheduleId, ScheduleView, SeatStatus, SeatView, parse_seats},
+    types::{
+        ConcertDetail, ConcertId, ConcertView, Items, NewConcert, NewSchedule, NewSeats,
+        ScheduleId, ScheduleView, SeatStatus, SeatView, parse_seats,
+    },
 };
 use crate::{
     auth::{CurrentUser, Role},
@@ -50,7 +53,9 @@ fn json_bytes(bytes: Bytes) -> Response {
 }
 
 fn to_bytes<T: Serialize>(v: &T) -> Result<Bytes, ApiError> {
-    serde_json::to_vec(v).map(Bytes::from).map_err(ApiError::internal)
+    serde_json::to_vec(v)
+        .map(Bytes::from)
+        .map_err(ApiError::internal)
 }
 
 /// Create a concert, optionally with its schedules and their seats (admin).
@@ -61,7 +66,11 @@ fn to_bytes<T: Serialize>(v: &T) -> Result<Bytes, ApiError> {
         (status = 409, description = "Duplicate schedule time or seat", content_type = "application/problem+json"),
         (status = 422, content_type = "application/problem+json"),
     ))]
-pub async fn create_concert(State(state): State<AppState>, user: CurrentUser, Json(req): Json<NewConcert>) -> ApiResult<(StatusCode, Json<ConcertDetail>)> {
+pub async fn create_concert(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Json(req): Json<NewConcert>,
+) -> ApiResult<(StatusCode, Json<ConcertDetail>)> {
     user.require(Role::Admin)?;
     let input = req.parse()?;
     let mut tx = state.db.begin().await?;
@@ -72,14 +81,24 @@ pub async fn create_concert(State(state): State<AppState>, user: CurrentUser, Js
     }
     tx.commit().await?;
     let (schedules, _) = store::schedules(&state.db, concert.id).await?;
-    Ok((StatusCode::CREATED, Json(ConcertDetail { concert, schedules })))
+    Ok((
+        StatusCode::CREATED,
+        Json(ConcertDetail { concert, schedules }),
+    ))
 }
 
 /// Concerts, newest first; `queue_id` filters to one waiting room.
 #[utoipa::path(get, path = "/concerts", tag = "concerts", params(ConcertFilter),
     responses((status = 200, body = Paged<ConcertView>), (status = 422, content_type = "application/problem+json")))]
-pub async fn list_concerts(State(state): State<AppState>, Query(f): Query<ConcertFilter>) -> ApiResult<Json<Paged<ConcertView>>> {
-    let page = PageQuery { limit: f.limit, cursor: f.cursor }.parse(20)?;
+pub async fn list_concerts(
+    State(state): State<AppState>,
+    Query(f): Query<ConcertFilter>,
+) -> ApiResult<Json<Paged<ConcertView>>> {
+    let page = PageQuery {
+        limit: f.limit,
+        cursor: f.cursor,
+    }
+    .parse(20)?;
     let queue = f.queue_id.as_deref().map(QueueId::parse).transpose()?;
     let rows = store::concerts(&state.db, queue.as_ref().map(QueueId::as_str), page).await?;
     Ok(Json(Paged::from_rows(rows, page, |c| c.id.0)))
@@ -108,7 +127,12 @@ pub async fn create_schedule(
     let n = store::insert_seats(&mut tx, schedule, &seats).await?;
     tx.commit().await?;
     cache::invalidate(&state, schedule, concert).await;
-    let view = ScheduleView { id: schedule, concert_id: concert, starts_at: req.starts_at, available_seats: i64::try_from(n).unwrap_or(0) };
+    let view = ScheduleView {
+        id: schedule,
+        concert_id: concert,
+        starts_at: req.starts_at,
+        available_seats: i64::try_from(n).unwrap_or(0),
+    };
     Ok((StatusCode::CREATED, Json(view)))
 }
 
@@ -117,19 +141,29 @@ pub async fn create_schedule(
 #[utoipa::path(get, path = "/concerts/{id}/schedules", tag = "concerts",
     params(("id" = i64, Path, description = "Concert id"), AvailableFilter),
     responses((status = 200, body = Items<ScheduleView>), (status = 404, content_type = "application/problem+json")))]
-pub async fn list_schedules(State(state): State<AppState>, Path(id): Path<i64>, Query(f): Query<AvailableFilter>) -> ApiResult<Response> {
+pub async fn list_schedules(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Query(f): Query<AvailableFilter>,
+) -> ApiResult<Response> {
     let concert = ConcertId(id);
     let variant = if f.available { "avail" } else { "all" };
-    let bytes = cache::get_or_load(&state, "schedules", &Family::schedules(concert), variant, || async {
-        let (mut items, next) = store::schedules(&state.db, concert).await?;
-        if items.is_empty() && store::concert(&state.db, concert).await?.is_none() {
-            return Err(ApiError::not_found("concert"));
-        }
-        if f.available {
-            items.retain(|s| s.available_seats > 0);
-        }
-        Ok((to_bytes(&Items { items })?, next))
-    })
+    let bytes = cache::get_or_load(
+        &state,
+        "schedules",
+        &Family::schedules(concert),
+        variant,
+        || async {
+            let (mut items, next) = store::schedules(&state.db, concert).await?;
+            if items.is_empty() && store::concert(&state.db, concert).await?.is_none() {
+                return Err(ApiError::not_found("concert"));
+            }
+            if f.available {
+                items.retain(|s| s.available_seats > 0);
+            }
+            Ok((to_bytes(&Items { items })?, next))
+        },
+    )
     .await?;
     Ok(json_bytes(bytes))
 }
@@ -152,7 +186,9 @@ pub async fn create_seats(
     user.require(Role::Admin)?;
     let schedule = ScheduleId(id);
     let seats = parse_seats(&req.seats)?;
-    let (concert, _, _) = store::schedule_concert(&state.db, schedule).await?.ok_or_else(|| ApiError::not_found("schedule"))?;
+    let (concert, _, _) = store::schedule_concert(&state.db, schedule)
+        .await?
+        .ok_or_else(|| ApiError::not_found("schedule"))?;
     let mut tx = state.db.begin().await?;
     let created = store::insert_seats(&mut tx, schedule, &seats).await?;
     tx.commit().await?;
@@ -165,19 +201,29 @@ pub async fn create_seats(
 #[utoipa::path(get, path = "/schedules/{id}/seats", tag = "concerts",
     params(("id" = i64, Path, description = "Schedule id"), AvailableFilter),
     responses((status = 200, body = Items<SeatView>), (status = 404, content_type = "application/problem+json")))]
-pub async fn list_seats(State(state): State<AppState>, Path(id): Path<i64>, Query(f): Query<AvailableFilter>) -> ApiResult<Response> {
+pub async fn list_seats(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    Query(f): Query<AvailableFilter>,
+) -> ApiResult<Response> {
     let schedule = ScheduleId(id);
     let variant = if f.available { "avail" } else { "all" };
-    let bytes = cache::get_or_load(&state, "seats", &Family::seats(schedule), variant, || async {
-        let (mut items, next) = store::seats(&state.db, schedule).await?;
-        if items.is_empty() && !store::schedule_exists(&state.db, schedule).await? {
-            return Err(ApiError::not_found("schedule"));
-        }
-        if f.available {
-            items.retain(|s| s.status == SeatStatus::Free);
-        }
-        Ok((to_bytes(&Items { items })?, next))
-    })
+    let bytes = cache::get_or_load(
+        &state,
+        "seats",
+        &Family::seats(schedule),
+        variant,
+        || async {
+            let (mut items, next) = store::seats(&state.db, schedule).await?;
+            if items.is_empty() && !store::schedule_exists(&state.db, schedule).await? {
+                return Err(ApiError::not_found("schedule"));
+            }
+            if f.available {
+                items.retain(|s| s.status == SeatStatus::Free);
+            }
+            Ok((to_bytes(&Items { items })?, next))
+        },
+    )
     .await?;
     Ok(json_bytes(bytes))
 }

@@ -3,13 +3,19 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 
-use super::types::{ConcertId, ConcertInput, ConcertView, ScheduleId, ScheduleView, SeatColumns, SeatId, SeatView, seat_status};
+use super::types::{
+    ConcertId, ConcertInput, ConcertView, ScheduleId, ScheduleView, SeatColumns, SeatId, SeatView,
+    seat_status,
+};
 use crate::{
     error::{ApiError, violated_constraint},
     pagination::Page,
 };
 
-pub async fn insert_concert(conn: &mut PgConnection, c: &ConcertInput) -> Result<ConcertView, ApiError> {
+pub async fn insert_concert(
+    conn: &mut PgConnection,
+    c: &ConcertInput,
+) -> Result<ConcertView, ApiError> {
     Ok(sqlx::query_as(
         "insert into concerts (title, venue, queue_id, max_holds_per_user) values ($1, $2, $3, $4)
          returning concert_id, title, venue, queue_id, max_holds_per_user, created_at",
@@ -22,23 +28,34 @@ pub async fn insert_concert(conn: &mut PgConnection, c: &ConcertInput) -> Result
     .await?)
 }
 
-pub async fn insert_schedule(conn: &mut PgConnection, concert: ConcertId, starts_at: DateTime<Utc>) -> Result<ScheduleId, ApiError> {
-    sqlx::query_scalar("insert into schedules (concert_id, starts_at) values ($1, $2) returning schedule_id")
-        .bind(concert)
-        .bind(starts_at)
-        .fetch_one(conn)
-        .await
-        .map_err(|e| match violated_constraint(&e) {
-            Some("schedules_concert_starts_key") => {
-                ApiError::conflict("schedule-exists", "this concert already has a schedule at that time")
-            }
-            Some("schedules_concert_id_fkey") => ApiError::not_found("concert"),
-            _ => e.into(),
-        })
+pub async fn insert_schedule(
+    conn: &mut PgConnection,
+    concert: ConcertId,
+    starts_at: DateTime<Utc>,
+) -> Result<ScheduleId, ApiError> {
+    sqlx::query_scalar(
+        "insert into schedules (concert_id, starts_at) values ($1, $2) returning schedule_id",
+    )
+    .bind(concert)
+    .bind(starts_at)
+    .fetch_one(conn)
+    .await
+    .map_err(|e| match violated_constraint(&e) {
+        Some("schedules_concert_starts_key") => ApiError::conflict(
+            "schedule-exists",
+            "this concert already has a schedule at that time",
+        ),
+        Some("schedules_concert_id_fkey") => ApiError::not_found("concert"),
+        _ => e.into(),
+    })
 }
 
 /// Inserts seats in one statement; a seat that already exists makes the whole request 409.
-pub async fn insert_seats(conn: &mut PgConnection, schedule: ScheduleId, s: &SeatColumns) -> Result<u64, ApiError> {
+pub async fn insert_seats(
+    conn: &mut PgConnection,
+    schedule: ScheduleId,
+    s: &SeatColumns,
+) -> Result<u64, ApiError> {
     let done = sqlx::query(
         "insert into seats (schedule_id, section, row_label, number, price)
          select $1, * from unnest($2::text[], $3::text[], $4::int[], $5::bigint[])",
@@ -51,14 +68,21 @@ pub async fn insert_seats(conn: &mut PgConnection, schedule: ScheduleId, s: &Sea
     .execute(conn)
     .await
     .map_err(|e| match violated_constraint(&e) {
-        Some("seats_place_key") => ApiError::conflict("seat-exists", "a seat with that section, row and number already exists"),
+        Some("seats_place_key") => ApiError::conflict(
+            "seat-exists",
+            "a seat with that section, row and number already exists",
+        ),
         Some("seats_schedule_id_fkey") => ApiError::not_found("schedule"),
         _ => e.into(),
     })?;
     Ok(done.rows_affected())
 }
 
-pub async fn concerts(db: &PgPool, queue_id: Option<&str>, page: Page) -> Result<Vec<ConcertView>, ApiError> {
+pub async fn concerts(
+    db: &PgPool,
+    queue_id: Option<&str>,
+    page: Page,
+) -> Result<Vec<ConcertView>, ApiError> {
     Ok(sqlx::query_as(
         "select concert_id, title, venue, queue_id, max_holds_per_user, created_at from concerts
           where ($1::text is null or queue_id = $1) and ($2::bigint is null or concert_id < $2)
@@ -81,7 +105,10 @@ pub async fn concert(db: &PgPool, id: ConcertId) -> Result<Option<ConcertView>, 
 }
 
 /// The concert a schedule belongs to, for cache invalidation and queue checks.
-pub async fn schedule_concert(db: &PgPool, id: ScheduleId) -> Result<Option<(ConcertId, Option<String>, i32)>, ApiError> {
+pub async fn schedule_concert(
+    db: &PgPool,
+    id: ScheduleId,
+) -> Result<Option<(ConcertId, Option<String>, i32)>, ApiError> {
     Ok(sqlx::query_as(
         "select c.concert_id, c.queue_id, c.max_holds_per_user from schedules s join concerts c using (concert_id)
           where s.schedule_id = $1",
@@ -93,7 +120,10 @@ pub async fn schedule_concert(db: &PgPool, id: ScheduleId) -> Result<Option<(Con
 
 /// Schedules with their available-seat counts, and the earliest live hold expiry among them
 /// (a cached copy must not outlive it, or an expired hold would still look taken).
-pub async fn schedules(db: &PgPool, concert: ConcertId) -> Result<(Vec<ScheduleView>, Option<DateTime<Utc>>), ApiError> {
+pub async fn schedules(
+    db: &PgPool,
+    concert: ConcertId,
+) -> Result<(Vec<ScheduleView>, Option<DateTime<Utc>>), ApiError> {
     let rows: Vec<ScheduleRow> = sqlx::query_as(
         "select s.schedule_id, s.concert_id, s.starts_at,
                 count(st.seat_id) filter (where st.sold_to is null
@@ -110,17 +140,43 @@ pub async fn schedules(db: &PgPool, concert: ConcertId) -> Result<(Vec<ScheduleV
     let next = rows.iter().filter_map(|r| r.4).min();
     let views = rows
         .into_iter()
-        .map(|(id, concert_id, starts_at, available_seats, _)| ScheduleView { id, concert_id, starts_at, available_seats })
+        .map(
+            |(id, concert_id, starts_at, available_seats, _)| ScheduleView {
+                id,
+                concert_id,
+                starts_at,
+                available_seats,
+            },
+        )
         .collect();
     Ok((views, next))
 }
 
-type ScheduleRow = (ScheduleId, ConcertId, DateTime<Utc>, i64, Option<DateTime<Utc>>);
-type SeatRow = (SeatId, ScheduleId, String, String, i32, i64, bool, Option<DateTime<Utc>>, DateTime<Utc>);
+type ScheduleRow = (
+    ScheduleId,
+    ConcertId,
+    DateTime<Utc>,
+    i64,
+    Option<DateTime<Utc>>,
+);
+type SeatRow = (
+    SeatId,
+    ScheduleId,
+    String,
+    String,
+    i32,
+    i64,
+    bool,
+    Option<DateTime<Utc>>,
+    DateTime<Utc>,
+);
 
 /// All seats of a schedule with their status as of the database clock, and the earliest live
 /// hold expiry.
-pub async fn seats(db: &PgPool, schedule: ScheduleId) -> Result<(Vec<SeatView>, Option<DateTime<Utc>>), ApiError> {
+pub async fn seats(
+    db: &PgPool,
+    schedule: ScheduleId,
+) -> Result<(Vec<SeatView>, Option<DateTime<Utc>>), ApiError> {
     let rows: Vec<SeatRow> = sqlx::query_as(
         "select seat_id, schedule_id, section, row_label, number, price, sold_to is not null, hold_expires_at, now()
            from seats where schedule_id = $1 order by section, row_label, number",
@@ -131,20 +187,35 @@ pub async fn seats(db: &PgPool, schedule: ScheduleId) -> Result<(Vec<SeatView>, 
     let mut next: Option<DateTime<Utc>> = None;
     let views = rows
         .into_iter()
-        .map(|(id, schedule_id, section, row, number, price, sold, hold, now)| {
-            let status = seat_status(sold, hold, now);
-            if status == super::types::SeatStatus::Held {
-                next = match (next, hold) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
-                };
-            }
-            SeatView { id, schedule_id, section, row, number, price, status }
-        })
+        .map(
+            |(id, schedule_id, section, row, number, price, sold, hold, now)| {
+                let status = seat_status(sold, hold, now);
+                if status == super::types::SeatStatus::Held {
+                    next = match (next, hold) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                }
+                SeatView {
+                    id,
+                    schedule_id,
+                    section,
+                    row,
+                    number,
+                    price,
+                    status,
+                }
+            },
+        )
         .collect();
     Ok((views, next))
 }
 
 pub async fn schedule_exists(db: &PgPool, id: ScheduleId) -> Result<bool, ApiError> {
-    Ok(sqlx::query_scalar::<_, bool>("select exists (select 1 from schedules where schedule_id = $1)").bind(id).fetch_one(db).await?)
+    Ok(sqlx::query_scalar::<_, bool>(
+        "select exists (select 1 from schedules where schedule_id = $1)",
+    )
+    .bind(id)
+    .fetch_one(db)
+    .await?)
 }

@@ -38,7 +38,11 @@ pub async fn sweep_once(state: &AppState) -> Result<Vec<(ScheduleId, ConcertId)>
 }
 
 pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
-    let holder = format!("{}:{}", state.settings.replica_id(), uuid::Uuid::new_v4().simple());
+    let holder = format!(
+        "{}:{}",
+        state.settings.replica_id(),
+        uuid::Uuid::new_v4().simple()
+    );
     let lease = Lease::new(&state.redis, "{sweep:holds}:lease", &holder);
     loop {
         if lease.hold(&state.redis).await {

@@ -9,7 +9,20 @@ use crate::{error::ApiError, queue::QueueId};
 
 macro_rules! id_type {
     ($name:ident) => {
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type, ToSchema)]
+        #[derive(
+            Clone,
+            Copy,
+            Debug,
+            PartialEq,
+            Eq,
+            Hash,
+            PartialOrd,
+            Ord,
+            Serialize,
+            Deserialize,
+            sqlx::Type,
+            ToSchema,
+        )]
         #[sqlx(transparent)]
         #[serde(transparent)]
         pub struct $name(pub i64);
@@ -80,10 +93,16 @@ pub struct ConcertInput {
 fn text(field: &str, raw: &str, max: usize, required: bool) -> Result<String, ApiError> {
     let t = raw.trim();
     if required && t.is_empty() {
-        return Err(ApiError::invalid(field, format!("{field} must not be empty")));
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must not be empty"),
+        ));
     }
     if t.chars().count() > max || t.chars().any(char::is_control) {
-        return Err(ApiError::invalid(field, format!("{field} must be at most {max} printable characters")));
+        return Err(ApiError::invalid(
+            field,
+            format!("{field} must be at most {max} printable characters"),
+        ));
     }
     Ok(t.to_owned())
 }
@@ -92,12 +111,18 @@ impl NewConcert {
     pub fn parse(&self) -> Result<ConcertInput, ApiError> {
         let max_holds = self.max_holds_per_user.unwrap_or(1);
         if !(1..=10).contains(&max_holds) {
-            return Err(ApiError::invalid("max_holds_per_user", "max_holds_per_user must be between 1 and 10"));
+            return Err(ApiError::invalid(
+                "max_holds_per_user",
+                "max_holds_per_user must be between 1 and 10",
+            ));
         }
         let queue_id = self.queue_id.as_deref().map(QueueId::parse).transpose()?;
         let seats: usize = self.schedules.iter().map(|s| s.seats.len()).sum();
         if seats > MAX_SEATS_PER_REQUEST {
-            return Err(ApiError::invalid("schedules", format!("at most {MAX_SEATS_PER_REQUEST} seats per request")));
+            return Err(ApiError::invalid(
+                "schedules",
+                format!("at most {MAX_SEATS_PER_REQUEST} seats per request"),
+            ));
         }
         for s in &self.schedules {
             parse_seats(&s.seats)?;
@@ -122,7 +147,10 @@ pub struct SeatColumns {
 
 pub fn parse_seats(seats: &[NewSeat]) -> Result<SeatColumns, ApiError> {
     if seats.len() > MAX_SEATS_PER_REQUEST {
-        return Err(ApiError::invalid("seats", format!("at most {MAX_SEATS_PER_REQUEST} seats per request")));
+        return Err(ApiError::invalid(
+            "seats",
+            format!("at most {MAX_SEATS_PER_REQUEST} seats per request"),
+        ));
     }
     let mut cols = SeatColumns::default();
     let mut seen = std::collections::HashSet::new();
@@ -130,13 +158,22 @@ pub fn parse_seats(seats: &[NewSeat]) -> Result<SeatColumns, ApiError> {
         let section = text(&format!("seats[{i}].section"), &s.section, 16, true)?;
         let row = text(&format!("seats[{i}].row"), &s.row, 16, true)?;
         if !(1..=100_000).contains(&s.number) {
-            return Err(ApiError::invalid(&format!("seats[{i}].number"), "seat number must be between 1 and 100000"));
+            return Err(ApiError::invalid(
+                &format!("seats[{i}].number"),
+                "seat number must be between 1 and 100000",
+            ));
         }
         if !(1..=MAX_PRICE).contains(&s.price) {
-            return Err(ApiError::invalid(&format!("seats[{i}].price"), format!("price must be between 1 and {MAX_PRICE}")));
+            return Err(ApiError::invalid(
+                &format!("seats[{i}].price"),
+                format!("price must be between 1 and {MAX_PRICE}"),
+            ));
         }
         if !seen.insert((section.clone(), row.clone(), s.number)) {
-            return Err(ApiError::invalid(&format!("seats[{i}]"), "the same seat appears twice in the request"));
+            return Err(ApiError::invalid(
+                &format!("seats[{i}]"),
+                "the same seat appears twice in the request",
+            ));
         }
         cols.section.push(section);
         cols.row.push(row);
@@ -176,7 +213,11 @@ pub enum SeatStatus {
 }
 
 /// A seat's status at `now`: an expired hold is free, whether or not it was swept yet.
-pub fn seat_status(sold: bool, hold_expires_at: Option<DateTime<Utc>>, now: DateTime<Utc>) -> SeatStatus {
+pub fn seat_status(
+    sold: bool,
+    hold_expires_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> SeatStatus {
     if sold {
         SeatStatus::Sold
     } else if hold_expires_at.is_some_and(|e| e > now) {
@@ -214,7 +255,12 @@ mod tests {
     use super::*;
 
     fn seat(section: &str, number: i32, price: i64) -> NewSeat {
-        NewSeat { section: section.into(), row: "1".into(), number, price }
+        NewSeat {
+            section: section.into(),
+            row: "1".into(),
+            number,
+            price,
+        }
     }
 
     #[test]
@@ -232,7 +278,10 @@ mod tests {
     fn an_expired_hold_is_free() {
         let now = Utc::now();
         assert_eq!(seat_status(false, None, now), SeatStatus::Free);
-        assert_eq!(seat_status(false, Some(now + chrono::Duration::seconds(1)), now), SeatStatus::Held);
+        assert_eq!(
+            seat_status(false, Some(now + chrono::Duration::seconds(1)), now),
+            SeatStatus::Held
+        );
         assert_eq!(seat_status(false, Some(now), now), SeatStatus::Free);
         assert_eq!(seat_status(true, None, now), SeatStatus::Sold);
     }

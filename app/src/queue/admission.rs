@@ -36,17 +36,27 @@ struct QueueLoop {
 
 impl QueueLoop {
     fn measured_rate(&mut self, now: Instant) -> f64 {
-        while self.recent.front().is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW) {
+        while self
+            .recent
+            .front()
+            .is_some_and(|(t, _)| now.duration_since(*t) > RATE_WINDOW)
+        {
             self.recent.pop_front();
         }
-        let Some((first, _)) = self.recent.front() else { return 0.0 };
+        let Some((first, _)) = self.recent.front() else {
+            return 0.0;
+        };
         let span = now.duration_since(*first).as_secs_f64().max(1.0);
         self.recent.iter().map(|(_, n)| *n).sum::<u64>() as f64 / span
     }
 }
 
 pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
-    let holder = format!("{}:{}", state.settings.replica_id(), uuid::Uuid::new_v4().simple());
+    let holder = format!(
+        "{}:{}",
+        state.settings.replica_id(),
+        uuid::Uuid::new_v4().simple()
+    );
     let mut loops: HashMap<String, QueueLoop> = HashMap::new();
     let mut last_discover: Option<Instant> = None;
     loop {
@@ -84,9 +94,13 @@ async fn tick(state: &AppState, id: &str, ql: &mut QueueLoop) {
     let q = state.runtime.get().queue(id);
     let now = Utc::now();
     let now_ms = now.timestamp_millis();
-    let labels = QueueLabels { queue: id.to_owned() };
+    let labels = QueueLabels {
+        queue: id.to_owned(),
+    };
     let instant = Instant::now();
-    let elapsed = ql.last_tick.map_or(0.0, |t| instant.duration_since(t).as_secs_f64());
+    let elapsed = ql
+        .last_tick
+        .map_or(0.0, |t| instant.duration_since(t).as_secs_f64());
     ql.last_tick = Some(instant);
 
     if !ql.lease.hold(&state.redis).await {
@@ -100,15 +114,25 @@ async fn tick(state: &AppState, id: &str, ql: &mut QueueLoop) {
         return;
     }
 
-    if !ql.shuffle_checked && q.queueing == Queueing::Random && q.opens_at.is_some() && rules::phase(&q, now) != Phase::NotOpen {
+    if !ql.shuffle_checked
+        && q.queueing == Queueing::Random
+        && q.opens_at.is_some()
+        && rules::phase(&q, now) != Phase::NotOpen
+    {
         match store::shuffle_pre_queue(state, id, rand::random(), q.token_ttl.as_secs()).await {
             Ok(n) => {
                 ql.shuffle_checked = true;
                 if n >= 0 {
-                    tracing::info!(queue = id, shuffled = n, "random queue opened: pre-queue shuffled");
+                    tracing::info!(
+                        queue = id,
+                        shuffled = n,
+                        "random queue opened: pre-queue shuffled"
+                    );
                 }
             }
-            Err(e) => tracing::warn!(error = %e, queue = id, "pre-queue shuffle failed; retrying next tick"),
+            Err(e) => {
+                tracing::warn!(error = %e, queue = id, "pre-queue shuffle failed; retrying next tick")
+            }
         }
     }
 
@@ -133,8 +157,16 @@ async fn tick(state: &AppState, id: &str, ql: &mut QueueLoop) {
             if counts.admitted > 0 {
                 ql.recent.push_back((instant, counts.admitted));
             }
-            state.metrics.queue_admitted.get_or_create(&labels).inc_by(counts.admitted);
-            state.metrics.queue_abandoned.get_or_create(&labels).inc_by(counts.abandoned);
+            state
+                .metrics
+                .queue_admitted
+                .get_or_create(&labels)
+                .inc_by(counts.admitted);
+            state
+                .metrics
+                .queue_abandoned
+                .get_or_create(&labels)
+                .inc_by(counts.abandoned);
             publish(state, &labels, counts, measured);
         }
         Err(e) => tracing::warn!(error = %e, queue = id, "admission tick failed"),
@@ -143,7 +175,11 @@ async fn tick(state: &AppState, id: &str, ql: &mut QueueLoop) {
 
 fn publish(state: &AppState, labels: &QueueLabels, counts: Counts, rate: f64) {
     let m = &state.metrics;
-    m.queue_waiting.get_or_create(labels).set(i64::try_from(counts.waiting).unwrap_or(i64::MAX));
-    m.queue_active.get_or_create(labels).set(i64::try_from(counts.active).unwrap_or(i64::MAX));
+    m.queue_waiting
+        .get_or_create(labels)
+        .set(i64::try_from(counts.waiting).unwrap_or(i64::MAX));
+    m.queue_active
+        .get_or_create(labels)
+        .set(i64::try_from(counts.active).unwrap_or(i64::MAX));
     m.queue_admission_rate.get_or_create(labels).set(rate);
 }

@@ -23,7 +23,11 @@ use crate::{auth::CurrentUser, error::ApiResult, state::AppState};
         (status = 409, description = "The queue is closed (after closesAt)", content_type = "application/problem+json"),
         (status = 422, description = "Invalid queue id", content_type = "application/problem+json"),
     ))]
-pub async fn join(State(state): State<AppState>, user: CurrentUser, Path(queue_id): Path<String>) -> ApiResult<(StatusCode, Json<JoinResponse>)> {
+pub async fn join(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(queue_id): Path<String>,
+) -> ApiResult<(StatusCode, Json<JoinResponse>)> {
     let queue = QueueId::parse(&queue_id)?;
     let joined = service::join(&state, &queue, user.id, Utc::now()).await?;
     Ok((StatusCode::CREATED, Json(joined)))
@@ -37,7 +41,11 @@ pub async fn join(State(state): State<AppState>, user: CurrentUser, Path(queue_i
         (status = 200, body = PlaceView),
         (status = 403, description = "Token missing, forged or for another queue", content_type = "application/problem+json"),
     ))]
-pub async fn me(State(state): State<AppState>, Path(queue_id): Path<String>, headers: HeaderMap) -> ApiResult<Json<PlaceView>> {
+pub async fn me(
+    State(state): State<AppState>,
+    Path(queue_id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<Json<PlaceView>> {
     let queue = QueueId::parse(&queue_id)?;
     let token = pass::from_headers(&headers).map_err(PassError::into_api)?;
     Ok(Json(service::me(&state, &queue, token, Utc::now()).await?))
@@ -50,7 +58,11 @@ pub async fn me(State(state): State<AppState>, Path(queue_id): Path<String>, hea
         (status = 204, description = "Left"),
         (status = 403, description = "Token missing, forged, expired or for another queue", content_type = "application/problem+json"),
     ))]
-pub async fn leave(State(state): State<AppState>, Path(queue_id): Path<String>, headers: HeaderMap) -> ApiResult<StatusCode> {
+pub async fn leave(
+    State(state): State<AppState>,
+    Path(queue_id): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult<StatusCode> {
     let queue = QueueId::parse(&queue_id)?;
     let token = pass::from_headers(&headers).map_err(PassError::into_api)?;
     service::leave_with_token(&state, &queue, token).await?;
@@ -61,7 +73,10 @@ pub async fn leave(State(state): State<AppState>, Path(queue_id): Path<String>, 
 #[utoipa::path(get, path = "/queues/{queue_id}", tag = "queue",
     params(("queue_id" = String, Path, description = "Queue id")),
     responses((status = 200, body = QueueView), (status = 422, content_type = "application/problem+json")))]
-pub async fn show(State(state): State<AppState>, Path(queue_id): Path<String>) -> ApiResult<Json<QueueView>> {
+pub async fn show(
+    State(state): State<AppState>,
+    Path(queue_id): Path<String>,
+) -> ApiResult<Json<QueueView>> {
     let queue = QueueId::parse(&queue_id)?;
     Ok(Json(service::view(&state, &queue, Utc::now()).await?))
 }

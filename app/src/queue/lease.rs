@@ -23,14 +23,23 @@ pub struct Lease {
 impl Lease {
     /// `rest` is the key below the prefix; `holder` must be unique per process.
     pub fn new(redis: &Redis, rest: &str, holder: &str) -> Self {
-        Self { key: redis.key(rest), holder: holder.to_owned() }
+        Self {
+            key: redis.key(rest),
+            holder: holder.to_owned(),
+        }
     }
 
     /// Takes or renews the lease; false when another replica holds it or Redis is down.
     pub async fn hold(&self, redis: &Redis) -> bool {
         let mut conn = redis.conn();
         let ttl = u64::try_from(LEASE_TTL.as_millis()).unwrap_or(2_000);
-        match TAKE.key(&self.key).arg(&self.holder).arg(ttl).invoke_async::<i64>(&mut conn).await {
+        match TAKE
+            .key(&self.key)
+            .arg(&self.holder)
+            .arg(ttl)
+            .invoke_async::<i64>(&mut conn)
+            .await
+        {
             Ok(held) => held == 1,
             Err(e) => {
                 tracing::debug!(error = %e, key = %self.key, "lease check failed");
@@ -41,6 +50,10 @@ impl Lease {
 
     pub async fn release(&self, redis: &Redis) {
         let mut conn = redis.conn();
-        let _ = RELEASE.key(&self.key).arg(&self.holder).invoke_async::<i64>(&mut conn).await;
+        let _ = RELEASE
+            .key(&self.key)
+            .arg(&self.holder)
+            .invoke_async::<i64>(&mut conn)
+            .await;
     }
 }

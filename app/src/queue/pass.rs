@@ -38,16 +38,38 @@ pub enum PassError {
 impl PassError {
     pub fn into_api(self) -> ApiError {
         match self {
-            Self::Missing => ApiError::forbidden("queue-pass-missing", "this endpoint needs an admitted waiting-room pass in X-Queue-Token"),
-            Self::Forged => ApiError::forbidden("queue-pass-forged", "the X-Queue-Token is not a pass this service signed"),
-            Self::Expired => ApiError::forbidden("queue-pass-expired", "the waiting-room pass has expired; join the queue again"),
-            Self::WrongQueue => ApiError::forbidden("queue-pass-wrong-queue", "the waiting-room pass is for another queue"),
-            Self::WrongUser => ApiError::forbidden("queue-pass-wrong-user", "the waiting-room pass belongs to another user"),
+            Self::Missing => ApiError::forbidden(
+                "queue-pass-missing",
+                "this endpoint needs an admitted waiting-room pass in X-Queue-Token",
+            ),
+            Self::Forged => ApiError::forbidden(
+                "queue-pass-forged",
+                "the X-Queue-Token is not a pass this service signed",
+            ),
+            Self::Expired => ApiError::forbidden(
+                "queue-pass-expired",
+                "the waiting-room pass has expired; join the queue again",
+            ),
+            Self::WrongQueue => ApiError::forbidden(
+                "queue-pass-wrong-queue",
+                "the waiting-room pass is for another queue",
+            ),
+            Self::WrongUser => ApiError::forbidden(
+                "queue-pass-wrong-user",
+                "the waiting-room pass belongs to another user",
+            ),
         }
     }
 }
 
-pub fn sign(state: &AppState, queue: &str, user: UserId, pos: u64, now: DateTime<Utc>, ttl_secs: u64) -> Result<String, ApiError> {
+pub fn sign(
+    state: &AppState,
+    queue: &str,
+    user: UserId,
+    pos: u64,
+    now: DateTime<Utc>,
+    ttl_secs: u64,
+) -> Result<String, ApiError> {
     let iat = now.timestamp();
     let claims = QueueClaims {
         sub: user.to_string(),
@@ -58,11 +80,20 @@ pub fn sign(state: &AppState, queue: &str, user: UserId, pos: u64, now: DateTime
         iss: ISSUER.into(),
         aud: AUDIENCE.into(),
     };
-    encode(&Header::new(Algorithm::HS256), &claims, state.jwt.encoding_key()).map_err(ApiError::internal)
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        state.jwt.encoding_key(),
+    )
+    .map_err(ApiError::internal)
 }
 
 /// Verifies signature, algorithm, audience, expiry and queue; returns the user it names.
-pub fn verify(state: &AppState, token: &str, queue: &str) -> Result<(UserId, QueueClaims), PassError> {
+pub fn verify(
+    state: &AppState,
+    token: &str,
+    queue: &str,
+) -> Result<(UserId, QueueClaims), PassError> {
     let mut v = Validation::new(Algorithm::HS256);
     v.set_audience(&[AUDIENCE]);
     v.set_issuer(&[ISSUER]);
@@ -78,7 +109,11 @@ pub fn verify(state: &AppState, token: &str, queue: &str) -> Result<(UserId, Que
     if claims.q != queue {
         return Err(PassError::WrongQueue);
     }
-    let user = claims.sub.parse().map(UserId).map_err(|_| PassError::Forged)?;
+    let user = claims
+        .sub
+        .parse()
+        .map(UserId)
+        .map_err(|_| PassError::Forged)?;
     Ok((user, claims))
 }
 

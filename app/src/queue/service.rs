@@ -32,11 +32,22 @@ fn token_ttl(q: &QueueSettings) -> u64 {
 }
 
 fn count_abandoned(state: &AppState, queue: &str) {
-    state.metrics.queue_abandoned.get_or_create(&QueueLabels { queue: queue.to_owned() }).inc();
+    state
+        .metrics
+        .queue_abandoned
+        .get_or_create(&QueueLabels {
+            queue: queue.to_owned(),
+        })
+        .inc();
 }
 
 /// Joins `queue` (or returns the user's existing place) and signs the token.
-pub async fn join(state: &AppState, queue: &QueueId, user: UserId, now: DateTime<Utc>) -> Result<JoinResponse, ApiError> {
+pub async fn join(
+    state: &AppState,
+    queue: &QueueId,
+    user: UserId,
+    now: DateTime<Utc>,
+) -> Result<JoinResponse, ApiError> {
     let q = settings(state, queue.as_str());
     let phase = rules::phase(&q, now);
     let args = JoinArgs {
@@ -52,7 +63,10 @@ pub async fn join(state: &AppState, queue: &QueueId, user: UserId, now: DateTime
     }
     let (position, status) = match outcome {
         JoinOutcome::Closed => {
-            return Err(ApiError::conflict("queue-closed", "this waiting room no longer accepts new joins"));
+            return Err(ApiError::conflict(
+                "queue-closed",
+                "this waiting room no longer accepts new joins",
+            ));
         }
         JoinOutcome::Waiting { position } => {
             if position == 1 {
@@ -64,19 +78,45 @@ pub async fn join(state: &AppState, queue: &QueueId, user: UserId, now: DateTime
         JoinOutcome::Admitted { .. } => (0, PlaceStatus::Admitted),
     };
     let token = pass::sign(state, queue.as_str(), user, position, now, token_ttl(&q))?;
-    Ok(JoinResponse { token, position, status, poll_after_seconds: 1 })
+    // The head of the line is not known here; the position bounds the people ahead, which
+    // is enough for the first hint (the first poll returns the exact one).
+    let ahead = position.saturating_sub(1);
+    let eta = rules::eta_seconds(ahead, 0.0, &q, rules::hold_reason(&q, now).is_some());
+    let poll_after_seconds = if status == PlaceStatus::Waiting {
+        rules::poll_after_seconds(eta, ahead, &q)
+    } else {
+        1
+    };
+    Ok(JoinResponse {
+        token,
+        position,
+        status,
+        poll_after_seconds,
+    })
 }
 
 /// `GET …/tokens/me`: the place named by a token, which also counts as proof of life.
-pub async fn me(state: &AppState, queue: &QueueId, token: &str, now: DateTime<Utc>) -> Result<PlaceView, ApiError> {
+pub async fn me(
+    state: &AppState,
+    queue: &QueueId,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<PlaceView, ApiError> {
     let user = match pass::verify(state, token, queue.as_str()) {
         Ok((user, _)) => user,
         Err(PassError::Expired) => return Ok(expired_view()),
         Err(e) => return Err(e.into_api()),
     };
     let q = settings(state, queue.as_str());
-    let (place, rate) =
-        store::poll(state, queue.as_str(), user, now.timestamp_millis(), q.abandon_after.as_secs(), q.token_ttl.as_secs()).await?;
+    let (place, rate) = store::poll(
+        state,
+        queue.as_str(),
+        user,
+        now.timestamp_millis(),
+        q.abandon_after.as_secs(),
+        q.token_ttl.as_secs(),
+    )
+    .await?;
     Ok(match place {
         Place::Admitted { session_expires_ms } => PlaceView {
             status: PlaceStatus::Admitted,
@@ -122,7 +162,11 @@ fn expired_view() -> PlaceView {
 }
 
 /// `DELETE …/tokens/me`: leave the line or end the session.
-pub async fn leave_with_token(state: &AppState, queue: &QueueId, token: &str) -> Result<(), ApiError> {
+pub async fn leave_with_token(
+    state: &AppState,
+    queue: &QueueId,
+    token: &str,
+) -> Result<(), ApiError> {
     let (user, _) = pass::verify(state, token, queue.as_str()).map_err(PassError::into_api)?;
     store::leave(state, queue.as_str(), user).await?;
     Ok(())
@@ -131,7 +175,12 @@ pub async fn leave_with_token(state: &AppState, queue: &QueueId, token: &str) ->
 /// Checks the admitted pass in `X-Queue-Token` for `queue_id` and `user`: 403 with a problem
 /// kind saying whether it is missing, forged, expired, for another queue or user, or not
 /// (yet, or any longer) an admitted session.
-pub async fn require_pass(state: &AppState, headers: &axum::http::HeaderMap, queue_id: &str, user: UserId) -> Result<QueuePass, ApiError> {
+pub async fn require_pass(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    queue_id: &str,
+    user: UserId,
+) -> Result<QueuePass, ApiError> {
     let token = pass::from_headers(headers).map_err(PassError::into_api)?;
     let (holder, claims) = pass::verify(state, token, queue_id).map_err(PassError::into_api)?;
     if holder != user {
@@ -139,7 +188,12 @@ pub async fn require_pass(state: &AppState, headers: &axum::http::HeaderMap, que
     }
     let now_ms = Utc::now().timestamp_millis();
     match store::session(state, queue_id, user, now_ms).await? {
-        Some(session_expires_ms) => Ok(QueuePass { queue_id: queue_id.to_owned(), user, position: claims.pos, session_expires_ms }),
+        Some(session_expires_ms) => Ok(QueuePass {
+            queue_id: queue_id.to_owned(),
+            user,
+            position: claims.pos,
+            session_expires_ms,
+        }),
         None => Err(ApiError::forbidden(
             "queue-pass-not-admitted",
             "the waiting-room pass has no live session: not admitted yet, or the session ended or expired",
@@ -153,7 +207,11 @@ pub async fn end_session(state: &AppState, queue_id: &str, user: UserId) -> Resu
     Ok(())
 }
 
-pub async fn view(state: &AppState, queue: &QueueId, now: DateTime<Utc>) -> Result<QueueView, ApiError> {
+pub async fn view(
+    state: &AppState,
+    queue: &QueueId,
+    now: DateTime<Utc>,
+) -> Result<QueueView, ApiError> {
     let q = settings(state, queue.as_str());
     let (counts, rate) = store::peek(state, queue.as_str(), now.timestamp_millis()).await?;
     Ok(QueueView {

@@ -37,7 +37,9 @@ pub struct Keys {
 
 impl Keys {
     pub fn new(state: &AppState, queue: &str) -> Self {
-        Self { base: state.redis.key(&format!("{{q:{queue}}}:")) }
+        Self {
+            base: state.redis.key(&format!("{{q:{queue}}}:")),
+        }
     }
 
     pub fn k(&self, rest: &str) -> String {
@@ -69,7 +71,12 @@ pub struct JoinArgs {
 }
 
 /// Returns the outcome and whether a stale abandoned place was dropped on the way.
-pub async fn join(state: &AppState, queue: &QueueId, user: UserId, a: &JoinArgs) -> Result<(JoinOutcome, bool), ApiError> {
+pub async fn join(
+    state: &AppState,
+    queue: &QueueId,
+    user: UserId,
+    a: &JoinArgs,
+) -> Result<(JoinOutcome, bool), ApiError> {
     let keys = Keys::new(state, queue.as_str());
     let (bucket, field) = keys.bucket(user);
     let mut conn = state.redis.conn();
@@ -92,8 +99,12 @@ pub async fn join(state: &AppState, queue: &QueueId, user: UserId, a: &JoinArgs)
         .invoke_async(&mut conn)
         .await?;
     let outcome = match code {
-        2 => JoinOutcome::Admitted { session_expires_ms: value },
-        1 => JoinOutcome::Waiting { position: u64::try_from(value).unwrap_or(0) },
+        2 => JoinOutcome::Admitted {
+            session_expires_ms: value,
+        },
+        1 => JoinOutcome::Waiting {
+            position: u64::try_from(value).unwrap_or(0),
+        },
         _ => JoinOutcome::Closed,
     };
     Ok((outcome, dropped == 1))
@@ -101,24 +112,45 @@ pub async fn join(state: &AppState, queue: &QueueId, user: UserId, a: &JoinArgs)
 
 pub async fn register(state: &AppState, queue: &QueueId) -> Result<(), ApiError> {
     let mut conn = state.redis.conn();
-    let _: i64 = redis::cmd("SADD").arg(state.redis.key(REGISTRY)).arg(queue.as_str()).query_async(&mut conn).await?;
+    let _: i64 = redis::cmd("SADD")
+        .arg(state.redis.key(REGISTRY))
+        .arg(queue.as_str())
+        .query_async(&mut conn)
+        .await?;
     Ok(())
 }
 
 pub async fn registered(state: &AppState) -> Result<Vec<String>, ApiError> {
     let mut conn = state.redis.conn();
-    Ok(redis::cmd("SMEMBERS").arg(state.redis.key(REGISTRY)).query_async(&mut conn).await?)
+    Ok(redis::cmd("SMEMBERS")
+        .arg(state.redis.key(REGISTRY))
+        .query_async(&mut conn)
+        .await?)
 }
 
 pub enum Place {
-    Admitted { session_expires_ms: i64 },
-    Waiting { position: u64, ahead: u64 },
+    Admitted {
+        session_expires_ms: i64,
+    },
+    Waiting {
+        position: u64,
+        ahead: u64,
+    },
     /// No place; `dropped` when this poll found it abandoned.
-    Gone { dropped: bool },
+    Gone {
+        dropped: bool,
+    },
 }
 
 /// A poll: the user's place, plus the measured admission rate (per second).
-pub async fn poll(state: &AppState, queue: &str, user: UserId, now_ms: i64, abandon_secs: u64, place_ttl_secs: u64) -> Result<(Place, f64), ApiError> {
+pub async fn poll(
+    state: &AppState,
+    queue: &str,
+    user: UserId,
+    now_ms: i64,
+    abandon_secs: u64,
+    place_ttl_secs: u64,
+) -> Result<(Place, f64), ApiError> {
     let keys = Keys::new(state, queue);
     let (bucket, field) = keys.bucket(user);
     let mut conn = state.redis.conn();
@@ -137,11 +169,16 @@ pub async fn poll(state: &AppState, queue: &str, user: UserId, now_ms: i64, aban
         .await?;
     let rate = rate.parse::<f64>().unwrap_or(0.0);
     let place = match code {
-        2 => Place::Admitted { session_expires_ms: a },
+        2 => Place::Admitted {
+            session_expires_ms: a,
+        },
         1 => {
             let position = u64::try_from(a).unwrap_or(0);
             let head = u64::try_from(b).unwrap_or(0);
-            Place::Waiting { position, ahead: position.saturating_sub(head).saturating_sub(1) }
+            Place::Waiting {
+                position,
+                ahead: position.saturating_sub(head).saturating_sub(1),
+            }
         }
         _ => Place::Gone { dropped: a == 1 },
     };
@@ -149,10 +186,19 @@ pub async fn poll(state: &AppState, queue: &str, user: UserId, now_ms: i64, aban
 }
 
 /// The session expiry (ms) of an admitted user, if the session is live.
-pub async fn session(state: &AppState, queue: &str, user: UserId, now_ms: i64) -> Result<Option<i64>, ApiError> {
+pub async fn session(
+    state: &AppState,
+    queue: &str,
+    user: UserId,
+    now_ms: i64,
+) -> Result<Option<i64>, ApiError> {
     let keys = Keys::new(state, queue);
     let mut conn = state.redis.conn();
-    let score: Option<f64> = redis::cmd("ZSCORE").arg(keys.k("active")).arg(user.0).query_async(&mut conn).await?;
+    let score: Option<f64> = redis::cmd("ZSCORE")
+        .arg(keys.k("active"))
+        .arg(user.0)
+        .query_async(&mut conn)
+        .await?;
     Ok(score.map(|s| s as i64).filter(|&s| s > now_ms))
 }
 
@@ -160,8 +206,14 @@ pub async fn leave(state: &AppState, queue: &str, user: UserId) -> Result<bool, 
     let keys = Keys::new(state, queue);
     let (bucket, field) = keys.bucket(user);
     let mut conn = state.redis.conn();
-    let removed: i64 =
-        LEAVE.key(keys.k("active")).key(bucket).key(keys.k("n")).arg(user.0).arg(field).invoke_async(&mut conn).await?;
+    let removed: i64 = LEAVE
+        .key(keys.k("active"))
+        .key(bucket)
+        .key(keys.k("n"))
+        .arg(user.0)
+        .arg(field)
+        .invoke_async(&mut conn)
+        .await?;
     Ok(removed == 1)
 }
 
@@ -202,7 +254,12 @@ pub async fn admit(state: &AppState, queue: &str, a: &AdmitArgs) -> Result<Count
         .arg(format!("{:.3}", a.measured_rate))
         .invoke_async(&mut conn)
         .await?;
-    Ok(Counts { admitted, abandoned, active, waiting: u64::try_from(waiting).unwrap_or(0) })
+    Ok(Counts {
+        admitted,
+        abandoned,
+        active,
+        waiting: u64::try_from(waiting).unwrap_or(0),
+    })
 }
 
 /// Queue-wide counts without changing anything (replicas that do not hold the lease), and
@@ -216,11 +273,20 @@ pub async fn peek(state: &AppState, queue: &str, now_ms: i64) -> Result<(Counts,
         .hget(keys.k("stats"), "rate")
         .query_async(&mut conn)
         .await?;
-    let counts = Counts { waiting: u64::try_from(waiting.unwrap_or(0)).unwrap_or(0), active, ..Counts::default() };
+    let counts = Counts {
+        waiting: u64::try_from(waiting.unwrap_or(0)).unwrap_or(0),
+        active,
+        ..Counts::default()
+    };
     Ok((counts, rate.and_then(|r| r.parse().ok()).unwrap_or(0.0)))
 }
 
-pub async fn shuffle_pre_queue(state: &AppState, queue: &str, seed: u32, flag_ttl_secs: u64) -> Result<i64, ApiError> {
+pub async fn shuffle_pre_queue(
+    state: &AppState,
+    queue: &str,
+    seed: u32,
+    flag_ttl_secs: u64,
+) -> Result<i64, ApiError> {
     let keys = Keys::new(state, queue);
     let mut conn = state.redis.conn();
     Ok(SHUFFLE

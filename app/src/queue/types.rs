@@ -18,7 +18,10 @@ impl QueueId {
         if floodgate_crds::runtime::is_valid_queue_id(raw) {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(ApiError::invalid("queue_id", "queue id must be 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit"))
+            Err(ApiError::invalid(
+                "queue_id",
+                "queue id must be 1-63 characters of a-z, 0-9 and '-', starting with a letter or digit",
+            ))
         }
     }
 

@@ -38,12 +38,23 @@ pub struct HoldRequest {
         (status = 404, content_type = "application/problem+json"),
         (status = 409, description = "Seat taken, or the per-user hold limit reached", content_type = "application/problem+json"),
     ))]
-pub async fn hold(State(state): State<AppState>, user: CurrentUser, headers: HeaderMap, Json(req): Json<HoldRequest>) -> ApiResult<(StatusCode, Json<ReservationView>)> {
+pub async fn hold(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    headers: HeaderMap,
+    Json(req): Json<HoldRequest>,
+) -> ApiResult<(StatusCode, Json<ReservationView>)> {
     let gate = service::gate(&state, req.schedule_id).await?;
     if let Some(q) = &gate.queue_id {
         queue::require_pass(&state, &headers, q, user.id).await?;
     }
-    let ttl = state.runtime.get().ttls.seat_hold.as_duration().as_secs_f64();
+    let ttl = state
+        .runtime
+        .get()
+        .ttls
+        .seat_hold
+        .as_duration()
+        .as_secs_f64();
     let view = service::hold(&state, user.id, req.schedule_id, req.seat_id, &gate, ttl).await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
@@ -52,7 +63,11 @@ pub async fn hold(State(state): State<AppState>, user: CurrentUser, headers: Hea
 #[utoipa::path(get, path = "/reservations/{id}", tag = "reservations", security(("bearer" = [])),
     params(("id" = i64, Path, description = "Reservation id")),
     responses((status = 200, body = ReservationView), (status = 404, content_type = "application/problem+json")))]
-pub async fn get(State(state): State<AppState>, user: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<ReservationView>> {
+pub async fn get(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<ReservationView>> {
     match service::get(&state, ReservationId(id)).await? {
         Some(r) if r.user_id == user.id => Ok(Json(r)),
         _ => Err(ApiError::not_found("reservation")),
@@ -75,9 +90,17 @@ pub async fn get(State(state): State<AppState>, user: CurrentUser, Path(id): Pat
         (status = 409, description = "Already paid, key in flight, or insufficient balance", content_type = "application/problem+json"),
         (status = 410, description = "The hold expired", content_type = "application/problem+json"),
     ))]
-pub async fn pay(State(state): State<AppState>, user: CurrentUser, headers: HeaderMap, key: IdempotencyKey, Path(id): Path<i64>) -> ApiResult<Response> {
+pub async fn pay(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    headers: HeaderMap,
+    key: IdempotencyKey,
+    Path(id): Path<i64>,
+) -> ApiResult<Response> {
     let id = ReservationId(id);
-    let (owner, schedule, gate) = service::reservation_gate(&state, id).await?.ok_or_else(|| ApiError::not_found("reservation"))?;
+    let (owner, schedule, gate) = service::reservation_gate(&state, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("reservation"))?;
     if owner != user.id {
         return Err(ApiError::not_found("reservation"));
     }
@@ -89,13 +112,20 @@ pub async fn pay(State(state): State<AppState>, user: CurrentUser, headers: Head
             queue::require_pass(&state, &headers, q, user.id).await?;
         }
         let paid = service::pay(conn, user.id, id).await?;
-        Ok((StatusCode::CREATED, serde_json::to_value(paid).map_err(ApiError::internal)?))
+        Ok((
+            StatusCode::CREATED,
+            serde_json::to_value(paid).map_err(ApiError::internal)?,
+        ))
     })
     .await?;
     if res.status().is_success() {
         cache::invalidate(&state, schedule, gate.concert).await;
-        if let Some(q) = &gate.queue_id {
-            queue::end_session(&state, q, user.id).await?;
+        if let Some(q) = &gate.queue_id
+            && let Err(e) = queue::end_session(&state, q, user.id).await
+        {
+            // The payment committed and must be reported as such; the session then simply
+            // runs out at its TTL instead of freeing the slot at once.
+            tracing::warn!(error = %e, queue = %q, "could not end the queue session after payment");
         }
     }
     Ok(res)

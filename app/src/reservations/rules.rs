@@ -27,13 +27,19 @@ pub fn payable(found: Found) -> Result<(), ApiError> {
     match found {
         Found::Held { live: true } => Ok(()),
         Found::Held { live: false } | Found::Expired => Err(lapsed()),
-        Found::Confirmed => Err(ApiError::conflict("already-paid", "this reservation is already paid")),
+        Found::Confirmed => Err(ApiError::conflict(
+            "already-paid",
+            "this reservation is already paid",
+        )),
     }
 }
 
 /// 410 for a hold that lapsed before it was paid.
 pub fn lapsed() -> ApiError {
-    ApiError::gone("hold-expired", "the hold on this seat has expired; hold the seat again if it is still free")
+    ApiError::gone(
+        "hold-expired",
+        "the hold on this seat has expired; hold the seat again if it is still free",
+    )
 }
 
 /// May a user with `active` live holds on a schedule take another one?
@@ -43,7 +49,9 @@ pub fn may_hold(active: i64, max_per_user: i32) -> Result<(), ApiError> {
     } else {
         Err(ApiError::conflict(
             "hold-limit",
-            format!("you already hold {active} seat(s) for this schedule; the limit is {max_per_user}"),
+            format!(
+                "you already hold {active} seat(s) for this schedule; the limit is {max_per_user}"
+            ),
         ))
     }
 }
@@ -56,10 +64,22 @@ mod tests {
     #[test]
     fn only_a_live_hold_is_payable() {
         assert!(payable(Found::Held { live: true }).is_ok());
-        assert_eq!(payable(Found::Held { live: false }).unwrap_err().status(), StatusCode::GONE);
-        assert_eq!(payable(Found::Expired).unwrap_err().status(), StatusCode::GONE);
-        assert_eq!(payable(Found::Confirmed).unwrap_err().status(), StatusCode::CONFLICT);
-        assert_eq!(Found::parse("held", false), Some(Found::Held { live: false }));
+        assert_eq!(
+            payable(Found::Held { live: false }).unwrap_err().status(),
+            StatusCode::GONE
+        );
+        assert_eq!(
+            payable(Found::Expired).unwrap_err().status(),
+            StatusCode::GONE
+        );
+        assert_eq!(
+            payable(Found::Confirmed).unwrap_err().status(),
+            StatusCode::CONFLICT
+        );
+        assert_eq!(
+            Found::parse("held", false),
+            Some(Found::Held { live: false })
+        );
         assert_eq!(Found::parse("bogus", true), None);
     }
 

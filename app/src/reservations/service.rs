@@ -53,9 +53,14 @@ pub struct Gate {
 }
 
 pub async fn gate(state: &AppState, schedule: ScheduleId) -> Result<Gate, ApiError> {
-    let (concert, queue_id, max_holds) =
-        concerts::schedule_concert(&state.db, schedule).await?.ok_or_else(|| ApiError::not_found("schedule"))?;
-    Ok(Gate { concert, queue_id, max_holds })
+    let (concert, queue_id, max_holds) = concerts::schedule_concert(&state.db, schedule)
+        .await?
+        .ok_or_else(|| ApiError::not_found("schedule"))?;
+    Ok(Gate {
+        concert,
+        queue_id,
+        max_holds,
+    })
 }
 
 const VIEW: &str = "select reservation_id, user_id, schedule_id, seat_id,
@@ -64,15 +69,28 @@ const VIEW: &str = "select reservation_id, user_id, schedule_id, seat_id,
    from reservations where reservation_id = $1";
 
 pub async fn get(state: &AppState, id: ReservationId) -> Result<Option<ReservationView>, ApiError> {
-    Ok(sqlx::query_as(VIEW).bind(id).fetch_optional(&state.db).await?)
+    Ok(sqlx::query_as(VIEW)
+        .bind(id)
+        .fetch_optional(&state.db)
+        .await?)
 }
 
 /// Places a hold for `ttl_secs`. 409 `seat-taken` when sold or under a live hold.
-pub async fn hold(state: &AppState, user: UserId, schedule: ScheduleId, seat: SeatId, gate: &Gate, ttl_secs: f64) -> Result<ReservationView, ApiError> {
+pub async fn hold(
+    state: &AppState,
+    user: UserId,
+    schedule: ScheduleId,
+    seat: SeatId,
+    gate: &Gate,
+    ttl_secs: f64,
+) -> Result<ReservationView, ApiError> {
     let mut tx = state.db.begin().await?;
     // Serializes one user's holds so the per-user limit cannot be raced (other users are
     // not blocked: the lock is per user).
-    sqlx::query("select pg_advisory_xact_lock(4242, $1::int4)").bind(i32::try_from(user.0 % i64::from(i32::MAX)).unwrap_or(0)).execute(&mut *tx).await?;
+    sqlx::query("select pg_advisory_xact_lock(4242, $1::int4)")
+        .bind(i32::try_from(user.0 % i64::from(i32::MAX)).unwrap_or(0))
+        .execute(&mut *tx)
+        .await?;
     let active: i64 = sqlx::query_scalar(
         "select count(*) from reservations
           where user_id = $1 and schedule_id = $2 and status = 'held' and expires_at > now()",
@@ -99,11 +117,13 @@ pub async fn hold(state: &AppState, user: UserId, schedule: ScheduleId, seat: Se
     .fetch_optional(&mut *tx)
     .await?;
     let Some((id, price, expires_at)) = taken else {
-        let exists: bool = sqlx::query_scalar("select exists (select 1 from seats where seat_id = $1 and schedule_id = $2)")
-            .bind(seat)
-            .bind(schedule)
-            .fetch_one(&mut *tx)
-            .await?;
+        let exists: bool = sqlx::query_scalar(
+            "select exists (select 1 from seats where seat_id = $1 and schedule_id = $2)",
+        )
+        .bind(seat)
+        .bind(schedule)
+        .fetch_one(&mut *tx)
+        .await?;
         return Err(if exists {
             ApiError::conflict("seat-taken", "this seat is sold or held by someone else")
         } else {
@@ -111,10 +131,12 @@ pub async fn hold(state: &AppState, user: UserId, schedule: ScheduleId, seat: Se
         });
     };
     // The lapsed hold this write replaced (if any) is over.
-    sqlx::query("update reservations set status = 'expired' where seat_id = $1 and status = 'held'")
-        .bind(seat)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "update reservations set status = 'expired' where seat_id = $1 and status = 'held'",
+    )
+    .bind(seat)
+    .execute(&mut *tx)
+    .await?;
     let view: ReservationView = sqlx::query_as(
         "insert into reservations (reservation_id, user_id, schedule_id, seat_id, amount, expires_at)
          values ($1, $2, $3, $4, $5, $6)
@@ -138,19 +160,25 @@ pub async fn hold(state: &AppState, user: UserId, schedule: ScheduleId, seat: Se
 }
 
 /// The payment transaction body (run inside the Idempotency-Key transaction).
-pub async fn pay(conn: &mut PgConnection, user: UserId, id: ReservationId) -> Result<PaymentView, ApiError> {
+pub async fn pay(
+    conn: &mut PgConnection,
+    user: UserId,
+    id: ReservationId,
+) -> Result<PaymentView, ApiError> {
     let row: Option<(UserId, String, bool, i64, SeatId)> = sqlx::query_as(
         "select user_id, status, expires_at > now(), amount, seat_id from reservations where reservation_id = $1 for update",
     )
     .bind(id)
     .fetch_optional(&mut *conn)
     .await?;
-    let (owner, status, live, amount, seat) = row.ok_or_else(|| ApiError::not_found("reservation"))?;
+    let (owner, status, live, amount, seat) =
+        row.ok_or_else(|| ApiError::not_found("reservation"))?;
     if owner != user {
         // not revealing other users' reservations
         return Err(ApiError::not_found("reservation"));
     }
-    let found = Found::parse(&status, live).ok_or_else(|| ApiError::internal(format!("unknown reservation status {status}")))?;
+    let found = Found::parse(&status, live)
+        .ok_or_else(|| ApiError::internal(format!("unknown reservation status {status}")))?;
     rules::payable(found)?;
     let sold = sqlx::query(
         "update seats set sold_to = $1, sold_reservation_id = $2,
@@ -181,11 +209,18 @@ pub async fn pay(conn: &mut PgConnection, user: UserId, id: ReservationId) -> Re
     .bind(id)
     .fetch_one(&mut *conn)
     .await?;
-    Ok(PaymentView { payment_id, reservation, balance })
+    Ok(PaymentView {
+        payment_id,
+        reservation,
+        balance,
+    })
 }
 
 /// The schedule and concert of a reservation, for the queue check and cache invalidation.
-pub async fn reservation_gate(state: &AppState, id: ReservationId) -> Result<Option<(UserId, ScheduleId, Gate)>, ApiError> {
+pub async fn reservation_gate(
+    state: &AppState,
+    id: ReservationId,
+) -> Result<Option<(UserId, ScheduleId, Gate)>, ApiError> {
     let row: Option<(UserId, ScheduleId, ConcertId, Option<String>, i32)> = sqlx::query_as(
         "select r.user_id, r.schedule_id, c.concert_id, c.queue_id, c.max_holds_per_user
            from reservations r join schedules s using (schedule_id) join concerts c using (concert_id)
@@ -194,5 +229,15 @@ pub async fn reservation_gate(state: &AppState, id: ReservationId) -> Result<Opt
     .bind(id)
     .fetch_optional(&state.db)
     .await?;
-    Ok(row.map(|(u, s, concert, queue_id, max_holds)| (u, s, Gate { concert, queue_id, max_holds })))
+    Ok(row.map(|(u, s, concert, queue_id, max_holds)| {
+        (
+            u,
+            s,
+            Gate {
+                concert,
+                queue_id,
+                max_holds,
+            },
+        )
+    }))
 }

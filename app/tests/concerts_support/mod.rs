@@ -14,6 +14,8 @@ use redis::AsyncCommands;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+pub mod crowd;
+
 use crate::common::TestApp;
 
 pub struct User {
@@ -38,9 +40,14 @@ pub async fn users(app: &TestApp, n: usize, balance: i64) -> Vec<User> {
     for id in ids {
         let id = UserId(id);
         if balance > 0 {
-            wallet::credit(&mut conn, id, balance, LedgerKind::Charge, None).await.unwrap();
+            wallet::credit(&mut conn, id, balance, LedgerKind::Charge, None)
+                .await
+                .unwrap();
         }
-        out.push(User { id, token: app.state.jwt.issue(id, &[Role::Customer]).unwrap() });
+        out.push(User {
+            id,
+            token: app.state.jwt.issue(id, &[Role::Customer]).unwrap(),
+        });
     }
     out
 }
@@ -57,7 +64,13 @@ pub struct Concert {
 }
 
 /// A concert with one schedule and `seats` seats of `price`, optionally behind `queue`.
-pub async fn concert(app: &TestApp, admin: &str, queue: Option<&str>, seats: usize, price: i64) -> Concert {
+pub async fn concert(
+    app: &TestApp,
+    admin: &str,
+    queue: Option<&str>,
+    seats: usize,
+    price: i64,
+) -> Concert {
     let seat_list: Vec<Value> =
         (0..seats).map(|i| json!({"section": "A", "row": format!("{}", i / 50 + 1), "number": i % 50 + 1, "price": price})).collect();
     let body = json!({
@@ -68,12 +81,17 @@ pub async fn concert(app: &TestApp, admin: &str, queue: Option<&str>, seats: usi
     assert_eq!(res.status(), StatusCode::CREATED);
     let c: Value = res.json().await.unwrap();
     let schedule = c["schedules"][0]["id"].as_i64().unwrap();
-    let seats: Vec<i64> = sqlx::query_scalar("select seat_id from seats where schedule_id = $1 order by seat_id")
-        .bind(schedule)
-        .fetch_all(&app.state.db)
-        .await
-        .unwrap();
-    Concert { id: c["id"].as_i64().unwrap(), schedule, seats }
+    let seats: Vec<i64> =
+        sqlx::query_scalar("select seat_id from seats where schedule_id = $1 order by seat_id")
+            .bind(schedule)
+            .fetch_all(&app.state.db)
+            .await
+            .unwrap();
+    Concert {
+        id: c["id"].as_i64().unwrap(),
+        schedule,
+        seats,
+    }
 }
 
 /// Publishes a runtime config document and waits until this app applies it.
@@ -82,10 +100,16 @@ pub async fn set_config(app: &TestApp, mut doc: Value) {
     doc["version"] = json!(version);
     let mut conn = app.state.redis.conn();
     let _: () = conn.set(app.key("config"), doc.to_string()).await.unwrap();
-    let _: () = conn.publish(app.key("config:changed"), version).await.unwrap();
+    let _: () = conn
+        .publish(app.key("config:changed"), version)
+        .await
+        .unwrap();
     let started = Instant::now();
     while app.state.runtime.get().version != version {
-        assert!(started.elapsed() < Duration::from_secs(3), "runtime config not applied");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "runtime config not applied"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -94,20 +118,39 @@ pub async fn set_config(app: &TestApp, mut doc: Value) {
 pub async fn wait_version(app: &TestApp, version: u64) {
     let started = Instant::now();
     while app.state.runtime.get().version != version {
-        assert!(started.elapsed() < Duration::from_secs(3), "runtime config not applied");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "runtime config not applied"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
-pub async fn hold(app: &TestApp, user: &User, schedule: i64, seat: i64, pass: Option<&str>) -> reqwest::Response {
-    let mut req = app.http.post(app.url("/api/v1/reservations")).bearer_auth(&user.token).json(&json!({"schedule_id": schedule, "seat_id": seat}));
+pub async fn hold(
+    app: &TestApp,
+    user: &User,
+    schedule: i64,
+    seat: i64,
+    pass: Option<&str>,
+) -> reqwest::Response {
+    let mut req = app
+        .http
+        .post(app.url("/api/v1/reservations"))
+        .bearer_auth(&user.token)
+        .json(&json!({"schedule_id": schedule, "seat_id": seat}));
     if let Some(p) = pass {
         req = req.header("X-Queue-Token", p);
     }
     req.send().await.unwrap()
 }
 
-pub async fn pay(app: &TestApp, user: &User, reservation: i64, key: &str, pass: Option<&str>) -> reqwest::Response {
+pub async fn pay(
+    app: &TestApp,
+    user: &User,
+    reservation: i64,
+    key: &str,
+    pass: Option<&str>,
+) -> reqwest::Response {
     let mut req = app
         .http
         .post(app.url(&format!("/api/v1/reservations/{reservation}/payment")))
@@ -142,7 +185,10 @@ pub async fn assert_money_and_seats_consistent(app: &TestApp) {
     .fetch_one(&app.state.db)
     .await
     .unwrap();
-    assert_eq!(mismatched, 0, "seat sale state disagrees with reservations or payments");
+    assert_eq!(
+        mismatched, 0,
+        "seat sale state disagrees with reservations or payments"
+    );
     let payments: (i64, i64) = sqlx::query_as(
         "select (select coalesce(sum(amount), 0)::bigint from seat_payments),
                 (select coalesce(-sum(amount), 0)::bigint from wallet_ledger where kind = 'seat_payment')",
