@@ -16,16 +16,25 @@ PYTHON="${PYTHON:-python3}"
 
 log() { printf 'chart-tests: %s\n' "$*" >&2; }
 
-ensure_venv_module() {
-    if "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
-        return
-    fi
-    log "python3-venv missing; installing it with apt-get"
+apt_install() {
     local sudo=""
     if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -qq
-    $sudo apt-get install -y -qq python3-venv >/dev/null
+    $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+ensure_venv_module() {
+    if ! command -v "$PYTHON" >/dev/null 2>&1; then
+        log "$PYTHON not found; installing python3 and python3-venv with apt-get"
+        apt_install python3 python3-venv
+        PYTHON=python3
+    fi
+    if "$PYTHON" -c 'import venv, ensurepip' >/dev/null 2>&1; then
+        return
+    fi
+    log "python3-venv missing; installing it with apt-get"
+    apt_install python3-venv
 }
 
 want="$(sha256sum "$REQS" | cut -d' ' -f1)"
