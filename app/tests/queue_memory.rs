@@ -147,6 +147,30 @@ async fn two_hundred_thousand_joins_fit_in_a_small_redis() {
         .await
         .unwrap();
     assert_eq!(place.ahead, Some(JOINS as u64));
+    // a Redis that is really full refuses politely: 503 with Retry-After, never a 500
+    let used = used_memory(&mut conn).await;
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(used / 2)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let e = service::join(&state, &q, UserId(JOINS + 10), Utc::now())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.status(),
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "{e}"
+    );
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(MAXMEMORY)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     // and everything per user expires
     let ttl: i64 = redis::cmd("TTL")
         .arg("fgm:{q:concert-42}:u:0")
