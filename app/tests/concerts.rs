@@ -410,3 +410,18 @@ async fn admin_creation_and_bad_input(pool: PgPool) {
         .await;
     assert!(res.status().is_client_error());
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn the_demo_concert_sits_behind_concert_42_and_reseeding_adds_nothing(pool: PgPool) {
+    floodgate_app::seed::seed(&pool).await.unwrap();
+    floodgate_app::seed::seed(&pool).await.unwrap();
+    let (concerts, schedules, seats): (i64, i64, i64) = sqlx::query_as(
+        "select count(distinct c.concert_id), count(distinct s.schedule_id), count(st.seat_id)
+           from concerts c join schedules s using (concert_id) join seats st using (schedule_id)
+          where c.queue_id = 'concert-42'",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!((concerts, schedules, seats), (1, 2, 800));
+}

@@ -315,3 +315,25 @@ async fn nobody_is_admitted_before_opens_at_and_random_shuffles_the_pre_queue(po
         "random queueing must not keep the join order"
     );
 }
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_lease_has_one_holder_until_released_or_lapsed(pool: PgPool) {
+    use floodgate_app::queue::lease::{LEASE_TTL, Lease};
+    let app = TestApp::spawn(pool).await;
+    let redis = &app.state.redis;
+    let a = Lease::new(redis, "{test:lease}:lease", "a");
+    let b = Lease::new(redis, "{test:lease}:lease", "b");
+    assert!(a.hold(redis).await);
+    assert!(a.hold(redis).await, "the holder renews");
+    assert!(!b.hold(redis).await, "nobody else takes it while held");
+    b.release(redis).await;
+    assert!(!b.hold(redis).await, "only the holder can release");
+    a.release(redis).await;
+    assert!(
+        b.hold(redis).await,
+        "released: the next one takes it at once"
+    );
+    // a holder that stops renewing loses it after the TTL
+    tokio::time::sleep(LEASE_TTL + Duration::from_millis(200)).await;
+    assert!(a.hold(redis).await);
+}
