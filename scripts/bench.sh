@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# make bench: release build, private PostgreSQL/Redis/app pinned to CPU 0 and the load
+# make bench (ports below the ephemeral range, so test clients cannot hold them): release build, private PostgreSQL/Redis/app pinned to CPU 0 and the load
 # generator to CPU 1 (PERFORMANCE.md), same-run ceilings (bare axum server with wrk,
 # redis-benchmark, pgbench), then the P-workloads with floodgate-loadtest. Each figure is the
 # median of BENCH_RUNS runs (default 3) of BENCH_SECONDS (default 10 s). Writes
@@ -17,13 +17,13 @@ rm -f "$RAW"/*.json "$RAW"/*.txt
 export DATABASE_URL=postgres://floodgate:floodgate@127.0.0.1:54339/floodgate
 export REDIS_URL=redis://127.0.0.1:63809
 export FLOODGATE_DATA_DIR=$OUT/services
-export FLOODGATE_LISTEN_ADDR=127.0.0.1:18080
+export FLOODGATE_LISTEN_ADDR=127.0.0.1:19480
 export FLOODGATE_JWT_SECRET=bench-secret-bench-secret-bench-secret-0123
 export FLOODGATE_DB_POOL_SIZE=${FLOODGATE_DB_POOL_SIZE:-32}
 export FLOODGATE_AUTH_LIMIT_PER_IP=100000000 FLOODGATE_AUTH_LIMIT_PER_EMAIL=100000000
 export RUST_LOG=warn
 APP=http://$FLOODGATE_LISTEN_ADDR
-CEILING_ADDR=127.0.0.1:18181
+CEILING_ADDR=127.0.0.1:19481
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 need() { command -v "$1" >/dev/null || { log "installing $2"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
@@ -54,13 +54,19 @@ psql "$DATABASE_URL" -qc "drop schema public cascade; create schema public;" >/d
 gen() { taskset -c 1 "$BIN/floodgate-loadtest" "$@" --no-progress; }
 
 # ---------------------------------------------------------------- app start and footprint
+for port in 19480 19481; do
+  if ss -ltn 2>/dev/null | grep -q "127.0.0.1:$port "; then log "port $port is in use; stop what listens there"; exit 1; fi
+done
 log "starting the app (CPU 0)"
 "$BIN/floodgate-app" migrate >/dev/null 2>&1
 "$BIN/floodgate-app" seed >/dev/null 2>&1
 t0=$(date +%s%N)
 taskset -c 0 "$BIN/floodgate-app" serve >"$OUT/app.log" 2>&1 &
 APP_PID=$!; PIDS+=("$APP_PID")
-until curl -sf "$APP/readyz" >/dev/null; do sleep 0.01; done
+until curl -sf "$APP/readyz" >/dev/null; do
+  kill -0 "$APP_PID" 2>/dev/null || { tail -5 "$OUT/app.log" >&2; exit 1; }
+  sleep 0.01
+done
 t1=$(date +%s%N)
 echo "$(( (t1 - t0) / 1000000 ))" > "$RAW/start_ms.txt"
 sleep 2
@@ -100,17 +106,17 @@ GOODS_ID=$(curl -s "$APP/api/v1/goods?limit=1" | python3 -c 'import json,sys; pr
 log "P1: cached goods list and detail"
 for i in $(seq 1 "$RUNS"); do
   gen run goods-list --target "$APP" --executor constant-vus --vus 64 --duration "${SECS}s" --summary-json "$RAW/p1_list_$i.json" >/dev/null 2>&1 || true
-  gen run goods-detail --target "$APP" --param "goods_id=$GOODS_ID" --executor constant-vus --vus 64 --duration "${SECS}s" --summary-json "$RAW/p1_detail_$i.json" >/dev/null 2>&1 || true
+  gen run goods-detail --target "$APP" --param "goods_id=$GOODS_ID" --param think_scale=0 --executor constant-vus --vus 64 --duration "${SECS}s" --summary-json "$RAW/p1_detail_$i.json" >/dev/null 2>&1 || true
 done
 rss "$APP_PID" > "$RAW/rss_load_kb.txt"
 half=$(python3 scripts/bench_report.py half-rate "$RAW")
 log "P1: p99 at half the measured rate ($half/s)"
-gen run goods-detail --target "$APP" --param "goods_id=$GOODS_ID" --executor constant-arrival-rate --rate "$half" --time-unit 1s \
+gen run goods-detail --target "$APP" --param "goods_id=$GOODS_ID" --param think_scale=0 --executor constant-arrival-rate --rate "$half" --time-unit 1s \
   --vus 64 --max-vus 256 --duration "${SECS}s" --summary-json "$RAW/p1_half.json" >/dev/null 2>&1 || true
 
 log "P5: wallet charges on one hot user"
 for i in $(seq 1 "$RUNS"); do
-  gen run balance-charge --target "$APP" --param hot_users=1 --param "run_id=p5r$i" --executor constant-vus --vus 64 --duration "${SECS}s" \
+  gen run balance-charge --target "$APP" --param think_scale=0 --param hot_users=1 --param "run_id=p5r$i" --executor constant-vus --vus 64 --duration "${SECS}s" \
     --summary-json "$RAW/p5_$i.json" >/dev/null 2>&1 || true
 done
 
@@ -120,7 +126,7 @@ for i in $(seq 1 "$RUNS"); do
     -d '{"email":"seller@floodgate.local","password":"floodgate-demo"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
   hot=$(curl -s -XPOST "$APP/api/v1/goods" -H "authorization: Bearer $seller" -H 'content-type: application/json' \
     -d '{"name":"flash","price":100,"stock":10000}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-  gen run hot-order --target "$APP" --param "goods_id=$hot" --param hot_users=200 --param fund_amount=5000000 --param "run_id=p2r$i" \
+  gen run hot-order --target "$APP" --param think_scale=0 --param "goods_id=$hot" --param hot_users=200 --param fund_amount=5000000 --param "run_id=p2r$i" \
     --executor constant-vus --vus 200 --duration "${SECS}s" --summary-json "$RAW/p2_$i.json" >/dev/null 2>&1 || true
   psql "$DATABASE_URL" -tAc "select $hot, stock, (select coalesce(sum(quantity),0) from order_lines l join orders o using (order_id) where l.goods_id = $hot and o.status = 'paid') from goods where goods_id = $hot" > "$RAW/p2_stock_$i.txt"
 done
