@@ -186,8 +186,14 @@ impl Vu {
     }
 
     /// k6's `sleep(secs)`.
+    /// `--param think_scale=0` removes the reports' think time (throughput benchmarks);
+    /// other values stretch or shrink it.
     pub async fn sleep(&mut self, secs: f64) {
-        self.think(Duration::from_secs_f64(secs.max(0.0))).await;
+        let scale = self.param("think_scale").and_then(|s| s.parse::<f64>().ok()).unwrap_or(1.0);
+        let secs = (secs * scale).max(0.0);
+        if secs > 0.0 {
+            self.think(Duration::from_secs_f64(secs)).await;
+        }
     }
 
     /// Think time is never latency: if the iteration has not sent its first request yet,
