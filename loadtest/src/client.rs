@@ -151,7 +151,7 @@ impl Conn {
             let body = body.collect().await?.to_bytes();
             anyhow::Ok((parts, body))
         };
-        let outcome = match select(Box::pin(exchange), driver.as_mut()).await {
+        let outcome = match select(std::pin::pin!(exchange), driver.as_mut()).await {
             Either::Left((r, _)) => r,
             Either::Right((ended, _)) => Err(match ended {
                 Ok(()) => anyhow::anyhow!("connection closed by the server"),
