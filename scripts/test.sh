@@ -21,7 +21,12 @@ else
   cargo test --workspace --no-fail-fast "$@" || status=$?
 fi
 
-if [ -f scripts/chart-tests.sh ]; then
-  bash scripts/chart-tests.sh || status=$?
-fi
+# the waiting-room page in headless Chromium (installs chromium and playwright-core if missing)
+bash scripts/browser-tests.sh || status=$?
+
+# offline Helm chart, Dockerfile and CRD checks; they set up .data/venv-chart
+bash scripts/chart-tests.sh || status=$?
+
+# the CRD examples against the CRDs' own schemas, in the same virtualenv
+"$ROOT/.data/venv-chart/bin/python" -m pytest -q operator/tests || status=$?
 exit $status
