@@ -375,6 +375,9 @@ async fn admin_creation_and_bad_input(pool: PgPool) {
         2,
         "the new schedule shows at once"
     );
+    // a burst of cold reads shares one load and sees one answer
+    let burst = join_all((0..100).map(|_| available_seats(&app, s["id"].as_i64().unwrap()))).await;
+    assert!(burst.iter().all(|ids| ids.len() == 2 && *ids == burst[0]));
 
     // reads: filters, unknown ids, the queue filter
     let res = app

@@ -6,18 +6,28 @@
 //! versions after its commit, so a reader that loaded from the database before the commit
 //! writes its now-stale bytes under a version nobody reads any more. An entry also never
 //! outlives the earliest live hold it shows, so an expired hold reads as free even before the
-//! sweeper runs. Redis failures fall through to the database.
+//! sweeper runs. Concurrent misses share one database load. Redis failures fall through to
+//! the database.
 
-use std::{sync::LazyLock, time::Duration};
+use std::{
+    collections::HashMap,
+    sync::{Arc, LazyLock, Mutex, PoisonError},
+    time::Duration,
+};
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use redis::Script;
+use tokio::sync::OnceCell;
 
 use super::types::{ConcertId, ScheduleId};
 use crate::{error::ApiError, platform::metrics::CacheLabels, state::AppState};
 
 static READ: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("cache_read.lua")));
+
+/// Loads in progress, by entry key (the Redis prefix keeps apps in one process apart).
+static FLIGHTS: LazyLock<Mutex<HashMap<String, Arc<OnceCell<Bytes>>>>> =
+    LazyLock::new(Default::default);
 
 /// A cache family: `{cat:s42}` (a schedule's seats) or `{cat:c7}` (a concert's schedules).
 pub struct Family(String);
@@ -88,25 +98,47 @@ where
         }
     };
     count("miss");
-    let (bytes, next_expiry) = load().await?;
-    if let Some(version) = version {
-        let catalog = state.runtime.get().ttls.catalog_cache.as_duration();
-        if let Some(ttl) = entry_ttl(catalog, next_expiry, Utc::now()) {
-            let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-            let key = format!("{prefix}{version}{suffix}");
-            let filled: Result<(), _> = redis::cmd("SET")
-                .arg(&key)
-                .arg(bytes.as_ref())
-                .arg("PX")
-                .arg(ms)
-                .query_async(&mut conn)
-                .await;
-            if let Err(e) = filled {
-                tracing::debug!(error = %e, "cache fill failed");
+    // One loader per entry in this process: concurrent misses of the same version await the
+    // first loader's bytes instead of each querying PostgreSQL (stampede protection).
+    let flight_key = format!("{prefix}{}{suffix}", version.as_deref().unwrap_or("-"));
+    let cell = FLIGHTS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .entry(flight_key.clone())
+        .or_default()
+        .clone();
+    let loaded = cell
+        .get_or_try_init(|| async {
+            let (bytes, next_expiry) = load().await?;
+            if let Some(version) = version {
+                let catalog = state.runtime.get().ttls.catalog_cache.as_duration();
+                if let Some(ttl) = entry_ttl(catalog, next_expiry, Utc::now()) {
+                    let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+                    let key = format!("{prefix}{version}{suffix}");
+                    let filled: Result<(), _> = redis::cmd("SET")
+                        .arg(&key)
+                        .arg(bytes.as_ref())
+                        .arg("PX")
+                        .arg(ms)
+                        .query_async(&mut conn)
+                        .await;
+                    if let Err(e) = filled {
+                        tracing::debug!(error = %e, "cache fill failed");
+                    }
+                }
             }
-        }
+            Ok::<_, ApiError>(bytes)
+        })
+        .await
+        .cloned();
+    let mut flights = FLIGHTS.lock().unwrap_or_else(PoisonError::into_inner);
+    if flights
+        .get(&flight_key)
+        .is_some_and(|c| Arc::ptr_eq(c, &cell))
+    {
+        flights.remove(&flight_key);
     }
-    Ok(bytes)
+    loaded
 }
 
 /// Bumps the versions after a committed change to a schedule's seats. A failure is logged:
