@@ -36,5 +36,6 @@ bash scripts/services.sh up
 eval "$(bash scripts/services.sh env)"
 export DATABASE_URL REDIS_URL CHROMIUM
 mkdir -p .data/screenshots
+rm -f .data/screenshots/waiting-room-*.png
 cargo test -p floodgate-app --test queue_browser -- --include-ignored "$@"
 log "screenshots: $(ls .data/screenshots/waiting-room-*.png | tr '\n' ' ')"

@@ -32,7 +32,7 @@ async fn a_new_user_waits_is_admitted_holds_and_pays_in_the_browser(pool: PgPool
     floodgate_app::seed::seed(&pool).await.unwrap();
     // slow admission first so the page shows a real place and ETA
     let cfg = |rate: u32| json!({"queues": {"concert-42": {"maxActiveUsers": 50, "admitPerMinute": rate, "sessionTtl": "5m"}}});
-    set_config(&app, cfg(6)).await;
+    set_config(&app, cfg(4)).await;
     let q = QueueId::parse("concert-42").unwrap();
     for i in 0..5 {
         service::join(&app.state, &q, UserId(900_000 + i), Utc::now())

@@ -40,7 +40,7 @@ page.on('response', (r) => { if (r.status() >= 400) console.error('[http]', r.st
   console.log('WAITING ' + JSON.stringify(shown));
 
   // admitted: the page moves on to choosing a seat without any click
-  await page.locator('#admitted').waitFor({ state: 'visible', timeout: 30000 });
+  await page.locator('#admitted').waitFor({ state: 'visible', timeout: 45000 });
   await page.locator('button.schedule').first().waitFor({ timeout: 10000 });
   const focused = await page.evaluate(() => document.activeElement && document.activeElement.id);
   console.log('ADMITTED ' + JSON.stringify({ focused }));
