@@ -85,10 +85,17 @@ pub struct Vu {
     uris: Vec<(String, http::Uri)>,
     /// Interned tag strings, so steady-state requests do not allocate their tags.
     names: Vec<Arc<str>>,
+    /// `--param think_scale=F` multiplies every think time (0 removes it for benchmarks).
+    think_scale: f64,
 }
 
 impl Vu {
     pub fn new(id: u64, ctx: Arc<RunContext>, scenario: &str, tags: Option<Arc<TagSet>>) -> Vu {
+        let think_scale = ctx
+            .param("think_scale")
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|f| f.is_finite() && *f >= 0.0)
+            .unwrap_or(1.0);
         Vu {
             id,
             iteration: 0,
@@ -103,6 +110,7 @@ impl Vu {
             conn: Conn::default(),
             uris: Vec::new(),
             names: Vec::new(),
+            think_scale,
         }
     }
 
@@ -189,7 +197,10 @@ impl Vu {
     /// `--param think_scale=0` removes the reports' think time (throughput benchmarks);
     /// other values stretch or shrink it.
     pub async fn sleep(&mut self, secs: f64) {
-        let scale = self.param("think_scale").and_then(|s| s.parse::<f64>().ok()).unwrap_or(1.0);
+        let scale = self
+            .param("think_scale")
+            .and_then(|s| s.parse::<f64>().ok())
+            .unwrap_or(1.0);
         let secs = (secs * scale).max(0.0);
         if secs > 0.0 {
             self.think(Duration::from_secs_f64(secs)).await;
@@ -200,6 +211,10 @@ impl Vu {
     /// that request's intended start moves by the pause, so a late iteration start still
     /// counts but the planned pause does not.
     async fn think(&mut self, d: Duration) {
+        let d = d.mul_f64(self.think_scale);
+        if d.is_zero() {
+            return;
+        }
         if let Some(intended) = self.intended.as_mut() {
             *intended += d;
         }

@@ -201,4 +201,31 @@ async fn think_time_before_the_first_request_is_not_latency() {
     assert!(p100 < 500.0, "think time leaked into latency: {p100} ms");
     let iter = value(m, "iteration_duration", &TagSet::new(), "min").expect("iterations");
     assert!(iter >= 1000.0, "the iteration itself did sleep: {iter} ms");
+
+    // Benchmarks switch think time off with --param think_scale=0.
+    let options = floodgate_loadtest::config::Options::from_yaml(
+        "scenarios:\n  s: { executor: constant-vus, vus: 1, duration: 300ms }\n",
+    )
+    .expect("options");
+    let data = floodgate_loadtest::runner::run(floodgate_loadtest::runner::RunConfig {
+        scenario: floodgate_loadtest::scenarios::find("goods-detail").expect("scenario"),
+        target: format!("http://{addr}"),
+        options,
+        segment: Segment::WHOLE,
+        params: [
+            ("goods_id".to_string(), "1".to_string()),
+            ("think_scale".to_string(), "0".to_string()),
+        ]
+        .into(),
+        influxdb: None,
+        progress: false,
+        request_timeout: Duration::from_secs(10),
+    })
+    .await
+    .expect("run");
+    assert!(
+        data.metrics.iterations > 10,
+        "no think time: {} iterations in 300 ms",
+        data.metrics.iterations
+    );
 }
