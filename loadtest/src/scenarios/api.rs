@@ -20,17 +20,23 @@ pub fn email_for(vu: &Vu, slot: &str) -> String {
     format!("lt-{run}-{slot}@example.com")
 }
 
-/// A stable client address per VU for `X-Forwarded-For`: auth is rate limited per IP, and
-/// an app that trusts the header (`FLOODGATE_CLIENT_IP_HEADER`) then sees distinct clients.
-pub fn client_ip(vu: &Vu) -> String {
-    let n = vu.id % (1 << 24);
-    format!("10.{}.{}.{}", n >> 16, (n >> 8) & 0xff, n & 0xff)
+/// A stable client address per user for `X-Forwarded-For`: auth is rate limited per IP
+/// (60 a minute by default), and an app that trusts the header
+/// (`FLOODGATE_CLIENT_IP_HEADER=x-forwarded-for`) then sees each user as its own client,
+/// as the reports' thousands of real users would be.
+pub fn client_ip(email: &str) -> String {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in email.bytes() {
+        h ^= u32::from(b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("10.{}.{}.{}", (h >> 16) & 0xff, (h >> 8) & 0xff, h & 0xff)
 }
 
 /// Signs `email` up (an existing account is fine) and logs in, storing the access token.
 pub async fn login_as(vu: &mut Vu, email: &str) -> anyhow::Result<String> {
     vu.state.access_token = None;
-    let ip = client_ip(vu);
+    let ip = client_ip(email);
     let body = json!({ "email": email, "password": PASSWORD, "name": "Load Test" });
     let r = vu
         .post("/api/v1/auth/signup")
