@@ -83,8 +83,12 @@ fn report(data: &RunData, json_out: Option<&Path>) -> anyhow::Result<i32> {
     println!("{}", console::render(data, &verdicts));
     if let Some(path) = json_out {
         let doc = summary::build(data, &verdicts)?;
-        std::fs::write(path, serde_json::to_vec_pretty(&doc)?)
-            .with_context(|| format!("writing {}", path.display()))?;
+        // Written aside and renamed, so a merge watching the directory never reads half a file.
+        let partial = path.with_extension("json.partial");
+        std::fs::write(&partial, serde_json::to_vec_pretty(&doc)?)
+            .with_context(|| format!("writing {}", partial.display()))?;
+        std::fs::rename(&partial, path)
+            .with_context(|| format!("renaming to {}", path.display()))?;
     }
     Ok(if data.passed()? {
         0
