@@ -229,3 +229,29 @@ async fn think_time_before_the_first_request_is_not_latency() {
         data.metrics.iterations
     );
 }
+
+#[tokio::test]
+async fn ramp_down_interrupts_after_graceful_ramp_down() {
+    let slow = Router::new().route(
+        "/",
+        get(|| async {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            "{}"
+        }),
+    );
+    let addr = common::serve(slow).await;
+    // Two VUs start requests that take 3 s; the plan drops them at ~0.3–0.6 s and allows
+    // 200 ms more, so they are cut off long before the gracefulStop of 30 s.
+    let yaml = "scenarios:\n  s:\n    executor: ramping-vus\n    startVUs: 2\n    gracefulRampDown: 200ms\n    stages:\n      - { duration: 300ms, target: 2 }\n      - { duration: 300ms, target: 0 }\n";
+    let started = Instant::now();
+    let m = common::run_ceiling(addr, yaml, Segment::WHOLE)
+        .await
+        .metrics;
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(m.interrupted_iterations, 2);
+    assert_eq!(m.iterations, 0);
+}
