@@ -19,6 +19,12 @@ use crate::metrics::{ReqKey, TagSet};
 use crate::recorder::{CheckKey, Recorder};
 use crate::think::between_secs;
 
+/// The root group's tag, shared so resetting it each iteration does not allocate.
+fn no_group() -> Arc<str> {
+    static ROOT: std::sync::LazyLock<Arc<str>> = std::sync::LazyLock::new(|| Arc::from(""));
+    ROOT.clone()
+}
+
 /// What every VU of a run shares.
 pub struct RunContext {
     pub target: Target,
@@ -103,7 +109,7 @@ impl Vu {
             rng: StdRng::seed_from_u64(id ^ 0x9e37_79b9_7f4a_7c15),
             ctx,
             scenario: Arc::from(scenario),
-            group: Arc::from(""),
+            group: no_group(),
             tags,
             intended: None,
             deadline: None,
@@ -148,7 +154,7 @@ impl Vu {
     pub fn begin_iteration(&mut self, intended: Instant, deadline: Option<Instant>) {
         self.intended = Some(intended);
         self.deadline = deadline;
-        self.group = Arc::from("");
+        self.group = no_group();
     }
 
     /// Enters a k6 group: later requests and checks carry `group=::name`.
@@ -157,7 +163,7 @@ impl Vu {
     }
 
     pub fn end_group(&mut self) {
-        self.group = Arc::from("");
+        self.group = no_group();
     }
 
     pub fn get(&mut self, path: impl Into<String>) -> RequestBuilder<'_> {
@@ -238,7 +244,7 @@ pub struct RequestBuilder<'a> {
     vu: &'a mut Vu,
     method: Method,
     path: String,
-    name: Option<String>,
+    name: Option<&'a str>,
     headers: Vec<(HeaderName, HeaderValue)>,
     body: Option<Bytes>,
     expected: Option<&'a [u16]>,
@@ -260,8 +266,8 @@ impl<'a> RequestBuilder<'a> {
     }
 
     /// The `name` tag (k6's `tags: {name}`); defaults to the path, so name URLs with ids.
-    pub fn name(mut self, name: &str) -> Self {
-        self.name = Some(name.to_string());
+    pub fn name(mut self, name: &'a str) -> Self {
+        self.name = Some(name);
         self
     }
 
