@@ -56,6 +56,7 @@ pub fn spawn_background(state: &AppState, shutdown: watch::Receiver<bool>) -> Ve
         tokio::spawn(crate::queue::admission::run(state.clone(), shutdown.clone())),
         tokio::spawn(crate::concerts::sweeper::run(state.clone(), shutdown.clone())),
         tokio::spawn(purge_idempotency(state.db.clone(), shutdown.clone())),
+        tokio::spawn(state.breakers.clone().watch(shutdown.clone())),
         tokio::spawn(crate::coupons::consumer::run(state.clone(), shutdown)),
     ]
 }

@@ -50,6 +50,19 @@ pub struct Breakers {
 }
 
 impl Breakers {
+    /// Applies new runtime configs and refreshes the state gauges every second, so a forced
+    /// state shows in the metrics within the reader's poll even when no call arrives.
+    pub async fn watch(self: Arc<Self>, mut shutdown: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            self.postgres.state();
+            self.redis.state();
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+
     pub fn new(
         runtime: &RuntimeConfigHandle,
         metrics: &Arc<Metrics>,
