@@ -21,12 +21,17 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Starts redis-server on `port`; panics if it exits at once (the port was taken), so the
+/// test never talks to somebody else's Redis.
 fn start_redis(port: u16) -> Child {
-    Command::new("redis-server")
+    let mut child = Command::new("redis-server")
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .stdout(Stdio::null())
         .spawn()
-        .expect("redis-server must be installed (scripts/services.sh installs it)")
+        .expect("redis-server must be installed (scripts/services.sh installs it)");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(child.try_wait().unwrap().is_none(), "redis-server could not bind port {port}");
+    child
 }
 
 async fn wait_for_status(app: &TestApp, want: StatusCode) -> reqwest::Response {
