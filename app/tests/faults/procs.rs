@@ -1,6 +1,7 @@
 //! Real processes a fault test owns: a private redis-server (AOF, fsync on every write) it
 //! can SIGKILL and restart, and the `floodgate-app serve` binary it can SIGKILL and restart.
 //! The shared PostgreSQL and Redis are never stopped or reconfigured.
+#![allow(dead_code)]
 
 use std::{
     net::SocketAddr,

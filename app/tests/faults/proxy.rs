@@ -1,6 +1,7 @@
 //! A TCP proxy on loopback that injects faults between the app and a dependency: added
 //! latency on every response chunk, a stall (bytes held in both directions, like a server
 //! under SIGSTOP: connections stay open and nothing answers) and cutting every connection.
+#![allow(dead_code)]
 
 use std::{
     net::SocketAddr,

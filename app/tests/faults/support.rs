@@ -1,10 +1,20 @@
-//! Shared pieces of the fault tests: writing the runtime config, reading breaker metrics,
-//! and the invariants checked after every fault.
+//! Shared pieces of the fault tests: requests, a looping buyer load, writing the runtime
+//! config, reading breaker metrics, and the invariants checked after every fault.
+#![allow(dead_code)]
 
-use std::time::{Duration, Instant};
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
 
+use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
-use sqlx::PgPool;
+use sqlx::{PgPool, postgres::PgPoolOptions};
+
+use crate::{common::TestApp, procs, proxy};
 
 /// Small breaker settings for tests (the defaults need 50 calls and wait 30 s).
 pub fn breaker(
@@ -147,4 +157,142 @@ pub async fn assert_coupons_persisted(
         .unwrap();
     assert!(total <= cap, "{total} coupons persisted for a cap of {cap}");
     total
+}
+
+pub async fn new_goods(app: &TestApp, seller: &str, price: i64, stock: i64) -> i64 {
+    let res = app
+        .post_json(
+            "/api/v1/goods",
+            &json!({"name": "flash", "price": price, "stock": stock}),
+            Some(seller),
+        )
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    res.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
+}
+
+pub async fn charge(app: &TestApp, token: &str, amount: i64) {
+    assert_eq!(
+        app.post_json(
+            "/api/v1/wallet/charges",
+            &json!({"amount": amount}),
+            Some(token)
+        )
+        .await
+        .status(),
+        StatusCode::CREATED
+    );
+}
+
+pub async fn campaign(app: &TestApp, admin: &str, total: i64) -> i64 {
+    let now = chrono::Utc::now();
+    let body = json!({"name": "drop", "discount_amount": 10, "total_quantity": total,
+        "starts_at": now - chrono::Duration::seconds(1), "ends_at": now + chrono::Duration::hours(1)});
+    let res = app
+        .post_json("/api/v1/coupon-campaigns", &body, Some(admin))
+        .await;
+    assert_eq!(res.status(), StatusCode::CREATED);
+    res.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
+}
+
+pub async fn problem_kind(res: reqwest::Response) -> (StatusCode, Option<String>, String) {
+    let status = res.status();
+    let retry = res
+        .headers()
+        .get(header::RETRY_AFTER)
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    let kind = body["type"]
+        .as_str()
+        .unwrap_or("")
+        .rsplit('/')
+        .next()
+        .unwrap_or("")
+        .to_owned();
+    (status, retry, kind)
+}
+
+pub async fn order_once(app: &TestApp, token: &str, goods: i64, key: &str) -> reqwest::Response {
+    app.http
+        .post(app.url("/api/v1/orders"))
+        .bearer_auth(token)
+        .header("idempotency-key", key)
+        .json(&json!({"items": [{"goods_id": goods, "quantity": 1}]}))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A pool for the app that reaches this test's database through `proxy`.
+pub fn proxied_pool(pool: &PgPool, proxy: &proxy::Proxy, size: u32, acquire: Duration) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(size)
+        .acquire_timeout(acquire)
+        .connect_lazy(&procs::database_url(pool, Some(proxy.addr)))
+        .unwrap()
+}
+
+/// Buyers ordering one unit at a time in a loop (each order with its own Idempotency-Key),
+/// recording every answer and the ids of the orders answered 201.
+pub struct Buyers {
+    stop: Arc<AtomicBool>,
+    pub acked: Arc<Mutex<Vec<i64>>>,
+    pub answers: Arc<Mutex<Vec<(Instant, Duration, StatusCode)>>>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Buyers {
+    pub fn start(app: &Arc<TestApp>, tokens: &[String], goods: i64) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acked = Arc::new(Mutex::new(Vec::new()));
+        let answers = Arc::new(Mutex::new(Vec::new()));
+        let workers = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, token)| {
+                let (app, token, stop, acked, answers) = (
+                    app.clone(),
+                    token.clone(),
+                    stop.clone(),
+                    acked.clone(),
+                    answers.clone(),
+                );
+                tokio::spawn(async move {
+                    let mut n = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        let started = Instant::now();
+                        let res = order_once(&app, &token, goods, &format!("o-{i}-{n}")).await;
+                        let status = res.status();
+                        if status == StatusCode::CREATED {
+                            let id = res.json::<Value>().await.unwrap()["id"].as_i64().unwrap();
+                            acked.lock().unwrap().push(id);
+                        }
+                        answers
+                            .lock()
+                            .unwrap()
+                            .push((started, started.elapsed(), status));
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            acked,
+            answers,
+            workers,
+        }
+    }
+
+    /// Stops the load; returns every answer and the acknowledged order ids.
+    pub async fn stop(self) -> (Vec<(Instant, Duration, StatusCode)>, Vec<i64>) {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.workers {
+            w.await.unwrap();
+        }
+        let answers = self.answers.lock().unwrap().clone();
+        let acked = self.acked.lock().unwrap().clone();
+        (answers, acked)
+    }
 }

@@ -1,0 +1,316 @@
+//! Breakers flipped by the runtime config, and a private Redis SIGKILLed and restarted mid
+//! coupon drop (issue 5). docs/resilience.md maps each guarantee to its test.
+#![allow(clippy::unwrap_used)]
+
+#[path = "common/mod.rs"]
+mod common;
+#[path = "faults/procs.rs"]
+mod procs;
+#[path = "faults/proxy.rs"]
+mod proxy;
+#[path = "faults/support.rs"]
+mod support;
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use common::TestApp;
+use floodgate_app::platform::breaker::State;
+use reqwest::StatusCode;
+use serde_json::json;
+use sqlx::PgPool;
+use support::*;
+
+const MIGRATOR: &sqlx::migrate::Migrator = &floodgate_app::platform::db::MIGRATOR;
+
+/// Runtime config flips a breaker to forced-open and back: behaviour follows within the
+/// reader's 2 s poll (bounded here by 2 s + 3 s). PostgreSQL forced open: orders 503
+/// `circuit-open` with Retry-After, cached reads and the Redis-only coupon issue keep working,
+/// uncached reads 503 at once. Redis forced open: coupon issue and login 503, catalog reads
+/// fall through to PostgreSQL.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn runtime_config_forces_breakers_open_and_back(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let prefix = app.state.redis.prefix().to_owned();
+    let url = support::redis_url();
+    let seller = app
+        .user_with_roles("seller@example.com", &["customer", "seller"])
+        .await;
+    let admin = app
+        .user_with_roles("admin@example.com", &["customer", "admin"])
+        .await;
+    let goods = new_goods(&app, &seller, 10, 1_000).await;
+    let drop_id = campaign(&app, &admin, 100).await;
+    let buyers = app.bulk_customers(3, "b").await;
+    charge(&app, &buyers[0], 10_000).await;
+    assert_eq!(
+        app.get(&format!("/api/v1/goods/{goods}"), None)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let auto = || breaker(10, 5, "30s", 2, "5s", "auto");
+
+    set_breakers(
+        &url,
+        &prefix,
+        1,
+        breaker(10, 5, "30s", 2, "5s", "forced-open"),
+        auto(),
+    )
+    .await;
+    let took = eventually(
+        Duration::from_secs(5),
+        "orders refused after forced-open",
+        || async {
+            order_once(
+                &app,
+                &buyers[0],
+                goods,
+                &format!("k-{}", uuid::Uuid::new_v4()),
+            )
+            .await
+            .status()
+                == StatusCode::SERVICE_UNAVAILABLE
+        },
+    )
+    .await;
+    assert!(took <= Duration::from_secs(5));
+    let started = Instant::now();
+    let (status, retry, kind) =
+        problem_kind(order_once(&app, &buyers[0], goods, "k-forced").await).await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "circuit-open")
+    );
+    assert!(
+        retry.is_some_and(|r| r.parse::<u64>().unwrap() >= 1),
+        "Retry-After"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "refused without waiting on the database"
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/goods/{goods}"), None)
+            .await
+            .status(),
+        StatusCode::OK,
+        "cached read served"
+    );
+    let (status, _, kind) = problem_kind(app.get("/api/v1/goods/987654", None).await).await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "circuit-open"),
+        "nothing cached: 503 at once"
+    );
+    let issued = app
+        .post_json(
+            &format!("/api/v1/coupon-campaigns/{drop_id}/issue"),
+            &json!({}),
+            Some(&buyers[1]),
+        )
+        .await;
+    assert_eq!(
+        issued.status(),
+        StatusCode::CREATED,
+        "coupon issue needs only Redis"
+    );
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert_eq!(
+        support::metric(&metrics, "floodgate_circuit_state{dependency=\"postgres\"}"),
+        3.0
+    );
+    assert!(
+        support::metric(
+            &metrics,
+            "floodgate_circuit_calls_total{dependency=\"postgres\",outcome=\"rejected\"}"
+        ) >= 1.0
+    );
+
+    set_breakers(
+        &url,
+        &prefix,
+        2,
+        auto(),
+        breaker(10, 5, "30s", 2, "5s", "forced-open"),
+    )
+    .await;
+    eventually(
+        Duration::from_secs(5),
+        "orders accepted after auto",
+        || async {
+            order_once(
+                &app,
+                &buyers[0],
+                goods,
+                &format!("k-{}", uuid::Uuid::new_v4()),
+            )
+            .await
+            .status()
+                == StatusCode::CREATED
+        },
+    )
+    .await;
+    assert_eq!(app.state.breakers.redis.state(), State::ForcedOpen);
+    let (status, retry, kind) = problem_kind(
+        app.post_json(
+            &format!("/api/v1/coupon-campaigns/{drop_id}/issue"),
+            &json!({}),
+            Some(&buyers[2]),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "circuit-open")
+    );
+    assert!(retry.is_some());
+    let login = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": "seller@example.com", "password": common::PASSWORD}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        login.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "login fails closed without its rate limit"
+    );
+    assert_eq!(
+        app.get(&format!("/api/v1/goods/{goods}"), None)
+            .await
+            .status(),
+        StatusCode::OK,
+        "read falls through to PostgreSQL"
+    );
+    assert_eq!(
+        app.get("/api/v1/goods", None).await.status(),
+        StatusCode::OK
+    );
+
+    // the gauge follows the config without any call
+    set_breakers(
+        &url,
+        &prefix,
+        3,
+        auto(),
+        breaker(10, 5, "30s", 2, "5s", "disabled"),
+    )
+    .await;
+    eventually(Duration::from_secs(5), "gauge shows disabled", || async {
+        let metrics = app.get("/metrics", None).await.text().await.unwrap();
+        support::metric(&metrics, "floodgate_circuit_state{dependency=\"redis\"}") == 4.0
+    })
+    .await;
+
+    set_breakers(&url, &prefix, 4, auto(), auto()).await;
+    eventually(
+        Duration::from_secs(5),
+        "coupon issue back after auto",
+        || async {
+            app.post_json(
+                &format!("/api/v1/coupon-campaigns/{drop_id}/issue"),
+                &json!({}),
+                Some(&buyers[2]),
+            )
+            .await
+            .status()
+                == StatusCode::CREATED
+        },
+    )
+    .await;
+    assert_eq!(app.state.breakers.postgres.state(), State::Closed);
+}
+
+/// A private Redis (AOF, fsync always) SIGKILLed and restarted mid coupon drop: no coupon
+/// beyond the cap, nobody twice, every 201 persisted.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn redis_killed_and_restarted_mid_coupon_drop(pool: PgPool) {
+    let mut server = procs::RedisServer::start().await;
+    let redis_url = server.url();
+    let app = TestApp::spawn_with(pool.clone(), |s| s.redis_url = redis_url.clone().into()).await;
+    let prefix = app.state.redis.prefix().to_owned();
+    set_breakers(
+        &redis_url,
+        &prefix,
+        1,
+        breaker(10, 5, "30s", 2, "5s", "auto"),
+        breaker(10, 5, "1s", 2, "2s", "auto"),
+    )
+    .await;
+    eventually(Duration::from_secs(5), "config applied", || async {
+        app.state.runtime.get().version == 1
+    })
+    .await;
+    let admin = app
+        .user_with_roles("admin@example.com", &["customer", "admin"])
+        .await;
+    let cap = 300;
+    let drop_id = campaign(&app, &admin, cap).await;
+    let tokens = Arc::new(app.bulk_customers(600, "u").await);
+    let app = Arc::new(app);
+    let stop = Arc::new(AtomicBool::new(false));
+    let results = Arc::new(Mutex::new(Vec::<(usize, StatusCode)>::new()));
+    let workers: Vec<_> = (0..12)
+        .map(|w| {
+            let (app, tokens, stop, results) =
+                (app.clone(), tokens.clone(), stop.clone(), results.clone());
+            tokio::spawn(async move {
+                let path = format!("/api/v1/coupon-campaigns/{drop_id}/issue");
+                let mut u = w;
+                while !stop.load(Ordering::Relaxed) {
+                    let status = app
+                        .post_json(&path, &json!({}), Some(&tokens[u % tokens.len()]))
+                        .await
+                        .status();
+                    results.lock().unwrap().push((u % tokens.len(), status));
+                    u += 12;
+                    tokio::time::sleep(Duration::from_millis(30)).await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    server.kill9();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    server.restart().await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::Relaxed);
+    for w in workers {
+        w.await.unwrap();
+    }
+
+    let results = results.lock().unwrap().clone();
+    let mut winners = std::collections::HashSet::new();
+    for (u, s) in &results {
+        match *s {
+            StatusCode::CREATED => assert!(winners.insert(*u), "user {u} got two 201s"),
+            StatusCode::CONFLICT | StatusCode::GONE | StatusCode::SERVICE_UNAVAILABLE => {}
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(
+        results
+            .iter()
+            .any(|r| r.1 == StatusCode::SERVICE_UNAVAILABLE),
+        "the outage was seen"
+    );
+    assert!(!winners.is_empty());
+    assert!(winners.len() as i64 <= cap);
+    let user_ids: Vec<i64> =
+        sqlx::query_scalar("select user_id from users where email like 'u%' order by user_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    let winner_ids: Vec<i64> = winners.iter().map(|u| user_ids[*u]).collect();
+    support::assert_coupons_persisted(&pool, drop_id, &winner_ids, cap, Duration::from_secs(45))
+        .await;
+}
