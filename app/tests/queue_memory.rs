@@ -146,7 +146,14 @@ async fn two_hundred_thousand_joins_fit_in_a_small_redis() {
 
     // every place was kept: the count, and the last joiner's place is the last one
     let view = service::view(&state, &q, Utc::now()).await.unwrap();
-    assert_eq!(view.waiting, JOINS as u64 + 1);
+    let diag: (Option<i64>, i64, std::collections::HashMap<String, String>) = redis::pipe()
+        .get("fgm:{q:concert-42}:seq")
+        .llen("fgm:{q:concert-42}:line")
+        .hgetall("fgm:{q:concert-42}:stats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(view.waiting, JOINS as u64 + 1, "seq, line length, stats: {diag:?}");
     let again = service::join(&state, &q, UserId(JOINS + 1), Utc::now())
         .await
         .unwrap();
