@@ -21,6 +21,12 @@ else
   cargo test --workspace --no-fail-fast "$@" || status=$?
 fi
 
+# every load-test scenario for a few seconds against the real app, invariants checked after
+bash scripts/loadtest-smoke.sh || status=$?
+
+# the operator in --manifests mode driving the real app end to end
+bash operator/e2e/local.sh || status=$?
+
 # the waiting-room page in headless Chromium (installs chromium and playwright-core if missing)
 bash scripts/browser-tests.sh || status=$?
 
