@@ -53,7 +53,11 @@ pub struct Settings {
     pub db_acquire_timeout_ms: u64,
 
     /// Server-side limit on one SQL statement (PostgreSQL `statement_timeout`).
-    #[arg(long, env = "FLOODGATE_DB_STATEMENT_TIMEOUT_MS", default_value_t = 5_000)]
+    #[arg(
+        long,
+        env = "FLOODGATE_DB_STATEMENT_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
     pub db_statement_timeout_ms: u64,
 
     /// Client-side deadline of one guarded database unit (acquire + transaction); it also

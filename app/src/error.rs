@@ -43,8 +43,19 @@ struct ProblemBody<'a> {
 }
 
 impl ApiError {
-    pub fn new(status: StatusCode, kind: &'static str, detail: impl Into<Cow<'static, str>>) -> Self {
-        Self { status, kind, detail: detail.into(), retry_after: None, extra: None, headers: Vec::new() }
+    pub fn new(
+        status: StatusCode,
+        kind: &'static str,
+        detail: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            status,
+            kind,
+            detail: detail.into(),
+            retry_after: None,
+            extra: None,
+            headers: Vec::new(),
+        }
     }
 
     pub fn bad_request(detail: impl Into<Cow<'static, str>>) -> Self {
@@ -53,7 +64,11 @@ impl ApiError {
 
     /// The body parsed but a value breaks a rule (too short, out of range, ...).
     pub fn invalid(field: &str, detail: impl Into<Cow<'static, str>>) -> Self {
-        let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation-failed", detail);
+        let mut e = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation-failed",
+            detail,
+        );
         e.extra = Some(serde_json::json!({ "field": field }));
         e
     }
@@ -68,7 +83,11 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not-found", format!("{what} not found"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not-found",
+            format!("{what} not found"),
+        )
     }
 
     pub fn conflict(kind: &'static str, detail: impl Into<Cow<'static, str>>) -> Self {
@@ -84,13 +103,22 @@ impl ApiError {
     }
 
     pub fn unavailable(detail: impl Into<Cow<'static, str>>) -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "service-unavailable", detail).retry_after(1)
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "service-unavailable",
+            detail,
+        )
+        .retry_after(1)
     }
 
     /// A server fault: the cause is logged, the client sees a generic message.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!(error = %cause, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal server error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal server error",
+        )
     }
 
     pub fn retry_after(mut self, secs: u64) -> Self {
@@ -131,11 +159,23 @@ impl std::error::Error for ApiError {}
 
 /// Builds a problem response; also used for errors produced outside handlers (rejections,
 /// timeouts, load shedding, panics).
-pub fn problem_response(status: StatusCode, kind: &str, detail: &str, extra: Option<&Value>) -> Response {
+pub fn problem_response(
+    status: StatusCode,
+    kind: &str,
+    detail: &str,
+    extra: Option<&Value>,
+) -> Response {
     let title = status.canonical_reason().unwrap_or("Error");
-    let body = ProblemBody { kind: format!("{TYPE_BASE}{kind}"), title, status: status.as_u16(), detail, extra };
+    let body = ProblemBody {
+        kind: format!("{TYPE_BASE}{kind}"),
+        title,
+        status: status.as_u16(),
+        detail,
+        extra,
+    };
     let mut res = (status, Json(body)).into_response();
-    res.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     res
 }
 
@@ -160,7 +200,10 @@ impl From<sqlx::Error> for ApiError {
                 tracing::warn!("database pool exhausted");
                 Self::unavailable("the database is busy; retry shortly")
             }
-            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::PoolClosed | sqlx::Error::Protocol(_) => {
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Protocol(_) => {
                 tracing::warn!(error = %e, "database unreachable");
                 Self::unavailable("the database is unavailable; retry shortly")
             }

@@ -6,8 +6,8 @@
 
 pub mod admin;
 pub mod auth;
-pub mod concerts;
 pub mod cart;
+pub mod concerts;
 pub mod config;
 pub mod coupons;
 pub mod error;

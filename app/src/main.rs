@@ -35,7 +35,12 @@ enum AdminCommand {
     Create {
         #[arg(long)]
         email: String,
-        #[arg(long = "password-env-only", env = "FLOODGATE_ADMIN_PASSWORD", hide = true, hide_env_values = true)]
+        #[arg(
+            long = "password-env-only",
+            env = "FLOODGATE_ADMIN_PASSWORD",
+            hide = true,
+            hide_env_values = true
+        )]
         password: SecretString,
     },
 }
@@ -43,7 +48,12 @@ enum AdminCommand {
 fn init_logging() {
     use tracing_subscriber::{EnvFilter, fmt};
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    fmt().json().with_env_filter(filter).with_current_span(true).with_span_list(false).init();
+    fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(true)
+        .with_span_list(false)
+        .init();
 }
 
 #[tokio::main]
@@ -63,10 +73,17 @@ async fn main() -> anyhow::Result<()> {
             let pool = db::pool(&cli.settings)?;
             db::migrate_with_retry(&pool, 30).await?;
             seed::seed(&pool).await?;
-            tracing::info!(admin = seed::DEMO_ADMIN, seller = seed::DEMO_SELLER, customer = seed::DEMO_CUSTOMER, "demo data loaded");
+            tracing::info!(
+                admin = seed::DEMO_ADMIN,
+                seller = seed::DEMO_SELLER,
+                customer = seed::DEMO_CUSTOMER,
+                "demo data loaded"
+            );
             Ok(())
         }
-        Command::Admin { command: AdminCommand::Create { email, password } } => {
+        Command::Admin {
+            command: AdminCommand::Create { email, password },
+        } => {
             let pool = db::pool(&cli.settings)?;
             db::migrate_with_retry(&pool, 30).await?;
             seed::create_admin(&pool, &email, &password).await?;

@@ -29,10 +29,21 @@ impl PageQuery {
     pub fn parse(&self, default_limit: u32) -> Result<Page, ApiError> {
         let limit = self.limit.unwrap_or(default_limit);
         if limit == 0 || limit > MAX_LIMIT {
-            return Err(ApiError::invalid("limit", format!("limit must be between 1 and {MAX_LIMIT}")));
+            return Err(ApiError::invalid(
+                "limit",
+                format!("limit must be between 1 and {MAX_LIMIT}"),
+            ));
         }
-        let before = self.cursor.as_deref().filter(|c| !c.is_empty()).map(decode).transpose()?;
-        Ok(Page { limit: i64::from(limit), before })
+        let before = self
+            .cursor
+            .as_deref()
+            .filter(|c| !c.is_empty())
+            .map(decode)
+            .transpose()?;
+        Ok(Page {
+            limit: i64::from(limit),
+            before,
+        })
     }
 }
 
@@ -41,10 +52,18 @@ pub fn encode(last_id: i64) -> String {
 }
 
 fn decode(cursor: &str) -> Result<i64, ApiError> {
-    let bad = || ApiError::invalid("cursor", "cursor is malformed; pass next_cursor from the previous page unchanged");
+    let bad = || {
+        ApiError::invalid(
+            "cursor",
+            "cursor is malformed; pass next_cursor from the previous page unchanged",
+        )
+    };
     let raw = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| bad())?;
     let text = std::str::from_utf8(&raw).map_err(|_| bad())?;
-    text.strip_prefix("v1:").and_then(|n| n.parse::<i64>().ok()).filter(|n| *n > 0).ok_or_else(bad)
+    text.strip_prefix("v1:")
+        .and_then(|n| n.parse::<i64>().ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(bad)
 }
 
 /// A page of items and the cursor of the next one (None on the last page).
@@ -59,8 +78,15 @@ impl<T> Paged<T> {
     pub fn from_rows(mut rows: Vec<T>, page: Page, id: impl Fn(&T) -> i64) -> Self {
         let more = rows.len() as i64 > page.limit;
         rows.truncate(page.limit as usize);
-        let next_cursor = if more { rows.last().map(|r| encode(id(r))) } else { None };
-        Self { items: rows, next_cursor }
+        let next_cursor = if more {
+            rows.last().map(|r| encode(id(r)))
+        } else {
+            None
+        };
+        Self {
+            items: rows,
+            next_cursor,
+        }
     }
 }
 
@@ -71,7 +97,10 @@ mod tests {
 
     #[test]
     fn limits() {
-        let q = |limit| PageQuery { limit, cursor: None };
+        let q = |limit| PageQuery {
+            limit,
+            cursor: None,
+        };
         assert_eq!(q(None).parse(15).unwrap().limit, 15);
         assert!(q(Some(0)).parse(15).is_err());
         assert!(q(Some(101)).parse(15).is_err());
@@ -80,7 +109,10 @@ mod tests {
     #[test]
     fn malformed_cursors_are_refused() {
         for bad in ["!!!", "djE6", "djE6LTE", "eHg6MTA"] {
-            let q = PageQuery { limit: None, cursor: Some(bad.into()) };
+            let q = PageQuery {
+                limit: None,
+                cursor: Some(bad.into()),
+            };
             assert!(q.parse(15).is_err(), "{bad}");
         }
     }

@@ -12,7 +12,14 @@ use crate::{
     auth::{jwt::JwtKeys, password},
     config::Settings,
     http,
-    platform::{cache::Cache, db, metrics::Metrics, redis::Redis, resilience::Breakers, runtime_config::{Reader, RuntimeConfigHandle}},
+    platform::{
+        cache::Cache,
+        db,
+        metrics::Metrics,
+        redis::Redis,
+        resilience::Breakers,
+        runtime_config::{Reader, RuntimeConfigHandle},
+    },
     state::{AppState, Inner},
 };
 
@@ -49,12 +56,26 @@ pub fn build_state(settings: Settings, db: sqlx::PgPool) -> anyhow::Result<AppSt
 }
 
 /// Background loops of one replica; they stop when `shutdown` flips to true.
-pub fn spawn_background(state: &AppState, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
-    let reader = Reader::new(state.runtime.clone(), state.redis.clone(), state.metrics.clone(), state.settings.replica_id());
+pub fn spawn_background(
+    state: &AppState,
+    shutdown: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let reader = Reader::new(
+        state.runtime.clone(),
+        state.redis.clone(),
+        state.metrics.clone(),
+        state.settings.replica_id(),
+    );
     vec![
         tokio::spawn(reader.run(shutdown.clone())),
-        tokio::spawn(crate::queue::admission::run(state.clone(), shutdown.clone())),
-        tokio::spawn(crate::concerts::sweeper::run(state.clone(), shutdown.clone())),
+        tokio::spawn(crate::queue::admission::run(
+            state.clone(),
+            shutdown.clone(),
+        )),
+        tokio::spawn(crate::concerts::sweeper::run(
+            state.clone(),
+            shutdown.clone(),
+        )),
         tokio::spawn(purge_idempotency(state.db.clone(), shutdown.clone())),
         tokio::spawn(state.breakers.clone().watch(shutdown.clone())),
         tokio::spawn(crate::coupons::consumer::run(state.clone(), shutdown)),
@@ -75,7 +96,11 @@ async fn purge_idempotency(db: sqlx::PgPool, mut shutdown: watch::Receiver<bool>
 }
 
 /// Serves on `listener` until `shutdown` flips, then drains in-flight requests.
-pub async fn serve_on(state: AppState, listener: TcpListener, mut shutdown: watch::Receiver<bool>) -> std::io::Result<()> {
+pub async fn serve_on(
+    state: AppState,
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
     let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let delay = Duration::from_secs(state.settings.shutdown_delay_secs);
     axum::serve(listener, app)

@@ -10,7 +10,10 @@ use sqlx::PgPool;
 use crate::{
     auth::jwt::JwtKeys,
     config::Settings,
-    platform::{cache::Cache, metrics::Metrics, redis::Redis, resilience::Breakers, runtime_config::RuntimeConfigHandle},
+    platform::{
+        cache::Cache, metrics::Metrics, redis::Redis, resilience::Breakers,
+        runtime_config::RuntimeConfigHandle,
+    },
 };
 
 #[derive(Clone)]

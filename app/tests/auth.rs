@@ -7,7 +7,10 @@ mod common;
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use chrono::Utc;
 use common::{PASSWORD, TestApp, expect_problem, refresh_cookie};
-use floodgate_app::auth::{Role, jwt::{AUDIENCE, Claims, ISSUER}};
+use floodgate_app::auth::{
+    Role,
+    jwt::{AUDIENCE, Claims, ISSUER},
+};
 use reqwest::{StatusCode, header};
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -33,10 +36,28 @@ async fn signup_login_refresh_logout(pool: PgPool) {
     assert_eq!(user["roles"], json!(["customer"]));
     assert!(user.get("password_hash").is_none());
 
-    let res = app.post_json("/api/v1/auth/login", &json!({"email": "KIM@example.com", "password": PASSWORD}), None).await;
+    let res = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": "KIM@example.com", "password": PASSWORD}),
+            None,
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
-    let cookie = res.headers().get(header::SET_COOKIE).unwrap().to_str().unwrap().to_owned();
-    for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/api/v1/auth", "Max-Age=1800"] {
+    let cookie = res
+        .headers()
+        .get(header::SET_COOKIE)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_owned();
+    for attr in [
+        "HttpOnly",
+        "Secure",
+        "SameSite=Strict",
+        "Path=/api/v1/auth",
+        "Max-Age=1800",
+    ] {
         assert!(cookie.contains(attr), "cookie {cookie} lacks {attr}");
     }
     let first_refresh = refresh_cookie(&res).unwrap();
@@ -45,7 +66,12 @@ async fn signup_login_refresh_logout(pool: PgPool) {
     assert_eq!(body["expires_in"], 300);
     let access = body["access_token"].as_str().unwrap().to_owned();
 
-    let me: Value = app.get("/api/v1/users/me", Some(&access)).await.json().await.unwrap();
+    let me: Value = app
+        .get("/api/v1/users/me", Some(&access))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(me["email"], "kim@example.com");
 
     // rotation: the new cookie works, the old one is dead
@@ -54,14 +80,28 @@ async fn signup_login_refresh_logout(pool: PgPool) {
     let second_refresh = refresh_cookie(&res).unwrap();
     assert_ne!(second_refresh, first_refresh);
     let new_access: Value = res.json().await.unwrap();
-    assert_eq!(app.get("/api/v1/users/me", new_access["access_token"].as_str()).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/api/v1/users/me", new_access["access_token"].as_str())
+            .await
+            .status(),
+        StatusCode::OK
+    );
 
     // logout revokes the family and clears the cookie
-    let res = app.http.post(app.url("/api/v1/auth/logout"))
-        .header(header::COOKIE, format!("refresh_token={second_refresh}")).send().await.unwrap();
+    let res = app
+        .http
+        .post(app.url("/api/v1/auth/logout"))
+        .header(header::COOKIE, format!("refresh_token={second_refresh}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_eq!(refresh_cookie(&res).as_deref(), Some(""));
-    expect_problem(refresh_with(&app, &second_refresh).await, StatusCode::UNAUTHORIZED).await;
+    expect_problem(
+        refresh_with(&app, &second_refresh).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
@@ -73,16 +113,32 @@ async fn reusing_a_rotated_refresh_token_revokes_the_family(pool: PgPool) {
     let legit = refresh_cookie(&res).unwrap();
 
     let body = expect_problem(refresh_with(&app, &stolen).await, StatusCode::UNAUTHORIZED).await;
-    assert!(body["detail"].as_str().unwrap().contains("already used"), "{body}");
+    assert!(
+        body["detail"].as_str().unwrap().contains("already used"),
+        "{body}"
+    );
     // the legitimate, never-used descendant is revoked too
     expect_problem(refresh_with(&app, &legit).await, StatusCode::UNAUTHORIZED).await;
-    let live: i64 = sqlx::query_scalar("select count(*) from refresh_tokens where revoked_at is null").fetch_one(&pool).await.unwrap();
+    let live: i64 =
+        sqlx::query_scalar("select count(*) from refresh_tokens where revoked_at is null")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(live, 0);
     // a new login starts a new, working family
     let (_, fresh) = app.login("thief@example.com").await;
     assert_eq!(refresh_with(&app, &fresh).await.status(), StatusCode::OK);
-    expect_problem(refresh_with(&app, "not-a-token").await, StatusCode::UNAUTHORIZED).await;
-    let res = app.http.post(app.url("/api/v1/auth/refresh")).send().await.unwrap();
+    expect_problem(
+        refresh_with(&app, "not-a-token").await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let res = app
+        .http
+        .post(app.url("/api/v1/auth/refresh"))
+        .send()
+        .await
+        .unwrap();
     expect_problem(res, StatusCode::UNAUTHORIZED).await;
 }
 
@@ -91,11 +147,20 @@ async fn bad_access_tokens_are_401(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let good = app.customer("tokens@example.com").await;
     let now = Utc::now().timestamp();
-    let claims = |exp: i64, aud: &str| Claims { sub: "1".into(), roles: vec![Role::Admin], iat: now, exp, iss: ISSUER.into(), aud: aud.into() };
+    let claims = |exp: i64, aud: &str| Claims {
+        sub: "1".into(),
+        roles: vec![Role::Admin],
+        iat: now,
+        exp,
+        iss: ISSUER.into(),
+        aud: aud.into(),
+    };
     let expired = app.state.jwt.sign(&claims(now - 60, AUDIENCE)).unwrap();
     let wrong_aud = app.state.jwt.sign(&claims(now + 60, "other-api")).unwrap();
     let forged = {
-        let other = floodgate_app::auth::jwt::JwtKeys::new(&"some-other-secret-of-32-bytes-xxxxx".to_owned().into());
+        let other = floodgate_app::auth::jwt::JwtKeys::new(
+            &"some-other-secret-of-32-bytes-xxxxx".to_owned().into(),
+        );
         other.sign(&claims(now + 60, AUDIENCE)).unwrap()
     };
     let none = format!(
@@ -106,38 +171,94 @@ async fn bad_access_tokens_are_401(pool: PgPool) {
     let mut tampered = good.clone();
     tampered.pop();
     tampered.push(if good.ends_with('A') { 'B' } else { 'A' });
-    for (name, token) in [("expired", expired), ("wrong audience", wrong_aud), ("forged", forged), ("alg none", none), ("tampered", tampered), ("garbage", "abc".into())] {
+    for (name, token) in [
+        ("expired", expired),
+        ("wrong audience", wrong_aud),
+        ("forged", forged),
+        ("alg none", none),
+        ("tampered", tampered),
+        ("garbage", "abc".into()),
+    ] {
         let res = app.get("/api/v1/users/me", Some(&token)).await;
-        assert_eq!(res.headers().get(header::WWW_AUTHENTICATE).map(|v| v.to_str().unwrap()), Some("Bearer"), "{name}");
+        assert_eq!(
+            res.headers()
+                .get(header::WWW_AUTHENTICATE)
+                .map(|v| v.to_str().unwrap()),
+            Some("Bearer"),
+            "{name}"
+        );
         expect_problem(res, StatusCode::UNAUTHORIZED).await;
     }
-    expect_problem(app.get("/api/v1/users/me", None).await, StatusCode::UNAUTHORIZED).await;
-    let res = app.http.get(app.url("/api/v1/users/me")).header(header::AUTHORIZATION, "Basic abc").send().await.unwrap();
+    expect_problem(
+        app.get("/api/v1/users/me", None).await,
+        StatusCode::UNAUTHORIZED,
+    )
+    .await;
+    let res = app
+        .http
+        .get(app.url("/api/v1/users/me"))
+        .header(header::AUTHORIZATION, "Basic abc")
+        .send()
+        .await
+        .unwrap();
     expect_problem(res, StatusCode::UNAUTHORIZED).await;
-    assert_eq!(app.get("/api/v1/users/me", Some(&good)).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/api/v1/users/me", Some(&good)).await.status(),
+        StatusCode::OK
+    );
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn role_guard_and_becoming_a_seller(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let customer = app.customer("c@example.com").await;
-    let body = expect_problem(app.get("/api/v1/admin/runtime-config", Some(&customer)).await, StatusCode::FORBIDDEN).await;
+    let body = expect_problem(
+        app.get("/api/v1/admin/runtime-config", Some(&customer))
+            .await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
     assert!(body["detail"].as_str().unwrap().contains("admin"), "{body}");
 
-    let res = app.post_json("/api/v1/users/me/seller", &json!({"display_name": "C's Shop"}), Some(&customer)).await;
+    let res = app
+        .post_json(
+            "/api/v1/users/me/seller",
+            &json!({"display_name": "C's Shop"}),
+            Some(&customer),
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["user"]["roles"], json!(["customer", "seller"]));
     // repeat is idempotent: the role is not added twice
     let token = body["access_token"].as_str().unwrap();
-    let res = app.post_json("/api/v1/users/me/seller", &json!({"display_name": "Renamed"}), Some(token)).await;
+    let res = app
+        .post_json(
+            "/api/v1/users/me/seller",
+            &json!({"display_name": "Renamed"}),
+            Some(token),
+        )
+        .await;
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["user"]["roles"], json!(["customer", "seller"]));
-    let res = app.post_json("/api/v1/users/me/seller", &json!({"display_name": "  "}), Some(token)).await;
+    let res = app
+        .post_json(
+            "/api/v1/users/me/seller",
+            &json!({"display_name": "  "}),
+            Some(token),
+        )
+        .await;
     expect_problem(res, StatusCode::UNPROCESSABLE_ENTITY).await;
 
-    let admin = app.user_with_roles("a@example.com", &["customer", "admin"]).await;
-    let view: Value = app.get("/api/v1/admin/runtime-config", Some(&admin)).await.json().await.unwrap();
+    let admin = app
+        .user_with_roles("a@example.com", &["customer", "admin"])
+        .await;
+    let view: Value = app
+        .get("/api/v1/admin/runtime-config", Some(&admin))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(view["version"], 0);
 }
 
@@ -145,14 +266,36 @@ async fn role_guard_and_becoming_a_seller(pool: PgPool) {
 async fn fifty_concurrent_signups_of_one_email_leave_one_row(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     let attempts = (0..50).map(|i| {
-        let email = if i % 2 == 0 { "race@example.com".to_owned() } else { "RACE@Example.com".to_owned() };
+        let email = if i % 2 == 0 {
+            "race@example.com".to_owned()
+        } else {
+            "RACE@Example.com".to_owned()
+        };
         let app = &app;
         async move { app.signup(&email).await.status() }
     });
     let statuses = futures::future::join_all(attempts).await;
-    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CREATED).count(), 1, "{statuses:?}");
-    assert_eq!(statuses.iter().filter(|s| **s == StatusCode::CONFLICT).count(), 49, "{statuses:?}");
-    let rows: i64 = sqlx::query_scalar("select count(*) from users where email = 'race@example.com'").fetch_one(&pool).await.unwrap();
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CREATED)
+            .count(),
+        1,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CONFLICT)
+            .count(),
+        49,
+        "{statuses:?}"
+    );
+    let rows: i64 =
+        sqlx::query_scalar("select count(*) from users where email = 'race@example.com'")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
     assert_eq!(rows, 1);
     let body = expect_problem(app.signup("race@example.com").await, StatusCode::CONFLICT).await;
     assert!(body["type"].as_str().unwrap().ends_with("/email-taken"));
@@ -162,8 +305,20 @@ async fn fifty_concurrent_signups_of_one_email_leave_one_row(pool: PgPool) {
 async fn unknown_email_and_wrong_password_get_the_same_401(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     app.signup("known@example.com").await;
-    let wrong = app.post_json("/api/v1/auth/login", &json!({"email": "known@example.com", "password": "wrong password"}), None).await;
-    let unknown = app.post_json("/api/v1/auth/login", &json!({"email": "nobody@example.com", "password": "wrong password"}), None).await;
+    let wrong = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": "known@example.com", "password": "wrong password"}),
+            None,
+        )
+        .await;
+    let unknown = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": "nobody@example.com", "password": "wrong password"}),
+            None,
+        )
+        .await;
     let a = expect_problem(wrong, StatusCode::UNAUTHORIZED).await;
     let b = expect_problem(unknown, StatusCode::UNAUTHORIZED).await;
     assert_eq!(a, b);
@@ -174,12 +329,31 @@ async fn login_is_rate_limited_per_email_across_the_redis_window(pool: PgPool) {
     let app = TestApp::spawn_with(pool, |s| s.auth_limit_per_email = 3).await;
     app.signup("limited@example.com").await;
     for _ in 0..3 {
-        let res = app.post_json("/api/v1/auth/login", &json!({"email": "limited@example.com", "password": "nope nope"}), None).await;
+        let res = app
+            .post_json(
+                "/api/v1/auth/login",
+                &json!({"email": "limited@example.com", "password": "nope nope"}),
+                None,
+            )
+            .await;
         assert_eq!(res.status(), StatusCode::UNAUTHORIZED);
     }
     // the fourth attempt in the window is refused even with the right password
-    let res = app.post_json("/api/v1/auth/login", &json!({"email": "limited@example.com", "password": PASSWORD}), None).await;
-    let retry: u64 = res.headers().get(header::RETRY_AFTER).unwrap().to_str().unwrap().parse().unwrap();
+    let res = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": "limited@example.com", "password": PASSWORD}),
+            None,
+        )
+        .await;
+    let retry: u64 = res
+        .headers()
+        .get(header::RETRY_AFTER)
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=60).contains(&retry));
     expect_problem(res, StatusCode::TOO_MANY_REQUESTS).await;
     // another email is unaffected
@@ -190,13 +364,42 @@ async fn login_is_rate_limited_per_email_across_the_redis_window(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn admin_command_creates_an_admin_who_can_log_in(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
-    floodgate_app::seed::create_admin(&pool, "Root@Example.com", &"an admin password".to_owned().into()).await.unwrap();
-    let res = app.post_json("/api/v1/auth/login", &json!({"email": "root@example.com", "password": "an admin password"}), None).await;
+    floodgate_app::seed::create_admin(
+        &pool,
+        "Root@Example.com",
+        &"an admin password".to_owned().into(),
+    )
+    .await
+    .unwrap();
+    let res = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": "root@example.com", "password": "an admin password"}),
+            None,
+        )
+        .await;
     let token: Value = res.json().await.unwrap();
-    let res = app.get("/api/v1/admin/runtime-config", token["access_token"].as_str()).await;
+    let res = app
+        .get(
+            "/api/v1/admin/runtime-config",
+            token["access_token"].as_str(),
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
     // rerunning resets the password instead of failing
-    floodgate_app::seed::create_admin(&pool, "root@example.com", &"a new admin password".to_owned().into()).await.unwrap();
-    let res = app.post_json("/api/v1/auth/login", &json!({"email": "root@example.com", "password": "a new admin password"}), None).await;
+    floodgate_app::seed::create_admin(
+        &pool,
+        "root@example.com",
+        &"a new admin password".to_owned().into(),
+    )
+    .await
+    .unwrap();
+    let res = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": "root@example.com", "password": "a new admin password"}),
+            None,
+        )
+        .await;
     assert_eq!(res.status(), StatusCode::OK);
 }

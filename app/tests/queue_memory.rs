@@ -153,7 +153,11 @@ async fn two_hundred_thousand_joins_fit_in_a_small_redis() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(view.waiting, JOINS as u64 + 1, "seq, line length, stats: {diag:?}");
+    assert_eq!(
+        view.waiting,
+        JOINS as u64 + 1,
+        "seq, line length, stats: {diag:?}"
+    );
     let again = service::join(&state, &q, UserId(JOINS + 1), Utc::now())
         .await
         .unwrap();

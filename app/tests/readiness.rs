@@ -18,19 +18,35 @@ use sqlx::PgPool;
 const MIGRATOR: &sqlx::migrate::Migrator = &floodgate_app::platform::db::MIGRATOR;
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// Starts redis-server on `port`; panics if it exits at once (the port was taken), so the
 /// test never talks to somebody else's Redis.
 fn start_redis(port: u16) -> Child {
     let mut child = Command::new("redis-server")
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .stdout(Stdio::null())
         .spawn()
         .expect("redis-server must be installed (scripts/services.sh installs it)");
     std::thread::sleep(Duration::from_millis(300));
-    assert!(child.try_wait().unwrap().is_none(), "redis-server could not bind port {port}");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "redis-server could not bind port {port}"
+    );
     child
 }
 
@@ -41,7 +57,10 @@ async fn wait_for_status(app: &TestApp, want: StatusCode) -> reqwest::Response {
         if res.status() == want {
             return res;
         }
-        assert!(started.elapsed() < Duration::from_secs(15), "readyz never became {want}");
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "readyz never became {want}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -50,8 +69,15 @@ async fn wait_for_status(app: &TestApp, want: StatusCode) -> reqwest::Response {
 async fn readiness_follows_redis(pool: PgPool) {
     let port = free_port();
     let mut redis = start_redis(port);
-    let app = TestApp::spawn_with(pool, |s| s.redis_url = SecretString::from(format!("redis://127.0.0.1:{port}"))).await;
-    let ok: Value = wait_for_status(&app, StatusCode::OK).await.json().await.unwrap();
+    let app = TestApp::spawn_with(pool, |s| {
+        s.redis_url = SecretString::from(format!("redis://127.0.0.1:{port}"))
+    })
+    .await;
+    let ok: Value = wait_for_status(&app, StatusCode::OK)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(ok["checks"]["redis"], true);
 
     redis.kill().unwrap();
@@ -73,7 +99,13 @@ async fn readiness_follows_redis(pool: PgPool) {
 async fn draining_turns_readiness_false(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     wait_for_status(&app, StatusCode::OK).await;
-    app.state.draining.store(true, std::sync::atomic::Ordering::Relaxed);
-    let body = expect_problem(app.get("/readyz", None).await, StatusCode::SERVICE_UNAVAILABLE).await;
+    app.state
+        .draining
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    let body = expect_problem(
+        app.get("/readyz", None).await,
+        StatusCode::SERVICE_UNAVAILABLE,
+    )
+    .await;
     assert_eq!(body["checks"]["draining"], true);
 }

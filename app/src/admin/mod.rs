@@ -29,7 +29,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/admin/runtime-config", tag = "admin", security(("bearer" = [])),
     responses((status = 200, body = RuntimeConfigView), (status = 401, content_type = "application/problem+json"),
               (status = 403, content_type = "application/problem+json")))]
-pub async fn runtime_config(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<RuntimeConfigView>> {
+pub async fn runtime_config(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> ApiResult<Json<RuntimeConfigView>> {
     user.require(Role::Admin)?;
     let cfg = state.runtime.get();
     Ok(Json(RuntimeConfigView {

@@ -17,7 +17,10 @@ impl CurrentUser {
         if self.roles.contains(&role) {
             Ok(())
         } else {
-            Err(ApiError::forbidden("missing-role", format!("this action requires the {} role", role.as_str())))
+            Err(ApiError::forbidden(
+                "missing-role",
+                format!("this action requires the {} role", role.as_str()),
+            ))
         }
     }
 
@@ -29,18 +32,28 @@ impl CurrentUser {
 impl FromRequestParts<AppState> for CurrentUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let header = parts
             .headers
             .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| ApiError::unauthorized("missing Authorization header with a Bearer access token"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("missing Authorization header with a Bearer access token")
+            })?;
         let token = header
             .to_str()
             .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim)
             .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::unauthorized("Authorization header must be 'Bearer <access token>'"))?;
+            .ok_or_else(|| {
+                ApiError::unauthorized("Authorization header must be 'Bearer <access token>'")
+            })?;
         let claims = state.jwt.verify(token).map_err(|e| {
             use jsonwebtoken::errors::ErrorKind;
             ApiError::unauthorized(match e.kind() {
@@ -51,7 +64,14 @@ impl FromRequestParts<AppState> for CurrentUser {
                 _ => "access token is invalid",
             })
         })?;
-        let id = claims.sub.parse().map(UserId).map_err(|_| ApiError::unauthorized("access token is invalid"))?;
-        Ok(Self { id, roles: claims.roles })
+        let id = claims
+            .sub
+            .parse()
+            .map(UserId)
+            .map_err(|_| ApiError::unauthorized("access token is invalid"))?;
+        Ok(Self {
+            id,
+            roles: claims.roles,
+        })
     }
 }

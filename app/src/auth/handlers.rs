@@ -62,17 +62,29 @@ fn invalid_credentials() -> ApiError {
 }
 
 fn tokens(state: &AppState, user: &store::UserRow, refresh_token: &str) -> ApiResult<Response> {
-    let access_token = state.jwt.issue(user.user_id, &user.roles()).map_err(ApiError::internal)?;
-    let body = TokenResponse { access_token, token_type: "Bearer", expires_in: ACCESS_TTL_SECS };
+    let access_token = state
+        .jwt
+        .issue(user.user_id, &user.roles())
+        .map_err(ApiError::internal)?;
+    let body = TokenResponse {
+        access_token,
+        token_type: "Bearer",
+        expires_in: ACCESS_TTL_SECS,
+    };
     let mut res = Json(body).into_response();
-    let cookie = HeaderValue::from_str(&refresh::cookie(Some(refresh_token))).map_err(ApiError::internal)?;
+    let cookie =
+        HeaderValue::from_str(&refresh::cookie(Some(refresh_token))).map_err(ApiError::internal)?;
     res.headers_mut().insert(header::SET_COOKIE, cookie);
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
 }
 
 fn clearing_cookie(mut res: Response) -> Response {
-    res.headers_mut().insert(header::SET_COOKIE, HeaderValue::from_str(&refresh::cookie(None)).expect("static cookie"));
+    res.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_str(&refresh::cookie(None)).expect("static cookie"),
+    );
     res
 }
 
@@ -93,8 +105,20 @@ pub async fn signup(
     let password = Password::parse(req.password).map_err(|m| ApiError::invalid("password", m))?;
     let name = parse_name(&req.name, "name").map_err(|m| ApiError::invalid("name", m))?;
     let s = &state.settings;
-    rate_limit::check(&state, "signup", &format!("signup:ip:{ip}"), s.auth_limit_per_ip).await?;
-    rate_limit::check(&state, "signup", &format!("signup:email:{}", email.as_str()), s.auth_limit_per_email).await?;
+    rate_limit::check(
+        &state,
+        "signup",
+        &format!("signup:ip:{ip}"),
+        s.auth_limit_per_ip,
+    )
+    .await?;
+    rate_limit::check(
+        &state,
+        "signup",
+        &format!("signup:email:{}", email.as_str()),
+        s.auth_limit_per_email,
+    )
+    .await?;
     let hash = password::hash(password.expose().to_owned()).await?;
     let user = store::insert(&state.db, &email, &hash, &name, &[Role::Customer]).await?;
     Ok((StatusCode::CREATED, Json(user.into())))
@@ -117,8 +141,20 @@ pub async fn login(
         return Err(ApiError::invalid("password", "password is too long"));
     }
     let s = &state.settings;
-    rate_limit::check(&state, "login", &format!("login:ip:{ip}"), s.auth_limit_per_ip).await?;
-    rate_limit::check(&state, "login", &format!("login:email:{}", email.as_str()), s.auth_limit_per_email).await?;
+    rate_limit::check(
+        &state,
+        "login",
+        &format!("login:ip:{ip}"),
+        s.auth_limit_per_ip,
+    )
+    .await?;
+    rate_limit::check(
+        &state,
+        "login",
+        &format!("login:email:{}", email.as_str()),
+        s.auth_limit_per_email,
+    )
+    .await?;
     let (user, hash) = match store::credentials(&state.db, &email).await? {
         Some((user, hash)) => (Some(user), hash),
         // verify against a real hash anyway so an unknown email takes as long as a known one
@@ -147,15 +183,21 @@ pub async fn refresh(State(state): State<AppState>, headers: HeaderMap) -> ApiRe
         Rotation::Rotated { user, token } => (user, token),
         Rotation::Reused => {
             return Ok(clearing_cookie(
-                ApiError::unauthorized("refresh token was already used; every session of this login is revoked")
-                    .into_response(),
+                ApiError::unauthorized(
+                    "refresh token was already used; every session of this login is revoked",
+                )
+                .into_response(),
             ));
         }
         Rotation::Invalid => {
-            return Ok(clearing_cookie(ApiError::unauthorized("refresh token is unknown or expired").into_response()));
+            return Ok(clearing_cookie(
+                ApiError::unauthorized("refresh token is unknown or expired").into_response(),
+            ));
         }
     };
-    let user = store::by_id(&state.db, user_id).await?.ok_or_else(|| ApiError::unauthorized("account no longer exists"))?;
+    let user = store::by_id(&state.db, user_id)
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("account no longer exists"))?;
     tokens(&state, &user, &token)
 }
 
@@ -163,7 +205,11 @@ pub async fn refresh(State(state): State<AppState>, headers: HeaderMap) -> ApiRe
 #[utoipa::path(post, path = "/auth/logout", tag = "auth",
     responses((status = 204, description = "Logged out")))]
 pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiResult<Response> {
-    if let Some(presented) = headers.get(header::COOKIE).and_then(|v| v.to_str().ok()).and_then(refresh::from_cookie_header) {
+    if let Some(presented) = headers
+        .get(header::COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(refresh::from_cookie_header)
+    {
         refresh::revoke_family_of(&state.db, presented).await?;
     }
     Ok(clearing_cookie(StatusCode::NO_CONTENT.into_response()))

@@ -38,10 +38,18 @@ impl JwtKeys {
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
         validation.leeway = LEEWAY_SECS;
-        Self { encoding: EncodingKey::from_secret(bytes), decoding: DecodingKey::from_secret(bytes), validation }
+        Self {
+            encoding: EncodingKey::from_secret(bytes),
+            decoding: DecodingKey::from_secret(bytes),
+            validation,
+        }
     }
 
-    pub fn issue(&self, user: UserId, roles: &[Role]) -> Result<String, jsonwebtoken::errors::Error> {
+    pub fn issue(
+        &self,
+        user: UserId,
+        roles: &[Role],
+    ) -> Result<String, jsonwebtoken::errors::Error> {
         let now = Utc::now().timestamp();
         let claims = Claims {
             sub: user.to_string(),
@@ -84,7 +92,14 @@ mod tests {
 
     fn claims(exp_offset: i64) -> Claims {
         let now = Utc::now().timestamp();
-        Claims { sub: "7".into(), roles: vec![Role::Customer], iat: now, exp: now + exp_offset, iss: ISSUER.into(), aud: AUDIENCE.into() }
+        Claims {
+            sub: "7".into(),
+            roles: vec![Role::Customer],
+            iat: now,
+            exp: now + exp_offset,
+            iss: ISSUER.into(),
+            aud: AUDIENCE.into(),
+        }
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! Accounts and authentication: signup, login, refresh-token rotation with theft detection,
 //! logout, the access-token verifier and the current-user extractor every domain uses.
 
-mod handlers;
 pub mod extract;
+mod handlers;
 pub mod jwt;
 pub mod password;
 pub mod rate_limit;

@@ -17,17 +17,35 @@ const WINDOW_MS: u64 = 60_000;
 
 /// Counts one attempt against `key` (already namespaced by the caller, e.g. `login:ip:1.2.3.4`)
 /// and refuses it with 429 + `Retry-After` when more than `limit` fall in the window.
-pub async fn check(state: &AppState, limit_name: &'static str, key: &str, limit: u32) -> Result<(), ApiError> {
+pub async fn check(
+    state: &AppState,
+    limit_name: &'static str,
+    key: &str,
+    limit: u32,
+) -> Result<(), ApiError> {
     let mut conn = state.redis.conn();
     let (count, ttl_ms): (u64, i64) = state
         .breakers
         .redis
-        .run(async { Ok(SCRIPT.key(state.redis.key(&format!("{{rl:{key}}}"))).arg(WINDOW_MS).invoke_async(&mut conn).await?) })
+        .run(async {
+            Ok(SCRIPT
+                .key(state.redis.key(&format!("{{rl:{key}}}")))
+                .arg(WINDOW_MS)
+                .invoke_async(&mut conn)
+                .await?)
+        })
         .await?;
     if count > u64::from(limit) {
-        state.metrics.rate_limited.get_or_create(&LimitLabels { limit: limit_name }).inc();
+        state
+            .metrics
+            .rate_limited
+            .get_or_create(&LimitLabels { limit: limit_name })
+            .inc();
         let retry = u64::try_from(ttl_ms).unwrap_or(0).div_ceil(1000).max(1);
-        return Err(ApiError::too_many_requests(retry, format!("too many {limit_name} attempts; retry in {retry} s")));
+        return Err(ApiError::too_many_requests(
+            retry,
+            format!("too many {limit_name} attempts; retry in {retry} s"),
+        ));
     }
     Ok(())
 }

@@ -22,7 +22,10 @@ pub struct NewToken {
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Rotation {
-    Rotated { user: UserId, token: String },
+    Rotated {
+        user: UserId,
+        token: String,
+    },
     /// A used or revoked token came back: its family is now revoked.
     Reused,
     /// Unknown or expired.
@@ -39,7 +42,11 @@ fn generate() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-async fn insert<'e, E: sqlx::PgExecutor<'e>>(db: E, user: UserId, family: Uuid) -> Result<NewToken, sqlx::Error> {
+async fn insert<'e, E: sqlx::PgExecutor<'e>>(
+    db: E,
+    user: UserId,
+    family: Uuid,
+) -> Result<NewToken, sqlx::Error> {
     let token = generate();
     sqlx::query(
         "insert into refresh_tokens (family_id, user_id, token_hash, expires_at)
@@ -73,7 +80,10 @@ pub async fn rotate(db: &PgPool, presented: &str) -> Result<Rotation, sqlx::Erro
     if let Some((family, user)) = live {
         let new = insert(&mut *tx, user, family).await?;
         tx.commit().await?;
-        return Ok(Rotation::Rotated { user, token: new.token });
+        return Ok(Rotation::Rotated {
+            user,
+            token: new.token,
+        });
     }
     let known: Option<(Uuid, bool)> = sqlx::query_as(
         "select family_id, (used_at is not null or revoked_at is not null) from refresh_tokens where token_hash = $1",
@@ -93,12 +103,17 @@ pub async fn rotate(db: &PgPool, presented: &str) -> Result<Rotation, sqlx::Erro
     Ok(outcome)
 }
 
-async fn revoke_family_in<'e, E: sqlx::PgExecutor<'e>>(db: E, family: Uuid) -> Result<u64, sqlx::Error> {
-    sqlx::query("update refresh_tokens set revoked_at = now() where family_id = $1 and revoked_at is null")
-        .bind(family)
-        .execute(db)
-        .await
-        .map(|r| r.rows_affected())
+async fn revoke_family_in<'e, E: sqlx::PgExecutor<'e>>(
+    db: E,
+    family: Uuid,
+) -> Result<u64, sqlx::Error> {
+    sqlx::query(
+        "update refresh_tokens set revoked_at = now() where family_id = $1 and revoked_at is null",
+    )
+    .bind(family)
+    .execute(db)
+    .await
+    .map(|r| r.rows_affected())
 }
 
 /// Logout: revokes the family of the presented token (unknown tokens are ignored).
@@ -120,7 +135,9 @@ pub fn cookie(token: Option<&str>) -> String {
         Some(t) => format!(
             "{COOKIE_NAME}={t}; Max-Age={REFRESH_TTL_SECS}; Path={COOKIE_PATH}; HttpOnly; Secure; SameSite=Strict"
         ),
-        None => format!("{COOKIE_NAME}=; Max-Age=0; Path={COOKIE_PATH}; HttpOnly; Secure; SameSite=Strict"),
+        None => format!(
+            "{COOKIE_NAME}=; Max-Age=0; Path={COOKIE_PATH}; HttpOnly; Secure; SameSite=Strict"
+        ),
     }
 }
 
@@ -140,7 +157,10 @@ mod tests {
 
     #[test]
     fn reads_the_cookie_among_others() {
-        assert_eq!(from_cookie_header("a=1; refresh_token=abc; b=2"), Some("abc"));
+        assert_eq!(
+            from_cookie_header("a=1; refresh_token=abc; b=2"),
+            Some("abc")
+        );
         assert_eq!(from_cookie_header("a=1"), None);
         assert_eq!(from_cookie_header("refresh_token="), None);
     }
@@ -148,7 +168,13 @@ mod tests {
     #[test]
     fn cookie_attributes() {
         let c = cookie(Some("t"));
-        for attr in ["HttpOnly", "Secure", "SameSite=Strict", "Path=/api/v1/auth", "Max-Age=1800"] {
+        for attr in [
+            "HttpOnly",
+            "Secure",
+            "SameSite=Strict",
+            "Path=/api/v1/auth",
+            "Max-Age=1800",
+        ] {
             assert!(c.contains(attr), "{c} lacks {attr}");
         }
         assert!(cookie(None).contains("Max-Age=0"));

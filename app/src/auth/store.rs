@@ -48,35 +48,54 @@ pub async fn insert<'e>(
     .fetch_one(db)
     .await
     .map_err(|e| match violated_constraint(&e) {
-        Some("users_email_key") => ApiError::conflict("email-taken", "an account with this email already exists"),
+        Some("users_email_key") => {
+            ApiError::conflict("email-taken", "an account with this email already exists")
+        }
         _ => e.into(),
     })
 }
 
-pub async fn credentials<'e>(db: impl PgExecutor<'e>, email: &Email) -> Result<Option<(UserRow, String)>, sqlx::Error> {
+pub async fn credentials<'e>(
+    db: impl PgExecutor<'e>,
+    email: &Email,
+) -> Result<Option<(UserRow, String)>, sqlx::Error> {
     #[derive(FromRow)]
     struct Row {
         #[sqlx(flatten)]
         user: UserRow,
         password_hash: String,
     }
-    let row: Option<Row> =
-        sqlx::query_as(concat!("select ", user_columns!(), ", password_hash from users where email = $1"))
-            .bind(email.as_str())
-            .fetch_optional(db)
-            .await?;
+    let row: Option<Row> = sqlx::query_as(concat!(
+        "select ",
+        user_columns!(),
+        ", password_hash from users where email = $1"
+    ))
+    .bind(email.as_str())
+    .fetch_optional(db)
+    .await?;
     Ok(row.map(|r| (r.user, r.password_hash)))
 }
 
-pub async fn by_id<'e>(db: impl PgExecutor<'e>, id: UserId) -> Result<Option<UserRow>, sqlx::Error> {
-    sqlx::query_as(concat!("select ", user_columns!(), " from users where user_id = $1"))
-        .bind(id)
-        .fetch_optional(db)
-        .await
+pub async fn by_id<'e>(
+    db: impl PgExecutor<'e>,
+    id: UserId,
+) -> Result<Option<UserRow>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "select ",
+        user_columns!(),
+        " from users where user_id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await
 }
 
 /// Adds a role if missing; returns the updated user.
-pub async fn grant_role<'e>(db: impl PgExecutor<'e>, id: UserId, role: Role) -> Result<Option<UserRow>, sqlx::Error> {
+pub async fn grant_role<'e>(
+    db: impl PgExecutor<'e>,
+    id: UserId,
+    role: Role,
+) -> Result<Option<UserRow>, sqlx::Error> {
     sqlx::query_as(concat!(
         "update users set roles = case when $2 = any(roles) then roles else array_append(roles, $2) end
          where user_id = $1 returning ",
@@ -89,7 +108,11 @@ pub async fn grant_role<'e>(db: impl PgExecutor<'e>, id: UserId, role: Role) -> 
 }
 
 /// Sets the password of an existing user (admin command); false when there is no such user.
-pub async fn set_password<'e>(db: impl PgExecutor<'e>, email: &Email, password_hash: &str) -> Result<bool, sqlx::Error> {
+pub async fn set_password<'e>(
+    db: impl PgExecutor<'e>,
+    email: &Email,
+    password_hash: &str,
+) -> Result<bool, sqlx::Error> {
     sqlx::query("update users set password_hash = $2 where email = $1")
         .bind(email.as_str())
         .bind(password_hash)

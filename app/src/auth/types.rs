@@ -6,7 +6,20 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type, ToSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    sqlx::Type,
+    ToSchema,
+)]
 #[sqlx(transparent)]
 #[serde(transparent)]
 pub struct UserId(pub i64);
@@ -64,10 +77,16 @@ impl Email {
             return Err("email must contain exactly one '@'");
         }
         let labels: Vec<&str> = domain.split('.').collect();
-        if labels.len() < 2 || labels.iter().any(|l| l.is_empty() || l.starts_with('-') || l.ends_with('-')) {
+        if labels.len() < 2
+            || labels
+                .iter()
+                .any(|l| l.is_empty() || l.starts_with('-') || l.ends_with('-'))
+        {
             return Err("email domain must be a dotted name such as example.com");
         }
-        if s.chars().any(|c| c.is_whitespace() || c.is_control() || "<>()[],;:\\\"".contains(c)) {
+        if s.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || "<>()[],;:\\\"".contains(c))
+        {
             return Err("email contains a character that is not allowed");
         }
         Ok(Self(s))
@@ -117,12 +136,25 @@ mod tests {
 
     #[test]
     fn emails_are_normalised() {
-        assert_eq!(Email::parse("  Alice@Example.COM ").unwrap().as_str(), "alice@example.com");
+        assert_eq!(
+            Email::parse("  Alice@Example.COM ").unwrap().as_str(),
+            "alice@example.com"
+        );
     }
 
     #[test]
     fn bad_emails_are_refused() {
-        for bad in ["", "alice", "@example.com", "alice@", "alice@example", "a@b@c.com", "al ice@example.com", "alice@-x.com", "alice@x..com"] {
+        for bad in [
+            "",
+            "alice",
+            "@example.com",
+            "alice@",
+            "alice@example",
+            "a@b@c.com",
+            "al ice@example.com",
+            "alice@-x.com",
+            "alice@x..com",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
         }
     }

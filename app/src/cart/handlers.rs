@@ -61,25 +61,47 @@ fn view(rows: Vec<CartRow>) -> CartView {
                 _ if r.stock < r.quantity => ItemStatus::InsufficientStock,
                 _ => ItemStatus::Available,
             };
-            CartItem { goods_id: r.goods_id, name: r.name, quantity: r.quantity, price: r.price, subtotal: r.price.saturating_mul(i64::from(r.quantity)), status }
+            CartItem {
+                goods_id: r.goods_id,
+                name: r.name,
+                quantity: r.quantity,
+                price: r.price,
+                subtotal: r.price.saturating_mul(i64::from(r.quantity)),
+                status,
+            }
         })
         .collect();
-    let total = items.iter().filter(|i| matches!(i.status, ItemStatus::Available)).map(|i| i.subtotal).fold(0i64, i64::saturating_add);
+    let total = items
+        .iter()
+        .filter(|i| matches!(i.status, ItemStatus::Available))
+        .map(|i| i.subtotal)
+        .fold(0i64, i64::saturating_add);
     CartView { items, total }
 }
 
 /// The cart with current prices and availability.
 #[utoipa::path(get, path = "/cart", tag = "cart", security(("bearer" = [])), responses((status = 200, body = CartView)))]
-pub async fn get_cart(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<CartView>> {
+pub async fn get_cart(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> ApiResult<Json<CartView>> {
     Ok(Json(view(store::rows(&state.db, user.id).await?)))
 }
 
 /// Set the quantity of a goods item in the cart (0 removes it). Repeating it is harmless.
 #[utoipa::path(put, path = "/cart/items/{goods_id}", tag = "cart", security(("bearer" = [])), params(("goods_id" = i64, Path)), request_body = SetQuantity,
     responses((status = 200, body = CartView), (status = 404, content_type = "application/problem+json"), (status = 422, content_type = "application/problem+json")))]
-pub async fn put_item(State(state): State<AppState>, user: CurrentUser, Path(goods_id): Path<i64>, Json(req): Json<SetQuantity>) -> ApiResult<Json<CartView>> {
+pub async fn put_item(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(goods_id): Path<i64>,
+    Json(req): Json<SetQuantity>,
+) -> ApiResult<Json<CartView>> {
     if !(0..=MAX_QUANTITY).contains(&req.quantity) {
-        return Err(ApiError::invalid("quantity", format!("quantity must be between 0 and {MAX_QUANTITY}")));
+        return Err(ApiError::invalid(
+            "quantity",
+            format!("quantity must be between 0 and {MAX_QUANTITY}"),
+        ));
     }
     if req.quantity == 0 {
         let mut conn = state.db.acquire().await?;
@@ -93,7 +115,11 @@ pub async fn put_item(State(state): State<AppState>, user: CurrentUser, Path(goo
 /// Remove a goods item from the cart.
 #[utoipa::path(delete, path = "/cart/items/{goods_id}", tag = "cart", security(("bearer" = [])), params(("goods_id" = i64, Path)),
     responses((status = 204)))]
-pub async fn delete_item(State(state): State<AppState>, user: CurrentUser, Path(goods_id): Path<i64>) -> ApiResult<StatusCode> {
+pub async fn delete_item(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(goods_id): Path<i64>,
+) -> ApiResult<StatusCode> {
     let mut conn = state.db.acquire().await?;
     store::remove(&mut conn, user.id, &[goods_id]).await?;
     Ok(StatusCode::NO_CONTENT)

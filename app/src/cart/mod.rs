@@ -9,5 +9,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(handlers::get_cart)).routes(routes!(handlers::put_item, handlers::delete_item))
+    OpenApiRouter::new()
+        .routes(routes!(handlers::get_cart))
+        .routes(routes!(handlers::put_item, handlers::delete_item))
 }

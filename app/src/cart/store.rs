@@ -29,7 +29,10 @@ pub async fn rows<'e>(db: impl PgExecutor<'e>, user: UserId) -> Result<Vec<CartR
 }
 
 /// `(goods_id, quantity)` pairs of the live goods in the cart, for an order.
-pub async fn lines<'e>(db: impl PgExecutor<'e>, user: UserId) -> Result<Vec<(i64, i64)>, sqlx::Error> {
+pub async fn lines<'e>(
+    db: impl PgExecutor<'e>,
+    user: UserId,
+) -> Result<Vec<(i64, i64)>, sqlx::Error> {
     sqlx::query_as(
         "select c.goods_id, c.quantity::bigint from cart_items c join goods g using (goods_id)
           where c.user_id = $1 and g.deleted_at is null",
@@ -40,7 +43,12 @@ pub async fn lines<'e>(db: impl PgExecutor<'e>, user: UserId) -> Result<Vec<(i64
 }
 
 /// Sets the quantity if the goods exist and are live; false otherwise.
-pub async fn set<'e>(db: impl PgExecutor<'e>, user: UserId, goods: GoodsId, quantity: i32) -> Result<bool, sqlx::Error> {
+pub async fn set<'e>(
+    db: impl PgExecutor<'e>,
+    user: UserId,
+    goods: GoodsId,
+    quantity: i32,
+) -> Result<bool, sqlx::Error> {
     sqlx::query(
         "insert into cart_items (user_id, goods_id, quantity)
          select $1, goods_id, $3 from goods where goods_id = $2 and deleted_at is null
@@ -54,7 +62,11 @@ pub async fn set<'e>(db: impl PgExecutor<'e>, user: UserId, goods: GoodsId, quan
     .map(|r| r.rows_affected() == 1)
 }
 
-pub async fn remove(conn: &mut PgConnection, user: UserId, goods: &[i64]) -> Result<(), sqlx::Error> {
+pub async fn remove(
+    conn: &mut PgConnection,
+    user: UserId,
+    goods: &[i64],
+) -> Result<(), sqlx::Error> {
     sqlx::query("delete from cart_items where user_id = $1 and goods_id = any($2)")
         .bind(user)
         .bind(goods)

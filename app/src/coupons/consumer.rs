@@ -70,20 +70,41 @@ async fn maintain(state: &AppState, campaign: i64) {
     }
     let keys = CampaignKeys::new(&state.redis, campaign);
     let mut conn = state.redis.conn();
-    let created: redis::RedisResult<()> =
-        redis::cmd("XGROUP").arg("CREATE").arg(&keys.stream).arg(GROUP).arg("0").arg("MKSTREAM").query_async(&mut conn).await;
+    let created: redis::RedisResult<()> = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&keys.stream)
+        .arg(GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(&mut conn)
+        .await;
     if let Err(e) = created
         && e.code() != Some("BUSYGROUP")
     {
         tracing::debug!(error = %e, campaign, "could not create the coupon consumer group");
     }
-    if let Ok(len) = redis::cmd("XLEN").arg(&keys.stream).query_async::<i64>(&mut conn).await {
-        state.metrics.stream_lag.get_or_create(&StreamLabels { stream: format!("coupons:{campaign}") }).set(len);
+    if let Ok(len) = redis::cmd("XLEN")
+        .arg(&keys.stream)
+        .query_async::<i64>(&mut conn)
+        .await
+    {
+        state
+            .metrics
+            .stream_lag
+            .get_or_create(&StreamLabels {
+                stream: format!("coupons:{campaign}"),
+            })
+            .set(len);
     }
 }
 
 /// Persists one batch of new entries (and, when `claim`, entries stuck with dead consumers).
-async fn drain(state: &AppState, campaign: i64, consumer: &str, claim: bool) -> anyhow::Result<usize> {
+async fn drain(
+    state: &AppState,
+    campaign: i64,
+    consumer: &str,
+    claim: bool,
+) -> anyhow::Result<usize> {
     let keys = CampaignKeys::new(&state.redis, campaign);
     let mut conn = state.redis.conn();
     let mut entries: Vec<StreamId> = Vec::new();
@@ -123,19 +144,35 @@ async fn drain(state: &AppState, campaign: i64, consumer: &str, claim: bool) -> 
             continue;
         };
         users.push(u);
-        times.push(Utc.timestamp_millis_opt(t).single().unwrap_or_else(Utc::now));
+        times.push(
+            Utc.timestamp_millis_opt(t)
+                .single()
+                .unwrap_or_else(Utc::now),
+        );
     }
     let mut tx = state.db.begin().await?;
     let inserted = store::persist_grants(&mut tx, campaign, &users, &times).await?;
     tx.commit().await?;
     let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();
     let _: () = redis::pipe()
-        .cmd("XACK").arg(&keys.stream).arg(GROUP).arg(&ids).ignore()
-        .cmd("XDEL").arg(&keys.stream).arg(&ids).ignore()
+        .cmd("XACK")
+        .arg(&keys.stream)
+        .arg(GROUP)
+        .arg(&ids)
+        .ignore()
+        .cmd("XDEL")
+        .arg(&keys.stream)
+        .arg(&ids)
+        .ignore()
         .query_async(&mut conn)
         .await?;
     if (inserted as usize) < users.len() {
-        tracing::debug!(campaign, inserted, delivered = users.len(), "some grants were already persisted");
+        tracing::debug!(
+            campaign,
+            inserted,
+            delivered = users.len(),
+            "some grants were already persisted"
+        );
     }
     Ok(entries.len())
 }

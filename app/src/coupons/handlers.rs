@@ -53,24 +53,52 @@ const MAX_TOTAL: i64 = 10_000_000;
 /// Create a first-come-first-served coupon campaign (admins only).
 #[utoipa::path(post, path = "/coupon-campaigns", tag = "coupons", security(("bearer" = [])), request_body = CreateCampaign,
     responses((status = 201, body = CampaignView), (status = 403, content_type = "application/problem+json"), (status = 422, content_type = "application/problem+json")))]
-pub async fn create_campaign(State(state): State<AppState>, user: CurrentUser, Json(req): Json<CreateCampaign>) -> ApiResult<(StatusCode, Json<CampaignView>)> {
+pub async fn create_campaign(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Json(req): Json<CreateCampaign>,
+) -> ApiResult<(StatusCode, Json<CampaignView>)> {
     user.require(Role::Admin)?;
     let name = parse_name(&req.name, "name").map_err(|m| ApiError::invalid("name", m))?;
     match (req.discount_amount, req.discount_percent) {
         (Some(a), None) if a > 0 && a <= crate::goods::model::MAX_PRICE => {}
         (None, Some(p)) if (1..=100).contains(&p) => {}
-        (Some(_), None) => return Err(ApiError::invalid("discount_amount", "discount_amount must be positive")),
-        (None, Some(_)) => return Err(ApiError::invalid("discount_percent", "discount_percent must be between 1 and 100")),
-        _ => return Err(ApiError::invalid("discount_amount", "give exactly one of discount_amount and discount_percent")),
+        (Some(_), None) => {
+            return Err(ApiError::invalid(
+                "discount_amount",
+                "discount_amount must be positive",
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::invalid(
+                "discount_percent",
+                "discount_percent must be between 1 and 100",
+            ));
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "discount_amount",
+                "give exactly one of discount_amount and discount_percent",
+            ));
+        }
     }
     if !(1..=MAX_TOTAL).contains(&req.total_quantity) {
-        return Err(ApiError::invalid("total_quantity", format!("total_quantity must be between 1 and {MAX_TOTAL}")));
+        return Err(ApiError::invalid(
+            "total_quantity",
+            format!("total_quantity must be between 1 and {MAX_TOTAL}"),
+        ));
     }
     if req.per_user_limit.is_some_and(|l| l != 1) {
-        return Err(ApiError::invalid("per_user_limit", "per_user_limit must be 1"));
+        return Err(ApiError::invalid(
+            "per_user_limit",
+            "per_user_limit must be 1",
+        ));
     }
     if req.ends_at <= req.starts_at {
-        return Err(ApiError::invalid("ends_at", "ends_at must be after starts_at"));
+        return Err(ApiError::invalid(
+            "ends_at",
+            "ends_at must be after starts_at",
+        ));
     }
     let c = store::insert_campaign(
         &state.db,
@@ -88,16 +116,33 @@ pub async fn create_campaign(State(state): State<AppState>, user: CurrentUser, J
     if let Err(e) = service::load(&state, c.id).await {
         tracing::warn!(error = %e, campaign = c.id, "campaign not loaded into redis yet");
     }
-    Ok((StatusCode::CREATED, Json(CampaignView { campaign: c, issued: 0 })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CampaignView {
+            campaign: c,
+            issued: 0,
+        }),
+    ))
 }
 
 /// A campaign with its live count.
 #[utoipa::path(get, path = "/coupon-campaigns/{id}", tag = "coupons", params(("id" = i64, Path)),
     responses((status = 200, body = CampaignView), (status = 404, content_type = "application/problem+json")))]
-pub async fn get_campaign(State(state): State<AppState>, Path(id): Path<i64>) -> ApiResult<Json<CampaignView>> {
-    let c = store::campaign(&state.db, id).await?.ok_or_else(|| ApiError::not_found("coupon campaign"))?;
-    let issued = service::issued_count(&state, id).await.unwrap_or(i64::from(c.persisted)).max(i64::from(c.persisted));
-    Ok(Json(CampaignView { campaign: c, issued }))
+pub async fn get_campaign(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<CampaignView>> {
+    let c = store::campaign(&state.db, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("coupon campaign"))?;
+    let issued = service::issued_count(&state, id)
+        .await
+        .unwrap_or(i64::from(c.persisted))
+        .max(i64::from(c.persisted));
+    Ok(Json(CampaignView {
+        campaign: c,
+        issued,
+    }))
 }
 
 /// Try to get a coupon: first come, first served, one per user.
@@ -108,23 +153,46 @@ pub async fn get_campaign(State(state): State<AppState>, Path(id): Path<i64>) ->
         (status = 410, description = "sold-out or campaign-ended", content_type = "application/problem+json"),
         (status = 503, description = "Redis unavailable; retry", content_type = "application/problem+json"),
     ))]
-pub async fn issue(State(state): State<AppState>, user: CurrentUser, Path(id): Path<i64>) -> ApiResult<(StatusCode, Json<IssuedView>)> {
+pub async fn issue(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+) -> ApiResult<(StatusCode, Json<IssuedView>)> {
     if id <= 0 {
         return Err(ApiError::not_found("coupon campaign"));
     }
     match service::issue(&state, id, user.id).await? {
-        Issue::Issued => Ok((StatusCode::CREATED, Json(IssuedView { campaign_id: id, status: "issued" }))),
-        Issue::AlreadyHolds => Err(ApiError::conflict("already-issued", "you already hold a coupon of this campaign")),
-        Issue::NotStarted => Err(ApiError::conflict("not-started", "this campaign has not started yet")),
+        Issue::Issued => Ok((
+            StatusCode::CREATED,
+            Json(IssuedView {
+                campaign_id: id,
+                status: "issued",
+            }),
+        )),
+        Issue::AlreadyHolds => Err(ApiError::conflict(
+            "already-issued",
+            "you already hold a coupon of this campaign",
+        )),
+        Issue::NotStarted => Err(ApiError::conflict(
+            "not-started",
+            "this campaign has not started yet",
+        )),
         Issue::Ended => Err(ApiError::gone("campaign-ended", "this campaign has ended")),
-        Issue::SoldOut => Err(ApiError::gone("sold-out", "all coupons of this campaign are gone")),
+        Issue::SoldOut => Err(ApiError::gone(
+            "sold-out",
+            "all coupons of this campaign are gone",
+        )),
     }
 }
 
 /// Reload a campaign's counters from PostgreSQL and the pending stream (admins; after a Redis incident).
 #[utoipa::path(post, path = "/coupon-campaigns/{id}/rebuild", tag = "coupons", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 200, body = CampaignView), (status = 404, content_type = "application/problem+json")))]
-pub async fn rebuild(State(state): State<AppState>, user: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<CampaignView>> {
+pub async fn rebuild(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<CampaignView>> {
     user.require(Role::Admin)?;
     if !service::rebuild(&state, id).await? {
         return Err(ApiError::not_found("coupon campaign"));
@@ -134,7 +202,10 @@ pub async fn rebuild(State(state): State<AppState>, user: CurrentUser, Path(id):
 
 /// Own coupons, including grants accepted but not persisted yet (`persisted: false`).
 #[utoipa::path(get, path = "/coupons", tag = "coupons", security(("bearer" = [])), responses((status = 200, body = Vec<CouponView>)))]
-pub async fn my_coupons(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<Vec<CouponView>>> {
+pub async fn my_coupons(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> ApiResult<Json<Vec<CouponView>>> {
     let mut coupons = store::of_user(&state.db, user.id).await?;
     let persisted: Vec<i64> = coupons.iter().map(|c| c.campaign_id).collect();
     // read-your-writes for the holder; if Redis is down, show what PostgreSQL has

@@ -47,7 +47,12 @@ pub async fn issue(state: &AppState, campaign: i64, user: UserId) -> Result<Issu
                     .await?)
             })
             .await?;
-        let code: i64 = reply.first().map(redis::from_redis_value_ref).transpose().map_err(ApiError::internal)?.unwrap_or(-1);
+        let code: i64 = reply
+            .first()
+            .map(redis::from_redis_value_ref)
+            .transpose()
+            .map_err(ApiError::internal)?
+            .unwrap_or(-1);
         match code {
             1 => return Ok(Issue::Issued),
             0 => return Ok(Issue::AlreadyHolds),
@@ -63,7 +68,9 @@ pub async fn issue(state: &AppState, campaign: i64, user: UserId) -> Result<Issu
             _ => break,
         }
     }
-    Err(ApiError::unavailable("the coupon campaign is being reloaded; retry shortly"))
+    Err(ApiError::unavailable(
+        "the coupon campaign is being reloaded; retry shortly",
+    ))
 }
 
 /// Loads a campaign into Redis from PostgreSQL plus the stream's unpersisted grants, unless it
@@ -75,12 +82,22 @@ pub async fn load(state: &AppState, campaign: i64) -> Result<bool, ApiError> {
     let _guard = REBUILD.lock().await;
     let keys = CampaignKeys::new(&state.redis, campaign);
     let mut conn = state.redis.conn();
-    let loaded: bool = redis::cmd("EXISTS").arg(&keys.meta).query_async(&mut conn).await?;
+    let loaded: bool = redis::cmd("EXISTS")
+        .arg(&keys.meta)
+        .query_async(&mut conn)
+        .await?;
     if loaded {
         return Ok(true);
     }
-    let pending: StreamRangeReply = redis::cmd("XRANGE").arg(&keys.stream).arg("-").arg("+").query_async(&mut conn).await?;
-    let Some(c) = store::campaign(&state.db, campaign).await? else { return Ok(false) };
+    let pending: StreamRangeReply = redis::cmd("XRANGE")
+        .arg(&keys.stream)
+        .arg("-")
+        .arg("+")
+        .query_async(&mut conn)
+        .await?;
+    let Some(c) = store::campaign(&state.db, campaign).await? else {
+        return Ok(false);
+    };
     let mut holders = store::holders(&state.db, campaign).await?;
     holders.extend(pending.ids.iter().filter_map(|e| e.get::<i64>("u")));
     holders.sort_unstable();
@@ -98,7 +115,12 @@ pub async fn load(state: &AppState, campaign: i64) -> Result<bool, ApiError> {
     }
     let fresh: i64 = script.invoke_async(&mut conn).await?;
     if fresh == 1 {
-        tracing::info!(campaign, holders = holders.len(), pending = pending.ids.len(), "coupon campaign loaded into redis");
+        tracing::info!(
+            campaign,
+            holders = holders.len(),
+            pending = pending.ids.len(),
+            "coupon campaign loaded into redis"
+        );
     }
     Ok(true)
 }
@@ -107,7 +129,10 @@ pub async fn load(state: &AppState, campaign: i64) -> Result<bool, ApiError> {
 pub async fn rebuild(state: &AppState, campaign: i64) -> Result<bool, ApiError> {
     let keys = CampaignKeys::new(&state.redis, campaign);
     let mut conn = state.redis.conn();
-    let _: () = redis::cmd("DEL").arg(&keys.meta).query_async(&mut conn).await?;
+    let _: () = redis::cmd("DEL")
+        .arg(&keys.meta)
+        .query_async(&mut conn)
+        .await?;
     load(state, campaign).await
 }
 
@@ -115,13 +140,23 @@ pub async fn rebuild(state: &AppState, campaign: i64) -> Result<bool, ApiError> 
 pub async fn issued_count(state: &AppState, campaign: i64) -> Result<i64, ApiError> {
     let keys = CampaignKeys::new(&state.redis, campaign);
     let mut conn = state.redis.conn();
-    Ok(redis::cmd("SCARD").arg(&keys.holders).query_async(&mut conn).await?)
+    Ok(redis::cmd("SCARD")
+        .arg(&keys.holders)
+        .query_async(&mut conn)
+        .await?)
 }
 
 /// Live campaigns in which `user` holds a grant that is not persisted yet.
-pub async fn pending_for(state: &AppState, user: UserId, persisted: &[i64]) -> Result<Vec<store::Campaign>, ApiError> {
+pub async fn pending_for(
+    state: &AppState,
+    user: UserId,
+    persisted: &[i64],
+) -> Result<Vec<store::Campaign>, ApiError> {
     let live = store::live_campaigns(&state.db).await?;
-    let candidates: Vec<store::Campaign> = live.into_iter().filter(|c| !persisted.contains(&c.id)).collect();
+    let candidates: Vec<store::Campaign> = live
+        .into_iter()
+        .filter(|c| !persisted.contains(&c.id))
+        .collect();
     if candidates.is_empty() {
         return Ok(Vec::new());
     }
@@ -131,5 +166,9 @@ pub async fn pending_for(state: &AppState, user: UserId, persisted: &[i64]) -> R
     }
     let mut conn = state.redis.conn();
     let member: Vec<bool> = pipe.query_async(&mut conn).await?;
-    Ok(candidates.into_iter().zip(member).filter_map(|(c, m)| m.then_some(c)).collect())
+    Ok(candidates
+        .into_iter()
+        .zip(member)
+        .filter_map(|(c, m)| m.then_some(c))
+        .collect())
 }

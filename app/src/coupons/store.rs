@@ -39,7 +39,10 @@ pub struct NewCampaign {
     pub ends_at: DateTime<Utc>,
 }
 
-pub async fn insert_campaign<'e>(db: impl PgExecutor<'e>, c: &NewCampaign) -> Result<Campaign, sqlx::Error> {
+pub async fn insert_campaign<'e>(
+    db: impl PgExecutor<'e>,
+    c: &NewCampaign,
+) -> Result<Campaign, sqlx::Error> {
     sqlx::query_as(concat!(
         "insert into coupon_campaigns (name, discount_amount, discount_percent, total_quantity, starts_at, ends_at)
          values ($1, $2, $3, $4, $5, $6) returning ",
@@ -55,11 +58,18 @@ pub async fn insert_campaign<'e>(db: impl PgExecutor<'e>, c: &NewCampaign) -> Re
     .await
 }
 
-pub async fn campaign<'e>(db: impl PgExecutor<'e>, id: i64) -> Result<Option<Campaign>, sqlx::Error> {
-    sqlx::query_as(concat!("select ", campaign_columns!(), " from coupon_campaigns where campaign_id = $1"))
-        .bind(id)
-        .fetch_optional(db)
-        .await
+pub async fn campaign<'e>(
+    db: impl PgExecutor<'e>,
+    id: i64,
+) -> Result<Option<Campaign>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "select ",
+        campaign_columns!(),
+        " from coupon_campaigns where campaign_id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await
 }
 
 /// Campaigns whose grants may still be arriving: running, or ended less than a day ago.
@@ -74,18 +84,28 @@ pub async fn live_campaigns<'e>(db: impl PgExecutor<'e>) -> Result<Vec<Campaign>
 }
 
 pub async fn holders<'e>(db: impl PgExecutor<'e>, campaign: i64) -> Result<Vec<i64>, sqlx::Error> {
-    sqlx::query_scalar("select user_id from coupons where campaign_id = $1").bind(campaign).fetch_all(db).await
+    sqlx::query_scalar("select user_id from coupons where campaign_id = $1")
+        .bind(campaign)
+        .fetch_all(db)
+        .await
 }
 
 /// Persists grants `(user, issued_at)` in stream order. The campaign row is locked, users who
 /// already hold a coupon are skipped, and nothing beyond the total is inserted — so redelivered
 /// or replayed grants are harmless and the cap holds even if Redis miscounted after a loss.
 /// Returns how many rows were inserted.
-pub async fn persist_grants(conn: &mut PgConnection, campaign: i64, users: &[i64], at: &[DateTime<Utc>]) -> Result<i64, sqlx::Error> {
-    let room: Option<i32> = sqlx::query_scalar("select total_quantity - issued from coupon_campaigns where campaign_id = $1 for update")
-        .bind(campaign)
-        .fetch_optional(&mut *conn)
-        .await?;
+pub async fn persist_grants(
+    conn: &mut PgConnection,
+    campaign: i64,
+    users: &[i64],
+    at: &[DateTime<Utc>],
+) -> Result<i64, sqlx::Error> {
+    let room: Option<i32> = sqlx::query_scalar(
+        "select total_quantity - issued from coupon_campaigns where campaign_id = $1 for update",
+    )
+    .bind(campaign)
+    .fetch_optional(&mut *conn)
+    .await?;
     let Some(room) = room else { return Ok(0) };
     sqlx::query_scalar(
         "with fresh as (
@@ -125,7 +145,10 @@ pub struct CouponView {
     pub persisted: bool,
 }
 
-pub async fn of_user<'e>(db: impl PgExecutor<'e>, user: UserId) -> Result<Vec<CouponView>, sqlx::Error> {
+pub async fn of_user<'e>(
+    db: impl PgExecutor<'e>,
+    user: UserId,
+) -> Result<Vec<CouponView>, sqlx::Error> {
     let mut rows: Vec<CouponView> = sqlx::query_as(
         "select c.coupon_id, c.campaign_id, k.name, k.discount_amount, k.discount_percent, c.issued_at, c.used_at, c.order_id
            from coupons c join coupon_campaigns k using (campaign_id)
@@ -141,7 +164,11 @@ pub async fn of_user<'e>(db: impl PgExecutor<'e>, user: UserId) -> Result<Vec<Co
 }
 
 /// Locks an unused coupon of `user` for an order; returns its discount.
-pub async fn lock_unused(conn: &mut PgConnection, user: UserId, coupon: i64) -> Result<Discount, ApiError> {
+pub async fn lock_unused(
+    conn: &mut PgConnection,
+    user: UserId,
+    coupon: i64,
+) -> Result<Discount, ApiError> {
     #[derive(FromRow)]
     struct Row {
         discount_amount: Option<i64>,
@@ -159,16 +186,38 @@ pub async fn lock_unused(conn: &mut PgConnection, user: UserId, coupon: i64) -> 
     .await?;
     match row {
         None => Err(ApiError::not_found("coupon")),
-        Some(Row { used_at: Some(_), .. }) => Err(ApiError::conflict("coupon-unavailable", "this coupon was already used")),
-        Some(Row { discount_amount, discount_percent, used_at: None }) => crate::orders::service::coupon_discount(discount_amount, discount_percent)
+        Some(Row {
+            used_at: Some(_), ..
+        }) => Err(ApiError::conflict(
+            "coupon-unavailable",
+            "this coupon was already used",
+        )),
+        Some(Row {
+            discount_amount,
+            discount_percent,
+            used_at: None,
+        }) => crate::orders::service::coupon_discount(discount_amount, discount_percent)
             .ok_or_else(|| ApiError::internal("coupon campaign without a discount")),
     }
 }
 
-pub async fn mark_used(conn: &mut PgConnection, coupon: i64, order: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("update coupons set used_at = now(), order_id = $2 where coupon_id = $1").bind(coupon).bind(order).execute(conn).await.map(|_| ())
+pub async fn mark_used(
+    conn: &mut PgConnection,
+    coupon: i64,
+    order: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("update coupons set used_at = now(), order_id = $2 where coupon_id = $1")
+        .bind(coupon)
+        .bind(order)
+        .execute(conn)
+        .await
+        .map(|_| ())
 }
 
 pub async fn release(conn: &mut PgConnection, coupon: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("update coupons set used_at = null, order_id = null where coupon_id = $1").bind(coupon).execute(conn).await.map(|_| ())
+    sqlx::query("update coupons set used_at = null, order_id = null where coupon_id = $1")
+        .bind(coupon)
+        .execute(conn)
+        .await
+        .map(|_| ())
 }

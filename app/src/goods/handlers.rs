@@ -22,26 +22,48 @@ use crate::{
 };
 
 fn json_bytes(bytes: Bytes) -> Response {
-    ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response()
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        bytes,
+    )
+        .into_response()
 }
 
 fn to_bytes(v: &impl serde::Serialize) -> Result<Bytes, ApiError> {
-    serde_json::to_vec(v).map(Bytes::from).map_err(ApiError::internal)
+    serde_json::to_vec(v)
+        .map(Bytes::from)
+        .map_err(ApiError::internal)
 }
 
 /// Newest goods first, 15 per page by default.
 #[utoipa::path(get, path = "/goods", tag = "goods", params(PageQuery),
     responses((status = 200, body = Paged<GoodsView>), (status = 422, content_type = "application/problem+json")))]
-pub async fn list(State(state): State<AppState>, Query(q): Query<PageQuery>) -> ApiResult<Response> {
+pub async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Response> {
     let page = q.parse(15)?;
     let field = format!("{}:{}", page.limit, page.before.unwrap_or(0));
     let ttl = state.runtime.get().ttls.catalog_cache.as_duration();
     let bytes = state
         .cache
-        .get_or_load(&state.redis, &state.metrics, Lookup { cache: "goods_list", family: "goods:list", field: &field, ttl }, || async {
-            let rows = store::page(&state.db, page).await?;
-            to_bytes(&Paged::from_rows(rows, page, |g| g.id.0))
-        })
+        .get_or_load(
+            &state.redis,
+            &state.metrics,
+            Lookup {
+                cache: "goods_list",
+                family: "goods:list",
+                field: &field,
+                ttl,
+            },
+            || async {
+                let rows = store::page(&state.db, page).await?;
+                to_bytes(&Paged::from_rows(rows, page, |g| g.id.0))
+            },
+        )
         .await?;
     Ok(json_bytes(bytes))
 }
@@ -53,10 +75,22 @@ pub async fn detail(State(state): State<AppState>, Path(id): Path<i64>) -> ApiRe
     let ttl = state.runtime.get().ttls.catalog_cache.as_duration();
     let bytes = state
         .cache
-        .get_or_load(&state.redis, &state.metrics, Lookup { cache: "goods_detail", family: &format!("goods:{id}"), field: "v1", ttl }, || async {
-            let g = store::find(&state.db, GoodsId(id)).await?.ok_or_else(|| ApiError::not_found("goods"))?;
-            to_bytes(&g)
-        })
+        .get_or_load(
+            &state.redis,
+            &state.metrics,
+            Lookup {
+                cache: "goods_detail",
+                family: &format!("goods:{id}"),
+                field: "v1",
+                ttl,
+            },
+            || async {
+                let g = store::find(&state.db, GoodsId(id))
+                    .await?
+                    .ok_or_else(|| ApiError::not_found("goods"))?;
+                to_bytes(&g)
+            },
+        )
         .await?;
     Ok(json_bytes(bytes))
 }
@@ -65,11 +99,18 @@ pub async fn detail(State(state): State<AppState>, Path(id): Path<i64>) -> ApiRe
 #[utoipa::path(post, path = "/goods", tag = "goods", security(("bearer" = [])), request_body = GoodsInput,
     responses((status = 201, body = GoodsView), (status = 403, content_type = "application/problem+json"),
               (status = 422, content_type = "application/problem+json")))]
-pub async fn create(State(state): State<AppState>, user: CurrentUser, Json(input): Json<GoodsInput>) -> ApiResult<(StatusCode, Json<GoodsView>)> {
+pub async fn create(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Json(input): Json<GoodsInput>,
+) -> ApiResult<(StatusCode, Json<GoodsView>)> {
     user.require(Role::Seller)?;
     let valid = input.validate()?;
     let g = store::insert(&state.db, user.id, &valid).await?;
-    state.cache.invalidate(&state.redis, &cache_families([])).await;
+    state
+        .cache
+        .invalidate(&state.redis, &cache_families([]))
+        .await;
     Ok((StatusCode::CREATED, Json(g)))
 }
 
@@ -77,14 +118,22 @@ pub async fn create(State(state): State<AppState>, user: CurrentUser, Json(input
 #[utoipa::path(put, path = "/goods/{id}", tag = "goods", security(("bearer" = [])), params(("id" = i64, Path)), request_body = GoodsInput,
     responses((status = 200, body = GoodsView), (status = 403, content_type = "application/problem+json"),
               (status = 404, content_type = "application/problem+json"), (status = 422, content_type = "application/problem+json")))]
-pub async fn update(State(state): State<AppState>, user: CurrentUser, Path(id): Path<i64>, Json(input): Json<GoodsInput>) -> ApiResult<Json<GoodsView>> {
+pub async fn update(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+    Json(input): Json<GoodsInput>,
+) -> ApiResult<Json<GoodsView>> {
     user.require(Role::Seller)?;
     let valid = input.validate()?;
     let id = GoodsId(id);
     let Some(g) = store::update(&state.db, id, user.id, &valid).await? else {
         return Err(not_owned(&state, id).await);
     };
-    state.cache.invalidate(&state.redis, &cache_families([id])).await;
+    state
+        .cache
+        .invalidate(&state.redis, &cache_families([id]))
+        .await;
     crate::orders::clear_sold_out(&state, &[id]).await;
     Ok(Json(g))
 }
@@ -92,19 +141,29 @@ pub async fn update(State(state): State<AppState>, user: CurrentUser, Path(id): 
 /// Soft-delete goods (the owning seller only); they vanish from lists at once.
 #[utoipa::path(delete, path = "/goods/{id}", tag = "goods", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 204), (status = 403, content_type = "application/problem+json"), (status = 404, content_type = "application/problem+json")))]
-pub async fn delete(State(state): State<AppState>, user: CurrentUser, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+pub async fn delete(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+) -> ApiResult<StatusCode> {
     user.require(Role::Seller)?;
     let id = GoodsId(id);
     if !store::soft_delete(&state.db, id, user.id).await? {
         return Err(not_owned(&state, id).await);
     }
-    state.cache.invalidate(&state.redis, &cache_families([id])).await;
+    state
+        .cache
+        .invalidate(&state.redis, &cache_families([id]))
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn not_owned(state: &AppState, id: GoodsId) -> ApiError {
     match store::owner(&state.db, id).await {
-        Ok(Some(_)) => ApiError::forbidden("not-owner", "only the seller who listed these goods may change them"),
+        Ok(Some(_)) => ApiError::forbidden(
+            "not-owner",
+            "only the seller who listed these goods may change them",
+        ),
         Ok(None) => ApiError::not_found("goods"),
         Err(e) => e.into(),
     }

@@ -15,12 +15,19 @@ pub use model::{GoodsId, GoodsView};
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(handlers::list, handlers::create))
-        .routes(routes!(handlers::detail, handlers::update, handlers::delete))
+        .routes(routes!(
+            handlers::detail,
+            handlers::update,
+            handlers::delete
+        ))
 }
 
 /// Cache families touched by a change to `id` (its detail and every list page).
 pub fn cache_families(ids: impl IntoIterator<Item = GoodsId>) -> Vec<String> {
-    let mut families: Vec<String> = ids.into_iter().map(|id| format!("goods:{}", id.0)).collect();
+    let mut families: Vec<String> = ids
+        .into_iter()
+        .map(|id| format!("goods:{}", id.0))
+        .collect();
     families.push("goods:list".into());
     families
 }

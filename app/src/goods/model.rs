@@ -7,7 +7,20 @@ use utoipa::ToSchema;
 
 use crate::{auth::UserId, error::ApiError};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, sqlx::Type, ToSchema)]
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    sqlx::Type,
+    ToSchema,
+)]
 #[sqlx(transparent)]
 #[serde(transparent)]
 pub struct GoodsId(pub i64);
@@ -76,27 +89,50 @@ impl GoodsInput {
             return Err(ApiError::invalid("name", "name must be 1-200 characters"));
         }
         if self.description.chars().count() > 5000 {
-            return Err(ApiError::invalid("description", "description must be at most 5000 characters"));
+            return Err(ApiError::invalid(
+                "description",
+                "description must be at most 5000 characters",
+            ));
         }
         if !(0..=MAX_PRICE).contains(&self.price) {
-            return Err(ApiError::invalid("price", format!("price must be between 0 and {MAX_PRICE}")));
+            return Err(ApiError::invalid(
+                "price",
+                format!("price must be between 0 and {MAX_PRICE}"),
+            ));
         }
         if !(0..=MAX_STOCK).contains(&self.stock) {
-            return Err(ApiError::invalid("stock", format!("stock must be between 0 and {MAX_STOCK}")));
+            return Err(ApiError::invalid(
+                "stock",
+                format!("stock must be between 0 and {MAX_STOCK}"),
+            ));
         }
         let category = trimmed(self.category);
         if category.as_ref().is_some_and(|c| c.chars().count() > 50) {
-            return Err(ApiError::invalid("category", "category must be at most 50 characters"));
+            return Err(ApiError::invalid(
+                "category",
+                "category must be at most 50 characters",
+            ));
         }
         let image_url = trimmed(self.image_url);
         if let Some(url) = &image_url
-            && (url.len() > 2048 || !(url.starts_with("https://") || url.starts_with("http://")) || url.contains(char::is_whitespace))
+            && (url.len() > 2048
+                || !(url.starts_with("https://") || url.starts_with("http://"))
+                || url.contains(char::is_whitespace))
         {
-            return Err(ApiError::invalid("image_url", "image_url must be an http(s) URL of at most 2048 characters"));
+            return Err(ApiError::invalid(
+                "image_url",
+                "image_url must be an http(s) URL of at most 2048 characters",
+            ));
         }
         let queue_id = trimmed(self.queue_id);
-        if queue_id.as_deref().is_some_and(|q| !floodgate_crds::runtime::is_valid_queue_id(q)) {
-            return Err(ApiError::invalid("queue_id", "queue_id must be 1-63 characters of a-z, 0-9 and '-'"));
+        if queue_id
+            .as_deref()
+            .is_some_and(|q| !floodgate_crds::runtime::is_valid_queue_id(q))
+        {
+            return Err(ApiError::invalid(
+                "queue_id",
+                "queue_id must be 1-63 characters of a-z, 0-9 and '-'",
+            ));
         }
         Ok(ValidGoods {
             name,
@@ -138,18 +174,70 @@ mod tests {
     #[test]
     fn each_rule_names_its_field() {
         let cases: Vec<(GoodsInput, &str)> = vec![
-            (GoodsInput { name: "".into(), ..input() }, "name"),
-            (GoodsInput { price: -1, ..input() }, "price"),
-            (GoodsInput { price: MAX_PRICE + 1, ..input() }, "price"),
-            (GoodsInput { stock: -1, ..input() }, "stock"),
-            (GoodsInput { stock: MAX_STOCK + 1, ..input() }, "stock"),
-            (GoodsInput { image_url: Some("ftp://x".into()), ..input() }, "image_url"),
-            (GoodsInput { queue_id: Some("Bad Queue".into()), ..input() }, "queue_id"),
-            (GoodsInput { category: Some("c".repeat(51)), ..input() }, "category"),
+            (
+                GoodsInput {
+                    name: "".into(),
+                    ..input()
+                },
+                "name",
+            ),
+            (
+                GoodsInput {
+                    price: -1,
+                    ..input()
+                },
+                "price",
+            ),
+            (
+                GoodsInput {
+                    price: MAX_PRICE + 1,
+                    ..input()
+                },
+                "price",
+            ),
+            (
+                GoodsInput {
+                    stock: -1,
+                    ..input()
+                },
+                "stock",
+            ),
+            (
+                GoodsInput {
+                    stock: MAX_STOCK + 1,
+                    ..input()
+                },
+                "stock",
+            ),
+            (
+                GoodsInput {
+                    image_url: Some("ftp://x".into()),
+                    ..input()
+                },
+                "image_url",
+            ),
+            (
+                GoodsInput {
+                    queue_id: Some("Bad Queue".into()),
+                    ..input()
+                },
+                "queue_id",
+            ),
+            (
+                GoodsInput {
+                    category: Some("c".repeat(51)),
+                    ..input()
+                },
+                "category",
+            ),
         ];
         for (case, field) in cases {
             let err = case.validate().unwrap_err();
-            assert_eq!(err.status(), axum::http::StatusCode::UNPROCESSABLE_ENTITY, "{field}");
+            assert_eq!(
+                err.status(),
+                axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+                "{field}"
+            );
             assert!(err.to_string().contains(field), "{err} should name {field}");
         }
     }

@@ -11,7 +11,11 @@ macro_rules! goods_columns {
     };
 }
 
-pub async fn insert<'e>(db: impl PgExecutor<'e>, seller: UserId, g: &ValidGoods) -> Result<GoodsView, sqlx::Error> {
+pub async fn insert<'e>(
+    db: impl PgExecutor<'e>,
+    seller: UserId,
+    g: &ValidGoods,
+) -> Result<GoodsView, sqlx::Error> {
     sqlx::query_as(concat!(
         "insert into goods (seller_id, name, description, price, stock, category, image_url, sale_starts_at, queue_id)
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9) returning ",
@@ -31,7 +35,12 @@ pub async fn insert<'e>(db: impl PgExecutor<'e>, seller: UserId, g: &ValidGoods)
 }
 
 /// Replaces the goods if `seller` owns them and they are not deleted.
-pub async fn update<'e>(db: impl PgExecutor<'e>, id: GoodsId, seller: UserId, g: &ValidGoods) -> Result<Option<GoodsView>, sqlx::Error> {
+pub async fn update<'e>(
+    db: impl PgExecutor<'e>,
+    id: GoodsId,
+    seller: UserId,
+    g: &ValidGoods,
+) -> Result<Option<GoodsView>, sqlx::Error> {
     sqlx::query_as(concat!(
         "update goods set name = $3, description = $4, price = $5, stock = $6, category = $7, image_url = $8,
                 sale_starts_at = $9, queue_id = $10
@@ -52,7 +61,11 @@ pub async fn update<'e>(db: impl PgExecutor<'e>, id: GoodsId, seller: UserId, g:
     .await
 }
 
-pub async fn soft_delete<'e>(db: impl PgExecutor<'e>, id: GoodsId, seller: UserId) -> Result<bool, sqlx::Error> {
+pub async fn soft_delete<'e>(
+    db: impl PgExecutor<'e>,
+    id: GoodsId,
+    seller: UserId,
+) -> Result<bool, sqlx::Error> {
     sqlx::query("update goods set deleted_at = now() where goods_id = $1 and seller_id = $2 and deleted_at is null")
         .bind(id)
         .bind(seller)
@@ -62,15 +75,28 @@ pub async fn soft_delete<'e>(db: impl PgExecutor<'e>, id: GoodsId, seller: UserI
 }
 
 /// The owner of live goods, to tell 403 from 404 after a refused update.
-pub async fn owner<'e>(db: impl PgExecutor<'e>, id: GoodsId) -> Result<Option<UserId>, sqlx::Error> {
-    sqlx::query_scalar("select seller_id from goods where goods_id = $1 and deleted_at is null").bind(id).fetch_optional(db).await
-}
-
-pub async fn find<'e>(db: impl PgExecutor<'e>, id: GoodsId) -> Result<Option<GoodsView>, sqlx::Error> {
-    sqlx::query_as(concat!("select ", goods_columns!(), " from goods where goods_id = $1 and deleted_at is null"))
+pub async fn owner<'e>(
+    db: impl PgExecutor<'e>,
+    id: GoodsId,
+) -> Result<Option<UserId>, sqlx::Error> {
+    sqlx::query_scalar("select seller_id from goods where goods_id = $1 and deleted_at is null")
         .bind(id)
         .fetch_optional(db)
         .await
+}
+
+pub async fn find<'e>(
+    db: impl PgExecutor<'e>,
+    id: GoodsId,
+) -> Result<Option<GoodsView>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "select ",
+        goods_columns!(),
+        " from goods where goods_id = $1 and deleted_at is null"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await
 }
 
 pub async fn page<'e>(db: impl PgExecutor<'e>, page: Page) -> Result<Vec<GoodsView>, sqlx::Error> {
@@ -88,8 +114,12 @@ pub async fn page<'e>(db: impl PgExecutor<'e>, page: Page) -> Result<Vec<GoodsVi
 
 /// Live goods by id, for orders and carts (one query, no N+1).
 pub async fn many(conn: &mut PgConnection, ids: &[i64]) -> Result<Vec<GoodsView>, sqlx::Error> {
-    sqlx::query_as(concat!("select ", goods_columns!(), " from goods where goods_id = any($1) and deleted_at is null"))
-        .bind(ids)
-        .fetch_all(conn)
-        .await
+    sqlx::query_as(concat!(
+        "select ",
+        goods_columns!(),
+        " from goods where goods_id = any($1) and deleted_at is null"
+    ))
+    .bind(ids)
+    .fetch_all(conn)
+    .await
 }

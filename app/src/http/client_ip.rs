@@ -15,7 +15,10 @@ pub struct ClientIp(pub String);
 impl FromRequestParts<AppState> for ClientIp {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         if let Some(name) = &state.settings.client_ip_header
             && let Some(ip) = parts
                 .headers
@@ -27,7 +30,10 @@ impl FromRequestParts<AppState> for ClientIp {
         {
             return Ok(Self(ip.to_owned()));
         }
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0.ip().to_string());
         Ok(Self(peer.unwrap_or_else(|| "unknown".into())))
     }
 }

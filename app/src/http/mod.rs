@@ -50,7 +50,12 @@ impl Modify for BearerAuth {
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
-            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
         );
     }
 }
@@ -86,13 +91,20 @@ pub fn router(state: AppState) -> Router {
     let api = api
         .layer(
             ServiceBuilder::new()
-                .layer(axum::error_handling::HandleErrorLayer::new(layers::tower_error))
+                .layer(axum::error_handling::HandleErrorLayer::new(
+                    layers::tower_error,
+                ))
                 .load_shed()
-                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(settings.max_in_flight))
+                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
+                    settings.max_in_flight,
+                ))
                 .timeout(settings.request_timeout()),
         )
         .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
-        .route_layer(middleware::from_fn_with_state(state.clone(), layers::postgres_circuit));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            layers::postgres_circuit,
+        ));
 
     Router::new()
         .merge(api)

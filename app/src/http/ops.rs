@@ -14,7 +14,10 @@ use serde_json::json;
 use crate::{error::ApiError, platform::db, state::AppState};
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/livez", get(livez)).route("/readyz", get(readyz)).route("/metrics", get(metrics))
+    Router::new()
+        .route("/livez", get(livez))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
 }
 
 async fn livez() -> &'static str {
@@ -25,7 +28,10 @@ async fn livez() -> &'static str {
 async fn readyz(State(state): State<AppState>) -> Response {
     let draining = state.draining.load(Ordering::Relaxed);
     let (postgres, redis) = tokio::join!(
-        tokio::time::timeout(std::time::Duration::from_secs(1), db::migrations_applied(&state.db)),
+        tokio::time::timeout(
+            std::time::Duration::from_secs(1),
+            db::migrations_applied(&state.db)
+        ),
         state.redis.ping()
     );
     let (postgres_ok, migrations_ok) = match postgres {
@@ -36,16 +42,23 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if postgres_ok && redis && migrations_ok && !draining {
         axum::Json(json!({ "status": "ready", "checks": checks })).into_response()
     } else {
-        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not-ready", "a dependency is unavailable or the replica is draining")
-            .with_extra(json!({ "checks": checks }))
-            .retry_after(1)
-            .into_response()
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not-ready",
+            "a dependency is unavailable or the replica is draining",
+        )
+        .with_extra(json!({ "checks": checks }))
+        .retry_after(1)
+        .into_response()
     }
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.encode(),
     )
         .into_response()

@@ -46,7 +46,9 @@ impl IdempotencyKey {
         if ok {
             Ok(Self(raw.to_owned()))
         } else {
-            Err(ApiError::bad_request("Idempotency-Key must be 1-255 visible ASCII characters"))
+            Err(ApiError::bad_request(
+                "Idempotency-Key must be 1-255 visible ASCII characters",
+            ))
         }
     }
 
@@ -62,7 +64,9 @@ impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for IdempotencyK
         match parts.headers.get(HEADER) {
             None => Ok(None),
             Some(v) => {
-                let s = v.to_str().map_err(|_| ApiError::bad_request("Idempotency-Key must be ASCII"))?;
+                let s = v
+                    .to_str()
+                    .map_err(|_| ApiError::bad_request("Idempotency-Key must be ASCII"))?;
                 Self::parse(s).map(Some)
             }
         }
@@ -75,7 +79,9 @@ impl<S: Send + Sync> FromRequestParts<S> for IdempotencyKey {
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         <Self as axum::extract::OptionalFromRequestParts<S>>::from_request_parts(parts, state)
             .await?
-            .ok_or_else(|| ApiError::bad_request("this endpoint requires an Idempotency-Key header"))
+            .ok_or_else(|| {
+                ApiError::bad_request("this endpoint requires an Idempotency-Key header")
+            })
     }
 }
 
@@ -91,7 +97,8 @@ pub fn fingerprint(route: &str, body: &impl serde::Serialize) -> Vec<u8> {
 fn respond(status: StatusCode, body: Value, replayed: bool) -> Response {
     let mut res = (status, Json(body)).into_response();
     if replayed {
-        res.headers_mut().insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+        res.headers_mut()
+            .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
     }
     res
 }
@@ -101,7 +108,13 @@ enum Claim {
     Replay(StatusCode, Value),
 }
 
-async fn claim(state: &AppState, conn: &mut PgConnection, user: UserId, key: &IdempotencyKey, fp: &[u8]) -> ApiResult<Claim> {
+async fn claim(
+    state: &AppState,
+    conn: &mut PgConnection,
+    user: UserId,
+    key: &IdempotencyKey,
+    fp: &[u8],
+) -> ApiResult<Claim> {
     let ttl = state.runtime.get().ttls.idempotency.as_secs() as f64;
     let owned: Option<bool> = sqlx::query_scalar(
         "insert into idempotency_keys (user_id, key, fingerprint, locked_until, expires_at)
@@ -142,8 +155,11 @@ async fn claim(state: &AppState, conn: &mut PgConnection, user: UserId, key: &Id
             let status = StatusCode::from_u16(s as u16).map_err(ApiError::internal)?;
             Ok(Claim::Replay(status, body))
         }
-        _ => Err(ApiError::conflict("idempotency-key-in-flight", "a request with this Idempotency-Key is still being processed")
-            .retry_after(1)),
+        _ => Err(ApiError::conflict(
+            "idempotency-key-in-flight",
+            "a request with this Idempotency-Key is still being processed",
+        )
+        .retry_after(1)),
     }
 }
 
@@ -213,11 +229,13 @@ async fn run_unguarded(
 }
 
 async fn release(conn: &mut PgConnection, user: UserId, key: &IdempotencyKey) {
-    let released = sqlx::query("delete from idempotency_keys where user_id = $1 and key = $2 and status is null")
-        .bind(user)
-        .bind(key.as_str())
-        .execute(conn)
-        .await;
+    let released = sqlx::query(
+        "delete from idempotency_keys where user_id = $1 and key = $2 and status is null",
+    )
+    .bind(user)
+    .bind(key.as_str())
+    .execute(conn)
+    .await;
     if let Err(e) = released {
         // the lease lets the key be reclaimed after LEASE anyway
         tracing::warn!(error = %e, "could not release idempotency key");
@@ -250,8 +268,14 @@ mod tests {
     #[test]
     fn fingerprint_depends_on_route_and_body() {
         let a = fingerprint("/wallet/charges", &serde_json::json!({"amount": 1}));
-        assert_eq!(a, fingerprint("/wallet/charges", &serde_json::json!({"amount": 1})));
-        assert_ne!(a, fingerprint("/wallet/charges", &serde_json::json!({"amount": 2})));
+        assert_eq!(
+            a,
+            fingerprint("/wallet/charges", &serde_json::json!({"amount": 1}))
+        );
+        assert_ne!(
+            a,
+            fingerprint("/wallet/charges", &serde_json::json!({"amount": 2}))
+        );
         assert_ne!(a, fingerprint("/orders", &serde_json::json!({"amount": 1})));
     }
 }

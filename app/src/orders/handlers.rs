@@ -15,8 +15,8 @@ use super::{
 };
 use crate::{
     auth::CurrentUser,
-    goods::GoodsId,
     error::{ApiError, ApiResult},
+    goods::GoodsId,
     idempotency::{self, IdempotencyKey},
     pagination::{PageQuery, Paged},
     state::AppState,
@@ -60,8 +60,18 @@ pub async fn create(
     Json(req): Json<CreateOrderRequest>,
 ) -> ApiResult<Response> {
     let explicit = match (&req.items, req.from_cart) {
-        (Some(_), true) => return Err(ApiError::invalid("items", "send either items or from_cart, not both")),
-        (Some(items), false) => Some(rules::normalise_lines(&items.iter().map(|i| (i.goods_id, i.quantity)).collect::<Vec<_>>())?),
+        (Some(_), true) => {
+            return Err(ApiError::invalid(
+                "items",
+                "send either items or from_cart, not both",
+            ));
+        }
+        (Some(items), false) => Some(rules::normalise_lines(
+            &items
+                .iter()
+                .map(|i| (i.goods_id, i.quantity))
+                .collect::<Vec<_>>(),
+        )?),
         (None, true) => None,
         (None, false) => return Err(ApiError::invalid("items", "send items or from_cart: true")),
     };
@@ -92,7 +102,11 @@ pub async fn create(
             Some(seen) => seen,
             None => service::precheck(&state, &lines).await?,
         };
-        let order = service::PlaceOrder { lines, coupon_id: req.coupon_id, from_cart: req.from_cart };
+        let order = service::PlaceOrder {
+            lines,
+            coupon_id: req.coupon_id,
+            from_cart: req.from_cart,
+        };
         let placed = service::place(&state, conn, &headers, user.id, &order, &seen).await?;
         ordered = order.lines.iter().map(|(g, _)| *g).collect();
         Ok((StatusCode::CREATED, encode(&placed)?))
@@ -105,7 +119,11 @@ pub async fn create(
 /// Own orders, newest first.
 #[utoipa::path(get, path = "/orders", tag = "orders", security(("bearer" = [])), params(PageQuery),
     responses((status = 200, body = Paged<OrderView>)))]
-pub async fn list(State(state): State<AppState>, user: CurrentUser, Query(q): Query<PageQuery>) -> ApiResult<Json<Paged<OrderView>>> {
+pub async fn list(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Query(q): Query<PageQuery>,
+) -> ApiResult<Json<Paged<OrderView>>> {
     let page = q.parse(20)?;
     let mut paged = Paged::from_rows(store::page(&state.db, user.id, page).await?, page, |o| o.id);
     let ids: Vec<i64> = paged.items.iter().map(|o| o.id).collect();
@@ -120,9 +138,19 @@ pub async fn list(State(state): State<AppState>, user: CurrentUser, Query(q): Qu
 /// One own order (another user's order is 404).
 #[utoipa::path(get, path = "/orders/{id}", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 200, body = OrderView), (status = 404, content_type = "application/problem+json")))]
-pub async fn detail(State(state): State<AppState>, user: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<OrderView>> {
-    let mut order = store::find(&state.db, user.id, id).await?.ok_or_else(|| ApiError::not_found("order"))?;
-    order.lines = store::lines_of(&state.db, &[id]).await?.into_iter().map(|(_, l)| l).collect();
+pub async fn detail(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<OrderView>> {
+    let mut order = store::find(&state.db, user.id, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("order"))?;
+    order.lines = store::lines_of(&state.db, &[id])
+        .await?
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect();
     Ok(Json(order))
 }
 
@@ -130,7 +158,11 @@ pub async fn detail(State(state): State<AppState>, user: CurrentUser, Path(id): 
 /// returns the cancelled order unchanged.
 #[utoipa::path(post, path = "/orders/{id}/cancel", tag = "orders", security(("bearer" = [])), params(("id" = i64, Path)),
     responses((status = 200, body = OrderView), (status = 404, content_type = "application/problem+json")))]
-pub async fn cancel(State(state): State<AppState>, user: CurrentUser, Path(id): Path<i64>) -> ApiResult<Json<OrderView>> {
+pub async fn cancel(
+    State(state): State<AppState>,
+    user: CurrentUser,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<OrderView>> {
     let mut tx = state.db.begin().await?;
     let (order, restocked) = service::cancel(&mut tx, user.id, id).await?;
     tx.commit().await?;
@@ -140,7 +172,11 @@ pub async fn cancel(State(state): State<AppState>, user: CurrentUser, Path(id): 
     }
     let mut order = order;
     if order.lines.is_empty() {
-        order.lines = store::lines_of(&state.db, &[id]).await?.into_iter().map(|(_, l)| l).collect();
+        order.lines = store::lines_of(&state.db, &[id])
+            .await?
+            .into_iter()
+            .map(|(_, l)| l)
+            .collect();
     }
     Ok(Json(order))
 }

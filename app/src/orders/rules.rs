@@ -11,34 +11,56 @@ pub const MAX_QUANTITY: i64 = 1_000;
 /// stock rows are locked, so two orders for the same items can never deadlock.
 pub fn normalise_lines(lines: &[(i64, i64)]) -> Result<Vec<(GoodsId, i32)>, ApiError> {
     if lines.is_empty() {
-        return Err(ApiError::invalid("items", "an order needs at least one item"));
+        return Err(ApiError::invalid(
+            "items",
+            "an order needs at least one item",
+        ));
     }
     if lines.len() > MAX_LINES {
-        return Err(ApiError::invalid("items", format!("an order may have at most {MAX_LINES} items")));
+        return Err(ApiError::invalid(
+            "items",
+            format!("an order may have at most {MAX_LINES} items"),
+        ));
     }
     let mut merged: BTreeMap<i64, i64> = BTreeMap::new();
     for &(goods_id, quantity) in lines {
         if goods_id <= 0 {
-            return Err(ApiError::invalid("goods_id", format!("goods_id must be positive, got {goods_id}")));
+            return Err(ApiError::invalid(
+                "goods_id",
+                format!("goods_id must be positive, got {goods_id}"),
+            ));
         }
         if !(1..=MAX_QUANTITY).contains(&quantity) {
-            return Err(ApiError::invalid("quantity", format!("quantity must be between 1 and {MAX_QUANTITY}, got {quantity}")));
+            return Err(ApiError::invalid(
+                "quantity",
+                format!("quantity must be between 1 and {MAX_QUANTITY}, got {quantity}"),
+            ));
         }
         let q = merged.entry(goods_id).or_default();
         *q += quantity;
         if *q > MAX_QUANTITY {
-            return Err(ApiError::invalid("quantity", format!("at most {MAX_QUANTITY} of goods {goods_id} per order")));
+            return Err(ApiError::invalid(
+                "quantity",
+                format!("at most {MAX_QUANTITY} of goods {goods_id} per order"),
+            ));
         }
     }
-    Ok(merged.into_iter().map(|(g, q)| (GoodsId(g), q as i32)).collect())
+    Ok(merged
+        .into_iter()
+        .map(|(g, q)| (GoodsId(g), q as i32))
+        .collect())
 }
 
 /// Σ price × quantity, refusing overflow.
 pub fn subtotal(lines: impl IntoIterator<Item = (i64, i32)>) -> Result<i64, ApiError> {
-    lines.into_iter().try_fold(0i64, |acc, (price, qty)| {
-        price.checked_mul(i64::from(qty)).and_then(|v| acc.checked_add(v))
-    })
-    .ok_or_else(|| ApiError::invalid("items", "order total is too large"))
+    lines
+        .into_iter()
+        .try_fold(0i64, |acc, (price, qty)| {
+            price
+                .checked_mul(i64::from(qty))
+                .and_then(|v| acc.checked_add(v))
+        })
+        .ok_or_else(|| ApiError::invalid("items", "order total is too large"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

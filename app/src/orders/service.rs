@@ -32,7 +32,10 @@ pub struct PlaceOrder {
 }
 
 /// Checks that can be answered without the database: the sold-out gate.
-pub async fn precheck(state: &AppState, lines: &[(GoodsId, i32)]) -> Result<soldout::Seen, ApiError> {
+pub async fn precheck(
+    state: &AppState,
+    lines: &[(GoodsId, i32)],
+) -> Result<soldout::Seen, ApiError> {
     let ids: Vec<GoodsId> = lines.iter().map(|(g, _)| *g).collect();
     let seen = soldout::check(state, &ids).await;
     if let Some(id) = seen.sold_out {
@@ -42,7 +45,11 @@ pub async fn precheck(state: &AppState, lines: &[(GoodsId, i32)]) -> Result<sold
 }
 
 fn out_of_stock(id: GoodsId) -> ApiError {
-    ApiError::conflict("out-of-stock", format!("goods {} does not have enough stock left", id.0)).with_extra(serde_json::json!({"goods_id": id.0}))
+    ApiError::conflict(
+        "out-of-stock",
+        format!("goods {} does not have enough stock left", id.0),
+    )
+    .with_extra(serde_json::json!({"goods_id": id.0}))
 }
 
 pub async fn place(
@@ -58,16 +65,26 @@ pub async fn place(
     let now = chrono::Utc::now();
     let mut lines = Vec::with_capacity(order.lines.len());
     for &(id, quantity) in &order.lines {
-        let g = found.iter().find(|g| g.id == id).ok_or_else(|| ApiError::not_found(&format!("goods {}", id.0)))?;
+        let g = found
+            .iter()
+            .find(|g| g.id == id)
+            .ok_or_else(|| ApiError::not_found(&format!("goods {}", id.0)))?;
         if let Some(start) = g.sale_starts_at
             && start > now
         {
-            return Err(ApiError::conflict("sale-not-started", format!("goods {} go on sale at {}", id.0, start.to_rfc3339())));
+            return Err(ApiError::conflict(
+                "sale-not-started",
+                format!("goods {} go on sale at {}", id.0, start.to_rfc3339()),
+            ));
         }
         if let Some(queue) = &g.queue_id {
             crate::queue::require_pass(state, headers, queue, user).await?;
         }
-        lines.push(OrderLine { goods_id: id, quantity, unit_price: g.price });
+        lines.push(OrderLine {
+            goods_id: id,
+            quantity,
+            unit_price: g.price,
+        });
     }
     let subtotal = rules::subtotal(lines.iter().map(|l| (l.unit_price, l.quantity)))?;
     let (coupon, discount) = match order.coupon_id {
@@ -83,7 +100,14 @@ pub async fn place(
         coupons::store::mark_used(conn, c, placed.id).await?;
     }
     if placed.total > 0 {
-        wallet::debit(conn, user, placed.total, LedgerKind::OrderPayment, Some(placed.id)).await?;
+        wallet::debit(
+            conn,
+            user,
+            placed.total,
+            LedgerKind::OrderPayment,
+            Some(placed.id),
+        )
+        .await?;
     }
     if order.from_cart {
         crate::cart::store::remove(conn, user, &ids).await?;
@@ -99,7 +123,12 @@ pub async fn place(
 
 /// Why a stock update matched nothing: the price moved, the goods vanished, or stock ran out
 /// (then the sold-out gate is set for the requests behind us).
-async fn stock_failure(state: &AppState, conn: &mut PgConnection, line: &OrderLine, seen: &soldout::Seen) -> ApiError {
+async fn stock_failure(
+    state: &AppState,
+    conn: &mut PgConnection,
+    line: &OrderLine,
+    seen: &soldout::Seen,
+) -> ApiError {
     let current: Result<Option<(i32, i64)>, _> =
         sqlx::query_as("select stock, price from goods where goods_id = $1 and deleted_at is null")
             .bind(line.goods_id)
@@ -108,7 +137,10 @@ async fn stock_failure(state: &AppState, conn: &mut PgConnection, line: &OrderLi
     match current {
         Ok(Some((_, price))) if price != line.unit_price => ApiError::conflict(
             "price-changed",
-            format!("the price of goods {} changed to {price} while ordering; review and order again", line.goods_id.0),
+            format!(
+                "the price of goods {} changed to {price} while ordering; review and order again",
+                line.goods_id.0
+            ),
         ),
         Ok(Some((stock, _))) => {
             if stock == 0 {
@@ -123,19 +155,36 @@ async fn stock_failure(state: &AppState, conn: &mut PgConnection, line: &OrderLi
 
 /// Cancels a paid order: refund, restock, coupon released. Cancelling a cancelled order
 /// returns it unchanged.
-pub async fn cancel(conn: &mut PgConnection, user: UserId, order: i64) -> Result<(OrderView, Vec<GoodsId>), ApiError> {
+pub async fn cancel(
+    conn: &mut PgConnection,
+    user: UserId,
+    order: i64,
+) -> Result<(OrderView, Vec<GoodsId>), ApiError> {
     let Some(mut cancelled) = store::mark_cancelled(conn, user, order).await? else {
-        let existing = store::find(&mut *conn, user, order).await?.ok_or_else(|| ApiError::not_found("order"))?;
+        let existing = store::find(&mut *conn, user, order)
+            .await?
+            .ok_or_else(|| ApiError::not_found("order"))?;
         return Ok((existing, Vec::new()));
     };
     let restocked = store::restock(conn, order).await?;
     if cancelled.total > 0 {
-        wallet::credit(conn, user, cancelled.total, LedgerKind::OrderRefund, Some(order)).await?;
+        wallet::credit(
+            conn,
+            user,
+            cancelled.total,
+            LedgerKind::OrderRefund,
+            Some(order),
+        )
+        .await?;
     }
     if let Some(c) = cancelled.coupon_id {
         coupons::store::release(conn, c).await?;
     }
-    cancelled.lines = store::lines_of(&mut *conn, &[order]).await?.into_iter().map(|(_, l)| l).collect();
+    cancelled.lines = store::lines_of(&mut *conn, &[order])
+        .await?
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect();
     Ok((cancelled, restocked))
 }
 
@@ -144,7 +193,10 @@ pub async fn after_stock_change(state: &AppState, ids: &[GoodsId]) {
     if ids.is_empty() {
         return;
     }
-    state.cache.invalidate(&state.redis, &goods::cache_families(ids.iter().copied())).await;
+    state
+        .cache
+        .invalidate(&state.redis, &goods::cache_families(ids.iter().copied()))
+        .await;
 }
 
 pub fn coupon_discount(amount: Option<i64>, percent: Option<i32>) -> Option<Discount> {

@@ -14,7 +14,10 @@ static MARK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("soldo
 const FLAG_TTL: Duration = Duration::from_secs(60);
 
 fn keys(state: &AppState, id: GoodsId) -> (String, String) {
-    (state.redis.key(&format!("{{so:{}}}:flag", id.0)), state.redis.key(&format!("{{so:{}}}:gen", id.0)))
+    (
+        state.redis.key(&format!("{{so:{}}}:flag", id.0)),
+        state.redis.key(&format!("{{so:{}}}:gen", id.0)),
+    )
 }
 
 /// What the gate knew before an attempt: which goods are flagged, and the generations seen.
@@ -34,7 +37,12 @@ pub async fn check(state: &AppState, ids: &[GoodsId]) -> Seen {
     let mut conn = state.redis.conn();
     let values: Vec<Option<String>> = match pipe.query_async(&mut conn).await {
         Ok(v) => v,
-        Err(_) => return Seen { sold_out: None, generations: Vec::new() },
+        Err(_) => {
+            return Seen {
+                sold_out: None,
+                generations: Vec::new(),
+            };
+        }
     };
     let mut sold_out = None;
     let mut generations = Vec::with_capacity(ids.len());
@@ -44,14 +52,25 @@ pub async fn check(state: &AppState, ids: &[GoodsId]) -> Seen {
         }
         generations.push((*id, pair.get(1).cloned().flatten().unwrap_or_default()));
     }
-    Seen { sold_out, generations }
+    Seen {
+        sold_out,
+        generations,
+    }
 }
 
 pub async fn mark(state: &AppState, seen: &Seen, id: GoodsId) {
-    let Some((_, generation)) = seen.generations.iter().find(|(g, _)| *g == id) else { return };
+    let Some((_, generation)) = seen.generations.iter().find(|(g, _)| *g == id) else {
+        return;
+    };
     let (flag, gen_key) = keys(state, id);
     let mut conn = state.redis.conn();
-    let _ = MARK.key(flag).key(gen_key).arg(generation).arg(FLAG_TTL.as_millis() as u64).invoke_async::<i64>(&mut conn).await;
+    let _ = MARK
+        .key(flag)
+        .key(gen_key)
+        .arg(generation)
+        .arg(FLAG_TTL.as_millis() as u64)
+        .invoke_async::<i64>(&mut conn)
+        .await;
 }
 
 /// Stock may be back: drop the flags and bump their generations.
@@ -59,7 +78,12 @@ pub async fn clear(state: &AppState, ids: &[GoodsId]) {
     let mut pipe = redis::pipe();
     for id in ids {
         let (flag, generation) = keys(state, *id);
-        pipe.del(flag).ignore().incr(&generation, 1).ignore().expire(generation, 86_400).ignore();
+        pipe.del(flag)
+            .ignore()
+            .incr(&generation, 1)
+            .ignore()
+            .expire(generation, 86_400)
+            .ignore();
     }
     let mut conn = state.redis.conn();
     if let Err(e) = pipe.query_async::<()>(&mut conn).await {

@@ -36,7 +36,13 @@ macro_rules! order_columns {
     };
 }
 
-pub async fn insert(conn: &mut PgConnection, user: UserId, subtotal: i64, discount: i64, coupon: Option<i64>) -> Result<OrderView, sqlx::Error> {
+pub async fn insert(
+    conn: &mut PgConnection,
+    user: UserId,
+    subtotal: i64,
+    discount: i64,
+    coupon: Option<i64>,
+) -> Result<OrderView, sqlx::Error> {
     sqlx::query_as(concat!(
         "insert into orders (user_id, subtotal, discount, total, coupon_id) values ($1, $2, $3, $2 - $3, $4) returning ",
         order_columns!()
@@ -49,7 +55,11 @@ pub async fn insert(conn: &mut PgConnection, user: UserId, subtotal: i64, discou
     .await
 }
 
-pub async fn insert_lines(conn: &mut PgConnection, order: i64, lines: &[OrderLine]) -> Result<(), sqlx::Error> {
+pub async fn insert_lines(
+    conn: &mut PgConnection,
+    order: i64,
+    lines: &[OrderLine],
+) -> Result<(), sqlx::Error> {
     let goods: Vec<i64> = lines.iter().map(|l| l.goods_id.0).collect();
     let qty: Vec<i32> = lines.iter().map(|l| l.quantity).collect();
     let price: Vec<i64> = lines.iter().map(|l| l.unit_price).collect();
@@ -68,7 +78,12 @@ pub async fn insert_lines(conn: &mut PgConnection, order: i64, lines: &[OrderLin
 
 /// Takes `qty` of the goods if that much is left and the price is still `price`; returns
 /// whether it did. The row lock this takes is held only until the commit that follows.
-pub async fn take_stock(conn: &mut PgConnection, goods: GoodsId, qty: i32, price: i64) -> Result<bool, sqlx::Error> {
+pub async fn take_stock(
+    conn: &mut PgConnection,
+    goods: GoodsId,
+    qty: i32,
+    price: i64,
+) -> Result<bool, sqlx::Error> {
     sqlx::query(
         "update goods set stock = stock - $2
           where goods_id = $1 and stock >= $2 and price = $3 and deleted_at is null",
@@ -92,15 +107,26 @@ pub async fn restock(conn: &mut PgConnection, order: i64) -> Result<Vec<GoodsId>
     .await
 }
 
-pub async fn find<'e>(db: impl PgExecutor<'e>, user: UserId, order: i64) -> Result<Option<OrderView>, sqlx::Error> {
-    sqlx::query_as(concat!("select ", order_columns!(), " from orders where order_id = $1 and user_id = $2"))
-        .bind(order)
-        .bind(user)
-        .fetch_optional(db)
-        .await
+pub async fn find<'e>(
+    db: impl PgExecutor<'e>,
+    user: UserId,
+    order: i64,
+) -> Result<Option<OrderView>, sqlx::Error> {
+    sqlx::query_as(concat!(
+        "select ",
+        order_columns!(),
+        " from orders where order_id = $1 and user_id = $2"
+    ))
+    .bind(order)
+    .bind(user)
+    .fetch_optional(db)
+    .await
 }
 
-pub async fn lines_of<'e>(db: impl PgExecutor<'e>, orders: &[i64]) -> Result<Vec<(i64, OrderLine)>, sqlx::Error> {
+pub async fn lines_of<'e>(
+    db: impl PgExecutor<'e>,
+    orders: &[i64],
+) -> Result<Vec<(i64, OrderLine)>, sqlx::Error> {
     #[derive(FromRow)]
     struct Row {
         order_id: i64,
@@ -116,7 +142,11 @@ pub async fn lines_of<'e>(db: impl PgExecutor<'e>, orders: &[i64]) -> Result<Vec
     Ok(rows.into_iter().map(|r| (r.order_id, r.line)).collect())
 }
 
-pub async fn page<'e>(db: impl PgExecutor<'e>, user: UserId, page: Page) -> Result<Vec<OrderView>, sqlx::Error> {
+pub async fn page<'e>(
+    db: impl PgExecutor<'e>,
+    user: UserId,
+    page: Page,
+) -> Result<Vec<OrderView>, sqlx::Error> {
     sqlx::query_as(concat!(
         "select ",
         order_columns!(),
@@ -130,7 +160,11 @@ pub async fn page<'e>(db: impl PgExecutor<'e>, user: UserId, page: Page) -> Resu
 }
 
 /// Marks a paid order cancelled; None if it is not a paid order of this user.
-pub async fn mark_cancelled(conn: &mut PgConnection, user: UserId, order: i64) -> Result<Option<OrderView>, sqlx::Error> {
+pub async fn mark_cancelled(
+    conn: &mut PgConnection,
+    user: UserId,
+    order: i64,
+) -> Result<Option<OrderView>, sqlx::Error> {
     sqlx::query_as(concat!(
         "update orders set status = 'cancelled', cancelled_at = now()
           where order_id = $1 and user_id = $2 and status = 'paid' returning ",

@@ -34,7 +34,8 @@ use crate::error::ApiError;
 
 static READ: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/cache_read.lua")));
 static FILL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/cache_fill.lua")));
-static INVALIDATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/cache_invalidate.lua")));
+static INVALIDATE: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("lua/cache_invalidate.lua")));
 
 type Flight = Arc<OnceCell<Bytes>>;
 
@@ -61,11 +62,19 @@ pub struct Cache {
 }
 
 fn keys(redis: &Redis, family: &str) -> (String, String) {
-    (redis.key(&format!("{{c:{family}}}:data")), redis.key(&format!("{{c:{family}}}:gen")))
+    (
+        redis.key(&format!("{{c:{family}}}:data")),
+        redis.key(&format!("{{c:{family}}}:gen")),
+    )
 }
 
 impl Cache {
-    pub fn new(breakers: Arc<Breakers>, fallthrough: usize, fallthrough_wait: Duration, stale_max_age: Duration) -> Self {
+    pub fn new(
+        breakers: Arc<Breakers>,
+        fallthrough: usize,
+        fallthrough_wait: Duration,
+        stale_max_age: Duration,
+    ) -> Self {
         Self {
             in_flight: Mutex::default(),
             breakers,
@@ -80,7 +89,10 @@ impl Cache {
         let now = Instant::now();
         let mut stale = self.stale.lock().expect("stale lock");
         // refreshing a copy at most every few seconds keeps hits cheap
-        if stale.get(key).is_some_and(|(_, at)| now.duration_since(*at) < Duration::from_secs(5)) {
+        if stale
+            .get(key)
+            .is_some_and(|(_, at)| now.duration_since(*at) < Duration::from_secs(5))
+        {
             return;
         }
         if stale.len() >= STALE_ENTRIES && !stale.contains_key(key) {
@@ -92,22 +104,46 @@ impl Cache {
 
     fn stale_copy(&self, key: &str) -> Option<Bytes> {
         let stale = self.stale.lock().expect("stale lock");
-        stale.get(key).filter(|(_, at)| at.elapsed() <= self.stale_max_age).map(|(b, _)| b.clone())
+        stale
+            .get(key)
+            .filter(|(_, at)| at.elapsed() <= self.stale_max_age)
+            .map(|(b, _)| b.clone())
     }
 
     /// The cached bytes of `family`/`field`, or `load()`'s result (cached for `ttl`).
-    pub async fn get_or_load<F, Fut>(&self, redis: &Redis, metrics: &Metrics, lookup: Lookup<'_>, load: F) -> Result<Bytes, ApiError>
+    pub async fn get_or_load<F, Fut>(
+        &self,
+        redis: &Redis,
+        metrics: &Metrics,
+        lookup: Lookup<'_>,
+        load: F,
+    ) -> Result<Bytes, ApiError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Bytes, ApiError>>,
     {
-        let Lookup { cache, family, field, ttl } = lookup;
-        let count = |result: &'static str| metrics.cache_requests.get_or_create(&CacheLabels { cache, result }).inc();
+        let Lookup {
+            cache,
+            family,
+            field,
+            ttl,
+        } = lookup;
+        let count = |result: &'static str| {
+            metrics
+                .cache_requests
+                .get_or_create(&CacheLabels { cache, result })
+                .inc()
+        };
         let (data, gen_key) = keys(redis, family);
         let stale_key = format!("{family}\u{0}{field}");
         let mut conn = redis.conn();
         let read = self.breakers.redis.run(async {
-            Ok(READ.key(&data).key(&gen_key).arg(field).invoke_async::<(Option<Vec<u8>>, Option<String>)>(&mut conn.clone()).await?)
+            Ok(READ
+                .key(&data)
+                .key(&gen_key)
+                .arg(field)
+                .invoke_async::<(Option<Vec<u8>>, Option<String>)>(&mut conn.clone())
+                .await?)
         });
         let seen: Option<Option<String>> = match read.await {
             Ok((Some(hit), _)) => {
@@ -127,9 +163,18 @@ impl Cache {
 
         // The generation is part of the flight: a request that starts after a write (and so
         // sees the bumped generation) never joins a load that began before it.
-        let generation_seen = seen.as_ref().map(|g| g.as_deref().unwrap_or("")).unwrap_or("-");
+        let generation_seen = seen
+            .as_ref()
+            .map(|g| g.as_deref().unwrap_or(""))
+            .unwrap_or("-");
         let flight_key = format!("{family}\u{0}{field}\u{0}{generation_seen}");
-        let flight = self.in_flight.lock().expect("cache lock").entry(flight_key.clone()).or_default().clone();
+        let flight = self
+            .in_flight
+            .lock()
+            .expect("cache lock")
+            .entry(flight_key.clone())
+            .or_default()
+            .clone();
         let result = flight
             .get_or_try_init(|| async {
                 count("load");
@@ -139,7 +184,11 @@ impl Cache {
                     None => Some(
                         tokio::time::timeout(self.fallthrough_wait, self.fallthrough.acquire())
                             .await
-                            .map_err(|_| ApiError::unavailable("too many reads are waiting for the database; retry shortly"))?
+                            .map_err(|_| {
+                                ApiError::unavailable(
+                                    "too many reads are waiting for the database; retry shortly",
+                                )
+                            })?
                             .map_err(ApiError::internal)?,
                     ),
                 };
@@ -164,7 +213,10 @@ impl Cache {
             .cloned();
         {
             let mut map = self.in_flight.lock().expect("cache lock");
-            if map.get(&flight_key).is_some_and(|f| Arc::ptr_eq(f, &flight)) {
+            if map
+                .get(&flight_key)
+                .is_some_and(|f| Arc::ptr_eq(f, &flight))
+            {
                 map.remove(&flight_key);
             }
         }
@@ -173,13 +225,15 @@ impl Cache {
                 self.remember(&stale_key, &bytes);
                 Ok(bytes)
             }
-            Err(e) if is_infra(&e) || e.kind() == super::resilience::CIRCUIT_OPEN => match self.stale_copy(&stale_key) {
-                Some(bytes) => {
-                    count("stale");
-                    Ok(bytes)
+            Err(e) if is_infra(&e) || e.kind() == super::resilience::CIRCUIT_OPEN => {
+                match self.stale_copy(&stale_key) {
+                    Some(bytes) => {
+                        count("stale");
+                        Ok(bytes)
+                    }
+                    None => Err(e),
                 }
-                None => Err(e),
-            },
+            }
             Err(e) => Err(e),
         }
     }
@@ -190,7 +244,12 @@ impl Cache {
         let mut conn = redis.conn();
         for family in families {
             let (data, gen_key) = keys(redis, family);
-            if let Err(e) = INVALIDATE.key(&data).key(&gen_key).invoke_async::<i64>(&mut conn).await {
+            if let Err(e) = INVALIDATE
+                .key(&data)
+                .key(&gen_key)
+                .invoke_async::<i64>(&mut conn)
+                .await
+            {
                 tracing::warn!(error = %e, family, "cache invalidation failed; entries expire by TTL");
             }
         }

@@ -22,11 +22,10 @@ pub fn pool(settings: &Settings) -> Result<PgPool, sqlx::Error> {
         .min_connections(0)
         .acquire_timeout(settings.db_acquire_timeout())
         .idle_timeout(Duration::from_secs(300))
-        .connect_lazy_with(
-            options
-                .application_name("floodgate-app")
-                .options([("statement_timeout", settings.db_statement_timeout_ms.to_string())]),
-        ))
+        .connect_lazy_with(options.application_name("floodgate-app").options([(
+            "statement_timeout",
+            settings.db_statement_timeout_ms.to_string(),
+        )])))
 }
 
 /// Applies pending migrations. sqlx holds a PostgreSQL advisory lock while it migrates, so
@@ -56,7 +55,10 @@ fn is_unreachable(e: &sqlx::migrate::MigrateError) -> bool {
     matches!(
         e,
         sqlx::migrate::MigrateError::Execute(
-            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_)
+            sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::Tls(_)
+                | sqlx::Error::Protocol(_)
         )
     )
 }

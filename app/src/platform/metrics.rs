@@ -73,8 +73,9 @@ pub struct Metrics {
 
 /// Buckets from 0.5 ms to 10 s: fine at the fast end where cached reads live, and wide
 /// enough to show the multi-second tails the source reports suffered.
-const HTTP_BUCKETS: [f64; 15] =
-    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0];
+const HTTP_BUCKETS: [f64; 15] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0,
+];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -93,7 +94,11 @@ impl Metrics {
             http_duration.clone(),
         );
         let http_in_flight = Gauge::default();
-        registry.register("floodgate_http_requests_in_flight", "HTTP requests being served", http_in_flight.clone());
+        registry.register(
+            "floodgate_http_requests_in_flight",
+            "HTTP requests being served",
+            http_in_flight.clone(),
+        );
         let runtime_config_version = Gauge::default();
         registry.register(
             "floodgate_runtime_config_version",
@@ -107,15 +112,35 @@ impl Metrics {
             runtime_config_rejected.clone(),
         );
         let cache_requests = Family::<CacheLabels, Counter>::default();
-        registry.register("floodgate_cache_requests", "Cache lookups by cache and result", cache_requests.clone());
+        registry.register(
+            "floodgate_cache_requests",
+            "Cache lookups by cache and result",
+            cache_requests.clone(),
+        );
         let rate_limited = Family::<LimitLabels, Counter>::default();
-        registry.register("floodgate_rate_limited", "Requests refused by a rate limit", rate_limited.clone());
+        registry.register(
+            "floodgate_rate_limited",
+            "Requests refused by a rate limit",
+            rate_limited.clone(),
+        );
         let queue_waiting = Family::<QueueLabels, Gauge>::default();
-        registry.register("floodgate_queue_waiting", "Users waiting in a waiting room", queue_waiting.clone());
+        registry.register(
+            "floodgate_queue_waiting",
+            "Users waiting in a waiting room",
+            queue_waiting.clone(),
+        );
         let queue_active = Family::<QueueLabels, Gauge>::default();
-        registry.register("floodgate_queue_active", "Admitted sessions live in a waiting room", queue_active.clone());
+        registry.register(
+            "floodgate_queue_active",
+            "Admitted sessions live in a waiting room",
+            queue_active.clone(),
+        );
         let queue_admitted = Family::<QueueLabels, Counter>::default();
-        registry.register("floodgate_queue_admitted", "Users admitted from a waiting room", queue_admitted.clone());
+        registry.register(
+            "floodgate_queue_admitted",
+            "Users admitted from a waiting room",
+            queue_admitted.clone(),
+        );
         let queue_abandoned = Family::<QueueLabels, Counter>::default();
         registry.register(
             "floodgate_queue_abandoned",
@@ -129,7 +154,11 @@ impl Metrics {
             queue_admission_rate.clone(),
         );
         let stream_lag = Family::<StreamLabels, Gauge>::default();
-        registry.register("floodgate_stream_lag", "Entries in a stream not yet persisted by its consumer group", stream_lag.clone());
+        registry.register(
+            "floodgate_stream_lag",
+            "Entries in a stream not yet persisted by its consumer group",
+            stream_lag.clone(),
+        );
         let circuit_state = Family::<CircuitLabels, Gauge>::default();
         registry.register(
             "floodgate_circuit_state",
@@ -137,7 +166,11 @@ impl Metrics {
             circuit_state.clone(),
         );
         let circuit_calls = Family::<CircuitCallLabels, Counter>::default();
-        registry.register("floodgate_circuit_calls", "Calls through a circuit breaker by outcome", circuit_calls.clone());
+        registry.register(
+            "floodgate_circuit_calls",
+            "Calls through a circuit breaker by outcome",
+            circuit_calls.clone(),
+        );
         Self {
             circuit_state,
             circuit_calls,

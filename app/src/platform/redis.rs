@@ -31,7 +31,11 @@ impl Redis {
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
-        Ok(Self { client, conn, prefix: settings.redis_prefix.as_str().into() })
+        Ok(Self {
+            client,
+            conn,
+            prefix: settings.redis_prefix.as_str().into(),
+        })
     }
 
     /// A handle on the shared multiplexed connection (cheap to clone).
@@ -56,7 +60,11 @@ impl Redis {
     pub async fn ping(&self) -> bool {
         let mut conn = self.conn();
         matches!(
-            tokio::time::timeout(Duration::from_secs(1), redis::cmd("PING").query_async::<String>(&mut conn)).await,
+            tokio::time::timeout(
+                Duration::from_secs(1),
+                redis::cmd("PING").query_async::<String>(&mut conn)
+            )
+            .await,
             Ok(Ok(_))
         )
     }

@@ -53,8 +53,19 @@ pub struct Reader {
 }
 
 impl Reader {
-    pub fn new(handle: RuntimeConfigHandle, redis: Redis, metrics: Arc<Metrics>, replica_id: String) -> Self {
-        Self { handle, redis, metrics, replica_id, last_raw: None }
+    pub fn new(
+        handle: RuntimeConfigHandle,
+        redis: Redis,
+        metrics: Arc<Metrics>,
+        replica_id: String,
+    ) -> Self {
+        Self {
+            handle,
+            redis,
+            metrics,
+            replica_id,
+            last_raw: None,
+        }
     }
 
     pub async fn poll_once(&mut self) -> redis::RedisResult<PollOutcome> {
@@ -86,8 +97,12 @@ impl Reader {
         };
         self.last_raw = raw;
         let version = self.handle.get().version;
-        self.metrics.runtime_config_version.set(i64::try_from(version).unwrap_or(i64::MAX));
-        let _: () = conn.hset(self.redis.key(APPLIED_KEY), &self.replica_id, version).await?;
+        self.metrics
+            .runtime_config_version
+            .set(i64::try_from(version).unwrap_or(i64::MAX));
+        let _: () = conn
+            .hset(self.redis.key(APPLIED_KEY), &self.replica_id, version)
+            .await?;
         Ok(outcome)
     }
 

@@ -24,7 +24,13 @@ pub struct UserView {
 impl From<store::UserRow> for UserView {
     fn from(u: store::UserRow) -> Self {
         let roles = u.roles();
-        Self { id: u.user_id, email: u.email, name: u.name, roles, created_at: u.created_at }
+        Self {
+            id: u.user_id,
+            email: u.email,
+            name: u.name,
+            roles,
+            created_at: u.created_at,
+        }
     }
 }
 
@@ -42,14 +48,18 @@ pub struct BecomeSellerResponse {
 }
 
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(me)).routes(routes!(become_seller))
+    OpenApiRouter::new()
+        .routes(routes!(me))
+        .routes(routes!(become_seller))
 }
 
 /// The signed-in user's profile and roles.
 #[utoipa::path(get, path = "/users/me", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = UserView), (status = 401, content_type = "application/problem+json")))]
 pub async fn me(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<UserView>> {
-    let row = store::by_id(&state.db, user.id).await?.ok_or_else(|| ApiError::not_found("user"))?;
+    let row = store::by_id(&state.db, user.id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
     Ok(Json(row.into()))
 }
 
@@ -61,9 +71,12 @@ pub async fn become_seller(
     user: CurrentUser,
     Json(req): Json<BecomeSellerRequest>,
 ) -> ApiResult<Json<BecomeSellerResponse>> {
-    let display_name = parse_name(&req.display_name, "display_name").map_err(|m| ApiError::invalid("display_name", m))?;
+    let display_name = parse_name(&req.display_name, "display_name")
+        .map_err(|m| ApiError::invalid("display_name", m))?;
     let mut tx = state.db.begin().await?;
-    let row = store::grant_role(&mut *tx, user.id, Role::Seller).await?.ok_or_else(|| ApiError::not_found("user"))?;
+    let row = store::grant_role(&mut *tx, user.id, Role::Seller)
+        .await?
+        .ok_or_else(|| ApiError::not_found("user"))?;
     sqlx::query(
         "insert into sellers (user_id, display_name) values ($1, $2)
          on conflict (user_id) do update set display_name = excluded.display_name",
@@ -73,6 +86,12 @@ pub async fn become_seller(
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    let access_token = state.jwt.issue(row.user_id, &row.roles()).map_err(ApiError::internal)?;
-    Ok(Json(BecomeSellerResponse { user: row.into(), access_token }))
+    let access_token = state
+        .jwt
+        .issue(row.user_id, &row.roles())
+        .map_err(ApiError::internal)?;
+    Ok(Json(BecomeSellerResponse {
+        user: row.into(),
+        access_token,
+    }))
 }

@@ -40,8 +40,13 @@ pub struct ChargeResponse {
 /// The signed-in user's balance.
 #[utoipa::path(get, path = "/wallet", tag = "wallet", security(("bearer" = [])),
     responses((status = 200, body = WalletView), (status = 401, content_type = "application/problem+json")))]
-pub async fn get_wallet(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<WalletView>> {
-    Ok(Json(WalletView { balance: store::balance(&state.db, user.id).await? }))
+pub async fn get_wallet(
+    State(state): State<AppState>,
+    user: CurrentUser,
+) -> ApiResult<Json<WalletView>> {
+    Ok(Json(WalletView {
+        balance: store::balance(&state.db, user.id).await?,
+    }))
 }
 
 /// Add money to the wallet. Send an `Idempotency-Key` so a retried charge is applied once.
@@ -60,13 +65,22 @@ pub async fn charge(
 ) -> ApiResult<Response> {
     let max = state.settings.max_charge;
     if req.amount <= 0 || req.amount > max {
-        return Err(ApiError::invalid("amount", format!("amount must be between 1 and {max}")));
+        return Err(ApiError::invalid(
+            "amount",
+            format!("amount must be between 1 and {max}"),
+        ));
     }
     let fp = idempotency::fingerprint("POST /wallet/charges", &req);
     idempotency::run(&state, user.id, key, &fp, async |conn| {
         let entry = store::credit(conn, user.id, req.amount, LedgerKind::Charge, None).await?;
-        let body = ChargeResponse { balance: entry.balance_after, transaction: entry };
-        Ok((StatusCode::CREATED, serde_json::to_value(body).map_err(ApiError::internal)?))
+        let body = ChargeResponse {
+            balance: entry.balance_after,
+            transaction: entry,
+        };
+        Ok((
+            StatusCode::CREATED,
+            serde_json::to_value(body).map_err(ApiError::internal)?,
+        ))
     })
     .await
 }

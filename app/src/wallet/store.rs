@@ -81,16 +81,26 @@ pub async fn debit(
     .fetch_optional(conn)
     .await?;
     balance.ok_or_else(|| {
-        ApiError::conflict("insufficient-balance", format!("the wallet balance does not cover {amount}; charge the wallet first"))
+        ApiError::conflict(
+            "insufficient-balance",
+            format!("the wallet balance does not cover {amount}; charge the wallet first"),
+        )
     })
 }
 
 pub async fn balance<'e>(db: impl PgExecutor<'e>, user: UserId) -> Result<i64, sqlx::Error> {
-    let b: Option<i64> = sqlx::query_scalar("select balance from wallets where user_id = $1").bind(user).fetch_optional(db).await?;
+    let b: Option<i64> = sqlx::query_scalar("select balance from wallets where user_id = $1")
+        .bind(user)
+        .fetch_optional(db)
+        .await?;
     Ok(b.unwrap_or(0))
 }
 
-pub async fn ledger<'e>(db: impl PgExecutor<'e>, user: UserId, page: Page) -> Result<Vec<LedgerEntry>, sqlx::Error> {
+pub async fn ledger<'e>(
+    db: impl PgExecutor<'e>,
+    user: UserId,
+    page: Page,
+) -> Result<Vec<LedgerEntry>, sqlx::Error> {
     sqlx::query_as(
         "select ledger_id, kind, amount, balance_after, reference_id, created_at from wallet_ledger
          where user_id = $1 and ($2::bigint is null or ledger_id < $2)

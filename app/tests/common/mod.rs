@@ -37,8 +37,16 @@ impl TestApp {
         let (stop, rx) = watch::channel(false);
         server::spawn_background(&state, rx.clone());
         tokio::spawn(server::serve_on(state.clone(), listener, rx));
-        let http = reqwest::Client::builder().pool_max_idle_per_host(512).build().unwrap();
-        Self { addr, http, state, stop }
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(512)
+            .build()
+            .unwrap();
+        Self {
+            addr,
+            http,
+            state,
+            stop,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -66,12 +74,23 @@ impl TestApp {
     }
 
     pub async fn signup(&self, email: &str) -> Response {
-        self.post_json("/api/v1/auth/signup", &json!({"email": email, "password": PASSWORD, "name": "Test User"}), None).await
+        self.post_json(
+            "/api/v1/auth/signup",
+            &json!({"email": email, "password": PASSWORD, "name": "Test User"}),
+            None,
+        )
+        .await
     }
 
     /// Logs in; returns the access token and the refresh token from the cookie.
     pub async fn login(&self, email: &str) -> (String, String) {
-        let res = self.post_json("/api/v1/auth/login", &json!({"email": email, "password": PASSWORD}), None).await;
+        let res = self
+            .post_json(
+                "/api/v1/auth/login",
+                &json!({"email": email, "password": PASSWORD}),
+                None,
+            )
+            .await;
         assert_eq!(res.status(), StatusCode::OK, "login of {email} failed");
         let refresh = refresh_cookie(&res).expect("login sets the refresh cookie");
         let body: Value = res.json().await.unwrap();
@@ -111,7 +130,15 @@ impl TestApp {
         .await
         .unwrap();
         ids.into_iter()
-            .map(|id| self.state.jwt.issue(floodgate_app::auth::UserId(id), &[floodgate_app::auth::Role::Customer]).unwrap())
+            .map(|id| {
+                self.state
+                    .jwt
+                    .issue(
+                        floodgate_app::auth::UserId(id),
+                        &[floodgate_app::auth::Role::Customer],
+                    )
+                    .unwrap()
+            })
             .collect()
     }
 }
@@ -135,11 +162,24 @@ pub fn refresh_cookie(res: &Response) -> Option<String> {
 /// Asserts a problem+json body with the given status; returns the body.
 pub async fn expect_problem(res: Response, status: StatusCode) -> Value {
     assert_eq!(res.status(), status, "unexpected status for {}", res.url());
-    let ct = res.headers().get(header::CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned());
-    assert_eq!(ct.as_deref(), Some("application/problem+json"), "not problem+json");
+    let ct = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_owned());
+    assert_eq!(
+        ct.as_deref(),
+        Some("application/problem+json"),
+        "not problem+json"
+    );
     let body: Value = res.json().await.unwrap();
     assert_eq!(body["status"], status.as_u16(), "{body}");
-    assert!(body["type"].as_str().unwrap().starts_with("https://floodgate.dev/problems/"), "{body}");
+    assert!(
+        body["type"]
+            .as_str()
+            .unwrap()
+            .starts_with("https://floodgate.dev/problems/"),
+        "{body}"
+    );
     assert!(!body["detail"].as_str().unwrap().is_empty(), "{body}");
     body
 }
