@@ -79,9 +79,20 @@ def _production_source(path: pathlib.Path) -> str:
 
 
 def source_files(operator_src: pathlib.Path) -> list[pathlib.Path]:
-    files = sorted(p for p in operator_src.rglob("*.rs"))
-    # Test-only helpers (the mocked API server) are not the operator's calls.
-    return [p for p in files if p.stem not in {"fixtures", "tests", "test_util", "testing"}]
+    """The operator's production sources: every .rs file except modules declared under
+    `#[cfg(test)]` (the mocked API server and its scenarios make calls the operator itself
+    never makes)."""
+    files = sorted(operator_src.rglob("*.rs"))
+    test_modules: set[pathlib.Path] = set()  # paths without ".rs": a file module or a folder
+    for path in files:
+        src = _strip_comments(path.read_text(encoding="utf-8"))
+        here = path.parent if path.name in {"mod.rs", "lib.rs", "main.rs"} else path.with_suffix("")
+        for name in re.findall(rf"#\[cfg\(test\)\]\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+({RUST_IDENT})\s*;", src):
+            test_modules.add(here / name)
+    return [
+        p for p in files
+        if p.with_suffix("") not in test_modules and not any(m in p.parents for m in test_modules)
+    ]
 
 
 def _after_call(src: str, open_paren: int) -> int:

@@ -149,3 +149,13 @@ def test_leader_election_lease_is_granted(rendered):
     assert doc["spec"]["replicas"] <= 1
     grants = operator_calls.role_grants(one(rendered["default"], "Role", OPERATOR))
     assert {"get", "create", "update"} <= grants[("coordination.k8s.io", "leases")]
+
+
+def test_rbac_scanner_skips_test_only_modules(tmp_path):
+    """Modules declared under #[cfg(test)] (the mocked API server) are not the operator's calls."""
+    (tmp_path / "lib.rs").write_text("pub mod real;\n#[cfg(test)]\nmod fixtures;\n#[cfg(test)]\nmod scenarios;\n")
+    (tmp_path / "real.rs").write_text("async fn f(pods: Api<Pod>) { pods.list(&lp).await; }\n")
+    (tmp_path / "fixtures.rs").write_text("async fn f(pods: Api<Pod>) { pods.delete(\"x\").await; }\n")
+    (tmp_path / "scenarios").mkdir()
+    (tmp_path / "scenarios" / "mod.rs").write_text("async fn f(pods: Api<Pod>) { pods.create(&pp, &p).await; }\n")
+    assert operator_calls.scan(tmp_path) == {("", "pods"): {"list"}}
