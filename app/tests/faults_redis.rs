@@ -172,6 +172,26 @@ async fn runtime_config_forces_breakers_open_and_back(pool: PgPool) {
         (StatusCode::SERVICE_UNAVAILABLE, "circuit-open")
     );
     assert!(retry.is_some());
+    // the waiting room needs Redis too: joining is refused at once, not after a timeout
+    let started = std::time::Instant::now();
+    let (status, retry, kind) = problem_kind(
+        app.post_json(
+            "/api/v1/queues/concert-42/tokens",
+            &json!({}),
+            Some(&buyers[2]),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "circuit-open")
+    );
+    assert!(retry.is_some());
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "join refused without waiting for the 2 s Redis timeout"
+    );
     let login = app
         .post_json(
             "/api/v1/auth/login",

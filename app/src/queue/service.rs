@@ -57,7 +57,11 @@ pub async fn join(
         closed: phase == Phase::Closed,
         abandon_secs: q.abandon_after.as_secs(),
     };
-    let (outcome, dropped) = store::join(state, queue, user, &args).await?;
+    let (outcome, dropped) = state
+        .breakers
+        .redis
+        .run(store::join(state, queue, user, &args))
+        .await?;
     if dropped {
         count_abandoned(state, queue.as_str());
     }
@@ -108,15 +112,18 @@ pub async fn me(
         Err(e) => return Err(e.into_api()),
     };
     let q = settings(state, queue.as_str());
-    let (place, rate) = store::poll(
-        state,
-        queue.as_str(),
-        user,
-        now.timestamp_millis(),
-        q.abandon_after.as_secs(),
-        q.token_ttl.as_secs(),
-    )
-    .await?;
+    let (place, rate) = state
+        .breakers
+        .redis
+        .run(store::poll(
+            state,
+            queue.as_str(),
+            user,
+            now.timestamp_millis(),
+            q.abandon_after.as_secs(),
+            q.token_ttl.as_secs(),
+        ))
+        .await?;
     Ok(match place {
         Place::Admitted { session_expires_ms } => PlaceView {
             status: PlaceStatus::Admitted,
@@ -168,7 +175,11 @@ pub async fn leave_with_token(
     token: &str,
 ) -> Result<(), ApiError> {
     let (user, _) = pass::verify(state, token, queue.as_str()).map_err(PassError::into_api)?;
-    store::leave(state, queue.as_str(), user).await?;
+    state
+        .breakers
+        .redis
+        .run(store::leave(state, queue.as_str(), user))
+        .await?;
     Ok(())
 }
 
@@ -187,7 +198,12 @@ pub async fn require_pass(
         return Err(PassError::WrongUser.into_api());
     }
     let now_ms = Utc::now().timestamp_millis();
-    match store::session(state, queue_id, user, now_ms).await? {
+    match state
+        .breakers
+        .redis
+        .run(store::session(state, queue_id, user, now_ms))
+        .await?
+    {
         Some(session_expires_ms) => Ok(QueuePass {
             queue_id: queue_id.to_owned(),
             user,
@@ -203,7 +219,11 @@ pub async fn require_pass(
 
 /// Ends the user's admitted session (after payment) so the next person is admitted.
 pub async fn end_session(state: &AppState, queue_id: &str, user: UserId) -> Result<(), ApiError> {
-    store::leave(state, queue_id, user).await?;
+    state
+        .breakers
+        .redis
+        .run(store::leave(state, queue_id, user))
+        .await?;
     Ok(())
 }
 
@@ -213,7 +233,11 @@ pub async fn view(
     now: DateTime<Utc>,
 ) -> Result<QueueView, ApiError> {
     let q = settings(state, queue.as_str());
-    let (counts, rate) = store::peek(state, queue.as_str(), now.timestamp_millis()).await?;
+    let (counts, rate) = state
+        .breakers
+        .redis
+        .run(store::peek(state, queue.as_str(), now.timestamp_millis()))
+        .await?;
     Ok(QueueView {
         queue_id: queue.clone(),
         waiting: counts.waiting,
