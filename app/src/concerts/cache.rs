@@ -1,44 +1,27 @@
-//! Cache-aside for the two hot ticketing reads (a concert's schedules, a schedule's seats),
-//! serving pre-serialized JSON bytes from Redis.
-//!
-//! Entries are versioned: a family (one schedule, one concert) has a version counter and
-//! entries live under `…:<version>:<variant>`. Every hold, release and sale bumps the
-//! versions after its commit, so a reader that loaded from the database before the commit
-//! writes its now-stale bytes under a version nobody reads any more. An entry also never
-//! outlives the earliest live hold it shows, so an expired hold reads as free even before the
-//! sweeper runs. Concurrent misses share one database load. Redis failures fall through to
-//! the database.
+//! The two hot ticketing reads (a concert's schedules, a schedule's seats) on the platform
+//! cache-aside layer (`platform::cache`: stored JSON bytes, one loader per key, breakers,
+//! stale-while-error), with one rule of their own: an entry never outlives the earliest live
+//! hold it shows, so an expired hold reads as free even before the sweeper runs. Every hold,
+//! release and sale invalidates both families after its commit.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, LazyLock, Mutex, PoisonError},
-    time::Duration,
-};
+use std::time::Duration;
 
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
-use redis::Script;
-use tokio::sync::OnceCell;
 
 use super::types::{ConcertId, ScheduleId};
-use crate::{error::ApiError, platform::metrics::CacheLabels, state::AppState};
+use crate::{error::ApiError, platform::cache::Lookup, state::AppState};
 
-static READ: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("cache_read.lua")));
-
-/// Loads in progress, by entry key (the Redis prefix keeps apps in one process apart).
-static FLIGHTS: LazyLock<Mutex<HashMap<String, Arc<OnceCell<Bytes>>>>> =
-    LazyLock::new(Default::default);
-
-/// A cache family: `{cat:s42}` (a schedule's seats) or `{cat:c7}` (a concert's schedules).
+/// A cache family: `cat:s42` (a schedule's seats) or `cat:c7` (a concert's schedules).
 pub struct Family(String);
 
 impl Family {
     pub fn seats(id: ScheduleId) -> Self {
-        Self(format!("{{cat:s{id}}}"))
+        Self(format!("cat:s{id}"))
     }
 
     pub fn schedules(id: ConcertId) -> Self {
-        Self(format!("{{cat:c{id}}}"))
+        Self(format!("cat:c{id}"))
     }
 }
 
@@ -69,91 +52,30 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = Result<(Bytes, Option<DateTime<Utc>>), ApiError>>,
 {
-    let count = |result: &'static str| {
-        state
-            .metrics
-            .cache_requests
-            .get_or_create(&CacheLabels { cache, result })
-            .inc()
+    let catalog = state.runtime.get().ttls.catalog_cache.as_duration();
+    let lookup = Lookup {
+        cache,
+        family: &family.0,
+        field: variant,
+        ttl: catalog,
     };
-    let ver_key = state.redis.key(&format!("{}:ver", family.0));
-    let prefix = state.redis.key(&format!("{}:", family.0));
-    let suffix = format!(":{variant}");
-    let mut conn = state.redis.conn();
-    let read: Result<(String, Option<Vec<u8>>), _> = READ
-        .key(&ver_key)
-        .arg(&prefix)
-        .arg(&suffix)
-        .invoke_async(&mut conn)
-        .await;
-    let version = match read {
-        Ok((_, Some(bytes))) => {
-            count("hit");
-            return Ok(Bytes::from(bytes));
-        }
-        Ok((version, None)) => Some(version),
-        Err(e) => {
-            tracing::debug!(error = %e, "cache read failed; reading the database");
-            None
-        }
-    };
-    count("miss");
-    // One loader per entry in this process: concurrent misses of the same version await the
-    // first loader's bytes instead of each querying PostgreSQL (stampede protection).
-    let flight_key = format!("{prefix}{}{suffix}", version.as_deref().unwrap_or("-"));
-    let cell = FLIGHTS
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .entry(flight_key.clone())
-        .or_default()
-        .clone();
-    let loaded = cell
-        .get_or_try_init(|| async {
+    state
+        .cache
+        .get_or_load_bounded(&state.redis, &state.metrics, lookup, || async {
             let (bytes, next_expiry) = load().await?;
-            if let Some(version) = version {
-                let catalog = state.runtime.get().ttls.catalog_cache.as_duration();
-                if let Some(ttl) = entry_ttl(catalog, next_expiry, Utc::now()) {
-                    let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
-                    let key = format!("{prefix}{version}{suffix}");
-                    let filled: Result<(), _> = redis::cmd("SET")
-                        .arg(&key)
-                        .arg(bytes.as_ref())
-                        .arg("PX")
-                        .arg(ms)
-                        .query_async(&mut conn)
-                        .await;
-                    if let Err(e) = filled {
-                        tracing::debug!(error = %e, "cache fill failed");
-                    }
-                }
-            }
-            Ok::<_, ApiError>(bytes)
+            Ok((
+                bytes,
+                Some(entry_ttl(catalog, next_expiry, Utc::now()).unwrap_or(Duration::ZERO)),
+            ))
         })
         .await
-        .cloned();
-    let mut flights = FLIGHTS.lock().unwrap_or_else(PoisonError::into_inner);
-    if flights
-        .get(&flight_key)
-        .is_some_and(|c| Arc::ptr_eq(c, &cell))
-    {
-        flights.remove(&flight_key);
-    }
-    loaded
 }
 
-/// Bumps the versions after a committed change to a schedule's seats. A failure is logged:
-/// entries still expire by their TTL, and never outlive a hold they show.
+/// Drops both families after a committed change to a schedule's seats. A failure is logged
+/// by the cache: entries still expire by their TTL, and never outlive a hold they show.
 pub async fn invalidate(state: &AppState, schedule: ScheduleId, concert: ConcertId) {
-    let mut conn = state.redis.conn();
-    let day = 86_400;
-    let mut pipe = redis::pipe();
-    for f in [Family::seats(schedule), Family::schedules(concert)] {
-        let key = state.redis.key(&format!("{}:ver", f.0));
-        pipe.incr(&key, 1).ignore().expire(&key, day).ignore();
-    }
-    if let Err(e) = pipe.query_async::<()>(&mut conn).await {
-        tracing::warn!(error = %e, schedule = schedule.0, "cache invalidation failed");
-    }
+    let families = [Family::seats(schedule).0, Family::schedules(concert).0];
+    state.cache.invalidate(&state.redis, &families).await;
 }
 
 #[cfg(test)]

@@ -122,6 +122,26 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<Bytes, ApiError>>,
     {
+        self.get_or_load_bounded(redis, metrics, lookup, || async {
+            Ok((load().await?, None))
+        })
+        .await
+    }
+
+    /// Like [`Self::get_or_load`], but the loader also says how long what it read may be
+    /// served at most (e.g. until the next seat hold it shows expires): the fill keeps the
+    /// shorter of that and `ttl`, and a bound of zero is not cached at all.
+    pub async fn get_or_load_bounded<F, Fut>(
+        &self,
+        redis: &Redis,
+        metrics: &Metrics,
+        lookup: Lookup<'_>,
+        load: F,
+    ) -> Result<Bytes, ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(Bytes, Option<Duration>), ApiError>>,
+    {
         let Lookup {
             cache,
             family,
@@ -192,14 +212,16 @@ impl Cache {
                             .map_err(ApiError::internal)?,
                     ),
                 };
-                let bytes = self.breakers.postgres.run(load()).await?;
-                if let Some(generation) = &seen {
+                let (bytes, bound) = self.breakers.postgres.run(load()).await?;
+                let keep = bound.map_or(ttl, |b| b.min(ttl));
+                if let Some(generation) = seen.as_ref().filter(|_| keep >= Duration::from_millis(1))
+                {
                     let filled = FILL
                         .key(&data)
                         .key(&gen_key)
                         .arg(field)
                         .arg(bytes.as_ref())
-                        .arg(ttl.as_millis() as u64)
+                        .arg(keep.as_millis() as u64)
                         .arg(generation.as_deref().unwrap_or(""))
                         .invoke_async::<i64>(&mut conn)
                         .await;

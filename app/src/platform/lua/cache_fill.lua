@@ -7,5 +7,7 @@ if gen ~= ARGV[4] then
   return 0
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+-- LT: the family lives no longer than its shortest-lived field (a field may carry a bound
+-- of its own, such as the next seat-hold expiry it shows)
+redis.call('PEXPIRE', KEYS[1], ARGV[3], 'LT')
 return 1
