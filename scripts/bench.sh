@@ -131,6 +131,39 @@ for i in $(seq 1 "$RUNS"); do
   psql "$DATABASE_URL" -tAc "select $hot, stock, (select coalesce(sum(quantity),0) from order_lines l join orders o using (order_id) where l.goods_id = $hot and o.status = 'paid') from goods where goods_id = $hot" > "$RAW/p2_stock_$i.txt"
 done
 
+ADMIN=$(curl -s -XPOST "$APP/api/v1/auth/login" -H 'content-type: application/json' \
+  -d '{"email":"admin@floodgate.local","password":"floodgate-demo"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+
+log "P3: coupon drop, 1,000 coupons, 100,000 distinct users (tokens minted with the app's key)"
+psql "$DATABASE_URL" -qtAc "insert into users (email, password_hash, name)
+  select 'p3-' || g || '@bench.local', 'not-a-hash', 'p3' from generate_series(1, 100000) g
+  on conflict do nothing" >/dev/null
+psql "$DATABASE_URL" -qtAc "select user_id from users where email like 'p3-%'" \
+  | python3 scripts/bench_tokens.py "$FLOODGATE_JWT_SECRET" > "$OUT/p3_tokens.txt"
+for i in $(seq 1 "$RUNS"); do
+  camp=$(curl -s -XPOST "$APP/api/v1/coupon-campaigns" -H "authorization: Bearer $ADMIN" -H 'content-type: application/json' \
+    -d "{\"name\":\"p3 run $i\",\"discount_amount\":1000,\"total_quantity\":1000,\"starts_at\":\"2020-01-01T00:00:00Z\",\"ends_at\":\"2099-01-01T00:00:00Z\"}" \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  TOKENS_FILE="$OUT/p3_tokens.txt" WRK_METHOD=POST taskset -c 1 wrk -t1 -c64 -d"${SECS}s" -s scripts/bench_tokens.lua \
+    "$APP/api/v1/coupon-campaigns/$camp/issue" > "$RAW/p3_$i.txt"
+  t_end=$(date +%s%N)
+  until [ "$(psql "$DATABASE_URL" -tAc "select count(*) from coupons where campaign_id = $camp")" -ge 1000 ]; do
+    [ $(( ($(date +%s%N) - t_end) / 1000000 )) -gt 10000 ] && break
+    sleep 0.02
+  done
+  echo "$(( ($(date +%s%N) - t_end) / 1000000 )) $(psql "$DATABASE_URL" -tAc "select count(*), count(distinct user_id) from coupons where campaign_id = $camp")" > "$RAW/p3_persist_$i.txt"
+done
+
+log "P4: waiting-room poll"
+user_token=$(head -1 "$OUT/p3_tokens.txt")
+queue_token=$(curl -s -XPOST "$APP/api/v1/queues/bench-queue/tokens" -H "authorization: Bearer $user_token" \
+  | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
+head -1 "$OUT/p3_tokens.txt" > "$OUT/p4_tokens.txt"
+for i in $(seq 1 "$RUNS"); do
+  TOKENS_FILE="$OUT/p4_tokens.txt" QUEUE_TOKEN="$queue_token" taskset -c 1 wrk -t1 -c64 -d"${SECS}s" -s scripts/bench_tokens.lua \
+    "$APP/api/v1/queues/bench-queue/tokens/me" > "$RAW/p4_$i.txt"
+done
+
 kill "$APP_PID" 2>/dev/null || true
 python3 scripts/bench_report.py report "$RAW" docs/benchmarks
 log "wrote docs/benchmarks/latest.json and docs/benchmarks/README.md"
