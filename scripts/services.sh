@@ -111,7 +111,10 @@ down() {
     if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$bin/pg_ctl" -D "$pgdata" -m fast stop || true
     else "$bin/pg_ctl" -D "$pgdata" -m fast stop || true; fi
   fi
-  if [ -s "$DATA/redis/redis.pid" ]; then kill "$(cat "$DATA/redis/redis.pid")" 2>/dev/null || true; fi
+  # Redis lives beside PostgreSQL's data (which may have moved out of an unreadable checkout)
+  for pidfile in "$DATA/redis/redis.pid" "$(dirname "$pgdata")/redis/redis.pid"; do
+    if [ -s "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; fi
+  done
 }
 
 case ${1:-up} in
