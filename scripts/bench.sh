@@ -83,6 +83,12 @@ for i in $(seq 1 "$RUNS"); do
   gen run ceiling --target "http://$CEILING_ADDR" --executor constant-vus --vus 64 --duration "${SECS}s" \
     --summary-json "$RAW/gen_ceiling_$i.json" >/dev/null 2>&1 || true
 done
+log "Locust on the same server, for context (single process, as users run it)"
+if [ ! -x "$ROOT/.data/venv-locust/bin/locust" ]; then
+  python3 -m venv "$ROOT/.data/venv-locust" && "$ROOT/.data/venv-locust/bin/pip" install -q locust==2.47.0 >/dev/null
+fi
+taskset -c 1 "$ROOT/.data/venv-locust/bin/locust" -f scripts/bench_locustfile.py --headless -u 64 -r 64 -t "${SECS}s" \
+  --host "http://$CEILING_ADDR" --csv "$RAW/locust" --only-summary >/dev/null 2>&1 || true
 kill "$CEIL_PID" 2>/dev/null || true
 
 log "Redis ceiling: redis-benchmark EVAL of the issue script's shape, unpipelined"
@@ -163,6 +169,57 @@ for i in $(seq 1 "$RUNS"); do
   TOKENS_FILE="$OUT/p4_tokens.txt" QUEUE_TOKEN="$queue_token" taskset -c 1 wrk -t1 -c64 -d"${SECS}s" -s scripts/bench_tokens.lua \
     "$APP/api/v1/queues/bench-queue/tokens/me" > "$RAW/p4_$i.txt"
 done
+
+log "P7: operator in --manifests mode on the live app: config publish -> applied, queue depth -> decision"
+M=$OUT/manifests; rm -rf "$M"; mkdir -p "$M"
+cat > "$M/queueconfig.yaml" <<YAML
+apiVersion: floodgate.dev/v1alpha1
+kind: QueueConfig
+metadata: { name: p7-queue }
+spec: { queueId: p7-queue, maxActiveUsers: 1, admitPerMinute: 1, sessionTtl: 10m, tokenTtl: 2h, abandonAfter: 5m }
+YAML
+cat > "$M/campaign.yaml" <<YAML
+apiVersion: floodgate.dev/v1alpha1
+kind: Campaign
+metadata: { name: p7 }
+spec:
+  target: { deployment: floodgate-app }
+  schedule: { startsAt: "2020-01-01T00:00:00Z", endsAt: "2099-01-01T00:00:00Z", prewarm: 1m }
+  queues: [p7-queue]
+  scaling: { minReplicas: 1, maxReplicas: 40, waitingPerReplica: 10, p95Target: 250ms }
+YAML
+taskset -c 1 "$BIN/floodgate-operator" run --manifests "$M" --status-dir "$M/.status" --app-metrics-url "$APP/metrics" \
+  --listen 127.0.0.1:19482 >"$OUT/operator.log" 2>&1 &
+OP_PID=$!; PIDS+=("$OP_PID")
+version() { redis-cli -p 63809 get fg:config | python3 -c 'import json,sys; print(json.loads(sys.stdin.read() or "{}").get("version", 0))'; }
+applied_all() { redis-cli -p 63809 hvals fg:config:applied | grep -qvx "$1" && return 1; [ -n "$(redis-cli -p 63809 hvals fg:config:applied)" ]; }
+for _ in $(seq 100); do [ "$(version)" -ge 1 ] && break; sleep 0.1; done
+: > "$RAW/p7_apply_ms.txt"
+for i in $(seq 1 "$RUNS"); do
+  before=$(version)
+  t0=$(date +%s%N)
+  sed -i "s/maxActiveUsers: [0-9]*/maxActiveUsers: $((i + 1))/" "$M/queueconfig.yaml"
+  until [ "$(version)" -gt "$before" ] && applied_all "$(version)"; do
+    [ $(( ($(date +%s%N) - t0) / 1000000 )) -gt 15000 ] && break; sleep 0.02
+  done
+  echo $(( ($(date +%s%N) - t0) / 1000000 )) >> "$RAW/p7_apply_ms.txt"
+done
+desired() { grep -m1 "^    desired:" "$M/.status/campaign-default-p7.yaml" 2>/dev/null | awk '{print $2}'; }
+for _ in $(seq 100); do [ -n "$(desired)" ] && break; sleep 0.1; done
+t0=$(date +%s%N)
+# the joins' own wait, inside the pipeline: a bare `wait` would wait for the app too
+head -200 "$OUT/p3_tokens.txt" | tail -100 | {
+  while read -r tok; do
+    curl -s -o /dev/null -XPOST "$APP/api/v1/queues/p7-queue/tokens" -H "authorization: Bearer $tok" &
+  done
+  wait
+}
+until [ "${desired_now:-0}" -ge 10 ]; do
+  desired_now=$(desired); desired_now=${desired_now:-0}
+  [ $(( ($(date +%s%N) - t0) / 1000000 )) -gt 30000 ] && break; sleep 0.05
+done
+echo "$(( ($(date +%s%N) - t0) / 1000000 )) $(desired)" > "$RAW/p7_scale.txt"
+kill "$OP_PID" 2>/dev/null || true
 
 kill "$APP_PID" 2>/dev/null || true
 python3 scripts/bench_report.py report "$RAW" docs/benchmarks
