@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use floodgate_crds::v1alpha1::{Campaign, CampaignStatus, Phase, ReplicaStatus};
 
+use super::mark_invalid;
 use super::{
     Context, Error, Next, Note, ObjectKey, Platform, command::command, key_of, runtime_sync,
     status, validate,
@@ -28,23 +29,17 @@ pub async fn apply<P: Platform>(
 
     // Validate: an invalid spec waits for the next change instead of retrying.
     if let Err(problems) = validate::campaign(&c.spec) {
-        let msg = problems.join("; ");
-        if old.observed_generation != generation
-            || status::reason_of(&old.conditions, status::READY) != Some("InvalidSpec")
-        {
-            ctx.platform
-                .record(&obj, Note::warning("InvalidSpec", "Validate", msg.clone()))
-                .await;
-        }
-        status::set(
+        let seen = (old.observed_generation, old.conditions.as_slice());
+        mark_invalid(
+            ctx,
+            &obj,
+            seen,
             &mut st.conditions,
-            status::READY,
-            false,
-            "InvalidSpec",
-            msg,
+            &problems,
             now,
             generation,
-        );
+        )
+        .await;
         ctx.platform
             .write_campaign_status(c, &st)
             .await

@@ -5,7 +5,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use floodgate_crds::v1alpha1::{QueueConfig, QueueConfigStatus};
 
-use super::{Context, Error, Next, Note, ObjectKey, Platform, runtime_sync, status, validate};
+use super::{
+    Context, Error, Next, Note, ObjectKey, Platform, mark_invalid, runtime_sync, status, validate,
+};
 use crate::observe::{self, depth::WAITING_GAUGE};
 
 /// QueueConfigs have no schedule; their status (waiting, applied-by) is refreshed this often.
@@ -25,23 +27,17 @@ pub async fn apply<P: Platform>(
     };
 
     if let Err(problems) = validate::queue_config(&q.spec) {
-        let msg = problems.join("; ");
-        if old.observed_generation != generation
-            || status::reason_of(&old.conditions, status::READY) != Some("InvalidSpec")
-        {
-            ctx.platform
-                .record(&obj, Note::warning("InvalidSpec", "Validate", msg.clone()))
-                .await;
-        }
-        status::set(
+        let seen = (old.observed_generation, old.conditions.as_slice());
+        mark_invalid(
+            ctx,
+            &obj,
+            seen,
             &mut st.conditions,
-            status::READY,
-            false,
-            "InvalidSpec",
-            msg,
+            &problems,
             now,
             generation,
-        );
+        )
+        .await;
         ctx.platform
             .write_queue_status(q, &st)
             .await
