@@ -9,6 +9,10 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 RUNS=${BENCH_RUNS:-3}
 SECS=${BENCH_SECONDS:-10}
+# BENCH_ONLY=P2,P5 runs the ceilings and only those workloads, and writes its report to
+# .data/bench/partial instead of docs/benchmarks (a partial run never replaces the full table)
+ONLY=${BENCH_ONLY:-}
+want() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
 OUT=$ROOT/.data/bench
 RAW=$OUT/raw
 mkdir -p "$RAW"
@@ -83,12 +87,14 @@ for i in $(seq 1 "$RUNS"); do
   gen run ceiling --target "http://$CEILING_ADDR" --executor constant-vus --vus 64 --duration "${SECS}s" \
     --summary-json "$RAW/gen_ceiling_$i.json" >/dev/null 2>&1 || true
 done
+if [ -z "$ONLY" ]; then
 log "Locust on the same server, for context (single process, as users run it)"
 if [ ! -x "$ROOT/.data/venv-locust/bin/locust" ]; then
   python3 -m venv "$ROOT/.data/venv-locust" && "$ROOT/.data/venv-locust/bin/pip" install -q locust==2.47.0 >/dev/null
 fi
 taskset -c 1 "$ROOT/.data/venv-locust/bin/locust" -f scripts/bench_locustfile.py --headless -u 64 -r 64 -t "${SECS}s" \
   --host "http://$CEILING_ADDR" --csv "$RAW/locust" --only-summary >/dev/null 2>&1 || true
+fi
 kill "$CEIL_PID" 2>/dev/null || true
 
 log "Redis ceiling: redis-benchmark EVAL of the issue script's shape, unpipelined"
@@ -109,6 +115,7 @@ done
 
 # ---------------------------------------------------------------- workloads
 GOODS_ID=$(curl -s "$APP/api/v1/goods?limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["id"])')
+if want P1; then
 log "P1: cached goods list and detail"
 for i in $(seq 1 "$RUNS"); do
   gen run goods-list --target "$APP" --executor constant-vus --vus 64 --duration "${SECS}s" --summary-json "$RAW/p1_list_$i.json" >/dev/null 2>&1 || true
@@ -120,12 +127,16 @@ log "P1: p99 at half the measured rate ($half/s)"
 gen run goods-detail --target "$APP" --param "goods_id=$GOODS_ID" --param think_scale=0 --executor constant-arrival-rate --rate "$half" --time-unit 1s \
   --vus 64 --max-vus 256 --duration "${SECS}s" --summary-json "$RAW/p1_half.json" >/dev/null 2>&1 || true
 
+fi
+if want P5; then
 log "P5: wallet charges on one hot user"
 for i in $(seq 1 "$RUNS"); do
   gen run balance-charge --target "$APP" --param think_scale=0 --param hot_users=1 --param "run_id=p5r$i" --executor constant-vus --vus 64 --duration "${SECS}s" \
     --summary-json "$RAW/p5_$i.json" >/dev/null 2>&1 || true
 done
 
+fi
+if want P2; then
 log "P2: flash sale of one goods item (10,000 units) by 200 buyers"
 for i in $(seq 1 "$RUNS"); do
   seller=$(curl -s -XPOST "$APP/api/v1/auth/login" -H 'content-type: application/json' \
@@ -137,9 +148,11 @@ for i in $(seq 1 "$RUNS"); do
   psql "$DATABASE_URL" -tAc "select $hot, stock, (select coalesce(sum(quantity),0) from order_lines l join orders o using (order_id) where l.goods_id = $hot and o.status = 'paid') from goods where goods_id = $hot" > "$RAW/p2_stock_$i.txt"
 done
 
+fi
 ADMIN=$(curl -s -XPOST "$APP/api/v1/auth/login" -H 'content-type: application/json' \
   -d '{"email":"admin@floodgate.local","password":"floodgate-demo"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 
+if want P3 || want P4 || want P7; then
 log "P3: coupon drop, 1,000 coupons, 100,000 distinct users (tokens minted with the app's key)"
 psql "$DATABASE_URL" -qtAc "insert into users (email, password_hash, name)
   select 'p3-' || g || '@bench.local', 'not-a-hash', 'p3' from generate_series(1, 100000) g
@@ -160,6 +173,8 @@ for i in $(seq 1 "$RUNS"); do
   echo "$(( ($(date +%s%N) - t_end) / 1000000 )) $(psql "$DATABASE_URL" -tAc "select count(*), count(distinct user_id) from coupons where campaign_id = $camp")" > "$RAW/p3_persist_$i.txt"
 done
 
+fi
+if want P4; then
 log "P4: waiting-room poll"
 user_token=$(head -1 "$OUT/p3_tokens.txt")
 queue_token=$(curl -s -XPOST "$APP/api/v1/queues/bench-queue/tokens" -H "authorization: Bearer $user_token" \
@@ -170,6 +185,8 @@ for i in $(seq 1 "$RUNS"); do
     "$APP/api/v1/queues/bench-queue/tokens/me" > "$RAW/p4_$i.txt"
 done
 
+fi
+if want P7; then
 log "P7: operator in --manifests mode on the live app: config publish -> applied, queue depth -> decision"
 M=$OUT/manifests; rm -rf "$M"; mkdir -p "$M"
 cat > "$M/queueconfig.yaml" <<YAML
@@ -221,6 +238,10 @@ done
 echo "$(( ($(date +%s%N) - t0) / 1000000 )) $(desired)" > "$RAW/p7_scale.txt"
 kill "$OP_PID" 2>/dev/null || true
 
+fi
 kill "$APP_PID" 2>/dev/null || true
-python3 scripts/bench_report.py report "$RAW" docs/benchmarks
-log "wrote docs/benchmarks/latest.json and docs/benchmarks/README.md"
+REPORT=docs/benchmarks
+[ -z "$ONLY" ] || REPORT=$OUT/partial
+mkdir -p "$REPORT"
+python3 scripts/bench_report.py report "$RAW" "$REPORT"
+log "wrote $REPORT/latest.json and $REPORT/README.md"
