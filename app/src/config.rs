@@ -70,6 +70,16 @@ pub struct Settings {
     #[arg(long, env = "FLOODGATE_REDIS_CALL_TIMEOUT_MS", default_value_t = 3_000)]
     pub redis_call_timeout_ms: u64,
 
+    /// Bulkhead: PostgreSQL calls in flight at once in this process (waiting for a pooled
+    /// connection included). A call beyond it is refused at once with 503, so a stalled
+    /// database can hold at most this share of `FLOODGATE_MAX_IN_FLIGHT`.
+    #[arg(long, env = "FLOODGATE_DB_BULKHEAD", default_value_t = 1_024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub db_bulkhead: u32,
+
+    /// Bulkhead: guarded Redis calls in flight at once in this process (see `FLOODGATE_DB_BULKHEAD`).
+    #[arg(long, env = "FLOODGATE_REDIS_BULKHEAD", default_value_t = 1_024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub redis_bulkhead: u32,
+
     /// Database reads at once that fall through a cache Redis cannot serve, so an outage of
     /// Redis does not stampede PostgreSQL.
     #[arg(long, env = "FLOODGATE_DB_FALLTHROUGH_LIMIT", default_value_t = 8)]

@@ -27,6 +27,25 @@ pub struct ApiError {
     retry_after: Option<u64>,
     extra: Option<Value>,
     headers: Vec<(header::HeaderName, HeaderValue)>,
+    /// The dependency whose failure this is, so a breaker counts only its own dependency's
+    /// failures: a Redis error inside a database unit is not a PostgreSQL failure.
+    failed_dependency: Option<Dependency>,
+}
+
+/// A backing service guarded by a circuit breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dependency {
+    Postgres,
+    Redis,
+}
+
+impl Dependency {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Redis => "redis",
+        }
+    }
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
@@ -55,6 +74,7 @@ impl ApiError {
             retry_after: None,
             extra: None,
             headers: Vec::new(),
+            failed_dependency: None,
         }
     }
 
@@ -136,6 +156,16 @@ impl ApiError {
         self
     }
 
+    /// Marks this error as a failure of `dependency` (see [`Self::failed_dependency`]).
+    pub fn failure_of(mut self, dependency: Dependency) -> Self {
+        self.failed_dependency = Some(dependency);
+        self
+    }
+
+    pub fn failed_dependency(&self) -> Option<Dependency> {
+        self.failed_dependency
+    }
+
     pub fn status(&self) -> StatusCode {
         self.status
     }
@@ -195,7 +225,7 @@ impl IntoResponse for ApiError {
 
 impl From<sqlx::Error> for ApiError {
     fn from(e: sqlx::Error) -> Self {
-        match &e {
+        let err = match &e {
             sqlx::Error::PoolTimedOut => {
                 tracing::warn!("database pool exhausted");
                 Self::unavailable("the database is busy; retry shortly")
@@ -213,8 +243,9 @@ impl From<sqlx::Error> for ApiError {
                 tracing::warn!(error = %e, "database statement timed out");
                 Self::unavailable("the database is slow; retry shortly")
             }
-            _ => Self::internal(e),
-        }
+            _ => return Self::internal(e),
+        };
+        err.failure_of(Dependency::Postgres)
     }
 }
 
@@ -222,6 +253,7 @@ impl From<redis::RedisError> for ApiError {
     fn from(e: redis::RedisError) -> Self {
         tracing::warn!(error = %e, "redis call failed");
         Self::unavailable("a backing service is unavailable; retry shortly")
+            .failure_of(Dependency::Redis)
     }
 }
 

@@ -14,10 +14,10 @@ use crate::{
     http,
     platform::{
         cache::Cache,
-        db,
+        db::{self, Db},
         metrics::Metrics,
         redis::Redis,
-        resilience::Breakers,
+        resilience::{Breakers, CallLimits},
         runtime_config::{Reader, RuntimeConfigHandle},
     },
     state::{AppState, Inner},
@@ -32,8 +32,14 @@ pub fn build_state(settings: Settings, db: sqlx::PgPool) -> anyhow::Result<AppSt
     let breakers = Arc::new(Breakers::new(
         &runtime,
         &metrics,
-        Duration::from_millis(settings.db_call_timeout_ms),
-        Duration::from_millis(settings.redis_call_timeout_ms),
+        CallLimits {
+            timeout: Duration::from_millis(settings.db_call_timeout_ms),
+            bulkhead: settings.db_bulkhead as usize,
+        },
+        CallLimits {
+            timeout: Duration::from_millis(settings.redis_call_timeout_ms),
+            bulkhead: settings.redis_bulkhead as usize,
+        },
     ));
     let cache = Cache::new(
         breakers.clone(),
@@ -43,7 +49,7 @@ pub fn build_state(settings: Settings, db: sqlx::PgPool) -> anyhow::Result<AppSt
     );
     Ok(AppState::new(Inner {
         jwt: JwtKeys::new(&secret),
-        db,
+        db: Db::new(db, breakers.clone()),
         redis,
         metrics,
         runtime,
@@ -76,8 +82,9 @@ pub fn spawn_background(
             state.clone(),
             shutdown.clone(),
         )),
-        tokio::spawn(purge_idempotency(state.db.clone(), shutdown.clone())),
+        tokio::spawn(purge_idempotency(state.db.pool().clone(), shutdown.clone())),
         tokio::spawn(state.breakers.clone().watch(shutdown.clone())),
+        tokio::spawn(cache_resync(state.clone(), shutdown.clone())),
         tokio::spawn(crate::coupons::consumer::run(state.clone(), shutdown)),
     ]
 }
@@ -92,6 +99,17 @@ async fn purge_idempotency(db: sqlx::PgPool, mut shutdown: watch::Receiver<bool>
         if let Err(e) = crate::idempotency::purge_expired(&db).await {
             tracing::debug!(error = %e, "idempotency purge failed");
         }
+    }
+}
+
+/// Replays cache invalidations that missed Redis (see `platform::cache`).
+async fn cache_resync(state: AppState, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.changed() => return,
+        }
+        state.cache.resync(&state.redis).await;
     }
 }
 
@@ -135,7 +153,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     for t in tasks {
         t.abort();
     }
-    state.db.close().await;
+    state.db.pool().close().await;
     tracing::info!("floodgate-app stopped");
     Ok(())
 }

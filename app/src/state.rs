@@ -5,13 +5,11 @@ use std::{
     sync::{Arc, atomic::AtomicBool},
 };
 
-use sqlx::PgPool;
-
 use crate::{
     auth::jwt::JwtKeys,
     config::Settings,
     platform::{
-        cache::Cache, metrics::Metrics, redis::Redis, resilience::Breakers,
+        cache::Cache, db::Db, metrics::Metrics, redis::Redis, resilience::Breakers,
         runtime_config::RuntimeConfigHandle,
     },
 };
@@ -21,7 +19,8 @@ pub struct AppState(Arc<Inner>);
 
 pub struct Inner {
     pub settings: Settings,
-    pub db: PgPool,
+    /// PostgreSQL behind its breaker and bulkhead (`platform::db::Db`).
+    pub db: Db,
     pub redis: Redis,
     pub metrics: Arc<Metrics>,
     pub runtime: RuntimeConfigHandle,

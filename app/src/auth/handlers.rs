@@ -120,7 +120,10 @@ pub async fn signup(
     )
     .await?;
     let hash = password::hash(password.expose().to_owned()).await?;
-    let user = store::insert(&state.db, &email, &hash, &name, &[Role::Customer]).await?;
+    let user = state
+        .db
+        .run(async |c| store::insert(c, &email, &hash, &name, &[Role::Customer]).await)
+        .await?;
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
@@ -155,14 +158,21 @@ pub async fn login(
         s.auth_limit_per_email,
     )
     .await?;
-    let (user, hash) = match store::credentials(&state.db, &email).await? {
+    let (user, hash) = match state
+        .db
+        .run(async |c| store::credentials(c, &email).await)
+        .await?
+    {
         Some((user, hash)) => (Some(user), hash),
         // verify against a real hash anyway so an unknown email takes as long as a known one
         None => (None, state.dummy_hash.clone()),
     };
     let matches = password::verify(req.password, hash).await?;
     let user = user.filter(|_| matches).ok_or_else(invalid_credentials)?;
-    let refresh_token = refresh::issue(&state.db, user.user_id).await?;
+    let refresh_token = state
+        .db
+        .run(async |c| refresh::issue(c, user.user_id).await)
+        .await?;
     tokens(&state, &user, &refresh_token.token)
 }
 
@@ -179,7 +189,11 @@ pub async fn refresh(State(state): State<AppState>, headers: HeaderMap) -> ApiRe
         .and_then(|v| v.to_str().ok())
         .and_then(refresh::from_cookie_header)
         .ok_or_else(|| ApiError::unauthorized("no refresh_token cookie; log in again"))?;
-    let (user_id, token) = match refresh::rotate(&state.db, presented).await? {
+    let (user_id, token) = match state
+        .db
+        .run(async |c| refresh::rotate(c, presented).await)
+        .await?
+    {
         Rotation::Rotated { user, token } => (user, token),
         Rotation::Reused => {
             return Ok(clearing_cookie(
@@ -195,7 +209,9 @@ pub async fn refresh(State(state): State<AppState>, headers: HeaderMap) -> ApiRe
             ));
         }
     };
-    let user = store::by_id(&state.db, user_id)
+    let user = state
+        .db
+        .run(async |c| store::by_id(c, user_id).await)
         .await?
         .ok_or_else(|| ApiError::unauthorized("account no longer exists"))?;
     tokens(&state, &user, &token)
@@ -210,7 +226,10 @@ pub async fn logout(State(state): State<AppState>, headers: HeaderMap) -> ApiRes
         .and_then(|v| v.to_str().ok())
         .and_then(refresh::from_cookie_header)
     {
-        refresh::revoke_family_of(&state.db, presented).await?;
+        state
+            .db
+            .run(async |c| refresh::revoke_family_of(c, presented).await)
+            .await?;
     }
     Ok(clearing_cookie(StatusCode::NO_CONTENT.into_response()))
 }

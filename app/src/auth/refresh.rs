@@ -7,7 +7,7 @@
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use sqlx::PgPool;
+use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use super::types::UserId;
@@ -62,11 +62,11 @@ async fn insert<'e, E: sqlx::PgExecutor<'e>>(
 }
 
 /// Starts a new family (a login).
-pub async fn issue(db: &PgPool, user: UserId) -> Result<NewToken, sqlx::Error> {
+pub async fn issue(db: &mut PgConnection, user: UserId) -> Result<NewToken, sqlx::Error> {
     insert(db, user, Uuid::new_v4()).await
 }
 
-pub async fn rotate(db: &PgPool, presented: &str) -> Result<Rotation, sqlx::Error> {
+pub async fn rotate(db: &mut PgConnection, presented: &str) -> Result<Rotation, sqlx::Error> {
     let h = hash(presented);
     let mut tx = db.begin().await?;
     let live: Option<(Uuid, UserId)> = sqlx::query_as(
@@ -117,7 +117,7 @@ async fn revoke_family_in<'e, E: sqlx::PgExecutor<'e>>(
 }
 
 /// Logout: revokes the family of the presented token (unknown tokens are ignored).
-pub async fn revoke_family_of(db: &PgPool, presented: &str) -> Result<(), sqlx::Error> {
+pub async fn revoke_family_of(db: &mut PgConnection, presented: &str) -> Result<(), sqlx::Error> {
     sqlx::query(
         "update refresh_tokens set revoked_at = now()
          where revoked_at is null

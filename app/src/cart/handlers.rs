@@ -85,7 +85,12 @@ pub async fn get_cart(
     State(state): State<AppState>,
     user: CurrentUser,
 ) -> ApiResult<Json<CartView>> {
-    Ok(Json(view(store::rows(&state.db, user.id).await?)))
+    Ok(Json(view(
+        state
+            .db
+            .run(async |c| store::rows(c, user.id).await)
+            .await?,
+    )))
 }
 
 /// Set the quantity of a goods item in the cart (0 removes it). Repeating it is harmless.
@@ -103,13 +108,18 @@ pub async fn put_item(
             format!("quantity must be between 0 and {MAX_QUANTITY}"),
         ));
     }
-    if req.quantity == 0 {
-        let mut conn = state.db.acquire().await?;
-        store::remove(&mut conn, user.id, &[goods_id]).await?;
-    } else if !store::set(&state.db, user.id, GoodsId(goods_id), req.quantity as i32).await? {
-        return Err(ApiError::not_found("goods"));
-    }
-    Ok(Json(view(store::rows(&state.db, user.id).await?)))
+    let rows = state
+        .db
+        .run(async |c| {
+            if req.quantity == 0 {
+                store::remove(&mut *c, user.id, &[goods_id]).await?;
+            } else if !store::set(&mut *c, user.id, GoodsId(goods_id), req.quantity as i32).await? {
+                return Err(ApiError::not_found("goods"));
+            }
+            Ok(store::rows(c, user.id).await?)
+        })
+        .await?;
+    Ok(Json(view(rows)))
 }
 
 /// Remove a goods item from the cart.
@@ -120,7 +130,9 @@ pub async fn delete_item(
     user: CurrentUser,
     Path(goods_id): Path<i64>,
 ) -> ApiResult<StatusCode> {
-    let mut conn = state.db.acquire().await?;
-    store::remove(&mut conn, user.id, &[goods_id]).await?;
+    state
+        .db
+        .run(async |c| store::remove(c, user.id, &[goods_id]).await)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -73,14 +73,18 @@ pub async fn create_concert(
 ) -> ApiResult<(StatusCode, Json<ConcertDetail>)> {
     user.require(Role::Admin)?;
     let input = req.parse()?;
-    let mut tx = state.db.begin().await?;
-    let concert = store::insert_concert(&mut tx, &input).await?;
-    for s in &req.schedules {
-        let id = store::insert_schedule(&mut tx, concert.id, s.starts_at).await?;
-        store::insert_seats(&mut tx, id, &parse_seats(&s.seats)?).await?;
-    }
-    tx.commit().await?;
-    let (schedules, _) = store::schedules(&state.db, concert.id).await?;
+    let (concert, schedules) = state
+        .db
+        .tx(async |tx| {
+            let concert = store::insert_concert(&mut *tx, &input).await?;
+            for s in &req.schedules {
+                let id = store::insert_schedule(&mut *tx, concert.id, s.starts_at).await?;
+                store::insert_seats(&mut *tx, id, &parse_seats(&s.seats)?).await?;
+            }
+            let (schedules, _) = store::schedules(tx, concert.id).await?;
+            Ok::<_, ApiError>((concert, schedules))
+        })
+        .await?;
     Ok((
         StatusCode::CREATED,
         Json(ConcertDetail { concert, schedules }),
@@ -100,7 +104,10 @@ pub async fn list_concerts(
     }
     .parse(20)?;
     let queue = f.queue_id.as_deref().map(QueueId::parse).transpose()?;
-    let rows = store::concerts(&state.db, queue.as_ref().map(QueueId::as_str), page).await?;
+    let rows = state
+        .db
+        .run(async |c| store::concerts(c, queue.as_ref().map(QueueId::as_str), page).await)
+        .await?;
     Ok(Json(Paged::from_rows(rows, page, |c| c.id.0)))
 }
 
@@ -122,10 +129,14 @@ pub async fn create_schedule(
     user.require(Role::Admin)?;
     let concert = ConcertId(id);
     let seats = parse_seats(&req.seats)?;
-    let mut tx = state.db.begin().await?;
-    let schedule = store::insert_schedule(&mut tx, concert, req.starts_at).await?;
-    let n = store::insert_seats(&mut tx, schedule, &seats).await?;
-    tx.commit().await?;
+    let (schedule, n) = state
+        .db
+        .tx(async |tx| {
+            let schedule = store::insert_schedule(&mut *tx, concert, req.starts_at).await?;
+            let n = store::insert_seats(tx, schedule, &seats).await?;
+            Ok::<_, ApiError>((schedule, n))
+        })
+        .await?;
     cache::invalidate(&state, schedule, concert).await;
     let view = ScheduleView {
         id: schedule,
@@ -154,10 +165,16 @@ pub async fn list_schedules(
         &Family::schedules(concert),
         variant,
         || async {
-            let (mut items, next) = store::schedules(&state.db, concert).await?;
-            if items.is_empty() && store::concert(&state.db, concert).await?.is_none() {
-                return Err(ApiError::not_found("concert"));
-            }
+            let (mut items, next) = state
+                .db
+                .run(async |c| {
+                    let found = store::schedules(&mut *c, concert).await?;
+                    if found.0.is_empty() && store::concert(c, concert).await?.is_none() {
+                        return Err(ApiError::not_found("concert"));
+                    }
+                    Ok(found)
+                })
+                .await?;
             if f.available {
                 items.retain(|s| s.available_seats > 0);
             }
@@ -186,12 +203,16 @@ pub async fn create_seats(
     user.require(Role::Admin)?;
     let schedule = ScheduleId(id);
     let seats = parse_seats(&req.seats)?;
-    let (concert, _, _) = store::schedule_concert(&state.db, schedule)
-        .await?
-        .ok_or_else(|| ApiError::not_found("schedule"))?;
-    let mut tx = state.db.begin().await?;
-    let created = store::insert_seats(&mut tx, schedule, &seats).await?;
-    tx.commit().await?;
+    let (concert, created) = state
+        .db
+        .tx(async |tx| {
+            let (concert, _, _) = store::schedule_concert(&mut *tx, schedule)
+                .await?
+                .ok_or_else(|| ApiError::not_found("schedule"))?;
+            let created = store::insert_seats(tx, schedule, &seats).await?;
+            Ok::<_, ApiError>((concert, created))
+        })
+        .await?;
     cache::invalidate(&state, schedule, concert).await;
     Ok((StatusCode::CREATED, Json(SeatsCreated { created })))
 }
@@ -214,10 +235,16 @@ pub async fn list_seats(
         &Family::seats(schedule),
         variant,
         || async {
-            let (mut items, next) = store::seats(&state.db, schedule).await?;
-            if items.is_empty() && !store::schedule_exists(&state.db, schedule).await? {
-                return Err(ApiError::not_found("schedule"));
-            }
+            let (mut items, next) = state
+                .db
+                .run(async |c| {
+                    let found = store::seats(&mut *c, schedule).await?;
+                    if found.0.is_empty() && !store::schedule_exists(c, schedule).await? {
+                        return Err(ApiError::not_found("schedule"));
+                    }
+                    Ok(found)
+                })
+                .await?;
             if f.available {
                 items.retain(|s| s.status == SeatStatus::Free);
             }

@@ -1,7 +1,7 @@
 //! Concert, schedule and seat SQL (runtime queries, covered by the integration tests).
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool};
+use sqlx::PgConnection;
 
 use super::types::{
     ConcertId, ConcertInput, ConcertView, ScheduleId, ScheduleView, SeatColumns, SeatId, SeatView,
@@ -79,7 +79,7 @@ pub async fn insert_seats(
 }
 
 pub async fn concerts(
-    db: &PgPool,
+    db: &mut PgConnection,
     queue_id: Option<&str>,
     page: Page,
 ) -> Result<Vec<ConcertView>, ApiError> {
@@ -95,7 +95,10 @@ pub async fn concerts(
     .await?)
 }
 
-pub async fn concert(db: &PgPool, id: ConcertId) -> Result<Option<ConcertView>, ApiError> {
+pub async fn concert(
+    db: &mut PgConnection,
+    id: ConcertId,
+) -> Result<Option<ConcertView>, ApiError> {
     Ok(sqlx::query_as(
         "select concert_id, title, venue, queue_id, max_holds_per_user, created_at from concerts where concert_id = $1",
     )
@@ -106,7 +109,7 @@ pub async fn concert(db: &PgPool, id: ConcertId) -> Result<Option<ConcertView>, 
 
 /// The concert a schedule belongs to, for cache invalidation and queue checks.
 pub async fn schedule_concert(
-    db: &PgPool,
+    db: &mut PgConnection,
     id: ScheduleId,
 ) -> Result<Option<(ConcertId, Option<String>, i32)>, ApiError> {
     Ok(sqlx::query_as(
@@ -121,7 +124,7 @@ pub async fn schedule_concert(
 /// Schedules with their available-seat counts, and the earliest live hold expiry among them
 /// (a cached copy must not outlive it, or an expired hold would still look taken).
 pub async fn schedules(
-    db: &PgPool,
+    db: &mut PgConnection,
     concert: ConcertId,
 ) -> Result<(Vec<ScheduleView>, Option<DateTime<Utc>>), ApiError> {
     let rows: Vec<ScheduleRow> = sqlx::query_as(
@@ -174,7 +177,7 @@ type SeatRow = (
 /// All seats of a schedule with their status as of the database clock, and the earliest live
 /// hold expiry.
 pub async fn seats(
-    db: &PgPool,
+    db: &mut PgConnection,
     schedule: ScheduleId,
 ) -> Result<(Vec<SeatView>, Option<DateTime<Utc>>), ApiError> {
     let rows: Vec<SeatRow> = sqlx::query_as(
@@ -211,7 +214,7 @@ pub async fn seats(
     Ok((views, next))
 }
 
-pub async fn schedule_exists(db: &PgPool, id: ScheduleId) -> Result<bool, ApiError> {
+pub async fn schedule_exists(db: &mut PgConnection, id: ScheduleId) -> Result<bool, ApiError> {
     Ok(sqlx::query_scalar::<_, bool>(
         "select exists (select 1 from schedules where schedule_id = $1)",
     )

@@ -33,7 +33,7 @@ pub async fn sweep_once(state: &AppState) -> Result<Vec<(ScheduleId, ConcertId)>
          select distinct e.schedule_id, sc.concert_id from expired e join schedules sc using (schedule_id)",
     )
     .bind(BATCH)
-    .fetch_all(&state.db)
+    .fetch_all(state.db.pool())
     .await
 }
 

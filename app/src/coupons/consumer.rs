@@ -34,7 +34,7 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         }
         if refreshed.elapsed() >= REFRESH {
             refreshed = Instant::now();
-            match store::live_campaigns(&state.db).await {
+            match store::live_campaigns(state.db.pool()).await {
                 Ok(live) => campaigns = live.iter().map(|c| c.id).collect(),
                 Err(e) => tracing::debug!(error = %e, "could not list live campaigns"),
             }
@@ -150,7 +150,7 @@ async fn drain(
                 .unwrap_or_else(Utc::now),
         );
     }
-    let mut tx = state.db.begin().await?;
+    let mut tx = state.db.pool().begin().await?;
     let inserted = store::persist_grants(&mut tx, campaign, &users, &times).await?;
     tx.commit().await?;
     let ids: Vec<&str> = entries.iter().map(|e| e.id.as_str()).collect();

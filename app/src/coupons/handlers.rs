@@ -100,18 +100,18 @@ pub async fn create_campaign(
             "ends_at must be after starts_at",
         ));
     }
-    let c = store::insert_campaign(
-        &state.db,
-        &store::NewCampaign {
-            name,
-            discount_amount: req.discount_amount,
-            discount_percent: req.discount_percent,
-            total_quantity: req.total_quantity as i32,
-            starts_at: req.starts_at,
-            ends_at: req.ends_at,
-        },
-    )
-    .await?;
+    let new = store::NewCampaign {
+        name,
+        discount_amount: req.discount_amount,
+        discount_percent: req.discount_percent,
+        total_quantity: req.total_quantity as i32,
+        starts_at: req.starts_at,
+        ends_at: req.ends_at,
+    };
+    let c = state
+        .db
+        .run(async |conn| store::insert_campaign(conn, &new).await)
+        .await?;
     // load it now so the first issue does not pay for it; a failure here is retried lazily
     if let Err(e) = service::load(&state, c.id).await {
         tracing::warn!(error = %e, campaign = c.id, "campaign not loaded into redis yet");
@@ -132,7 +132,9 @@ pub async fn get_campaign(
     State(state): State<AppState>,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<CampaignView>> {
-    let c = store::campaign(&state.db, id)
+    let c = state
+        .db
+        .run(async |conn| store::campaign(conn, id).await)
         .await?
         .ok_or_else(|| ApiError::not_found("coupon campaign"))?;
     let issued = service::issued_count(&state, id)
@@ -206,7 +208,10 @@ pub async fn my_coupons(
     State(state): State<AppState>,
     user: CurrentUser,
 ) -> ApiResult<Json<Vec<CouponView>>> {
-    let mut coupons = store::of_user(&state.db, user.id).await?;
+    let mut coupons = state
+        .db
+        .run(async |c| store::of_user(c, user.id).await)
+        .await?;
     let persisted: Vec<i64> = coupons.iter().map(|c| c.campaign_id).collect();
     // read-your-writes for the holder; if Redis is down, show what PostgreSQL has
     if let Ok(pending) = service::pending_for(&state, user.id, &persisted).await {

@@ -95,10 +95,19 @@ pub async fn load(state: &AppState, campaign: i64) -> Result<bool, ApiError> {
         .arg("+")
         .query_async(&mut conn)
         .await?;
-    let Some(c) = store::campaign(&state.db, campaign).await? else {
+    let found = state
+        .db
+        .run(async |conn| {
+            let Some(c) = store::campaign(&mut *conn, campaign).await? else {
+                return Ok(None);
+            };
+            let holders = store::holders(conn, campaign).await?;
+            Ok::<_, sqlx::Error>(Some((c, holders)))
+        })
+        .await?;
+    let Some((c, mut holders)) = found else {
         return Ok(false);
     };
-    let mut holders = store::holders(&state.db, campaign).await?;
     holders.extend(pending.ids.iter().filter_map(|e| e.get::<i64>("u")));
     holders.sort_unstable();
     holders.dedup();
@@ -140,10 +149,16 @@ pub async fn rebuild(state: &AppState, campaign: i64) -> Result<bool, ApiError> 
 pub async fn issued_count(state: &AppState, campaign: i64) -> Result<i64, ApiError> {
     let keys = CampaignKeys::new(&state.redis, campaign);
     let mut conn = state.redis.conn();
-    Ok(redis::cmd("SCARD")
-        .arg(&keys.holders)
-        .query_async(&mut conn)
-        .await?)
+    state
+        .breakers
+        .redis
+        .run(async {
+            Ok(redis::cmd("SCARD")
+                .arg(&keys.holders)
+                .query_async(&mut conn)
+                .await?)
+        })
+        .await
 }
 
 /// Live campaigns in which `user` holds a grant that is not persisted yet.
@@ -152,7 +167,10 @@ pub async fn pending_for(
     user: UserId,
     persisted: &[i64],
 ) -> Result<Vec<store::Campaign>, ApiError> {
-    let live = store::live_campaigns(&state.db).await?;
+    let live = state
+        .db
+        .run(async |c| store::live_campaigns(c).await)
+        .await?;
     let candidates: Vec<store::Campaign> = live
         .into_iter()
         .filter(|c| !persisted.contains(&c.id))
@@ -165,7 +183,11 @@ pub async fn pending_for(
         pipe.sismember(CampaignKeys::new(&state.redis, c.id).holders, user.0);
     }
     let mut conn = state.redis.conn();
-    let member: Vec<bool> = pipe.query_async(&mut conn).await?;
+    let member: Vec<bool> = state
+        .breakers
+        .redis
+        .run(async { Ok(pipe.query_async(&mut conn).await?) })
+        .await?;
     Ok(candidates
         .into_iter()
         .zip(member)

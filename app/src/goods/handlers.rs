@@ -60,7 +60,7 @@ pub async fn list(
                 ttl,
             },
             || async {
-                let rows = store::page(&state.db, page).await?;
+                let rows = state.db.run(async |c| store::page(c, page).await).await?;
                 to_bytes(&Paged::from_rows(rows, page, |g| g.id.0))
             },
         )
@@ -85,7 +85,9 @@ pub async fn detail(State(state): State<AppState>, Path(id): Path<i64>) -> ApiRe
                 ttl,
             },
             || async {
-                let g = store::find(&state.db, GoodsId(id))
+                let g = state
+                    .db
+                    .run(async |c| store::find(c, GoodsId(id)).await)
                     .await?
                     .ok_or_else(|| ApiError::not_found("goods"))?;
                 to_bytes(&g)
@@ -106,7 +108,10 @@ pub async fn create(
 ) -> ApiResult<(StatusCode, Json<GoodsView>)> {
     user.require(Role::Seller)?;
     let valid = input.validate()?;
-    let g = store::insert(&state.db, user.id, &valid).await?;
+    let g = state
+        .db
+        .run(async |c| store::insert(c, user.id, &valid).await)
+        .await?;
     state
         .cache
         .invalidate(&state.redis, &cache_families([]))
@@ -127,7 +132,11 @@ pub async fn update(
     user.require(Role::Seller)?;
     let valid = input.validate()?;
     let id = GoodsId(id);
-    let Some(g) = store::update(&state.db, id, user.id, &valid).await? else {
+    let Some(g) = state
+        .db
+        .run(async |c| store::update(c, id, user.id, &valid).await)
+        .await?
+    else {
         return Err(not_owned(&state, id).await);
     };
     state
@@ -148,7 +157,11 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     user.require(Role::Seller)?;
     let id = GoodsId(id);
-    if !store::soft_delete(&state.db, id, user.id).await? {
+    if !state
+        .db
+        .run(async |c| store::soft_delete(c, id, user.id).await)
+        .await?
+    {
         return Err(not_owned(&state, id).await);
     }
     state
@@ -159,12 +172,12 @@ pub async fn delete(
 }
 
 async fn not_owned(state: &AppState, id: GoodsId) -> ApiError {
-    match store::owner(&state.db, id).await {
+    match state.db.run(async |c| store::owner(c, id).await).await {
         Ok(Some(_)) => ApiError::forbidden(
             "not-owner",
             "only the seller who listed these goods may change them",
         ),
         Ok(None) => ApiError::not_found("goods"),
-        Err(e) => e.into(),
+        Err(e) => e,
     }
 }

@@ -166,9 +166,9 @@ async fn claim(
 /// Runs `op` inside a transaction, at most once per (user, key). Without a key it simply
 /// runs `op` in a transaction.
 ///
-/// The whole unit runs under the PostgreSQL circuit breaker and its deadline: while the
-/// breaker is open it answers 503 `circuit-open` without touching the database, and a
-/// stalled database cannot hold the request past the deadline (the transaction is dropped
+/// The whole unit runs through `state.db` (breaker, bulkhead, deadline): while the breaker
+/// is open it answers 503 `circuit-open` without touching the database, and a stalled
+/// database cannot hold the request past the deadline (the transaction is dropped
 /// uncommitted, so nothing is half-written).
 pub async fn run(
     state: &AppState,
@@ -177,15 +177,10 @@ pub async fn run(
     fingerprint: &[u8],
     op: impl AsyncFnOnce(&mut PgConnection) -> ApiResult<(StatusCode, Value)>,
 ) -> ApiResult<Response> {
+    // one connection for the claim, the transaction and the release
     state
-        .breakers
-        .postgres
-        .run_timed(async |clock| {
-            // one connection for the claim, the transaction and the release
-            let mut conn = state.db.acquire().await?;
-            clock.restart();
-            run_unguarded(state, &mut conn, user, key, fingerprint, op).await
-        })
+        .db
+        .run(async |conn| run_unguarded(state, conn, user, key, fingerprint, op).await)
         .await
 }
 

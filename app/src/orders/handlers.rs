@@ -125,9 +125,17 @@ pub async fn list(
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Paged<OrderView>>> {
     let page = q.parse(20)?;
-    let mut paged = Paged::from_rows(store::page(&state.db, user.id, page).await?, page, |o| o.id);
-    let ids: Vec<i64> = paged.items.iter().map(|o| o.id).collect();
-    for (order_id, line) in store::lines_of(&state.db, &ids).await? {
+    let (rows, lines) = state
+        .db
+        .run(async |c| {
+            let rows = store::page(&mut *c, user.id, page).await?;
+            let ids: Vec<i64> = rows.iter().map(|o| o.id).collect();
+            let lines = store::lines_of(c, &ids).await?;
+            Ok::<_, sqlx::Error>((rows, lines))
+        })
+        .await?;
+    let mut paged = Paged::from_rows(rows, page, |o| o.id);
+    for (order_id, line) in lines {
         if let Some(o) = paged.items.iter_mut().find(|o| o.id == order_id) {
             o.lines.push(line);
         }
@@ -143,14 +151,20 @@ pub async fn detail(
     user: CurrentUser,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<OrderView>> {
-    let mut order = store::find(&state.db, user.id, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("order"))?;
-    order.lines = store::lines_of(&state.db, &[id])
-        .await?
-        .into_iter()
-        .map(|(_, l)| l)
-        .collect();
+    let order = state
+        .db
+        .run(async |c| {
+            let mut order = store::find(&mut *c, user.id, id)
+                .await?
+                .ok_or_else(|| ApiError::not_found("order"))?;
+            order.lines = store::lines_of(c, &[id])
+                .await?
+                .into_iter()
+                .map(|(_, l)| l)
+                .collect();
+            Ok::<_, ApiError>(order)
+        })
+        .await?;
     Ok(Json(order))
 }
 
@@ -163,16 +177,18 @@ pub async fn cancel(
     user: CurrentUser,
     Path(id): Path<i64>,
 ) -> ApiResult<Json<OrderView>> {
-    let mut tx = state.db.begin().await?;
-    let (order, restocked) = service::cancel(&mut tx, user.id, id).await?;
-    tx.commit().await?;
+    let (mut order, restocked) = state
+        .db
+        .tx(async |tx| service::cancel(tx, user.id, id).await)
+        .await?;
     if !restocked.is_empty() {
         soldout::clear(&state, &restocked).await;
         service::after_stock_change(&state, &restocked).await;
     }
-    let mut order = order;
     if order.lines.is_empty() {
-        order.lines = store::lines_of(&state.db, &[id])
+        order.lines = state
+            .db
+            .run(async |c| store::lines_of(c, &[id]).await)
             .await?
             .into_iter()
             .map(|(_, l)| l)

@@ -26,8 +26,8 @@ pub struct Seen {
     generations: Vec<(GoodsId, String)>,
 }
 
-/// One pipelined read for all goods of an order. Redis errors mean "no flag" (fail open:
-/// PostgreSQL still decides).
+/// One pipelined read for all goods of an order, under the Redis breaker. Redis errors and
+/// an open breaker mean "no flag" (fail open at once: PostgreSQL still decides).
 pub async fn check(state: &AppState, ids: &[GoodsId]) -> Seen {
     let mut pipe = redis::pipe();
     for id in ids {
@@ -35,7 +35,11 @@ pub async fn check(state: &AppState, ids: &[GoodsId]) -> Seen {
         pipe.get(flag).get(generation);
     }
     let mut conn = state.redis.conn();
-    let values: Vec<Option<String>> = match pipe.query_async(&mut conn).await {
+    let read = state
+        .breakers
+        .redis
+        .run(async { Ok(pipe.query_async(&mut conn).await?) });
+    let values: Vec<Option<String>> = match read.await {
         Ok(v) => v,
         Err(_) => {
             return Seen {
@@ -64,13 +68,17 @@ pub async fn mark(state: &AppState, seen: &Seen, id: GoodsId) {
     };
     let (flag, gen_key) = keys(state, id);
     let mut conn = state.redis.conn();
-    let _ = MARK
-        .key(flag)
-        .key(gen_key)
-        .arg(generation)
-        .arg(FLAG_TTL.as_millis() as u64)
-        .invoke_async::<i64>(&mut conn)
-        .await;
+    let marked = state.breakers.redis.run(async {
+        Ok(MARK
+            .key(flag)
+            .key(gen_key)
+            .arg(generation)
+            .arg(FLAG_TTL.as_millis() as u64)
+            .invoke_async::<i64>(&mut conn)
+            .await?)
+    });
+    // only an optimisation: without the flag, later orders ask PostgreSQL
+    let _ = marked.await;
 }
 
 /// Stock may be back: drop the flags and bump their generations.

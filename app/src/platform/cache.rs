@@ -7,7 +7,11 @@
 //! - Miss: one loader per key in this process (the others await its result), then a fill
 //!   that only succeeds if the generation is unchanged — a write that committed while we were
 //!   loading bumped it, so stale data is never written back after the writer returns.
-//! - Invalidate (after the database commit): bump the generation and drop the family.
+//! - Invalidate (after the database commit): bump the generation and drop the family, under
+//!   the Redis breaker so a write never waits on a Redis that is down. An invalidation that
+//!   does not reach Redis is remembered and retried every second; until it lands this
+//!   process reads that family from the database, so it never serves its own write's
+//!   pre-write copy. (Another replica may, until the retry lands or the entry's TTL passes.)
 //! - Redis down (or its breaker open): reads fall through to the loader (still one per key,
 //!   and at most `db_fallthrough_limit` loads at once so PostgreSQL is not stampeded),
 //!   nothing is filled.
@@ -16,8 +20,11 @@
 //!   copy the read answers 503 at once.
 
 use std::{
-    collections::HashMap,
-    sync::{Arc, LazyLock, Mutex},
+    collections::{HashMap, HashSet},
+    sync::{
+        Arc, LazyLock, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -28,7 +35,7 @@ use tokio::sync::{OnceCell, Semaphore};
 use super::{
     metrics::{CacheLabels, Metrics},
     redis::Redis,
-    resilience::{Breakers, is_infra},
+    resilience::{Breakers, is_unavailable},
 };
 use crate::error::ApiError;
 
@@ -59,6 +66,10 @@ pub struct Cache {
     /// The last value seen per family/field, for stale-while-error.
     stale: Mutex<HashMap<String, (Bytes, Instant)>>,
     stale_max_age: Duration,
+    /// Families whose invalidation has not reached Redis yet; `unsynced_any` keeps the hit
+    /// path free of this lock while the set is empty (nearly always).
+    unsynced: Mutex<HashSet<String>>,
+    unsynced_any: AtomicBool,
 }
 
 fn keys(redis: &Redis, family: &str) -> (String, String) {
@@ -82,7 +93,18 @@ impl Cache {
             fallthrough_wait,
             stale: Mutex::default(),
             stale_max_age,
+            unsynced: Mutex::default(),
+            unsynced_any: AtomicBool::new(false),
         }
+    }
+
+    fn is_unsynced(&self, family: &str) -> bool {
+        self.unsynced_any.load(Ordering::Acquire)
+            && self
+                .unsynced
+                .lock()
+                .expect("unsynced lock")
+                .contains(family)
     }
 
     fn remember(&self, key: &str, bytes: &Bytes) {
@@ -110,7 +132,9 @@ impl Cache {
             .map(|(b, _)| b.clone())
     }
 
-    /// The cached bytes of `family`/`field`, or `load()`'s result (cached for `ttl`).
+    /// The cached bytes of `family`/`field`, or `load()`'s result (cached for `ttl`). The
+    /// loader reads through `state.db`, so it runs under the PostgreSQL breaker and
+    /// bulkhead; when it cannot answer (503), the last copy this process served stands in.
     pub async fn get_or_load<F, Fut>(
         &self,
         redis: &Redis,
@@ -157,14 +181,23 @@ impl Cache {
         let (data, gen_key) = keys(redis, family);
         let stale_key = format!("{family}\u{0}{field}");
         let mut conn = redis.conn();
-        let read = self.breakers.redis.run(async {
-            Ok(READ
-                .key(&data)
-                .key(&gen_key)
-                .arg(field)
-                .invoke_async::<(Option<Vec<u8>>, Option<String>)>(&mut conn.clone())
-                .await?)
-        });
+        let read = async {
+            if self.is_unsynced(family) {
+                // our own write's invalidation is not in Redis yet: its copy may be stale
+                return Err(ApiError::unavailable("cache family awaiting invalidation"));
+            }
+            self.breakers
+                .redis
+                .run(async {
+                    Ok(READ
+                        .key(&data)
+                        .key(&gen_key)
+                        .arg(field)
+                        .invoke_async::<(Option<Vec<u8>>, Option<String>)>(&mut conn.clone())
+                        .await?)
+                })
+                .await
+        };
         let seen: Option<Option<String>> = match read.await {
             Ok((Some(hit), _)) => {
                 count("hit");
@@ -212,7 +245,7 @@ impl Cache {
                             .map_err(ApiError::internal)?,
                     ),
                 };
-                let (bytes, bound) = self.breakers.postgres.run(load()).await?;
+                let (bytes, bound) = load().await?;
                 let keep = bound.map_or(ttl, |b| b.min(ttl));
                 if let Some(generation) = seen.as_ref().filter(|_| keep >= Duration::from_millis(1))
                 {
@@ -247,33 +280,73 @@ impl Cache {
                 self.remember(&stale_key, &bytes);
                 Ok(bytes)
             }
-            Err(e) if is_infra(&e) || e.kind() == super::resilience::CIRCUIT_OPEN => {
-                match self.stale_copy(&stale_key) {
-                    Some(bytes) => {
-                        count("stale");
-                        Ok(bytes)
-                    }
-                    None => Err(e),
+            Err(e) if is_unavailable(&e) => match self.stale_copy(&stale_key) {
+                Some(bytes) => {
+                    count("stale");
+                    Ok(bytes)
                 }
-            }
+                None => Err(e),
+            },
             Err(e) => Err(e),
         }
     }
 
-    /// Drops the families after a write. Errors are logged, not returned: the write already
-    /// committed, and the generation check keeps in-flight loads from refilling stale data.
+    /// Drops the families after a write. Errors are not returned (the write already
+    /// committed): a family Redis did not take is remembered for [`Self::resync`], and the
+    /// generation check keeps in-flight loads from refilling stale data.
     pub async fn invalidate(&self, redis: &Redis, families: &[String]) {
-        let mut conn = redis.conn();
+        let mut missed = Vec::new();
         for family in families {
-            let (data, gen_key) = keys(redis, family);
-            if let Err(e) = INVALIDATE
-                .key(&data)
-                .key(&gen_key)
-                .invoke_async::<i64>(&mut conn)
-                .await
-            {
-                tracing::warn!(error = %e, family, "cache invalidation failed; entries expire by TTL");
+            if let Err(e) = self.invalidate_one(redis, family).await {
+                tracing::warn!(error = %e, family, "cache invalidation did not reach redis; retrying every second");
+                missed.push(family.clone());
             }
         }
+        if !missed.is_empty() {
+            self.unsynced.lock().expect("unsynced lock").extend(missed);
+            self.unsynced_any.store(true, Ordering::Release);
+        }
+    }
+
+    async fn invalidate_one(&self, redis: &Redis, family: &str) -> Result<(), ApiError> {
+        let (data, gen_key) = keys(redis, family);
+        let mut conn = redis.conn();
+        self.breakers
+            .redis
+            .run(async {
+                Ok(INVALIDATE
+                    .key(&data)
+                    .key(&gen_key)
+                    .invoke_async::<i64>(&mut conn)
+                    .await?)
+            })
+            .await
+            .map(drop)
+    }
+
+    /// Retries the invalidations Redis missed (the server runs this every second); stops at
+    /// the first failure, Redis is still out.
+    pub async fn resync(&self, redis: &Redis) {
+        if !self.unsynced_any.load(Ordering::Acquire) {
+            return;
+        }
+        let families: Vec<String> = self
+            .unsynced
+            .lock()
+            .expect("unsynced lock")
+            .iter()
+            .cloned()
+            .collect();
+        for family in families {
+            if self.invalidate_one(redis, &family).await.is_err() {
+                return;
+            }
+            let mut unsynced = self.unsynced.lock().expect("unsynced lock");
+            unsynced.remove(&family);
+            if unsynced.is_empty() {
+                self.unsynced_any.store(false, Ordering::Release);
+            }
+        }
+        tracing::info!("cache invalidations that missed redis have been applied");
     }
 }

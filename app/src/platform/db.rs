@@ -1,15 +1,73 @@
-//! PostgreSQL pool and migrations.
+//! PostgreSQL: the pool, the guarded handle every request goes through, and migrations.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use secrecy::ExposeSecret;
 use sqlx::{
-    PgPool,
+    Connection, PgConnection, PgPool,
     migrate::Migrator,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 
-use crate::config::Settings;
+use super::resilience::Breakers;
+use crate::{
+    config::Settings,
+    error::{ApiError, ApiResult},
+};
+
+/// The database as request paths see it: every unit of work runs under the PostgreSQL
+/// breaker (refused at once while it is open), inside its bulkhead (a stalled database holds
+/// at most that many requests), on one pooled connection, within the call deadline (a stalled
+/// server enforces nothing itself). There is deliberately no `Deref` to the pool: a query
+/// that bypasses the guard has to say so with [`Db::pool`].
+#[derive(Clone)]
+pub struct Db {
+    pool: PgPool,
+    breakers: Arc<Breakers>,
+}
+
+impl Db {
+    pub fn new(pool: PgPool, breakers: Arc<Breakers>) -> Self {
+        Self { pool, breakers }
+    }
+
+    /// The raw pool, for background loops (which have their own retry) and readiness.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Runs `op` on one pooled connection under the breaker, the bulkhead and the deadline.
+    /// The slow-call clock starts once the connection is held: waiting in this process's
+    /// own pool queue is local contention, bounded by the acquire timeout.
+    pub async fn run<T, E: Into<ApiError>>(
+        &self,
+        op: impl AsyncFnOnce(&mut PgConnection) -> Result<T, E>,
+    ) -> ApiResult<T> {
+        self.breakers
+            .postgres
+            .run_timed(async |clock| {
+                let mut conn = self.pool.acquire().await?;
+                clock.restart();
+                op(&mut conn).await.map_err(Into::into)
+            })
+            .await
+    }
+
+    /// Like [`Self::run`], inside one transaction: committed only if `op` succeeds; dropped
+    /// (rolled back) on an error or when the deadline passes, so nothing is half-written.
+    pub async fn tx<T, E: Into<ApiError>>(
+        &self,
+        op: impl AsyncFnOnce(&mut PgConnection) -> Result<T, E>,
+    ) -> ApiResult<T> {
+        self.run(async |conn| {
+            let mut tx = conn.begin().await?;
+            let out = op(&mut tx).await.map_err(Into::into)?;
+            tx.commit().await?;
+            Ok::<_, ApiError>(out)
+        })
+        .await
+    }
+}
 
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 

@@ -54,6 +54,9 @@ pub struct Metrics {
     pub circuit_state: Family<CircuitLabels, Gauge>,
     /// Calls through a breaker by outcome: success, failure, slow, rejected.
     pub circuit_calls: Family<CircuitCallLabels, Counter>,
+    /// Guarded calls in flight per dependency, and calls its full bulkhead refused.
+    pub bulkhead_in_flight: Family<CircuitLabels, Gauge>,
+    pub bulkhead_rejected: Family<CircuitLabels, Counter>,
     pub http_duration: Family<HttpLabels, Histogram>,
     pub http_in_flight: Gauge,
     pub runtime_config_version: Gauge,
@@ -171,9 +174,23 @@ impl Metrics {
             "Calls through a circuit breaker by outcome",
             circuit_calls.clone(),
         );
+        let bulkhead_in_flight = Family::<CircuitLabels, Gauge>::default();
+        registry.register(
+            "floodgate_bulkhead_in_flight",
+            "Guarded calls in flight per dependency (its bulkhead's occupied slots)",
+            bulkhead_in_flight.clone(),
+        );
+        let bulkhead_rejected = Family::<CircuitLabels, Counter>::default();
+        registry.register(
+            "floodgate_bulkhead_rejected",
+            "Calls refused because the dependency's bulkhead was full",
+            bulkhead_rejected.clone(),
+        );
         Self {
             circuit_state,
             circuit_calls,
+            bulkhead_in_flight,
+            bulkhead_rejected,
             stream_lag,
             queue_waiting,
             queue_active,

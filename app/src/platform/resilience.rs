@@ -7,6 +7,11 @@
 //! poll. Only infrastructure failures count: a guarded call that fails with a 503 (pool
 //! timeout, connection error, its own deadline) is a failure; any other answer, including
 //! a business 4xx, shows the dependency is up.
+//!
+//! Each breaker also carries its dependency's bulkhead: a fixed number of guarded calls may be
+//! in flight at once (waiting for a pooled connection included); one more is refused at once
+//! with 503 `bulkhead-full`. So a stalled dependency can hold at most its bulkhead's share of
+//! the process's in-flight requests, and the rest keep being served.
 
 use std::{
     sync::{
@@ -18,21 +23,35 @@ use std::{
 
 use axum::http::StatusCode;
 use floodgate_crds::runtime::{BreakerSettings, CircuitBreakers};
+use prometheus_client::metrics::{counter::Counter, gauge::Gauge};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::{
     breaker::{Admission, Config, Machine, Outcome, State, Transition},
     metrics::{CircuitCallLabels, CircuitLabels, Metrics},
     runtime_config::RuntimeConfigHandle,
 };
-use crate::error::{ApiError, ApiResult};
+use crate::error::{ApiError, ApiResult, Dependency};
 
 /// The `kind` of the 503 a refused call gets; never counted as a failure itself.
 pub const CIRCUIT_OPEN: &str = "circuit-open";
 /// The `kind` of the 503 for a guarded call that outlived its deadline.
 pub const DEPENDENCY_TIMEOUT: &str = "dependency-timeout";
+/// The `kind` of the 503 for a call refused because its dependency's bulkhead is full.
+pub const BULKHEAD_FULL: &str = "bulkhead-full";
+
+/// How the calls to one dependency are bounded.
+#[derive(Clone, Copy, Debug)]
+pub struct CallLimits {
+    /// Deadline of one guarded call, so a stalled dependency cannot hold a request longer.
+    pub timeout: Duration,
+    /// Guarded calls in flight at once.
+    pub bulkhead: usize,
+}
 
 pub struct Breaker {
     dependency: &'static str,
+    guards: Dependency,
     pick: fn(&CircuitBreakers) -> &BreakerSettings,
     machine: Mutex<Machine>,
     /// Runtime-config version applied to `machine` (u64::MAX: none yet).
@@ -41,6 +60,9 @@ pub struct Breaker {
     metrics: Arc<Metrics>,
     /// Deadline of one guarded call, so a stalled dependency cannot hold a request longer.
     timeout: Duration,
+    bulkhead: Semaphore,
+    in_flight: Gauge,
+    bulkhead_rejected: Counter,
 }
 
 /// Both breakers of the process.
@@ -66,25 +88,42 @@ impl Breakers {
     pub fn new(
         runtime: &RuntimeConfigHandle,
         metrics: &Arc<Metrics>,
-        postgres_timeout: Duration,
-        redis_timeout: Duration,
+        postgres: CallLimits,
+        redis: CallLimits,
     ) -> Self {
         Self {
             postgres: Breaker::new(
-                "postgres",
+                Dependency::Postgres,
                 |c| &c.postgres,
                 runtime,
                 metrics,
-                postgres_timeout,
+                postgres,
             ),
-            redis: Breaker::new("redis", |c| &c.redis, runtime, metrics, redis_timeout),
+            redis: Breaker::new(Dependency::Redis, |c| &c.redis, runtime, metrics, redis),
         }
     }
 }
 
-/// Is this error an infrastructure failure of the guarded dependency?
-pub fn is_infra(e: &ApiError) -> bool {
-    e.status() == StatusCode::SERVICE_UNAVAILABLE && e.kind() != CIRCUIT_OPEN
+/// Did `dependency` itself fail (unreachable, pool exhausted, statement timeout)? A refusal
+/// by a breaker or a bulkhead is not a failure, nor is another dependency's error met inside
+/// the call (a Redis error during a database unit), nor any business answer.
+pub fn is_failure_of(e: &ApiError, dependency: Dependency) -> bool {
+    e.status() == StatusCode::SERVICE_UNAVAILABLE && e.failed_dependency() == Some(dependency)
+}
+
+/// May a cached copy stand in for this answer? Yes when a dependency could not answer
+/// (failed, timed out, or was refused by its breaker or bulkhead), never for a business answer.
+pub fn is_unavailable(e: &ApiError) -> bool {
+    e.status() == StatusCode::SERVICE_UNAVAILABLE
+}
+
+fn bulkhead_full(dependency: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        BULKHEAD_FULL,
+        format!("too many requests are waiting for {dependency}; retry shortly"),
+    )
+    .retry_after(1)
 }
 
 /// A 503 that tells the client when to come back (whole seconds, at least 1).
@@ -100,15 +139,18 @@ pub fn circuit_open(dependency: &str, retry_after: Duration) -> ApiError {
 
 impl Breaker {
     fn new(
-        dependency: &'static str,
+        guards: Dependency,
         pick: fn(&CircuitBreakers) -> &BreakerSettings,
         runtime: &RuntimeConfigHandle,
         metrics: &Arc<Metrics>,
-        timeout: Duration,
+        limits: CallLimits,
     ) -> Self {
         let cfg = runtime.get();
+        let dependency = guards.as_str();
+        let labels = CircuitLabels { dependency };
         let b = Self {
             dependency,
+            guards,
             pick,
             machine: Mutex::new(Machine::new(
                 pick(&cfg.circuit_breakers).into(),
@@ -117,7 +159,10 @@ impl Breaker {
             version: AtomicU64::new(cfg.version),
             runtime: runtime.clone(),
             metrics: metrics.clone(),
-            timeout,
+            timeout: limits.timeout,
+            bulkhead: Semaphore::new(limits.bulkhead),
+            in_flight: metrics.bulkhead_in_flight.get_or_create(&labels).clone(),
+            bulkhead_rejected: metrics.bulkhead_rejected.get_or_create(&labels).clone(),
         };
         b.publish(b.lock().state());
         b
@@ -195,7 +240,8 @@ impl Breaker {
         self.lock().refusing_for(Instant::now())
     }
 
-    /// Asks to make one call; refused calls get a `circuit-open` 503 with `Retry-After`.
+    /// Asks to make one call; refused calls get a `circuit-open` 503 with `Retry-After`, or a
+    /// `bulkhead-full` one when the dependency already has its share of calls in flight.
     pub fn acquire(&self) -> ApiResult<Permit<'_>> {
         self.sync();
         let mut m = self.lock();
@@ -203,12 +249,27 @@ impl Breaker {
         self.after(t, &m);
         drop(m);
         match admission {
-            Admission::Allowed { trial } => Ok(Permit {
-                breaker: self,
-                trial,
-                started: Instant::now(),
-                done: false,
-            }),
+            Admission::Allowed { trial } => {
+                let mut permit = Permit {
+                    breaker: self,
+                    trial,
+                    started: Instant::now(),
+                    done: false,
+                    slot: None,
+                };
+                match self.bulkhead.try_acquire() {
+                    Ok(slot) => {
+                        self.in_flight.inc();
+                        permit.slot = Some(slot);
+                        Ok(permit)
+                    }
+                    // dropping the unreported permit hands a half-open trial slot back
+                    Err(_) => {
+                        self.bulkhead_rejected.inc();
+                        Err(bulkhead_full(self.dependency))
+                    }
+                }
+            }
             Admission::Rejected { retry_after } => {
                 self.count("rejected");
                 Err(circuit_open(self.dependency, retry_after))
@@ -237,11 +298,16 @@ impl Breaker {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match outcome {
             Ok(result) => {
-                permit.finish(if result.as_ref().is_err_and(is_infra) {
-                    Outcome::Failure
-                } else {
-                    Outcome::Success
-                });
+                permit.finish(
+                    if result
+                        .as_ref()
+                        .is_err_and(|e| is_failure_of(e, self.guards))
+                    {
+                        Outcome::Failure
+                    } else {
+                        Outcome::Success
+                    },
+                );
                 result
             }
             Err(_) => {
@@ -256,7 +322,8 @@ impl Breaker {
                     DEPENDENCY_TIMEOUT,
                     format!("{} did not answer in time; retry shortly", self.dependency),
                 )
-                .retry_after(1))
+                .retry_after(1)
+                .failure_of(self.guards))
             }
         }
     }
@@ -281,6 +348,8 @@ pub struct Permit<'a> {
     trial: bool,
     started: Instant,
     done: bool,
+    /// The bulkhead slot, held until the call is reported.
+    slot: Option<SemaphorePermit<'a>>,
 }
 
 impl Permit<'_> {
@@ -289,8 +358,11 @@ impl Permit<'_> {
         self.report(Some(outcome));
     }
 
-    fn report(&self, outcome: Option<Outcome>) {
+    fn report(&mut self, outcome: Option<Outcome>) {
         let b = self.breaker;
+        if self.slot.take().is_some() {
+            b.in_flight.dec();
+        }
         let took = self.started.elapsed();
         let mut m = b.lock();
         let outcome =

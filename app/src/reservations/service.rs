@@ -53,7 +53,9 @@ pub struct Gate {
 }
 
 pub async fn gate(state: &AppState, schedule: ScheduleId) -> Result<Gate, ApiError> {
-    let (concert, queue_id, max_holds) = concerts::schedule_concert(&state.db, schedule)
+    let (concert, queue_id, max_holds) = state
+        .db
+        .run(async |c| concerts::schedule_concert(c, schedule).await)
         .await?
         .ok_or_else(|| ApiError::not_found("schedule"))?;
     Ok(Gate {
@@ -69,10 +71,10 @@ const VIEW: &str = "select reservation_id, user_id, schedule_id, seat_id,
    from reservations where reservation_id = $1";
 
 pub async fn get(state: &AppState, id: ReservationId) -> Result<Option<ReservationView>, ApiError> {
-    Ok(sqlx::query_as(VIEW)
-        .bind(id)
-        .fetch_optional(&state.db)
-        .await?)
+    state
+        .db
+        .run(async |c| sqlx::query_as(VIEW).bind(id).fetch_optional(c).await)
+        .await
 }
 
 /// Places a hold for `ttl_secs`. 409 `seat-taken` when sold or under a live hold.
@@ -84,7 +86,22 @@ pub async fn hold(
     gate: &Gate,
     ttl_secs: f64,
 ) -> Result<ReservationView, ApiError> {
-    let mut tx = state.db.begin().await?;
+    let view = state
+        .db
+        .tx(async |tx| hold_in(tx, user, schedule, seat, gate, ttl_secs).await)
+        .await?;
+    cache::invalidate(state, schedule, gate.concert).await;
+    Ok(view)
+}
+
+async fn hold_in(
+    tx: &mut PgConnection,
+    user: UserId,
+    schedule: ScheduleId,
+    seat: SeatId,
+    gate: &Gate,
+    ttl_secs: f64,
+) -> Result<ReservationView, ApiError> {
     // Serializes one user's holds so the per-user limit cannot be raced (other users are
     // not blocked: the lock is per user).
     sqlx::query("select pg_advisory_xact_lock(4242, $1::int4)")
@@ -154,8 +171,6 @@ pub async fn hold(
         Some("reservations_seat_held_key") => ApiError::conflict("seat-taken", "this seat is held by someone else"),
         _ => e.into(),
     })?;
-    tx.commit().await?;
-    cache::invalidate(state, schedule, gate.concert).await;
     Ok(view)
 }
 
@@ -221,14 +236,19 @@ pub async fn reservation_gate(
     state: &AppState,
     id: ReservationId,
 ) -> Result<Option<(UserId, ScheduleId, Gate)>, ApiError> {
-    let row: Option<(UserId, ScheduleId, ConcertId, Option<String>, i32)> = sqlx::query_as(
-        "select r.user_id, r.schedule_id, c.concert_id, c.queue_id, c.max_holds_per_user
-           from reservations r join schedules s using (schedule_id) join concerts c using (concert_id)
-          where r.reservation_id = $1",
-    )
-    .bind(id)
-    .fetch_optional(&state.db)
-    .await?;
+    let row: Option<(UserId, ScheduleId, ConcertId, Option<String>, i32)> = state
+        .db
+        .run(async |c| {
+            sqlx::query_as(
+                "select r.user_id, r.schedule_id, c.concert_id, c.queue_id, c.max_holds_per_user
+                   from reservations r join schedules s using (schedule_id) join concerts c using (concert_id)
+                  where r.reservation_id = $1",
+            )
+            .bind(id)
+            .fetch_optional(c)
+            .await
+        })
+        .await?;
     Ok(row.map(|(u, s, concert, queue_id, max_holds)| {
         (
             u,

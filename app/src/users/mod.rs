@@ -57,7 +57,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[utoipa::path(get, path = "/users/me", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = UserView), (status = 401, content_type = "application/problem+json")))]
 pub async fn me(State(state): State<AppState>, user: CurrentUser) -> ApiResult<Json<UserView>> {
-    let row = store::by_id(&state.db, user.id)
+    let row = state
+        .db
+        .run(async |c| store::by_id(c, user.id).await)
         .await?
         .ok_or_else(|| ApiError::not_found("user"))?;
     Ok(Json(row.into()))
@@ -73,19 +75,23 @@ pub async fn become_seller(
 ) -> ApiResult<Json<BecomeSellerResponse>> {
     let display_name = parse_name(&req.display_name, "display_name")
         .map_err(|m| ApiError::invalid("display_name", m))?;
-    let mut tx = state.db.begin().await?;
-    let row = store::grant_role(&mut *tx, user.id, Role::Seller)
-        .await?
-        .ok_or_else(|| ApiError::not_found("user"))?;
-    sqlx::query(
-        "insert into sellers (user_id, display_name) values ($1, $2)
-         on conflict (user_id) do update set display_name = excluded.display_name",
-    )
-    .bind(user.id)
-    .bind(&display_name)
-    .execute(&mut *tx)
-    .await?;
-    tx.commit().await?;
+    let row = state
+        .db
+        .tx(async |tx| {
+            let row = store::grant_role(&mut *tx, user.id, Role::Seller)
+                .await?
+                .ok_or_else(|| ApiError::not_found("user"))?;
+            sqlx::query(
+                "insert into sellers (user_id, display_name) values ($1, $2)
+                 on conflict (user_id) do update set display_name = excluded.display_name",
+            )
+            .bind(user.id)
+            .bind(&display_name)
+            .execute(&mut *tx)
+            .await?;
+            Ok::<_, ApiError>(row)
+        })
+        .await?;
     let access_token = state
         .jwt
         .issue(row.user_id, &row.roles())

@@ -45,7 +45,10 @@ pub async fn get_wallet(
     user: CurrentUser,
 ) -> ApiResult<Json<WalletView>> {
     Ok(Json(WalletView {
-        balance: store::balance(&state.db, user.id).await?,
+        balance: state
+            .db
+            .run(async |c| store::balance(c, user.id).await)
+            .await?,
     }))
 }
 
@@ -94,6 +97,9 @@ pub async fn transactions(
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Paged<LedgerEntry>>> {
     let page = q.parse(20)?;
-    let rows = store::ledger(&state.db, user.id, page).await?;
+    let rows = state
+        .db
+        .run(async |c| store::ledger(c, user.id, page).await)
+        .await?;
     Ok(Json(Paged::from_rows(rows, page, |e| e.id)))
 }
