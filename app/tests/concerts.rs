@@ -85,7 +85,7 @@ async fn three_hundred_users_race_for_one_seat_and_exactly_one_holds(pool: PgPoo
         "select count(*) from reservations where seat_id = $1 and status = 'held'",
     )
     .bind(seat)
-    .fetch_one(&app.state.db)
+    .fetch_one(app.state.db.pool())
     .await
     .unwrap();
     assert_eq!(held, 1);
@@ -104,14 +104,14 @@ async fn three_hundred_users_race_for_one_seat_and_exactly_one_holds(pool: PgPoo
         "update seats set hold_expires_at = now() - interval '1 second' where seat_id = $1",
     )
     .bind(seat)
-    .execute(&app.state.db)
+    .execute(app.state.db.pool())
     .await
     .unwrap();
     sqlx::query(
         "update reservations set expires_at = now() - interval '1 second' where seat_id = $1",
     )
     .bind(seat)
-    .execute(&app.state.db)
+    .execute(app.state.db.pool())
     .await
     .unwrap();
     let late = pay(
@@ -202,7 +202,7 @@ async fn an_expired_hold_frees_the_seat_and_payment_is_idempotent(pool: PgPool) 
         let status: String =
             sqlx::query_scalar("select status from reservations where reservation_id = $1")
                 .bind(ra["id"].as_i64().unwrap())
-                .fetch_one(&app.state.db)
+                .fetch_one(app.state.db.pool())
                 .await
                 .unwrap();
         if status == "expired" {
@@ -239,7 +239,7 @@ async fn an_expired_hold_frees_the_seat_and_payment_is_idempotent(pool: PgPool) 
         "select count(*) from wallet_ledger where user_id = $1 and kind = 'seat_payment'",
     )
     .bind(b.id)
-    .fetch_one(&app.state.db)
+    .fetch_one(app.state.db.pool())
     .await
     .unwrap();
     assert_eq!(debits, 1);
@@ -275,7 +275,7 @@ async fn insufficient_balance_is_a_clear_conflict_and_keeps_the_hold(pool: PgPoo
     let status: String =
         sqlx::query_scalar("select status from reservations where reservation_id = $1")
             .bind(r["id"].as_i64().unwrap())
-            .fetch_one(&app.state.db)
+            .fetch_one(app.state.db.pool())
             .await
             .unwrap();
     assert_eq!(status, "held", "a failed payment changes nothing");

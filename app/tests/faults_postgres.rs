@@ -1,10 +1,13 @@
-//! PostgreSQL faults with a flash sale running (issue 5): stalled like SIGSTOP, every
-//! connection cut, and slowed by 3 s, each behind a TCP proxy in front of the shared server.
+//! PostgreSQL faults with a flash sale running (issue 5): a private server paused with
+//! SIGSTOP; every connection cut, slowed by 3 s, and stalled against a bulkhead, each behind a
+//! TCP proxy in front of the shared server.
 //! docs/resilience.md maps each guarantee to its test.
 #![allow(clippy::unwrap_used)]
 
 #[path = "common/mod.rs"]
 mod common;
+#[path = "faults/postgres_server.rs"]
+mod postgres_server;
 #[path = "faults/procs.rs"]
 mod procs;
 #[path = "faults/proxy.rs"]
@@ -26,21 +29,21 @@ use support::*;
 
 const MIGRATOR: &sqlx::migrate::Migrator = &floodgate_app::platform::db::MIGRATOR;
 
-/// PostgreSQL stalled (like SIGSTOP) beyond the timeout mid flash sale: the breaker opens
-/// within the window, writes answer 503 fast (no request outlives its deadline), reads are
-/// served from the cache (also stale, after the Redis copy is gone), the breaker half-opens
-/// and closes after recovery; every 201 order is in the database, stock never negative.
-#[sqlx::test(migrator = "MIGRATOR")]
-async fn postgres_stalled_mid_flash_sale(pool: PgPool) {
-    let proxy = proxy::Proxy::start(procs::database_addr()).await;
-    let app = TestApp::spawn_with(
-        proxied_pool(&pool, &proxy, 20, Duration::from_secs(1)),
-        |s| {
-            s.db_call_timeout_ms = 1_500;
-            s.db_acquire_timeout_ms = 1_000;
-            s.request_timeout_ms = 4_000;
-        },
-    )
+/// PostgreSQL paused with SIGSTOP (the postmaster and every backend of a private server)
+/// beyond the timeout mid flash sale: the breaker opens within the window, writes answer 503
+/// fast (no request outlives its deadline), reads are served from the cache (also stale,
+/// after the Redis copy is gone) and uncached reads are refused at once; after SIGCONT the
+/// breaker half-opens and closes; every 201 order is in the database, stock never negative.
+#[tokio::test]
+async fn postgres_paused_with_sigstop_mid_flash_sale() {
+    let server = postgres_server::PostgresServer::start().await;
+    let pool = server.pool(4, Duration::from_secs(5));
+    MIGRATOR.run(&pool).await.unwrap();
+    let app = TestApp::spawn_with(server.pool(20, Duration::from_secs(1)), |s| {
+        s.db_call_timeout_ms = 1_500;
+        s.db_acquire_timeout_ms = 1_000;
+        s.request_timeout_ms = 4_000;
+    })
     .await;
     let prefix = app.state.redis.prefix().to_owned();
     set_breakers(
@@ -75,7 +78,7 @@ async fn postgres_stalled_mid_flash_sale(pool: PgPool) {
     let load = Buyers::start(&app, &buyers, goods);
 
     tokio::time::sleep(Duration::from_secs(1)).await;
-    proxy.stall(true);
+    server.pause(true);
     let stalled_at = Instant::now();
     let opened = eventually(
         Duration::from_millis(1_500 + 3_000),
@@ -101,8 +104,31 @@ async fn postgres_stalled_mid_flash_sale(pool: PgPool) {
         read_started.elapsed() < Duration::from_secs(1),
         "the stale copy is served without waiting"
     );
+    // reads with no cached copy go through the same breaker: refused at once, not after the
+    // pool's acquire timeout
+    for path in [
+        "/api/v1/wallet",
+        "/api/v1/wallet/transactions",
+        "/api/v1/orders",
+        "/api/v1/coupons",
+        "/api/v1/users/me",
+    ] {
+        let started = Instant::now();
+        let (status, retry, kind) = problem_kind(app.get(path, Some(&buyers[0])).await).await;
+        assert_eq!(
+            (status, kind.as_str()),
+            (StatusCode::SERVICE_UNAVAILABLE, "circuit-open"),
+            "{path} while PostgreSQL's breaker is open"
+        );
+        assert!(retry.is_some(), "{path}: Retry-After");
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{path} refused at once, took {:?}",
+            started.elapsed()
+        );
+    }
     tokio::time::sleep(Duration::from_secs(2)).await;
-    proxy.stall(false);
+    server.pause(false);
     let recovered = Instant::now();
     eventually(
         Duration::from_secs(2 + 8),
@@ -137,7 +163,7 @@ async fn postgres_stalled_mid_flash_sale(pool: PgPool) {
             .any(|(at, _, s)| *at > recovered && *s == StatusCode::CREATED),
         "orders succeed after recovery"
     );
-    // give transactions whose commit was held in the proxy time to finish before checking
+    // give transactions whose commit was frozen with the server time to finish before checking
     tokio::time::sleep(Duration::from_millis(500)).await;
     support::assert_orders_persisted(&pool, &acked).await;
     support::assert_stock_and_ledgers(&pool, goods, initial).await;
@@ -291,7 +317,7 @@ async fn slow_postgres_opens_the_breaker_by_slow_call_rate(pool: PgPool) {
     }
     // open the connections now: with the latency, a new connection alone takes many seconds
     futures::future::join_all(
-        (0..4).map(|_| sqlx::query("select pg_sleep(0.2)").execute(&app.state.db)),
+        (0..4).map(|_| sqlx::query("select pg_sleep(0.2)").execute(app.state.db.pool())),
     )
     .await;
 
@@ -328,4 +354,161 @@ async fn slow_postgres_opens_the_breaker_by_slow_call_rate(pool: PgPool) {
     );
     assert!(started.elapsed() < Duration::from_secs(1));
     proxy.set_latency(Duration::ZERO);
+}
+
+/// A stalled PostgreSQL holds at most its bulkhead's share of in-flight requests: with the
+/// breaker disabled (so only the bulkhead protects), 8 reads wait on the stalled database,
+/// every further one is refused at once with 503 `bulkhead-full`, and requests that need
+/// only Redis (coupon issue, the waiting room) and `/livez` keep answering at once. After the
+/// stall the same reads succeed.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn stalled_postgres_holds_at_most_its_bulkhead(pool: PgPool) {
+    const BULKHEAD: usize = 8;
+    let proxy = proxy::Proxy::start(procs::database_addr()).await;
+    let app = TestApp::spawn_with(
+        proxied_pool(&pool, &proxy, 4, Duration::from_secs(5)),
+        |s| {
+            s.db_bulkhead = BULKHEAD as u32;
+            s.db_call_timeout_ms = 3_000;
+            s.db_acquire_timeout_ms = 5_000;
+            s.request_timeout_ms = 8_000;
+        },
+    )
+    .await;
+    let prefix = app.state.redis.prefix().to_owned();
+    set_breakers(
+        &support::redis_url(),
+        &prefix,
+        1,
+        breaker(10, 5, "30s", 2, "5s", "disabled"),
+        breaker(10, 5, "30s", 2, "5s", "auto"),
+    )
+    .await;
+    eventually(Duration::from_secs(5), "config applied", || async {
+        app.state.runtime.get().version == 1
+    })
+    .await;
+    let admin = app
+        .user_with_roles("admin@example.com", &["customer", "admin"])
+        .await;
+    let drop = campaign(&app, &admin, 1_000).await;
+    let users = app.bulk_customers(40, "w").await;
+    // the campaign is in Redis: issuing needs no PostgreSQL
+    assert_eq!(
+        app.post_json(
+            &format!("/api/v1/coupon-campaigns/{drop}/issue"),
+            &json!({}),
+            Some(&users[0])
+        )
+        .await
+        .status(),
+        StatusCode::CREATED
+    );
+
+    let app = Arc::new(app);
+    proxy.stall(true);
+    let reads: Vec<_> = users
+        .iter()
+        .map(|u| {
+            let (app, u) = (app.clone(), u.clone());
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let (status, _, kind) =
+                    problem_kind(app.get("/api/v1/wallet", Some(&u)).await).await;
+                (status, kind, started.elapsed())
+            })
+        })
+        .collect();
+    // while the reads are stuck: exactly the bulkhead's share is in flight on PostgreSQL
+    eventually(Duration::from_secs(2), "bulkhead full", || async {
+        app.state.metrics.encode().contains(&format!(
+            "floodgate_bulkhead_in_flight{{dependency=\"postgres\"}} {BULKHEAD}"
+        ))
+    })
+    .await;
+    // the rest of the process is not held hostage
+    for (i, u) in users[1..6].iter().enumerate() {
+        let started = Instant::now();
+        let res = app
+            .post_json(
+                &format!("/api/v1/coupon-campaigns/{drop}/issue"),
+                &json!({}),
+                Some(u),
+            )
+            .await;
+        assert_eq!(
+            res.status(),
+            StatusCode::CREATED,
+            "coupon issue {i} during the stall"
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "coupon issue {i} was fast"
+        );
+        let started = Instant::now();
+        let res = app
+            .post_json("/api/v1/queues/w-room/tokens", &json!({}), Some(u))
+            .await;
+        assert!(
+            res.status().is_success(),
+            "queue join {i} during the stall: {}",
+            res.status()
+        );
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "queue join {i} was fast"
+        );
+    }
+    let started = Instant::now();
+    assert_eq!(app.get("/livez", None).await.status(), StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_millis(500));
+
+    let mut refused = 0;
+    let mut waited = 0;
+    for r in reads {
+        let (status, kind, took) = r.await.unwrap();
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no read can succeed during the stall"
+        );
+        if kind == "bulkhead-full" {
+            assert!(
+                took < Duration::from_millis(500),
+                "refused at once, took {took:?}"
+            );
+            refused += 1;
+        } else {
+            assert_eq!(
+                kind, "dependency-timeout",
+                "the admitted reads hit the call deadline"
+            );
+            waited += 1;
+        }
+    }
+    assert_eq!((waited, refused), (BULKHEAD, users.len() - BULKHEAD));
+    let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    assert_eq!(
+        support::metric(
+            &metrics,
+            "floodgate_bulkhead_rejected_total{dependency=\"postgres\"}"
+        ),
+        (users.len() - BULKHEAD) as f64
+    );
+
+    proxy.stall(false);
+    proxy.cut();
+    eventually(
+        Duration::from_secs(10),
+        "reads succeed after the stall",
+        || async { app.get("/api/v1/wallet", Some(&users[0])).await.status() == StatusCode::OK },
+    )
+    .await;
+    assert!(
+        app.state
+            .metrics
+            .encode()
+            .contains("floodgate_bulkhead_in_flight{dependency=\"postgres\"} 0"),
+        "every slot came back"
+    );
 }

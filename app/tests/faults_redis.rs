@@ -334,3 +334,176 @@ async fn redis_killed_and_restarted_mid_coupon_drop(pool: PgPool) {
     support::assert_coupons_persisted(&pool, drop_id, &winner_ids, cap, Duration::from_secs(45))
         .await;
 }
+
+/// A private Redis paused with SIGSTOP (sockets open, nothing answers) under traffic: the
+/// breaker opens after the guarded calls time out; then coupon issue and queue join answer
+/// 503 `circuit-open` at once, login fails closed at once, and catalog reads, wallet reads
+/// and orders keep working from PostgreSQL without waiting on Redis. After SIGCONT the
+/// breaker closes, the invalidation the order could not deliver is replayed, and this
+/// replica never serves the pre-order copy of the goods.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn redis_paused_with_sigstop(pool: PgPool) {
+    let server = procs::RedisServer::start().await;
+    let redis_url = server.url();
+    let app = TestApp::spawn_with(pool.clone(), |s| {
+        s.redis_url = redis_url.clone().into();
+        s.redis_call_timeout_ms = 1_000;
+    })
+    .await;
+    let prefix = app.state.redis.prefix().to_owned();
+    set_breakers(
+        &redis_url,
+        &prefix,
+        1,
+        breaker(10, 5, "30s", 2, "5s", "auto"),
+        breaker(6, 3, "3s", 1, "900ms", "auto"),
+    )
+    .await;
+    eventually(Duration::from_secs(5), "config applied", || async {
+        app.state.runtime.get().version == 1
+    })
+    .await;
+    let seller = app
+        .user_with_roles("seller@example.com", &["customer", "seller"])
+        .await;
+    let admin = app
+        .user_with_roles("admin@example.com", &["customer", "admin"])
+        .await;
+    let buyer = app
+        .user_with_roles("buyer@example.com", &["customer"])
+        .await;
+    let goods = new_goods(&app, &seller, 10, 10).await;
+    charge(&app, &buyer, 1_000).await;
+    let drop_id = campaign(&app, &admin, 100).await;
+    let detail = format!("/api/v1/goods/{goods}");
+    let stock = |res: reqwest::Response| async move {
+        res.json::<serde_json::Value>().await.unwrap()["stock"]
+            .as_i64()
+            .unwrap()
+    };
+    // cached in Redis with stock 10
+    assert_eq!(stock(app.get(&detail, None).await).await, 10);
+    assert_eq!(stock(app.get(&detail, None).await).await, 10);
+
+    server.pause(true);
+    let issue = format!("/api/v1/coupon-campaigns/{drop_id}/issue");
+    let empty = json!({});
+    let tripping =
+        futures::future::join_all((0..4).map(|_| app.post_json(&issue, &empty, Some(&buyer))))
+            .await;
+    for r in tripping {
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+    eventually(Duration::from_secs(3), "redis breaker open", || async {
+        app.state.breakers.redis.state() == State::Open
+    })
+    .await;
+
+    let fast = Duration::from_millis(500);
+    let started = Instant::now();
+    let (status, retry, kind) =
+        problem_kind(app.post_json(&issue, &json!({}), Some(&buyer)).await).await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "circuit-open")
+    );
+    assert!(
+        retry.is_some() && started.elapsed() < fast,
+        "coupon issue refused at once"
+    );
+
+    let started = Instant::now();
+    let (status, _, kind) = problem_kind(
+        app.post_json(
+            "/api/v1/queues/paused-room/tokens",
+            &json!({}),
+            Some(&buyer),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "circuit-open")
+    );
+    assert!(started.elapsed() < fast, "queue join refused at once");
+
+    let started = Instant::now();
+    let login = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": "buyer@example.com", "password": common::PASSWORD}),
+            None,
+        )
+        .await;
+    assert_eq!(
+        login.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "login fails closed"
+    );
+    assert!(started.elapsed() < fast, "login refused at once");
+
+    let started = Instant::now();
+    assert_eq!(
+        app.get("/api/v1/wallet", Some(&buyer)).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(stock(app.get(&detail, None).await).await, 10);
+    assert!(
+        started.elapsed() < fast,
+        "wallet and catalog reads did not wait on Redis"
+    );
+
+    let started = Instant::now();
+    let order = app
+        .post_json(
+            "/api/v1/orders",
+            &json!({"items": [{"goods_id": goods, "quantity": 1}]}),
+            Some(&buyer),
+        )
+        .await;
+    assert_eq!(
+        order.status(),
+        StatusCode::CREATED,
+        "orders need only PostgreSQL"
+    );
+    assert!(started.elapsed() < fast, "the order did not wait on Redis");
+    assert_eq!(stock(app.get(&detail, None).await).await, 9);
+
+    server.pause(false);
+    // from the moment Redis answers again, this replica never shows the pre-order copy
+    let resumed = Instant::now();
+    while resumed.elapsed() < Duration::from_secs(2) {
+        assert_eq!(
+            stock(app.get(&detail, None).await).await,
+            9,
+            "stale copy after resume"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    eventually(Duration::from_secs(8), "redis breaker closed", || async {
+        app.state.breakers.redis.state() == State::Closed
+    })
+    .await;
+    let res = app.post_json(&issue, &json!({}), Some(&buyer)).await;
+    assert_eq!(
+        res.status(),
+        StatusCode::CREATED,
+        "coupon issue works again"
+    );
+    // the replayed invalidation reached Redis: the next read fills the fresh copy
+    assert_eq!(stock(app.get(&detail, None).await).await, 9);
+    let mut conn = redis::Client::open(redis_url.as_str())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let cached: Option<Vec<u8>> = redis::cmd("HGET")
+        .arg(app.key(&format!("{{c:goods:{goods}}}:data")))
+        .arg("v1")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let cached: serde_json::Value = serde_json::from_slice(&cached.expect("refilled")).unwrap();
+    assert_eq!(cached["stock"], 9);
+}

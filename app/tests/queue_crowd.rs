@@ -36,12 +36,12 @@ async fn a_thousand_users_through_a_cap_of_fifty(pool: PgPool) {
         "select count(*) from seats where schedule_id = $1 and sold_to is not null",
     )
     .bind(c.schedule)
-    .fetch_one(&app.state.db)
+    .fetch_one(app.state.db.pool())
     .await
     .unwrap();
     assert_eq!(sold, 1000);
     let balances: i64 = sqlx::query_scalar("select count(*) from wallets where balance = 4000")
-        .fetch_one(&app.state.db)
+        .fetch_one(app.state.db.pool())
         .await
         .unwrap();
     assert_eq!(balances, 1000);

@@ -109,7 +109,7 @@ impl TestApp {
         sqlx::query("update users set roles = $2 where email = $1")
             .bind(email)
             .bind(roles)
-            .execute(&self.state.db)
+            .execute(self.state.db.pool())
             .await
             .unwrap();
         self.login(email).await.0
@@ -126,7 +126,7 @@ impl TestApp {
         )
         .bind(n as i32)
         .bind(tag)
-        .fetch_all(&self.state.db)
+        .fetch_all(self.state.db.pool())
         .await
         .unwrap();
         ids.into_iter()

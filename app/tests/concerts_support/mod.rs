@@ -32,11 +32,11 @@ pub async fn users(app: &TestApp, n: usize, balance: i64) -> Vec<User> {
          select e, 'not-a-hash', 'Test' from unnest($1::text[]) as e returning user_id",
     )
     .bind(&emails)
-    .fetch_all(&app.state.db)
+    .fetch_all(app.state.db.pool())
     .await
     .unwrap();
     let mut out = Vec::with_capacity(n);
-    let mut conn = app.state.db.acquire().await.unwrap();
+    let mut conn = app.state.db.pool().acquire().await.unwrap();
     for id in ids {
         let id = UserId(id);
         if balance > 0 {
@@ -84,7 +84,7 @@ pub async fn concert(
     let seats: Vec<i64> =
         sqlx::query_scalar("select seat_id from seats where schedule_id = $1 order by seat_id")
             .bind(schedule)
-            .fetch_all(&app.state.db)
+            .fetch_all(app.state.db.pool())
             .await
             .unwrap();
     Concert {
@@ -168,12 +168,12 @@ pub async fn assert_money_and_seats_consistent(app: &TestApp) {
         "select count(*) from wallets w
           where w.balance <> coalesce((select sum(amount) from wallet_ledger l where l.user_id = w.user_id), 0)",
     )
-    .fetch_one(&app.state.db)
+    .fetch_one(app.state.db.pool())
     .await
     .unwrap();
     assert_eq!(bad, 0, "a wallet disagrees with its ledger");
     let double: i64 = sqlx::query_scalar("select count(*) from (select seat_id from reservations where status = 'confirmed' group by seat_id having count(*) > 1) d")
-        .fetch_one(&app.state.db)
+        .fetch_one(app.state.db.pool())
         .await
         .unwrap();
     assert_eq!(double, 0, "a seat was sold twice");
@@ -182,7 +182,7 @@ pub async fn assert_money_and_seats_consistent(app: &TestApp) {
           where (s.sold_to is not null) <> exists (select 1 from reservations r where r.seat_id = s.seat_id and r.status = 'confirmed')
              or (s.sold_to is not null and not exists (select 1 from seat_payments p where p.reservation_id = s.sold_reservation_id))",
     )
-    .fetch_one(&app.state.db)
+    .fetch_one(app.state.db.pool())
     .await
     .unwrap();
     assert_eq!(
@@ -193,7 +193,7 @@ pub async fn assert_money_and_seats_consistent(app: &TestApp) {
         "select (select coalesce(sum(amount), 0)::bigint from seat_payments),
                 (select coalesce(-sum(amount), 0)::bigint from wallet_ledger where kind = 'seat_payment')",
     )
-    .fetch_one(&app.state.db)
+    .fetch_one(app.state.db.pool())
     .await
     .unwrap();
     assert_eq!(payments.0, payments.1, "payments and ledger debits differ");

@@ -104,9 +104,23 @@ impl RedisServer {
         }
     }
 
+    /// SIGSTOP (`on`) or SIGCONT: the process stays, its sockets stay open, nothing answers.
+    pub fn pause(&self, on: bool) {
+        let pid = self.child.as_ref().expect("redis-server running").id();
+        let status = Command::new("kill")
+            .args([if on { "-STOP" } else { "-CONT" }, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     /// SIGKILL: no shutdown save, only what the AOF already holds survives.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
+            // a stopped process dies on SIGKILL too, but resume it so nothing lingers
+            let _ = Command::new("kill")
+                .args(["-CONT", &c.id().to_string()])
+                .status();
             let _ = c.kill();
             let _ = c.wait();
         }
