@@ -231,11 +231,17 @@ head -200 "$OUT/p3_tokens.txt" | tail -100 | {
   done
   wait
 }
+# first scale patch (desired above the 1 it held): the reaction time PERFORMANCE.md targets;
+# then the time to reach the full 10, which the default scale-up step (max(8 pods, 100 %)
+# per 15 s) spreads over two periods by design
+first_ms=""
 until [ "${desired_now:-0}" -ge 10 ]; do
   desired_now=$(desired); desired_now=${desired_now:-0}
-  [ $(( ($(date +%s%N) - t0) / 1000000 )) -gt 30000 ] && break; sleep 0.05
+  elapsed=$(( ($(date +%s%N) - t0) / 1000000 ))
+  [ -z "$first_ms" ] && [ "$desired_now" -gt 1 ] && first_ms=$elapsed
+  [ "$elapsed" -gt 30000 ] && break; sleep 0.05
 done
-echo "$(( ($(date +%s%N) - t0) / 1000000 )) $(desired)" > "$RAW/p7_scale.txt"
+echo "${first_ms:-30000} $(( ($(date +%s%N) - t0) / 1000000 )) $(desired)" > "$RAW/p7_scale.txt"
 kill "$OP_PID" 2>/dev/null || true
 
 fi

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use floodgate_crds::v1alpha1::{Phase, Schedule};
 
 /// How often a campaign that commands the Deployment is reconciled.
-pub const ACTIVE_RESYNC: Duration = Duration::from_secs(5);
+pub const ACTIVE_RESYNC: Duration = Duration::from_secs(2);
 
 pub fn phase_at(schedule: &Schedule, now: DateTime<Utc>) -> Phase {
     let prewarm = chrono::Duration::milliseconds(
@@ -33,7 +33,7 @@ pub fn commands_resources(phase: Phase) -> bool {
     matches!(phase, Phase::Prewarming | Phase::Active)
 }
 
-/// When to look again: every 5 s while commanding; a Scheduled campaign wakes when
+/// When to look again: every 2 s while commanding; a Scheduled campaign wakes when
 /// prewarming starts; an Ended one only on change.
 pub fn next_wake(schedule: &Schedule, phase: Phase, now: DateTime<Utc>) -> Option<Duration> {
     match phase {
