@@ -145,7 +145,14 @@ for i in $(seq 1 "$RUNS"); do
     -d '{"name":"flash","price":100,"stock":10000}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
   gen run hot-order --target "$APP" --param think_scale=0 --param "goods_id=$hot" --param hot_users=200 --param fund_amount=5000000 --param "run_id=p2r$i" \
     --executor constant-vus --vus 200 --duration "${SECS}s" --summary-json "$RAW/p2_$i.json" >/dev/null 2>&1 || true
-  psql "$DATABASE_URL" -tAc "select $hot, stock, (select coalesce(sum(quantity),0) from order_lines l join orders o using (order_id) where l.goods_id = $hot and o.status = 'paid') from goods where goods_id = $hot" > "$RAW/p2_stock_$i.txt"
+  # stock left, units sold, and the seconds from the first to the last accepted order: with
+  # 10,000 units the item may sell out before the run ends, so the accepted rate is taken
+  # over the selling time, not the whole run
+  psql "$DATABASE_URL" -tAc "select $hot, stock, x.sold, x.span from goods,
+      (select coalesce(sum(l.quantity), 0) as sold,
+              coalesce(extract(epoch from max(o.created_at) - min(o.created_at)), 0) as span
+         from order_lines l join orders o using (order_id) where l.goods_id = $hot and o.status = 'paid') x
+    where goods_id = $hot" > "$RAW/p2_stock_$i.txt"
 done
 
 fi
