@@ -118,6 +118,19 @@ pub struct Settings {
     #[arg(long, env = "FLOODGATE_AUTH_LIMIT_PER_EMAIL", default_value_t = 10)]
     pub auth_limit_per_email: u32,
 
+    /// Group commit of hot-row writes (flash-sale orders, charges of one wallet): how long
+    /// the first write waits for others to share its transaction, in microseconds (0: none).
+    #[arg(
+        long,
+        env = "FLOODGATE_GROUP_COMMIT_WINDOW_US",
+        default_value_t = 2_000
+    )]
+    pub group_commit_window_us: u64,
+
+    /// Most writes one group-commit transaction carries.
+    #[arg(long, env = "FLOODGATE_GROUP_COMMIT_MAX", default_value_t = 256)]
+    pub group_commit_max: usize,
+
     /// Largest single wallet charge, in minor units.
     #[arg(long, env = "FLOODGATE_MAX_CHARGE", default_value_t = 10_000_000)]
     pub max_charge: i64,

@@ -18,7 +18,8 @@ use serde_json::Value;
 pub const PROBLEM_JSON: &str = "application/problem+json";
 const TYPE_BASE: &str = "https://floodgate.dev/problems/";
 
-#[derive(Debug)]
+/// `Clone` so one failure can answer every request of a group-commit batch.
+#[derive(Debug, Clone)]
 pub struct ApiError {
     status: StatusCode,
     /// Stable slug of the error kind, the last segment of the problem `type` URI.

@@ -48,8 +48,15 @@ pub struct CircuitCallLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GroupCommitLabels {
+    pub batch: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
+    /// Jobs per group-commit transaction (`platform::group_commit`).
+    pub group_commit_batch: Family<GroupCommitLabels, Histogram>,
     /// 0 closed, 1 open, 2 half-open, 3 forced-open, 4 disabled.
     pub circuit_state: Family<CircuitLabels, Gauge>,
     /// Calls through a breaker by outcome: success, failure, slow, rejected.
@@ -78,6 +85,11 @@ pub struct Metrics {
 /// enough to show the multi-second tails the source reports suffered.
 const HTTP_BUCKETS: [f64; 15] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 2.5, 5.0, 10.0,
+];
+
+/// Powers of two up to the largest sensible `FLOODGATE_GROUP_COMMIT_MAX`.
+const BATCH_BUCKETS: [f64; 11] = [
+    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
 ];
 
 impl Default for Metrics {
@@ -186,7 +198,17 @@ impl Metrics {
             "Calls refused because the dependency's bulkhead was full",
             bulkhead_rejected.clone(),
         );
+        let group_commit_batch =
+            Family::<GroupCommitLabels, Histogram>::new_with_constructor(|| {
+                Histogram::new(BATCH_BUCKETS)
+            });
+        registry.register(
+            "floodgate_group_commit_batch_size",
+            "Writes carried by one group-commit transaction, by batch kind",
+            group_commit_batch.clone(),
+        );
         Self {
+            group_commit_batch,
             circuit_state,
             circuit_calls,
             bulkhead_in_flight,

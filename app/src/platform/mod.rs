@@ -1,9 +1,11 @@
 //! Infrastructure every domain uses: the PostgreSQL pool and migrations, the Redis
-//! connection, metrics, the runtime-config reader and background-task plumbing.
+//! connection, metrics, the runtime-config reader, group commit of hot-row writes and
+//! background-task plumbing.
 
 pub mod breaker;
 pub mod cache;
 pub mod db;
+pub mod group_commit;
 pub mod metrics;
 pub mod redis;
 pub mod resilience;

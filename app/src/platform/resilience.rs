@@ -218,14 +218,14 @@ impl Breaker {
             .set(state as i64);
     }
 
-    fn count(&self, outcome: &'static str) {
+    fn count(&self, outcome: &'static str, calls: u32) {
         self.metrics
             .circuit_calls
             .get_or_create(&CircuitCallLabels {
                 dependency: self.dependency,
                 outcome,
             })
-            .inc();
+            .inc_by(u64::from(calls));
     }
 
     pub fn state(&self) -> State {
@@ -243,6 +243,10 @@ impl Breaker {
     /// Asks to make one call; refused calls get a `circuit-open` 503 with `Retry-After`, or a
     /// `bulkhead-full` one when the dependency already has its share of calls in flight.
     pub fn acquire(&self) -> ApiResult<Permit<'_>> {
+        self.acquire_for(1)
+    }
+
+    fn acquire_for(&self, calls: u32) -> ApiResult<Permit<'_>> {
         self.sync();
         let mut m = self.lock();
         let (admission, t) = m.acquire(Instant::now());
@@ -256,6 +260,7 @@ impl Breaker {
                     started: Instant::now(),
                     done: false,
                     slot: None,
+                    calls,
                 };
                 match self.bulkhead.try_acquire() {
                     Ok(slot) => {
@@ -271,7 +276,7 @@ impl Breaker {
                 }
             }
             Admission::Rejected { retry_after } => {
-                self.count("rejected");
+                self.count("rejected", calls);
                 Err(circuit_open(self.dependency, retry_after))
             }
         }
@@ -289,7 +294,18 @@ impl Breaker {
         &self,
         call: impl AsyncFnOnce(&Clock) -> ApiResult<T>,
     ) -> ApiResult<T> {
-        let mut permit = self.acquire()?;
+        self.run_timed_for(1, call).await
+    }
+
+    /// [`Self::run_timed`] for one call made on behalf of `calls` requests (a group-commit
+    /// batch): its outcome counts once per request, so window sizes, minimum calls and rates
+    /// keep meaning requests whether or not they were batched.
+    pub async fn run_timed_for<T>(
+        &self,
+        calls: u32,
+        call: impl AsyncFnOnce(&Clock) -> ApiResult<T>,
+    ) -> ApiResult<T> {
+        let mut permit = self.acquire_for(calls.max(1))?;
         let clock = Clock(Mutex::new(permit.started));
         let outcome = tokio::time::timeout(self.timeout, call(&clock)).await;
         permit.started = *clock
@@ -350,6 +366,8 @@ pub struct Permit<'a> {
     done: bool,
     /// The bulkhead slot, held until the call is reported.
     slot: Option<SemaphorePermit<'a>>,
+    /// Requests this call stands for (see [`Breaker::run_timed_for`]).
+    calls: u32,
 }
 
 impl Permit<'_> {
@@ -372,14 +390,22 @@ impl Permit<'_> {
             return;
         };
         let slow = took >= m.config().slow_call_duration;
-        let t = m.record(Instant::now(), self.trial, outcome, took);
+        let now = Instant::now();
+        let mut t = None;
+        for _ in 0..self.calls {
+            // the first transition wins; later records land in the phase it started
+            t = t.or(m.record(now, self.trial, outcome, took));
+        }
         b.after(t, &m);
         drop(m);
-        b.count(match (outcome, slow) {
-            (Outcome::Failure, _) => "failure",
-            (Outcome::Success, true) => "slow",
-            (Outcome::Success, false) => "success",
-        });
+        b.count(
+            match (outcome, slow) {
+                (Outcome::Failure, _) => "failure",
+                (Outcome::Success, true) => "slow",
+                (Outcome::Success, false) => "success",
+            },
+            self.calls,
+        );
     }
 }
 
