@@ -12,15 +12,18 @@ use crate::{
     auth::{jwt::JwtKeys, password},
     config::Settings,
     http,
+    orders::batch::FlashSale,
     platform::{
         cache::Cache,
         db::{self, Db},
+        group_commit::GroupCommit,
         metrics::Metrics,
         redis::Redis,
         resilience::{Breakers, CallLimits},
         runtime_config::{Reader, RuntimeConfigHandle},
     },
     state::{AppState, Inner},
+    wallet::batch::Charges,
 };
 
 /// Builds the state from settings and an existing pool (tests pass their own database).
@@ -55,6 +58,8 @@ pub fn build_state(settings: Settings, db: sqlx::PgPool) -> anyhow::Result<AppSt
         runtime,
         cache,
         breakers,
+        order_batches: GroupCommit::new(FlashSale, &settings),
+        charge_batches: GroupCommit::new(Charges, &settings),
         draining: false.into(),
         dummy_hash: password::dummy_hash(),
         settings,

@@ -8,10 +8,12 @@ use std::{
 use crate::{
     auth::jwt::JwtKeys,
     config::Settings,
+    orders::batch::FlashSale,
     platform::{
-        cache::Cache, db::Db, metrics::Metrics, redis::Redis, resilience::Breakers,
-        runtime_config::RuntimeConfigHandle,
+        cache::Cache, db::Db, group_commit::GroupCommit, metrics::Metrics, redis::Redis,
+        resilience::Breakers, runtime_config::RuntimeConfigHandle,
     },
+    wallet::batch::Charges,
 };
 
 #[derive(Clone)]
@@ -27,6 +29,10 @@ pub struct Inner {
     pub cache: Cache,
     /// Circuit breakers around PostgreSQL and Redis (`platform::resilience`).
     pub breakers: Arc<Breakers>,
+    /// Group commit of the hot write paths (`platform::group_commit`): flash-sale orders per
+    /// goods item, charges per wallet.
+    pub order_batches: GroupCommit<FlashSale>,
+    pub charge_batches: GroupCommit<Charges>,
     pub jwt: JwtKeys,
     /// Set on SIGTERM: readiness turns false so load balancers stop sending traffic.
     pub draining: AtomicBool,

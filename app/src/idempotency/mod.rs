@@ -11,6 +11,9 @@
 //! - Only successful (2xx) responses are stored; a failed attempt releases the key so the
 //!   client can retry after fixing the cause (e.g. topping up the wallet).
 //! - Records expire after `ttls.idempotency` from the runtime config (24 h by default).
+//! - Group-commit batches ([`claim_many`], [`finish_many`]) keep the same rules with one
+//!   statement per batch; their claims live in the batch's transaction, so a failed or
+//!   crashed batch leaves no claim behind.
 
 use std::time::Duration;
 
@@ -29,6 +32,9 @@ use crate::{
     error::{ApiError, ApiResult},
     state::AppState,
 };
+
+mod batch;
+pub use batch::{Claimed, Request, claim_many, finish_many};
 
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED_HEADER: &str = "idempotent-replayed";
@@ -108,6 +114,56 @@ enum Claim {
     Replay(StatusCode, Value),
 }
 
+/// Taking over an existing record (`excluded` is the new claim), shared with the batched
+/// claim ([`batch`]): allowed once it expired, or when its holder died mid-request (lease
+/// lapsed, nothing stored) and the request is the same.
+macro_rules! take_over_set {
+    () => {
+        " set fingerprint = excluded.fingerprint, locked_until = excluded.locked_until,
+              expires_at = excluded.expires_at, status = null, response = null, created_at = now() "
+    };
+}
+macro_rules! take_over_when {
+    () => {
+        " (idempotency_keys.expires_at < now()
+             or (idempotency_keys.status is null and idempotency_keys.locked_until < now()
+                 and idempotency_keys.fingerprint = excluded.fingerprint)) "
+    };
+}
+use {take_over_set, take_over_when};
+
+/// What a record someone else holds means for a request with fingerprint `fp`: a replay, a
+/// reused key (422) or a request still in flight (409).
+fn held(
+    fp: &[u8],
+    stored_fp: &[u8],
+    status: Option<i16>,
+    response: Option<Value>,
+) -> ApiResult<Claim> {
+    if stored_fp != fp {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency-key-reused",
+            "this Idempotency-Key was already used with a different request",
+        ));
+    }
+    match (status, response) {
+        (Some(s), Some(body)) => {
+            let status = StatusCode::from_u16(s as u16).map_err(ApiError::internal)?;
+            Ok(Claim::Replay(status, body))
+        }
+        _ => Err(in_flight()),
+    }
+}
+
+fn in_flight() -> ApiError {
+    ApiError::conflict(
+        "idempotency-key-in-flight",
+        "a request with this Idempotency-Key is still being processed",
+    )
+    .retry_after(1)
+}
+
 async fn claim(
     state: &AppState,
     conn: &mut PgConnection,
@@ -116,17 +172,15 @@ async fn claim(
     fp: &[u8],
 ) -> ApiResult<Claim> {
     let ttl = state.runtime.get().ttls.idempotency.as_secs() as f64;
-    let owned: Option<bool> = sqlx::query_scalar(
+    let owned: Option<bool> = sqlx::query_scalar(concat!(
         "insert into idempotency_keys (user_id, key, fingerprint, locked_until, expires_at)
          values ($1, $2, $3, now() + make_interval(secs => $4), now() + make_interval(secs => $5))
-         on conflict (user_id, key) do update
-            set fingerprint = excluded.fingerprint, locked_until = excluded.locked_until,
-                expires_at = excluded.expires_at, status = null, response = null, created_at = now()
-          where idempotency_keys.expires_at < now()
-             or (idempotency_keys.status is null and idempotency_keys.locked_until < now()
-                 and idempotency_keys.fingerprint = excluded.fingerprint)
-         returning true",
-    )
+         on conflict (user_id, key) do update",
+        take_over_set!(),
+        "where",
+        take_over_when!(),
+        " returning true"
+    ))
     .bind(user)
     .bind(key.as_str())
     .bind(fp)
@@ -143,24 +197,7 @@ async fn claim(
             .bind(key.as_str())
             .fetch_one(&mut *conn)
             .await?;
-    if stored_fp != fp {
-        return Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "idempotency-key-reused",
-            "this Idempotency-Key was already used with a different request",
-        ));
-    }
-    match (status, response) {
-        (Some(s), Some(body)) => {
-            let status = StatusCode::from_u16(s as u16).map_err(ApiError::internal)?;
-            Ok(Claim::Replay(status, body))
-        }
-        _ => Err(ApiError::conflict(
-            "idempotency-key-in-flight",
-            "a request with this Idempotency-Key is still being processed",
-        )
-        .retry_after(1)),
-    }
+    held(fp, &stored_fp, status, response)
 }
 
 /// Runs `op` inside a transaction, at most once per (user, key). Without a key it simply

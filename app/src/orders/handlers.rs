@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{
-    rules, service, soldout,
+    batch, rules, service, soldout,
     store::{self, OrderView},
 };
 use crate::{
@@ -84,6 +84,22 @@ pub async fn create(
         None => None,
     };
     let fp = idempotency::fingerprint("POST /orders", &req);
+    // the flash-sale shape shares a transaction with the other orders for the same goods
+    if let (Some([(goods, quantity)]), None, Some(seen)) =
+        (explicit.as_deref(), req.coupon_id, seen.as_ref())
+    {
+        return batch::place_one(
+            &state,
+            &headers,
+            user.id,
+            *goods,
+            *quantity,
+            key,
+            fp,
+            seen.clone(),
+        )
+        .await;
+    }
     let mut ordered: Vec<GoodsId> = Vec::new();
     let res = idempotency::run(&state, user.id, key, &fp, async |conn| {
         // from the cart: read it inside the transaction, after the idempotency claim, so a

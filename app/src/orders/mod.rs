@@ -1,11 +1,14 @@
 //! Orders paid from the wallet, without oversell: stock is taken with conditional updates in
 //! the same transaction as the wallet debit, the ledger row, the order and its lines, and the
-//! coupon; cancellation refunds, restocks and releases the coupon.
+//! coupon; cancellation refunds, restocks and releases the coupon. Flash-sale orders of one
+//! goods item are group-committed per item ([`batch`]).
 
+pub mod batch;
+pub mod flash;
 mod handlers;
 pub mod rules;
 pub mod service;
-mod soldout;
+pub mod soldout;
 pub mod store;
 
 use utoipa_axum::{router::OpenApiRouter, routes};

@@ -1,10 +1,11 @@
-//! The order write path: placing and cancelling. Handlers call only these two functions, so
-//! a group-commit batcher can later take their place without touching the handlers.
+//! The order write path: placing and cancelling. Flash-sale orders (one goods item, no
+//! coupon, not from the cart) go through group commit instead ([`super::batch`]).
 //!
 //! Placing is all-or-nothing in the caller's transaction. The per-user rows (order, lines,
 //! coupon, wallet) are written first and the shared hot rows (stock) last, in goods-id order,
 //! so a stock row lock is held for one statement plus the commit, and two orders for the same
-//! items cannot deadlock.
+//! items cannot deadlock — with each other, with a cancellation (same order: per-user rows,
+//! then stock) or with a group-commit batch (wallets in user-id order, then the goods row).
 
 use axum::http::HeaderMap;
 use sqlx::PgConnection;
@@ -44,12 +45,19 @@ pub async fn precheck(
     Ok(seen)
 }
 
-fn out_of_stock(id: GoodsId) -> ApiError {
+pub(super) fn out_of_stock(id: GoodsId) -> ApiError {
     ApiError::conflict(
         "out-of-stock",
         format!("goods {} does not have enough stock left", id.0),
     )
     .with_extra(serde_json::json!({"goods_id": id.0}))
+}
+
+pub(super) fn sale_not_started(id: GoodsId, start: chrono::DateTime<chrono::Utc>) -> ApiError {
+    ApiError::conflict(
+        "sale-not-started",
+        format!("goods {} go on sale at {}", id.0, start.to_rfc3339()),
+    )
 }
 
 pub async fn place(
@@ -72,10 +80,7 @@ pub async fn place(
         if let Some(start) = g.sale_starts_at
             && start > now
         {
-            return Err(ApiError::conflict(
-                "sale-not-started",
-                format!("goods {} go on sale at {}", id.0, start.to_rfc3339()),
-            ));
+            return Err(sale_not_started(id, start));
         }
         if let Some(queue) = &g.queue_id {
             crate::queue::require_pass(state, headers, queue, user).await?;
@@ -154,7 +159,8 @@ async fn stock_failure(
 }
 
 /// Cancels a paid order: refund, restock, coupon released. Cancelling a cancelled order
-/// returns it unchanged.
+/// returns it unchanged. Like placing, the per-user rows (coupon, wallet) come before the
+/// stock rows, so a cancellation cannot deadlock with an order of the same user.
 pub async fn cancel(
     conn: &mut PgConnection,
     user: UserId,
@@ -166,7 +172,9 @@ pub async fn cancel(
             .ok_or_else(|| ApiError::not_found("order"))?;
         return Ok((existing, Vec::new()));
     };
-    let restocked = store::restock(conn, order).await?;
+    if let Some(c) = cancelled.coupon_id {
+        coupons::store::release(conn, c).await?;
+    }
     if cancelled.total > 0 {
         wallet::credit(
             conn,
@@ -177,9 +185,7 @@ pub async fn cancel(
         )
         .await?;
     }
-    if let Some(c) = cancelled.coupon_id {
-        coupons::store::release(conn, c).await?;
-    }
+    let restocked = store::restock(conn, order).await?;
     cancelled.lines = store::lines_of(&mut *conn, &[order])
         .await?
         .into_iter()

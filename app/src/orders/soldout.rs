@@ -21,6 +21,7 @@ fn keys(state: &AppState, id: GoodsId) -> (String, String) {
 }
 
 /// What the gate knew before an attempt: which goods are flagged, and the generations seen.
+#[derive(Clone)]
 pub struct Seen {
     pub sold_out: Option<GoodsId>,
     generations: Vec<(GoodsId, String)>,

@@ -5,7 +5,8 @@ use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgExecutor};
 use utoipa::ToSchema;
 
-use crate::{auth::UserId, goods::GoodsId, pagination::Page};
+use super::flash::LockedGoods;
+use crate::{auth::UserId, error::ApiError, goods::GoodsId, pagination::Page, wallet::LedgerKind};
 
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
 pub struct OrderLine {
@@ -94,6 +95,114 @@ pub async fn take_stock(
     .execute(conn)
     .await
     .map(|r| r.rows_affected() == 1)
+}
+
+/// The goods row of a group-commit batch, locked. It is the hot row: callers lock it last,
+/// after every per-user row.
+pub async fn lock_goods(
+    conn: &mut PgConnection,
+    goods: GoodsId,
+) -> Result<Option<LockedGoods>, sqlx::Error> {
+    sqlx::query_as(
+        "select price, stock, sale_starts_at, queue_id from goods
+          where goods_id = $1 and deleted_at is null for no key update",
+    )
+    .bind(goods)
+    .fetch_optional(conn)
+    .await
+}
+
+/// One paid single-line order of a batch.
+pub struct PaidOrder {
+    pub user: UserId,
+    pub quantity: i32,
+    pub total: i64,
+}
+
+/// What [`insert_paid`] wrote.
+pub struct Written {
+    pub orders: Vec<(UserId, OrderView)>,
+    pub stock_left: i32,
+}
+
+/// Writes a batch's paid orders for one goods item in one statement: the orders and their
+/// lines, each wallet debit with its ledger row, and the stock taken once for all. The
+/// caller holds the locks (wallets, then the goods row) and has checked every balance and
+/// the stock; users are distinct. Counts are verified so a mismatch rolls the batch back.
+pub async fn insert_paid(
+    conn: &mut PgConnection,
+    goods: GoodsId,
+    price: i64,
+    paid: &[PaidOrder],
+) -> Result<Written, ApiError> {
+    #[derive(FromRow)]
+    struct Row {
+        user_id: UserId,
+        #[sqlx(flatten)]
+        order: OrderView,
+        lines: i64,
+        debited: i64,
+        stock_left: Option<i32>,
+    }
+    let users: Vec<UserId> = paid.iter().map(|p| p.user).collect();
+    let qty: Vec<i32> = paid.iter().map(|p| p.quantity).collect();
+    let totals: Vec<i64> = paid.iter().map(|p| p.total).collect();
+    let units: i32 = qty.iter().sum();
+    let rows: Vec<Row> = sqlx::query_as(concat!(
+        "with req as (
+            select * from unnest($3::bigint[], $4::int[], $5::bigint[]) as t(user_id, quantity, total)
+         ), o as (
+            insert into orders (user_id, subtotal, discount, total)
+            select user_id, total, 0, total from req
+            returning user_id, ",
+        order_columns!(),
+        "), l as (
+            insert into order_lines (order_id, goods_id, quantity, unit_price)
+            select o.order_id, $1, req.quantity, $2 from o join req using (user_id)
+            returning 1
+         ), w as (
+            update wallets set balance = wallets.balance - req.total, updated_at = now()
+              from req where wallets.user_id = req.user_id and req.total > 0
+            returning wallets.user_id, wallets.balance
+         ), ledger as (
+            insert into wallet_ledger (user_id, kind, amount, balance_after, reference_id)
+            select w.user_id, $7, -req.total, w.balance, o.order_id
+              from w join req using (user_id) join o using (user_id)
+         ), g as (
+            update goods set stock = stock - $6 where goods_id = $1 returning stock
+         )
+         select o.*, (select count(*) from l) as lines, (select count(*) from w) as debited,
+                (select stock from g) as stock_left
+           from o"
+    ))
+    .bind(goods)
+    .bind(price)
+    .bind(&users)
+    .bind(&qty)
+    .bind(&totals)
+    .bind(units)
+    .bind(LedgerKind::OrderPayment.as_str())
+    .fetch_all(conn)
+    .await?;
+    let to_debit = paid.iter().filter(|p| p.total > 0).count() as i64;
+    let stock_left = rows.first().and_then(|r| r.stock_left);
+    match (rows.first(), stock_left) {
+        (Some(r), Some(left))
+            if rows.len() == paid.len()
+                && r.lines == rows.len() as i64
+                && r.debited == to_debit =>
+        {
+            Ok(Written {
+                orders: rows.into_iter().map(|r| (r.user_id, r.order)).collect(),
+                stock_left: left,
+            })
+        }
+        _ => Err(ApiError::internal(format!(
+            "batch of {} orders for goods {} was written incompletely",
+            paid.len(),
+            goods.0
+        ))),
+    }
 }
 
 pub async fn restock(conn: &mut PgConnection, order: i64) -> Result<Vec<GoodsId>, sqlx::Error> {

@@ -15,7 +15,8 @@ pub mod service;
 pub mod store;
 pub mod types;
 
-pub use service::{QueuePass, end_session, require_pass};
+pub use pass::PassCheck;
+pub use service::{QueuePass, check_pass_ahead, end_session, require_pass};
 pub use types::QueueId;
 
 use axum::{Router, routing::get};

@@ -94,18 +94,7 @@ pub fn verify(
     token: &str,
     queue: &str,
 ) -> Result<(UserId, QueueClaims), PassError> {
-    let mut v = Validation::new(Algorithm::HS256);
-    v.set_audience(&[AUDIENCE]);
-    v.set_issuer(&[ISSUER]);
-    v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-    // Passes are short-lived session credentials; no leeway beyond a second of skew.
-    v.leeway = 1;
-    let claims = decode::<QueueClaims>(token, state.jwt.decoding_key(), &v)
-        .map_err(|e| match e.kind() {
-            ErrorKind::ExpiredSignature => PassError::Expired,
-            _ => PassError::Forged,
-        })?
-        .claims;
+    let claims = decode_claims(state, token)?;
     if claims.q != queue {
         return Err(PassError::WrongQueue);
     }
@@ -117,6 +106,51 @@ pub fn verify(
     Ok((user, claims))
 }
 
+/// Verifies signature, algorithm, audience and expiry; returns the claims, for any queue.
+pub fn decode_claims(state: &AppState, token: &str) -> Result<QueueClaims, PassError> {
+    let mut v = Validation::new(Algorithm::HS256);
+    v.set_audience(&[AUDIENCE]);
+    v.set_issuer(&[ISSUER]);
+    v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+    // Passes are short-lived session credentials; no leeway beyond a second of skew.
+    v.leeway = 1;
+    decode::<QueueClaims>(token, state.jwt.decoding_key(), &v)
+        .map(|d| d.claims)
+        .map_err(|e| match e.kind() {
+            ErrorKind::ExpiredSignature => PassError::Expired,
+            _ => PassError::Forged,
+        })
+}
+
+/// A pass checked before it is known which waiting room (if any) the goods need: group-commit
+/// orders check it before queueing, so no Redis call runs inside the batch's transaction.
+#[derive(Debug)]
+pub enum PassCheck {
+    /// No `X-Queue-Token`.
+    Missing,
+    /// An admitted session of this queue.
+    Admitted(String),
+    /// Refused for the queue the token names (`None`: the token could not be read at all).
+    Refused {
+        queue: Option<String>,
+        error: ApiError,
+    },
+}
+
+impl PassCheck {
+    /// What [`super::require_pass`] would answer for goods behind `queue`.
+    pub fn for_queue(&self, queue: &str) -> Result<(), ApiError> {
+        match self {
+            Self::Missing => Err(PassError::Missing.into_api()),
+            Self::Admitted(q) | Self::Refused { queue: Some(q), .. } if q != queue => {
+                Err(PassError::WrongQueue.into_api())
+            }
+            Self::Admitted(_) => Ok(()),
+            Self::Refused { error, .. } => Err(error.clone()),
+        }
+    }
+}
+
 /// The token from the request headers, or `Missing`.
 pub fn from_headers(headers: &axum::http::HeaderMap) -> Result<&str, PassError> {
     headers
@@ -125,4 +159,30 @@ pub fn from_headers(headers: &axum::http::HeaderMap) -> Result<&str, PassError> 
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or(PassError::Missing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pass_checked_ahead_answers_like_require_pass() {
+        let kind = |c: &PassCheck, q: &str| c.for_queue(q).err().map(|e| e.kind());
+        assert_eq!(kind(&PassCheck::Missing, "q1"), Some("queue-pass-missing"));
+        let admitted = PassCheck::Admitted("q1".into());
+        assert_eq!(kind(&admitted, "q1"), None);
+        assert_eq!(kind(&admitted, "q2"), Some("queue-pass-wrong-queue"));
+        let not_admitted = PassCheck::Refused {
+            queue: Some("q1".into()),
+            error: ApiError::forbidden("queue-pass-not-admitted", "not yet"),
+        };
+        assert_eq!(kind(&not_admitted, "q1"), Some("queue-pass-not-admitted"));
+        // the queue is checked before the session, as require_pass does
+        assert_eq!(kind(&not_admitted, "q2"), Some("queue-pass-wrong-queue"));
+        let forged = PassCheck::Refused {
+            queue: None,
+            error: PassError::Forged.into_api(),
+        };
+        assert_eq!(kind(&forged, "q1"), Some("queue-pass-forged"));
+    }
 }

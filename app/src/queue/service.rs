@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use floodgate_crds::runtime::QueueSettings;
 
 use super::{
-    pass::{self, PassError},
+    pass::{self, PassCheck, PassError},
     rules::{self, Phase},
     store::{self, JoinArgs, JoinOutcome, Place},
     types::{JoinResponse, PlaceStatus, PlaceView, QueueId, QueueView},
@@ -214,6 +214,32 @@ pub async fn require_pass(
             "queue-pass-not-admitted",
             "the waiting-room pass has no live session: not admitted yet, or the session ended or expired",
         )),
+    }
+}
+
+/// The caller's pass checked before knowing which queue, if any, it must be for: the queue
+/// the token itself names. Never fails; [`PassCheck::for_queue`] gives the answer once the
+/// goods are known.
+pub async fn check_pass_ahead(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    user: UserId,
+) -> PassCheck {
+    let Ok(token) = pass::from_headers(headers) else {
+        return PassCheck::Missing;
+    };
+    match pass::decode_claims(state, token) {
+        Err(e) => PassCheck::Refused {
+            queue: None,
+            error: e.into_api(),
+        },
+        Ok(claims) => match require_pass(state, headers, &claims.q, user).await {
+            Ok(_) => PassCheck::Admitted(claims.q),
+            Err(error) => PassCheck::Refused {
+                queue: Some(claims.q),
+                error,
+            },
+        },
     }
 }
 

@@ -3,13 +3,12 @@
 use axum::{
     Json,
     extract::{Query, State},
-    http::StatusCode,
     response::Response,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{LedgerKind, store, store::LedgerEntry};
+use super::{ChargeResponse, batch, store, store::LedgerEntry};
 use crate::{
     auth::CurrentUser,
     error::{ApiError, ApiResult},
@@ -29,12 +28,6 @@ pub struct ChargeRequest {
     /// Positive, at most the configured maximum per charge.
     #[schema(example = 50000)]
     pub amount: i64,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct ChargeResponse {
-    pub balance: i64,
-    pub transaction: LedgerEntry,
 }
 
 /// The signed-in user's balance.
@@ -74,18 +67,8 @@ pub async fn charge(
         ));
     }
     let fp = idempotency::fingerprint("POST /wallet/charges", &req);
-    idempotency::run(&state, user.id, key, &fp, async |conn| {
-        let entry = store::credit(conn, user.id, req.amount, LedgerKind::Charge, None).await?;
-        let body = ChargeResponse {
-            balance: entry.balance_after,
-            transaction: entry,
-        };
-        Ok((
-            StatusCode::CREATED,
-            serde_json::to_value(body).map_err(ApiError::internal)?,
-        ))
-    })
-    .await
+    // concurrent charges of one wallet share a transaction (group commit)
+    batch::charge(&state, user.id, req.amount, key, fp).await
 }
 
 /// The ledger, newest first.

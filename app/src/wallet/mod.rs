@@ -2,16 +2,40 @@
 //!
 //! The ledger is the record; `wallets.balance` is kept equal to its sum in the same
 //! statement that appends to it (one conditional `UPDATE … RETURNING` feeding the ledger
-//! insert), so no lock is held across a round trip and the balance can never go negative.
+//! insert), so the balance can never go negative. Charges are group-committed per wallet
+//! ([`batch`]): one locked balance, one update and one multi-row ledger insert per batch.
 
+pub mod batch;
 mod handlers;
+pub mod rules;
 pub mod store;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::state::AppState;
+use crate::{error::ApiError, state::AppState};
+
+/// The answer to a charge (also what a replay returns).
+#[derive(Serialize, ToSchema)]
+pub struct ChargeResponse {
+    pub balance: i64,
+    pub transaction: store::LedgerEntry,
+}
+
+pub fn insufficient_balance(amount: i64) -> ApiError {
+    ApiError::conflict(
+        "insufficient-balance",
+        format!("the wallet balance does not cover {amount}; charge the wallet first"),
+    )
+}
+
+pub fn balance_limit() -> ApiError {
+    ApiError::conflict(
+        "balance-limit",
+        "this charge would exceed the largest balance a wallet may hold",
+    )
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

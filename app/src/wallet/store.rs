@@ -1,6 +1,8 @@
 //! Wallet SQL. Every change is one statement: the conditional balance update and the ledger
 //! row it produces.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgExecutor};
@@ -51,7 +53,7 @@ pub async fn credit(
     .fetch_one(conn)
     .await
     .map_err(|e| match violated_constraint(&e) {
-        Some("wallets_balance_max") => ApiError::conflict("balance-limit", "this charge would exceed the largest balance a wallet may hold"),
+        Some("wallets_balance_max") => super::balance_limit(),
         _ => e.into(),
     })
 }
@@ -80,12 +82,69 @@ pub async fn debit(
     .bind(reference)
     .fetch_optional(conn)
     .await?;
-    balance.ok_or_else(|| {
-        ApiError::conflict(
-            "insufficient-balance",
-            format!("the wallet balance does not cover {amount}; charge the wallet first"),
-        )
-    })
+    balance.ok_or_else(|| super::insufficient_balance(amount))
+}
+
+/// Locks the user's wallet, opening an empty one first if there is none; returns its balance.
+pub async fn lock_one(conn: &mut PgConnection, user: UserId) -> Result<i64, sqlx::Error> {
+    loop {
+        let balance: Option<i64> =
+            sqlx::query_scalar("select balance from wallets where user_id = $1 for no key update")
+                .bind(user)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if let Some(b) = balance {
+            return Ok(b);
+        }
+        sqlx::query("insert into wallets (user_id) values ($1) on conflict (user_id) do nothing")
+            .bind(user)
+            .execute(&mut *conn)
+            .await?;
+    }
+}
+
+/// Locks the wallets of `users` in user-id order — the order of every multi-wallet write, so
+/// two of them cannot deadlock — and returns their balances (no wallet, no entry).
+pub async fn lock_many(
+    conn: &mut PgConnection,
+    users: &[UserId],
+) -> Result<HashMap<UserId, i64>, sqlx::Error> {
+    let rows: Vec<(UserId, i64)> = sqlx::query_as(
+        "select user_id, balance from wallets where user_id = any($1)
+          order by user_id for no key update",
+    )
+    .bind(users)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Sets the locked wallet of `user` to `balance` and appends one ledger row per
+/// (amount, balance after), in order, in one statement; returns the rows in that order.
+pub async fn credit_many(
+    conn: &mut PgConnection,
+    user: UserId,
+    balance: i64,
+    entries: &[(i64, i64)],
+    kind: LedgerKind,
+) -> Result<Vec<LedgerEntry>, sqlx::Error> {
+    let amounts: Vec<i64> = entries.iter().map(|e| e.0).collect();
+    let after: Vec<i64> = entries.iter().map(|e| e.1).collect();
+    sqlx::query_as(
+        "with w as (update wallets set balance = $2, updated_at = now() where user_id = $1 returning user_id)
+         insert into wallet_ledger (user_id, kind, amount, balance_after, reference_id)
+         select w.user_id, $3, t.amount, t.balance_after, null
+           from w, unnest($4::bigint[], $5::bigint[]) with ordinality as t(amount, balance_after, n)
+          order by t.n
+         returning ledger_id, kind, amount, balance_after, reference_id, created_at",
+    )
+    .bind(user)
+    .bind(balance)
+    .bind(kind.as_str())
+    .bind(&amounts)
+    .bind(&after)
+    .fetch_all(conn)
+    .await
 }
 
 pub async fn balance<'e>(db: impl PgExecutor<'e>, user: UserId) -> Result<i64, sqlx::Error> {
