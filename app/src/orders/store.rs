@@ -206,10 +206,23 @@ pub async fn insert_paid(
 }
 
 pub async fn restock(conn: &mut PgConnection, order: i64) -> Result<Vec<GoodsId>, sqlx::Error> {
-    // goods-id order, like every other multi-row stock change, so it cannot deadlock
+    // lock the stock rows in goods-id order first, like every other multi-row stock change:
+    // one update joining the lines would lock them in whatever order its plan visits them,
+    // and deadlock with an order taking the same goods
+    let goods: Vec<GoodsId> = sqlx::query_scalar(
+        "select goods_id from goods
+          where goods_id in (select goods_id from order_lines where order_id = $1)
+          order by goods_id for no key update",
+    )
+    .bind(order)
+    .fetch_all(&mut *conn)
+    .await?;
+    if goods.is_empty() {
+        return Ok(goods);
+    }
     sqlx::query_scalar(
-        "with l as (select goods_id, quantity from order_lines where order_id = $1 order by goods_id for update)
-         update goods g set stock = g.stock + l.quantity from l where g.goods_id = l.goods_id returning g.goods_id",
+        "update goods g set stock = g.stock + l.quantity from order_lines l
+          where l.order_id = $1 and g.goods_id = l.goods_id returning g.goods_id",
     )
     .bind(order)
     .fetch_all(conn)
