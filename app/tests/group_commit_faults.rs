@@ -1,0 +1,207 @@
+//! Group commit when things go wrong: a batch stuck on a stalled PostgreSQL answers every
+//! member 503 and leaves nothing behind (no order, no claim), so retries with the same keys
+//! run once; callers that go away mid-flight lose nothing and duplicate nothing.
+#![allow(clippy::unwrap_used)]
+
+#[path = "common/mod.rs"]
+mod common;
+#[path = "concerts_support/mod.rs"]
+mod concerts_support;
+#[path = "faults/procs.rs"]
+mod procs;
+#[path = "faults/proxy.rs"]
+mod proxy;
+#[path = "faults/support.rs"]
+mod support;
+
+use std::{
+    collections::HashSet,
+    time::{Duration, Instant},
+};
+
+use axum::http::HeaderMap;
+use common::TestApp;
+use concerts_support::users;
+use floodgate_app::{
+    goods::GoodsId,
+    idempotency::{self, IdempotencyKey},
+    orders::{batch, soldout},
+};
+use futures::future::join_all;
+use reqwest::StatusCode;
+use sqlx::PgPool;
+use support::{
+    breaker, eventually, new_goods, order_once, problem_kind, proxied_pool, set_breakers,
+};
+
+const MIGRATOR: &sqlx::migrate::Migrator = &floodgate_app::platform::db::MIGRATOR;
+
+async fn count(pool: &PgPool, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+}
+
+/// 50 keyed orders queued behind a stalled PostgreSQL: every one is answered 503 within the
+/// deadline, nothing is written and no claim is left; after recovery the same keys each run
+/// exactly once, fresh.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_stalled_batch_answers_every_member_and_writes_nothing(pool: PgPool) {
+    let proxy = proxy::Proxy::start(procs::database_addr()).await;
+    let app = TestApp::spawn_with(
+        proxied_pool(&pool, &proxy, 20, Duration::from_secs(1)),
+        |s| {
+            s.db_call_timeout_ms = 1_500;
+            s.request_timeout_ms = 4_000;
+        },
+    )
+    .await;
+    let prefix = app.state.redis.prefix().to_owned();
+    let small = || breaker(10, 5, "1s", 3, "3s", "auto");
+    set_breakers(&support::redis_url(), &prefix, 1, small(), small()).await;
+    eventually(Duration::from_secs(5), "config applied", || async {
+        app.state.runtime.get().version == 1
+    })
+    .await;
+    let seller = app
+        .user_with_roles("seller@example.com", &["customer", "seller"])
+        .await;
+    let goods = new_goods(&app, &seller, 10, 1_000).await;
+    let buyers = users(&app, 50, 1_000).await;
+
+    proxy.stall(true);
+    let started = Instant::now();
+    let answers =
+        join_all(
+            buyers.iter().enumerate().map(|(i, u)| {
+                let app = &app;
+                async move {
+                    problem_kind(order_once(app, &u.token, goods, &format!("s-{i}")).await).await
+                }
+            }),
+        )
+        .await;
+    for (status, _, kind) in &answers {
+        assert_eq!(*status, StatusCode::SERVICE_UNAVAILABLE, "{kind}");
+        assert!(
+            ["dependency-timeout", "circuit-open", "service-unavailable"].contains(&kind.as_str()),
+            "{kind}"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(4 + 2),
+        "answered within the deadline"
+    );
+    proxy.stall(false);
+    // read through the direct pool: nothing of the failed batch is in the database
+    assert_eq!(count(&pool, "select count(*) from orders").await, 0);
+    assert_eq!(
+        count(&pool, "select count(*) from idempotency_keys").await,
+        0
+    );
+
+    let mut fresh = HashSet::new();
+    let retried = Instant::now();
+    for (i, u) in buyers.iter().enumerate() {
+        loop {
+            let res = order_once(&app, &u.token, goods, &format!("s-{i}")).await;
+            if res.status() == StatusCode::CREATED {
+                assert!(
+                    res.headers().get("idempotent-replayed").is_none(),
+                    "key s-{i} had been stored by the failed batch"
+                );
+                let body: serde_json::Value = res.json().await.unwrap();
+                assert!(fresh.insert(body["id"].as_i64().unwrap()));
+                break;
+            }
+            assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert!(retried.elapsed() < Duration::from_secs(20), "no recovery");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    assert_eq!(count(&pool, "select count(*) from orders").await, 50);
+    assert_eq!(
+        count(
+            &pool,
+            "select count(*) from idempotency_keys where status = 201"
+        )
+        .await,
+        50
+    );
+    support::assert_stock_and_ledgers(&pool, goods, 1_000).await;
+}
+
+/// 200 keyed orders whose callers give up after 0-20 ms (some before their batch starts, some
+/// while it runs), then the same keys again: every key ends with exactly one order, answered
+/// either by a replay (the batch had committed it) or by running now.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn callers_that_go_away_lose_nothing_and_duplicate_nothing(pool: PgPool) {
+    let app = TestApp::spawn_with(pool.clone(), |s| s.db_pool_size = 20).await;
+    let seller = app
+        .user_with_roles("seller@example.com", &["customer", "seller"])
+        .await;
+    let goods = new_goods(&app, &seller, 10, 10_000).await;
+    let buyers = users(&app, 200, 1_000).await;
+    let state = &app.state;
+    let place = |i: usize| {
+        let user = buyers[i].id;
+        async move {
+            let seen = soldout::check(state, &[GoodsId(goods)]).await;
+            let key = IdempotencyKey::parse(&format!("g-{i}")).unwrap();
+            let fp = idempotency::fingerprint("test", &i);
+            batch::place_one(
+                state,
+                &HeaderMap::new(),
+                user,
+                GoodsId(goods),
+                1,
+                Some(key),
+                fp,
+                seen,
+            )
+            .await
+        }
+    };
+    let first = join_all((0..200).map(|i| {
+        let patience = Duration::from_micros((i as u64 * 97) % 20_000);
+        tokio::time::timeout(patience, place(i))
+    }))
+    .await;
+    let gave_up = first.iter().filter(|r| r.is_err()).count();
+    assert!(gave_up > 0, "some callers went away");
+    // at once: a retry queues behind its abandoned twin (same user: never the same batch)
+    let again = join_all((0..200).map(place)).await;
+    let mut ids = HashSet::new();
+    let (mut replayed, mut ran_now) = (0, 0);
+    for (i, (res, before)) in again.into_iter().zip(&first).enumerate() {
+        let res = res.unwrap();
+        assert_eq!(res.status(), StatusCode::CREATED);
+        let was_replayed = res.headers().get("idempotent-replayed").is_some();
+        if before.is_err() {
+            if was_replayed {
+                replayed += 1;
+            } else {
+                ran_now += 1;
+            }
+        } else {
+            assert!(was_replayed, "g-{i} answered before, so it replays");
+        }
+        let body = axum::body::to_bytes(res.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(
+            ids.insert(body["id"].as_i64().unwrap()),
+            "two keys, one order"
+        );
+    }
+    eprintln!("{gave_up} callers went away: {replayed} had been committed, {ran_now} had not");
+    assert_eq!(count(&pool, "select count(*) from orders").await, 200);
+    assert_eq!(
+        count(
+            &pool,
+            "select count(*) from idempotency_keys where status = 201"
+        )
+        .await,
+        200
+    );
+    support::assert_stock_and_ledgers(&pool, goods, 10_000).await;
+}
