@@ -554,7 +554,7 @@ async fn the_balance_limit_refuses_only_what_does_not_fit(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     let user = &users(&app, 1, 0).await[0];
     let max = floodgate_app::wallet::rules::BALANCE_MAX;
-    let mut conn = app.state.db.acquire().await.unwrap();
+    let mut conn = app.state.db.pool().acquire().await.unwrap();
     floodgate_app::wallet::store::credit(
         &mut conn,
         user.id,

@@ -69,6 +69,29 @@ impl Db {
     }
 }
 
+impl Db {
+    /// [`Self::tx`] on behalf of `calls` requests (a group-commit batch,
+    /// `platform::group_commit`): the breaker counts its outcome once per request, so window
+    /// sizes, minimum calls and rates keep meaning requests whether or not they were batched.
+    pub async fn tx_for<T, E: Into<ApiError>>(
+        &self,
+        calls: u32,
+        op: impl AsyncFnOnce(&mut PgConnection) -> Result<T, E>,
+    ) -> ApiResult<T> {
+        self.breakers
+            .postgres
+            .run_timed_for(calls, async |clock| {
+                let mut conn = self.pool.acquire().await?;
+                clock.restart();
+                let mut tx = conn.begin().await?;
+                let out = op(&mut tx).await.map_err(Into::into)?;
+                tx.commit().await?;
+                Ok::<_, ApiError>(out)
+            })
+            .await
+    }
+}
+
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// A lazily connecting pool: the process starts (and reports not-ready) while the database

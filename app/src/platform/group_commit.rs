@@ -3,7 +3,8 @@
 //!
 //! The first job for a key starts a worker (a task of its own); the worker collects jobs for
 //! at most `window` after the oldest arrived, or until `max` are waiting, runs them in arrival
-//! order in one transaction on one connection under the PostgreSQL breaker and deadline, and
+//! order in one transaction on one connection through `state.db` (breaker, bulkhead,
+//! deadline — one bulkhead slot per batch; the breaker counts one call per job), and
 //! answers each caller with its own result. One batch per key runs at a time: jobs arriving
 //! meanwhile form the next batch, so batches grow with the load while an idle key adds at
 //! most `window` to a request.
@@ -26,7 +27,7 @@ use std::{
     time::Duration,
 };
 
-use sqlx::{Connection, PgConnection};
+use sqlx::PgConnection;
 use tokio::{
     sync::{Notify, oneshot},
     time::Instant,
@@ -235,14 +236,11 @@ impl<B: Batch> Shared<B> {
             .observe(jobs.len() as f64);
         let calls = u32::try_from(jobs.len()).unwrap_or(u32::MAX);
         let outcome = state
-            .breakers
-            .postgres
-            .run_timed_for(calls, async |clock| {
-                let mut conn = state.db.acquire().await?;
-                clock.restart();
-                let mut tx = conn.begin().await?;
-                let applied = self.batch.apply(&state, &mut tx, &key, &jobs).await?;
+            .db
+            .tx_for(calls, async |conn| {
+                let applied = self.batch.apply(&state, conn, &key, &jobs).await?;
                 if applied.replies.len() != jobs.len() {
+                    // rolls the transaction back
                     return Err(ApiError::internal(format!(
                         "{} batch answered {} of {} jobs",
                         B::NAME,
@@ -250,7 +248,6 @@ impl<B: Batch> Shared<B> {
                         jobs.len()
                     )));
                 }
-                tx.commit().await?;
                 Ok(applied)
             })
             .await;
