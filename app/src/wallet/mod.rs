@@ -16,7 +16,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 
 use crate::{error::ApiError, state::AppState};
 
-/// The answer to a charge (also what a replay returns).
+// the answer to a charge (also what a replay returns)
 #[derive(Serialize, ToSchema)]
 pub struct ChargeResponse {
     pub balance: i64,
