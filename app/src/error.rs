@@ -239,6 +239,20 @@ impl From<sqlx::Error> for ApiError {
                 Self::unavailable("the database is unavailable; retry shortly")
             }
             sqlx::Error::RowNotFound => Self::not_found("resource"),
+            // 40P01 deadlock_detected, 40001 serialization_failure: PostgreSQL aborted this
+            // transaction to let a concurrent one finish. Nothing was written and a retry
+            // succeeds; not a failure of the database, so no breaker counts it.
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("40P01" | "40001")) =>
+            {
+                tracing::warn!(error = %e, "transaction aborted by a concurrent one");
+                return Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "write-conflict",
+                    "a concurrent write got in the way; retry",
+                )
+                .retry_after(1);
+            }
             // 57014 query_canceled: statement_timeout fired, the database is overloaded
             sqlx::Error::Database(db) if db.code().as_deref() == Some("57014") => {
                 tracing::warn!(error = %e, "database statement timed out");

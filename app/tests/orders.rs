@@ -482,3 +482,69 @@ async fn order_rules_and_bad_input(pool: PgPool) {
     assert_eq!(list["items"].as_array().unwrap().len(), 1);
     assert_eq!(list["items"][0]["lines"][0]["goods_id"], goods);
 }
+
+/// A client that lost its 201 and retries with the same Idempotency-Key after the item sold
+/// out gets its order replayed, not a sold-out answer for an order it has — on the batched
+/// single-item path and on the multi-item path. Anyone else is refused from the gate.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_retried_order_after_sell_out_is_replayed(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let seller = app
+        .user_with_roles("seller@example.com", &["customer", "seller"])
+        .await;
+    let hot = new_goods(&app, &seller, 100, 1).await;
+    let pair = new_goods(&app, &seller, 100, 1).await;
+    let other = new_goods(&app, &seller, 100, 10).await;
+    let buyers = app.bulk_customers(3, "r").await;
+    for b in &buyers {
+        charge(&app, b, 10_000).await;
+    }
+    let keyed = |token: &str, key: &str, items: Value| {
+        app.http
+            .post(app.url("/api/v1/orders"))
+            .bearer_auth(token)
+            .header("idempotency-key", key)
+            .json(&json!({"items": items}))
+            .send()
+    };
+    for (goods, items) in [
+        (hot, json!([{"goods_id": hot, "quantity": 1}])),
+        (
+            pair,
+            json!([{"goods_id": pair, "quantity": 1}, {"goods_id": other, "quantity": 1}]),
+        ),
+    ] {
+        let key = format!("lost-{goods}");
+        let first = keyed(&buyers[0], &key, items.clone()).await.unwrap();
+        assert_eq!(first.status(), StatusCode::CREATED);
+        let first: Value = first.json().await.unwrap();
+        // someone else finds it sold out, which sets the gate
+        let late = order(
+            &app,
+            &buyers[1],
+            json!([{"goods_id": goods, "quantity": 1}]),
+        )
+        .await;
+        let p = expect_problem(late, StatusCode::CONFLICT).await;
+        assert!(p["type"].as_str().unwrap().ends_with("/out-of-stock"));
+        let late = order(
+            &app,
+            &buyers[2],
+            json!([{"goods_id": goods, "quantity": 1}]),
+        )
+        .await;
+        let p = expect_problem(late, StatusCode::CONFLICT).await;
+        assert!(p["type"].as_str().unwrap().ends_with("/out-of-stock"));
+        // the first buyer's retry is its order, replayed
+        let retry = keyed(&buyers[0], &key, items.clone()).await.unwrap();
+        assert_eq!(retry.status(), StatusCode::CREATED, "retry of {goods}");
+        assert_eq!(retry.headers()["idempotent-replayed"], "true");
+        assert_eq!(retry.json::<Value>().await.unwrap(), first);
+        // a new order of the same buyer is decided by PostgreSQL: still sold out
+        let again = keyed(&buyers[0], &format!("new-{goods}"), items)
+            .await
+            .unwrap();
+        let p = expect_problem(again, StatusCode::CONFLICT).await;
+        assert!(p["type"].as_str().unwrap().ends_with("/out-of-stock"));
+    }
+}

@@ -57,6 +57,8 @@ pub struct OrderJob {
 #[derive(Default)]
 pub struct StockChange {
     sold: bool,
+    /// Users whose order this batch wrote (they pass the sold-out gate from now on).
+    buyers: Vec<UserId>,
     sold_out: Option<soldout::Seen>,
 }
 
@@ -121,6 +123,7 @@ impl Batch for FlashSale {
         if change.sold {
             service::after_stock_change(state, &[*goods]).await;
         }
+        soldout::bought(state, *goods, &change.buyers).await;
         if let Some(seen) = change.sold_out {
             soldout::mark(state, &seen, *goods).await;
         }
@@ -192,6 +195,7 @@ async fn place(
     let sold_out = row.is_some() && plan.stock_left == 0;
     let change = StockChange {
         sold: plan.sold > 0,
+        buyers: paid.iter().map(|p| p.user).collect(),
         // any order's view of the gate predates this transaction; the latest is the freshest
         sold_out: sold_out
             .then(|| live.last().map(|j| j.seen.clone()))

@@ -80,7 +80,7 @@ pub async fn create(
     }
     // explicit items: a sold-out answer comes from Redis before any database work
     let seen = match &explicit {
-        Some(lines) => Some(service::precheck(&state, lines).await?),
+        Some(lines) => Some(service::precheck(&state, user.id, lines).await?),
         None => None,
     };
     let fp = idempotency::fingerprint("POST /orders", &req);
@@ -116,7 +116,7 @@ pub async fn create(
         };
         let seen = match seen {
             Some(seen) => seen,
-            None => service::precheck(&state, &lines).await?,
+            None => service::precheck(&state, user.id, &lines).await?,
         };
         let order = service::PlaceOrder {
             lines,
@@ -129,6 +129,9 @@ pub async fn create(
     })
     .await;
     service::after_stock_change(&state, &ordered).await;
+    for goods in &ordered {
+        soldout::bought(&state, *goods, &[user.id]).await;
+    }
     res
 }
 

@@ -35,10 +35,11 @@ pub struct PlaceOrder {
 /// Checks that can be answered without the database: the sold-out gate.
 pub async fn precheck(
     state: &AppState,
+    user: UserId,
     lines: &[(GoodsId, i32)],
 ) -> Result<soldout::Seen, ApiError> {
     let ids: Vec<GoodsId> = lines.iter().map(|(g, _)| *g).collect();
-    let seen = soldout::check(state, &ids).await;
+    let seen = soldout::check(state, user, &ids).await;
     if let Some(id) = seen.sold_out {
         return Err(out_of_stock(id));
     }

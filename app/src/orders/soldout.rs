@@ -3,21 +3,55 @@
 //! or a seller's update clears the flag and bumps its generation so a racing "sold out"
 //! cannot stick). The flag is only ever an optimisation: PostgreSQL's conditional stock
 //! update decides every sale, so a lost or stale flag can cost a retry, never an oversell.
+//!
+//! Users who already bought the goods pass the gate: a client retrying an order whose 201 it
+//! never received must get its stored response replayed (PostgreSQL holds it under the
+//! Idempotency-Key), not a sold-out answer for an order it actually has. They are few — at
+//! most one per unit sold — so sold-out answers for everyone else stay in Redis.
 
 use std::{sync::LazyLock, time::Duration};
 
 use redis::Script;
 
-use crate::{goods::GoodsId, state::AppState};
+use crate::{auth::UserId, goods::GoodsId, state::AppState};
 
 static MARK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("soldout.lua")));
 const FLAG_TTL: Duration = Duration::from_secs(60);
+/// How long a buyer is remembered: the Idempotency-Key retention.
+const BUYERS_TTL_SECS: i64 = 86_400;
 
 fn keys(state: &AppState, id: GoodsId) -> (String, String) {
     (
         state.redis.key(&format!("{{so:{}}}:flag", id.0)),
         state.redis.key(&format!("{{so:{}}}:gen", id.0)),
     )
+}
+
+fn buyers_key(state: &AppState, id: GoodsId) -> String {
+    state.redis.key(&format!("{{so:{}}}:buyers", id.0))
+}
+
+/// Remembers that `users` bought `goods` (after the commit), so their retries pass the gate.
+/// Best effort: without it a retry after sell-out gets 409 instead of its replay.
+pub async fn bought(state: &AppState, goods: GoodsId, users: &[UserId]) {
+    if users.is_empty() {
+        return;
+    }
+    let key = buyers_key(state, goods);
+    let mut pipe = redis::pipe();
+    pipe.sadd(&key, users.iter().map(|u| u.0).collect::<Vec<_>>())
+        .ignore()
+        .expire(&key, BUYERS_TTL_SECS)
+        .ignore();
+    let mut conn = state.redis.conn();
+    let written = state
+        .breakers
+        .redis
+        .run(async { Ok(pipe.query_async::<()>(&mut conn).await?) })
+        .await;
+    if let Err(e) = written {
+        tracing::warn!(error = %e, goods = goods.0, "could not record buyers for the sold-out gate");
+    }
 }
 
 /// What the gate knew before an attempt: which goods are flagged, and the generations seen.
@@ -29,11 +63,18 @@ pub struct Seen {
 
 /// One pipelined read for all goods of an order, under the Redis breaker. Redis errors and
 /// an open breaker mean "no flag" (fail open at once: PostgreSQL still decides).
-pub async fn check(state: &AppState, ids: &[GoodsId]) -> Seen {
+pub async fn check(state: &AppState, user: UserId, ids: &[GoodsId]) -> Seen {
     let mut pipe = redis::pipe();
     for id in ids {
         let (flag, generation) = keys(state, *id);
-        pipe.get(flag).get(generation);
+        // a buyer reads as "no flag": their retry goes on to its replay
+        pipe.cmd("EVAL")
+            .arg("if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return false end return redis.call('GET', KEYS[1])")
+            .arg(2)
+            .arg(flag)
+            .arg(buyers_key(state, *id))
+            .arg(user.0)
+            .get(generation);
     }
     let mut conn = state.redis.conn();
     let read = state
