@@ -144,7 +144,7 @@ async fn callers_that_go_away_lose_nothing_and_duplicate_nothing(pool: PgPool) {
     let place = |i: usize| {
         let user = buyers[i].id;
         async move {
-            let seen = soldout::check(state, &[GoodsId(goods)]).await;
+            let seen = soldout::check(state, user, &[GoodsId(goods)]).await;
             let key = IdempotencyKey::parse(&format!("g-{i}")).unwrap();
             let fp = idempotency::fingerprint("test", &i);
             batch::place_one(
