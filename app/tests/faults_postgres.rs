@@ -220,11 +220,17 @@ async fn postgres_connections_cut_mid_flash_sale(pool: PgPool) {
         !load.acked.lock().unwrap().is_empty()
     })
     .await;
+    // orders are group-committed: a few batches in flight at a time, each a few quick
+    // statements; 50 ms per response keeps transactions open long enough for every cut to
+    // land inside one
+    proxy.set_latency(Duration::from_millis(50));
+    tokio::time::sleep(Duration::from_millis(200)).await;
     let cut_at = Instant::now();
     for _ in 0..3 {
         proxy.cut();
         tokio::time::sleep(Duration::from_millis(150)).await;
     }
+    proxy.set_latency(Duration::ZERO);
     let recovered = Instant::now();
     let resumed = Instant::now();
     loop {
