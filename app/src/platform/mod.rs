@@ -1,6 +1,7 @@
 //! Infrastructure every domain uses: the PostgreSQL pool and migrations, the Redis
 //! connection, metrics, the runtime-config reader and background-task plumbing.
 
+pub mod batch;
 pub mod breaker;
 pub mod cache;
 pub mod db;
