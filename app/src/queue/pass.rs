@@ -2,6 +2,8 @@
 //! position. The same token is the admitted pass once the user's session is live, so a client
 //! keeps one value in `X-Queue-Token` from joining to paying.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, Header, Validation, decode, encode, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
@@ -88,19 +90,27 @@ pub fn sign(
     .map_err(ApiError::internal)
 }
 
-/// Verifies signature, algorithm, audience, expiry and queue; returns the user it names.
-pub fn verify(
-    state: &AppState,
-    token: &str,
-    queue: &str,
-) -> Result<(UserId, QueueClaims), PassError> {
+/// Built once: a `Validation` holds sets of owned strings, too many allocations to redo on
+/// every poll.
+static VALIDATION: LazyLock<Validation> = LazyLock::new(validation);
+
+fn validation() -> Validation {
     let mut v = Validation::new(Algorithm::HS256);
     v.set_audience(&[AUDIENCE]);
     v.set_issuer(&[ISSUER]);
     v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
     // Passes are short-lived session credentials; no leeway beyond a second of skew.
     v.leeway = 1;
-    let claims = decode::<QueueClaims>(token, state.jwt.decoding_key(), &v)
+    v
+}
+
+/// Verifies signature, algorithm, audience, expiry and queue; returns the user it names.
+pub fn verify(
+    state: &AppState,
+    token: &str,
+    queue: &str,
+) -> Result<(UserId, QueueClaims), PassError> {
+    let claims = decode::<QueueClaims>(token, state.jwt.decoding_key(), &VALIDATION)
         .map_err(|e| match e.kind() {
             ErrorKind::ExpiredSignature => PassError::Expired,
             _ => PassError::Forged,
