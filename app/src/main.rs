@@ -4,6 +4,9 @@ use clap::{Parser, Subcommand};
 use floodgate_app::{config::Settings, platform::db, seed, server};
 use secrecy::SecretString;
 
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "floodgate-app", version, about = "Floodgate commerce API")]
 struct Cli {

@@ -13,10 +13,11 @@ pub struct CampaignKeys {
 
 impl CampaignKeys {
     pub fn new(redis: &Redis, campaign: i64) -> Self {
+        let prefix = redis.prefix();
         Self {
-            meta: redis.key(&format!("{{cp:{campaign}}}:meta")),
-            holders: redis.key(&format!("{{cp:{campaign}}}:holders")),
-            stream: redis.key(&format!("{{cp:{campaign}}}:stream")),
+            meta: format!("{prefix}{{cp:{campaign}}}:meta"),
+            holders: format!("{prefix}{{cp:{campaign}}}:holders"),
+            stream: format!("{prefix}{{cp:{campaign}}}:stream"),
         }
     }
 }

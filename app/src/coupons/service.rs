@@ -31,19 +31,24 @@ fn ttl_ms(ends_at: DateTime<Utc>) -> i64 {
 pub async fn issue(state: &AppState, campaign: i64, user: UserId) -> Result<Issue, ApiError> {
     let keys = CampaignKeys::new(&state.redis, campaign);
     for attempt in 0..2 {
-        let mut conn = state.redis.conn();
-        // under the Redis breaker: while Redis is out, issue answers 503 + Retry-After at once
+        // under the Redis breaker: while Redis is out, issue answers 503 + Retry-After at once;
+        // batched with the concurrent attempts (each script still runs atomically)
+        let now_ms = Utc::now().timestamp_millis();
         let reply: Vec<redis::Value> = state
             .breakers
             .redis
             .run(async {
-                Ok(ISSUE
-                    .key(&keys.meta)
-                    .key(&keys.holders)
-                    .key(&keys.stream)
-                    .arg(user.0)
-                    .arg(Utc::now().timestamp_millis())
-                    .invoke_async(&mut conn)
+                Ok(state
+                    .redis
+                    .batch()
+                    .eval(&ISSUE, |cmd| {
+                        cmd.arg(3)
+                            .arg(&keys.meta)
+                            .arg(&keys.holders)
+                            .arg(&keys.stream)
+                            .arg(user.0)
+                            .arg(now_ms);
+                    })
                     .await?)
             })
             .await?;

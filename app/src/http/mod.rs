@@ -7,11 +7,11 @@ mod ops;
 
 use std::time::Duration;
 
-use axum::{Router, extract::DefaultBodyLimit, middleware};
+use axum::{Router, extract::DefaultBodyLimit};
 use tower::ServiceBuilder;
 use tower_http::{
     catch_panic::CatchPanicLayer,
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    request_id::{PropagateRequestIdLayer, SetRequestIdLayer},
     trace::TraceLayer,
 };
 use utoipa::{
@@ -87,10 +87,14 @@ pub fn router(state: AppState) -> Router {
     let settings = &state.settings;
     let (api, doc) = api_routes().split_for_parts();
     // API routes shed load and time out; operations routes do neither, so /livez and
-    // /metrics answer even when the API is saturated.
+    // /metrics answer even when the API is saturated. Each `layer` on a Router wraps every
+    // route separately and so costs a boxed service clone and a boxed future per request:
+    // the per-route layers are as few as the semantics allow (the route guard is a
+    // `route_layer` so 405s stay unlabelled and never meet the PostgreSQL breaker).
     let api = api
         .layer(
             ServiceBuilder::new()
+                .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
                 .layer(axum::error_handling::HandleErrorLayer::new(
                     layers::tower_error,
                 ))
@@ -100,26 +104,26 @@ pub fn router(state: AppState) -> Router {
                 ))
                 .timeout(settings.request_timeout()),
         )
-        .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            layers::postgres_circuit,
-        ));
+        .route_layer(layers::RouteGuardLayer::api(state.clone()));
+    let label = layers::RouteGuardLayer::label_only();
+    let swagger: Router<AppState> = SwaggerUi::new("/docs").url("/openapi.json", doc).into();
 
-    Router::new()
+    let routes = Router::new()
         .merge(api)
-        .merge(ops::routes())
-        .merge(crate::queue::page_routes())
-        .merge(SwaggerUi::new("/docs").url("/openapi.json", doc))
-        .route_layer(middleware::from_fn(layers::remember_route))
+        .merge(ops::routes().route_layer(label.clone()))
+        .merge(crate::queue::page_routes().route_layer(label.clone()))
+        .merge(swagger.route_layer(label))
         .fallback(layers::no_route)
-        .layer(middleware::from_fn_with_state(state.clone(), layers::track))
-        .layer(middleware::map_response(layers::ensure_problem))
-        .layer(CatchPanicLayer::custom(layers::panic_problem))
-        .layer(TraceLayer::new_for_http().make_span_with(layers::request_span))
+        .with_state(state.clone());
+
+    // The outer layers wrap the whole router once, not each route.
+    let outer = ServiceBuilder::new()
+        .layer(SetRequestIdLayer::x_request_id(layers::MakeRequestUuid))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
-        .with_state(state)
+        .layer(TraceLayer::new_for_http().make_span_with(layers::request_span))
+        .layer(CatchPanicLayer::custom(layers::panic_problem))
+        .layer(layers::ObserveLayer::new(state.metrics.clone()));
+    Router::new().fallback_service(outer.service(routes))
 }
 
 /// Idle keep-alive connections are closed after this long by graceful shutdown at the latest.

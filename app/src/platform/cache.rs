@@ -3,7 +3,10 @@
 //! A *family* (`goods:42`, `goods:list`) is a hash of cached fields plus a generation
 //! counter, both under one hash tag so each script touches one cluster slot.
 //!
-//! - Read: one script returns the field and the generation. A hit is returned as stored bytes.
+//! - Read: a plain `HGET` of the field; a hit is returned as stored bytes. Only a miss reads
+//!   the generation (a second round trip with the field again, before the load: any write
+//!   that bumped it earlier had committed before the load starts, and any later one fails
+//!   the fill).
 //! - Miss: one loader per key in this process (the others await its result), then a fill
 //!   that only succeeds if the generation is unchanged — a write that committed while we were
 //!   loading bumped it, so stale data is never written back after the writer returns.
@@ -39,7 +42,6 @@ use super::{
 };
 use crate::error::ApiError;
 
-static READ: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/cache_read.lua")));
 static FILL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/cache_fill.lua")));
 static INVALIDATE: LazyLock<Script> =
     LazyLock::new(|| Script::new(include_str!("lua/cache_invalidate.lua")));
@@ -63,8 +65,9 @@ pub struct Cache {
     /// Database loads at once while Redis cannot serve (the bulkhead).
     fallthrough: Semaphore,
     fallthrough_wait: Duration,
-    /// The last value seen per family/field, for stale-while-error.
-    stale: Mutex<HashMap<String, (Bytes, Instant)>>,
+    /// The last value seen per family, then field, for stale-while-error (two levels so a
+    /// hit can look its copy up without building a key).
+    stale: Mutex<StaleCopies>,
     stale_max_age: Duration,
     /// Families whose invalidation has not reached Redis yet; `unsynced_any` keeps the hit
     /// path free of this lock while the set is empty (nearly always).
@@ -72,10 +75,23 @@ pub struct Cache {
     unsynced_any: AtomicBool,
 }
 
+#[derive(Default)]
+struct StaleCopies {
+    by_family: HashMap<String, HashMap<String, (Bytes, Instant)>>,
+    len: usize,
+}
+
+impl StaleCopies {
+    fn get(&self, family: &str, field: &str) -> Option<&(Bytes, Instant)> {
+        self.by_family.get(family)?.get(field)
+    }
+}
+
 fn keys(redis: &Redis, family: &str) -> (String, String) {
+    let prefix = redis.prefix();
     (
-        redis.key(&format!("{{c:{family}}}:data")),
-        redis.key(&format!("{{c:{family}}}:gen")),
+        format!("{prefix}{{c:{family}}}:data"),
+        format!("{prefix}{{c:{family}}}:gen"),
     )
 }
 
@@ -107,27 +123,42 @@ impl Cache {
                 .contains(family)
     }
 
-    fn remember(&self, key: &str, bytes: &Bytes) {
+    fn remember(&self, family: &str, field: &str, bytes: &Bytes) {
         let now = Instant::now();
         let mut stale = self.stale.lock().expect("stale lock");
         // refreshing a copy at most every few seconds keeps hits cheap
-        if stale
-            .get(key)
-            .is_some_and(|(_, at)| now.duration_since(*at) < Duration::from_secs(5))
-        {
+        let known = stale.get(family, field);
+        if known.is_some_and(|(_, at)| now.duration_since(*at) < Duration::from_secs(5)) {
             return;
         }
-        if stale.len() >= STALE_ENTRIES && !stale.contains_key(key) {
+        let known = known.is_some();
+        if stale.len >= STALE_ENTRIES && !known {
             let max_age = self.stale_max_age;
-            stale.retain(|_, (_, at)| now.duration_since(*at) < max_age / 2);
+            let mut len = 0;
+            stale.by_family.retain(|_, fields| {
+                fields.retain(|_, (_, at)| now.duration_since(*at) < max_age / 2);
+                len += fields.len();
+                !fields.is_empty()
+            });
+            stale.len = len;
         }
-        stale.insert(key.to_owned(), (bytes.clone(), now));
+        let copy = (bytes.clone(), now);
+        if let Some(fields) = stale.by_family.get_mut(family) {
+            if fields.insert(field.to_owned(), copy).is_none() {
+                stale.len += 1;
+            }
+        } else {
+            stale
+                .by_family
+                .insert(family.to_owned(), HashMap::from([(field.to_owned(), copy)]));
+            stale.len += 1;
+        }
     }
 
-    fn stale_copy(&self, key: &str) -> Option<Bytes> {
+    fn stale_copy(&self, family: &str, field: &str) -> Option<Bytes> {
         let stale = self.stale.lock().expect("stale lock");
         stale
-            .get(key)
+            .get(family, field)
             .filter(|(_, at)| at.elapsed() <= self.stale_max_age)
             .map(|(b, _)| b.clone())
     }
@@ -179,7 +210,6 @@ impl Cache {
                 .inc()
         };
         let (data, gen_key) = keys(redis, family);
-        let stale_key = format!("{family}\u{0}{field}");
         let mut conn = redis.conn();
         let read = async {
             if self.is_unsynced(family) {
@@ -189,23 +219,35 @@ impl Cache {
             self.breakers
                 .redis
                 .run(async {
-                    Ok(READ
-                        .key(&data)
-                        .key(&gen_key)
-                        .arg(field)
-                        .invoke_async::<(Option<Vec<u8>>, Option<String>)>(&mut conn.clone())
-                        .await?)
+                    let hget = || {
+                        let mut cmd = redis::cmd("HGET");
+                        cmd.arg(&data).arg(field);
+                        cmd
+                    };
+                    if let Some(hit) = redis.batch().query(hget()).await? {
+                        return Ok::<_, ApiError>(Ok(hit));
+                    }
+                    // A miss reads the generation, and the field again in the same pipeline:
+                    // a fill may have landed since the first read (its flight already gone),
+                    // and taking it keeps concurrent misses on one load.
+                    let mut get = redis::cmd("GET");
+                    get.arg(&gen_key);
+                    let (hit, generation) = tokio::try_join!(
+                        redis.batch().query::<Option<Vec<u8>>>(hget()),
+                        redis.batch().query::<Option<String>>(get),
+                    )?;
+                    Ok(hit.ok_or(generation))
                 })
                 .await
         };
         let seen: Option<Option<String>> = match read.await {
-            Ok((Some(hit), _)) => {
+            Ok(Ok(hit)) => {
                 count("hit");
                 let hit = Bytes::from(hit);
-                self.remember(&stale_key, &hit);
+                self.remember(family, field, &hit);
                 return Ok(hit);
             }
-            Ok((None, generation)) => Some(generation),
+            Ok(Err(generation)) => Some(generation),
             Err(e) => {
                 count("error");
                 tracing::debug!(error = %e, cache, "cache read failed; loading from the database");
@@ -277,10 +319,10 @@ impl Cache {
         }
         match result {
             Ok(bytes) => {
-                self.remember(&stale_key, &bytes);
+                self.remember(family, field, &bytes);
                 Ok(bytes)
             }
-            Err(e) if is_unavailable(&e) => match self.stale_copy(&stale_key) {
+            Err(e) if is_unavailable(&e) => match self.stale_copy(family, field) {
                 Some(bytes) => {
                     count("stale");
                     Ok(bytes)

@@ -1,7 +1,7 @@
 //! Prometheus metrics (prometheus-client, OpenMetrics text). Names follow ARCHITECTURE.md:
 //! `floodgate_*`, seconds, `_total` for counters.
 
-use std::sync::atomic::AtomicU64;
+use std::{borrow::Cow, sync::atomic::AtomicU64};
 
 use prometheus_client::{
     encoding::EncodeLabelSet,
@@ -11,8 +11,10 @@ use prometheus_client::{
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    pub route: String,
-    pub method: String,
+    /// The route template, or `unmatched`; borrowed where static so the per-request label
+    /// set allocates as little as possible.
+    pub route: Cow<'static, str>,
+    pub method: Cow<'static, str>,
     pub status: u16,
 }
 

@@ -2,6 +2,7 @@
 //! connection, metrics, the runtime-config reader, group commit of hot-row writes and
 //! background-task plumbing.
 
+pub mod batch;
 pub mod breaker;
 pub mod cache;
 pub mod db;

@@ -11,12 +11,14 @@ use redis::{
 };
 use secrecy::ExposeSecret;
 
+use super::batch::Batcher;
 use crate::config::Settings;
 
 #[derive(Clone)]
 pub struct Redis {
     client: Client,
     conn: ConnectionManager,
+    batch: Arc<Batcher>,
     prefix: Arc<str>,
 }
 
@@ -33,6 +35,7 @@ impl Redis {
         let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
         Ok(Self {
             client,
+            batch: Arc::new(Batcher::new(conn.clone())),
             conn,
             prefix: settings.redis_prefix.as_str().into(),
         })
@@ -41,6 +44,12 @@ impl Redis {
     /// A handle on the shared multiplexed connection (cheap to clone).
     pub fn conn(&self) -> ConnectionManager {
         self.conn.clone()
+    }
+
+    /// The same connection, with concurrent single commands coalesced into pipelines (see
+    /// [`super::batch`]): for hot commands issued by many requests at once.
+    pub fn batch(&self) -> &Batcher {
+        &self.batch
     }
 
     /// The client, for the few things that need their own connection (pub/sub).

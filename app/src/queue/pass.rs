@@ -2,6 +2,8 @@
 //! position. The same token is the admitted pass once the user's session is live, so a client
 //! keeps one value in `X-Queue-Token` from joining to paying.
 
+use std::sync::LazyLock;
+
 use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, Header, Validation, decode, encode, errors::ErrorKind};
 use serde::{Deserialize, Serialize};
@@ -88,6 +90,20 @@ pub fn sign(
     .map_err(ApiError::internal)
 }
 
+/// Built once: a `Validation` holds sets of owned strings, too many allocations to redo on
+/// every poll.
+static VALIDATION: LazyLock<Validation> = LazyLock::new(validation);
+
+fn validation() -> Validation {
+    let mut v = Validation::new(Algorithm::HS256);
+    v.set_audience(&[AUDIENCE]);
+    v.set_issuer(&[ISSUER]);
+    v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
+    // Passes are short-lived session credentials; no leeway beyond a second of skew.
+    v.leeway = 1;
+    v
+}
+
 /// Verifies signature, algorithm, audience, expiry and queue; returns the user it names.
 pub fn verify(
     state: &AppState,
@@ -108,13 +124,7 @@ pub fn verify(
 
 /// Verifies signature, algorithm, audience and expiry; returns the claims, for any queue.
 pub fn decode_claims(state: &AppState, token: &str) -> Result<QueueClaims, PassError> {
-    let mut v = Validation::new(Algorithm::HS256);
-    v.set_audience(&[AUDIENCE]);
-    v.set_issuer(&[ISSUER]);
-    v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-    // Passes are short-lived session credentials; no leeway beyond a second of skew.
-    v.leeway = 1;
-    decode::<QueueClaims>(token, state.jwt.decoding_key(), &v)
+    decode::<QueueClaims>(token, state.jwt.decoding_key(), &VALIDATION)
         .map(|d| d.claims)
         .map_err(|e| match e.kind() {
             ErrorKind::ExpiredSignature => PassError::Expired,

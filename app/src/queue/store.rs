@@ -38,7 +38,7 @@ pub struct Keys {
 impl Keys {
     pub fn new(state: &AppState, queue: &str) -> Self {
         Self {
-            base: state.redis.key(&format!("{{q:{queue}}}:")),
+            base: format!("{}{{q:{queue}}}:", state.redis.prefix()),
         }
     }
 
@@ -153,19 +153,23 @@ pub async fn poll(
 ) -> Result<(Place, f64), ApiError> {
     let keys = Keys::new(state, queue);
     let (bucket, field) = keys.bucket(user);
-    let mut conn = state.redis.conn();
-    let (code, a, b, rate): (i64, i64, i64, String) = POLL
-        .key(keys.k("active"))
-        .key(bucket)
-        .key(keys.k("head"))
-        .key(keys.k("n"))
-        .key(keys.k("stats"))
-        .arg(user.0)
-        .arg(field)
-        .arg(now_ms)
-        .arg(abandon_secs)
-        .arg(place_ttl_secs.max(1))
-        .invoke_async(&mut conn)
+    // polls are the waiting room's hottest command: batched with the concurrent ones
+    let (code, a, b, rate): (i64, i64, i64, String) = state
+        .redis
+        .batch()
+        .eval(&POLL, |cmd| {
+            cmd.arg(5)
+                .arg(keys.k("active"))
+                .arg(&bucket)
+                .arg(keys.k("head"))
+                .arg(keys.k("n"))
+                .arg(keys.k("stats"))
+                .arg(user.0)
+                .arg(&field)
+                .arg(now_ms)
+                .arg(abandon_secs)
+                .arg(place_ttl_secs.max(1));
+        })
         .await?;
     let rate = rate.parse::<f64>().unwrap_or(0.0);
     let place = match code {
