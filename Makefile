@@ -1,5 +1,5 @@
 # Floodgate — the two commands a new user needs, and the benchmark.
-.PHONY: run test bench services services-down fmt lint
+.PHONY: run test bench services services-down cluster cluster-down cluster-test fmt lint
 
 run:            ## app with demo data + operator in local --manifests mode
 	bash scripts/run.sh
@@ -15,6 +15,16 @@ services:       ## only start (or find) PostgreSQL and Redis
 
 services-down:  ## stop the private PostgreSQL and Redis started in .data/
 	bash scripts/services.sh down
+
+cluster:        ## a real Kubernetes control plane on 127.0.0.1 (built from Go modules once, cached)
+	bash scripts/control-plane.sh up
+	@bash scripts/control-plane.sh env
+
+cluster-down:   ## stop the control plane that `make cluster` started
+	bash scripts/control-plane.sh down
+
+cluster-test:   ## only the tests against the control plane (tests/cluster)
+	bash scripts/cluster-tests.sh
 
 fmt:
 	cargo fmt --all
