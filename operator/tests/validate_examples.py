@@ -78,7 +78,19 @@ def test_example_matches_its_crd(path):
     assert not errors, "\n".join(e.message for e in errors)
 
 
-@pytest.mark.parametrize("path", INVALID, ids=lambda p: p.name)
+# Examples that break only cross-field (CEL) rules: structurally valid, so the schema alone
+# must accept them; the real API server rejects them (tests/cluster/test_crds.py).
+CEL_ONLY = {"campaign-cel-bad.yaml"}
+
+
+@pytest.mark.parametrize("path", [p for p in INVALID if p.name in CEL_ONLY], ids=lambda p: p.name)
+def test_cel_only_example_is_structurally_valid(path):
+    manifest = yaml.safe_load(path.read_text())
+    errors = sorted(validator_for(manifest).iter_errors(manifest), key=str)
+    assert not errors, "\n".join(e.message for e in errors)
+
+
+@pytest.mark.parametrize("path", [p for p in INVALID if p.name not in CEL_ONLY], ids=lambda p: p.name)
 def test_invalid_example_is_rejected(path):
     manifest = yaml.safe_load(path.read_text())
     errors = list(validator_for(manifest).iter_errors(manifest))
