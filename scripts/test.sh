@@ -15,6 +15,13 @@ bash scripts/services.sh up
 
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs) first" >&2; exit 1; }
 
+# nextest runs each test in its own process (what the suite is written for); install it once
+# from crates.io (about 4 minutes of compiling), falling back to `cargo test` if that fails
+if ! cargo nextest --version >/dev/null 2>&1; then
+  echo "[test] installing cargo-nextest from crates.io (first run only)" >&2
+  cargo install --locked --quiet cargo-nextest >&2 || echo "[test] cargo-nextest install failed: using cargo test" >&2
+fi
+
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@" || status=$?
