@@ -44,7 +44,7 @@ pub enum Scenario {
     },
     /// An invalid Campaign: a Warning Event and a status saying why, nothing else.
     InvalidSpec(Campaign),
-    /// An Active Campaign asking for an `allkeys-*` eviction policy: nothing to scale, the
+    /// An Active Campaign asking for an evicting policy (anything but `noeviction`): nothing to scale, the
     /// policy refused with a Warning and `RedisConfigured=False`, no CONFIG SET issued.
     RefusedEvictionPolicy(Campaign),
     /// A standalone QueueConfig: published (Event), then its status.

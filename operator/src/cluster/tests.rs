@@ -76,11 +76,12 @@ async fn an_active_campaign_scales_with_its_field_manager_and_reports_status() {
 }
 
 #[tokio::test]
-async fn an_allkeys_eviction_policy_is_refused_without_touching_redis() {
+async fn a_volatile_eviction_policy_is_refused_without_touching_redis() {
+    // volatile-* evicts keys with a TTL, and the waiting room's keys carry one.
     let mut c = campaign(app_metrics(0).await);
     c.spec.redis = Some(floodgate_crds::v1alpha1::RedisSpec {
         maxmemory: Some("1gb".into()),
-        maxmemory_policy: Some(floodgate_crds::v1alpha1::MaxmemoryPolicy::AllkeysLru),
+        maxmemory_policy: Some(floodgate_crds::v1alpha1::MaxmemoryPolicy::VolatileLru),
         ttls: None,
     });
     let (ctx, server) = test_context(vec![c.clone()], vec![queue_config()]).await;

@@ -14,7 +14,7 @@ pub struct MemoryWanted {
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
     #[error(
-        "maxmemory-policy {0} is refused: it may evict any key, and this Redis holds waiting-room places and stock gates (use a volatile-* policy or noeviction)"
+        "maxmemory-policy {0} is refused: only noeviction is accepted, because this Redis holds waiting-room places and stock gates and the queue keys (line, sequence, head, waiting count, entry buckets) carry TTLs, so volatile-* policies can evict them as well as allkeys-* ones"
     )]
     Refused(&'static str),
     #[error("Redis CONFIG failed: {0}")]
@@ -23,11 +23,13 @@ pub enum MemoryError {
     Missing(&'static str),
 }
 
-/// Pure policy check: `allkeys-*` would evict queue places and stock gates, which must never
-/// disappear under memory pressure.
+/// Pure policy check: only `noeviction`. `allkeys-*` would evict stock gates and anything
+/// else; `volatile-*` evicts keys with a TTL, and the queue's keys have one (join.lua expires
+/// the line, sequence, head, count and entry keys a place-ttl after the last join), so a
+/// waiting-room place could disappear under memory pressure either way.
 pub fn check(wanted: &MemoryWanted) -> Result<(), MemoryError> {
     match wanted.policy {
-        Some(p) if p.as_redis().starts_with("allkeys-") => Err(MemoryError::Refused(p.as_redis())),
+        Some(p) if p != MaxmemoryPolicy::Noeviction => Err(MemoryError::Refused(p.as_redis())),
         _ => Ok(()),
     }
 }
@@ -101,14 +103,14 @@ mod tests {
         let before = read(&t).await.expect("read");
         let wanted = MemoryWanted {
             maxmemory: Some("3gb".into()),
-            policy: Some(MaxmemoryPolicy::VolatileTtl),
+            policy: Some(MaxmemoryPolicy::Noeviction),
         };
         let applied = apply(&t, &wanted).await.expect("apply");
         assert_eq!(
             applied,
             RedisApplied {
                 maxmemory: (3u64 << 30).to_string(),
-                maxmemory_policy: "volatile-ttl".into()
+                maxmemory_policy: "noeviction".into()
             }
         );
         let restored = restore(&t, &before).await.expect("restore");
@@ -116,11 +118,15 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn allkeys_policies_are_refused_and_nothing_changes() {
+    async fn every_evicting_policy_is_refused_and_nothing_changes() {
         let _g = SHARED.lock().await;
         let t = testing::target("memory-refuse").await;
         let before = read(&t).await.expect("read");
         for p in [
+            MaxmemoryPolicy::VolatileLru,
+            MaxmemoryPolicy::VolatileLfu,
+            MaxmemoryPolicy::VolatileRandom,
+            MaxmemoryPolicy::VolatileTtl,
             MaxmemoryPolicy::AllkeysLru,
             MaxmemoryPolicy::AllkeysLfu,
             MaxmemoryPolicy::AllkeysRandom,
@@ -129,9 +135,15 @@ mod tests {
                 maxmemory: Some("5gb".into()),
                 policy: Some(p),
             };
+            let refused = apply(&t, &wanted).await;
             assert!(
-                matches!(apply(&t, &wanted).await, Err(MemoryError::Refused(_))),
-                "{p:?}"
+                matches!(&refused, Err(MemoryError::Refused(_))),
+                "{p:?}: {refused:?}"
+            );
+            let why = refused.expect_err("refused").to_string();
+            assert!(
+                why.contains("only noeviction") && why.contains("TTL"),
+                "{why}"
             );
         }
         assert_eq!(
