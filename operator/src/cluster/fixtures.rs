@@ -162,10 +162,7 @@ impl ApiServerVerifier {
                     .await
             }
             Scenario::Conflict(campaign) => {
-                let hpa = json!({"metadata": {"name": "app-hpa", "namespace": NS},
-                    "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": DEPLOYMENT},
-                             "minReplicas": 1, "maxReplicas": 5}});
-                self.hpa_list(vec![hpa])
+                self.hpa_list(vec![hpa_on_target()])
                     .await
                     .event("Conflict", "Warning")
                     .await
@@ -248,6 +245,13 @@ impl ApiServerVerifier {
             }
         }
     }
+}
+
+/// An HPA scaling the campaign's Deployment.
+pub(super) fn hpa_on_target() -> Value {
+    json!({"metadata": {"name": "app-hpa", "namespace": NS},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": DEPLOYMENT},
+                 "minReplicas": 1, "maxReplicas": 5}})
 }
 
 pub(super) fn assert_condition(status: &Value, type_: &str, expected: &str) {

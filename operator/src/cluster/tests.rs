@@ -7,7 +7,7 @@ use kube::runtime::controller::Action;
 
 use super::{
     controller::{reconcile_campaign, reconcile_queue_config},
-    fixtures::{Scenario, campaign, queue_config, test_context},
+    fixtures::{Scenario, campaign, hpa_on_target, queue_config, test_context},
 };
 use crate::{phase::ACTIVE_RESYNC, store::runtime_doc};
 
@@ -66,6 +66,10 @@ async fn an_active_campaign_scales_with_its_field_manager_and_reports_status() {
         metrics.contains("floodgate_operator_panic{campaign=\"default/xmas-tickets\"} 1"),
         "{metrics}"
     );
+    assert!(
+        metrics.contains("floodgate_operator_reconciles_total{kind=\"Campaign\"} 1"),
+        "every reconcile is counted: {metrics}"
+    );
     let doc = runtime_doc::read(&ctx.redis)
         .await
         .expect("read")
@@ -113,6 +117,78 @@ async fn an_hpa_on_the_same_deployment_is_a_conflict() {
         .expect("reconcile");
     drop(ctx);
     mock.await.expect("scenario");
+}
+
+#[tokio::test]
+async fn a_pass_with_nothing_new_writes_no_status() {
+    let c = campaign(1);
+    let (ctx, server) = test_context(vec![c.clone()], vec![queue_config()]).await;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let first = c.clone();
+    let mock = tokio::spawn(async move {
+        server
+            .hpa_list(vec![hpa_on_target()])
+            .await
+            .event("Conflict", "Warning")
+            .await
+            .event("ConfigPublished", "Normal")
+            .await
+            .status_patch(&first, move |st| {
+                let _ = tx.send(st.clone());
+            })
+            .await
+            // The second pass: the same HPA, the same document, the same status: one call.
+            .hpa_list(vec![hpa_on_target()])
+            .await
+            .expect_no_more()
+            .await;
+    });
+    reconcile_campaign(Arc::new(c.clone()), ctx.clone())
+        .await
+        .expect("first reconcile");
+    let mut again = c;
+    again.status = Some(serde_json::from_value(rx.await.expect("status")).expect("status"));
+    reconcile_campaign(Arc::new(again), ctx.clone())
+        .await
+        .expect("second reconcile");
+    drop(ctx);
+    mock.await.expect("scenario");
+}
+
+#[tokio::test]
+async fn status_writes_do_not_wake_a_reconcile() {
+    use futures::StreamExt;
+    let c = campaign(1);
+    let mut versions = vec![c.clone()];
+    // Every resync writes the status (new resourceVersion, same generation): 100 of them.
+    for i in 0..100 {
+        let mut v = c.clone();
+        v.metadata.resource_version = Some(format!("{}", 100 + i));
+        v.status = Some(floodgate_crds::v1alpha1::CampaignStatus {
+            observed: Some(floodgate_crds::v1alpha1::ObservedSignals {
+                waiting: Some(i),
+                p95: None,
+                at: Some(chrono::Utc::now()),
+            }),
+            ..Default::default()
+        });
+        versions.push(v);
+    }
+    let mut edited = versions[100].clone();
+    edited.metadata.generation = Some(2);
+    let mut unfinalized = edited.clone();
+    unfinalized.metadata.finalizers = None;
+    let mut deleting = unfinalized.clone();
+    deleting.metadata.deletion_timestamp = Some(
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()),
+    );
+    versions.extend([edited, unfinalized, deleting]);
+    let woken: Vec<_> =
+        super::controller::reconcile_triggers(futures::stream::iter(versions.into_iter().map(Ok)))
+            .collect()
+            .await;
+    // The first sight, the spec edit, the finalizer change and the deletion mark.
+    assert_eq!(woken.len(), 4, "status writes woke reconciles");
 }
 
 #[tokio::test]

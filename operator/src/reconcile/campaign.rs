@@ -40,10 +40,7 @@ pub async fn apply<P: Platform>(
             generation,
         )
         .await;
-        ctx.platform
-            .write_campaign_status(c, &st)
-            .await
-            .map_err(Error::WriteStatus)?;
+        save_status(c, ctx, &st, now).await?;
         return Ok(Next(None));
     }
 
@@ -143,11 +140,25 @@ pub async fn apply<P: Platform>(
     }
 
     publish_config(ctx, &obj, &mut st, generation, now).await?;
-    ctx.platform
-        .write_campaign_status(c, &st)
-        .await
-        .map_err(Error::WriteStatus)?;
+    save_status(c, ctx, &st, now).await?;
     Ok(Next(next_wake(&c.spec.schedule, phase, now)))
+}
+
+/// Writes the status unless nothing but the signal time changed (see
+/// [`status::campaign_needs_write`]).
+async fn save_status<P: Platform>(
+    c: &Campaign,
+    ctx: &Context<P>,
+    st: &CampaignStatus,
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    if status::campaign_needs_write(c.status.as_ref(), st, now) {
+        ctx.platform
+            .write_campaign_status(c, st)
+            .await
+            .map_err(Error::WriteStatus)?;
+    }
+    Ok(())
 }
 
 /// Writes the merged runtime document and records the outcome in the status.

@@ -38,10 +38,7 @@ pub async fn apply<P: Platform>(
             generation,
         )
         .await;
-        ctx.platform
-            .write_queue_status(q, &st)
-            .await
-            .map_err(Error::WriteStatus)?;
+        save_status(q, ctx, &st).await?;
         return Ok(Next(None));
     }
 
@@ -116,9 +113,21 @@ pub async fn apply<P: Platform>(
         now,
         generation,
     );
-    ctx.platform
-        .write_queue_status(q, &st)
-        .await
-        .map_err(Error::WriteStatus)?;
+    save_status(q, ctx, &st).await?;
     Ok(Next(Some(QUEUE_RESYNC)))
+}
+
+/// Writes the status only when it changed (the live gauges move it often enough).
+async fn save_status<P: Platform>(
+    q: &QueueConfig,
+    ctx: &Context<P>,
+    st: &QueueConfigStatus,
+) -> Result<(), Error> {
+    if status::queue_needs_write(q.status.as_ref(), st) {
+        ctx.platform
+            .write_queue_status(q, st)
+            .await
+            .map_err(Error::WriteStatus)?;
+    }
+    Ok(())
 }
