@@ -64,11 +64,9 @@ pub async fn reconcile_queue_config(q: Arc<QueueConfig>, ctx: Arc<Ctx>) -> Resul
     let result = finalizer(&api, QUEUE_FINALIZER, q, |event| async {
         match event {
             Finalizer::Apply(q) => queue_config::apply(&q, &ctx, Utc::now()).await.map(action),
-            // Its deletionTimestamp already keeps it out of the merge: republish without it.
-            Finalizer::Cleanup(_) => crate::reconcile::runtime_sync::sync(&ctx, Utc::now(), None)
-                .await?
-                .map(|_| Action::await_change())
-                .map_err(Error::Unpublish),
+            Finalizer::Cleanup(q) => queue_config::cleanup(&q, &ctx, Utc::now())
+                .await
+                .map(action),
         }
     })
     .await

@@ -131,3 +131,27 @@ async fn save_status<P: Platform>(
     }
     Ok(())
 }
+
+/// The finalizer: its deletionTimestamp already keeps it out of the merge, so republish
+/// without it. With Redis unreachable the finalizer completes anyway (deleting a QueueConfig
+/// or its namespace must not hang) and a `RestoreIncomplete` Warning says the queue may
+/// still be in the runtime document until the next write of it.
+pub async fn cleanup<P: Platform>(
+    q: &QueueConfig,
+    ctx: &Context<P>,
+    now: DateTime<Utc>,
+) -> Result<Next, Error> {
+    if let Err(e) = runtime_sync::sync(ctx, now, None).await? {
+        let msg = format!(
+            "finalizer removed without unpublishing queue {} ({e}): it leaves the runtime config at the next successful publish",
+            q.spec.queue_id
+        );
+        ctx.platform
+            .record(
+                &ObjectKey::of(q),
+                Note::warning("RestoreIncomplete", "Publish", msg),
+            )
+            .await;
+    }
+    Ok(Next(None))
+}

@@ -21,6 +21,10 @@ pub enum MemoryError {
     Redis(#[from] redis::RedisError),
     #[error("CONFIG GET {0} returned nothing")]
     Missing(&'static str),
+    #[error(
+        "the pre-campaign settings could not be read and saved to the status first, so nothing was changed"
+    )]
+    NotSaved,
 }
 
 /// Pure policy check: only `noeviction`. `allkeys-*` would evict stock gates and anything
@@ -61,6 +65,19 @@ pub async fn read(target: &RedisTarget) -> Result<RedisApplied, MemoryError> {
         maxmemory: get(target, "maxmemory").await?,
         maxmemory_policy: get(target, "maxmemory-policy").await?,
     })
+}
+
+/// `used_memory` from `INFO memory`: what a restored `maxmemory` must fit above.
+pub async fn used_memory(target: &RedisTarget) -> Result<u64, MemoryError> {
+    let mut conn = target.conn.clone();
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut conn)
+        .await?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or(MemoryError::Missing("used_memory"))
 }
 
 /// Applies what is wanted (refusing eviction policies that could lose queue state) and
@@ -115,6 +132,13 @@ mod tests {
         );
         let restored = restore(&t, &before).await.expect("restore");
         assert_eq!(restored, before);
+    }
+
+    #[tokio::test]
+    async fn used_memory_is_read_from_info() {
+        let t = testing::target("memory-used").await;
+        let used = used_memory(&t).await.expect("INFO memory");
+        assert!(used > 0, "a running Redis uses some memory");
     }
 
     #[tokio::test]
