@@ -145,20 +145,21 @@ def test_existing_secret_is_referenced_not_created(rendered):
 def test_redis_cannot_evict_queue_keys(rendered, scenario):
     cm = one(rendered[scenario], "ConfigMap", f"{FULL}-redis")
     conf = dict(line.split(None, 1) for line in cm["data"]["redis.conf"].splitlines() if line and not line.startswith("#"))
-    assert conf["maxmemory-policy"] in {"volatile-lru", "noeviction"}
+    assert conf["maxmemory-policy"] == "noeviction"
     assert conf["maxmemory"]
     sts = one(rendered[scenario], "StatefulSet", f"{FULL}-redis")
     assert container(sts, "redis")["command"] == ["redis-server", "/etc/redis/redis.conf"]
 
 
-def test_render_refuses_allkeys_even_without_schema(tmp_path):
+def test_render_refuses_evicting_policies_even_without_schema(tmp_path):
     """The template guard holds on its own, for installs that skip schema validation."""
     copy = tmp_path / "floodgate"
     shutil.copytree(CHART, copy)
     (copy / "values.schema.json").unlink()
     with helm_python.Chart.load(str(copy)) as unchecked:
-        with pytest.raises(helm_python.HelmRenderError, match="allkeys-lru"):
-            unchecked.render({"redis": {"maxmemoryPolicy": "allkeys-lru"}}, name=RELEASE, namespace=NAMESPACE)
+        for policy in ("allkeys-lru", "volatile-lru", "volatile-ttl"):
+            with pytest.raises(helm_python.HelmRenderError, match=policy):
+                unchecked.render({"redis": {"maxmemoryPolicy": policy}}, name=RELEASE, namespace=NAMESPACE)
         unchecked.render({"redis": {"maxmemoryPolicy": "noeviction"}}, name=RELEASE, namespace=NAMESPACE)
 
 

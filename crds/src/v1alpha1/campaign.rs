@@ -277,8 +277,11 @@ pub struct RedisSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+(b|kb|mb|gb)?$"))]
     pub maxmemory: Option<String>,
-    /// Redis eviction policy. allkeys-* policies are refused by the operator because they
-    /// would evict waiting-room places and stock gates.
+    /// Redis eviction policy. Only noeviction is accepted by the operator (the other values
+    /// stay in the enum so existing manifests still apply, but the operator refuses them with
+    /// RedisConfigured=False/EvictionPolicyRefused): allkeys-* would evict stock gates and
+    /// waiting-room places, and volatile-* evicts keys with a TTL, which the waiting room's
+    /// keys carry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub maxmemory_policy: Option<MaxmemoryPolicy>,
     /// TTLs of the app's short-lived records while the campaign is active.

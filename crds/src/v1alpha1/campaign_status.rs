@@ -17,7 +17,8 @@ pub enum Phase {
     Prewarming,
     /// Between startsAt and endsAt: scaling from queue depth and latency.
     Active,
-    /// After endsAt: the Deployment and Redis are back to their pre-campaign settings.
+    /// After endsAt: the Deployment steps back down to its pre-campaign replicas with the
+    /// scale-down policy, and Redis gets its pre-campaign settings once its data fits.
     Ended,
 }
 
@@ -49,7 +50,8 @@ pub struct CampaignStatus {
     /// Redis settings as CONFIG GET returned them after the last apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis_applied: Option<RedisApplied>,
-    /// Redis settings found before the campaign first changed them, restored on delete.
+    /// Redis settings found before the campaign first changed them, saved before its first
+    /// CONFIG SET; restored when it ends or is deleted, once used_memory fits under them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis_before: Option<RedisApplied>,
     /// Version of the runtime document last written.
@@ -73,7 +75,8 @@ pub struct ReplicaStatus {
     /// Why, e.g. "queue depth 91000 / 2000 per replica".
     #[serde(default)]
     pub reason: String,
-    /// Replicas before the campaign first scaled the Deployment; restored when it ends.
+    /// Replicas before the campaign first scaled the Deployment, saved before its first
+    /// scale patch; stepped back to after it ends, restored at once on delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub before: Option<i32>,
 }

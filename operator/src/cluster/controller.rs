@@ -5,15 +5,15 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use floodgate_crds::v1alpha1::{Campaign, QueueConfig};
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use kube::{
-    Api, Client, ResourceExt,
+    Api, Client, Resource, ResourceExt,
     api::ListParams,
     runtime::{
-        Controller,
+        Controller, Predicate, PredicateConfig, WatchStreamExt,
         controller::Action,
         finalizer::{Event as Finalizer, finalizer},
-        watcher,
+        predicates, reflector, watcher,
     },
 };
 
@@ -64,11 +64,9 @@ pub async fn reconcile_queue_config(q: Arc<QueueConfig>, ctx: Arc<Ctx>) -> Resul
     let result = finalizer(&api, QUEUE_FINALIZER, q, |event| async {
         match event {
             Finalizer::Apply(q) => queue_config::apply(&q, &ctx, Utc::now()).await.map(action),
-            // Its deletionTimestamp already keeps it out of the merge: republish without it.
-            Finalizer::Cleanup(_) => crate::reconcile::runtime_sync::sync(&ctx, Utc::now(), None)
-                .await?
-                .map(|_| Action::await_change())
-                .map_err(Error::Unpublish),
+            Finalizer::Cleanup(q) => queue_config::cleanup(&q, &ctx, Utc::now())
+                .await
+                .map(action),
         }
     })
     .await
@@ -118,10 +116,8 @@ pub async fn run(
     ] {
         r.map_err(|e| anyhow::anyhow!("{what} CRD not installed or not readable ({e}); run `floodgate-operator crd | kubectl apply -f -`"))?;
     }
-    let campaign_ctl =
-        Controller::new(campaigns, watcher::Config::default().any_semantic()).shutdown_on_signal();
-    let queue_ctl =
-        Controller::new(queues, watcher::Config::default().any_semantic()).shutdown_on_signal();
+    let campaign_ctl = controller(campaigns);
+    let queue_ctl = controller(queues);
     let (campaign_store, queue_store) = (campaign_ctl.store(), queue_ctl.store());
     let platform = KubePlatform::new(client, campaign_store.clone(), queue_store.clone());
     let ctx = Arc::new(Context::new(
@@ -154,6 +150,48 @@ pub async fn run(
         });
     tokio::join!(readiness, campaigns, queues);
     Ok(())
+}
+
+/// 1 while the object is being deleted, so the deletion mark wakes the finalizer even where
+/// an API server does not bump the generation for it.
+fn deletion_marked<K: Resource>(obj: &K) -> Option<u64> {
+    Some(u64::from(obj.meta().deletion_timestamp.is_some()))
+}
+
+/// Which watch events wake a reconcile: a new generation (spec changes), a finalizer change
+/// (the finalizer helper waits for the one it adds) and the deletion mark. Status writes —
+/// ours, every resync — change none of these, so they no longer wake the next reconcile at
+/// once; resyncs come from the requeue each reconcile returns. The reflector behind the
+/// controller still sees every event, so the caches stay current.
+pub fn reconcile_triggers<K, S>(objects: S) -> impl Stream<Item = Result<K, watcher::Error>>
+where
+    K: Resource + 'static,
+    S: Stream<Item = Result<K, watcher::Error>>,
+{
+    let wakes = predicates::generation
+        .combine(predicates::finalizers)
+        .combine(deletion_marked);
+    objects.predicate_filter(wakes, PredicateConfig::default())
+}
+
+/// A controller like `Controller::new`, with [`reconcile_triggers`] between the reflector and
+/// the scheduler.
+fn controller<K>(api: Api<K>) -> Controller<K>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let objects = watcher(api, watcher::Config::default().any_semantic())
+        .default_backoff()
+        .reflect(writer)
+        .applied_objects();
+    Controller::for_stream(reconcile_triggers(objects), reader).shutdown_on_signal()
 }
 
 /// The non-Kubernetes parts of the context, built by `main`.

@@ -19,6 +19,18 @@ pub(super) fn respond(send: Responder, value: &Value) {
     );
 }
 
+/// An API error the way the API server sends it: a `Status` with the HTTP code.
+pub(super) fn respond_error(send: Responder, code: u16, reason: &str, message: &str) {
+    let body = json!({"apiVersion": "v1", "kind": "Status", "metadata": {}, "status": "Failure",
+                      "message": message, "reason": reason, "code": code});
+    send.send_response(
+        Response::builder()
+            .status(code)
+            .body(Body::from(serde_json::to_vec(&body).expect("json")))
+            .expect("response"),
+    );
+}
+
 async fn json_body(req: Request<Body>) -> Value {
     let bytes = req.into_body().collect_bytes().await.expect("body");
     serde_json::from_slice(&bytes).expect("json body")
@@ -84,6 +96,23 @@ impl ApiServerVerifier {
             format!("/apis/apps/v1/namespaces/{NS}/deployments/{DEPLOYMENT}/scale")
         );
         respond(send, &scale(replicas));
+        self
+    }
+
+    /// The Deployment does not exist: the API server's 404.
+    pub(super) async fn get_scale_missing(mut self) -> Self {
+        let (req, send) = self.next().await;
+        assert_eq!(req.method(), Method::GET);
+        assert_eq!(
+            req.uri().path(),
+            format!("/apis/apps/v1/namespaces/{NS}/deployments/{DEPLOYMENT}/scale")
+        );
+        respond_error(
+            send,
+            404,
+            "NotFound",
+            &format!("deployments.apps \"{DEPLOYMENT}\" not found"),
+        );
         self
     }
 
@@ -165,6 +194,18 @@ impl ApiServerVerifier {
         assert_eq!(body["regarding"]["kind"], kind);
         assert_eq!(body["reportingController"], "floodgate-operator");
         respond(send, &body);
+        self
+    }
+
+    /// A status patch the API server refuses (e.g. a lost lease's last write, or a 409).
+    pub(super) async fn status_patch_fails(mut self) -> Self {
+        let (req, send) = self.next().await;
+        assert_eq!(req.method(), Method::PATCH);
+        assert_eq!(
+            req.uri().path(),
+            format!("/apis/floodgate.dev/v1alpha1/namespaces/{NS}/campaigns/xmas-tickets/status")
+        );
+        respond_error(send, 500, "InternalError", "etcdserver: request timed out");
         self
     }
 

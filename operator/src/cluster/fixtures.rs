@@ -44,11 +44,27 @@ pub enum Scenario {
     },
     /// An invalid Campaign: a Warning Event and a status saying why, nothing else.
     InvalidSpec(Campaign),
-    /// An Active Campaign asking for an `allkeys-*` eviction policy: nothing to scale, the
+    /// An Active Campaign asking for an evicting policy (anything but `noeviction`): nothing to scale, the
     /// policy refused with a Warning and `RedisConfigured=False`, no CONFIG SET issued.
     RefusedEvictionPolicy(Campaign),
     /// A standalone QueueConfig: published (Event), then its status.
     QueueStatus(QueueConfig),
+    /// A campaign whose Deployment does not exist: a 404 on the scale, one TargetNotFound
+    /// Warning, `Ready=False/TargetNotFound`; `active` campaigns check conflicts first.
+    TargetNotFound { campaign: Campaign, active: bool },
+    /// A first takeover whose status write (carrying `before`) fails: nothing else is sent.
+    TakeoverWriteFails,
+    /// An Ended campaign at `from` replicas, pre-campaign `before`: one scale-down step to
+    /// `to`, `Ready=True/Restoring`, `before` kept.
+    EndedStepDown {
+        campaign: Campaign,
+        from: u32,
+        to: u32,
+        before: u32,
+    },
+    /// A deleted campaign whose Deployment is gone and whose Redis is unreachable: one
+    /// RestoreIncomplete Warning, then the finalizer is removed anyway.
+    CleanupIncomplete(Campaign),
 }
 
 pub const NS: &str = "default";
@@ -91,6 +107,51 @@ pub async fn test_context(
     campaigns: Vec<Campaign>,
     queues: Vec<QueueConfig>,
 ) -> (Arc<Ctx>, ApiServerVerifier) {
+    test_context_with(campaigns, queues, testing::target("cluster").await)
+}
+
+/// A Redis that answered once and is gone: a private `redis-server`, connected, then killed.
+pub async fn unreachable_redis() -> crate::store::RedisTarget {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let mut child = std::process::Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("redis-server must be installed for this test");
+    let url = format!("redis://127.0.0.1:{port}");
+    // No reconnect retries, so each command fails at once rather than after the production
+    // backoff (about 6 s per command).
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_number_of_retries(0)
+        .set_connection_timeout(Some(std::time::Duration::from_millis(500)));
+    let mut target = None;
+    for _ in 0..100 {
+        let client = redis::Client::open(url.as_str()).expect("url");
+        if let Ok(conn) =
+            redis::aio::ConnectionManager::new_with_config(client, config.clone()).await
+        {
+            target = Some(crate::store::RedisTarget {
+                conn,
+                prefix: "fgtest:gone:".into(),
+            });
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    target.expect("the private redis-server came up")
+}
+
+pub fn test_context_with(
+    campaigns: Vec<Campaign>,
+    queues: Vec<QueueConfig>,
+    redis: crate::store::RedisTarget,
+) -> (Arc<Ctx>, ApiServerVerifier) {
     let (mock_service, handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::new(mock_service, NS);
     let (campaign_store, mut cw) = reflector::store();
@@ -102,7 +163,6 @@ pub async fn test_context(
         qw.apply_watcher_event(&watcher::Event::Apply(q));
     }
     let platform = KubePlatform::new(client, campaign_store, queue_store);
-    let redis = testing::target("cluster").await;
     let ctx = Context::new(
         platform,
         redis,
@@ -133,6 +193,12 @@ impl ApiServerVerifier {
                     .await
                     .get_scale(from)
                     .await
+                    // The originals reach the status before the scale patch.
+                    .status_patch(&campaign, move |status| {
+                        assert_eq!(status["replicas"]["before"], from);
+                        assert_eq!(status["replicas"]["desired"], from, "nothing decided yet");
+                    })
+                    .await
                     .pods_of_deployment()
                     .await
                     .patch_scale(to)
@@ -162,10 +228,7 @@ impl ApiServerVerifier {
                     .await
             }
             Scenario::Conflict(campaign) => {
-                let hpa = json!({"metadata": {"name": "app-hpa", "namespace": NS},
-                    "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": DEPLOYMENT},
-                             "minReplicas": 1, "maxReplicas": 5}});
-                self.hpa_list(vec![hpa])
+                self.hpa_list(vec![hpa_on_target()])
                     .await
                     .event("Conflict", "Warning")
                     .await
@@ -201,6 +264,14 @@ impl ApiServerVerifier {
                     .await
                     .get_scale(2)
                     .await
+                    .status_patch(&campaign, |status| {
+                        assert_eq!(status["replicas"]["before"], 2);
+                        assert!(
+                            status["redisBefore"].is_null(),
+                            "a refused policy changes nothing"
+                        );
+                    })
+                    .await
                     .pods_of_deployment()
                     .await
                     .event("EvictionPolicyRefused", "Warning")
@@ -226,6 +297,68 @@ impl ApiServerVerifier {
                     })
                     .await
             }
+            Scenario::TargetNotFound { campaign, active } => {
+                let v = if active {
+                    self.hpa_list(vec![]).await
+                } else {
+                    self
+                };
+                v.get_scale_missing()
+                    .await
+                    .event("TargetNotFound", "Warning")
+                    .await
+                    .event("ConfigPublished", "Normal")
+                    .await
+                    .status_patch(&campaign, |status| {
+                        assert_reason(status, "Ready", "False", "TargetNotFound");
+                        let ready = condition(status, "Ready");
+                        let msg = ready["message"].as_str().unwrap_or("");
+                        assert!(msg.contains("default/floodgate-app"), "{msg}");
+                        assert!(
+                            status["replicas"].is_null(),
+                            "nothing decided without a target"
+                        );
+                    })
+                    .await
+            }
+            Scenario::TakeoverWriteFails => {
+                self.hpa_list(vec![])
+                    .await
+                    .get_scale(2)
+                    .await
+                    .status_patch_fails()
+                    .await
+            }
+            Scenario::EndedStepDown {
+                campaign,
+                from,
+                to,
+                before,
+            } => {
+                self.get_scale(from)
+                    .await
+                    .patch_scale(to)
+                    .await
+                    .event("Scaled", "Normal")
+                    .await
+                    .event("ConfigPublished", "Normal")
+                    .await
+                    .status_patch(&campaign, move |status| {
+                        assert_eq!(status["phase"], "Ended");
+                        assert_eq!(status["replicas"]["desired"], to);
+                        assert_eq!(status["replicas"]["before"], before, "not done yet");
+                        assert_reason(status, "Ready", "True", "Restoring");
+                    })
+                    .await
+            }
+            Scenario::CleanupIncomplete(campaign) => {
+                self.get_scale_missing()
+                    .await
+                    .event("RestoreIncomplete", "Warning")
+                    .await
+                    .finalizer_removed(&campaign)
+                    .await
+            }
             Scenario::QueueStatus(queue) => {
                 self.event_for("QueueConfig", "ConfigPublished", "Normal")
                     .await
@@ -248,6 +381,32 @@ impl ApiServerVerifier {
             }
         }
     }
+}
+
+/// An HPA scaling the campaign's Deployment.
+pub(super) fn hpa_on_target() -> Value {
+    json!({"metadata": {"name": "app-hpa", "namespace": NS},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": DEPLOYMENT},
+                 "minReplicas": 1, "maxReplicas": 5}})
+}
+
+pub(super) fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    let found = status["conditions"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["type"] == type_));
+    let Some(c) = found else {
+        panic!("no {type_} condition in {status}")
+    };
+    c
+}
+
+pub(super) fn assert_reason(status: &Value, type_: &str, expected: &str, reason: &str) {
+    let c = condition(status, type_);
+    assert_eq!(
+        (&c["status"], &c["reason"]),
+        (&json!(expected), &json!(reason)),
+        "{c}"
+    );
 }
 
 pub(super) fn assert_condition(status: &Value, type_: &str, expected: &str) {

@@ -7,7 +7,7 @@ use floodgate_crds::{
     v1alpha1::{Campaign, CampaignStatus, ObservedSignals, ReplicaStatus},
 };
 
-use super::{Context, Error, Note, ObjectKey, Platform, key_of, status};
+use super::{Context, Error, Note, ObjectKey, Platform, key_of, originals, status};
 use crate::{
     observe::{self, LatencySource},
     scaling::{self, Input, Policy},
@@ -17,11 +17,13 @@ use crate::{
 /// Default p95 window when the campaign does not set `scaling.metrics.window`.
 const DEFAULT_WINDOW: Dur = Dur::from_secs(30);
 
+/// `current` is the Deployment's replica count, just read.
 pub async fn command<P: Platform>(
     c: &Campaign,
     ctx: &Context<P>,
     st: &mut CampaignStatus,
     old: &CampaignStatus,
+    current: u32,
     now: DateTime<Utc>,
 ) -> Result<(), Error> {
     let (key, obj) = (key_of(c), ObjectKey::of(c));
@@ -29,17 +31,10 @@ pub async fn command<P: Platform>(
     let generation = c.metadata.generation;
     let deployment = c.spec.target.deployment.as_str();
 
+    // Take over: the originals reach the status before anything is changed.
+    let before = save_originals(c, ctx, st, old, current).await?;
+
     // Observe.
-    let current = ctx
-        .platform
-        .read_scale(ns, deployment)
-        .await
-        .map_err(Error::ReadScale)?;
-    let before = old
-        .replicas
-        .as_ref()
-        .and_then(|r| r.before)
-        .unwrap_or(to_i32(current));
     let mut problems = Vec::new();
     let urls = ctx.platform.scrape_urls(c).await.unwrap_or_else(|e| {
         problems.push(format!("finding app pods: {e}"));
@@ -180,6 +175,56 @@ pub async fn command<P: Platform>(
     Ok(())
 }
 
+/// The Redis settings the campaign asks for.
+fn wanted_memory(c: &Campaign) -> MemoryWanted {
+    c.spec
+        .redis
+        .as_ref()
+        .map(|r| MemoryWanted {
+            maxmemory: r.maxmemory.clone(),
+            policy: r.maxmemory_policy,
+        })
+        .unwrap_or_default()
+}
+
+/// On a first takeover ([`originals::to_save`]), writes the replica count and the Redis
+/// settings found to the status; a failed write fails the reconcile before any scale patch
+/// or `CONFIG SET`. Returns the pre-campaign replica count.
+async fn save_originals<P: Platform>(
+    c: &Campaign,
+    ctx: &Context<P>,
+    st: &mut CampaignStatus,
+    old: &CampaignStatus,
+    current: u32,
+) -> Result<i32, Error> {
+    let wanted = wanted_memory(c);
+    let changes_redis = wanted != MemoryWanted::default() && memory::check(&wanted).is_ok();
+    let save = originals::to_save(old, changes_redis);
+    if save.replicas {
+        st.replicas = Some(ReplicaStatus {
+            current: to_i32(current),
+            desired: to_i32(current),
+            reason: "pre-campaign replica count saved before the first scale".into(),
+            before: Some(to_i32(current)),
+        });
+    }
+    if save.redis {
+        // Unreadable: nothing saved, so configure_redis changes nothing this pass either.
+        st.redis_before = memory::read(&ctx.redis).await.ok();
+    }
+    if save.any() {
+        ctx.platform
+            .write_campaign_status(c, st)
+            .await
+            .map_err(Error::WriteStatus)?;
+    }
+    Ok(st
+        .replicas
+        .as_ref()
+        .and_then(|r| r.before)
+        .unwrap_or(to_i32(current)))
+}
+
 /// The queue ids of the QueueConfigs the campaign names (same namespace).
 async fn queue_ids_of<P: Platform>(
     c: &Campaign,
@@ -209,15 +254,7 @@ async fn configure_redis<P: Platform>(
     now: DateTime<Utc>,
 ) {
     let generation = c.metadata.generation;
-    let wanted = c
-        .spec
-        .redis
-        .as_ref()
-        .map(|r| MemoryWanted {
-            maxmemory: r.maxmemory.clone(),
-            policy: r.maxmemory_policy,
-        })
-        .unwrap_or_default();
+    let wanted = wanted_memory(c);
     if wanted == MemoryWanted::default() {
         status::set(
             &mut st.conditions,
@@ -233,7 +270,7 @@ async fn configure_redis<P: Platform>(
     let result = async {
         memory::check(&wanted)?;
         if st.redis_before.is_none() {
-            st.redis_before = Some(memory::read(&ctx.redis).await?);
+            return Err(MemoryError::NotSaved);
         }
         memory::apply(&ctx.redis, &wanted).await
     }

@@ -6,6 +6,7 @@
 
 pub mod campaign;
 mod command;
+pub mod originals;
 pub mod queue_config;
 pub mod runtime_sync;
 pub mod status;
@@ -34,6 +35,13 @@ pub enum PlatformError {
     Kube(#[from] kube::Error),
     #[error("{0}")]
     Local(String),
+}
+
+impl PlatformError {
+    /// The object does not exist (HTTP 404): a state to report, not a failure to retry.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, Self::Kube(kube::Error::Api(s)) if s.is_not_found())
+    }
 }
 
 /// One error variant per pipeline step that can fail, so a failure says where it happened.

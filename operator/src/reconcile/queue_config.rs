@@ -38,10 +38,7 @@ pub async fn apply<P: Platform>(
             generation,
         )
         .await;
-        ctx.platform
-            .write_queue_status(q, &st)
-            .await
-            .map_err(Error::WriteStatus)?;
+        save_status(q, ctx, &st).await?;
         return Ok(Next(None));
     }
 
@@ -116,9 +113,45 @@ pub async fn apply<P: Platform>(
         now,
         generation,
     );
-    ctx.platform
-        .write_queue_status(q, &st)
-        .await
-        .map_err(Error::WriteStatus)?;
+    save_status(q, ctx, &st).await?;
     Ok(Next(Some(QUEUE_RESYNC)))
+}
+
+/// Writes the status only when it changed (the live gauges move it often enough).
+async fn save_status<P: Platform>(
+    q: &QueueConfig,
+    ctx: &Context<P>,
+    st: &QueueConfigStatus,
+) -> Result<(), Error> {
+    if status::queue_needs_write(q.status.as_ref(), st) {
+        ctx.platform
+            .write_queue_status(q, st)
+            .await
+            .map_err(Error::WriteStatus)?;
+    }
+    Ok(())
+}
+
+/// The finalizer: its deletionTimestamp already keeps it out of the merge, so republish
+/// without it. With Redis unreachable the finalizer completes anyway (deleting a QueueConfig
+/// or its namespace must not hang) and a `RestoreIncomplete` Warning says the queue may
+/// still be in the runtime document until the next write of it.
+pub async fn cleanup<P: Platform>(
+    q: &QueueConfig,
+    ctx: &Context<P>,
+    now: DateTime<Utc>,
+) -> Result<Next, Error> {
+    if let Err(e) = runtime_sync::sync(ctx, now, None).await? {
+        let msg = format!(
+            "finalizer removed without unpublishing queue {} ({e}): it leaves the runtime config at the next successful publish",
+            q.spec.queue_id
+        );
+        ctx.platform
+            .record(
+                &ObjectKey::of(q),
+                Note::warning("RestoreIncomplete", "Publish", msg),
+            )
+            .await;
+    }
+    Ok(Next(None))
 }

@@ -103,7 +103,7 @@ pub fn decide(p: &Policy, input: &Input, history: &mut History) -> Decision {
         .flatten()
         .max_by_key(|r| r.replicas);
     let fallback = best.is_none() && missing;
-    let (raw, mut reason) = match best {
+    let (raw, reason) = match best {
         // With part of the picture missing, never shrink on what is left (HPA's rule).
         Some(r) if missing && r.replicas < current => (
             current,
@@ -117,6 +117,39 @@ pub fn decide(p: &Policy, input: &Input, history: &mut History) -> Decision {
         None => (current, "no signal: holding".to_owned()),
     };
 
+    bound(p, now, current, (raw, reason), fallback, history)
+}
+
+/// Steps a campaign that has ended toward `floor` (its pre-campaign replica count): `floor`
+/// is the only recommendation, and the campaign's own limits — panic hold, scale-down
+/// stabilization window, scale-down step — shape the move, so a line still draining after
+/// `endsAt` loses its pods as gradually as during the campaign. Never below `floor`; below
+/// it (someone scaled down by hand) it goes back up to `floor` at once.
+pub fn step_down(
+    p: &Policy,
+    now: Millis,
+    current: u32,
+    floor: u32,
+    history: &mut History,
+) -> Decision {
+    let policy = Policy {
+        min: floor,
+        max: current.max(floor),
+        ..p.clone()
+    };
+    let why = format!("campaign ended: back to the pre-campaign {floor}");
+    bound(&policy, now, current, (floor, why), false, history)
+}
+
+/// Stages 2–5 of the decision, from the raw recommendation to the replica count.
+fn bound(
+    p: &Policy,
+    now: Millis,
+    current: u32,
+    (raw, mut reason): (u32, String),
+    fallback: bool,
+    history: &mut History,
+) -> Decision {
     // 2. Panic: a recommendation at `threshold` × current is a burst; hold no scale-down until
     //    a stable window passes without one.
     if !fallback && raw > current && f64::from(raw) >= p.panic_threshold * f64::from(current.max(1))
@@ -127,8 +160,52 @@ pub fn decide(p: &Policy, input: &Input, history: &mut History) -> Decision {
         .last_burst
         .is_some_and(|t| now.saturating_sub(t) < p.panic_hold_ms());
 
-    // 3. Stabilization: the lowest recommendation of the up window and the highest of the
-    //    down window bound the move, so a brief dip or spike does not move the Deployment.
+    let (mut desired, mut limit) = stabilize(p, now, current, raw, history);
+    if panic && desired < current {
+        desired = current;
+        limit = Limit::Panic;
+    }
+
+    if let Some(stepped) = step_limit(p, now, current, desired, history) {
+        desired = stepped.0;
+        limit = stepped.1;
+    }
+
+    // 5. min/max last, so prewarm reaches minReplicas at once whatever the step policies say.
+    if desired < p.min {
+        desired = p.min;
+        limit = Limit::Min;
+    } else if desired > p.max {
+        desired = p.max;
+        limit = Limit::Max;
+    }
+
+    if let Some(why) = limit_reason(limit) {
+        reason.push_str("; ");
+        reason.push_str(why);
+    }
+    if panic {
+        reason.push_str("; panic mode");
+    }
+    Decision {
+        desired,
+        recommendation: raw,
+        limit,
+        panic,
+        fallback,
+        reason,
+    }
+}
+
+/// 3. Stabilization: the lowest recommendation of the up window and the highest of the
+///    down window bound the move, so a brief dip or spike does not move the Deployment.
+fn stabilize(
+    p: &Policy,
+    now: Millis,
+    current: u32,
+    raw: u32,
+    history: &mut History,
+) -> (u32, Limit) {
     let keep = p.up.stabilization_ms.max(p.down.stabilization_ms);
     history
         .recommendations
@@ -156,20 +233,26 @@ pub fn decide(p: &Policy, input: &Input, history: &mut History) -> Decision {
     if desired > down_rec {
         desired = down_rec;
     }
-    let mut limit = if raw > current && desired < raw {
+    let limit = if raw > current && desired < raw {
         Limit::UpStabilization
     } else if raw < current && desired > raw {
         Limit::DownStabilization
     } else {
         Limit::None
     };
-    if panic && desired < current {
-        desired = current;
-        limit = Limit::Panic;
-    }
+    (desired, limit)
+}
 
-    // 4. Step policies over the period: the larger of `pods` and `percent` % of the count at
-    //    the period's start (HPA `selectPolicy: Max`).
+/// 4. Step policies over the period: the larger of `pods` and `percent` % of the count at
+///    the period's start (HPA `selectPolicy: Max`). `Some` when they cut the move short.
+fn step_limit(
+    p: &Policy,
+    now: Millis,
+    current: u32,
+    mut desired: u32,
+    history: &mut History,
+) -> Option<(u32, Limit)> {
+    let mut limit = None;
     let keep = p.up.period_ms.max(p.down.period_ms);
     history
         .changes
@@ -181,7 +264,7 @@ pub fn decide(p: &Policy, input: &Input, history: &mut History) -> Decision {
         let up_limit = ceil_u32(up_limit).max(current);
         if desired > up_limit {
             desired = up_limit;
-            limit = Limit::UpStep;
+            limit = Some(Limit::UpStep);
         }
     } else if desired < current {
         let start = period_start(history, now, current, p.down.period_ms);
@@ -193,34 +276,10 @@ pub fn decide(p: &Policy, input: &Input, history: &mut History) -> Decision {
             .min(current);
         if desired < down_limit {
             desired = down_limit;
-            limit = Limit::DownStep;
+            limit = Some(Limit::DownStep);
         }
     }
-
-    // 5. min/max last, so prewarm reaches minReplicas at once whatever the step policies say.
-    if desired < p.min {
-        desired = p.min;
-        limit = Limit::Min;
-    } else if desired > p.max {
-        desired = p.max;
-        limit = Limit::Max;
-    }
-
-    if let Some(why) = limit_reason(limit) {
-        reason.push_str("; ");
-        reason.push_str(why);
-    }
-    if panic {
-        reason.push_str("; panic mode");
-    }
-    Decision {
-        desired,
-        recommendation: raw,
-        limit,
-        panic,
-        fallback,
-        reason,
-    }
+    limit.map(|l| (desired, l))
 }
 
 /// Replicas at the start of the period: the current count minus this decision's own changes

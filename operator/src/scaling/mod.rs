@@ -16,7 +16,7 @@ use std::collections::VecDeque;
 
 use floodgate_crds::v1alpha1::ScalingSpec;
 
-pub use decide::decide;
+pub use decide::{decide, step_down};
 
 /// Milliseconds since the Unix epoch; the caller's clock, passed in so tests control time.
 pub type Millis = u64;

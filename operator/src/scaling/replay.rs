@@ -132,3 +132,69 @@ fn ticket_opening_follows_the_expected_replica_curve() {
         }
     }
 }
+
+/// After `endsAt`: the campaign ended at 40 replicas with the queue still wanting 40 (the
+/// line drains after the end); the operator's 2 s resync steps down to the pre-campaign 3
+/// with the example's scale-down policy, never patching straight back to 3.
+fn step_down_replay() -> Vec<(u64, u32)> {
+    let p = example_policy();
+    let mut h = History::default();
+    let end = 10_000_000;
+    let mut current = 40;
+    // The campaign's last minute: 80,000 waiting, 40 replicas, every 2 s.
+    for t in (0..60u64).step_by(2) {
+        let input = Input {
+            now: end - 60_000 + t * 1000,
+            current,
+            signals: Signals {
+                waiting: Some(80_000),
+                latency: Latency::P95Ms(120.0),
+            },
+        };
+        current = decide(&p, &input, &mut h).desired;
+    }
+    let mut out = Vec::new();
+    for t in (0..=900u64).step_by(2) {
+        let now = end + t * 1000;
+        let d = step_down(&p, now, current, 3, &mut h);
+        h.record_change(now, current, d.desired);
+        current = d.desired;
+        out.push((t, current));
+    }
+    out
+}
+
+/// (seconds after endsAt, expected replicas, the rule that explains it)
+const STEP_DOWN: &[(u64, u32, &str)] = &[
+    (
+        0,
+        40,
+        "the last recommendation, 40 at t=-2 s, is in the 300 s window",
+    ),
+    (298, 40, "still in the window (300 s old, inclusive)"),
+    (
+        300,
+        32,
+        "window passed: 3 wanted, step min(40-2, 80 % of 40) = 32",
+    ),
+    (358, 32, "inside the 60 s period from 40"),
+    (360, 25, "period from 32: min(30, 25.6) = 25"),
+    (420, 20, "min(23, 20)"),
+    (480, 16, "min(18, 16)"),
+    (540, 12, "min(14, 12.8)"),
+    (600, 9, "min(10, 9.6)"),
+    (660, 7, "min(7, 7.2)"),
+    (720, 5, "min(5, 5.6)"),
+    (780, 3, "min(3, 4), the pre-campaign count"),
+    (900, 3, "never below it"),
+];
+
+#[test]
+fn an_ended_campaign_steps_down_to_its_pre_campaign_count() {
+    let curve = step_down_replay();
+    for (t, replicas, why) in STEP_DOWN {
+        let row = curve.iter().find(|r| r.0 == *t).expect("row");
+        assert_eq!(row.1, *replicas, "t={t}s ({why}): got {row:?}");
+    }
+    assert!(curve.windows(2).all(|w| w[0].1 >= w[1].1), "never back up");
+}

@@ -14,20 +14,26 @@ pub struct MemoryWanted {
 #[derive(Debug, thiserror::Error)]
 pub enum MemoryError {
     #[error(
-        "maxmemory-policy {0} is refused: it may evict any key, and this Redis holds waiting-room places and stock gates (use a volatile-* policy or noeviction)"
+        "maxmemory-policy {0} is refused: only noeviction is accepted, because this Redis holds waiting-room places and stock gates and the queue keys (line, sequence, head, waiting count, entry buckets) carry TTLs, so volatile-* policies can evict them as well as allkeys-* ones"
     )]
     Refused(&'static str),
     #[error("Redis CONFIG failed: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("CONFIG GET {0} returned nothing")]
     Missing(&'static str),
+    #[error(
+        "the pre-campaign settings could not be read and saved to the status first, so nothing was changed"
+    )]
+    NotSaved,
 }
 
-/// Pure policy check: `allkeys-*` would evict queue places and stock gates, which must never
-/// disappear under memory pressure.
+/// Pure policy check: only `noeviction`. `allkeys-*` would evict stock gates and anything
+/// else; `volatile-*` evicts keys with a TTL, and the queue's keys have one (join.lua expires
+/// the line, sequence, head, count and entry keys a place-ttl after the last join), so a
+/// waiting-room place could disappear under memory pressure either way.
 pub fn check(wanted: &MemoryWanted) -> Result<(), MemoryError> {
     match wanted.policy {
-        Some(p) if p.as_redis().starts_with("allkeys-") => Err(MemoryError::Refused(p.as_redis())),
+        Some(p) if p != MaxmemoryPolicy::Noeviction => Err(MemoryError::Refused(p.as_redis())),
         _ => Ok(()),
     }
 }
@@ -59,6 +65,19 @@ pub async fn read(target: &RedisTarget) -> Result<RedisApplied, MemoryError> {
         maxmemory: get(target, "maxmemory").await?,
         maxmemory_policy: get(target, "maxmemory-policy").await?,
     })
+}
+
+/// `used_memory` from `INFO memory`: what a restored `maxmemory` must fit above.
+pub async fn used_memory(target: &RedisTarget) -> Result<u64, MemoryError> {
+    let mut conn = target.conn.clone();
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut conn)
+        .await?;
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or(MemoryError::Missing("used_memory"))
 }
 
 /// Applies what is wanted (refusing eviction policies that could lose queue state) and
@@ -101,14 +120,14 @@ mod tests {
         let before = read(&t).await.expect("read");
         let wanted = MemoryWanted {
             maxmemory: Some("3gb".into()),
-            policy: Some(MaxmemoryPolicy::VolatileTtl),
+            policy: Some(MaxmemoryPolicy::Noeviction),
         };
         let applied = apply(&t, &wanted).await.expect("apply");
         assert_eq!(
             applied,
             RedisApplied {
                 maxmemory: (3u64 << 30).to_string(),
-                maxmemory_policy: "volatile-ttl".into()
+                maxmemory_policy: "noeviction".into()
             }
         );
         let restored = restore(&t, &before).await.expect("restore");
@@ -116,11 +135,22 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn allkeys_policies_are_refused_and_nothing_changes() {
+    async fn used_memory_is_read_from_info() {
+        let t = testing::target("memory-used").await;
+        let used = used_memory(&t).await.expect("INFO memory");
+        assert!(used > 0, "a running Redis uses some memory");
+    }
+
+    #[tokio::test]
+    async fn every_evicting_policy_is_refused_and_nothing_changes() {
         let _g = SHARED.lock().await;
         let t = testing::target("memory-refuse").await;
         let before = read(&t).await.expect("read");
         for p in [
+            MaxmemoryPolicy::VolatileLru,
+            MaxmemoryPolicy::VolatileLfu,
+            MaxmemoryPolicy::VolatileRandom,
+            MaxmemoryPolicy::VolatileTtl,
             MaxmemoryPolicy::AllkeysLru,
             MaxmemoryPolicy::AllkeysLfu,
             MaxmemoryPolicy::AllkeysRandom,
@@ -129,9 +159,15 @@ mod tests {
                 maxmemory: Some("5gb".into()),
                 policy: Some(p),
             };
+            let refused = apply(&t, &wanted).await;
             assert!(
-                matches!(apply(&t, &wanted).await, Err(MemoryError::Refused(_))),
-                "{p:?}"
+                matches!(&refused, Err(MemoryError::Refused(_))),
+                "{p:?}: {refused:?}"
+            );
+            let why = refused.expect_err("refused").to_string();
+            assert!(
+                why.contains("only noeviction") && why.contains("TTL"),
+                "{why}"
             );
         }
         assert_eq!(
