@@ -48,6 +48,10 @@ enum Command {
         /// This replica's identity in the Lease.
         #[arg(long, env = "POD_NAME")]
         identity: Option<String>,
+        /// The only namespace whose Campaigns and QueueConfigs this operator serves (empty:
+        /// every namespace). One operator serves one Redis, so one install of the app.
+        #[arg(long, env = "FLOODGATE_WATCH_NAMESPACE", default_value = "")]
+        watch_namespace: String,
     },
     /// Run on Campaign and QueueConfig YAML files, reporting scaling instead of applying it.
     Run {
@@ -170,7 +174,9 @@ async fn main() -> anyhow::Result<()> {
             lease_namespace,
             lease_name,
             identity,
+            watch_namespace,
         } => {
+            let shutdown = leader::shutdown_on_signals()?;
             let (redis, depth, metrics) = common.parts().await?;
             let ready = Arc::new(AtomicBool::new(false));
             http::spawn(
@@ -184,26 +190,34 @@ async fn main() -> anyhow::Result<()> {
             let client = kube::Client::try_default().await?;
             let identity =
                 identity.unwrap_or_else(|| format!("floodgate-operator-{}", std::process::id()));
+            let watch = Some(watch_namespace).filter(|ns| !ns.is_empty());
+            tracing::info!(namespace = watch.as_deref().unwrap_or("<all>"), %identity, "cluster mode");
             let lease = leader::LeaseConfig {
                 namespace: lease_namespace.clone(),
                 name: lease_name,
                 identity,
-                duration: Duration::from_secs(15),
-                renew_every: Duration::from_secs(5),
+                timings: leader::Timings::CLIENT_GO,
             };
             let leases = kube::Api::namespaced(client.clone(), &lease_namespace);
-            leader::acquire(&leases, &lease).await;
-            tracing::info!(identity = %lease.identity, "leading");
+            let mut elector = leader::Elector::new(leases, lease);
             let parts = controller::CtxParts {
                 redis,
                 depth,
-                metrics,
+                metrics: metrics.clone(),
             };
-            tokio::select! {
-                r = controller::run(client, parts, ready) => r?,
-                lost = leader::keep(&leases, &lease) => return Err(lost),
-            }
+            let controllers =
+                |stop| controller::run(client, parts, ready.clone(), watch.as_deref(), stop);
+            let leading = leader::Leading {
+                metrics: &metrics,
+                ready: &ready,
+                grace: SHUTDOWN_GRACE,
+            };
+            leader::lead(&mut elector, controllers, shutdown, leading).await?;
         }
     }
     Ok(())
 }
+
+/// How long in-flight reconciles may run after SIGTERM before the Lease is released anyway
+/// (the chart's terminationGracePeriodSeconds must exceed it).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
