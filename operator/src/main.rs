@@ -16,7 +16,10 @@ use floodgate_operator::{
     cluster::{controller, leader},
     crd, http,
     local::{platform::LocalPlatform, run},
-    observe::depth::{AppMetricsDepth, QueueDepthSource, RedisDepth},
+    observe::{
+        depth::{AppMetricsDepth, QueueDepthSource, RedisDepth},
+        prometheus,
+    },
     reconcile::Context,
     store::RedisTarget,
     telemetry::Metrics,
@@ -95,6 +98,12 @@ struct Common {
     /// Redis key per queue when --queue-depth=redis; {prefix} and {queue} are replaced.
     #[arg(long, default_value = "{prefix}{q:{queue}}:waiting")]
     redis_depth_key: String,
+    /// Prometheus label holding a series' namespace (scopes p95 queries to the Campaign's).
+    #[arg(long, env = "FLOODGATE_PROMETHEUS_NAMESPACE_LABEL", default_value = "namespace", value_parser = prometheus::label_name)]
+    prometheus_namespace_label: String,
+    /// Prometheus label holding a series' pod (scopes p95 queries to the target's pods).
+    #[arg(long, env = "FLOODGATE_PROMETHEUS_POD_LABEL", default_value = "pod", value_parser = prometheus::label_name)]
+    prometheus_pod_label: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -121,6 +130,13 @@ impl Common {
             }),
         };
         Ok((redis, depth, Arc::new(Metrics::default())))
+    }
+
+    fn prometheus_labels(&self) -> prometheus::PromLabels {
+        prometheus::PromLabels {
+            namespace: self.prometheus_namespace_label.clone(),
+            pod: self.prometheus_pod_label.clone(),
+        }
     }
 }
 
@@ -159,7 +175,10 @@ async fn main() -> anyhow::Result<()> {
             let status_dir = status_dir.unwrap_or_else(|| manifests.join(".status"));
             tracing::info!(manifests = %manifests.display(), status_dir = %status_dir.display(), metrics = %addr, "local mode");
             let platform = LocalPlatform::new(app_metrics_url, status_dir, initial_replicas);
-            let ctx = Arc::new(Context::new(platform, redis, depth, metrics));
+            let ctx = Arc::new(
+                Context::new(platform, redis, depth, metrics)
+                    .with_prometheus_labels(common.prometheus_labels()),
+            );
             let opts = run::Options {
                 manifests,
                 poll: Duration::from_secs(1),
@@ -204,6 +223,7 @@ async fn main() -> anyhow::Result<()> {
                 redis,
                 depth,
                 metrics: metrics.clone(),
+                prometheus_labels: common.prometheus_labels(),
             };
             let controllers =
                 |stop| controller::run(client, parts, ready.clone(), watch.as_deref(), stop);

@@ -138,12 +138,15 @@ pub async fn run(
         .graceful_shutdown_on(shutdown);
     let (campaign_store, queue_store) = (campaign_ctl.store(), queue_ctl.store());
     let platform = KubePlatform::new(client, campaign_store.clone(), queue_store.clone());
-    let ctx = Arc::new(Context::new(
-        platform,
-        ctx_parts.redis,
-        ctx_parts.depth,
-        ctx_parts.metrics,
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            platform,
+            ctx_parts.redis,
+            ctx_parts.depth,
+            ctx_parts.metrics,
+        )
+        .with_prometheus_labels(ctx_parts.prometheus_labels),
+    );
 
     let readiness = async {
         let _ = tokio::join!(
@@ -175,4 +178,5 @@ pub struct CtxParts {
     pub redis: crate::store::RedisTarget,
     pub depth: Box<dyn crate::observe::depth::QueueDepthSource>,
     pub metrics: Arc<crate::telemetry::Metrics>,
+    pub prometheus_labels: crate::observe::prometheus::PromLabels,
 }
