@@ -21,7 +21,9 @@ def test_operator_probes_and_metrics_port(rendered):
     op = container(doc, "operator")
     (port,) = op["ports"]
     assert port["name"] == "metrics"
-    assert op["args"] == ["controller", "--listen", f"0.0.0.0:{port['containerPort']}", "--lease-name", OPERATOR]
+    assert op["args"] == [
+        "controller", "--listen", f"0.0.0.0:{port['containerPort']}", "--lease-name", OPERATOR, "--watch-namespace", NAMESPACE,
+    ]
     assert op["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert op["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     svc = one(rendered["default"], "Service", OPERATOR)
@@ -86,7 +88,12 @@ def resource_role(manifests, watched: str) -> tuple[dict, dict]:
 def test_operator_watches_one_namespace_unless_told_otherwise(rendered, scenario):
     manifests = rendered[scenario]
     op = container(one(manifests, "Deployment", OPERATOR), "operator")
-    assert env_of(op)["FLOODGATE_WATCH_NAMESPACE"]["value"] == WATCHED[scenario]
+    # An argument, not only an environment variable: whoever runs the container's command
+    # line gets the scope its RBAC was rendered for. Absent = every namespace.
+    args = op["args"]
+    scope = args[args.index("--watch-namespace") + 1] if "--watch-namespace" in args else ""
+    assert scope == WATCHED[scenario], args
+    assert "FLOODGATE_WATCH_NAMESPACE" not in env_of(op)
     cluster_wide = [m for m in manifests if m.kind in ("ClusterRole", "ClusterRoleBinding")]
     if WATCHED[scenario]:
         assert not cluster_wide, "a namespaced install must not get cluster-wide rights"
