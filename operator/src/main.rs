@@ -16,7 +16,10 @@ use floodgate_operator::{
     cluster::{controller, leader},
     crd, http,
     local::{platform::LocalPlatform, run},
-    observe::depth::{AppMetricsDepth, QueueDepthSource, RedisDepth},
+    observe::{
+        depth::{AppMetricsDepth, QueueDepthSource, RedisDepth},
+        prometheus,
+    },
     reconcile::Context,
     store::RedisTarget,
     telemetry::Metrics,
@@ -48,6 +51,10 @@ enum Command {
         /// This replica's identity in the Lease.
         #[arg(long, env = "POD_NAME")]
         identity: Option<String>,
+        /// The only namespace whose Campaigns and QueueConfigs this operator serves (empty:
+        /// every namespace). One operator serves one Redis, so one install of the app.
+        #[arg(long, env = "FLOODGATE_WATCH_NAMESPACE", default_value = "")]
+        watch_namespace: String,
     },
     /// Run on Campaign and QueueConfig YAML files, reporting scaling instead of applying it.
     Run {
@@ -91,6 +98,12 @@ struct Common {
     /// Redis key per queue when --queue-depth=redis; {prefix} and {queue} are replaced.
     #[arg(long, default_value = "{prefix}{q:{queue}}:waiting")]
     redis_depth_key: String,
+    /// Prometheus label holding a series' namespace (scopes p95 queries to the Campaign's).
+    #[arg(long, env = "FLOODGATE_PROMETHEUS_NAMESPACE_LABEL", default_value = "namespace", value_parser = prometheus::label_name)]
+    prometheus_namespace_label: String,
+    /// Prometheus label holding a series' pod (scopes p95 queries to the target's pods).
+    #[arg(long, env = "FLOODGATE_PROMETHEUS_POD_LABEL", default_value = "pod", value_parser = prometheus::label_name)]
+    prometheus_pod_label: String,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -117,6 +130,13 @@ impl Common {
             }),
         };
         Ok((redis, depth, Arc::new(Metrics::default())))
+    }
+
+    fn prometheus_labels(&self) -> prometheus::PromLabels {
+        prometheus::PromLabels {
+            namespace: self.prometheus_namespace_label.clone(),
+            pod: self.prometheus_pod_label.clone(),
+        }
     }
 }
 
@@ -155,7 +175,10 @@ async fn main() -> anyhow::Result<()> {
             let status_dir = status_dir.unwrap_or_else(|| manifests.join(".status"));
             tracing::info!(manifests = %manifests.display(), status_dir = %status_dir.display(), metrics = %addr, "local mode");
             let platform = LocalPlatform::new(app_metrics_url, status_dir, initial_replicas);
-            let ctx = Arc::new(Context::new(platform, redis, depth, metrics));
+            let ctx = Arc::new(
+                Context::new(platform, redis, depth, metrics)
+                    .with_prometheus_labels(common.prometheus_labels()),
+            );
             let opts = run::Options {
                 manifests,
                 poll: Duration::from_secs(1),
@@ -170,7 +193,9 @@ async fn main() -> anyhow::Result<()> {
             lease_namespace,
             lease_name,
             identity,
+            watch_namespace,
         } => {
+            let shutdown = leader::shutdown_on_signals()?;
             let (redis, depth, metrics) = common.parts().await?;
             let ready = Arc::new(AtomicBool::new(false));
             http::spawn(
@@ -184,26 +209,35 @@ async fn main() -> anyhow::Result<()> {
             let client = kube::Client::try_default().await?;
             let identity =
                 identity.unwrap_or_else(|| format!("floodgate-operator-{}", std::process::id()));
+            let watch = Some(watch_namespace).filter(|ns| !ns.is_empty());
+            tracing::info!(namespace = watch.as_deref().unwrap_or("<all>"), %identity, "cluster mode");
             let lease = leader::LeaseConfig {
                 namespace: lease_namespace.clone(),
                 name: lease_name,
                 identity,
-                duration: Duration::from_secs(15),
-                renew_every: Duration::from_secs(5),
+                timings: leader::Timings::CLIENT_GO,
             };
             let leases = kube::Api::namespaced(client.clone(), &lease_namespace);
-            leader::acquire(&leases, &lease).await;
-            tracing::info!(identity = %lease.identity, "leading");
+            let mut elector = leader::Elector::new(leases, lease);
             let parts = controller::CtxParts {
                 redis,
                 depth,
-                metrics,
+                metrics: metrics.clone(),
+                prometheus_labels: common.prometheus_labels(),
             };
-            tokio::select! {
-                r = controller::run(client, parts, ready) => r?,
-                lost = leader::keep(&leases, &lease) => return Err(lost),
-            }
+            let controllers =
+                |stop| controller::run(client, parts, ready.clone(), watch.as_deref(), stop);
+            let leading = leader::Leading {
+                metrics: &metrics,
+                ready: &ready,
+                grace: SHUTDOWN_GRACE,
+            };
+            leader::lead(&mut elector, controllers, shutdown, leading).await?;
         }
     }
     Ok(())
 }
+
+/// How long in-flight reconciles may run after SIGTERM before the Lease is released anyway
+/// (the chart's terminationGracePeriodSeconds must exceed it).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);

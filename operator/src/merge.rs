@@ -43,13 +43,26 @@ pub struct Merged {
     /// Version 0: the store assigns the real one with compare-and-set.
     pub config: RuntimeConfig,
     /// QueueConfigs skipped because another one (earlier by name) already uses their queueId.
-    pub duplicates: Vec<String>,
+    pub duplicates: Vec<Duplicate>,
+}
+
+/// A QueueConfig left out of the document because another one publishes its queueId. The
+/// document is keyed by queue id, so with several namespaces watched (`ns/name` handles) the
+/// first handle in order wins, whatever order the resources were listed in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Duplicate {
+    pub queue_id: String,
+    /// The QueueConfig left out.
+    pub loser: String,
+    /// The one published instead.
+    pub winner: String,
 }
 
 pub fn merge(queues: &[QueueSource<'_>], campaigns: &[CampaignSource<'_>]) -> Merged {
     let mut out = Merged::default();
     let mut queues: Vec<_> = queues.iter().collect();
     queues.sort_by_key(|q| q.name);
+    let mut publishers = std::collections::BTreeMap::new();
     for q in queues {
         let claimants: Vec<_> = campaigns
             .iter()
@@ -59,10 +72,15 @@ pub fn merge(queues: &[QueueSource<'_>], campaigns: &[CampaignSource<'_>]) -> Me
         if !live_claim && (!claimants.is_empty() || q.retired) {
             continue;
         }
-        if out.config.queues.contains_key(&q.spec.queue_id) {
-            out.duplicates.push(q.name.to_owned());
+        if let Some(winner) = publishers.get(&q.spec.queue_id) {
+            out.duplicates.push(Duplicate {
+                queue_id: q.spec.queue_id.clone(),
+                loser: q.name.to_owned(),
+                winner: String::from(*winner),
+            });
             continue;
         }
+        publishers.insert(q.spec.queue_id.clone(), q.name);
         out.config
             .queues
             .insert(q.spec.queue_id.clone(), q.spec.settings.clone());
@@ -288,8 +306,41 @@ mod tests {
             "only the late one sets ttls"
         );
         assert_eq!(m.config.queues["same"].max_active_users, 1);
-        assert_eq!(m.duplicates, ["z"]);
+        assert_eq!(
+            m.duplicates,
+            [Duplicate {
+                queue_id: "same".into(),
+                loser: "z".into(),
+                winner: "a".into()
+            }]
+        );
         assert!(m.config.validate().is_ok());
+    }
+
+    /// Watching every namespace: two installs that both call their queue "tickets" cannot
+    /// share the document (it is keyed by queue id). The first `namespace/name` wins in any
+    /// listing order, and the other is reported naming the winner.
+    #[test]
+    fn a_queue_id_used_in_two_namespaces_is_published_once_deterministically() {
+        let (a, b) = (qc("tickets", 100), qc("tickets", 200));
+        let source = |name, spec| QueueSource {
+            name,
+            spec,
+            retired: false,
+        };
+        let expected = Duplicate {
+            queue_id: "tickets".into(),
+            loser: "shop-b/tickets".into(),
+            winner: "shop-a/tickets".into(),
+        };
+        for order in [
+            [source("shop-a/tickets", &a), source("shop-b/tickets", &b)],
+            [source("shop-b/tickets", &b), source("shop-a/tickets", &a)],
+        ] {
+            let m = merge(&order, &[]);
+            assert_eq!(m.config.queues["tickets"].max_active_users, 100);
+            assert_eq!(m.duplicates, std::slice::from_ref(&expected));
+        }
     }
 
     #[test]

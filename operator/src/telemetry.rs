@@ -37,6 +37,8 @@ pub struct Metrics {
     pub fallback: Family<CampaignLabels, Gauge>,
     pub waiting: Family<CampaignLabels, Gauge>,
     pub p95_seconds: Family<CampaignLabels, Gauge<f64, AtomicU64>>,
+    /// 1 while this process holds the leader-election Lease (cluster mode).
+    pub leader: Gauge,
 }
 
 impl Default for Metrics {
@@ -78,6 +80,12 @@ impl Default for Metrics {
             "1 while metrics are unavailable and fallback replicas apply",
             fallback.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this process holds the leader-election Lease and runs the controllers",
+            leader.clone(),
+        );
         registry.register(
             "observed_waiting",
             "Users waiting across the campaign's queues",
@@ -98,6 +106,7 @@ impl Default for Metrics {
             fallback,
             waiting,
             p95_seconds,
+            leader,
         }
     }
 }
@@ -206,6 +215,7 @@ mod tests {
             Latency::P95Ms(212.0),
         );
         let text = m.encode();
+        assert!(text.contains("floodgate_operator_leader 0"), "{text}");
         assert!(
             text.contains("floodgate_operator_reconciles_total{kind=\"Campaign\"} 1"),
             "{text}"

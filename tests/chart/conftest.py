@@ -70,6 +70,8 @@ SCENARIOS: dict[str, dict] = {
         "app": {"podDisruptionBudget": {"minAvailable": "50%"}},
     },
     "operator-off": {"operator": {"enabled": False}},
+    "operator-other-namespace": {"operator": {"watchNamespace": "tenants"}},
+    "operator-cluster-wide": {"operator": {"watchAllNamespaces": True}},
 }
 
 

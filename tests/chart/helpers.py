@@ -22,6 +22,7 @@ FULL = RELEASE  # release "floodgate" → objects "floodgate", "floodgate-app", 
 APP = f"{FULL}-app"
 OPERATOR = f"{FULL}-operator"
 CLUSTER_ROLE = f"{NAMESPACE}-{OPERATOR}"
+RESOURCES_ROLE = f"{OPERATOR}-resources"
 
 WORKLOAD_KINDS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "Pod"}
 

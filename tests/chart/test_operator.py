@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import re
 
+import helm_python
 import pytest
 
 from conftest import NAMESPACE, REPO, SCENARIOS, one
-from helpers import APP, CLUSTER_ROLE, OPERATOR, container, env_of, operator_routes, pod_spec
+from helpers import APP, CLUSTER_ROLE, OPERATOR, RESOURCES_ROLE, container, env_of, operator_routes, pod_spec
 import operator_calls
 
 
@@ -20,7 +21,9 @@ def test_operator_probes_and_metrics_port(rendered):
     op = container(doc, "operator")
     (port,) = op["ports"]
     assert port["name"] == "metrics"
-    assert op["args"] == ["controller", "--listen", f"0.0.0.0:{port['containerPort']}", "--lease-name", OPERATOR]
+    assert op["args"] == [
+        "controller", "--listen", f"0.0.0.0:{port['containerPort']}", "--lease-name", OPERATOR, "--watch-namespace", NAMESPACE,
+    ]
     assert op["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "metrics"}
     assert op["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "metrics"}
     svc = one(rendered["default"], "Service", OPERATOR)
@@ -65,8 +68,47 @@ def test_operator_off_renders_no_operator_objects(rendered):
     assert not [m for m in manifests if m.doc["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"]
 
 
-def test_operator_service_account_is_bound(rendered):
-    manifests = rendered["default"]
+# scenario → the namespace the operator watches ("" = every namespace).
+WATCHED = {"default": NAMESPACE, "operator-other-namespace": "tenants", "operator-cluster-wide": ""}
+
+
+def resource_role(manifests, watched: str) -> tuple[dict, dict]:
+    """The Role (or ClusterRole) for Campaigns, Deployments, pods... and its binding."""
+    if watched:
+        role, binding = (
+            [m.doc for m in manifests if m.kind == kind and m.name == RESOURCES_ROLE] for kind in ("Role", "RoleBinding")
+        )
+        assert len(role) == len(binding) == 1, (role, binding)
+        assert role[0]["metadata"]["namespace"] == binding[0]["metadata"]["namespace"] == watched
+        return role[0], binding[0]
+    return one(manifests, "ClusterRole", CLUSTER_ROLE), one(manifests, "ClusterRoleBinding", CLUSTER_ROLE)
+
+
+@pytest.mark.parametrize("scenario", WATCHED)
+def test_operator_watches_one_namespace_unless_told_otherwise(rendered, scenario):
+    manifests = rendered[scenario]
+    op = container(one(manifests, "Deployment", OPERATOR), "operator")
+    # An argument, not only an environment variable: whoever runs the container's command
+    # line gets the scope its RBAC was rendered for. Absent = every namespace.
+    args = op["args"]
+    scope = args[args.index("--watch-namespace") + 1] if "--watch-namespace" in args else ""
+    assert scope == WATCHED[scenario], args
+    assert "FLOODGATE_WATCH_NAMESPACE" not in env_of(op)
+    cluster_wide = [m for m in manifests if m.kind in ("ClusterRole", "ClusterRoleBinding")]
+    if WATCHED[scenario]:
+        assert not cluster_wide, "a namespaced install must not get cluster-wide rights"
+    else:
+        assert not [m for m in manifests if m.name == RESOURCES_ROLE]
+
+
+def test_watch_namespace_and_watch_all_exclude_each_other(chart):
+    with pytest.raises(helm_python.HelmError, match="exclude each other"):
+        chart.render({"operator": {"watchNamespace": "tenants", "watchAllNamespaces": True}}, name="floodgate", namespace=NAMESPACE)
+
+
+@pytest.mark.parametrize("scenario", WATCHED)
+def test_operator_service_account_is_bound(rendered, scenario):
+    manifests = rendered[scenario]
     doc = one(manifests, "Deployment", OPERATOR)
     sa = pod_spec(doc)["serviceAccountName"]
     one(manifests, "ServiceAccount", sa)
@@ -74,32 +116,37 @@ def test_operator_service_account_is_bound(rendered):
     binding = one(manifests, "RoleBinding", OPERATOR)
     assert binding["subjects"] == subject
     assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": OPERATOR}
-    cluster_binding = one(manifests, "ClusterRoleBinding", CLUSTER_ROLE)
-    assert cluster_binding["subjects"] == subject
-    assert cluster_binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": CLUSTER_ROLE}
+    role, role_binding = resource_role(manifests, WATCHED[scenario])
+    assert role_binding["subjects"] == subject
+    assert role_binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": role["kind"], "name": role["metadata"]["name"]}
     # The app gets no Kubernetes API access at all.
     app_sa = pod_spec(one(manifests, "Deployment", APP))["serviceAccountName"]
     bound = {s["name"] for m in manifests if m.kind.endswith("Binding") for s in m.doc["subjects"]}
     assert app_sa not in bound
 
 
-def test_rbac_grants_exactly_what_the_operator_calls(rendered):
-    manifests = rendered["default"]
-    cluster = operator_calls.role_grants(one(manifests, "ClusterRole", CLUSTER_ROLE))
-    namespaced = operator_calls.role_grants(one(manifests, "Role", OPERATOR))
+@pytest.mark.parametrize("scenario", WATCHED)
+def test_rbac_grants_exactly_what_the_operator_calls(rendered, scenario):
+    manifests = rendered[scenario]
+    resources = operator_calls.role_grants(resource_role(manifests, WATCHED[scenario])[0])
+    lease = operator_calls.role_grants(one(manifests, "Role", OPERATOR))
     needed = operator_calls.scan(REPO / "operator" / "src")
     assert needed, "found no Kubernetes API call in operator/src"
-    granted = {k: cluster.get(k, set()) | namespaced.get(k, set()) for k in cluster.keys() | namespaced.keys()}
+    granted = {k: resources.get(k, set()) | lease.get(k, set()) for k in resources.keys() | lease.keys()}
     assert granted == needed, (
         "RBAC and operator code disagree:\n"
         f"  granted but unused: { {k: sorted(v - needed.get(k, set())) for k, v in granted.items() if v - needed.get(k, set())} }\n"
         f"  used but not granted: { {k: sorted(v - granted.get(k, set())) for k, v in needed.items() if v - granted.get(k, set())} }"
     )
-    # Only the Lease is confined to the release namespace; the rest is cluster-wide because
-    # the controllers watch every namespace (Api::all) and act where each Campaign lives.
-    assert set(namespaced) == {("coordination.k8s.io", "leases")}
-    assert ("coordination.k8s.io", "leases") not in cluster
-    assert {"Campaign", "QueueConfig"} <= operator_calls.cluster_scoped_types(REPO / "operator" / "src")
+    # The Lease stays in the release namespace; everything else is where the Campaigns are.
+    assert set(lease) == {("coordination.k8s.io", "leases")}
+    assert ("coordination.k8s.io", "leases") not in resources
+    # The operator really scopes its watches: Api::namespaced for one namespace, Api::all
+    # only when the watch namespace is empty.
+    controller = (REPO / "operator" / "src" / "cluster" / "controller.rs").read_text()
+    assert re.search(r"Some\(ns\) => Api::namespaced\(.*\),\s*None => Api::all\(", controller), "watch scoping changed"
+    assert re.search(r"let campaigns: Api<Campaign> = watched\(", controller)
+    assert re.search(r"let queues: Api<QueueConfig> = watched\(", controller)
 
 
 def test_rbac_scanner_sees_calls(tmp_path):
@@ -117,6 +164,11 @@ def test_rbac_scanner_sees_calls(tmp_path):
             let api = Api::<QueueConfig>::namespaced(client.clone(), ns);
             api.patch_status("x", &pp, &status).await?;
             let recorder = Recorder::new(client, reporter);
+            let scoped: Api<Pod> = watched(&client, Some(ns));
+            scoped.list(&lp).await?;
+        }
+        fn watched<K>(client: &Client, ns: Option<&str>) -> Api<K> {
+            match ns { Some(ns) => Api::namespaced(client.clone(), ns), None => Api::all(client.clone()) }
         }
         async fn lead(leases: &Api<Lease>) {
             match leases.entry("x").await? {
@@ -135,6 +187,7 @@ def test_rbac_scanner_sees_calls(tmp_path):
         ("floodgate.dev", "queueconfigs/status"): {"patch"},
         ("events.k8s.io", "events"): {"create", "patch"},
         ("coordination.k8s.io", "leases"): {"get", "create", "update"},
+        ("", "pods"): {"list"},
     }
     assert operator_calls.cluster_scoped_types(tmp_path) == {"Campaign"}
 

@@ -10,7 +10,7 @@ import helm_python
 import pytest
 import yaml
 
-from conftest import CHART, NAMESPACE, PRODUCTION, RELEASE, REPO, SCENARIOS, deep_merge, find, one
+from conftest import CHART, NAMESPACE, PRODUCTION, RELEASE, REPO, SCENARIOS, deep_merge, find, one, render
 from helpers import APP, FULL, OPERATOR, WORKLOAD_KINDS, app_routes, container, containers, env_of, pod_spec, secret_data
 
 
@@ -207,3 +207,24 @@ def test_persistence_uses_claims(rendered):
         assert "data" not in {v["name"] for v in pod_spec(sts)["volumes"]}
         default = one(rendered["default"], "StatefulSet", name)
         assert "volumeClaimTemplates" not in default["spec"] or name.endswith("postgresql")
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_app_replicas_are_left_to_the_operator_when_it_owns_them(rendered, scenario):
+    """With the operator on, the app Deployment has no spec.replicas at all: `helm upgrade`
+    and GitOps syncs of `helm template` output (Argo CD, Flux) then never reset what
+    Campaigns scaled. With the operator off, app.replicaCount. No `lookup` either way (it
+    reads nothing under `helm template`)."""
+    values = deep_merge(yaml.safe_load((CHART / "values.yaml").read_text()), SCENARIOS[scenario])
+    spec = one(rendered[scenario], "Deployment", APP)["spec"]
+    if values["operator"]["enabled"]:
+        assert "replicas" not in spec, spec.get("replicas")
+    else:
+        assert spec["replicas"] == values["app"]["replicaCount"]
+    assert "lookup" not in (CHART / "templates" / "app" / "deployment.yaml").read_text()
+
+
+def test_app_replicas_are_set_when_the_operator_does_not_scale_the_app(chart):
+    manifests = render(chart, {"operator": {"scalesApp": False}, "app": {"replicaCount": 3}})
+    assert one(manifests, "Deployment", APP)["spec"]["replicas"] == 3
+    assert one(manifests, "Deployment", OPERATOR)

@@ -75,6 +75,29 @@ app.kubernetes.io/component: {{ .component }}
 {{- end }}
 {{- end }}
 
+{{/*
+The namespace whose Campaigns and QueueConfigs the operator serves: operator.watchNamespace,
+by default the release namespace; "" (every namespace) only with operator.watchAllNamespaces.
+*/}}
+{{- define "floodgate.operator.watchNamespace" -}}
+{{- if .Values.operator.watchAllNamespaces }}
+{{- if .Values.operator.watchNamespace }}
+{{- fail "operator.watchNamespace and operator.watchAllNamespaces=true exclude each other" }}
+{{- end }}
+{{- else }}
+{{- default .Release.Namespace .Values.operator.watchNamespace }}
+{{- end }}
+{{- end }}
+
+{{/*
+True (non-empty) when the operator owns floodgate-app's replica count: the chart then leaves
+spec.replicas out of the app Deployment, so neither `helm upgrade` nor a GitOps sync of
+`helm template` output resets what Campaigns scaled.
+*/}}
+{{- define "floodgate.app.replicasOwnedByOperator" -}}
+{{- if and .Values.operator.enabled .Values.operator.scalesApp }}true{{ end }}
+{{- end }}
+
 {{- define "floodgate.operator.leaseName" -}}
 {{- default (include "floodgate.operator.fullname" .) .Values.operator.leaderElection.leaseName }}
 {{- end }}

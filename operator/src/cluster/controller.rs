@@ -90,14 +90,28 @@ pub fn error_policy<K: kube::Resource<DynamicType = ()>>(
     Action::requeue(ctx.backoff(&key_of(obj.as_ref())))
 }
 
-/// Runs both controllers until SIGTERM. `ready` flips once the caches have synced.
+/// Campaigns and QueueConfigs of the watched namespace (`--watch-namespace`), or of all.
+fn watched<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+/// Runs both controllers until `shutdown` resolves and their reconciles have finished.
+/// `ready` flips once the caches have synced; `namespace` None watches every namespace.
 pub async fn run(
     client: Client,
     ctx_parts: CtxParts,
     ready: Arc<std::sync::atomic::AtomicBool>,
+    namespace: Option<&str>,
+    shutdown: super::leader::Shutdown,
 ) -> anyhow::Result<()> {
-    let campaigns = Api::<Campaign>::all(client.clone());
-    let queues = Api::<QueueConfig>::all(client.clone());
+    let campaigns: Api<Campaign> = watched(&client, namespace);
+    let queues: Api<QueueConfig> = watched(&client, namespace);
     for (what, r) in [
         (
             "Campaign",
@@ -116,16 +130,19 @@ pub async fn run(
     ] {
         r.map_err(|e| anyhow::anyhow!("{what} CRD not installed or not readable ({e}); run `floodgate-operator crd | kubectl apply -f -`"))?;
     }
-    let campaign_ctl = controller(campaigns);
-    let queue_ctl = controller(queues);
+    let campaign_ctl = controller(campaigns).graceful_shutdown_on(shutdown.clone());
+    let queue_ctl = controller(queues).graceful_shutdown_on(shutdown);
     let (campaign_store, queue_store) = (campaign_ctl.store(), queue_ctl.store());
     let platform = KubePlatform::new(client, campaign_store.clone(), queue_store.clone());
-    let ctx = Arc::new(Context::new(
-        platform,
-        ctx_parts.redis,
-        ctx_parts.depth,
-        ctx_parts.metrics,
-    ));
+    let ctx = Arc::new(
+        Context::new(
+            platform,
+            ctx_parts.redis,
+            ctx_parts.depth,
+            ctx_parts.metrics,
+        )
+        .with_prometheus_labels(ctx_parts.prometheus_labels),
+    );
 
     let readiness = async {
         let _ = tokio::join!(
@@ -191,7 +208,7 @@ where
         .default_backoff()
         .reflect(writer)
         .applied_objects();
-    Controller::for_stream(reconcile_triggers(objects), reader).shutdown_on_signal()
+    Controller::for_stream(reconcile_triggers(objects), reader)
 }
 
 /// The non-Kubernetes parts of the context, built by `main`.
@@ -199,4 +216,5 @@ pub struct CtxParts {
     pub redis: crate::store::RedisTarget,
     pub depth: Box<dyn crate::observe::depth::QueueDepthSource>,
     pub metrics: Arc<crate::telemetry::Metrics>,
+    pub prometheus_labels: crate::observe::prometheus::PromLabels,
 }

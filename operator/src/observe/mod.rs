@@ -26,6 +26,10 @@ pub enum ObserveError {
     MissingMetric(&'static str),
     #[error("Prometheus query failed: {0}")]
     Prometheus(String),
+    #[error(
+        "the Prometheus query matched no series (check the Prometheus URL and its namespace/pod labels): {0}"
+    )]
+    NoSeries(String),
     #[error("reading queue depth from Redis failed: {0}")]
     Redis(String),
 }
@@ -97,7 +101,10 @@ pub async fn scrape(http: &reqwest::Client, urls: &[String]) -> Result<AppScrape
 
 /// Where to read latency from.
 pub enum LatencySource<'a> {
-    Prometheus { url: &'a str },
+    Prometheus {
+        url: &'a str,
+        scope: prometheus::Scope<'a>,
+    },
     Scrape,
 }
 
@@ -149,13 +156,15 @@ pub async fn observe(
     }
 
     let latency = match latency_source {
-        LatencySource::Prometheus { url } => match prometheus::p95(http, url, p95_window).await {
-            Ok(l) => l,
-            Err(e) => {
-                problems.push(e.to_string());
-                Latency::Unavailable
+        LatencySource::Prometheus { url, scope } => {
+            match prometheus::p95(http, url, &scope, p95_window).await {
+                Ok(l) => l,
+                Err(e) => {
+                    problems.push(e.to_string());
+                    Latency::Unavailable
+                }
             }
-        },
+        }
         LatencySource::Scrape => match &scrape {
             // Declared but empty (no request yet) is "idle", not "missing".
             Some(s) if s.exports(p95::LATENCY_HISTOGRAM) || !s.buckets().is_empty() => {

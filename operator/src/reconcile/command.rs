@@ -43,7 +43,14 @@ pub async fn command<P: Platform>(
     let queue_ids = queue_ids_of(c, ctx, &mut problems).await?;
     let metrics = &c.spec.scaling.metrics;
     let source = match &metrics.prometheus {
-        Some(p) => LatencySource::Prometheus { url: &p.url },
+        Some(p) => LatencySource::Prometheus {
+            url: &p.url,
+            scope: observe::prometheus::Scope {
+                namespace: ns,
+                deployment,
+                labels: &ctx.prometheus_labels,
+            },
+        },
         None => LatencySource::Scrape,
     };
     let mut memory = ctx.memory.lock().await.remove(&key).unwrap_or_default();

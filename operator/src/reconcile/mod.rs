@@ -200,6 +200,8 @@ pub struct Context<P> {
     pub memory: Mutex<HashMap<String, CampaignMemory>>,
     /// Consecutive failures per object, for the error policy's backoff.
     pub failures: std::sync::Mutex<HashMap<String, u32>>,
+    /// Label names that scope Prometheus queries to a Campaign's app.
+    pub prometheus_labels: crate::observe::prometheus::PromLabels,
 }
 
 impl<P: Platform> Context<P> {
@@ -221,6 +223,18 @@ impl<P: Platform> Context<P> {
             metrics,
             memory: Mutex::default(),
             failures: Default::default(),
+            prometheus_labels: Default::default(),
+        }
+    }
+
+    /// Other label names than `namespace` and `pod` for Prometheus queries.
+    pub fn with_prometheus_labels(
+        self,
+        prometheus_labels: crate::observe::prometheus::PromLabels,
+    ) -> Self {
+        Self {
+            prometheus_labels,
+            ..self
         }
     }
 }

@@ -45,11 +45,12 @@ pub async fn apply<P: Platform>(
     match runtime_sync::sync(ctx, now, None).await? {
         Ok(s) => {
             let id = &q.spec.queue_id;
-            let (ok, reason, msg) = if s.duplicates.contains(&super::key_of(q)) {
+            let me = super::key_of(q);
+            let (ok, reason, msg) = if let Some(d) = s.duplicates.iter().find(|d| d.loser == me) {
                 (
                     false,
                     "DuplicateQueueId",
-                    format!("another QueueConfig already publishes queue {id}"),
+                    format!("QueueConfig {} already publishes queue {id}", d.winner),
                 )
             } else if s.queue_ids.contains(id) {
                 (

@@ -73,7 +73,7 @@ pub struct Synced {
     pub applied_by: u32,
     /// Queue ids in the published document.
     pub queue_ids: Vec<String>,
-    pub duplicates: Vec<String>,
+    pub duplicates: Vec<crate::merge::Duplicate>,
 }
 
 /// `Err` only for listing failures (a reconcile error); Redis failures come back inside `Ok`
