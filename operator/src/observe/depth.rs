@@ -19,6 +19,12 @@ pub trait QueueDepthSource: Send + Sync {
         queue_id: &'a str,
         scrape: &'a AppScrape,
     ) -> BoxFuture<'a, Result<u64, ObserveError>>;
+
+    /// True for the app's gauge: where a Campaign names a Prometheus, the same gauge is read
+    /// from there instead of from the pods.
+    fn reads_app_metrics(&self) -> bool {
+        false
+    }
 }
 
 /// Reads the app's gauge. Every replica reports the same Redis-backed count, so the maximum
@@ -26,6 +32,10 @@ pub trait QueueDepthSource: Send + Sync {
 pub struct AppMetricsDepth;
 
 impl QueueDepthSource for AppMetricsDepth {
+    fn reads_app_metrics(&self) -> bool {
+        true
+    }
+
     fn waiting<'a>(
         &'a self,
         queue_id: &'a str,

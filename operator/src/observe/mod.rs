@@ -99,13 +99,14 @@ pub async fn scrape(http: &reqwest::Client, urls: &[String]) -> Result<AppScrape
     Ok(scrape)
 }
 
-/// Where to read latency from.
-pub enum LatencySource<'a> {
+/// Where the signals come from: a Prometheus the Campaign names (p95 and, unless the operator
+/// reads depth from Redis, queue depth; no pod is scraped), or the app pods' `/metrics`.
+pub enum Source<'a> {
     Prometheus {
         url: &'a str,
         scope: prometheus::Scope<'a>,
     },
-    Scrape,
+    Pods,
 }
 
 pub struct Observed {
@@ -122,7 +123,84 @@ pub struct Observed {
 pub async fn observe(
     http: &reqwest::Client,
     scrape_urls: &[String],
-    latency_source: LatencySource<'_>,
+    source: Source<'_>,
+    p95_window: Dur,
+    queue_ids: &[String],
+    depth: &dyn QueueDepthSource,
+    window: &mut LatencyWindow,
+    now: Millis,
+) -> Observed {
+    match source {
+        Source::Prometheus { url, scope } => {
+            from_prometheus(http, url, &scope, p95_window, queue_ids, depth).await
+        }
+        Source::Pods => {
+            from_pods(http, scrape_urls, p95_window, queue_ids, depth, window, now).await
+        }
+    }
+}
+
+/// Queue depth per queue from `depth`, the total `None` when any queue failed.
+async fn depth_by_queue(
+    queue_ids: &[String],
+    depth: &dyn QueueDepthSource,
+    app: &AppScrape,
+    problems: &mut Vec<String>,
+) -> (Option<u64>, BTreeMap<String, u64>) {
+    let mut by_queue = BTreeMap::new();
+    let mut waiting = Some(0u64);
+    for id in queue_ids {
+        match depth.waiting(id, app).await {
+            Ok(n) => {
+                by_queue.insert(id.clone(), n);
+                waiting = waiting.map(|w| w.saturating_add(n));
+            }
+            Err(e) => {
+                problems.push(format!("queue {id}: {e}"));
+                waiting = None;
+            }
+        }
+    }
+    (waiting, by_queue)
+}
+
+async fn from_prometheus(
+    http: &reqwest::Client,
+    url: &str,
+    scope: &prometheus::Scope<'_>,
+    p95_window: Dur,
+    queue_ids: &[String],
+    depth: &dyn QueueDepthSource,
+) -> Observed {
+    let mut problems = Vec::new();
+    let latency = prometheus::p95(http, url, scope, p95_window)
+        .await
+        .unwrap_or_else(|e| {
+            problems.push(e.to_string());
+            Latency::Unavailable
+        });
+    let (waiting, waiting_by_queue) = if depth.reads_app_metrics() {
+        match prometheus::waiting(http, url, scope, queue_ids).await {
+            Ok(by_queue) => (Some(by_queue.values().sum()), by_queue),
+            Err(e) => {
+                problems.push(format!("queue depth: {e}"));
+                (None, BTreeMap::new())
+            }
+        }
+    } else {
+        depth_by_queue(queue_ids, depth, &AppScrape::default(), &mut problems).await
+    };
+    Observed {
+        signals: Signals { waiting, latency },
+        waiting_by_queue,
+        scrape: AppScrape::default(),
+        problems,
+    }
+}
+
+async fn from_pods(
+    http: &reqwest::Client,
+    scrape_urls: &[String],
     p95_window: Dur,
     queue_ids: &[String],
     depth: &dyn QueueDepthSource,
@@ -139,43 +217,17 @@ pub async fn observe(
     };
     let empty = AppScrape::default();
     let app = scrape.as_ref().unwrap_or(&empty);
-
-    let mut waiting_by_queue = BTreeMap::new();
-    let mut waiting = Some(0u64);
-    for id in queue_ids {
-        match depth.waiting(id, app).await {
-            Ok(n) => {
-                waiting_by_queue.insert(id.clone(), n);
-                waiting = waiting.map(|w| w.saturating_add(n));
-            }
-            Err(e) => {
-                problems.push(format!("queue {id}: {e}"));
-                waiting = None;
-            }
+    let (waiting, waiting_by_queue) = depth_by_queue(queue_ids, depth, app, &mut problems).await;
+    let latency = match &scrape {
+        // Declared but empty (no request yet) is "idle", not "missing".
+        Some(s) if s.exports(p95::LATENCY_HISTOGRAM) || !s.buckets().is_empty() => {
+            window.observe(now, s.buckets(), p95_window.as_millis())
         }
-    }
-
-    let latency = match latency_source {
-        LatencySource::Prometheus { url, scope } => {
-            match prometheus::p95(http, url, &scope, p95_window).await {
-                Ok(l) => l,
-                Err(e) => {
-                    problems.push(e.to_string());
-                    Latency::Unavailable
-                }
-            }
+        Some(_) => {
+            problems.push(ObserveError::MissingMetric(p95::LATENCY_HISTOGRAM).to_string());
+            Latency::Unavailable
         }
-        LatencySource::Scrape => match &scrape {
-            // Declared but empty (no request yet) is "idle", not "missing".
-            Some(s) if s.exports(p95::LATENCY_HISTOGRAM) || !s.buckets().is_empty() => {
-                window.observe(now, s.buckets(), p95_window.as_millis())
-            }
-            Some(_) => {
-                problems.push(ObserveError::MissingMetric(p95::LATENCY_HISTOGRAM).to_string());
-                Latency::Unavailable
-            }
-            None => Latency::Unavailable,
-        },
+        None => Latency::Unavailable,
     };
     Observed {
         signals: Signals { waiting, latency },

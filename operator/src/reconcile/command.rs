@@ -9,7 +9,7 @@ use floodgate_crds::{
 
 use super::{Context, Error, Note, ObjectKey, Platform, key_of, originals, status};
 use crate::{
-    observe::{self, LatencySource},
+    observe::{self, Source},
     scaling::{self, Input, Policy},
     store::memory::{self, MemoryError, MemoryWanted},
 };
@@ -36,14 +36,17 @@ pub async fn command<P: Platform>(
 
     // Observe.
     let mut problems = Vec::new();
-    let urls = ctx.platform.scrape_urls(c).await.unwrap_or_else(|e| {
-        problems.push(format!("finding app pods: {e}"));
-        Vec::new()
-    });
     let queue_ids = queue_ids_of(c, ctx, &mut problems).await?;
     let metrics = &c.spec.scaling.metrics;
+    let urls = match &metrics.prometheus {
+        Some(_) => Vec::new(),
+        None => ctx.platform.scrape_urls(c).await.unwrap_or_else(|e| {
+            problems.push(format!("finding app pods: {e}"));
+            Vec::new()
+        }),
+    };
     let source = match &metrics.prometheus {
-        Some(p) => LatencySource::Prometheus {
+        Some(p) => Source::Prometheus {
             url: &p.url,
             scope: observe::prometheus::Scope {
                 namespace: ns,
@@ -51,7 +54,7 @@ pub async fn command<P: Platform>(
                 labels: &ctx.prometheus_labels,
             },
         },
-        None => LatencySource::Scrape,
+        None => Source::Pods,
     };
     let mut memory = ctx.memory.lock().await.remove(&key).unwrap_or_default();
     let now_ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
