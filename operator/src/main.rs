@@ -215,7 +215,7 @@ async fn main() -> anyhow::Result<()> {
                 namespace: lease_namespace.clone(),
                 name: lease_name,
                 identity,
-                timings: leader::Timings::CLIENT_GO,
+                timings: leader::Timings::OPERATOR,
             };
             let leases = kube::Api::namespaced(client.clone(), &lease_namespace);
             let mut elector = leader::Elector::new(leases, lease);
