@@ -81,12 +81,11 @@ class ControlPlane:
         return path
 
 
-@pytest.fixture(scope="session")
-def cp() -> ControlPlane:
-    """Builds (first time) and starts the control plane; fails with the script's reason."""
+def start_control_plane() -> ControlPlane:
+    """Builds (first time) and starts the control plane; raises with the script's reason."""
     proc = subprocess.run(["bash", str(CONTROL_PLANE), "up"], capture_output=True, text=True, timeout=3600)
     if proc.returncode != 0:
-        pytest.fail(f"the Kubernetes control plane did not start:\n{proc.stderr[-4000:]}", pytrace=False)
+        raise RuntimeError(f"the Kubernetes control plane did not start:\n{proc.stderr[-4000:]}")
     exports = dict(
         line.removeprefix("export ").split("=", 1)
         for line in run(["bash", str(CONTROL_PLANE), "env"]).stdout.splitlines()
@@ -94,6 +93,15 @@ def cp() -> ControlPlane:
     bin_dir = pathlib.Path(exports["PATH"].split(":")[0])
     return ControlPlane(bin=bin_dir, admin_kubeconfig=pathlib.Path(exports["KUBECONFIG"]),
                         audit_log=pathlib.Path(exports["FLOODGATE_AUDIT_LOG"]))
+
+
+@pytest.fixture(scope="session")
+def cp() -> ControlPlane:
+    """The control plane; every test using it fails (never skips) when it cannot start."""
+    try:
+        return start_control_plane()
+    except RuntimeError as e:
+        pytest.fail(str(e), pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -222,8 +230,45 @@ def metric(text: str, name: str, labels: dict | None = None) -> float | None:
     return None
 
 
+class LocalProcess:
+    """A server process of ours: `url`, `proc` and `log` are the subclass's; /readyz says ready."""
+
+    def ready(self) -> bool:
+        try:
+            urllib.request.urlopen(f"{self.url}/readyz", timeout=1)
+            return True
+        except Exception:
+            return False
+
+    def wait_ready(self, seconds: float = 60) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.proc and self.proc.poll() is not None:
+                raise AssertionError(f"{self.url} exited {self.proc.returncode}:\n{self.log_text()[-3000:]}")
+            if self.ready():
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"{self.url} not ready in {seconds} s:\n{self.log_text()[-3000:]}")
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+def terminate(proc: subprocess.Popen | None, sig: int = signal.SIGTERM, wait: float = 10) -> int | None:
+    """Signals a process and waits for it, killing it when it does not exit in time."""
+    if not proc:
+        return None
+    if proc.poll() is None:
+        proc.send_signal(sig)
+    try:
+        return proc.wait(wait)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait(5)
+
+
 @dataclass
-class Operator:
+class Operator(LocalProcess):
     """One `floodgate-operator controller` process, authenticated by `kubeconfig`."""
     kubeconfig: pathlib.Path
     log: pathlib.Path
@@ -260,38 +305,12 @@ class Operator:
     def metrics(self) -> str:
         return http_get(f"{self.url}/metrics")
 
-    def ready(self) -> bool:
-        try:
-            urllib.request.urlopen(f"{self.url}/readyz", timeout=1)
-            return True
-        except Exception:
-            return False
-
-    def wait_ready(self, seconds: float = 30) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            assert self.proc and self.proc.poll() is None, f"operator exited:\n{self.log_text()[-3000:]}"
-            if self.ready():
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"operator not ready in {seconds} s:\n{self.log_text()[-3000:]}")
-
     def send(self, sig: int) -> None:
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
 
     def stop(self, sig: int = signal.SIGTERM, wait: float = 15) -> int | None:
-        if not self.proc:
-            return None
-        self.send(sig)
-        try:
-            return self.proc.wait(wait)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(5)
-
-    def log_text(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+        return terminate(self.proc, sig, wait)
 
     def forbidden(self) -> list[str]:
         """Log lines where the authorizer refused the operator (least privilege broken): RBAC's
