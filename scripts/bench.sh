@@ -159,7 +159,7 @@ fi
 ADMIN=$(curl -s -XPOST "$APP/api/v1/auth/login" -H 'content-type: application/json' \
   -d '{"email":"admin@floodgate.local","password":"floodgate-demo"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 
-if want P3 || want P4 || want P7; then
+if want P3 || want P4; then
 log "P3: coupon drop, 1,000 coupons, 100,000 distinct users (tokens minted with the app's key)"
 psql "$DATABASE_URL" -qtAc "insert into users (email, password_hash, name)
   select 'p3-' || g || '@bench.local', 'not-a-hash', 'p3' from generate_series(1, 100000) g
@@ -194,7 +194,22 @@ done
 
 fi
 if want P7; then
-log "P7: operator in --manifests mode on the live app: config publish -> applied, queue depth -> decision"
+# P7 in cluster mode (the figures the targets apply to): the operator (release) as the chart's
+# ServiceAccount on the real control plane of scripts/control-plane.sh, two release app
+# processes standing in for the Deployment's pods, a real Prometheus. A QueueConfig
+# `kubectl patch` -> applied by every app process (<= 1 s), 100 queue joins -> the Deployment's
+# spec.replicas patched (<= 2 s). tests/cluster/p7_cluster.py; raw: p7c_*.json
+log "P7: operator in cluster mode (control plane, Prometheus, 2 app processes)"
+# (FLOODGATE_DATA_DIR above is the bench's services folder; the control plane keeps its own)
+if env -u FLOODGATE_DATA_DIR bash scripts/control-plane.sh up; then
+  VENV=$(bash scripts/venv.sh)
+  env -u FLOODGATE_DATA_DIR taskset -c 1 "$VENV/bin/python" tests/cluster/p7_cluster.py --bin "$BIN" --raw "$RAW" \
+    --work "$OUT/p7-cluster" --runs "${BENCH_P7_RUNS:-8}" || log "P7 cluster mode: some runs did not finish (see $OUT/p7-cluster)"
+else
+  log "P7 cluster mode NOT MEASURED: the control plane did not start (scripts/control-plane.sh up)"
+fi
+
+log "P7 (local mode, for context): operator in --manifests mode on the live app: config publish -> applied, queue depth -> decision"
 M=$OUT/manifests; rm -rf "$M"; mkdir -p "$M"
 cat > "$M/queueconfig.yaml" <<YAML
 apiVersion: floodgate.dev/v1alpha1
@@ -230,9 +245,11 @@ for i in $(seq 1 "$RUNS"); do
 done
 desired() { grep -m1 "^    desired:" "$M/.status/campaign-default-p7.yaml" 2>/dev/null | awk '{print $2}'; }
 for _ in $(seq 100); do [ -n "$(desired)" ] && break; sleep 0.1; done
+# 100 users' access tokens, minted with the app's key (user ids beyond the seeded ones)
+seq 900001 900100 | python3 scripts/bench_tokens.py "$FLOODGATE_JWT_SECRET" > "$OUT/p7_tokens.txt"
 t0=$(date +%s%N)
 # the joins' own wait, inside the pipeline: a bare `wait` would wait for the app too
-head -200 "$OUT/p3_tokens.txt" | tail -100 | {
+cat "$OUT/p7_tokens.txt" | {
   while read -r tok; do
     curl -s -o /dev/null -XPOST "$APP/api/v1/queues/p7-queue/tokens" -H "authorization: Bearer $tok" &
   done

@@ -163,12 +163,13 @@ def build(raw):
     rows.append(row("P4", "waiting room: GET /queues/{id}/tokens/me poll, 64 conns (wrk)", p4_rps, "req/s",
                     "HTTP", c["http_rps"], 0.4,
                     "Redis per waiting user: 29.7 B measured by app/tests/queue_memory.rs (200,000 joins)"))
+    rows.extend(p7_cluster_rows(raw))
     apply_ms = median([float(x) for x in open(os.path.join(raw, "p7_apply_ms.txt")).read().split()]) \
         if os.path.exists(os.path.join(raw, "p7_apply_ms.txt")) else None
-    rows.append({"id": "P7", "workload": "operator: QueueConfig edit -> runtime config applied by every app replica",
+    rows.append({"id": "P7", "workload": "local mode, for context: QueueConfig file edit -> runtime config applied by the app",
                  "ours": apply_ms, "unit": "ms", "ceiling": "-", "ceiling_value": None, "ratio": None,
-                 "target": "<= 2000 ms", "pass": None if apply_ms is None else apply_ms <= 2000,
-                 "note": "includes the operator noticing the file (1 s poll) and the app's pub/sub or 2 s poll"})
+                 "target": "-", "pass": None,
+                 "note": "operator run --manifests (no API server): includes noticing the file (1 s poll)"})
     first_ms, full_ms, desired = None, None, None
     try:
         with open(os.path.join(raw, "p7_scale.txt")) as f:
@@ -177,14 +178,69 @@ def build(raw):
         desired = parts[2] if len(parts) > 2 else None
     except (OSError, ValueError, IndexError):
         pass
-    rows.append({"id": "P7", "workload": "operator: 100 joins (10 waiting per replica) -> first scale patch",
+    rows.append({"id": "P7", "workload": "local mode, for context: 100 joins -> first scaling decision (simulated Deployment)",
                  "ours": first_ms, "unit": "ms", "ceiling": "-", "ceiling_value": None, "ratio": None,
-                 "target": "<= 5000 ms", "pass": None if first_ms is None else first_ms <= 5000,
+                 "target": "-", "pass": None,
                  "note": (f"full 10 replicas after {full_ms:.0f} ms (final desired {desired}): the default scale-up "
                           "step, max(8 pods, 100 %) per 15 s, spreads 1 -> 10 over two periods by design; "
                           "local mode reports the patch it would send") if full_ms is not None else ""})
     return {"generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seconds_per_run": SECS,
             "ceilings": c, "rows": rows}
+
+
+def p7_cluster_rows(raw):
+    """P7 in cluster mode (tests/cluster/p7_cluster.py): the figures the targets apply to.
+    `ours` is the median over the runs; pass is judged on the slowest run."""
+    def load(name):
+        try:
+            with open(os.path.join(raw, name)) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+    meta = load("p7c_meta.json") or {}
+    apply_runs, scale_runs = load("p7c_apply.json") or [], load("p7c_scale.json") or []
+
+    def stats(runs, key):
+        values = [r[key] for r in runs if r.get(key) is not None]
+        return (median(values), max(values) if values else None, len(values))
+
+    def ms(v):
+        return "—" if v is None else f"{v:,.0f} ms"
+
+    rows = []
+    med, worst, n = stats(apply_runs, "ms_from_patch_command")
+    accept_med, _, _ = stats(apply_runs, "ms_from_api_accept")
+    rows.append({"id": "P7", "workload": f"cluster mode: QueueConfig `kubectl patch` -> new runtime config applied by every app process "
+                                         f"({meta.get('app_processes', 2)})",
+                 "ours": med, "unit": "ms", "ceiling": "-", "ceiling_value": None, "ratio": None,
+                 "target": "<= 1000 ms", "pass": None if worst is None or n < len(apply_runs) else worst <= 1000,
+                 "note": (f"median of {n}/{len(apply_runs)} runs, max {ms(worst)} (pass judged on the max); timed from starting "
+                          f"`kubectl patch` (from the API server accepting it: median {ms(accept_med)}) to "
+                          "`<prefix>config:applied` at the new version for every process") if apply_runs else
+                         "not measured (see the bench log)"})
+    med, worst, n = stats(scale_runs, "ms_from_first_join_sent")
+    prom_med, prom_max, prom_n = stats(scale_runs, "ms_from_prometheus_depth_over_threshold")
+    crossed_med, _, _ = stats(scale_runs, "prometheus_depth_crossed_ms_after_first_join")
+    rest, _, _ = stats(scale_runs, "campaign_reconciles_per_s_at_rest")
+    source = meta.get("depth_source", "?")
+    # The target is "a metric change -> the scale patch": timed from the moment the metric
+    # changed where the operator reads it (Prometheus first shows the depth over the threshold);
+    # from the first join sent adds the app's gauge update and the 1 s scrape interval.
+    timed_from_metric = source == "prometheus" and prom_n
+    ours, worst_t, n_t = (prom_med, prom_max, prom_n) if timed_from_metric else (med, worst, n)
+    rows.append({"id": "P7", "workload": f"cluster mode: queue depth over the threshold ({meta.get('joins', 100)} joins) "
+                                         "-> Deployment spec.replicas patched (kubectl get --watch)",
+                 "ours": ours, "unit": "ms", "ceiling": "-", "ceiling_value": None, "ratio": None,
+                 "target": "<= 2000 ms", "pass": None if worst_t is None or n_t < len(scale_runs) else worst_t <= 2000,
+                 "note": (f"median of {n_t}/{len(scale_runs)} runs, max {ms(worst_t)} (pass judged on the max); timed from "
+                          + (f"the Prometheus-visible depth crossing {meta.get('threshold')} (the metric change)"
+                             if timed_from_metric else "the first join sent")
+                          + f"; queue depth read from {source}; from the first join sent: median {ms(med)}, max {ms(worst)} "
+                            "(adds the app's gauge and the 1 s scrape)"
+                          + (f"; Campaign reconciles at rest: {rest:.1f}/s over 2.5 s windows (a 2 s resync: 0.4-0.8/s; "
+                             "a loop on its own status writes: far more)" if rest is not None else ""))
+                 if scale_runs else "not measured (see the bench log)"})
+    return rows
 
 
 CONTEXT = """
