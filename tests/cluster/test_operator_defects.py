@@ -261,3 +261,36 @@ def test_gitops_sync_does_not_reset_the_replicas_the_operator_set(cp, namespace,
     cp.kubectl("-n", namespace, "scale", f"deployment/{name}", "--replicas=7")
     cp.apply(docs, "-n", namespace)  # the next sync
     assert cp.get(f"deployment/{name}", "-n", namespace)["spec"]["replicas"] == 7
+
+
+def test_a_prometheus_that_matches_no_series_is_unavailable_not_idle(cp, operator_factory, namespace, private_redis, tmp_path):
+    """A real Prometheus that scrapes only some other namespace's app: the Campaign's scoped
+    queries match no series, which must read as "unavailable" (MetricsAvailable=False, the
+    fallback replicas) rather than as an idle app that may be scaled down to minReplicas."""
+    import apps
+
+    decoy = apps.DecoyExporter(["q1"]).start()
+    prom = apps.Prometheus(tmp_path / "prometheus", [{
+        "targets": [f"127.0.0.1:{decoy.port}"], "labels": {"namespace": f"{namespace}-elsewhere", "pod": "shop-5d8f7c9b6d-x2x4z"},
+    }]).start()
+    try:
+        prom.wait_targets_up(1)
+        cp.apply([deployment("shop", 6)], "-n", namespace)
+        cp.apply([queue_config("q1"), campaign("sale", "shop", queues=["q1"], min_replicas=2, max_replicas=10, scaling={
+            "fallbackReplicas": 5, "metrics": {"prometheus": {"url": prom.url}},
+            "scaleDown": {"stabilization": "0s", "maxStep": {"pods": 10, "percent": 100, "period": "1s"}}})],
+            "-n", namespace)
+        op = operator_factory(namespace, env={"REDIS_URL": private_redis.url})
+        op.wait_ready()
+        metrics = wait_for("MetricsAvailable=False", lambda: (
+            c := condition(campaign_obj(cp, namespace), "MetricsAvailable")).get("status") == "False" and c)
+        assert "matched no series" in metrics["message"], metrics
+        st = wait_for("the fallback", lambda: (s := campaign_obj(cp, namespace).get("status") or {}).get("fallbackActive") and s)
+        assert st["replicas"]["desired"] == 5, st["replicas"]
+        wait_for("the Deployment at the fallback count",
+                 lambda: cp.get("deployment/shop", "-n", namespace)["spec"]["replicas"] == 5)
+        time.sleep(3)
+        assert cp.get("deployment/shop", "-n", namespace)["spec"]["replicas"] == 5, "went below the fallback"
+    finally:
+        prom.stop()
+        decoy.stop()
