@@ -8,8 +8,10 @@ pub mod campaign;
 mod command;
 pub mod originals;
 pub mod queue_config;
+mod restore;
 pub mod runtime_sync;
 pub mod status;
+mod target;
 pub mod validate;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};

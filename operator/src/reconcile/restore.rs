@@ -1,0 +1,328 @@
+//! Putting back what a Campaign changed: after `endsAt` a step-down with the campaign's
+//! scale-down policy and Redis once its data fits; on deletion (the finalizer) everything at
+//! once, never hanging on what cannot be restored.
+
+use chrono::{DateTime, Utc};
+use floodgate_crds::v1alpha1::{Campaign, CampaignStatus, ReplicaStatus};
+
+use super::{
+    Context, Error, Next, Note, ObjectKey, Platform, key_of, originals, runtime_sync, status,
+    target::{read_target, target_missing},
+};
+use crate::{
+    phase::ACTIVE_RESYNC,
+    scaling::{self, Policy},
+    store::memory,
+};
+
+/// After `endsAt`: step the replicas down toward the originals with the campaign's scale-down
+/// policy, put Redis back once its data fits, and stop resyncing when both are done.
+pub(super) async fn ended<P: Platform>(
+    c: &Campaign,
+    ctx: &Context<P>,
+    st: &mut CampaignStatus,
+    old: &CampaignStatus,
+    now: DateTime<Utc>,
+) -> Result<Next, Error> {
+    st.panic = false;
+    st.fallback_active = false;
+    let before = st.replicas.as_ref().and_then(|r| r.before);
+    let replicas = match before {
+        None => Some(true),
+        Some(before) => match read_target(c, ctx).await? {
+            None => None,
+            Some(current) => Some(step_toward(c, ctx, st, current, before, now).await?),
+        },
+    };
+    let redis_done = restore_redis_when_it_fits(c, ctx, st, old, now).await;
+    let generation = c.metadata.generation;
+    match replicas {
+        None => Ok(target_missing(c, ctx, st, old, now).await),
+        Some(true) if redis_done => {
+            status::set(
+                &mut st.conditions,
+                status::READY,
+                true,
+                "Ended",
+                "",
+                now,
+                generation,
+            );
+            Ok(Next(None))
+        }
+        Some(_) => {
+            let msg = "stepping back to the pre-campaign replicas and Redis settings";
+            status::set(
+                &mut st.conditions,
+                status::READY,
+                true,
+                "Restoring",
+                msg,
+                now,
+                generation,
+            );
+            Ok(Next(Some(ACTIVE_RESYNC)))
+        }
+    }
+}
+
+/// One step of the ended campaign's scale-down ([`scaling::step_down`]); true once the
+/// Deployment is back at `before` (which then leaves the status).
+async fn step_toward<P: Platform>(
+    c: &Campaign,
+    ctx: &Context<P>,
+    st: &mut CampaignStatus,
+    current: u32,
+    before: i32,
+    now: DateTime<Utc>,
+) -> Result<bool, Error> {
+    let (key, obj) = (key_of(c), ObjectKey::of(c));
+    let deployment = c.spec.target.deployment.as_str();
+    let floor = u32::try_from(before).unwrap_or(0);
+    let now_ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
+    let mut memory = ctx.memory.lock().await.remove(&key).unwrap_or_default();
+    let policy = Policy::from_spec(&c.spec.scaling);
+    let d = scaling::step_down(&policy, now_ms, current, floor, &mut memory.history);
+    let written = if d.desired == current {
+        Ok(())
+    } else {
+        ctx.platform
+            .write_scale(&obj.namespace, deployment, d.desired)
+            .await
+    };
+    if written.is_ok() {
+        memory.history.record_change(now_ms, current, d.desired);
+    }
+    ctx.memory.lock().await.insert(key, memory);
+    written.map_err(Error::PatchScale)?;
+    let done = d.desired == floor;
+    if d.desired != current {
+        st.last_scale_time = Some(now);
+        let (reason, msg) = if done {
+            (
+                "Restored",
+                format!(
+                    "restored {deployment} from {current} to its pre-campaign {before} replicas"
+                ),
+            )
+        } else {
+            (
+                "Scaled",
+                format!(
+                    "scaled {deployment} from {current} to {}: {}",
+                    d.desired, d.reason
+                ),
+            )
+        };
+        ctx.platform
+            .record(&obj, Note::normal(reason, "Scale", msg))
+            .await;
+    }
+    st.replicas = Some(ReplicaStatus {
+        current: i32::try_from(current).unwrap_or(i32::MAX),
+        desired: i32::try_from(d.desired).unwrap_or(i32::MAX),
+        reason: if done {
+            "restored pre-campaign replicas".into()
+        } else {
+            d.reason
+        },
+        before: (!done).then_some(before),
+    });
+    Ok(done)
+}
+
+/// Puts the saved Redis settings back when `used_memory` fits under the saved `maxmemory`,
+/// otherwise keeps the campaign's and says so (`RedisConfigured=False/RestoreDeferred`).
+/// True when nothing is left to restore.
+async fn restore_redis_when_it_fits<P: Platform>(
+    c: &Campaign,
+    ctx: &Context<P>,
+    st: &mut CampaignStatus,
+    old: &CampaignStatus,
+    now: DateTime<Utc>,
+) -> bool {
+    let Some(prev) = st.redis_before.clone() else {
+        return true;
+    };
+    let (ok, reason, msg) = match restore_redis(ctx, &prev).await {
+        Ok(applied) => {
+            let msg = format!(
+                "restored maxmemory {} maxmemory-policy {}",
+                applied.maxmemory, applied.maxmemory_policy
+            );
+            st.redis_applied = Some(applied);
+            st.redis_before = None;
+            ctx.platform
+                .record(
+                    &ObjectKey::of(c),
+                    Note::normal("Restored", "ConfigureRedis", msg.clone()),
+                )
+                .await;
+            (true, "Restored", msg)
+        }
+        Err(RestoreFailure::Deferred(msg)) => (false, "RestoreDeferred", msg),
+        Err(RestoreFailure::Redis(e)) => (false, "RedisUnavailable", e.to_string()),
+    };
+    if !ok && status::reason_of(&old.conditions, status::REDIS_CONFIGURED) != Some(reason) {
+        ctx.platform
+            .record(
+                &ObjectKey::of(c),
+                Note::warning(reason, "ConfigureRedis", msg.clone()),
+            )
+            .await;
+    }
+    let generation = c.metadata.generation;
+    status::set(
+        &mut st.conditions,
+        status::REDIS_CONFIGURED,
+        ok,
+        reason,
+        msg,
+        now,
+        generation,
+    );
+    ok
+}
+
+enum RestoreFailure {
+    /// The data does not fit under the saved `maxmemory` (why, in words).
+    Deferred(String),
+    Redis(memory::MemoryError),
+}
+
+/// `CONFIG SET` of the saved settings, if [`originals::redis_restore`] says they fit.
+async fn restore_redis<P: Platform>(
+    ctx: &Context<P>,
+    prev: &floodgate_crds::v1alpha1::RedisApplied,
+) -> Result<floodgate_crds::v1alpha1::RedisApplied, RestoreFailure> {
+    let used = memory::used_memory(&ctx.redis)
+        .await
+        .map_err(RestoreFailure::Redis)?;
+    match originals::redis_restore(prev, used) {
+        originals::RedisRestore::Now => memory::restore(&ctx.redis, prev)
+            .await
+            .map_err(RestoreFailure::Redis),
+        originals::RedisRestore::Defer { used, limit } => Err(RestoreFailure::Deferred(format!(
+            "used_memory {used} does not fit under the pre-campaign maxmemory {limit}: keeping \
+             the campaign's maxmemory and policy (pre-campaign policy {}) until it does",
+            prev.maxmemory_policy
+        ))),
+    }
+}
+
+/// The finalizer: the user deleting the campaign asked for the originals back, so they are
+/// restored at once (no step-down), then its queues leave the runtime document. It never
+/// hangs: a missing Deployment, data that does not fit under the saved `maxmemory`, or an
+/// unreachable Redis is skipped and named in one `RestoreIncomplete` Warning.
+pub async fn cleanup<P: Platform>(
+    c: &Campaign,
+    ctx: &Context<P>,
+    now: DateTime<Utc>,
+) -> Result<Next, Error> {
+    let key = key_of(c);
+    let st = c.status.clone().unwrap_or_default();
+    let mut missed = Vec::new();
+    restore_replicas_now(c, ctx, &st, &mut missed).await?;
+    let mut redis_up = true;
+    if let Some(prev) = &st.redis_before {
+        match restore_redis(ctx, prev).await {
+            Ok(_) => {}
+            Err(RestoreFailure::Deferred(why)) => missed.push(format!("Redis settings: {why}")),
+            Err(RestoreFailure::Redis(e)) => {
+                redis_up = false;
+                missed.push(format!(
+                    "Redis maxmemory {} and maxmemory-policy {}: {e}",
+                    prev.maxmemory, prev.maxmemory_policy
+                ));
+            }
+        }
+    }
+    if redis_up {
+        unpublish(c, ctx, now, &mut missed).await?;
+    } else {
+        // One unreachable Redis is enough: each further call would wait out its reconnects.
+        missed.push(format!(
+            "queues [{}] not retired from the runtime config (Redis unreachable): once Redis is back they are published as standalone waiting rooms; delete their QueueConfigs if that is not wanted",
+            c.spec.queues.join(", ")
+        ));
+    }
+    if !missed.is_empty() {
+        let msg = format!("finalizer removed without restoring: {}", missed.join("; "));
+        ctx.platform
+            .record(
+                &ObjectKey::of(c),
+                Note::warning("RestoreIncomplete", "Restore", msg),
+            )
+            .await;
+    }
+    ctx.memory.lock().await.remove(&key);
+    ctx.metrics.forget(&key);
+    Ok(Next(None))
+}
+
+/// Patches the Deployment straight back to `replicas.before`; a missing one is noted.
+async fn restore_replicas_now<P: Platform>(
+    c: &Campaign,
+    ctx: &Context<P>,
+    st: &CampaignStatus,
+    missed: &mut Vec<String>,
+) -> Result<(), Error> {
+    let Some(before) = st.replicas.as_ref().and_then(|r| r.before) else {
+        return Ok(());
+    };
+    let obj = ObjectKey::of(c);
+    let deployment = c.spec.target.deployment.as_str();
+    let gone = || {
+        format!(
+            "replicas: Deployment {}/{deployment} not found, so not scaled back to {before}",
+            obj.namespace
+        )
+    };
+    let Some(current) = read_target(c, ctx).await? else {
+        missed.push(gone());
+        return Ok(());
+    };
+    let before_u = u32::try_from(before).unwrap_or(0);
+    if current == before_u {
+        return Ok(());
+    }
+    match ctx
+        .platform
+        .write_scale(&obj.namespace, deployment, before_u)
+        .await
+    {
+        Err(e) if e.is_not_found() => missed.push(gone()),
+        Err(e) => return Err(Error::PatchScale(e)),
+        Ok(()) => {
+            let msg = format!(
+                "restored {deployment} from {current} to its pre-campaign {before} replicas"
+            );
+            ctx.platform
+                .record(&obj, Note::normal("Restored", "Scale", msg))
+                .await;
+        }
+    }
+    Ok(())
+}
+
+/// Retires the campaign's queues and republishes without them; a Redis failure is noted.
+async fn unpublish<P: Platform>(
+    c: &Campaign,
+    ctx: &Context<P>,
+    now: DateTime<Utc>,
+    missed: &mut Vec<String>,
+) -> Result<(), Error> {
+    let key = key_of(c);
+    let queues = c.spec.queues.join(", ");
+    let result = match runtime_sync::retire_queues_of(ctx, c, now).await {
+        Err(Error::Unpublish(e)) => Err(e),
+        Err(e) => return Err(e),
+        Ok(()) => runtime_sync::sync(ctx, now, Some(&key)).await?.map(|_| ()),
+    };
+    if let Err(e) = result {
+        missed.push(format!(
+            "queues [{queues}] not retired from the runtime config ({e}): once Redis is back they are published as standalone waiting rooms; delete their QueueConfigs if that is not wanted"
+        ));
+    }
+    Ok(())
+}
