@@ -137,7 +137,18 @@ def namespace(cp: ControlPlane, request) -> str:
             break
         time.sleep(0.1)
     yield name
-    cp.kubectl("delete", "namespace", name, "--wait=false", check=False)
+    delete_namespace(cp, name)
+
+
+def delete_namespace(cp: ControlPlane, name: str) -> None:
+    """Deletes a namespace and waits until it is gone: one that hangs in Terminating is a
+    finalizer that never completes, which fails the test (operators still running by then
+    have had their chance: operator_factory deletes the Campaigns and QueueConfigs first)."""
+    proc = cp.kubectl("delete", "namespace", name, "--ignore-not-found", "--wait=true", "--timeout=90s",
+                      check=False, timeout=120)
+    if proc.returncode != 0:
+        left = cp.kubectl("-n", name, "get", "campaigns,queueconfigs", "-o", "name", check=False).stdout
+        raise AssertionError(f"namespace {name} did not terminate in 90 s ({proc.stderr.strip()}); left: {left}")
 
 
 def render_chart(values: dict, namespace: str, release: str = "floodgate") -> list[dict]:
@@ -346,7 +357,13 @@ def operator_factory(cp: ControlPlane, crds, namespace, tmp_path):
         return op
 
     factory.prefix = prefix
+    factory.namespaces = {namespace}  # tests add the other namespaces they create
     yield factory
+    # While the operators still run, their finalizers complete: delete what they manage first,
+    # so neither this namespace nor another test's is left Terminating behind a finalizer.
+    for ns in sorted(factory.namespaces):
+        cp.kubectl("-n", ns, "delete", "campaigns,queueconfigs", "--all", "--wait=true", "--timeout=60s",
+                   check=False, timeout=90)
     for op in started:
         op.stop()
     refused = [line for op in started for line in op.forbidden()]

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from conftest import (campaign, condition, deployment, events, metric, queue_config,
-                      render_chart, wait_for)
+from conftest import (campaign, condition, delete_namespace, deployment, events, metric,
+                      queue_config, render_chart, wait_for)
 
 ACTIVE_RESYNC_S = 2
 QUEUE_RESYNC_S = 10
@@ -111,6 +111,7 @@ def test_deleting_the_namespace_completes(cp, operator_factory, namespace, priva
     namespace, watching all) runs the finalizer, so the namespace goes away."""
     ns = f"{namespace[:40]}-doomed"
     cp.kubectl("create", "namespace", ns)
+    operator_factory.namespaces.add(ns)
     try:
         wait_for("default ServiceAccount", lambda: cp.kubectl("-n", ns, "get", "sa", "default", check=False).returncode == 0)
         cp.apply([deployment("shop", 2)], "-n", ns)
@@ -121,7 +122,7 @@ def test_deleting_the_namespace_completes(cp, operator_factory, namespace, priva
         wait_for("the campaign to scale", lambda: cp.get("deployment/shop", "-n", ns)["spec"]["replicas"] == 4)
         cp.kubectl("delete", "namespace", ns, "--wait=true", "--timeout=60s")
     finally:
-        cp.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        delete_namespace(cp, ns)
 
 
 def test_originals_are_in_status_before_the_first_scale_patch(cp, operator_factory, namespace, private_redis):
@@ -214,6 +215,7 @@ def test_one_operator_per_namespace_scope(cp, operator_factory, namespace, priva
     namespaces' Campaigns alone, so two installs never merge into one Redis."""
     other = f"{namespace[:40]}-other"
     cp.kubectl("create", "namespace", other)
+    operator_factory.namespaces.add(other)
     try:
         cp.apply([deployment("shop", 2)], "-n", other)
         cp.apply([queue_config("q1"), campaign("sale", "shop", queues=["q1"])], "-n", other)
@@ -227,12 +229,13 @@ def test_one_operator_per_namespace_scope(cp, operator_factory, namespace, priva
         assert not foreign["metadata"].get("finalizers"), foreign["metadata"]
         assert cp.get("deployment/shop", "-n", other)["spec"]["replicas"] == 2
     finally:
-        cp.kubectl("delete", "namespace", other, "--wait=false", check=False)
+        delete_namespace(cp, other)
 
 
 def test_cluster_wide_duplicate_queue_ids_are_refused_not_merged(cp, operator_factory, namespace, private_redis):
     other = f"{namespace[:40]}-b"
     cp.kubectl("create", "namespace", other)
+    operator_factory.namespaces.add(other)
     try:
         cp.apply([queue_config("tickets", maxActiveUsers=11)], "-n", namespace)
         cp.apply([queue_config("tickets", maxActiveUsers=22)], "-n", other)
@@ -247,7 +250,7 @@ def test_cluster_wide_duplicate_queue_ids_are_refused_not_merged(cp, operator_fa
         published = json.dumps(doc)
         assert published.count('"tickets"') == 1, published
     finally:
-        cp.kubectl("delete", "namespace", other, "--wait=false", check=False)
+        delete_namespace(cp, other)
 
 
 def test_gitops_sync_does_not_reset_the_replicas_the_operator_set(cp, namespace, crds):

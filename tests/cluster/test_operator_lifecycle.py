@@ -233,27 +233,9 @@ def context_of(op, plat, k: Cluster, campaign_name: str):
     return context
 
 
-@pytest.fixture
-def leftovers(cp, namespace):
-    """Set up last, torn down first: while the operator and the platform still run, deletes
-    what a failed test left so the finalizers run and the namespace can go; strips the
-    finalizers of whatever is still there after 15 s."""
-    yield
-    cp.kubectl("delete", "campaigns,queueconfigs", "--all", "-n", namespace, "--wait=false", check=False)
-    deadline = time.monotonic() + 15
-    names: list[str] = []
-    while time.monotonic() < deadline:
-        names = cp.kubectl("get", "campaigns,queueconfigs", "-n", namespace, "-o", "name", check=False).stdout.split()
-        if not names:
-            return
-        time.sleep(0.5)
-    for n in names:
-        cp.kubectl("patch", n, "-n", namespace, "--type", "merge", "-p", '{"metadata":{"finalizers":null}}', check=False)
-
-
 # --------------------------------------------------------------------------------------- tests
 
-def test_campaign_lifecycle_scales_publishes_conflicts_and_restores(cp, operator_factory, namespace, platform_factory, leftovers):
+def test_campaign_lifecycle_scales_publishes_conflicts_and_restores(cp, operator_factory, namespace, platform_factory):
     k = Cluster(cp, namespace)
     queue_id = f"doors-{secrets.token_hex(3)}"
     plat, op = start_event(cp, operator_factory, platform_factory, namespace, queue_id, "doors")
@@ -442,7 +424,7 @@ def test_campaign_lifecycle_scales_publishes_conflicts_and_restores(cp, operator
     step.finish()
 
 
-def test_deleting_a_live_campaign_restores_replicas_and_redis(cp, operator_factory, namespace, platform_factory, leftovers):
+def test_deleting_a_live_campaign_restores_replicas_and_redis(cp, operator_factory, namespace, platform_factory):
     k = Cluster(cp, namespace)
     queue_id = f"drop-{secrets.token_hex(3)}"
     plat, op = start_event(cp, operator_factory, platform_factory, namespace, queue_id, "drop")
