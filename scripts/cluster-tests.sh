@@ -13,6 +13,19 @@ VENV=$(bash "$ROOT/scripts/venv.sh")
 export DATABASE_URL=${DATABASE_URL:-postgres://floodgate:floodgate@127.0.0.1:54329/floodgate}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:63799}
 
+# Debian's Prometheus (the operator reads depth and p95 from a real one), redis-server (private
+# Redis servers per test) and openssl (the control plane's keys), installed once
+missing=()
+command -v prometheus >/dev/null || missing+=(prometheus)
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v openssl >/dev/null || missing+=(openssl)
+if [ ${#missing[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
+  echo "[cluster-tests] installing ${missing[*]} from the system packages" >&2
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
 bash "$ROOT/scripts/control-plane.sh" up
 
 cd "$ROOT"
