@@ -216,8 +216,11 @@ async fn an_older_campaign_on_the_same_deployment_is_a_conflict_too() {
     mock.await.expect("mock");
 }
 
-#[tokio::test]
-async fn deleting_a_campaign_restores_replicas_and_unpublishes_its_queues() {
+/// A Campaign being deleted after it scaled its Deployment from 3 to 10 (and, when given,
+/// changed Redis from `redis_before`).
+fn deleted_campaign(
+    redis_before: Option<floodgate_crds::v1alpha1::RedisApplied>,
+) -> floodgate_crds::v1alpha1::Campaign {
     let mut c = campaign(1);
     c.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
         k8s_openapi::jiff::Timestamp::now(),
@@ -229,8 +232,15 @@ async fn deleting_a_campaign_restores_replicas_and_unpublishes_its_queues() {
             reason: String::new(),
             before: Some(3),
         }),
+        redis_before,
         ..Default::default()
     });
+    c
+}
+
+#[tokio::test]
+async fn deleting_a_campaign_restores_replicas_and_unpublishes_its_queues() {
+    let c = deleted_campaign(None);
     let (ctx, server) = test_context(vec![c.clone()], vec![queue_config()]).await;
     // The queue was published while the campaign ran.
     let live = crate::merge::merge(
@@ -453,23 +463,10 @@ async fn an_ended_campaign_steps_down_with_its_scale_down_policy() {
 
 #[tokio::test]
 async fn deletion_completes_without_the_target_or_redis() {
-    let mut c = campaign(1);
-    c.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-        k8s_openapi::jiff::Timestamp::now(),
-    ));
-    c.status = Some(floodgate_crds::v1alpha1::CampaignStatus {
-        replicas: Some(floodgate_crds::v1alpha1::ReplicaStatus {
-            current: 10,
-            desired: 10,
-            reason: String::new(),
-            before: Some(3),
-        }),
-        redis_before: Some(floodgate_crds::v1alpha1::RedisApplied {
-            maxmemory: "0".into(),
-            maxmemory_policy: "noeviction".into(),
-        }),
-        ..Default::default()
-    });
+    let c = deleted_campaign(Some(floodgate_crds::v1alpha1::RedisApplied {
+        maxmemory: "0".into(),
+        maxmemory_policy: "noeviction".into(),
+    }));
     let redis = unreachable_redis().await;
     let (ctx, server) = test_context_with(vec![c.clone()], vec![queue_config()], redis);
     let mock = server.run(Scenario::CleanupIncomplete(c.clone()));
