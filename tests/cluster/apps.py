@@ -43,7 +43,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 import conftest
-from conftest import DATABASE_URL, ControlPlane, LocalProcess, free_port, run, terminate
+from conftest import DATABASE_URL, ControlPlane, LocalProcess, RedisServer, free_port, run, terminate
 
 # ----------------------------------------------------------------------------------------------
 # >>> THE ONE PLACE where the operator's queue-depth source is chosen (tests and bench). <<<
@@ -191,44 +191,6 @@ class Resp:
     def close(self):
         self.file.close()
         self.sock.close()
-
-
-@dataclass
-class RedisServer:
-    """A private redis-server: CONFIG SET maxmemory is global to a Redis, and the shared one is
-    used by every other test. Started with a non-default maxmemory and policy, so a restore is
-    distinguishable from "never changed"."""
-    workdir: pathlib.Path
-    maxmemory: str = "1gb"
-    policy: str = "volatile-lru"
-    port: int = 0
-    proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
-
-    def start(self) -> "RedisServer":
-        binary = require_binary("redis-server")
-        self.port = self.port or free_port()
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.proc = subprocess.Popen(
-            [str(binary), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir), "--maxmemory", self.maxmemory, "--maxmemory-policy", self.policy],
-            stdout=(self.workdir / "redis.log").open("ab"), stderr=subprocess.STDOUT)
-        wait_for(lambda: self.cli("ping", check=False).strip() == "PONG", timeout=10,
-                 message=f"redis-server on port {self.port} did not answer")
-        return self
-
-    def cli(self, *args: str, check: bool = True) -> str:
-        return run([str(require_binary("redis-cli")), "-u", self.url, *args], check=check, timeout=10).stdout
-
-    def config_get(self, name: str) -> str:
-        lines = self.cli("config", "get", name).split()
-        return lines[1] if len(lines) > 1 else ""
-
-    def stop(self) -> None:
-        terminate(self.proc)
 
 
 # ------------------------------------------------------------------------------------------ app
@@ -441,7 +403,8 @@ class Platform:
         self.workdir.mkdir(parents=True, exist_ok=True)
         binary = require_binary("floodgate-app", self.app_binary or conftest.cargo_binary("floodgate-app"))
         if self.redis_url is None:
-            self.redis = RedisServer(self.workdir / "redis").start()
+            # a non-default maxmemory and policy, so a restore is distinguishable from "never changed"
+            self.redis = RedisServer(self.workdir / "redis", maxmemory="1gb", policy="volatile-lru").start()
             self.redis_url = self.redis.url
         pods = list(self.pods or pod_names(self.deployment, self.replicas))[: self.replicas]
         assert len(pods) == self.replicas, f"{self.replicas} pod names needed, got {pods}"

@@ -384,34 +384,47 @@ def wait_for(what: str, probe, seconds: float = 30, every: float = 0.1):
     raise AssertionError(f"timed out after {seconds} s waiting for {what}; last: {last!r}")
 
 
+@dataclass
+class RedisServer:
+    """A private redis-server on a free port (no persistence), for tests that let the operator
+    CONFIG SET (global to a Redis; the shared one serves every other test) or that stop Redis."""
+    workdir: pathlib.Path
+    maxmemory: str = "0"
+    policy: str = "noeviction"
+    port: int = 0
+    proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}"
+
+    def start(self) -> "RedisServer":
+        self.port = self.port or free_port()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir), "--maxmemory", self.maxmemory, "--maxmemory-policy", self.policy],
+            stdout=(self.workdir / "redis.log").open("ab"), stderr=subprocess.STDOUT)
+        wait_for(f"redis-server on port {self.port}", lambda: self.cli("ping", check=False) == "PONG", 10)
+        return self
+
+    def cli(self, *args: str, check: bool = True) -> str:
+        return run(["redis-cli", "-u", self.url, *args], check=check, timeout=10).stdout.strip()
+
+    def config_get(self, name: str) -> str:
+        lines = self.cli("config", "get", name).split()
+        return lines[1] if len(lines) > 1 else ""
+
+    def stop(self) -> None:
+        terminate(self.proc)
+
+
 @pytest.fixture
 def private_redis(tmp_path):
-    """A private redis-server on a free port (noeviction, no persistence), for tests that let
-    the operator CONFIG SET or that stop Redis. Yields an object with .url, .cli(), .stop()."""
-    port = free_port()
-    folder = tmp_path / "redis"
-    folder.mkdir()
-    proc = subprocess.Popen(["redis-server", "--bind", "127.0.0.1", "--port", str(port), "--dir", str(folder),
-                             "--save", "", "--appendonly", "no", "--maxmemory-policy", "noeviction"],
-                            stdout=(folder / "log").open("wb"), stderr=subprocess.STDOUT)
-
-    class Redis:
-        url = f"redis://127.0.0.1:{port}"
-
-        @staticmethod
-        def cli(*args: str) -> str:
-            return run(["redis-cli", "-p", str(port), *args]).stdout.strip()
-
-        @staticmethod
-        def stop():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(5)
-
-    wait_for("redis-server", lambda: subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True,
-                                                   text=True).stdout.strip() == "PONG", 10)
-    yield Redis
-    Redis.stop()
+    """A RedisServer with noeviction and no maxmemory, stopped afterwards."""
+    server = RedisServer(tmp_path / "redis").start()
+    yield server
+    server.stop()
 
 
 def deployment(name: str, replicas: int) -> dict:

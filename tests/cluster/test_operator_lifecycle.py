@@ -42,7 +42,7 @@ wait_for = P.wait_for
 
 DEPLOYMENT = "floodgate-app"  # the chart's app Deployment for release "floodgate"
 ORIGINAL_MAXMEMORY = "1073741824"  # the private Redis starts with maxmemory 1gb ...
-ORIGINAL_POLICY = "volatile-lru"  # ... and this policy (apps.RedisServer)
+ORIGINAL_POLICY = "volatile-lru"  # ... and this policy (apps.Platform)
 CAMPAIGN_MAXMEMORY, CAMPAIGN_MAXMEMORY_BYTES = "256mb", "268435456"
 WAITING_PER_REPLICA = 10
 SOFT = os.environ.get("FLOODGATE_LIFECYCLE_SOFT") == "1"
