@@ -319,10 +319,10 @@ async fn an_invalid_runtime_config_changes_nothing(pool: PgPool) {
         .unwrap();
     assert!(rejected >= 3.0, "{metrics}");
 
-    // deleting the document returns to built-in defaults
+    // a deleted document keeps the last good config (config_loss.rs has the whole story)
     let _: () = conn.del(app.key("config")).await.unwrap();
-    assert_eq!(reader.poll_once().await.unwrap(), PollOutcome::Defaults);
-    assert_eq!(app.state.runtime.get().version, 0);
+    assert_eq!(reader.poll_once().await.unwrap(), PollOutcome::Missing);
+    assert_eq!(app.state.runtime.get().version, 3);
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

@@ -70,6 +70,8 @@ pub struct Metrics {
     pub http_in_flight: Gauge,
     pub runtime_config_version: Gauge,
     pub runtime_config_rejected: Counter,
+    /// 1 while the runtime config document is absent from Redis (the last good one is kept).
+    pub runtime_config_missing: Gauge,
     pub cache_requests: Family<CacheLabels, Counter>,
     pub rate_limited: Family<LimitLabels, Counter>,
     /// Queue-wide waiting count (the same on every replica; the operator scales on it).
@@ -127,6 +129,12 @@ impl Metrics {
             "floodgate_runtime_config_rejected",
             "Runtime config documents rejected as invalid",
             runtime_config_rejected.clone(),
+        );
+        let runtime_config_missing = Gauge::default();
+        registry.register(
+            "floodgate_runtime_config_missing",
+            "1 while the runtime config document is absent from Redis (the last good config, if any, stays in force)",
+            runtime_config_missing.clone(),
         );
         let cache_requests = Family::<CacheLabels, Counter>::default();
         registry.register(
@@ -226,6 +234,7 @@ impl Metrics {
             http_in_flight,
             runtime_config_version,
             runtime_config_rejected,
+            runtime_config_missing,
             cache_requests,
             rate_limited,
         }

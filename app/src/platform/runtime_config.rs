@@ -5,6 +5,12 @@
 //! the parsed document atomically so requests read it without a lock, rejects an invalid
 //! document whole (keeping the last good one) and records what it applied in
 //! `<prefix>config:applied` and the `floodgate_runtime_config_version` gauge.
+//!
+//! A document that disappears (a Redis flush, a failover to a replica without the key) is
+//! not an instruction: the last good config stays in force, a warning is logged and
+//! `floodgate_runtime_config_missing` is 1 until the operator re-asserts the document (it
+//! does on its next resync). Only a replica that never saw a document runs the built-in
+//! defaults (version 0).
 
 use std::{sync::Arc, time::Duration};
 
@@ -38,8 +44,8 @@ pub enum PollOutcome {
     Unchanged,
     Applied(u64),
     Rejected,
-    /// The document disappeared: back to built-in defaults.
-    Defaults,
+    /// The document disappeared: the last good config stays in force.
+    Missing,
 }
 
 pub struct Reader {
@@ -76,9 +82,11 @@ impl Reader {
         } else {
             match raw.as_deref() {
                 None => {
-                    self.handle.set(RuntimeConfig::default());
-                    tracing::info!("runtime config document removed; using built-in defaults");
-                    PollOutcome::Defaults
+                    tracing::warn!(
+                        kept_version = self.handle.get().version,
+                        "runtime config document missing from Redis; keeping the last good config until it is republished"
+                    );
+                    PollOutcome::Missing
                 }
                 Some(json) => match RuntimeConfig::parse(json) {
                     Ok(cfg) => {
@@ -95,6 +103,9 @@ impl Reader {
                 },
             }
         };
+        self.metrics
+            .runtime_config_missing
+            .set(i64::from(raw.is_none()));
         self.last_raw = raw;
         let version = self.handle.get().version;
         self.metrics
