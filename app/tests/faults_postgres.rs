@@ -394,6 +394,26 @@ async fn stalled_postgres_holds_at_most_its_bulkhead(pool: PgPool) {
         app.state.runtime.get().version == 1
     })
     .await;
+    // the waiting room is configured (version 2 adds it), so joining it needs only Redis
+    let mut conn = app.state.redis.conn();
+    let raw: String = redis::cmd("GET")
+        .arg(app.key("config"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    doc["version"] = json!(2);
+    doc["queues"] = json!({"w-room": {}});
+    let _: () = redis::cmd("SET")
+        .arg(app.key("config"))
+        .arg(doc.to_string())
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    eventually(Duration::from_secs(5), "queue configured", || async {
+        app.state.runtime.get().version == 2
+    })
+    .await;
     let admin = app
         .user_with_roles("admin@example.com", &["customer", "admin"])
         .await;

@@ -28,6 +28,15 @@ use support::*;
 
 const MIGRATOR: &sqlx::migrate::Migrator = &floodgate_app::platform::db::MIGRATOR;
 
+/// A concert behind waiting room `queue`: only configured or referenced queues can be joined.
+async fn waiting_room_of_a_concert(app: &TestApp, queue: &str) {
+    sqlx::query("insert into concerts (title, venue, queue_id) values ('Queued', 'Hall', $1)")
+        .bind(queue)
+        .execute(app.state.db.pool())
+        .await
+        .unwrap();
+}
+
 /// Runtime config flips a breaker to forced-open and back: behaviour follows within the
 /// reader's 2 s poll (bounded here by 2 s + 3 s). PostgreSQL forced open: orders 503
 /// `circuit-open` with Retry-After, cached reads and the Redis-only coupon issue keep working,
@@ -47,6 +56,8 @@ async fn runtime_config_forces_breakers_open_and_back(pool: PgPool) {
     let goods = new_goods(&app, &seller, 10, 1_000).await;
     let drop_id = campaign(&app, &admin, 100).await;
     let buyers = app.bulk_customers(3, "b").await;
+    // a concert behind the waiting room `concert-42`, so joining it is allowed
+    waiting_room_of_a_concert(&app, "concert-42").await;
     charge(&app, &buyers[0], 10_000).await;
     assert_eq!(
         app.get(&format!("/api/v1/goods/{goods}"), None)
@@ -375,6 +386,7 @@ async fn redis_paused_with_sigstop(pool: PgPool) {
     let goods = new_goods(&app, &seller, 10, 10).await;
     charge(&app, &buyer, 1_000).await;
     let drop_id = campaign(&app, &admin, 100).await;
+    waiting_room_of_a_concert(&app, "paused-room").await;
     let detail = format!("/api/v1/goods/{goods}");
     let stock = |res: reqwest::Response| async move {
         res.json::<serde_json::Value>().await.unwrap()["stock"]

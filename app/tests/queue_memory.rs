@@ -17,6 +17,7 @@ use chrono::Utc;
 use floodgate_app::{
     auth::UserId,
     config::Settings,
+    platform::runtime_config::{PollOutcome, Reader},
     queue::{QueueId, service, types::PlaceStatus},
     server,
 };
@@ -110,6 +111,21 @@ async fn two_hundred_thousand_joins_fit_in_a_small_redis() {
     let pool = sqlx::PgPool::connect_lazy("postgres://unused@127.0.0.1:1/unused").unwrap();
     let state = server::build_state(settings, pool).unwrap();
     let q = QueueId::parse("concert-42").unwrap();
+    // the queue is configured (only configured or referenced queues can be joined), read the
+    // way the app's config reader does
+    let _: () = redis::cmd("SET")
+        .arg("fgm:config")
+        .arg(r#"{"version": 1, "queues": {"concert-42": {}}}"#)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut reader = Reader::new(
+        state.runtime.clone(),
+        state.redis.clone(),
+        state.metrics.clone(),
+        "memory-test".into(),
+    );
+    assert_eq!(reader.poll_once().await.unwrap(), PollOutcome::Applied(1));
 
     // the first join loads the scripts and creates the queue's fixed keys
     service::join(&state, &q, UserId(1), Utc::now())

@@ -1,26 +1,50 @@
-//! The admission loop. Every replica runs one task that, for each known queue, takes or renews
-//! that queue's Redis lease: the holder admits (at `admitPerMinute`, while active sessions are
-//! below `maxActiveUsers`, not while paused or before `opensAt`), the others only refresh
-//! their gauges from Redis so every replica exports the queue-wide counts. Settings are read
-//! from the runtime config on every tick, so changes apply within one tick of arriving.
+//! The admission loop. Every replica runs one task per known queue (configured in the runtime
+//! config, or live in the registry of joined queues, see [`super::registry`]) that takes or
+//! renews that queue's Redis lease every [`TICK`]: the holder admits (at `admitPerMinute`,
+//! while active sessions are below `maxActiveUsers`, not while paused or before `opensAt`),
+//! the others only refresh their gauges from Redis so every replica exports the queue-wide
+//! counts. Settings are read from the runtime config on every tick, so changes apply within
+//! one tick of arriving.
+//!
+//! One queue never holds up another: each queue has its own task, a tick that takes longer
+//! than [`TICK_TIMEOUT`] is abandoned (and retried at the next tick), and ticks of different
+//! queues run side by side, at most [`MAX_TICKS_IN_FLIGHT`] at once (a fair semaphore). So a
+//! queue is ticked every `TICK` plus its own tick's duration, and waits for other queues only
+//! when `MAX_TICKS_IN_FLIGHT` ticks are already running: at most `TICK_TIMEOUT` per
+//! `MAX_TICKS_IN_FLIGHT` queues queued ahead of it (docs/security.md, "Waiting rooms exist
+//! only when configured"). A queue that is neither configured nor live in the registry any
+//! more has its task stopped, its lease given up and its metric series removed.
+//!
+//! Metric series are labelled with configured queue ids only, never with an id a client made
+//! up or a queue that is only referenced by goods or a concert.
 
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use chrono::Utc;
 use floodgate_crds::runtime::Queueing;
-use tokio::sync::watch;
+use tokio::{
+    sync::{Semaphore, watch},
+    task::JoinHandle,
+};
 
 use super::{
     lease::Lease,
+    registry,
     rules::{self, Allowance, Phase},
     store::{self, AdmitArgs, Counts},
 };
 use crate::{platform::metrics::QueueLabels, state::AppState};
 
 pub const TICK: Duration = Duration::from_millis(200);
+/// A tick still running after this is abandoned; below the lease TTL, so the holder keeps its
+/// lease across a timed-out tick.
+pub const TICK_TIMEOUT: Duration = Duration::from_secs(1);
+/// Ticks of different queues running at once, at most.
+pub const MAX_TICKS_IN_FLIGHT: usize = 32;
 /// How often the set of queues is re-read.
 const DISCOVER_EVERY: Duration = Duration::from_secs(1);
 /// Window over which the admission rate is measured for ETAs.
@@ -35,6 +59,16 @@ struct QueueLoop {
 }
 
 impl QueueLoop {
+    fn new(state: &AppState, id: &str, holder: &str) -> Self {
+        Self {
+            lease: Lease::new(&state.redis, &format!("{{q:{id}}}:lease"), holder),
+            allowance: Allowance::default(),
+            last_tick: None,
+            recent: VecDeque::new(),
+            shuffle_checked: false,
+        }
+    }
+
     fn measured_rate(&mut self, now: Instant) -> f64 {
         while self
             .recent
@@ -51,52 +85,122 @@ impl QueueLoop {
     }
 }
 
+/// One queue's task: its stop signal and handle.
+struct QueueTask {
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<()>,
+}
+
 pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     let holder = format!(
         "{}:{}",
         state.settings.replica_id(),
         uuid::Uuid::new_v4().simple()
     );
-    let mut loops: HashMap<String, QueueLoop> = HashMap::new();
-    let mut last_discover: Option<Instant> = None;
+    let permits = Arc::new(Semaphore::new(MAX_TICKS_IN_FLIGHT));
+    let mut tasks: HashMap<String, QueueTask> = HashMap::new();
+    store::drop_legacy_registry(&state).await;
     loop {
-        if last_discover.is_none_or(|t| t.elapsed() >= DISCOVER_EVERY) {
-            let mut ids: Vec<String> = state.runtime.get().queues.keys().cloned().collect();
-            match store::registered(&state).await {
-                Ok(more) => ids.extend(more),
-                Err(e) => tracing::debug!(error = %e, "queue registry unavailable"),
+        let mut ids: HashSet<String> = state.runtime.get().queues.keys().cloned().collect();
+        match store::registered(&state, Utc::now().timestamp_millis()).await {
+            Ok(live) => ids.extend(live),
+            Err(e) => {
+                // keep what runs: a registry read failure must not stop admission
+                tracing::debug!(error = %e, "queue registry unavailable");
+                ids.extend(tasks.keys().cloned());
             }
-            for id in ids {
-                loops.entry(id.clone()).or_insert_with(|| QueueLoop {
-                    lease: Lease::new(&state.redis, &format!("{{q:{id}}}:lease"), &holder),
-                    allowance: Allowance::default(),
-                    last_tick: None,
-                    recent: VecDeque::new(),
-                    shuffle_checked: false,
-                });
-            }
-            last_discover = Some(Instant::now());
         }
-        for (id, ql) in &mut loops {
-            tick(&state, id, ql).await;
+        tasks.retain(|id, t| {
+            let keep = ids.contains(id) && !t.handle.is_finished();
+            if !keep {
+                t.stop.send_replace(true);
+            }
+            keep
+        });
+        for id in ids {
+            tasks.entry(id).or_insert_with_key(|id| {
+                let (stop, stopped) = watch::channel(false);
+                let handle = tokio::spawn(queue_loop(
+                    state.clone(),
+                    id.clone(),
+                    holder.clone(),
+                    permits.clone(),
+                    stopped,
+                ));
+                QueueTask { stop, handle }
+            });
         }
         tokio::select! {
-            _ = tokio::time::sleep(TICK) => {}
+            _ = tokio::time::sleep(DISCOVER_EVERY) => {}
             _ = shutdown.changed() => break,
         }
     }
-    for ql in loops.values() {
-        ql.lease.release(&state.redis).await;
+    for t in tasks.values() {
+        t.stop.send_replace(true);
     }
+    for (_, t) in tasks {
+        let _ = tokio::time::timeout(TICK_TIMEOUT * 2, t.handle).await;
+    }
+}
+
+/// Ticks one queue every [`TICK`] until stopped; then gives up its lease and metric series.
+async fn queue_loop(
+    state: AppState,
+    id: String,
+    holder: String,
+    permits: Arc<Semaphore>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut ql = QueueLoop::new(&state, &id, &holder);
+    loop {
+        {
+            let Ok(_permit) = permits.acquire().await else {
+                break;
+            };
+            if tokio::time::timeout(TICK_TIMEOUT, tick(&state, &id, &mut ql))
+                .await
+                .is_err()
+            {
+                tracing::warn!(queue = %id, timeout = ?TICK_TIMEOUT, "admission tick abandoned; retrying next tick");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(TICK) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    ql.lease.release(&state.redis).await;
+    forget_metrics(&state, &id);
+}
+
+/// The queue's labels, when its id may be a metric label (it is configured).
+fn labels(state: &AppState, id: &str) -> Option<QueueLabels> {
+    registry::is_configured(state, id).then(|| QueueLabels {
+        queue: id.to_owned(),
+    })
+}
+
+/// Removes the queue's series (it left the config, or its task stopped).
+fn forget_metrics(state: &AppState, id: &str) {
+    let labels = QueueLabels {
+        queue: id.to_owned(),
+    };
+    let m = &state.metrics;
+    m.queue_waiting.remove(&labels);
+    m.queue_active.remove(&labels);
+    m.queue_admitted.remove(&labels);
+    m.queue_abandoned.remove(&labels);
+    m.queue_admission_rate.remove(&labels);
 }
 
 async fn tick(state: &AppState, id: &str, ql: &mut QueueLoop) {
     let q = state.runtime.get().queue(id);
     let now = Utc::now();
     let now_ms = now.timestamp_millis();
-    let labels = QueueLabels {
-        queue: id.to_owned(),
-    };
+    let labels = labels(state, id);
+    if labels.is_none() {
+        forget_metrics(state, id);
+    }
     let instant = Instant::now();
     let elapsed = ql
         .last_tick
@@ -107,9 +211,12 @@ async fn tick(state: &AppState, id: &str, ql: &mut QueueLoop) {
         // not ours: start from nothing saved up if we take over later
         ql.allowance.reset();
         ql.shuffle_checked = false;
-        match store::peek(state, id, now_ms).await {
-            Ok((counts, rate)) => publish(state, &labels, counts, rate),
-            Err(e) => tracing::debug!(error = %e, queue = id, "queue peek failed"),
+        // the peek only feeds the gauges
+        if let Some(labels) = &labels {
+            match store::peek(state, id, now_ms).await {
+                Ok((counts, rate)) => publish(state, labels, counts, rate),
+                Err(e) => tracing::debug!(error = %e, queue = id, "queue peek failed"),
+            }
         }
         return;
     }
@@ -157,17 +264,16 @@ async fn tick(state: &AppState, id: &str, ql: &mut QueueLoop) {
             if counts.admitted > 0 {
                 ql.recent.push_back((instant, counts.admitted));
             }
-            state
-                .metrics
-                .queue_admitted
-                .get_or_create(&labels)
-                .inc_by(counts.admitted);
-            state
-                .metrics
-                .queue_abandoned
-                .get_or_create(&labels)
-                .inc_by(counts.abandoned);
-            publish(state, &labels, counts, measured);
+            if let Some(labels) = &labels {
+                let m = &state.metrics;
+                m.queue_admitted
+                    .get_or_create(labels)
+                    .inc_by(counts.admitted);
+                m.queue_abandoned
+                    .get_or_create(labels)
+                    .inc_by(counts.abandoned);
+                publish(state, labels, counts, measured);
+            }
         }
         Err(e) => tracing::warn!(error = %e, queue = id, "admission tick failed"),
     }

@@ -14,12 +14,14 @@ use super::{
 };
 use crate::{auth::CurrentUser, error::ApiResult, state::AppState};
 
-/// Join a waiting room; the same user joining again gets the same place back.
+/// Join a waiting room; the same user joining again gets the same place back. Only queues
+/// the runtime config publishes or goods/concerts reference exist (404 otherwise).
 #[utoipa::path(post, path = "/queues/{queue_id}/tokens", tag = "queue", security(("bearer" = [])),
     params(("queue_id" = String, Path, description = "Queue id")),
     responses(
         (status = 201, body = JoinResponse),
         (status = 401, content_type = "application/problem+json"),
+        (status = 404, description = "No such waiting room: the runtime config does not publish it and no goods or concert references it", content_type = "application/problem+json"),
         (status = 409, description = "The queue is closed (after closesAt)", content_type = "application/problem+json"),
         (status = 422, description = "Invalid queue id", content_type = "application/problem+json"),
     ))]

@@ -3,13 +3,15 @@
 //! passes for queue-protected endpoints, metrics and the waiting-room page.
 //!
 //! Every knob is read live from the runtime config (`QueueSettings`). Layout and memory per
-//! waiting user: see [`store`].
+//! waiting user: see [`store`]. Which queues exist (configured or referenced; a join to any
+//! other id is a 404): see [`registry`].
 
 pub mod admission;
 mod handlers;
 pub mod lease;
 mod page;
 pub mod pass;
+pub mod registry;
 pub mod rules;
 pub mod service;
 pub mod store;

@@ -6,6 +6,7 @@ use floodgate_crds::runtime::QueueSettings;
 
 use super::{
     pass::{self, PassCheck, PassError},
+    registry,
     rules::{self, Phase},
     store::{self, JoinArgs, JoinOutcome, Place},
     types::{JoinResponse, PlaceStatus, PlaceView, QueueId, QueueView},
@@ -31,7 +32,11 @@ fn token_ttl(q: &QueueSettings) -> u64 {
     q.token_ttl.as_secs() + q.session_ttl.as_secs()
 }
 
+/// Counted for configured queues only: metric labels never come from what clients send.
 fn count_abandoned(state: &AppState, queue: &str) {
+    if !registry::is_configured(state, queue) {
+        return;
+    }
     state
         .metrics
         .queue_abandoned
@@ -41,13 +46,15 @@ fn count_abandoned(state: &AppState, queue: &str) {
         .inc();
 }
 
-/// Joins `queue` (or returns the user's existing place) and signs the token.
+/// Joins `queue` (or returns the user's existing place) and signs the token; 404 for a
+/// queue that is neither configured nor referenced ([`registry`]).
 pub async fn join(
     state: &AppState,
     queue: &QueueId,
     user: UserId,
     now: DateTime<Utc>,
 ) -> Result<JoinResponse, ApiError> {
+    registry::require_known(state, queue).await?;
     let q = settings(state, queue.as_str());
     let phase = rules::phase(&q, now);
     let args = JoinArgs {
@@ -73,10 +80,8 @@ pub async fn join(
             ));
         }
         JoinOutcome::Waiting { position } => {
-            if position == 1 {
-                // first join of a queue generation: make it known to every replica's loop
-                store::register(state, queue).await?;
-            }
+            // make the queue known to every replica's loop, until its last user is done
+            registry::register(state, queue, &q, args.now_ms).await?;
             (position, PlaceStatus::Waiting)
         }
         JoinOutcome::Admitted { .. } => (0, PlaceStatus::Admitted),

@@ -10,7 +10,8 @@
 //!   `pre` last pre-queue place, `shuffled` flag, `lease`.
 //!
 //! Everything per user expires: entries with their bucket a place-ttl after the last write,
-//! the line and counters a place-ttl after the last join, sessions at their expiry.
+//! the line and counters a place-ttl after the last join, sessions at their expiry, and the
+//! queue's entry in the registry of joined queues ([`REGISTRY`]) once nobody can still need it.
 
 use std::sync::LazyLock;
 
@@ -25,8 +26,13 @@ static LEAVE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("leav
 static ADMIT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("admit.lua")));
 static SHUFFLE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("shuffle.lua")));
 
-/// Set of queue ids that have had joins, so every replica's loop knows them.
-pub const REGISTRY: &str = "queues";
+/// Sorted set queue id → expiry (unix ms) of the queues that were joined, so every replica's
+/// loop knows them (see [`super::registry`]).
+pub const REGISTRY: &str = "queues:live";
+/// The set earlier releases kept (it never shrank); dropped when a loop starts.
+const LEGACY_REGISTRY: &str = "queues";
+/// Registered queues one discovery reads at most.
+const MAX_REGISTERED: i64 = 10_000;
 /// Places examined per admission tick at most, so a long run of abandoned places is cleared
 /// over a few ticks without blocking Redis.
 const MAX_SCAN: u64 = 5_000;
@@ -110,22 +116,49 @@ pub async fn join(
     Ok((outcome, dropped == 1))
 }
 
-pub async fn register(state: &AppState, queue: &QueueId) -> Result<(), ApiError> {
+/// Registers `queue` until `until_ms` (never shortening an entry): see [`super::registry`].
+pub async fn register(state: &AppState, queue: &QueueId, until_ms: i64) -> Result<(), ApiError> {
     let mut conn = state.redis.conn();
-    let _: i64 = redis::cmd("SADD")
+    let _: i64 = redis::cmd("ZADD")
         .arg(state.redis.key(REGISTRY))
+        .arg("GT")
+        .arg(until_ms)
         .arg(queue.as_str())
         .query_async(&mut conn)
         .await?;
     Ok(())
 }
 
-pub async fn registered(state: &AppState) -> Result<Vec<String>, ApiError> {
+/// The registered queues whose entries have not expired (at most [`MAX_REGISTERED`]); drops
+/// the expired ones on the way.
+pub async fn registered(state: &AppState, now_ms: i64) -> Result<Vec<String>, ApiError> {
+    let key = state.redis.key(REGISTRY);
     let mut conn = state.redis.conn();
-    Ok(redis::cmd("SMEMBERS")
-        .arg(state.redis.key(REGISTRY))
+    let (live,): (Vec<String>,) = redis::pipe()
+        .cmd("ZREMRANGEBYSCORE")
+        .arg(&key)
+        .arg("-inf")
+        .arg(now_ms)
+        .ignore()
+        .cmd("ZRANGE")
+        .arg(&key)
+        .arg(0)
+        .arg(MAX_REGISTERED - 1)
         .query_async(&mut conn)
-        .await?)
+        .await?;
+    Ok(live)
+}
+
+/// The registry of releases before expiring entries (a set that only grew); removed once.
+pub async fn drop_legacy_registry(state: &AppState) {
+    let mut conn = state.redis.conn();
+    let dropped: redis::RedisResult<i64> = redis::cmd("UNLINK")
+        .arg(state.redis.key(LEGACY_REGISTRY))
+        .query_async(&mut conn)
+        .await;
+    if let Err(e) = dropped {
+        tracing::debug!(error = %e, "could not drop the legacy queue registry");
+    }
 }
 
 pub enum Place {
