@@ -137,6 +137,7 @@ pub async fn unreachable_redis() -> crate::store::RedisTarget {
             target = Some(crate::store::RedisTarget {
                 conn,
                 prefix: "fgtest:gone:".into(),
+                last_version: Default::default(),
             });
             break;
         }

@@ -5,6 +5,8 @@
 pub mod memory;
 pub mod runtime_doc;
 
+use std::sync::{Arc, atomic::AtomicU64};
+
 use redis::{Client, aio::ConnectionManager};
 
 /// A Redis plus the key prefix the app uses in it.
@@ -12,6 +14,9 @@ use redis::{Client, aio::ConnectionManager};
 pub struct RedisTarget {
     pub conn: ConnectionManager,
     pub prefix: String,
+    /// The highest runtime-document version this process wrote or read (shared by clones),
+    /// so a lost document is re-asserted above it ([`runtime_doc::publish`]).
+    pub last_version: Arc<AtomicU64>,
 }
 
 impl RedisTarget {
@@ -24,6 +29,7 @@ impl RedisTarget {
         Ok(Self {
             conn,
             prefix: prefix.to_owned(),
+            last_version: Arc::default(),
         })
     }
 

@@ -1,8 +1,16 @@
 //! The runtime document in Redis: compare-and-set on its version (a Lua script, so two
 //! writers can never both produce version N), a PUBLISH of the new version, and the count of
 //! app replicas that report running it.
+//!
+//! Every publish (each reconcile calls it, so at the latest every QueueConfig resync) also
+//! re-asserts the document: one that disappeared (a Redis flush, a failover to a replica
+//! without the key) or that went back to an older version is written again, under a version
+//! above every one known to have been in force — the highest this process wrote or read,
+//! and the highest the app replicas report in `<prefix>config:applied` — so versions never
+//! go back and a replica still running the lost version is not counted as running the new
+//! one. The apps keep their last good config meanwhile.
 
-use std::sync::LazyLock;
+use std::sync::{LazyLock, atomic::Ordering};
 
 use floodgate_crds::runtime::{
     APPLIED_KEY, CHANGED_CHANNEL, CONFIG_KEY, ConfigError, RuntimeConfig,
@@ -58,7 +66,18 @@ pub async fn read(target: &RedisTarget) -> Result<Option<RuntimeConfig>, DocErro
     Ok(read_raw(target).await?.and_then(|(_, c)| c))
 }
 
-/// Writes `content` as the next version unless the stored document already says the same.
+/// The highest version app replicas report running (0 when none report).
+async fn highest_applied(target: &RedisTarget) -> Result<u64, DocError> {
+    let mut conn = target.conn.clone();
+    let all: Vec<String> = redis::cmd("HVALS")
+        .arg(target.key(APPLIED_KEY))
+        .query_async(&mut conn)
+        .await?;
+    Ok(all.iter().filter_map(|v| v.parse().ok()).max().unwrap_or(0))
+}
+
+/// Writes `content` as the next version unless the stored document already says the same
+/// under a version at least as high as any known to have been in force.
 pub async fn publish(target: &RedisTarget, content: &RuntimeConfig) -> Result<Published, DocError> {
     content.validate()?;
     for attempt in 0..CAS_ATTEMPTS {
@@ -75,30 +94,54 @@ pub async fn publish(target: &RedisTarget, content: &RuntimeConfig) -> Result<Pu
             ))
             .await;
         }
-        let (found, current) = read_raw(target).await?.unwrap_or((0, None));
-        if let Some(current) = current.filter(|c| same_content(c, content)) {
+        let stored = read_raw(target).await?;
+        let (found, current) = stored.clone().unwrap_or((0, None));
+        let known = target
+            .last_version
+            .load(Ordering::Relaxed)
+            .max(highest_applied(target).await?);
+        if found >= known
+            && let Some(current) = current.filter(|c| same_content(c, content))
+        {
+            target.last_version.fetch_max(found, Ordering::Relaxed);
             return Ok(Published {
                 version: current.version,
                 written: false,
             });
         }
+        if stored.is_none() && known > 0 {
+            tracing::warn!(
+                lost_version = known,
+                "runtime config document missing from Redis: re-asserting it"
+            );
+        } else if found < known {
+            tracing::warn!(
+                found,
+                known,
+                "runtime config document older than a version in force: re-asserting it"
+            );
+        }
+        let version = found.max(known) + 1;
         let next = RuntimeConfig {
-            version: found + 1,
+            version,
             ..content.clone()
         };
         let json = serde_json::to_string(&next)
             .map_err(|e| DocError::Invalid(ConfigError::Malformed(e.to_string())))?;
         let mut conn = target.conn.clone();
-        let (won, version): (i64, i64) = CAS
+        let (won, written): (i64, i64) = CAS
             .key(target.key(CONFIG_KEY))
             .arg(found)
             .arg(json)
             .arg(target.key(CHANGED_CHANNEL))
+            .arg(version)
             .invoke_async(&mut conn)
             .await?;
         if won == 1 {
+            let written = u64::try_from(written).unwrap_or(0);
+            target.last_version.fetch_max(written, Ordering::Relaxed);
             return Ok(Published {
-                version: u64::try_from(version).unwrap_or(0),
+                version: written,
                 written: true,
             });
         }
@@ -229,6 +272,56 @@ mod tests {
         assert_eq!(
             read(&a).await.expect("read").expect("doc").version,
             u64::from(2 * WRITES)
+        );
+    }
+
+    /// A lost document (Redis flushed, or a failover to a replica without it) comes back
+    /// above every version known to have been in force: the one this writer last wrote, and
+    /// the ones the app replicas report (a restarted operator knows only those).
+    #[tokio::test]
+    async fn a_lost_document_is_republished_above_every_version_in_force() {
+        let prefix = testing::unique_prefix("doc-lost");
+        let writer = RedisTarget::connect(&testing::url(), &prefix)
+            .await
+            .expect("redis");
+        for max in [10, 11, 12] {
+            publish(&writer, &doc("q", max)).await.expect("publish");
+        }
+        let mut conn = writer.conn.clone();
+        let del = async || -> i64 {
+            redis::cmd("DEL")
+                .arg(writer.key(CONFIG_KEY))
+                .query_async(&mut writer.conn.clone())
+                .await
+                .expect("del")
+        };
+        assert_eq!(del().await, 1);
+        let again = publish(&writer, &doc("q", 12)).await.expect("re-assert");
+        assert_eq!(
+            again,
+            Published {
+                version: 4,
+                written: true
+            },
+            "the same writer re-asserts above the version it lost"
+        );
+
+        // A restarted operator: only the app replicas' reports say what was in force.
+        redis::cmd("HSET")
+            .arg(writer.key(APPLIED_KEY))
+            .arg(&["app-1", "4", "app-2", "3"])
+            .query_async::<()>(&mut conn)
+            .await
+            .expect("hset");
+        assert_eq!(del().await, 1);
+        let restarted = RedisTarget::connect(&testing::url(), &prefix)
+            .await
+            .expect("redis");
+        let again = publish(&restarted, &doc("q", 12)).await.expect("re-assert");
+        assert_eq!(again.version, 5, "above what the replicas report");
+        assert_eq!(
+            applied_by(&restarted, again.version).await.expect("count"),
+            0
         );
     }
 
