@@ -183,13 +183,14 @@ done
 fi
 if want P4; then
 log "P4: waiting-room poll"
+# the seeded demo concert's waiting room: only configured or referenced queues can be joined
 user_token=$(head -1 "$OUT/p3_tokens.txt")
-queue_token=$(curl -s -XPOST "$APP/api/v1/queues/bench-queue/tokens" -H "authorization: Bearer $user_token" \
+queue_token=$(curl -s -XPOST "$APP/api/v1/queues/concert-42/tokens" -H "authorization: Bearer $user_token" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 head -1 "$OUT/p3_tokens.txt" > "$OUT/p4_tokens.txt"
 for i in $(seq 1 "$RUNS"); do
   TOKENS_FILE="$OUT/p4_tokens.txt" QUEUE_TOKEN="$queue_token" taskset -c 1 wrk -t1 -c64 -d"${SECS}s" -s scripts/bench_tokens.lua \
-    "$APP/api/v1/queues/bench-queue/tokens/me" > "$RAW/p4_$i.txt"
+    "$APP/api/v1/queues/concert-42/tokens/me" > "$RAW/p4_$i.txt"
 done
 
 fi
