@@ -11,6 +11,7 @@ use tokio::{net::TcpListener, sync::watch};
 use crate::{
     auth::{jwt::JwtKeys, password},
     config::Settings,
+    coupons::{batch::Grants, directory::Directory},
     http,
     orders::batch::FlashSale,
     platform::{
@@ -60,6 +61,8 @@ pub fn build_state(settings: Settings, db: sqlx::PgPool) -> anyhow::Result<AppSt
         breakers,
         order_batches: GroupCommit::new(FlashSale, &settings),
         charge_batches: GroupCommit::new(Charges, &settings),
+        coupon_grants: GroupCommit::new(Grants, &settings),
+        coupon_campaigns: Directory::default(),
         draining: false.into(),
         dummy_hash: password::dummy_hash(),
         settings,
@@ -90,7 +93,7 @@ pub fn spawn_background(
         tokio::spawn(purge_idempotency(state.db.pool().clone(), shutdown.clone())),
         tokio::spawn(state.breakers.clone().watch(shutdown.clone())),
         tokio::spawn(cache_resync(state.clone(), shutdown.clone())),
-        tokio::spawn(crate::coupons::consumer::run(state.clone(), shutdown)),
+        tokio::spawn(crate::coupons::reconciler::run(state.clone(), shutdown)),
     ]
 }
 

@@ -8,6 +8,7 @@ use std::{
 use crate::{
     auth::jwt::JwtKeys,
     config::Settings,
+    coupons::{batch::Grants, directory::Directory},
     orders::batch::FlashSale,
     platform::{
         cache::Cache, db::Db, group_commit::GroupCommit, metrics::Metrics, redis::Redis,
@@ -33,6 +34,10 @@ pub struct Inner {
     /// goods item, charges per wallet.
     pub order_batches: GroupCommit<FlashSale>,
     pub charge_batches: GroupCommit<Charges>,
+    /// Coupon grants per campaign, written before the 201 (`coupons::batch`).
+    pub coupon_grants: GroupCommit<Grants>,
+    /// Campaign ids known to exist or not, and per-campaign reload locks.
+    pub coupon_campaigns: Directory,
     pub jwt: JwtKeys,
     /// Set on SIGTERM: readiness turns false so load balancers stop sending traffic.
     pub draining: AtomicBool,

@@ -364,8 +364,9 @@ async fn slow_postgres_opens_the_breaker_by_slow_call_rate(pool: PgPool) {
 
 /// A stalled PostgreSQL holds at most its bulkhead's share of in-flight requests: with the
 /// breaker disabled (so only the bulkhead protects), 8 reads wait on the stalled database,
-/// every further one is refused at once with 503 `bulkhead-full`, and requests that need
-/// only Redis (coupon issue, the waiting room) and `/livez` keep answering at once. After the
+/// every further one is refused at once with 503 `bulkhead-full` (so is a coupon grant, which
+/// is written before its 201), and requests that need only Redis (coupon rejections, the
+/// waiting room) and `/livez` keep answering at once. After the
 /// stall the same reads succeed.
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn stalled_postgres_holds_at_most_its_bulkhead(pool: PgPool) {
@@ -452,25 +453,34 @@ async fn stalled_postgres_holds_at_most_its_bulkhead(pool: PgPool) {
         ))
     })
     .await;
-    // the rest of the process is not held hostage
+    // the rest of the process is not held hostage: coupon rejections need only Redis, and a
+    // coupon grant (written to PostgreSQL before its 201) is refused at once by the bulkhead
+    let issue = format!("/api/v1/coupon-campaigns/{drop}/issue");
+    let started = Instant::now();
+    let (status, _, kind) =
+        problem_kind(app.post_json(&issue, &json!({}), Some(&users[0])).await).await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::CONFLICT, "already-issued")
+    );
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "coupon rejection was fast"
+    );
+    let started = Instant::now();
+    let (status, retry, kind) =
+        problem_kind(app.post_json(&issue, &json!({}), Some(&users[1])).await).await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "bulkhead-full"),
+        "a coupon grant needs PostgreSQL"
+    );
+    assert!(retry.is_some());
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "coupon grant refused at once"
+    );
     for (i, u) in users[1..6].iter().enumerate() {
-        let started = Instant::now();
-        let res = app
-            .post_json(
-                &format!("/api/v1/coupon-campaigns/{drop}/issue"),
-                &json!({}),
-                Some(u),
-            )
-            .await;
-        assert_eq!(
-            res.status(),
-            StatusCode::CREATED,
-            "coupon issue {i} during the stall"
-        );
-        assert!(
-            started.elapsed() < Duration::from_millis(500),
-            "coupon issue {i} was fast"
-        );
         let started = Instant::now();
         let res = app
             .post_json("/api/v1/queues/w-room/tokens", &json!({}), Some(u))
@@ -514,12 +524,13 @@ async fn stalled_postgres_holds_at_most_its_bulkhead(pool: PgPool) {
     }
     assert_eq!((waited, refused), (BULKHEAD, users.len() - BULKHEAD));
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
+    // the reads beyond the bulkhead, and the one coupon grant
     assert_eq!(
         support::metric(
             &metrics,
             "floodgate_bulkhead_rejected_total{dependency=\"postgres\"}"
         ),
-        (users.len() - BULKHEAD) as f64
+        (users.len() - BULKHEAD + 1) as f64
     );
 
     proxy.stall(false);

@@ -39,8 +39,8 @@ async fn waiting_room_of_a_concert(app: &TestApp, queue: &str) {
 
 /// Runtime config flips a breaker to forced-open and back: behaviour follows within the
 /// reader's 2 s poll (bounded here by 2 s + 3 s). PostgreSQL forced open: orders 503
-/// `circuit-open` with Retry-After, cached reads and the Redis-only coupon issue keep working,
-/// uncached reads 503 at once. Redis forced open: coupon issue and login 503, catalog reads
+/// `circuit-open` with Retry-After, cached reads and coupon rejections (Redis-only) keep
+/// working, coupon grants (written before their 201) and uncached reads 503 at once. Redis forced open: coupon issue and login 503, catalog reads
 /// fall through to PostgreSQL.
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn runtime_config_forces_breakers_open_and_back(pool: PgPool) {
@@ -59,6 +59,16 @@ async fn runtime_config_forces_breakers_open_and_back(pool: PgPool) {
     // a concert behind the waiting room `concert-42`, so joining it is allowed
     waiting_room_of_a_concert(&app, "concert-42").await;
     charge(&app, &buyers[0], 10_000).await;
+    assert_eq!(
+        app.post_json(
+            &format!("/api/v1/coupon-campaigns/{drop_id}/issue"),
+            &json!({}),
+            Some(&buyers[0]),
+        )
+        .await
+        .status(),
+        StatusCode::CREATED
+    );
     assert_eq!(
         app.get(&format!("/api/v1/goods/{goods}"), None)
             .await
@@ -120,17 +130,36 @@ async fn runtime_config_forces_breakers_open_and_back(pool: PgPool) {
         (StatusCode::SERVICE_UNAVAILABLE, "circuit-open"),
         "nothing cached: 503 at once"
     );
-    let issued = app
-        .post_json(
+    // a grant is written to PostgreSQL before its 201, so it waits for PostgreSQL; the
+    // rejections (here: already issued) are Redis's alone and keep working
+    let (status, retry, kind) = problem_kind(
+        app.post_json(
             &format!("/api/v1/coupon-campaigns/{drop_id}/issue"),
             &json!({}),
             Some(&buyers[1]),
         )
-        .await;
+        .await,
+    )
+    .await;
     assert_eq!(
-        issued.status(),
-        StatusCode::CREATED,
-        "coupon issue needs only Redis"
+        (status, kind.as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, "circuit-open"),
+        "a coupon grant needs PostgreSQL"
+    );
+    assert!(retry.is_some());
+    let (status, _, kind) = problem_kind(
+        app.post_json(
+            &format!("/api/v1/coupon-campaigns/{drop_id}/issue"),
+            &json!({}),
+            Some(&buyers[0]),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::CONFLICT, "already-issued"),
+        "a coupon rejection needs only Redis"
     );
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
     assert_eq!(

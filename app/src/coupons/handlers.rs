@@ -38,7 +38,7 @@ pub struct CreateCampaign {
 pub struct CampaignView {
     #[serde(flatten)]
     pub campaign: Campaign,
-    /// Coupons granted so far (Redis's count; persisted ones lag by milliseconds).
+    /// Coupons granted so far (Redis's count: persisted ones plus grants being written).
     pub issued: i64,
 }
 
@@ -112,6 +112,7 @@ pub async fn create_campaign(
         .db
         .run(async |conn| store::insert_campaign(conn, &new).await)
         .await?;
+    state.coupon_campaigns.remember_known(c.id);
     // load it now so the first issue does not pay for it; a failure here is retried lazily
     if let Err(e) = service::load(&state, c.id).await {
         tracing::warn!(error = %e, campaign = c.id, "campaign not loaded into redis yet");
@@ -147,13 +148,15 @@ pub async fn get_campaign(
     }))
 }
 
-/// Try to get a coupon: first come, first served, one per user.
+/// Try to get a coupon: first come, first served, one per user. A 201 means the coupon is
+/// persisted.
 #[utoipa::path(post, path = "/coupon-campaigns/{id}/issue", tag = "coupons", security(("bearer" = [])), params(("id" = i64, Path)),
     responses(
-        (status = 201, body = IssuedView),
+        (status = 201, description = "issued and persisted", body = IssuedView),
+        (status = 404, description = "no such coupon campaign", content_type = "application/problem+json"),
         (status = 409, description = "already-issued or not-started", content_type = "application/problem+json"),
         (status = 410, description = "sold-out or campaign-ended", content_type = "application/problem+json"),
-        (status = 503, description = "Redis unavailable; retry", content_type = "application/problem+json"),
+        (status = 503, description = "Redis or PostgreSQL unavailable, or the campaign is being reloaded; retry (Retry-After)", content_type = "application/problem+json"),
     ))]
 pub async fn issue(
     State(state): State<AppState>,
@@ -187,9 +190,10 @@ pub async fn issue(
     }
 }
 
-/// Reload a campaign's counters from PostgreSQL and the pending stream (admins; after a Redis incident).
+/// Reload a campaign's counters from PostgreSQL (admins; after a Redis incident).
 #[utoipa::path(post, path = "/coupon-campaigns/{id}/rebuild", tag = "coupons", security(("bearer" = [])), params(("id" = i64, Path)),
-    responses((status = 200, body = CampaignView), (status = 404, content_type = "application/problem+json")))]
+    responses((status = 200, body = CampaignView), (status = 404, content_type = "application/problem+json"),
+        (status = 503, description = "Redis or PostgreSQL unavailable (circuit open); retry (Retry-After)", content_type = "application/problem+json")))]
 pub async fn rebuild(
     State(state): State<AppState>,
     user: CurrentUser,
@@ -202,35 +206,15 @@ pub async fn rebuild(
     get_campaign(State(state), Path(id)).await
 }
 
-/// Own coupons, including grants accepted but not persisted yet (`persisted: false`).
+/// Own coupons. Every coupon answered 201 is here: it was persisted before the answer.
 #[utoipa::path(get, path = "/coupons", tag = "coupons", security(("bearer" = [])), responses((status = 200, body = Vec<CouponView>)))]
 pub async fn my_coupons(
     State(state): State<AppState>,
     user: CurrentUser,
 ) -> ApiResult<Json<Vec<CouponView>>> {
-    let mut coupons = state
+    let coupons = state
         .db
         .run(async |c| store::of_user(c, user.id).await)
         .await?;
-    let persisted: Vec<i64> = coupons.iter().map(|c| c.campaign_id).collect();
-    // read-your-writes for the holder; if Redis is down, show what PostgreSQL has
-    if let Ok(pending) = service::pending_for(&state, user.id, &persisted).await {
-        for c in pending {
-            coupons.insert(
-                0,
-                CouponView {
-                    coupon_id: None,
-                    campaign_id: c.id,
-                    name: c.name,
-                    discount_amount: c.discount_amount,
-                    discount_percent: c.discount_percent,
-                    issued_at: Utc::now(),
-                    used_at: None,
-                    order_id: None,
-                    persisted: false,
-                },
-            );
-        }
-    }
     Ok(Json(coupons))
 }

@@ -1,14 +1,13 @@
-//! Redis keys of one campaign, all under the hash tag `{cp:<id>}` so the issue script touches
-//! a single cluster slot.
+//! Redis keys of one campaign, all under the hash tag `{cp:<id>}` so each script touches a
+//! single cluster slot.
 
 use crate::platform::redis::Redis;
-
-pub const GROUP: &str = "persist";
 
 pub struct CampaignKeys {
     pub meta: String,
     pub holders: String,
-    pub stream: String,
+    /// Grants accepted by Redis and not settled yet: user -> accepted at (ms).
+    pub pending: String,
 }
 
 impl CampaignKeys {
@@ -17,7 +16,7 @@ impl CampaignKeys {
         Self {
             meta: format!("{prefix}{{cp:{campaign}}}:meta"),
             holders: format!("{prefix}{{cp:{campaign}}}:holders"),
-            stream: format!("{prefix}{{cp:{campaign}}}:stream"),
+            pending: format!("{prefix}{{cp:{campaign}}}:pending"),
         }
     }
 }

@@ -1,21 +1,21 @@
 //! First-come-first-served coupons.
 //!
 //! One Lua script decides each issue atomically in Redis (window open, user not a holder yet,
-//! fewer holders than the total) and, in the same step, appends the grant to the campaign's
-//! stream. Consumers (any number of replicas, one consumer group) persist grants into
-//! PostgreSQL in batches — a unique (campaign, user) constraint and a cap check on the
-//! campaign row make redelivery harmless and keep the database authoritative. If Redis loses
-//! a campaign's keys, they are rebuilt from PostgreSQL plus the stream's unpersisted entries
-//! before anything else is issued.
+//! fewer holders than the total): Redis is the fast gate, and its rejections (sold out,
+//! duplicate, outside the window) need nothing else. A grant it accepts is written to
+//! PostgreSQL through a per-campaign group commit before the caller hears 201; PostgreSQL
+//! (row lock on the campaign, unique (campaign, user), a cap check) has the last word, so a
+//! grant it refuses after a Redis loss is answered 410/409, and Redis is resynced.
 //!
-//! Guarantees (see docs/coupons.md): issued ≤ total and one per user always (PostgreSQL
-//! enforces both whatever Redis says); an acknowledged coupon is in the stream the moment it
-//! is acknowledged, so it survives an app crash, and survives a Redis restart when Redis
-//! persists (AOF); only a wipe of Redis data before the consumer persisted it loses it.
+//! Guarantees (see docs/coupons.md): issued <= total and one per user always; a 201 is a
+//! persisted coupon whatever Redis loses.
 
-pub mod consumer;
+pub mod batch;
+pub mod directory;
 mod handlers;
 mod keys;
+pub mod reconciler;
+pub mod rules;
 pub mod service;
 pub mod store;
 

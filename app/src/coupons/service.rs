@@ -1,18 +1,22 @@
-//! Issuing and (re)loading campaigns in Redis.
+//! Issuing and (re)loading campaigns in Redis; every Redis call here goes through the Redis
+//! breaker.
 
 use std::sync::LazyLock;
 
 use chrono::{DateTime, Utc};
-use redis::{Script, streams::StreamRangeReply};
+use redis::Script;
 
-use super::{keys::CampaignKeys, store};
-use crate::{auth::UserId, error::ApiError, state::AppState};
+use super::{batch, keys::CampaignKeys, rules::Grant, store};
+use crate::{
+    auth::UserId,
+    error::{ApiError, ApiResult},
+    platform::metrics::OutcomeLabels,
+    state::AppState,
+};
 
 static ISSUE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("issue.lua")));
 static LOAD: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("load.lua")));
-/// One rebuild at a time per process; the script itself makes concurrent rebuilds across
-/// replicas harmless.
-static REBUILD: LazyLock<tokio::sync::Mutex<()>> = LazyLock::new(|| tokio::sync::Mutex::new(()));
+static SETTLE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("settle.lua")));
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Issue {
@@ -28,6 +32,21 @@ fn ttl_ms(ends_at: DateTime<Utc>) -> i64 {
     ((ends_at - Utc::now()).num_milliseconds() + 86_400_000).max(60_000)
 }
 
+/// Runs one Redis call under the Redis breaker (deadline, bulkhead, fast refusal when open).
+pub(super) async fn redis<T>(
+    state: &AppState,
+    call: impl AsyncFnOnce(&mut redis::aio::ConnectionManager) -> redis::RedisResult<T>,
+) -> ApiResult<T> {
+    let mut conn = state.redis.conn();
+    state
+        .breakers
+        .redis
+        .run(async { Ok(call(&mut conn).await?) })
+        .await
+}
+
+/// Decides an issue attempt: Redis answers rejections alone; a grant it accepts is answered
+/// [`Issue::Issued`] only once it is committed to PostgreSQL ([`batch::grant`]).
 pub async fn issue(state: &AppState, campaign: i64, user: UserId) -> Result<Issue, ApiError> {
     let keys = CampaignKeys::new(&state.redis, campaign);
     for attempt in 0..2 {
@@ -45,7 +64,7 @@ pub async fn issue(state: &AppState, campaign: i64, user: UserId) -> Result<Issu
                         cmd.arg(3)
                             .arg(&keys.meta)
                             .arg(&keys.holders)
-                            .arg(&keys.stream)
+                            .arg(&keys.pending)
                             .arg(user.0)
                             .arg(now_ms);
                     })
@@ -59,13 +78,20 @@ pub async fn issue(state: &AppState, campaign: i64, user: UserId) -> Result<Issu
             .map_err(ApiError::internal)?
             .unwrap_or(-1);
         match code {
-            1 => return Ok(Issue::Issued),
+            1 => {
+                return Ok(match batch::grant(state, campaign, user.0).await? {
+                    Grant::Issued => Issue::Issued,
+                    Grant::AlreadyHolds => Issue::AlreadyHolds,
+                    Grant::SoldOut => Issue::SoldOut,
+                });
+            }
             0 => return Ok(Issue::AlreadyHolds),
             -2 => return Ok(Issue::NotStarted),
             -3 => return Ok(Issue::Ended),
             -4 => return Ok(Issue::SoldOut),
             _ if attempt == 0 => {
-                // not loaded: a new campaign Redis has not seen, or Redis lost its data
+                // not loaded: a new campaign Redis has not seen, Redis lost its data, or an id
+                // that does not exist (remembered briefly, answered without a lookup)
                 if !load(state, campaign).await? {
                     return Err(ApiError::not_found("coupon campaign"));
                 }
@@ -78,48 +104,58 @@ pub async fn issue(state: &AppState, campaign: i64, user: UserId) -> Result<Issu
     ))
 }
 
-/// Loads a campaign into Redis from PostgreSQL plus the stream's unpersisted grants, unless it
-/// is loaded already. Returns false if the campaign does not exist.
+/// Loads a campaign into Redis from PostgreSQL, unless it is loaded already. Returns false if
+/// the campaign does not exist.
 ///
-/// The stream is read before PostgreSQL: a consumer deletes an entry only after committing its
-/// row, so every grant is in at least one of the two snapshots.
+/// Ids PostgreSQL did not know a moment ago answer false at once, without a lock or a lookup;
+/// reloads of different campaigns run side by side (`coupons::directory`).
 pub async fn load(state: &AppState, campaign: i64) -> Result<bool, ApiError> {
-    let _guard = REBUILD.lock().await;
+    let directory = &state.coupon_campaigns;
+    if directory.is_unknown(campaign) {
+        return Ok(false);
+    }
+    let _reloading = directory.reload_lock(campaign).await;
+    if directory.is_unknown(campaign) {
+        // found unknown by the reload we waited for
+        return Ok(false);
+    }
     let keys = CampaignKeys::new(&state.redis, campaign);
-    let mut conn = state.redis.conn();
-    let loaded: bool = redis::cmd("EXISTS")
-        .arg(&keys.meta)
-        .query_async(&mut conn)
-        .await?;
+    let loaded: bool = redis(state, async |c| {
+        redis::cmd("EXISTS").arg(&keys.meta).query_async(c).await
+    })
+    .await?;
     if loaded {
         return Ok(true);
     }
-    let pending: StreamRangeReply = redis::cmd("XRANGE")
-        .arg(&keys.stream)
-        .arg("-")
-        .arg("+")
-        .query_async(&mut conn)
-        .await?;
-    let found = state
-        .db
-        .run(async |conn| {
-            let Some(c) = store::campaign(&mut *conn, campaign).await? else {
-                return Ok(None);
-            };
-            let holders = store::holders(conn, campaign).await?;
-            Ok::<_, sqlx::Error>(Some((c, holders)))
+    let found = {
+        let _slot = directory.lookup_slot(campaign).await?;
+        state
+            .db
+            .run(async |conn| {
+                let Some(c) = store::campaign(&mut *conn, campaign).await? else {
+                    return Ok(None);
+                };
+                let holders = store::holders(conn, campaign).await?;
+                Ok::<_, sqlx::Error>(Some((c, holders)))
+            })
+            .await?
+    };
+    state
+        .metrics
+        .coupon_campaign_lookups
+        .get_or_create(&OutcomeLabels {
+            outcome: if found.is_some() { "found" } else { "unknown" },
         })
-        .await?;
-    let Some((c, mut holders)) = found else {
+        .inc();
+    let Some((c, holders)) = found else {
+        directory.remember_unknown(campaign);
         return Ok(false);
     };
-    holders.extend(pending.ids.iter().filter_map(|e| e.get::<i64>("u")));
-    holders.sort_unstable();
-    holders.dedup();
+    directory.remember_known(campaign);
     let mut script = LOAD.key(&keys.meta);
     script
         .key(&keys.holders)
-        .key(&keys.stream)
+        .key(&keys.pending)
         .arg(c.total_quantity)
         .arg(c.starts_at.timestamp_millis())
         .arg(c.ends_at.timestamp_millis())
@@ -127,12 +163,11 @@ pub async fn load(state: &AppState, campaign: i64) -> Result<bool, ApiError> {
     for h in &holders {
         script.arg(*h);
     }
-    let fresh: i64 = script.invoke_async(&mut conn).await?;
+    let fresh: i64 = redis(state, async |conn| script.invoke_async(conn).await).await?;
     if fresh == 1 {
         tracing::info!(
             campaign,
             holders = holders.len(),
-            pending = pending.ids.len(),
             "coupon campaign loaded into redis"
         );
     }
@@ -142,60 +177,71 @@ pub async fn load(state: &AppState, campaign: i64) -> Result<bool, ApiError> {
 /// Forces a reload (admin, after a Redis incident): drops the counters, then loads them.
 pub async fn rebuild(state: &AppState, campaign: i64) -> Result<bool, ApiError> {
     let keys = CampaignKeys::new(&state.redis, campaign);
-    let mut conn = state.redis.conn();
-    let _: () = redis::cmd("DEL")
-        .arg(&keys.meta)
-        .query_async(&mut conn)
-        .await?;
+    redis(state, async |c| {
+        redis::cmd("DEL").arg(&keys.meta).query_async::<()>(c).await
+    })
+    .await?;
+    // an admin asks for this id: look it up even if it was unknown a moment ago
+    state.coupon_campaigns.forget_unknown(campaign);
     load(state, campaign).await
 }
 
-/// Holders according to Redis (issued so far), for the campaign view.
-pub async fn issued_count(state: &AppState, campaign: i64) -> Result<i64, ApiError> {
+/// Settles a committed grant batch in Redis: its users leave the pending set, users refused
+/// as sold out leave the holders, and when PostgreSQL refused anything (`resync`), PostgreSQL's
+/// holders are added back to Redis's set, so its count is right again.
+pub async fn settle(
+    state: &AppState,
+    campaign: i64,
+    users: &[i64],
+    sold_out: &[i64],
+    resync: bool,
+) -> ApiResult<()> {
+    let holders = if resync {
+        state
+            .db
+            .run(async |conn| store::holders(conn, campaign).await)
+            .await?
+    } else {
+        Vec::new()
+    };
     let keys = CampaignKeys::new(&state.redis, campaign);
-    let mut conn = state.redis.conn();
-    state
-        .breakers
-        .redis
-        .run(async {
-            Ok(redis::cmd("SCARD")
-                .arg(&keys.holders)
-                .query_async(&mut conn)
-                .await?)
-        })
-        .await
+    let mut script = SETTLE.key(&keys.meta);
+    script
+        .key(&keys.holders)
+        .key(&keys.pending)
+        .arg(users.len())
+        .arg(sold_out.len())
+        .arg(u8::from(resync))
+        .arg(users)
+        .arg(sold_out)
+        .arg(&holders);
+    redis(state, async |conn| script.invoke_async::<i64>(conn).await).await?;
+    Ok(())
 }
 
-/// Live campaigns in which `user` holds a grant that is not persisted yet.
-pub async fn pending_for(
-    state: &AppState,
-    user: UserId,
-    persisted: &[i64],
-) -> Result<Vec<store::Campaign>, ApiError> {
-    let live = state
-        .db
-        .run(async |c| store::live_campaigns(c).await)
-        .await?;
-    let candidates: Vec<store::Campaign> = live
-        .into_iter()
-        .filter(|c| !persisted.contains(&c.id))
-        .collect();
-    if candidates.is_empty() {
-        return Ok(Vec::new());
-    }
-    let mut pipe = redis::pipe();
-    for c in &candidates {
-        pipe.sismember(CampaignKeys::new(&state.redis, c.id).holders, user.0);
-    }
-    let mut conn = state.redis.conn();
-    let member: Vec<bool> = state
-        .breakers
-        .redis
-        .run(async { Ok(pipe.query_async(&mut conn).await?) })
-        .await?;
-    Ok(candidates
-        .into_iter()
-        .zip(member)
-        .filter_map(|(c, m)| m.then_some(c))
-        .collect())
+/// Gives back the slot of a grant Redis accepted but PostgreSQL did not write (its batch
+/// failed): the user is no holder and no longer pending.
+pub async fn release(state: &AppState, campaign: i64, user: i64) -> ApiResult<()> {
+    let keys = CampaignKeys::new(&state.redis, campaign);
+    redis(state, async |c| {
+        redis::pipe()
+            .atomic()
+            .srem(&keys.holders, user)
+            .ignore()
+            .zrem(&keys.pending, user)
+            .ignore()
+            .query_async::<()>(c)
+            .await
+    })
+    .await
+}
+
+/// Holders according to Redis (issued so far, including grants being written), for the
+/// campaign view.
+pub async fn issued_count(state: &AppState, campaign: i64) -> Result<i64, ApiError> {
+    let keys = CampaignKeys::new(&state.redis, campaign);
+    redis(state, async |c| {
+        redis::cmd("SCARD").arg(&keys.holders).query_async(c).await
+    })
+    .await
 }

@@ -90,33 +90,45 @@ pub async fn holders<'e>(db: impl PgExecutor<'e>, campaign: i64) -> Result<Vec<i
         .await
 }
 
-/// Persists grants `(user, issued_at)` in stream order. The campaign row is locked, users who
-/// already hold a coupon are skipped, and nothing beyond the total is inserted — so redelivered
-/// or replayed grants are harmless and the cap holds even if Redis miscounted after a loss.
-/// Returns how many rows were inserted.
-pub async fn persist_grants(
+/// Locks the campaign row for a grant batch; returns the room left (total - issued), or
+/// `None` if the campaign does not exist. Every writer of a campaign's coupons takes this lock
+/// first, so the batch's view of the holders cannot change under it.
+pub async fn lock_room(conn: &mut PgConnection, campaign: i64) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "select (total_quantity - issued)::bigint from coupon_campaigns where campaign_id = $1 for update",
+    )
+    .bind(campaign)
+    .fetch_optional(conn)
+    .await
+}
+
+/// The users among `users` who already hold a coupon of `campaign`.
+pub async fn holders_among(
+    conn: &mut PgConnection,
+    campaign: i64,
+    users: &[i64],
+) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar("select user_id from coupons where campaign_id = $1 and user_id = any($2)")
+        .bind(campaign)
+        .bind(users)
+        .fetch_all(conn)
+        .await
+}
+
+/// Writes granted coupons `(user, issued_at)` and counts them on the campaign row, in one
+/// statement; returns how many rows were inserted. The caller planned them under
+/// [`lock_room`]: the unique (campaign, user) constraint and the `issued` check constraint
+/// stay the last word.
+pub async fn insert_grants(
     conn: &mut PgConnection,
     campaign: i64,
     users: &[i64],
     at: &[DateTime<Utc>],
 ) -> Result<i64, sqlx::Error> {
-    let room: Option<i32> = sqlx::query_scalar(
-        "select total_quantity - issued from coupon_campaigns where campaign_id = $1 for update",
-    )
-    .bind(campaign)
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(room) = room else { return Ok(0) };
     sqlx::query_scalar(
-        "with fresh as (
-            select distinct on (u) u, t, ord
-              from unnest($2::bigint[], $3::timestamptz[]) with ordinality as x(u, t, ord)
-             where not exists (select 1 from coupons k where k.campaign_id = $1 and k.user_id = x.u)
-             order by u, ord),
-         ranked as (select u, t, row_number() over (order by ord) as rn from fresh),
-         ins as (
+        "with ins as (
             insert into coupons (campaign_id, user_id, issued_at)
-            select $1, u, t from ranked where rn <= $4
+            select $1, u, t from unnest($2::bigint[], $3::timestamptz[]) as x(u, t)
             on conflict (campaign_id, user_id) do nothing
             returning 1),
          upd as (update coupon_campaigns set issued = issued + (select count(*) from ins) where campaign_id = $1)
@@ -125,14 +137,14 @@ pub async fn persist_grants(
     .bind(campaign)
     .bind(users)
     .bind(at)
-    .bind(i64::from(room))
     .fetch_one(conn)
     .await
 }
 
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
 pub struct CouponView {
-    /// Null while the grant is accepted but not yet persisted (milliseconds, usually).
+    /// Always set: a coupon is answered 201 only once its row exists (kept optional for
+    /// clients of the earlier contract, where unpersisted grants were listed).
     pub coupon_id: Option<i64>,
     pub campaign_id: i64,
     pub name: String,
@@ -141,6 +153,7 @@ pub struct CouponView {
     pub issued_at: DateTime<Utc>,
     pub used_at: Option<DateTime<Utc>>,
     pub order_id: Option<i64>,
+    /// Always true (see `coupon_id`).
     #[sqlx(skip)]
     pub persisted: bool,
 }

@@ -40,6 +40,16 @@ pub struct StreamLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CircuitLabels {
     pub dependency: &'static str,
 }
@@ -83,6 +93,12 @@ pub struct Metrics {
     pub queue_admission_rate: Family<QueueLabels, Gauge<f64, AtomicU64>>,
     /// Entries of a stream not yet persisted by its consumer group.
     pub stream_lag: Family<StreamLabels, Gauge>,
+    /// Coupon grants Redis accepted and PostgreSQL refused (`sold-out`, `already-issued`):
+    /// Redis had lost holders; each refusal resyncs it (`coupons::batch`).
+    pub coupon_grants_refused: Family<ReasonLabels, Counter>,
+    /// PostgreSQL lookups of coupon campaigns Redis did not have, by outcome (`found`,
+    /// `unknown`); unknown ids are remembered briefly (`coupons::directory`).
+    pub coupon_campaign_lookups: Family<OutcomeLabels, Counter>,
 }
 
 /// Buckets from 0.5 ms to 10 s: fine at the fast end where cached reads live, and wide
@@ -184,6 +200,18 @@ impl Metrics {
             "Entries in a stream not yet persisted by its consumer group",
             stream_lag.clone(),
         );
+        let coupon_grants_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "floodgate_coupon_grants_refused",
+            "Coupon grants Redis accepted and PostgreSQL refused (Redis had lost holders), by reason",
+            coupon_grants_refused.clone(),
+        );
+        let coupon_campaign_lookups = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "floodgate_coupon_campaign_lookups",
+            "PostgreSQL lookups of coupon campaigns Redis did not have, by outcome (found, unknown)",
+            coupon_campaign_lookups.clone(),
+        );
         let circuit_state = Family::<CircuitLabels, Gauge>::default();
         registry.register(
             "floodgate_circuit_state",
@@ -224,6 +252,8 @@ impl Metrics {
             bulkhead_in_flight,
             bulkhead_rejected,
             stream_lag,
+            coupon_grants_refused,
+            coupon_campaign_lookups,
             queue_waiting,
             queue_active,
             queue_admitted,

@@ -50,14 +50,22 @@ pub struct RedisServer {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    appendfsync: &'static str,
 }
 
 impl RedisServer {
+    /// AOF with `appendfsync always`: a SIGKILL loses nothing acknowledged.
     pub async fn start() -> Self {
+        Self::start_with_fsync("always").await
+    }
+
+    /// AOF with the given `appendfsync` (`everysec`: a SIGKILL may lose the last second).
+    pub async fn start_with_fsync(appendfsync: &'static str) -> Self {
         let mut s = Self {
             port: free_port(),
             dir: tempfile::tempdir().unwrap(),
             child: None,
+            appendfsync,
         };
         s.restart().await;
         s
@@ -78,7 +86,7 @@ impl RedisServer {
                 "--appendonly",
                 "yes",
             ])
-            .args(["--appendfsync", "always", "--save", "", "--dir"])
+            .args(["--appendfsync", self.appendfsync, "--save", "", "--dir"])
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
