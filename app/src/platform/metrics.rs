@@ -81,6 +81,11 @@ pub struct Metrics {
     pub queue_admission_rate: Family<QueueLabels, Gauge<f64, AtomicU64>>,
     /// Entries of a stream not yet persisted by its consumer group.
     pub stream_lag: Family<StreamLabels, Gauge>,
+    /// Password hashes running now, the most ever at once, and requests refused for want of
+    /// a hashing slot (`auth::password`).
+    pub password_hashes_in_flight: Gauge,
+    pub password_hashes_in_flight_peak: Gauge,
+    pub password_hash_rejected: Counter,
 }
 
 /// Buckets from 0.5 ms to 10 s: fine at the fast end where cached reads live, and wide
@@ -209,7 +214,28 @@ impl Metrics {
             "Writes carried by one group-commit transaction, by batch kind",
             group_commit_batch.clone(),
         );
+        let password_hashes_in_flight = Gauge::default();
+        registry.register(
+            "floodgate_password_hashes_in_flight",
+            "Password hashes (argon2id, about 19 MiB each) running now",
+            password_hashes_in_flight.clone(),
+        );
+        let password_hashes_in_flight_peak = Gauge::default();
+        registry.register(
+            "floodgate_password_hashes_in_flight_peak",
+            "The most password hashes that ran at once since the process started",
+            password_hashes_in_flight_peak.clone(),
+        );
+        let password_hash_rejected = Counter::default();
+        registry.register(
+            "floodgate_password_hash_rejected",
+            "Logins and signups refused with 503 because every hashing slot was taken",
+            password_hash_rejected.clone(),
+        );
         Self {
+            password_hashes_in_flight,
+            password_hashes_in_flight_peak,
+            password_hash_rejected,
             group_commit_batch,
             circuit_state,
             circuit_calls,
