@@ -11,7 +11,10 @@ export DATABASE_URL="${BASE_URL%/*}/floodgate_smoke"
 export FLOODGATE_REDIS_PREFIX="smoke-$$:"
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export FLOODGATE_LISTEN_ADDR=127.0.0.1:$PORT
-export FLOODGATE_CLIENT_IP_HEADER=x-forwarded-for FLOODGATE_AUTH_LIMIT_PER_IP=1000000 FLOODGATE_AUTH_LIMIT_PER_EMAIL=1000000
+# the load generator stands in for the ingress: it sends each user's address in X-Forwarded-For
+export FLOODGATE_CLIENT_IP_HEADER=x-forwarded-for FLOODGATE_TRUSTED_PROXIES=127.0.0.1/32 FLOODGATE_AUTH_LIMIT_PER_IP=1000000 FLOODGATE_AUTH_LIMIT_PER_EMAIL=1000000
+# a functional smoke: logins queue for the argon2 slots rather than being refused
+export FLOODGATE_PASSWORD_HASH_WAIT_MS=5000
 export RUST_LOG=warn
 TARGET=http://$FLOODGATE_LISTEN_ADDR
 

@@ -13,6 +13,16 @@ export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 
 bash scripts/services.sh up
 
+# app/tests/abuse.rs sends forged X-Forwarded-For through a real nginx (run from a temp dir
+# on a free port, never as the system service); the test fails without it, so install it
+if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+  command -v apt-get >/dev/null || { echo "nginx not found and no apt-get: install nginx first" >&2; exit 1; }
+  SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  echo "[test] installing nginx from the system packages" >&2
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx >/dev/null
+fi
+
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs) first" >&2; exit 1; }
 
 # nextest runs each test in its own process (what the suite is written for); install it once

@@ -1,18 +1,22 @@
 //! Process configuration from environment variables (and the same names as flags).
 //!
 //! Every setting has a default that works on a developer's machine with the services that
-//! `make run` starts; only the JWT secret is required, and only in production mode.
+//! `make run` starts; only the JWT secret is required: in production mode, and on any listen
+//! address other than loopback (the built-in development key is public).
 
 use std::{net::SocketAddr, time::Duration};
 
 use clap::{Args, ValueEnum};
 use secrecy::{ExposeSecret, SecretString};
 
+use crate::http::client_ip::Cidr;
+
 /// The private PostgreSQL that `make run` / `make test` start when none is reachable.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://floodgate:floodgate@127.0.0.1:54329/floodgate";
 /// The private Redis that `make run` / `make test` start when none is reachable.
 pub const DEFAULT_REDIS_URL: &str = "redis://127.0.0.1:63799";
-/// Used only in dev mode, so a fresh checkout runs without any secret set.
+/// Used only in dev mode on a loopback listen address, so a fresh checkout runs without any
+/// secret set. It is in the source, so anyone can sign tokens with it.
 const DEV_JWT_SECRET: &str = "floodgate-dev-only-secret-change-me-0123456789";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -105,8 +109,14 @@ pub struct Settings {
     #[arg(long, env = "FLOODGATE_REPLICA_ID")]
     pub replica_id: Option<String>,
 
-    /// Header carrying the client IP behind a trusted proxy (e.g. `x-forwarded-for`);
-    /// unset means the TCP peer address, which a client cannot forge.
+    /// Proxies whose forwarding header is believed (comma-separated CIDRs or addresses, e.g.
+    /// the ingress controller's pod CIDR). Empty: the client is the TCP peer and no header is
+    /// read. See `http::client_ip`.
+    #[arg(long, env = "FLOODGATE_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Vec<Cidr>,
+
+    /// Forwarding header read behind a trusted proxy (default `x-forwarded-for`); the client
+    /// is its rightmost entry not added by a trusted proxy. Needs FLOODGATE_TRUSTED_PROXIES.
     #[arg(long, env = "FLOODGATE_CLIENT_IP_HEADER")]
     pub client_ip_header: Option<String>,
 
@@ -117,6 +127,21 @@ pub struct Settings {
     /// Login and signup attempts per email address per minute.
     #[arg(long, env = "FLOODGATE_AUTH_LIMIT_PER_EMAIL", default_value_t = 10)]
     pub auth_limit_per_email: u32,
+
+    /// Password hashes (argon2id, about 19 MiB each) computed at once by this process.
+    /// Default: the number of CPUs, at most 8.
+    #[arg(long, env = "FLOODGATE_PASSWORD_HASH_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub password_hash_concurrency: Option<u32>,
+
+    /// How long a login or signup waits for a hashing slot before it is answered 503 +
+    /// Retry-After (0: at once).
+    #[arg(long, env = "FLOODGATE_PASSWORD_HASH_WAIT_MS", default_value_t = 200, value_parser = clap::value_parser!(u64).range(0..=5_000))]
+    pub password_hash_wait_ms: u64,
+
+    /// Seconds a rotated refresh token may still be presented (two tabs refreshing at once)
+    /// and get a new pair instead of revoking the login as stolen (0: never).
+    #[arg(long, env = "FLOODGATE_REFRESH_REUSE_GRACE_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=60))]
+    pub refresh_reuse_grace_secs: u64,
 
     /// Group commit of hot-row writes (flash-sale orders, charges of one wallet): how long
     /// the first write waits for others to share its transaction, in microseconds (0: none).
@@ -147,6 +172,17 @@ pub enum SettingsError {
     MissingJwtSecret,
     #[error("FLOODGATE_JWT_SECRET must be at least 32 bytes")]
     ShortJwtSecret,
+    #[error(
+        "FLOODGATE_JWT_SECRET is not set and FLOODGATE_LISTEN_ADDR={0} is not a loopback address: \
+         the built-in development key is public, so anyone who reaches this address could sign \
+         admin tokens. Set FLOODGATE_JWT_SECRET (at least 32 random bytes) or listen on 127.0.0.1"
+    )]
+    BuiltInSecretOffLoopback(SocketAddr),
+    #[error(
+        "FLOODGATE_CLIENT_IP_HEADER is set without FLOODGATE_TRUSTED_PROXIES: name the proxies \
+         (CIDRs) whose header is believed, or the header would be ignored"
+    )]
+    ClientIpHeaderWithoutProxies,
     #[error("FLOODGATE_REDIS_PREFIX must be 1-64 characters without spaces, braces or quotes")]
     BadRedisPrefix,
 }
@@ -173,15 +209,35 @@ impl Settings {
         {
             return Err(SettingsError::BadRedisPrefix);
         }
+        if self.client_ip_header.is_some() && self.trusted_proxies.is_empty() {
+            return Err(SettingsError::ClientIpHeaderWithoutProxies);
+        }
         let secret = match (&self.jwt_secret, self.env) {
             (Some(s), _) => s.clone(),
             (None, Environment::Production) => return Err(SettingsError::MissingJwtSecret),
+            (None, Environment::Dev) if !self.listen_addr.ip().is_loopback() => {
+                return Err(SettingsError::BuiltInSecretOffLoopback(self.listen_addr));
+            }
             (None, Environment::Dev) => SecretString::from(DEV_JWT_SECRET),
         };
         if secret.expose_secret().len() < 32 {
             return Err(SettingsError::ShortJwtSecret);
         }
         Ok(secret)
+    }
+
+    /// True when tokens are signed with the public development key (dev mode, loopback,
+    /// no secret): fine on a developer's machine, and said loudly at startup.
+    pub fn uses_built_in_secret(&self) -> bool {
+        self.jwt_secret.is_none() && self.env == Environment::Dev
+    }
+
+    /// See `FLOODGATE_PASSWORD_HASH_CONCURRENCY`.
+    pub fn password_hash_concurrency(&self) -> usize {
+        self.password_hash_concurrency.map_or_else(
+            || std::thread::available_parallelism().map_or(1, |n| n.get().min(8)),
+            |n| n as usize,
+        )
     }
 
     pub fn request_timeout(&self) -> Duration {
@@ -197,5 +253,84 @@ impl Settings {
             let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "local".into());
             format!("{host}-{}", std::process::id())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dev(listen: &str) -> Settings {
+        let mut s = Settings::defaults();
+        s.env = Environment::Dev;
+        s.jwt_secret = None;
+        s.client_ip_header = None;
+        s.trusted_proxies = vec![];
+        s.listen_addr = listen.parse().unwrap();
+        s
+    }
+
+    #[test]
+    fn no_built_in_secret_off_loopback() {
+        for addr in ["0.0.0.0:8080", "[::]:8080", "10.1.2.3:8080"] {
+            let err = dev(addr).validate().unwrap_err();
+            assert!(
+                matches!(err, SettingsError::BuiltInSecretOffLoopback(_)),
+                "{addr}: {err}"
+            );
+            let msg = err.to_string();
+            assert!(
+                msg.contains("FLOODGATE_JWT_SECRET") && msg.contains(addr),
+                "{msg}"
+            );
+        }
+        let mut s = dev("0.0.0.0:8080");
+        s.jwt_secret = Some(SecretString::from("x".repeat(32)));
+        assert!(s.validate().is_ok());
+        assert!(!s.uses_built_in_secret());
+    }
+
+    #[test]
+    fn built_in_secret_only_in_dev_on_loopback() {
+        for addr in ["127.0.0.1:8080", "[::1]:8080", "127.0.0.2:9000"] {
+            let s = dev(addr);
+            assert!(s.validate().is_ok(), "{addr}");
+            assert!(s.uses_built_in_secret());
+        }
+        let mut s = dev("127.0.0.1:8080");
+        s.env = Environment::Production;
+        assert!(matches!(s.validate(), Err(SettingsError::MissingJwtSecret)));
+    }
+
+    #[test]
+    fn client_ip_header_needs_trusted_proxies() {
+        let mut s = dev("127.0.0.1:8080");
+        s.client_ip_header = Some("x-forwarded-for".into());
+        assert!(matches!(
+            s.validate(),
+            Err(SettingsError::ClientIpHeaderWithoutProxies)
+        ));
+        s.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn trusted_proxies_parse_from_a_list() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            settings: Settings,
+        }
+        let w = Wrapper::try_parse_from([
+            "floodgate-app",
+            "--trusted-proxies",
+            "10.0.0.0/8, 192.168.1.1,fd00::/8",
+        ])
+        .unwrap();
+        assert_eq!(w.settings.trusted_proxies.len(), 3);
+        assert!(
+            Wrapper::try_parse_from(["floodgate-app", "--trusted-proxies", "10.0.0.0/40"]).is_err()
+        );
     }
 }

@@ -30,6 +30,14 @@ use crate::{
 /// Builds the state from settings and an existing pool (tests pass their own database).
 pub fn build_state(settings: Settings, db: sqlx::PgPool) -> anyhow::Result<AppState> {
     let secret = settings.validate()?;
+    if settings.uses_built_in_secret() {
+        tracing::warn!(
+            listen_addr = %settings.listen_addr,
+            "FLOODGATE_JWT_SECRET is not set: tokens are signed with the built-in development key, \
+             which is public (anyone who can reach this address can mint admin tokens). Allowed \
+             only on a loopback address; set FLOODGATE_JWT_SECRET for anything else"
+        );
+    }
     let redis = Redis::connect(&settings)?;
     let metrics = Arc::new(Metrics::new());
     let runtime = RuntimeConfigHandle::default();
@@ -51,6 +59,11 @@ pub fn build_state(settings: Settings, db: sqlx::PgPool) -> anyhow::Result<AppSt
         settings.db_acquire_timeout(),
         Duration::from_secs(settings.stale_max_age_secs),
     );
+    let passwords = password::HashPool::new(
+        settings.password_hash_concurrency(),
+        Duration::from_millis(settings.password_hash_wait_ms),
+        metrics.clone(),
+    );
     Ok(AppState::new(Inner {
         jwt: JwtKeys::new(&secret),
         db: Db::new(db, breakers.clone()),
@@ -65,6 +78,7 @@ pub fn build_state(settings: Settings, db: sqlx::PgPool) -> anyhow::Result<AppSt
         coupon_campaigns: Directory::default(),
         draining: false.into(),
         dummy_hash: password::dummy_hash(),
+        passwords,
         settings,
     }))
 }

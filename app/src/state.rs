@@ -6,7 +6,7 @@ use std::{
 };
 
 use crate::{
-    auth::jwt::JwtKeys,
+    auth::{jwt::JwtKeys, password::HashPool},
     config::Settings,
     coupons::{batch::Grants, directory::Directory},
     orders::batch::FlashSale,
@@ -43,6 +43,8 @@ pub struct Inner {
     pub draining: AtomicBool,
     /// See `auth::password::dummy_hash`.
     pub dummy_hash: String,
+    /// The bounded argon2 slots of logins and signups (`auth::password`).
+    pub passwords: HashPool,
 }
 
 impl AppState {

@@ -111,6 +111,13 @@ async fn reusing_a_rotated_refresh_token_revokes_the_family(pool: PgPool) {
     let (_, stolen) = app.login("thief@example.com").await;
     let res = refresh_with(&app, &stolen).await;
     let legit = refresh_cookie(&res).unwrap();
+    // the thief comes back after the reuse grace (concurrent tabs) has passed
+    let grace = app.state.settings.refresh_reuse_grace_secs;
+    sqlx::query("update refresh_tokens set used_at = used_at - make_interval(secs => $1) where used_at is not null")
+        .bind((grace + 1) as f64)
+        .execute(&pool)
+        .await
+        .unwrap();
 
     let body = expect_problem(refresh_with(&app, &stolen).await, StatusCode::UNAUTHORIZED).await;
     assert!(
@@ -140,6 +147,57 @@ async fn reusing_a_rotated_refresh_token_revokes_the_family(pool: PgPool) {
         .await
         .unwrap();
     expect_problem(res, StatusCode::UNAUTHORIZED).await;
+}
+
+/// Browser tabs refreshing with the same cookie at the same moment all get a working pair
+/// and the login stays alive: a token reused within the grace after its rotation
+/// (`FLOODGATE_REFRESH_REUSE_GRACE_SECS`) is not theft.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn concurrent_refreshes_of_one_cookie_keep_the_login(pool: PgPool) {
+    const TABS: usize = 4;
+    let app = TestApp::spawn(pool.clone()).await;
+    app.signup("tabs@example.com").await;
+    let (_, mut cookie) = app.login("tabs@example.com").await;
+    for round in 0..3 {
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(TABS));
+        let tabs = (0..TABS).map(|_| {
+            let (http, url, cookie, barrier) = (
+                app.http.clone(),
+                app.url("/api/v1/auth/refresh"),
+                cookie.clone(),
+                barrier.clone(),
+            );
+            tokio::spawn(async move {
+                barrier.wait().await;
+                http.post(url)
+                    .header(header::COOKIE, format!("refresh_token={cookie}"))
+                    .send()
+                    .await
+                    .unwrap()
+            })
+        });
+        let mut next = Vec::new();
+        for res in futures::future::join_all(tabs).await {
+            let res = res.unwrap();
+            let status = res.status();
+            let new_cookie = refresh_cookie(&res);
+            let body: Value = res.json().await.unwrap();
+            assert_eq!(
+                status,
+                StatusCode::OK,
+                "round {round}: a concurrent refresh of one cookie was refused: {body}"
+            );
+            let access = body["access_token"].as_str().unwrap();
+            assert_eq!(
+                app.get("/api/v1/users/me", Some(access)).await.status(),
+                StatusCode::OK
+            );
+            next.push(new_cookie.filter(|c| !c.is_empty()).unwrap());
+        }
+        // whichever cookie the browser kept, the login goes on
+        cookie = next.pop().unwrap();
+    }
+    assert_eq!(refresh_with(&app, &cookie).await.status(), StatusCode::OK);
 }
 
 #[sqlx::test(migrator = "MIGRATOR")]

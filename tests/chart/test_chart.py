@@ -95,6 +95,8 @@ def test_chart_kube_version_floor_matches_the_tests():
         {"redisPrefix": "fg {x}:"},
         {"app": {"replicaCount": 0}},
         {"app": {"unknownKey": 1}},
+        {"app": {"trustedProxies": ["everyone"]}},
+        {"app": {"passwordHashConcurrency": 0}},
     ],
     ids=lambda v: json.dumps(v, sort_keys=True),
 )
@@ -116,6 +118,7 @@ def test_schema_accepts_scenarios(chart, scenario):
         ({"app": {"terminationGracePeriodSeconds": 15}}, "terminationGracePeriodSeconds"),
         ({"postgresql": {"enabled": False}}, "secrets.databaseUrl"),
         ({"redis": {"enabled": False}}, "secrets.redisUrl"),
+        ({"app": {"clientIpHeader": "x-real-ip"}}, "app.trustedProxies"),
     ],
 )
 def test_render_refuses_unsafe_combinations(chart, bad, message):

@@ -85,6 +85,22 @@ def test_app_environment(rendered):
         assert f'env = "{name}"' in config or name == "RUST_LOG", f"app does not read {name}"
 
 
+def test_client_address_header_is_off_unless_trusted_proxies_are_set(chart, rendered):
+    """The per-IP auth limit believes X-Forwarded-For only from listed proxies: by default the
+    app reads no header (a forged one cannot escape the limit), and hashing is bounded to fit
+    the memory limit (about 19 MiB per argon2 hash)."""
+    env = env_of(container(one(rendered["default"], "Deployment", APP), "app"))
+    assert "FLOODGATE_CLIENT_IP_HEADER" not in env and "FLOODGATE_TRUSTED_PROXIES" not in env
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    hashes = int(env["FLOODGATE_PASSWORD_HASH_CONCURRENCY"]["value"])
+    limit = values["app"]["resources"]["limits"]["memory"]
+    assert limit.endswith("Mi") and hashes * 19 < int(limit[:-2]) // 2
+    behind = render(chart, {"app": {"trustedProxies": ["10.244.0.0/16", "fd00::/8"]}})
+    env = env_of(container(one(behind, "Deployment", APP), "app"))
+    assert env["FLOODGATE_TRUSTED_PROXIES"]["value"] == "10.244.0.0/16,fd00::/8"
+    assert "FLOODGATE_CLIENT_IP_HEADER" not in env
+
+
 @pytest.mark.parametrize("scenario", SCENARIOS)
 def test_non_root_everywhere(rendered, scenario):
     workloads = [m for m in rendered[scenario] if m.kind in WORKLOAD_KINDS]

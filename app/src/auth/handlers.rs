@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use super::{
     jwt::ACCESS_TTL_SECS,
-    password, rate_limit, refresh,
+    rate_limit, refresh,
     refresh::Rotation,
     store,
     types::{Email, Password, Role, parse_name},
@@ -95,6 +95,7 @@ fn clearing_cookie(mut res: Response) -> Response {
         (status = 409, description = "Email already registered", content_type = "application/problem+json"),
         (status = 422, description = "A field breaks its rule", content_type = "application/problem+json"),
         (status = 429, description = "Too many attempts", content_type = "application/problem+json"),
+        (status = 503, description = "Every password-hashing slot is busy (`auth-busy`) or a dependency is unavailable; retry after `Retry-After`", content_type = "application/problem+json"),
     ))]
 pub async fn signup(
     State(state): State<AppState>,
@@ -119,7 +120,7 @@ pub async fn signup(
         s.auth_limit_per_email,
     )
     .await?;
-    let hash = password::hash(password.expose().to_owned()).await?;
+    let hash = state.passwords.hash(password.expose().to_owned()).await?;
     let user = state
         .db
         .run(async |c| store::insert(c, &email, &hash, &name, &[Role::Customer]).await)
@@ -133,6 +134,7 @@ pub async fn signup(
         (status = 200, description = "Logged in; `Set-Cookie: refresh_token=...`", body = TokenResponse),
         (status = 401, description = "Wrong email or password (the same answer for both)", content_type = "application/problem+json"),
         (status = 429, description = "Too many attempts", content_type = "application/problem+json"),
+        (status = 503, description = "Every password-hashing slot is busy (`auth-busy`) or a dependency is unavailable; retry after `Retry-After`", content_type = "application/problem+json"),
     ))]
 pub async fn login(
     State(state): State<AppState>,
@@ -167,7 +169,7 @@ pub async fn login(
         // verify against a real hash anyway so an unknown email takes as long as a known one
         None => (None, state.dummy_hash.clone()),
     };
-    let matches = password::verify(req.password, hash).await?;
+    let matches = state.passwords.verify(req.password, hash).await?;
     let user = user.filter(|_| matches).ok_or_else(invalid_credentials)?;
     let refresh_token = state
         .db
@@ -189,9 +191,10 @@ pub async fn refresh(State(state): State<AppState>, headers: HeaderMap) -> ApiRe
         .and_then(|v| v.to_str().ok())
         .and_then(refresh::from_cookie_header)
         .ok_or_else(|| ApiError::unauthorized("no refresh_token cookie; log in again"))?;
+    let grace = std::time::Duration::from_secs(state.settings.refresh_reuse_grace_secs);
     let (user_id, token) = match state
         .db
-        .run(async |c| refresh::rotate(c, presented).await)
+        .run(async |c| refresh::rotate(c, presented, grace).await)
         .await?
     {
         Rotation::Rotated { user, token } => (user, token),

@@ -1,8 +1,12 @@
 //! Refresh tokens: random opaque values, stored as SHA-256 hashes with a family id.
 //!
 //! Rotation marks the presented token used with one conditional UPDATE, so of two concurrent
-//! refreshes with the same token exactly one wins. Presenting a token that was already used
-//! (or revoked) is theft: the whole family is revoked, so the thief's rotated token dies too.
+//! refreshes with the same token exactly one rotates it. The others (two browser tabs sharing
+//! the cookie) present a token used moments ago: within the reuse grace
+//! (`FLOODGATE_REFRESH_REUSE_GRACE_SECS`, as Auth0's reuse interval and Okta's grace period)
+//! each gets a new token of the same family instead. Presenting a used token after the grace,
+//! or a revoked one, is theft: the whole family is revoked, so the thief's rotated token dies
+//! too.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
 use rand::RngCore;
@@ -66,7 +70,11 @@ pub async fn issue(db: &mut PgConnection, user: UserId) -> Result<NewToken, sqlx
     insert(db, user, Uuid::new_v4()).await
 }
 
-pub async fn rotate(db: &mut PgConnection, presented: &str) -> Result<Rotation, sqlx::Error> {
+pub async fn rotate(
+    db: &mut PgConnection,
+    presented: &str,
+    reuse_grace: std::time::Duration,
+) -> Result<Rotation, sqlx::Error> {
     let h = hash(presented);
     let mut tx = db.begin().await?;
     let live: Option<(Uuid, UserId)> = sqlx::query_as(
@@ -85,14 +93,30 @@ pub async fn rotate(db: &mut PgConnection, presented: &str) -> Result<Rotation, 
             token: new.token,
         });
     }
-    let known: Option<(Uuid, bool)> = sqlx::query_as(
-        "select family_id, (used_at is not null or revoked_at is not null) from refresh_tokens where token_hash = $1",
+    // Locked, so a logout or a theft verdict on the family cannot slip between the check
+    // and the new token.
+    let known: Option<(Uuid, UserId, bool, bool)> = sqlx::query_as(
+        "select family_id, user_id,
+                (used_at is not null or revoked_at is not null),
+                (revoked_at is null and expires_at > now()
+                   and used_at > now() - make_interval(secs => $2))
+         from refresh_tokens where token_hash = $1 for update",
     )
     .bind(&h)
+    .bind(reuse_grace.as_secs_f64())
     .fetch_optional(&mut *tx)
     .await?;
     let outcome = match known {
-        Some((family, true)) => {
+        Some((family, user, _, true)) => {
+            // rotated moments ago (another tab): a sibling of its successor
+            let new = insert(&mut *tx, user, family).await?;
+            tx.commit().await?;
+            return Ok(Rotation::Rotated {
+                user,
+                token: new.token,
+            });
+        }
+        Some((family, _, true, false)) => {
             revoke_family_in(&mut *tx, family).await?;
             tracing::warn!(%family, "refresh token reuse detected; family revoked");
             Rotation::Reused

@@ -55,6 +55,8 @@ impl MakeRequestId for MakeRequestUuid {
     }
 }
 
+/// The `method` label: the standard methods by name, any other (a client may send any
+/// token as a method) as `other`, so clients cannot mint new metric series.
 fn method_label(method: &Method) -> Cow<'static, str> {
     Cow::Borrowed(match *method {
         Method::GET => "GET",
@@ -64,7 +66,9 @@ fn method_label(method: &Method) -> Cow<'static, str> {
         Method::PATCH => "PATCH",
         Method::HEAD => "HEAD",
         Method::OPTIONS => "OPTIONS",
-        _ => return Cow::Owned(method.as_str().to_owned()),
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
     })
 }
 
@@ -447,4 +451,19 @@ pub async fn ensure_problem(res: Response) -> Response {
             .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
     }
     out.into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_standard_methods_share_the_other_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::TRACE), "TRACE");
+        for m in ["FOO", "get", "PROPFIND", "X-1234567890"] {
+            let method = Method::from_bytes(m.as_bytes()).unwrap();
+            assert_eq!(method_label(&method), "other", "{m}");
+        }
+    }
 }

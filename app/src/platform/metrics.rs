@@ -99,6 +99,11 @@ pub struct Metrics {
     /// PostgreSQL lookups of coupon campaigns Redis did not have, by outcome (`found`,
     /// `unknown`); unknown ids are remembered briefly (`coupons::directory`).
     pub coupon_campaign_lookups: Family<OutcomeLabels, Counter>,
+    /// Password hashes running now, the most ever at once, and requests refused for want of
+    /// a hashing slot (`auth::password`).
+    pub password_hashes_in_flight: Gauge,
+    pub password_hashes_in_flight_peak: Gauge,
+    pub password_hash_rejected: Counter,
 }
 
 /// Buckets from 0.5 ms to 10 s: fine at the fast end where cached reads live, and wide
@@ -245,7 +250,28 @@ impl Metrics {
             "Writes carried by one group-commit transaction, by batch kind",
             group_commit_batch.clone(),
         );
+        let password_hashes_in_flight = Gauge::default();
+        registry.register(
+            "floodgate_password_hashes_in_flight",
+            "Password hashes (argon2id, about 19 MiB each) running now",
+            password_hashes_in_flight.clone(),
+        );
+        let password_hashes_in_flight_peak = Gauge::default();
+        registry.register(
+            "floodgate_password_hashes_in_flight_peak",
+            "The most password hashes that ran at once since the process started",
+            password_hashes_in_flight_peak.clone(),
+        );
+        let password_hash_rejected = Counter::default();
+        registry.register(
+            "floodgate_password_hash_rejected",
+            "Logins and signups refused with 503 because every hashing slot was taken",
+            password_hash_rejected.clone(),
+        );
         Self {
+            password_hashes_in_flight,
+            password_hashes_in_flight_peak,
+            password_hash_rejected,
             group_commit_batch,
             circuit_state,
             circuit_calls,

@@ -29,6 +29,9 @@ impl TestApp {
         settings.redis_prefix = format!("fgt:{}:", uuid::Uuid::new_v4().simple());
         settings.auth_limit_per_ip = 1_000_000;
         settings.auth_limit_per_email = 1_000_000;
+        // tests sign many users up at once: they queue for the bounded argon2 slots instead
+        // of being refused (tests/abuse.rs covers the refusal)
+        settings.password_hash_wait_ms = settings.request_timeout_ms;
         settings.replica_id = Some("test-replica".into());
         tweak(&mut settings);
         let state = server::build_state(settings, pool).unwrap();

@@ -141,7 +141,8 @@ impl Drop for RedisServer {
     }
 }
 
-/// The real binary, serving on its own port with its own Redis prefix.
+/// The real binary, serving on its own port with its own Redis prefix; its log (stdout and
+/// stderr) goes to `app.log` in the given directory.
 pub struct AppProcess {
     pub addr: SocketAddr,
     env: Vec<(String, String)>,
@@ -156,13 +157,25 @@ impl AppProcess {
         prefix: &str,
         log_dir: &std::path::Path,
     ) -> Self {
-        let env = vec![
+        Self::start_with(database_url, redis_url, prefix, log_dir, &[]).await
+    }
+
+    /// As [`Self::start`], with more environment variables (later ones win).
+    pub async fn start_with(
+        database_url: &str,
+        redis_url: &str,
+        prefix: &str,
+        log_dir: &std::path::Path,
+        extra_env: &[(&str, &str)],
+    ) -> Self {
+        let mut env: Vec<(String, String)> = vec![
             ("DATABASE_URL".into(), database_url.into()),
             ("REDIS_URL".into(), redis_url.into()),
             ("FLOODGATE_REDIS_PREFIX".into(), prefix.into()),
             ("FLOODGATE_DB_POOL_SIZE".into(), "10".into()),
             ("RUST_LOG".into(), "warn".into()),
         ];
+        env.extend(extra_env.iter().map(|(k, v)| ((*k).into(), (*v).into())));
         let mut p = Self {
             addr: "127.0.0.1:0".parse().unwrap(),
             env,
@@ -189,7 +202,7 @@ impl AppProcess {
                 "FLOODGATE_REPLICA_ID",
                 format!("fault-{}", uuid::Uuid::new_v4().simple()),
             )
-            .stdout(Stdio::null())
+            .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap();
@@ -218,6 +231,11 @@ impl AppProcess {
             let _ = c.kill();
             let _ = c.wait();
         }
+    }
+
+    /// The running process's id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("floodgate-app running").id()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -146,10 +146,16 @@ prefix. The operator writes the runtime config the app reads, so these must neve
   value: {{ .Values.app.maxInFlight | quote }}
 - name: FLOODGATE_SHUTDOWN_DELAY_SECS
   value: {{ .Values.app.shutdownDelaySeconds | quote }}
+{{- with .Values.app.trustedProxies }}
+- name: FLOODGATE_TRUSTED_PROXIES
+  value: {{ join "," . | quote }}
+{{- end }}
 {{- with .Values.app.clientIpHeader }}
 - name: FLOODGATE_CLIENT_IP_HEADER
   value: {{ . | quote }}
 {{- end }}
+- name: FLOODGATE_PASSWORD_HASH_CONCURRENCY
+  value: {{ .Values.app.passwordHashConcurrency | quote }}
 - name: DATABASE_URL
   valueFrom:
     secretKeyRef:
@@ -174,6 +180,9 @@ app Deployment, so a bad combination fails the render with a readable message.
 {{- $drain := add .Values.app.preStopSleepSeconds .Values.app.shutdownDelaySeconds (div .Values.app.requestTimeoutMs 1000) }}
 {{- if le (int .Values.app.terminationGracePeriodSeconds) (int $drain) }}
 {{- fail (printf "app.terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds + shutdownDelaySeconds + requestTimeoutMs/1000 (%d), or SIGKILL cuts requests that are still draining" (int .Values.app.terminationGracePeriodSeconds) (int $drain)) }}
+{{- end }}
+{{- if and .Values.app.clientIpHeader (not .Values.app.trustedProxies) }}
+{{- fail "app.clientIpHeader needs app.trustedProxies: the CIDRs of the proxies whose header is believed (the app refuses to start otherwise)" }}
 {{- end }}
 {{- if not .Values.secrets.existingSecret }}
 {{- if and (not .Values.postgresql.enabled) (not .Values.secrets.databaseUrl) }}

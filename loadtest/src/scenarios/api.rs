@@ -21,8 +21,8 @@ pub fn email_for(vu: &Vu, slot: &str) -> String {
 }
 
 /// A stable client address per user for `X-Forwarded-For`: auth is rate limited per IP
-/// (60 a minute by default), and an app that trusts the header
-/// (`FLOODGATE_CLIENT_IP_HEADER=x-forwarded-for`) then sees each user as its own client,
+/// (60 a minute by default), and an app that trusts the generator as a proxy
+/// (`FLOODGATE_TRUSTED_PROXIES=<its address>/32`) then sees each user as its own client,
 /// as the reports' thousands of real users would be.
 pub fn client_ip(email: &str) -> String {
     let mut h: u32 = 0x811c_9dc5;
