@@ -482,15 +482,42 @@ async fn a_grant_postgres_refuses_is_never_answered_201(pool: PgPool) {
     )
     .await;
     assert!(b["type"].as_str().unwrap().ends_with("sold-out"), "{b}");
+    // a holder Redis forgot while it has room: PostgreSQL answers already-issued, not 201
+    let _: () = redis::cmd("SREM")
+        .arg(&holders)
+        .arg(ids[4])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let b = expect_problem(
+        app.post_json(&path, &json!({}), Some(&tokens[4])).await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert!(
+        b["type"].as_str().unwrap().ends_with("already-issued"),
+        "{b}"
+    );
     let metrics = app.get("/metrics", None).await.text().await.unwrap();
-    let refused: f64 = metrics
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("floodgate_coupon_grants_refused_total{reason=\"sold-out\"}")
-                .and_then(|v| v.trim().parse().ok())
-        })
-        .unwrap_or(0.0);
-    assert_eq!(refused, 1.0, "the refusal is counted");
+    let refused = |reason: &str| -> f64 {
+        let sample = format!("floodgate_coupon_grants_refused_total{{reason=\"{reason}\"}}");
+        metrics
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(sample.as_str())
+                    .and_then(|v| v.trim().parse().ok())
+            })
+            .unwrap_or(0.0)
+    };
+    assert_eq!(refused("sold-out"), 1.0, "the refusal is counted");
+    assert_eq!(refused("already-issued"), 1.0, "the refusal is counted");
+    let mut members: Vec<i64> = redis::cmd("SMEMBERS")
+        .arg(&holders)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    members.sort_unstable();
+    assert_eq!(members, ids[..5].to_vec(), "redis holders resynced again");
     let persisted: Vec<i64> =
         sqlx::query_scalar("select user_id from coupons where campaign_id = $1 order by user_id")
             .bind(id)
