@@ -14,8 +14,7 @@ use super::{
 };
 use crate::{auth::CurrentUser, error::ApiResult, state::AppState};
 
-/// Join a waiting room; the same user joining again gets the same place back. Only queues
-/// the runtime config publishes or goods/concerts reference exist (404 otherwise).
+/// Join a waiting room; the same user joining again gets the same place back.
 #[utoipa::path(post, path = "/queues/{queue_id}/tokens", tag = "queue", security(("bearer" = [])),
     params(("queue_id" = String, Path, description = "Queue id")),
     responses(
