@@ -320,17 +320,18 @@ async fn flash_sale_of_300_units_to_1100_orders(pool: PgPool) {
         batches < jobs / 2.0,
         "orders were batched: {batches} batches for {jobs} orders"
     );
-    // sold out: the gate answers from Redis now
-    let mut conn = app.state.redis.conn();
-    let flag: Option<String> = redis::cmd("GET")
-        .arg(app.key(&format!("{{so:{goods}}}:flag")))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert!(flag.is_some(), "the sold-out gate is set");
+    // sold out: the gate answers from Redis now, to those who hold no order of the goods
+    let outsider = buyers.last().unwrap();
+    let seen = floodgate_app::orders::soldout::check(
+        &app.state,
+        outsider.id,
+        &[floodgate_app::goods::GoodsId(goods)],
+    )
+    .await;
+    assert!(seen.sold_out.is_some(), "the sold-out gate is set");
     let late = order(
         &app,
-        &buyers[0].token,
+        &outsider.token,
         json!([{"goods_id": goods, "quantity": 1}]),
         None,
     )

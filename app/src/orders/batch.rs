@@ -12,7 +12,10 @@
 //! 6. one statement stores the 201 bodies and releases the keys of refused orders;
 //!
 //! then one commit. After it, the goods caches are invalidated once and, if the stock ran
-//! out, the sold-out gate is set so later orders never reach PostgreSQL.
+//! out, the sold-out gate is closed so later orders never reach PostgreSQL — with the
+//! goods' buyers, read in the transaction when it finds the stock at 0 (one more statement,
+//! only then), so a buyer's keyed retry passes the gate to its replay even if it never heard
+//! of this batch's commit ([`soldout`]).
 
 use std::collections::HashMap;
 
@@ -57,9 +60,8 @@ pub struct OrderJob {
 #[derive(Default)]
 pub struct StockChange {
     sold: bool,
-    /// Users whose order this batch wrote (they pass the sold-out gate from now on).
-    buyers: Vec<UserId>,
-    sold_out: Option<soldout::Seen>,
+    /// The stock is at 0: the gate as the latest order saw it, and every buyer of the goods.
+    sold_out: Option<(soldout::Seen, Vec<UserId>)>,
 }
 
 impl Batch for FlashSale {
@@ -123,9 +125,8 @@ impl Batch for FlashSale {
         if change.sold {
             service::after_stock_change(state, &[*goods]).await;
         }
-        soldout::bought(state, *goods, &change.buyers).await;
-        if let Some(seen) = change.sold_out {
-            soldout::mark(state, &seen, *goods).await;
+        if let Some((seen, buyers)) = change.sold_out {
+            soldout::mark(state, &seen, *goods, &buyers).await;
         }
     }
 }
@@ -192,14 +193,16 @@ async fn place(
             }
         });
     }
-    let sold_out = row.is_some() && plan.stock_left == 0;
+    // any order's view of the gate predates this transaction; the latest is the freshest
+    let sold_out = match (&row, live.last()) {
+        (Some(_), Some(last)) if plan.stock_left == 0 => {
+            Some((last.seen.clone(), soldout::buyers(conn, goods).await?))
+        }
+        _ => None,
+    };
     let change = StockChange {
         sold: plan.sold > 0,
-        buyers: paid.iter().map(|p| p.user).collect(),
-        // any order's view of the gate predates this transaction; the latest is the freshest
-        sold_out: sold_out
-            .then(|| live.last().map(|j| j.seen.clone()))
-            .flatten(),
+        sold_out,
     };
     Ok((outcomes, change))
 }

@@ -128,7 +128,7 @@ pub async fn place(
 }
 
 /// Why a stock update matched nothing: the price moved, the goods vanished, or stock ran out
-/// (then the sold-out gate is set for the requests behind us).
+/// (then the sold-out gate is closed for the requests behind us).
 async fn stock_failure(
     state: &AppState,
     conn: &mut PgConnection,
@@ -150,7 +150,12 @@ async fn stock_failure(
         ),
         Ok(Some((stock, _))) => {
             if stock == 0 {
-                soldout::mark(state, seen, line.goods_id).await;
+                // still in the transaction that saw the stock at 0: the buyers read now are
+                // every buyer (nobody buys without a restock, which reopens the gate)
+                match soldout::buyers(conn, line.goods_id).await {
+                    Ok(buyers) => soldout::mark(state, seen, line.goods_id, &buyers).await,
+                    Err(e) => return e.into(),
+                }
             }
             out_of_stock(line.goods_id)
         }
