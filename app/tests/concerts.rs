@@ -487,7 +487,11 @@ async fn holds_sweeps_and_payments_at_hold_expiry_never_deadlock(pool: PgPool) {
         let holders = users(&app, free.len(), 10_000).await;
         for (u, seat) in holders.iter().zip(&free) {
             let res = hold(&app, u, c.schedule, *seat, None).await;
-            assert_eq!(res.status(), StatusCode::CREATED, "round {round}: setup hold");
+            assert_eq!(
+                res.status(),
+                StatusCode::CREATED,
+                "round {round}: setup hold"
+            );
         }
         everyone.extend(holders.into_iter().map(|u| (u.id.0, u)));
         // every hold of the round lapses at the same instant, 800 ms from now
@@ -507,23 +511,36 @@ async fn holds_sweeps_and_payments_at_hold_expiry_never_deadlock(pool: PgPool) {
         .unwrap();
         let expiry = Instant::now() + Duration::from_millis(800);
         let racers = users(&app, SEATS * RACERS, 10_000).await;
-        let unsold: Vec<i64> = c.seats.iter().copied().filter(|s| !paid.contains_key(s)).collect();
+        let unsold: Vec<i64> = c
+            .seats
+            .iter()
+            .copied()
+            .filter(|s| !paid.contains_key(s))
+            .collect();
 
-        let pays = held.iter().enumerate().filter(|(i, _)| i % 3 == 0).map(|(i, (seat, r, u))| {
-            let (app, user) = (&app, &everyone[u]);
-            async move {
-                // from 30 ms before the expiry to 10 ms after it
-                tokio::time::sleep_until((expiry + Duration::from_millis(i as u64 % 40)) - Duration::from_millis(30)).await;
-                let res = pay(app, user, *r, &format!("pay-{r}"), None).await;
-                let status = res.status();
-                (*seat, user.id.0, status, res.text().await.unwrap())
-            }
-        });
+        let pays = held
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 3 == 0)
+            .map(|(i, (seat, r, u))| {
+                let (app, user) = (&app, &everyone[u]);
+                async move {
+                    // from 30 ms before the expiry to 10 ms after it
+                    tokio::time::sleep_until(
+                        (expiry + Duration::from_millis(i as u64 % 40)) - Duration::from_millis(30),
+                    )
+                    .await;
+                    let res = pay(app, user, *r, &format!("pay-{r}"), None).await;
+                    let status = res.status();
+                    (*seat, user.id.0, status, res.text().await.unwrap())
+                }
+            });
         let holds = racers.iter().enumerate().map(|(i, u)| {
             let app = &app;
             let seat = unsold[i % unsold.len()];
             async move {
-                tokio::time::sleep_until(expiry + Duration::from_millis(40 + (i as u64 * 3) % 100)).await;
+                tokio::time::sleep_until(expiry + Duration::from_millis(40 + (i as u64 * 3) % 100))
+                    .await;
                 let res = hold(app, u, c.schedule, seat, None).await;
                 let status = res.status();
                 (seat, u.id.0, status, res.text().await.unwrap())
@@ -540,8 +557,7 @@ async fn holds_sweeps_and_payments_at_hold_expiry_never_deadlock(pool: PgPool) {
             }
             errors
         };
-        let (pays, holds, sweep_errors) =
-            tokio::join!(join_all(pays), join_all(holds), sweeps);
+        let (pays, holds, sweep_errors) = tokio::join!(join_all(pays), join_all(holds), sweeps);
         for e in sweep_errors {
             bad.push(format!("round {round}: sweep failed: {e}"));
         }
@@ -562,7 +578,11 @@ async fn holds_sweeps_and_payments_at_hold_expiry_never_deadlock(pool: PgPool) {
                 _ => bad.push(format!("round {round}: hold {status} {body}")),
             }
         }
-        eprintln!("round {round}: {} holds raced, {won} won, {} seats paid so far", holds.len(), paid.len());
+        eprintln!(
+            "round {round}: {} holds raced, {won} won, {} seats paid so far",
+            holds.len(),
+            paid.len()
+        );
         everyone.extend(racers.into_iter().map(|u| (u.id.0, u)));
 
         // the invariants, every round
@@ -583,17 +603,30 @@ async fn holds_sweeps_and_payments_at_hold_expiry_never_deadlock(pool: PgPool) {
         .fetch_one(&pool)
         .await
         .unwrap();
-        assert_eq!(seat_disagrees, 0, "round {round}: a seat's hold is not its held reservation");
+        assert_eq!(
+            seat_disagrees, 0,
+            "round {round}: a seat's hold is not its held reservation"
+        );
         for (seat, buyer) in &paid {
-            let sold_to: Option<i64> = sqlx::query_scalar("select sold_to from seats where seat_id = $1")
-                .bind(seat)
-                .fetch_one(&pool)
-                .await
-                .unwrap();
-            assert_eq!(sold_to, Some(*buyer), "round {round}: paid seat {seat} changed hands");
+            let sold_to: Option<i64> =
+                sqlx::query_scalar("select sold_to from seats where seat_id = $1")
+                    .bind(seat)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            assert_eq!(
+                sold_to,
+                Some(*buyer),
+                "round {round}: paid seat {seat} changed hands"
+            );
         }
         assert_money_and_seats_consistent(&app).await;
     }
-    assert!(bad.is_empty(), "{} failures at hold expiry, first: {:#?}", bad.len(), &bad[..bad.len().min(5)]);
+    assert!(
+        bad.is_empty(),
+        "{} failures at hold expiry, first: {:#?}",
+        bad.len(),
+        &bad[..bad.len().min(5)]
+    );
     assert!(!paid.is_empty(), "no payment raced the expiry successfully");
 }

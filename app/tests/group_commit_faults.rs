@@ -232,9 +232,17 @@ async fn assert_replays(app: &TestApp, token: &str, goods: i64, key: &str, id: i
 /// The gate, as a user without an order sees it, answers from Redis that `goods` is sold out.
 async fn assert_gate_closed(app: &TestApp, outsider: &concerts_support::User, goods: i64) {
     let seen = soldout::check(&app.state, outsider.id, &[GoodsId(goods)]).await;
-    assert_eq!(seen.sold_out, Some(GoodsId(goods)), "the sold-out gate is set");
-    let (status, _, kind) = problem_kind(order_once(app, &outsider.token, goods, "late-comer").await).await;
-    assert_eq!((status, kind.as_str()), (StatusCode::CONFLICT, "out-of-stock"));
+    assert_eq!(
+        seen.sold_out,
+        Some(GoodsId(goods)),
+        "the sold-out gate is set"
+    );
+    let (status, _, kind) =
+        problem_kind(order_once(app, &outsider.token, goods, "late-comer").await).await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::CONFLICT, "out-of-stock")
+    );
 }
 
 /// Item 2 of #13. A batch whose COMMIT outlives the caller's deadline: the caller hears 503,
@@ -278,9 +286,11 @@ async fn keyed_retry_replays_order_committed_past_its_deadline_after_sellout(poo
             .await
             .unwrap()
     };
-    eventually(Duration::from_secs(10), "the late order committed", || async {
-        order_of_late().await.is_some()
-    })
+    eventually(
+        Duration::from_secs(10),
+        "the late order committed",
+        || async { order_of_late().await.is_some() },
+    )
     .await;
     let id = order_of_late().await.unwrap();
     sqlx::raw_sql("drop trigger slow_commit on orders")
@@ -292,7 +302,11 @@ async fn keyed_retry_replays_order_committed_past_its_deadline_after_sellout(poo
     assert_gate_closed(&app, outsider, goods).await;
     assert_replays(&app, &late.token, goods, "late", id).await;
 
-    assert_eq!(count(&pool, "select count(*) from orders").await, 3, "one order per key");
+    assert_eq!(
+        count(&pool, "select count(*) from orders").await,
+        3,
+        "one order per key"
+    );
     support::assert_stock_and_ledgers(&pool, goods, 3).await;
 }
 
@@ -324,14 +338,26 @@ async fn keyed_retry_replays_committed_order_after_gate_keys_are_lost(pool: PgPo
         .await
         .unwrap();
     assert!(!lost.is_empty(), "no gate keys under {pattern}");
-    let _: () = redis::cmd("DEL").arg(&lost).query_async(&mut redis).await.unwrap();
+    let _: () = redis::cmd("DEL")
+        .arg(&lost)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
 
     // the next refused order reaches PostgreSQL and closes the gate again
-    let (status, _, kind) = problem_kind(order_once(&app, &outsider.token, goods, "after-loss").await).await;
-    assert_eq!((status, kind.as_str()), (StatusCode::CONFLICT, "out-of-stock"));
+    let (status, _, kind) =
+        problem_kind(order_once(&app, &outsider.token, goods, "after-loss").await).await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::CONFLICT, "out-of-stock")
+    );
     assert_gate_closed(&app, outsider, goods).await;
     assert_replays(&app, &buyers[0].token, goods, "fill-0", id).await;
 
-    assert_eq!(count(&pool, "select count(*) from orders").await, 3, "one order per key");
+    assert_eq!(
+        count(&pool, "select count(*) from orders").await,
+        3,
+        "one order per key"
+    );
     support::assert_stock_and_ledgers(&pool, goods, 3).await;
 }
