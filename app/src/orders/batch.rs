@@ -142,12 +142,31 @@ async fn place(
     let users: Vec<UserId> = live.iter().map(|j| j.user).collect();
     let balances = wallet::store::lock_many(conn, &users).await?;
     let row = store::lock_goods(conn, goods).await?;
+    // behind a waiting room: what each admitted session already paid for (read under the
+    // wallet locks, so an order of the same user in another transaction is settled by now)
+    let queue = row.as_ref().and_then(|g| g.queue_id.clone());
+    let sessions = |queue: &str| -> Vec<(UserId, i64)> {
+        live.iter()
+            .filter_map(|j| match &j.pass {
+                PassCheck::Admitted {
+                    queue: q,
+                    session_expires_ms,
+                } if q == queue => Some((j.user, *session_expires_ms)),
+                _ => None,
+            })
+            .collect()
+    };
+    let pass_orders = match &queue {
+        Some(q) if !sessions(q).is_empty() => store::pass_orders(conn, q, &sessions(q)).await?,
+        _ => HashMap::new(),
+    };
     let asks: Vec<Ask<'_>> = live
         .iter()
         .map(|j| Ask {
             user: j.user,
             quantity: j.quantity,
             pass: &j.pass,
+            pass_order: pass_orders.get(&j.user).copied(),
         })
         .collect();
     let plan = flash::plan(goods, row.as_ref(), chrono::Utc::now(), &balances, &asks);
@@ -173,6 +192,24 @@ async fn place(
         }
         _ => HashMap::new(),
     };
+    if let Some(q) = &queue {
+        // the sessions that paid now (a refused order leaves its pass as it was)
+        let uses: Vec<(UserId, i64, i64)> = sessions(q)
+            .into_iter()
+            .filter_map(|(u, s)| written.get(&u).map(|o| (u, s, o.id)))
+            .collect();
+        if !uses.is_empty() && store::record_pass_orders(conn, q, &uses).await? != uses.len() as u64
+        {
+            // only when the same session paid in a transaction that took no wallet lock
+            // (free goods): roll back; the retry is refused or replays
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "write-conflict",
+                "a concurrent order used the same waiting-room pass; retry",
+            )
+            .retry_after(1));
+        }
+    }
     let price = row.as_ref().map_or(0, |g| g.price);
     let mut outcomes = Vec::with_capacity(live.len());
     for (job, verdict) in live.iter().zip(plan.verdicts) {

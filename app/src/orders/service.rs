@@ -73,6 +73,7 @@ pub async fn place(
     let found = goods::store::many(conn, &ids).await?;
     let now = chrono::Utc::now();
     let mut lines = Vec::with_capacity(order.lines.len());
+    let mut passes: Vec<crate::queue::QueuePass> = Vec::new();
     for &(id, quantity) in &order.lines {
         let g = found
             .iter()
@@ -83,8 +84,10 @@ pub async fn place(
         {
             return Err(sale_not_started(id, start));
         }
-        if let Some(queue) = &g.queue_id {
-            crate::queue::require_pass(state, headers, queue, user).await?;
+        if let Some(queue) = &g.queue_id
+            && !passes.iter().any(|p| &p.queue_id == queue)
+        {
+            passes.push(crate::queue::require_pass(state, headers, queue, user).await?);
         }
         lines.push(OrderLine {
             goods_id: id,
@@ -114,6 +117,19 @@ pub async fn place(
             Some(placed.id),
         )
         .await?;
+    }
+    // after the wallet (the per-user lock a group-commit batch takes first, so the two paths
+    // settle one session's orders one after the other), before the stock
+    for pass in &passes {
+        let previous = store::use_pass(
+            conn,
+            &pass.queue_id,
+            user,
+            pass.session_expires_ms,
+            placed.id,
+        )
+        .await?;
+        rules::pass_unused(&pass.queue_id, previous)?;
     }
     if order.from_cart {
         crate::cart::store::remove(conn, user, &ids).await?;
