@@ -320,17 +320,18 @@ async fn flash_sale_of_300_units_to_1100_orders(pool: PgPool) {
         batches < jobs / 2.0,
         "orders were batched: {batches} batches for {jobs} orders"
     );
-    // sold out: the gate answers from Redis now
-    let mut conn = app.state.redis.conn();
-    let flag: Option<String> = redis::cmd("GET")
-        .arg(app.key(&format!("{{so:{goods}}}:flag")))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
-    assert!(flag.is_some(), "the sold-out gate is set");
+    // sold out: the gate answers from Redis now, to those who hold no order of the goods
+    let outsider = buyers.last().unwrap();
+    let seen = floodgate_app::orders::soldout::check(
+        &app.state,
+        outsider.id,
+        &[floodgate_app::goods::GoodsId(goods)],
+    )
+    .await;
+    assert!(seen.sold_out.is_some(), "the sold-out gate is set");
     let late = order(
         &app,
-        &buyers[0].token,
+        &outsider.token,
         json!([{"goods_id": goods, "quantity": 1}]),
         None,
     )
@@ -658,5 +659,133 @@ async fn batched_orders_check_each_waiting_room_pass(pool: PgPool) {
         .await
         .unwrap();
     assert_eq!(orders, 1);
+    assert_wallets_and_keys_settled(&pool).await;
+}
+
+/// The smaller item of #13: a goods waiting-room pass (one admitted session) pays for one
+/// order. A second order with it — batched or single-path, one after the other or at once —
+/// gets 403 `queue-pass-used` naming the order it paid for; a keyed retry of the paid order
+/// still replays it.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_waiting_room_pass_pays_for_one_order(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    set_config(
+        &app,
+        json!({"queues": {"gq": {"maxActiveUsers": 100, "admitPerMinute": 60000}}}),
+    )
+    .await;
+    let seller = seller(&app).await;
+    let queued =
+        |name: &'static str| json!({"name": name, "price": 10, "stock": 100, "queue_id": "gq"});
+    let a = new_goods(&app, &seller, queued("a")).await;
+    let b = new_goods(&app, &seller, queued("b")).await;
+    let people = users(&app, 2, 1_000).await;
+    let admitted_pass = |u: &User| {
+        let app = &app;
+        let token = u.token.clone();
+        async move {
+            let res: Value = app
+                .http
+                .post(app.url("/api/v1/queues/gq/tokens"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let pass = res["token"].as_str().unwrap().to_owned();
+            let started = std::time::Instant::now();
+            loop {
+                let me: Value = app
+                    .http
+                    .get(app.url("/api/v1/queues/gq/tokens/me"))
+                    .header("X-Queue-Token", &pass)
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                if me["status"] == "ADMITTED" {
+                    return pass;
+                }
+                assert!(started.elapsed().as_secs() < 10, "not admitted: {me}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let place = |u: &User, pass: &str, items: Value, key: &str| {
+        let req = app
+            .http
+            .post(app.url("/api/v1/orders"))
+            .bearer_auth(&u.token)
+            .header("X-Queue-Token", pass)
+            .header("Idempotency-Key", key)
+            .json(&json!({ "items": items }));
+        send(req)
+    };
+    let one = |g: i64| json!([{"goods_id": g, "quantity": 1}]);
+    let both = json!([{"goods_id": a, "quantity": 1}, {"goods_id": b, "quantity": 1}]);
+
+    // one after the other: the batched path, then both paths again
+    let pass = admitted_pass(&people[0]).await;
+    let first = place(&people[0], &pass, one(a), "k1").await;
+    assert_eq!(first.status, StatusCode::CREATED, "{}", first.body);
+    let id = first.body["id"].as_i64().unwrap();
+    let again = place(&people[0], &pass, one(b), "k2").await;
+    assert_eq!(
+        (again.status, again.kind.as_str()),
+        (StatusCode::FORBIDDEN, "queue-pass-used"),
+        "a second batched order with a used pass: {}",
+        again.body
+    );
+    assert_eq!(again.body["order_id"].as_i64(), Some(id), "{}", again.body);
+    let single = place(&people[0], &pass, both.clone(), "k3").await;
+    assert_eq!(
+        (single.status, single.kind.as_str()),
+        (StatusCode::FORBIDDEN, "queue-pass-used"),
+        "a second single-path order with a used pass: {}",
+        single.body
+    );
+    let replay = place(&people[0], &pass, one(a), "k1").await;
+    assert_eq!(replay.status, StatusCode::CREATED, "{}", replay.body);
+    assert!(replay.replayed);
+    assert_eq!(replay.body["id"].as_i64(), Some(id));
+
+    // at once, through both paths: exactly one order
+    let pass = admitted_pass(&people[1]).await;
+    let racing = join_all((0..6).map(|i| {
+        let items = if i % 2 == 0 { one(a) } else { both.clone() };
+        place(&people[1], &pass, items, &format!("race-{i}"))
+    }))
+    .await;
+    let created = racing
+        .iter()
+        .filter(|r| r.status == StatusCode::CREATED)
+        .count();
+    assert_eq!(
+        created,
+        1,
+        "one pass, one order: {:?}",
+        racing
+            .iter()
+            .map(|r| (r.status, r.kind.clone()))
+            .collect::<Vec<_>>()
+    );
+    for r in racing.iter().filter(|r| r.status != StatusCode::CREATED) {
+        assert_eq!(
+            (r.status, r.kind.as_str()),
+            (StatusCode::FORBIDDEN, "queue-pass-used"),
+            "{}",
+            r.body
+        );
+    }
+    let orders: Vec<(i64, i64)> =
+        sqlx::query_as("select user_id, count(*) from orders group by user_id order by user_id")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+    assert_eq!(orders, vec![(people[0].id.0, 1), (people[1].id.0, 1)]);
     assert_wallets_and_keys_settled(&pool).await;
 }

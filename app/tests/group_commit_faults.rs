@@ -205,3 +205,159 @@ async fn callers_that_go_away_lose_nothing_and_duplicate_nothing(pool: PgPool) {
     );
     support::assert_stock_and_ledgers(&pool, goods, 10_000).await;
 }
+
+/// Orders `goods` for the first `n` of `buyers` (keys `fill-{i}`), each expecting 201.
+async fn buy_all(app: &TestApp, buyers: &[concerts_support::User], goods: i64) {
+    for (i, u) in buyers.iter().enumerate() {
+        let res = order_once(app, &u.token, goods, &format!("fill-{i}")).await;
+        assert_eq!(res.status(), StatusCode::CREATED, "filler order {i}");
+    }
+}
+
+/// The retry of `key` by `buyer` replays order `id`: 201, `Idempotent-Replayed`, same id.
+async fn assert_replays(app: &TestApp, token: &str, goods: i64, key: &str, id: i64) {
+    let res = order_once(app, token, goods, key).await;
+    let status = res.status();
+    let replayed = res.headers().get("idempotent-replayed").is_some();
+    let body: serde_json::Value = res.json().await.unwrap();
+    assert_eq!(
+        status,
+        StatusCode::CREATED,
+        "the keyed retry of committed order {id} was answered {status} {body}"
+    );
+    assert!(replayed, "the retry ran again instead of replaying: {body}");
+    assert_eq!(body["id"].as_i64(), Some(id), "replayed another order");
+}
+
+/// The gate, as a user without an order sees it, answers from Redis that `goods` is sold out.
+async fn assert_gate_closed(app: &TestApp, outsider: &concerts_support::User, goods: i64) {
+    let seen = soldout::check(&app.state, outsider.id, &[GoodsId(goods)]).await;
+    assert_eq!(
+        seen.sold_out,
+        Some(GoodsId(goods)),
+        "the sold-out gate is set"
+    );
+    let (status, _, kind) =
+        problem_kind(order_once(app, &outsider.token, goods, "late-comer").await).await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::CONFLICT, "out-of-stock")
+    );
+}
+
+/// Item 2 of #13. A batch whose COMMIT outlives the caller's deadline: the caller hears 503,
+/// yet the order (and its idempotency record) committed, and `committed()` never ran for it.
+/// The goods then sell out; the buyer's retry with the same key must replay its order, not
+/// meet the sold-out gate. The slow COMMIT is a deferred constraint trigger (it runs inside
+/// COMMIT) sleeping 2.5 s for this buyer's rows, past the 1 s database deadline.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn keyed_retry_replays_order_committed_past_its_deadline_after_sellout(pool: PgPool) {
+    let app = TestApp::spawn_with(pool.clone(), |s| {
+        s.db_call_timeout_ms = 1_000;
+        s.request_timeout_ms = 5_000;
+    })
+    .await;
+    let seller = app
+        .user_with_roles("seller@example.com", &["customer", "seller"])
+        .await;
+    let goods = new_goods(&app, &seller, 10, 3).await;
+    let people = users(&app, 4, 1_000).await;
+    let (late, rest) = people.split_first().unwrap();
+    let (outsider, fillers) = rest.split_last().unwrap();
+    // an integer id: nothing to inject
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "create function slow_commit() returns trigger language plpgsql as
+           $$ begin perform pg_sleep(2.5); return null; end $$;
+         create constraint trigger slow_commit after insert on orders
+           deferrable initially deferred for each row
+           when (new.user_id = {}) execute function slow_commit();",
+        late.id.0
+    )))
+    .execute(&pool)
+    .await
+    .unwrap();
+
+    let (status, _, kind) = problem_kind(order_once(&app, &late.token, goods, "late").await).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{kind}");
+    let order_of_late = || async {
+        sqlx::query_scalar::<_, i64>("select order_id from orders where user_id = $1")
+            .bind(late.id)
+            .fetch_optional(&pool)
+            .await
+            .unwrap()
+    };
+    eventually(
+        Duration::from_secs(10),
+        "the late order committed",
+        || async { order_of_late().await.is_some() },
+    )
+    .await;
+    let id = order_of_late().await.unwrap();
+    sqlx::raw_sql("drop trigger slow_commit on orders")
+        .execute(&pool)
+        .await
+        .unwrap();
+
+    buy_all(&app, fillers, goods).await;
+    assert_gate_closed(&app, outsider, goods).await;
+    assert_replays(&app, &late.token, goods, "late", id).await;
+
+    assert_eq!(
+        count(&pool, "select count(*) from orders").await,
+        3,
+        "one order per key"
+    );
+    support::assert_stock_and_ledgers(&pool, goods, 3).await;
+}
+
+/// Item 2 of #13. The sold-out gate's keys lost (a Redis flush, eviction, failover): an order
+/// reaching PostgreSQL sets the gate again, and a buyer's keyed retry must still replay its
+/// order. Only this test's own prefixed keys are deleted.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn keyed_retry_replays_committed_order_after_gate_keys_are_lost(pool: PgPool) {
+    let app = TestApp::spawn(pool.clone()).await;
+    let seller = app
+        .user_with_roles("seller@example.com", &["customer", "seller"])
+        .await;
+    let goods = new_goods(&app, &seller, 10, 3).await;
+    let people = users(&app, 4, 1_000).await;
+    let (outsider, buyers) = people.split_last().unwrap();
+    buy_all(&app, buyers, goods).await;
+    let id: i64 = sqlx::query_scalar("select order_id from orders where user_id = $1")
+        .bind(buyers[0].id)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_gate_closed(&app, outsider, goods).await;
+
+    let pattern = app.state.redis.key(&format!("{{so:{goods}}}:*"));
+    let mut redis = app.state.redis.conn();
+    let lost: Vec<String> = redis::cmd("KEYS")
+        .arg(&pattern)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(!lost.is_empty(), "no gate keys under {pattern}");
+    let _: () = redis::cmd("DEL")
+        .arg(&lost)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+
+    // the next refused order reaches PostgreSQL and closes the gate again
+    let (status, _, kind) =
+        problem_kind(order_once(&app, &outsider.token, goods, "after-loss").await).await;
+    assert_eq!(
+        (status, kind.as_str()),
+        (StatusCode::CONFLICT, "out-of-stock")
+    );
+    assert_gate_closed(&app, outsider, goods).await;
+    assert_replays(&app, &buyers[0].token, goods, "fill-0", id).await;
+
+    assert_eq!(
+        count(&pool, "select count(*) from orders").await,
+        3,
+        "one order per key"
+    );
+    support::assert_stock_and_ledgers(&pool, goods, 3).await;
+}

@@ -17,6 +17,10 @@ const BATCH: i64 = 1_000;
 
 /// Expires up to `BATCH` lapsed holds and frees their seats (unless already re-held or
 /// sold); returns the schedules touched.
+///
+/// Lock order, as everywhere (`reservations/service.rs`): the reservations first (all of the
+/// batch, skipping those a hold or payment has locked), then their seats. A hold takes the
+/// lapsed reservation before its seat too, so it waits for the sweep instead of deadlocking it.
 pub async fn sweep_once(state: &AppState) -> Result<Vec<(ScheduleId, ConcertId)>, sqlx::Error> {
     sqlx::query_as(
         "with expired as (

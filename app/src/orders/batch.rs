@@ -12,7 +12,10 @@
 //! 6. one statement stores the 201 bodies and releases the keys of refused orders;
 //!
 //! then one commit. After it, the goods caches are invalidated once and, if the stock ran
-//! out, the sold-out gate is set so later orders never reach PostgreSQL.
+//! out, the sold-out gate is closed so later orders never reach PostgreSQL — with the
+//! goods' buyers, read in the transaction when it finds the stock at 0 (one more statement,
+//! only then), so a buyer's keyed retry passes the gate to its replay even if it never heard
+//! of this batch's commit ([`soldout`]).
 
 use std::collections::HashMap;
 
@@ -57,9 +60,8 @@ pub struct OrderJob {
 #[derive(Default)]
 pub struct StockChange {
     sold: bool,
-    /// Users whose order this batch wrote (they pass the sold-out gate from now on).
-    buyers: Vec<UserId>,
-    sold_out: Option<soldout::Seen>,
+    /// The stock is at 0: the gate as the latest order saw it, and every buyer of the goods.
+    sold_out: Option<(soldout::Seen, Vec<UserId>)>,
 }
 
 impl Batch for FlashSale {
@@ -123,9 +125,8 @@ impl Batch for FlashSale {
         if change.sold {
             service::after_stock_change(state, &[*goods]).await;
         }
-        soldout::bought(state, *goods, &change.buyers).await;
-        if let Some(seen) = change.sold_out {
-            soldout::mark(state, &seen, *goods).await;
+        if let Some((seen, buyers)) = change.sold_out {
+            soldout::mark(state, &seen, *goods, &buyers).await;
         }
     }
 }
@@ -141,12 +142,31 @@ async fn place(
     let users: Vec<UserId> = live.iter().map(|j| j.user).collect();
     let balances = wallet::store::lock_many(conn, &users).await?;
     let row = store::lock_goods(conn, goods).await?;
+    // behind a waiting room: what each admitted session already paid for (read under the
+    // wallet locks, so an order of the same user in another transaction is settled by now)
+    let queue = row.as_ref().and_then(|g| g.queue_id.clone());
+    let sessions = |queue: &str| -> Vec<(UserId, i64)> {
+        live.iter()
+            .filter_map(|j| match &j.pass {
+                PassCheck::Admitted {
+                    queue: q,
+                    session_expires_ms,
+                } if q == queue => Some((j.user, *session_expires_ms)),
+                _ => None,
+            })
+            .collect()
+    };
+    let pass_orders = match &queue {
+        Some(q) if !sessions(q).is_empty() => store::pass_orders(conn, q, &sessions(q)).await?,
+        _ => HashMap::new(),
+    };
     let asks: Vec<Ask<'_>> = live
         .iter()
         .map(|j| Ask {
             user: j.user,
             quantity: j.quantity,
             pass: &j.pass,
+            pass_order: pass_orders.get(&j.user).copied(),
         })
         .collect();
     let plan = flash::plan(goods, row.as_ref(), chrono::Utc::now(), &balances, &asks);
@@ -172,6 +192,24 @@ async fn place(
         }
         _ => HashMap::new(),
     };
+    if let Some(q) = &queue {
+        // the sessions that paid now (a refused order leaves its pass as it was)
+        let uses: Vec<(UserId, i64, i64)> = sessions(q)
+            .into_iter()
+            .filter_map(|(u, s)| written.get(&u).map(|o| (u, s, o.id)))
+            .collect();
+        if !uses.is_empty() && store::record_pass_orders(conn, q, &uses).await? != uses.len() as u64
+        {
+            // only when the same session paid in a transaction that took no wallet lock
+            // (free goods): roll back; the retry is refused or replays
+            return Err(ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "write-conflict",
+                "a concurrent order used the same waiting-room pass; retry",
+            )
+            .retry_after(1));
+        }
+    }
     let price = row.as_ref().map_or(0, |g| g.price);
     let mut outcomes = Vec::with_capacity(live.len());
     for (job, verdict) in live.iter().zip(plan.verdicts) {
@@ -192,14 +230,16 @@ async fn place(
             }
         });
     }
-    let sold_out = row.is_some() && plan.stock_left == 0;
+    // any order's view of the gate predates this transaction; the latest is the freshest
+    let sold_out = match (&row, live.last()) {
+        (Some(_), Some(last)) if plan.stock_left == 0 => {
+            Some((last.seen.clone(), soldout::buyers(conn, goods).await?))
+        }
+        _ => None,
+    };
     let change = StockChange {
         sold: plan.sold > 0,
-        buyers: paid.iter().map(|p| p.user).collect(),
-        // any order's view of the gate predates this transaction; the latest is the freshest
-        sold_out: sold_out
-            .then(|| live.last().map(|j| j.seen.clone()))
-            .flatten(),
+        sold_out,
     };
     Ok((outcomes, change))
 }

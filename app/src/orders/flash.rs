@@ -2,8 +2,8 @@
 //! as the batch locked them, which orders are paid and which are refused, and why.
 //!
 //! Every order is judged as the single-order path would judge it at that point of the
-//! arrival order: unknown goods, sale not started, waiting-room pass, total, balance, then
-//! stock. Stock goes first come, first served; an order refused for stock or money takes
+//! arrival order: unknown goods, sale not started, waiting-room pass (admitted, and not
+//! used by an earlier order: [`rules::pass_unused`]), total, balance, then stock. Stock goes first come, first served; an order refused for stock or money takes
 //! nothing from the others.
 
 use std::collections::HashMap;
@@ -28,6 +28,8 @@ pub struct Ask<'a> {
     pub user: UserId,
     pub quantity: i32,
     pub pass: &'a PassCheck,
+    /// The order this pass's session already paid for, if any.
+    pub pass_order: Option<i64>,
 }
 
 #[derive(Debug)]
@@ -105,6 +107,7 @@ fn judge(
     }
     if let Some(queue) = &goods.queue_id {
         ask.pass.for_queue(queue)?;
+        rules::pass_unused(queue, ask.pass_order)?;
     }
     let total = rules::subtotal([(goods.price, ask.quantity)])?;
     if total > 0 {
@@ -158,6 +161,7 @@ mod tests {
                 user: UserId(u),
                 quantity: q,
                 pass: &pass,
+                pass_order: None,
             })
             .collect();
         let p = plan(ID, Some(&goods(10, 2)), Utc::now(), &balances, &asks);
@@ -173,11 +177,15 @@ mod tests {
     #[test]
     fn goods_rules_come_before_money_and_stock() {
         let missing = PassCheck::Missing;
-        let admitted = PassCheck::Admitted("q".into());
+        let admitted = PassCheck::Admitted {
+            queue: "q".into(),
+            session_expires_ms: 1,
+        };
         let ask = |pass| Ask {
             user: UserId(1),
             quantity: 1,
             pass,
+            pass_order: None,
         };
         let none = HashMap::new();
         let p = plan(ID, None, Utc::now(), &none, &[ask(&missing)]);
@@ -197,6 +205,13 @@ mod tests {
         );
         assert_eq!(kind(&p.verdicts[0]), "queue-pass-missing");
         assert_eq!(kind(&p.verdicts[1]), "insufficient-balance");
+        // an admitted pass that already paid for an order pays for no other
+        let used = Ask {
+            pass_order: Some(41),
+            ..ask(&admitted)
+        };
+        let p = plan(ID, Some(&queued), Utc::now(), &none, &[used]);
+        assert_eq!(kind(&p.verdicts[0]), "queue-pass-used");
         // free goods need no wallet
         let p = plan(ID, Some(&goods(0, 1)), Utc::now(), &none, &[ask(&missing)]);
         assert!(matches!(p.verdicts[0], Verdict::Paid { total: 0 }));
@@ -215,7 +230,7 @@ mod tests {
                 funds.iter().enumerate().map(|(u, f)| (UserId(u as i64), *f)).collect();
             let asks: Vec<Ask<'_>> = orders
                 .iter()
-                .map(|&(u, q)| Ask { user: UserId(u), quantity: q, pass: &pass })
+                .map(|&(u, q)| Ask { user: UserId(u), quantity: q, pass: &pass, pass_order: None })
                 .collect();
             let p = plan(ID, Some(&goods(price, stock)), Utc::now(), &balances, &asks);
             prop_assert_eq!(p.verdicts.len(), asks.len());

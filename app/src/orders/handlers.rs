@@ -129,9 +129,6 @@ pub async fn create(
     })
     .await;
     service::after_stock_change(&state, &ordered).await;
-    for goods in &ordered {
-        soldout::bought(&state, *goods, &[user.id]).await;
-    }
     res
 }
 

@@ -1,4 +1,5 @@
-//! Pure order rules: normalising requested lines, totals and coupon discounts.
+//! Pure order rules: normalising requested lines, totals, coupon discounts, and what a
+//! waiting-room pass allows.
 
 use std::collections::BTreeMap;
 
@@ -6,6 +7,24 @@ use crate::{error::ApiError, goods::GoodsId};
 
 pub const MAX_LINES: usize = 50;
 pub const MAX_QUANTITY: i64 = 1_000;
+
+/// A goods waiting-room pass — one admitted session — pays for one order, as a ticketing
+/// waiting room's pass opens one purchase session: `previous` is the order it already paid
+/// for (cancelled or not). Both order paths call this, with what PostgreSQL holds for the
+/// session (`queue_pass_orders`, written in the order's own transaction). A keyed retry of
+/// the paid order replays before any rule runs.
+pub fn pass_unused(queue: &str, previous: Option<i64>) -> Result<(), ApiError> {
+    match previous {
+        None => Ok(()),
+        Some(order) => Err(ApiError::forbidden(
+            "queue-pass-used",
+            format!(
+                "this waiting-room pass already paid for order {order}; join waiting room {queue} again to order more"
+            ),
+        )
+        .with_extra(serde_json::json!({"order_id": order, "queue_id": queue}))),
+    }
+}
 
 /// Merges repeated goods, checks quantities, and sorts by goods id — the order in which
 /// stock rows are locked, so two orders for the same items can never deadlock.

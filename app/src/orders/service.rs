@@ -73,6 +73,7 @@ pub async fn place(
     let found = goods::store::many(conn, &ids).await?;
     let now = chrono::Utc::now();
     let mut lines = Vec::with_capacity(order.lines.len());
+    let mut passes: Vec<crate::queue::QueuePass> = Vec::new();
     for &(id, quantity) in &order.lines {
         let g = found
             .iter()
@@ -83,8 +84,10 @@ pub async fn place(
         {
             return Err(sale_not_started(id, start));
         }
-        if let Some(queue) = &g.queue_id {
-            crate::queue::require_pass(state, headers, queue, user).await?;
+        if let Some(queue) = &g.queue_id
+            && !passes.iter().any(|p| &p.queue_id == queue)
+        {
+            passes.push(crate::queue::require_pass(state, headers, queue, user).await?);
         }
         lines.push(OrderLine {
             goods_id: id,
@@ -115,6 +118,19 @@ pub async fn place(
         )
         .await?;
     }
+    // after the wallet (the per-user lock a group-commit batch takes first, so the two paths
+    // settle one session's orders one after the other), before the stock
+    for pass in &passes {
+        let previous = store::use_pass(
+            conn,
+            &pass.queue_id,
+            user,
+            pass.session_expires_ms,
+            placed.id,
+        )
+        .await?;
+        rules::pass_unused(&pass.queue_id, previous)?;
+    }
     if order.from_cart {
         crate::cart::store::remove(conn, user, &ids).await?;
     }
@@ -128,7 +144,7 @@ pub async fn place(
 }
 
 /// Why a stock update matched nothing: the price moved, the goods vanished, or stock ran out
-/// (then the sold-out gate is set for the requests behind us).
+/// (then the sold-out gate is closed for the requests behind us).
 async fn stock_failure(
     state: &AppState,
     conn: &mut PgConnection,
@@ -150,7 +166,12 @@ async fn stock_failure(
         ),
         Ok(Some((stock, _))) => {
             if stock == 0 {
-                soldout::mark(state, seen, line.goods_id).await;
+                // still in the transaction that saw the stock at 0: the buyers read now are
+                // every buyer (nobody buys without a restock, which reopens the gate)
+                match soldout::buyers(conn, line.goods_id).await {
+                    Ok(buyers) => soldout::mark(state, seen, line.goods_id, &buyers).await,
+                    Err(e) => return e.into(),
+                }
             }
             out_of_stock(line.goods_id)
         }

@@ -1,57 +1,53 @@
 //! The sold-out gate: once an order finds goods out of stock, later orders for them are
 //! answered from Redis without touching PostgreSQL, until stock comes back (a cancellation
-//! or a seller's update clears the flag and bumps its generation so a racing "sold out"
-//! cannot stick). The flag is only ever an optimisation: PostgreSQL's conditional stock
-//! update decides every sale, so a lost or stale flag can cost a retry, never an oversell.
+//! or a seller's update clears the gate and bumps its generation so a racing "sold out"
+//! cannot stick). The gate is only ever an optimisation: PostgreSQL's conditional stock
+//! update decides every sale, so a lost or stale gate can cost a database trip, never an
+//! oversell.
 //!
-//! Users who already bought the goods pass the gate: a client retrying an order whose 201 it
-//! never received must get its stored response replayed (PostgreSQL holds it under the
-//! Idempotency-Key), not a sold-out answer for an order it actually has. They are few — at
-//! most one per unit sold — so sold-out answers for everyone else stay in Redis.
+//! Users who bought the goods pass the gate: a client retrying an order whose 201 it never
+//! received (a lost connection, a deadline that fired during COMMIT) must get its stored
+//! response replayed (PostgreSQL holds it under the Idempotency-Key), not a sold-out answer
+//! for an order it actually has. So the gate is one Redis set that is both the flag and the
+//! list of buyers: it is only ever written ([`mark`]) with every user holding an order for the
+//! goods, read from PostgreSQL after the stock was seen at 0 (nobody can buy after that read
+//! without a restock, which clears the gate). Whatever Redis loses — the key, its expiry, a
+//! whole flush — the flag goes with its buyers, and the next order that reaches PostgreSQL
+//! closes the gate again with the complete list. Whether the buyer's own batch answered,
+//! timed out or lost its connection plays no part. Buyers are few (at most one per unit
+//! sold), and refusals of everyone else stay one Redis round trip.
 
 use std::{sync::LazyLock, time::Duration};
 
 use redis::Script;
+use sqlx::PgConnection;
 
 use crate::{auth::UserId, goods::GoodsId, state::AppState};
 
 static MARK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("soldout.lua")));
-const FLAG_TTL: Duration = Duration::from_secs(60);
-/// How long a buyer is remembered: the Idempotency-Key retention.
-const BUYERS_TTL_SECS: i64 = 86_400;
+/// How long a closed gate lasts before an order asks PostgreSQL again (which re-reads the
+/// buyers: a bounded cost, at most one read per goods item and period).
+const GATE_TTL: Duration = Duration::from_secs(60);
 
+/// The gate's set (flag and buyers) and its generation.
 fn keys(state: &AppState, id: GoodsId) -> (String, String) {
     (
-        state.redis.key(&format!("{{so:{}}}:flag", id.0)),
+        state.redis.key(&format!("{{so:{}}}:out", id.0)),
         state.redis.key(&format!("{{so:{}}}:gen", id.0)),
     )
 }
 
-fn buyers_key(state: &AppState, id: GoodsId) -> String {
-    state.redis.key(&format!("{{so:{}}}:buyers", id.0))
-}
-
-/// Remembers that `users` bought `goods` (after the commit), so their retries pass the gate.
-/// Best effort: without it a retry after sell-out gets 409 instead of its replay.
-pub async fn bought(state: &AppState, goods: GoodsId, users: &[UserId]) {
-    if users.is_empty() {
-        return;
-    }
-    let key = buyers_key(state, goods);
-    let mut pipe = redis::pipe();
-    pipe.sadd(&key, users.iter().map(|u| u.0).collect::<Vec<_>>())
-        .ignore()
-        .expire(&key, BUYERS_TTL_SECS)
-        .ignore();
-    let mut conn = state.redis.conn();
-    let written = state
-        .breakers
-        .redis
-        .run(async { Ok(pipe.query_async::<()>(&mut conn).await?) })
-        .await;
-    if let Err(e) = written {
-        tracing::warn!(error = %e, goods = goods.0, "could not record buyers for the sold-out gate");
-    }
+/// Every user with an order (paid or cancelled) for `goods`: the members of a closed gate.
+/// Read in the transaction that found the stock at 0, so it includes that transaction's own
+/// orders and every committed one. Served by `order_lines_goods_idx`.
+pub async fn buyers(conn: &mut PgConnection, goods: GoodsId) -> Result<Vec<UserId>, sqlx::Error> {
+    sqlx::query_scalar(
+        "select distinct o.user_id from order_lines l join orders o using (order_id)
+          where l.goods_id = $1",
+    )
+    .bind(goods)
+    .fetch_all(conn)
+    .await
 }
 
 /// What the gate knew before an attempt: which goods are flagged, and the generations seen.
@@ -66,13 +62,12 @@ pub struct Seen {
 pub async fn check(state: &AppState, user: UserId, ids: &[GoodsId]) -> Seen {
     let mut pipe = redis::pipe();
     for id in ids {
-        let (flag, generation) = keys(state, *id);
-        // a buyer reads as "no flag": their retry goes on to its replay
+        let (gate, generation) = keys(state, *id);
+        // no set: open; a buyer reads as open too, so their retry goes on to its replay
         pipe.cmd("EVAL")
-            .arg("if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return false end return redis.call('GET', KEYS[1])")
-            .arg(2)
-            .arg(flag)
-            .arg(buyers_key(state, *id))
+            .arg("if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 or redis.call('EXISTS', KEYS[1]) == 0 then return false end return '1'")
+            .arg(1)
+            .arg(gate)
             .arg(user.0)
             .get(generation);
     }
@@ -104,22 +99,28 @@ pub async fn check(state: &AppState, user: UserId, ids: &[GoodsId]) -> Seen {
     }
 }
 
-pub async fn mark(state: &AppState, seen: &Seen, id: GoodsId) {
+/// Closes the gate for `id` with `buyers` — which must be [`buyers`] read after the stock was
+/// seen at 0 — unless stock came back since `seen` was read.
+pub async fn mark(state: &AppState, seen: &Seen, id: GoodsId, buyers: &[UserId]) {
     let Some((_, generation)) = seen.generations.iter().find(|(g, _)| *g == id) else {
         return;
     };
-    let (flag, gen_key) = keys(state, id);
+    let (gate, gen_key) = keys(state, id);
+    let mut invocation = MARK.prepare_invoke();
+    invocation
+        .key(gate)
+        .key(gen_key)
+        .arg(generation)
+        .arg(GATE_TTL.as_millis() as u64);
+    for b in buyers {
+        invocation.arg(b.0);
+    }
     let mut conn = state.redis.conn();
-    let marked = state.breakers.redis.run(async {
-        Ok(MARK
-            .key(flag)
-            .key(gen_key)
-            .arg(generation)
-            .arg(FLAG_TTL.as_millis() as u64)
-            .invoke_async::<i64>(&mut conn)
-            .await?)
-    });
-    // only an optimisation: without the flag, later orders ask PostgreSQL
+    let marked = state
+        .breakers
+        .redis
+        .run(async { Ok(invocation.invoke_async::<i64>(&mut conn).await?) });
+    // only an optimisation: while the gate is open, later orders ask PostgreSQL
     let _ = marked.await;
 }
 
@@ -127,8 +128,8 @@ pub async fn mark(state: &AppState, seen: &Seen, id: GoodsId) {
 pub async fn clear(state: &AppState, ids: &[GoodsId]) {
     let mut pipe = redis::pipe();
     for id in ids {
-        let (flag, generation) = keys(state, *id);
-        pipe.del(flag)
+        let (gate, generation) = keys(state, *id);
+        pipe.del(gate)
             .ignore()
             .incr(&generation, 1)
             .ignore()
@@ -137,6 +138,6 @@ pub async fn clear(state: &AppState, ids: &[GoodsId]) {
     }
     let mut conn = state.redis.conn();
     if let Err(e) = pipe.query_async::<()>(&mut conn).await {
-        tracing::warn!(error = %e, "could not clear sold-out flags; they expire within a minute");
+        tracing::warn!(error = %e, "could not clear the sold-out gate; it expires within a minute");
     }
 }

@@ -297,3 +297,69 @@ pub async fn mark_cancelled(
     .fetch_optional(conn)
     .await
 }
+
+/// The orders that these admitted sessions of `queue` already paid for, by user (one session
+/// per user here: a batch holds one order per user).
+pub async fn pass_orders(
+    conn: &mut PgConnection,
+    queue: &str,
+    sessions: &[(UserId, i64)],
+) -> Result<std::collections::HashMap<UserId, i64>, sqlx::Error> {
+    let users: Vec<UserId> = sessions.iter().map(|(u, _)| *u).collect();
+    let ends: Vec<i64> = sessions.iter().map(|(_, s)| *s).collect();
+    let rows: Vec<(UserId, i64)> = sqlx::query_as(
+        "select q.user_id, q.order_id from queue_pass_orders q
+           join unnest($2::bigint[], $3::bigint[]) as t(u, s)
+             on q.user_id = t.u and q.session_expires_ms = t.s
+          where q.queue_id = $1",
+    )
+    .bind(queue)
+    .bind(&users)
+    .bind(&ends)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// Records that admitted sessions of `queue` paid for orders `(user, session, order)`;
+/// returns how many were recorded (a session that already paid is left as it was). Rows go
+/// in user order, like every per-user lock.
+pub async fn record_pass_orders(
+    conn: &mut PgConnection,
+    queue: &str,
+    uses: &[(UserId, i64, i64)],
+) -> Result<u64, sqlx::Error> {
+    let users: Vec<UserId> = uses.iter().map(|u| u.0).collect();
+    let ends: Vec<i64> = uses.iter().map(|u| u.1).collect();
+    let orders: Vec<i64> = uses.iter().map(|u| u.2).collect();
+    sqlx::query(
+        "insert into queue_pass_orders (queue_id, user_id, session_expires_ms, order_id)
+         select $1, u, s, o from unnest($2::bigint[], $3::bigint[], $4::bigint[]) as t(u, s, o)
+          order by u
+         on conflict do nothing",
+    )
+    .bind(queue)
+    .bind(&users)
+    .bind(&ends)
+    .bind(&orders)
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected())
+}
+
+/// The single-order path: records that the session paid for `order`, or returns the order it
+/// had already paid for. A concurrent order with the same session waits for this one.
+pub async fn use_pass(
+    conn: &mut PgConnection,
+    queue: &str,
+    user: UserId,
+    session: i64,
+    order: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    if record_pass_orders(&mut *conn, queue, &[(user, session, order)]).await? == 1 {
+        return Ok(None);
+    }
+    Ok(pass_orders(conn, queue, &[(user, session)])
+        .await?
+        .remove(&user))
+}

@@ -138,8 +138,12 @@ pub fn decode_claims(state: &AppState, token: &str) -> Result<QueueClaims, PassE
 pub enum PassCheck {
     /// No `X-Queue-Token`.
     Missing,
-    /// An admitted session of this queue.
-    Admitted(String),
+    /// An admitted session of this queue; `session_expires_ms` (fixed at admission) tells one
+    /// session of the user from the next.
+    Admitted {
+        queue: String,
+        session_expires_ms: i64,
+    },
     /// Refused for the queue the token names (`None`: the token could not be read at all).
     Refused {
         queue: Option<String>,
@@ -152,10 +156,12 @@ impl PassCheck {
     pub fn for_queue(&self, queue: &str) -> Result<(), ApiError> {
         match self {
             Self::Missing => Err(PassError::Missing.into_api()),
-            Self::Admitted(q) | Self::Refused { queue: Some(q), .. } if q != queue => {
+            Self::Admitted { queue: q, .. } | Self::Refused { queue: Some(q), .. }
+                if q != queue =>
+            {
                 Err(PassError::WrongQueue.into_api())
             }
-            Self::Admitted(_) => Ok(()),
+            Self::Admitted { .. } => Ok(()),
             Self::Refused { error, .. } => Err(error.clone()),
         }
     }
@@ -179,7 +185,10 @@ mod tests {
     fn a_pass_checked_ahead_answers_like_require_pass() {
         let kind = |c: &PassCheck, q: &str| c.for_queue(q).err().map(|e| e.kind());
         assert_eq!(kind(&PassCheck::Missing, "q1"), Some("queue-pass-missing"));
-        let admitted = PassCheck::Admitted("q1".into());
+        let admitted = PassCheck::Admitted {
+            queue: "q1".into(),
+            session_expires_ms: 1,
+        };
         assert_eq!(kind(&admitted, "q1"), None);
         assert_eq!(kind(&admitted, "q2"), Some("queue-pass-wrong-queue"));
         let not_admitted = PassCheck::Refused {

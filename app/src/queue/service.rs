@@ -239,7 +239,10 @@ pub async fn check_pass_ahead(
             error: e.into_api(),
         },
         Ok(claims) => match require_pass(state, headers, &claims.q, user).await {
-            Ok(_) => PassCheck::Admitted(claims.q),
+            Ok(pass) => PassCheck::Admitted {
+                queue: claims.q,
+                session_expires_ms: pass.session_expires_ms,
+            },
             Err(error) => PassCheck::Refused {
                 queue: Some(claims.q),
                 error,

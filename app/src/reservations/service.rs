@@ -5,6 +5,13 @@
 //! under the Idempotency-Key mechanism: the hold must still be the caller's and live, the
 //! wallet is debited (with its ledger row), the seat sold, the payment row written and the
 //! reservation confirmed. The waiting-room session ends after the commit.
+//!
+//! **Lock order.** Every transaction that touches both takes a seat's reservation row before
+//! the seat row: a hold ([`hold_in`]: the user's advisory lock, the seat's held reservation,
+//! then the seat), a payment ([`pay`]: the reservation, the seat, then the wallet) and the
+//! sweeper (`concerts/sweeper.rs`: the lapsed reservations, then their seats). Two of them can
+//! wait for each other's rows but never in a cycle, so a hold racing the sweep or a payment
+//! at expiry waits a moment instead of dying of a deadlock (`docs/ticketing.md`).
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -118,19 +125,34 @@ async fn hold_in(
     .await?;
     rules::may_hold(active, gate.max_holds)?;
 
-    // The one conditional write: free, or held with a lapsed hold.
+    // Lock order: the lapsed hold on the seat (if any), then the seat. Once it is ours the
+    // seat cannot change hands but through us; if the sweeper or a payment has it, we wait
+    // here, holding nothing they need, and read what they left (expired, confirmed: no row).
+    // A live hold is not locked: the seat write below misses it, so racers for a held seat
+    // answer 409 at once instead of queueing on its reservation.
+    let previous: Option<ReservationId> = sqlx::query_scalar(
+        "select reservation_id from reservations
+          where seat_id = $1 and status = 'held' and expires_at <= now() for update",
+    )
+    .bind(seat)
+    .fetch_optional(&mut *tx)
+    .await?;
+    // The one conditional write: free, or held with a lapsed hold — the hold we locked, so a
+    // hold placed since that read (which we would have to lock after the seat) makes it miss.
     let taken: Option<(ReservationId, i64, DateTime<Utc>)> = sqlx::query_as(
         "update seats
             set held_by = $1, hold_expires_at = now() + make_interval(secs => $4),
                 hold_reservation_id = nextval(pg_get_serial_sequence('reservations', 'reservation_id'))
           where seat_id = $2 and schedule_id = $3 and sold_to is null
             and (held_by is null or hold_expires_at <= now())
+            and hold_reservation_id is not distinct from $5
         returning hold_reservation_id, price, hold_expires_at",
     )
     .bind(user)
     .bind(seat)
     .bind(schedule)
     .bind(ttl_secs)
+    .bind(previous)
     .fetch_optional(&mut *tx)
     .await?;
     let Some((id, price, expires_at)) = taken else {
@@ -147,13 +169,13 @@ async fn hold_in(
             ApiError::not_found("seat in this schedule")
         });
     };
-    // The lapsed hold this write replaced (if any) is over.
-    sqlx::query(
-        "update reservations set status = 'expired' where seat_id = $1 and status = 'held'",
-    )
-    .bind(seat)
-    .execute(&mut *tx)
-    .await?;
+    // The lapsed hold this write replaced (if any) is over; its row is already locked.
+    if let Some(previous) = previous {
+        sqlx::query("update reservations set status = 'expired' where reservation_id = $1")
+            .bind(previous)
+            .execute(&mut *tx)
+            .await?;
+    }
     let view: ReservationView = sqlx::query_as(
         "insert into reservations (reservation_id, user_id, schedule_id, seat_id, amount, expires_at)
          values ($1, $2, $3, $4, $5, $6)
