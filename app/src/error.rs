@@ -62,6 +62,29 @@ struct ProblemBody<'a> {
     extra: Option<&'a Value>,
 }
 
+/// RFC 9457 problem details, the body of every error answer (written by `problem_response`).
+/// Kinds may add members: `field` for `validation-failed`, `goods_id` for `out-of-stock`, ...
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // the documented shape of `ProblemBody`
+pub struct Problem {
+    /// `https://floodgate.dev/problems/<kind>`, stable per kind.
+    #[schema(
+        rename = "type",
+        example = "https://floodgate.dev/problems/validation-failed"
+    )]
+    kind: String,
+    /// The status's reason phrase.
+    #[schema(example = "Unprocessable Entity")]
+    title: String,
+    #[schema(minimum = 400, maximum = 599, example = 422)]
+    status: u16,
+    #[schema(example = "limit must be between 1 and 100")]
+    detail: String,
+    /// `validation-failed`: the field or parameter at fault.
+    #[schema(example = "limit")]
+    field: Option<String>,
+}
+
 impl ApiError {
     pub fn new(
         status: StatusCode,
