@@ -11,7 +11,7 @@
 #   content_type_conformance    and with the documented media type (problem+json for errors)
 #   response_schema_conformance and the body matches the documented schema
 #
-#   bash scripts/contract-tests.sh                       # the bounded run of `make test`
+#   bash scripts/contract-tests.sh                       # the bounded run of `make test` (about a minute)
 #   CONTRACT_MAX_EXAMPLES=200 bash scripts/contract-tests.sh   # a longer run
 #   FLOODGATE_APP_BIN=/path/to/floodgate-app bash scripts/contract-tests.sh   # a given binary
 #   bash scripts/contract-tests.sh --include-path-regex '^/api/v1/orders'     # extra args go to schemathesis
@@ -24,7 +24,7 @@ cd "$ROOT"
 VENV=$(bash scripts/venv.sh)
 OUT=$ROOT/.data/contract
 mkdir -p "$OUT"
-MAX_EXAMPLES=${CONTRACT_MAX_EXAMPLES:-25}
+MAX_EXAMPLES=${CONTRACT_MAX_EXAMPLES:-50}
 # one worker: Python 3.11.7's ast module is not thread-safe (hypothesis parses lambdas with it)
 WORKERS=${CONTRACT_WORKERS:-1}
 SEED=${CONTRACT_SEED:-$RANDOM}
@@ -77,10 +77,11 @@ start=$(date +%s)
 fuzz() {  # fuzz ROLES NAME [schemathesis args...]
   local roles=$1 name=$2; shift 2
   echo "contract: pass '$name': $ops operations of $TARGET/openapi.json, token roles: $roles, seed $SEED"
-  FLOODGATE_CONTRACT_ROLES=$roles "$VENV/bin/schemathesis" --no-color run "$TARGET/openapi.json" \
+  # run from $OUT: Schemathesis keeps its example database in ./.schemathesis
+  (cd "$OUT" && FLOODGATE_CONTRACT_ROLES=$roles "$VENV/bin/schemathesis" --no-color run "$TARGET/openapi.json" \
     --checks "$CHECKS" --seed "$SEED" --workers "$WORKERS" \
     --request-timeout 20 --suppress-health-check all --warnings off --continue-on-failure \
-    --report junit --report-junit-path "$OUT/junit-$name.xml" "$@" || status=1
+    --report junit --report-junit-path "$OUT/junit-$name.xml" "$@") || status=1
 }
 # 1. every operation, valid and invalid input (--mode all), with a token holding every role
 fuzz all all-roles --mode all --phases examples,coverage,fuzzing --max-examples "$MAX_EXAMPLES" "${EXTRA[@]}"

@@ -276,6 +276,20 @@ impl From<sqlx::Error> for ApiError {
                 )
                 .retry_after(1);
             }
+            // 22021 character_not_in_repertoire, 22P05 untranslatable_character: text
+            // PostgreSQL cannot store, in practice a NUL (JSON's `\u0000`) in a string field.
+            // Bad input like any other, and not a failure of the database.
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("22021" | "22P05")) =>
+            {
+                let mut e = Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation-failed",
+                    "a text value contains a NUL character (U+0000), which cannot be stored",
+                );
+                e.extra = Some(serde_json::json!({ "field": "body" }));
+                return e;
+            }
             // 57014 query_canceled: statement_timeout fired, the database is overloaded
             sqlx::Error::Database(db) if db.code().as_deref() == Some("57014") => {
                 tracing::warn!(error = %e, "database statement timed out");

@@ -383,6 +383,31 @@ mod tests {
         assert!(role_bound >= 9, "only {role_bound} operations name a role");
     }
 
+    /// The body rules stated in the document are the enforced ones (the schema attributes
+    /// cannot name the constants).
+    #[test]
+    fn documented_body_limits_are_the_enforced_ones() {
+        use crate::orders::rules::MAX_QUANTITY;
+        let doc = doc();
+        let field = |schema: &str, field: &str| {
+            doc["components"]["schemas"][schema]["properties"][field].clone()
+        };
+        assert_eq!(field("ItemRequest", "quantity")["maximum"], MAX_QUANTITY);
+        assert_eq!(field("SetQuantity", "quantity")["maximum"], MAX_QUANTITY);
+        let password = field("SignupRequest", "password");
+        let (min, max) = (
+            password["minLength"].as_u64().unwrap(),
+            password["maxLength"].as_u64().unwrap(),
+        );
+        let pw = |n: u64| crate::auth::types::Password::parse("p".repeat(n as usize)).is_ok();
+        assert!(pw(min) && pw(max) && !pw(min - 1) && !pw(max + 1));
+        let name = field("SignupRequest", "name")["maxLength"]
+            .as_u64()
+            .unwrap() as usize;
+        let parse = |n: usize| crate::auth::types::parse_name(&"n".repeat(n), "name").is_ok();
+        assert!(parse(name) && !parse(name + 1) && !parse(0));
+    }
+
     #[test]
     fn operations_with_input_document_400_and_422_and_bodies_413_and_415() {
         let doc = doc();

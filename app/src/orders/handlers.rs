@@ -25,6 +25,7 @@ use crate::{
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ItemRequest {
     pub goods_id: i64,
+    #[schema(minimum = 1, maximum = 1000)]
     pub quantity: i64,
 }
 

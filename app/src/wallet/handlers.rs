@@ -25,8 +25,8 @@ pub struct WalletView {
 
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct ChargeRequest {
-    /// Positive, at most the configured maximum per charge.
-    #[schema(example = 50000)]
+    /// Positive, at most the configured maximum per charge (`FLOODGATE_MAX_CHARGE`).
+    #[schema(example = 50000, minimum = 1)]
     pub amount: i64,
 }
 
