@@ -42,10 +42,13 @@ export FLOODGATE_AUTH_LIMIT_PER_IP=1000000 FLOODGATE_AUTH_LIMIT_PER_EMAIL=100000
 export RUST_LOG=${CONTRACT_RUST_LOG:-warn}
 TARGET=http://$FLOODGATE_LISTEN_ADDR
 
-# the binary: given, or built now and copied (the shared target dir may be rebuilt meanwhile)
+# the binary: given, or built now and pinned (a hard link, a copy if that fails: a rebuild of
+# the target dir meanwhile replaces its file, not ours)
 if [ -z "${FLOODGATE_APP_BIN:-}" ]; then
   cargo build -q -p floodgate-app --bin floodgate-app
-  cp "${CARGO_TARGET_DIR:-$ROOT/target}/debug/floodgate-app" "$OUT/floodgate-app"
+  rm -f "$OUT/floodgate-app"
+  ln "${CARGO_TARGET_DIR:-$ROOT/target}/debug/floodgate-app" "$OUT/floodgate-app" 2>/dev/null \
+    || cp "${CARGO_TARGET_DIR:-$ROOT/target}/debug/floodgate-app" "$OUT/floodgate-app"
   FLOODGATE_APP_BIN=$OUT/floodgate-app
 fi
 
@@ -59,6 +62,7 @@ redis-cli -u "$REDIS" set "${FLOODGATE_REDIS_PREFIX}config" \
 APP_PID=$!
 cleanup() {
   kill "$APP_PID" 2>/dev/null || true
+  [ "$FLOODGATE_APP_BIN" != "$OUT/floodgate-app" ] || rm -f "$OUT/floodgate-app"
   redis-cli -u "$REDIS" --scan --pattern "${FLOODGATE_REDIS_PREFIX}*" \
     | xargs -r redis-cli -u "$REDIS" del >/dev/null || true
 }
@@ -87,7 +91,9 @@ fuzz() {  # fuzz ROLES NAME [schemathesis args...]
 fuzz all all-roles --mode all --phases examples,coverage,fuzzing --max-examples "$MAX_EXAMPLES" "${EXTRA[@]}"
 # 2. valid input again with the demo customer's token (no seller or admin role, a wallet):
 #    role checks answer 403, and customer flows reach further
-fuzz customer customer --mode positive --phases examples,coverage,fuzzing --max-examples 10 "${EXTRA[@]}"
+#    (it skips becoming a seller, which would lift those checks for the rest of the pass)
+fuzz customer customer --mode positive --phases examples,coverage,fuzzing --max-examples 10 \
+  --exclude-path /api/v1/users/me/seller "${EXTRA[@]}"
 echo "contract: $(( $(date +%s) - start )) s in all"
 
 # what the app answered, per route and status (its own metrics), so a run shows its reach

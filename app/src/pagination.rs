@@ -18,15 +18,15 @@ pub struct PageQuery {
     pub cursor: Option<String>,
 }
 
-/// The rule of `limit` that [`PageQuery::parse`] enforces, as the document states it (every
-/// list's `limit` refers to this schema; a test keeps it equal to [`MAX_LIMIT`]).
+/// Page size: 1-100. (The schema of every list's `limit`: the rule `PageQuery::parse`
+/// enforces; a test keeps it equal to `MAX_LIMIT`.)
 #[derive(ToSchema)]
 #[allow(dead_code)] // a schema only
 #[schema(minimum = 1, maximum = 100)]
 pub struct PageLimit(u32);
 
-/// The shape of a cursor (unpadded base64url of `v1:<id>`, at most 30 characters for any
-/// id); one of that shape naming no id is 422 `field: cursor`.
+/// An opaque cursor: unpadded base64url, at most 30 characters. Pass `next_cursor`
+/// unchanged; one of this shape that names no page is 422 with `field: cursor`.
 #[derive(ToSchema)]
 #[allow(dead_code)] // a schema only
 #[schema(pattern = "^[A-Za-z0-9_-]*$", max_length = 30)]

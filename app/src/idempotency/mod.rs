@@ -41,10 +41,9 @@ pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 /// How long a claim protects an in-flight request; longer than the request timeout.
 pub const LEASE: Duration = Duration::from_secs(30);
 
-/// The `Idempotency-Key` header: 1-255 visible ASCII characters. Use as
-/// `Option<IdempotencyKey>`: absent means the request is not idempotent.
-/// In the document, the `Idempotency-Key` header's schema (a test keeps it equal to
-/// [`IdempotencyKey::parse`]).
+/// 1-255 visible ASCII characters (`!` to `~`); absent, the request is not idempotent.
+/// (Use as `Option<IdempotencyKey>`. Also the header's schema in the document; a test keeps it
+/// equal to `IdempotencyKey::parse`.)
 #[derive(Debug, Clone, PartialEq, Eq, utoipa::ToSchema)]
 #[schema(
     pattern = "^[!-~]+$",

@@ -31,6 +31,7 @@ pub struct ItemRequest {
 
 /// Either `items` or `from_cart: true`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"items": [{"goods_id": 1, "quantity": 1}]}))]
 pub struct CreateOrderRequest {
     #[serde(default)]
     pub items: Option<Vec<ItemRequest>>,

@@ -7,7 +7,8 @@ use utoipa::ToSchema;
 
 use crate::error::ApiError;
 
-/// In the document, the rule of [`QueueId::parse`] (a test keeps the two equal).
+/// A waiting-room id: 1-63 characters of a-z, 0-9 and '-', not starting with '-'. (The rule
+/// of `QueueId::parse`; a test keeps the two equal.)
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(transparent)]
 #[schema(

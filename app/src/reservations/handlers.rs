@@ -24,6 +24,7 @@ use crate::{
 };
 
 #[derive(Deserialize, Serialize, ToSchema, Debug)]
+#[schema(example = json!({"schedule_id": 1, "seat_id": 1}))]
 pub struct HoldRequest {
     pub schedule_id: ScheduleId,
     pub seat_id: SeatId,
