@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one test command (`make test`, and CI through .ci/run): starts or finds PostgreSQL and
 # Redis, then runs every test of the workspace against them, then the offline chart tests,
-# then the tests against a real Kubernetes control plane (scripts/control-plane.sh).
+# the contract fuzz of the API, then the tests against a real Kubernetes control plane
+# (scripts/control-plane.sh).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -53,6 +54,10 @@ bash scripts/chart-tests.sh || status=$?
 
 # the CRD examples against the CRDs' own schemas, in the same virtualenv
 "$ROOT/.data/venv-chart/bin/python" -m pytest -q operator/tests || status=$?
+
+# the contract fuzz: Schemathesis against the real app and its own /openapi.json (about a
+# minute): no 5xx, no undocumented status, no schema or content-type violation
+bash scripts/contract-tests.sh || status=$?
 
 # a real control plane (etcd, kube-apiserver, kube-controller-manager; built from the
 # Kubernetes Go modules the first time, then cached): CRDs, chart and operator against it

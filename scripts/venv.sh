@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The Python virtualenv of the chart and cluster tests: .data/venv-chart with the pinned
+# The Python virtualenv of the chart, contract and cluster tests: .data/venv-chart with the pinned
 # packages of tests/chart/requirements.txt, (re)installed only when that file changes.
 # Idempotent and self-installing on a fresh Debian machine. Prints the virtualenv's path.
 set -euo pipefail

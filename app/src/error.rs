@@ -62,6 +62,29 @@ struct ProblemBody<'a> {
     extra: Option<&'a Value>,
 }
 
+/// RFC 9457 problem details, the body of every error answer (written by `problem_response`).
+/// Kinds may add members: `field` for `validation-failed`, `goods_id` for `out-of-stock`, ...
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // the documented shape of `ProblemBody`
+pub struct Problem {
+    /// `https://floodgate.dev/problems/<kind>`, stable per kind.
+    #[schema(
+        rename = "type",
+        example = "https://floodgate.dev/problems/validation-failed"
+    )]
+    kind: String,
+    /// The status's reason phrase.
+    #[schema(example = "Unprocessable Entity")]
+    title: String,
+    #[schema(minimum = 400, maximum = 599, example = 422)]
+    status: u16,
+    #[schema(example = "limit must be between 1 and 100")]
+    detail: String,
+    /// `validation-failed`: the field or parameter at fault.
+    #[schema(example = "limit")]
+    field: Option<String>,
+}
+
 impl ApiError {
     pub fn new(
         status: StatusCode,
@@ -252,6 +275,20 @@ impl From<sqlx::Error> for ApiError {
                     "a concurrent write got in the way; retry",
                 )
                 .retry_after(1);
+            }
+            // 22021 character_not_in_repertoire, 22P05 untranslatable_character: text
+            // PostgreSQL cannot store, in practice a NUL (JSON's `\u0000`) in a string field.
+            // Bad input like any other, and not a failure of the database.
+            sqlx::Error::Database(db)
+                if matches!(db.code().as_deref(), Some("22021" | "22P05")) =>
+            {
+                let mut e = Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "validation-failed",
+                    "a text value contains a NUL character (U+0000), which cannot be stored",
+                );
+                e.extra = Some(serde_json::json!({ "field": "body" }));
+                return e;
             }
             // 57014 query_canceled: statement_timeout fired, the database is overloaded
             sqlx::Error::Database(db) if db.code().as_deref() == Some("57014") => {

@@ -10,11 +10,27 @@ use crate::error::ApiError;
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct PageQuery {
-    /// Page size (default depends on the list, at most 100).
+    /// Page size (default depends on the list).
+    #[param(value_type = Option<PageLimit>)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
+    #[param(value_type = Option<Cursor>)]
     pub cursor: Option<String>,
 }
+
+/// Page size: 1-100. (The schema of every list's `limit`: the rule `PageQuery::parse`
+/// enforces; a test keeps it equal to `MAX_LIMIT`.)
+#[derive(ToSchema)]
+#[allow(dead_code)] // a schema only
+#[schema(minimum = 1, maximum = 100)]
+pub struct PageLimit(u32);
+
+/// An opaque cursor: unpadded base64url, at most 30 characters. Pass `next_cursor`
+/// unchanged; one of this shape that names no page is 422 with `field: cursor`.
+#[derive(ToSchema)]
+#[allow(dead_code)] // a schema only
+#[schema(pattern = "^[A-Za-z0-9_-]*$", max_length = 30)]
+pub struct Cursor(String);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
@@ -117,7 +133,28 @@ mod tests {
         }
     }
 
+    #[test]
+    fn documented_limit_is_the_enforced_one() {
+        let schema = serde_json::to_value(<PageLimit as utoipa::PartialSchema>::schema()).unwrap();
+        assert_eq!(schema["minimum"], 1);
+        assert_eq!(schema["maximum"], MAX_LIMIT);
+        let q = |limit| PageQuery {
+            limit: Some(limit),
+            cursor: None,
+        };
+        assert!(q(1).parse(15).is_ok() && q(MAX_LIMIT).parse(15).is_ok());
+    }
+
     proptest! {
+        /// Every cursor the server hands out fits the documented shape.
+        #[test]
+        fn cursors_fit_the_documented_shape(id in 1i64..=i64::MAX) {
+            let cursor = encode(id);
+            prop_assert!(cursor.len() <= 30, "{cursor}");
+            prop_assert!(cursor.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'));
+        }
+
+
         #[test]
         fn cursor_round_trips(id in 1i64..i64::MAX) {
             let q = PageQuery { limit: None, cursor: Some(encode(id)) };

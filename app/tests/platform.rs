@@ -371,3 +371,24 @@ async fn seeding_twice_creates_demo_data_once(pool: PgPool) {
         .await;
     assert_eq!(res.status(), StatusCode::OK);
 }
+
+/// Text PostgreSQL cannot store (a NUL character, which JSON allows as `\u0000`) is bad input
+/// like any other: 422 naming the problem, never a 500. Found by the contract fuzz
+/// (scripts/contract-tests.sh) on `POST /goods`.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn text_with_a_nul_character_is_refused_not_a_server_error(pool: PgPool) {
+    let app = TestApp::spawn(pool).await;
+    let seller = app
+        .user_with_roles("nul@example.com", &["customer", "seller"])
+        .await;
+    for field in ["name", "description", "category"] {
+        let mut body = json!({"name": "Hoodie", "description": "warm", "price": 1000, "stock": 1, "category": "apparel"});
+        body[field] = json!("bad\u{0}text");
+        let res = app.post_json("/api/v1/goods", &body, Some(&seller)).await;
+        let b = expect_problem(res, StatusCode::UNPROCESSABLE_ENTITY).await;
+        assert!(
+            b["detail"].as_str().unwrap().contains("NUL"),
+            "{field}: {b}"
+        );
+    }
+}

@@ -26,7 +26,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// The runtime configuration this replica is applying.
-#[utoipa::path(get, path = "/admin/runtime-config", tag = "admin", security(("bearer" = [])),
+#[utoipa::path(get, path = "/admin/runtime-config", tag = "admin", security(("bearer" = ["admin"])),
     responses((status = 200, body = RuntimeConfigView), (status = 401, content_type = "application/problem+json"),
               (status = 403, content_type = "application/problem+json")))]
 pub async fn runtime_config(

@@ -25,21 +25,23 @@ use crate::{
 
 #[derive(Deserialize, ToSchema)]
 pub struct SignupRequest {
-    /// Case-insensitive; stored lower-cased.
-    #[schema(example = "kim@example.com")]
+    /// Case-insensitive; stored lower-cased. At most 64 characters before the `@`, and a
+    /// dotted domain.
+    #[schema(example = "kim@example.com", format = Email, max_length = 254)]
     pub email: String,
     /// 8-128 characters.
-    #[schema(example = "correct horse battery")]
+    #[schema(example = "correct horse battery", min_length = 8, max_length = 128)]
     pub password: String,
-    #[schema(example = "Kim")]
+    /// 1-100 characters after trimming, no control characters.
+    #[schema(example = "Kim", min_length = 1, max_length = 100)]
     pub name: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub struct LoginRequest {
-    #[schema(example = "kim@example.com")]
+    #[schema(example = "kim@example.com", format = Email, max_length = 254)]
     pub email: String,
-    #[schema(example = "correct horse battery")]
+    #[schema(example = "correct horse battery", max_length = 1024)]
     pub password: String,
 }
 

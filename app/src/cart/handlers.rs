@@ -48,6 +48,7 @@ pub struct CartView {
 #[derive(Deserialize, ToSchema)]
 pub struct SetQuantity {
     /// 0 removes the item.
+    #[schema(minimum = 0, maximum = 1000)]
     pub quantity: i64,
 }
 

@@ -30,8 +30,13 @@ use crate::{
 #[into_params(parameter_in = Query)]
 pub struct ConcertFilter {
     /// Only concerts behind this waiting room.
+    #[param(value_type = Option<QueueId>)]
     pub queue_id: Option<String>,
+    /// Page size (default 20).
+    #[param(value_type = Option<crate::pagination::PageLimit>)]
     pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    #[param(value_type = Option<crate::pagination::Cursor>)]
     pub cursor: Option<String>,
 }
 
@@ -59,7 +64,7 @@ fn to_bytes<T: Serialize>(v: &T) -> Result<Bytes, ApiError> {
 }
 
 /// Create a concert, optionally with its schedules and their seats (admin).
-#[utoipa::path(post, path = "/concerts", tag = "concerts", security(("bearer" = [])), request_body = NewConcert,
+#[utoipa::path(post, path = "/concerts", tag = "concerts", security(("bearer" = ["admin"])), request_body = NewConcert,
     responses(
         (status = 201, body = ConcertDetail),
         (status = 403, content_type = "application/problem+json"),
@@ -112,7 +117,7 @@ pub async fn list_concerts(
 }
 
 /// Add a schedule (date and time), optionally with seats (admin).
-#[utoipa::path(post, path = "/concerts/{id}/schedules", tag = "concerts", security(("bearer" = [])), request_body = NewSchedule,
+#[utoipa::path(post, path = "/concerts/{id}/schedules", tag = "concerts", security(("bearer" = ["admin"])), request_body = NewSchedule,
     params(("id" = i64, Path, description = "Concert id")),
     responses(
         (status = 201, body = ScheduleView),
@@ -186,7 +191,7 @@ pub async fn list_schedules(
 }
 
 /// Add seats in bulk to a schedule (admin).
-#[utoipa::path(post, path = "/schedules/{id}/seats", tag = "concerts", security(("bearer" = [])), request_body = NewSeats,
+#[utoipa::path(post, path = "/schedules/{id}/seats", tag = "concerts", security(("bearer" = ["admin"])), request_body = NewSeats,
     params(("id" = i64, Path, description = "Schedule id")),
     responses(
         (status = 201, body = SeatsCreated),

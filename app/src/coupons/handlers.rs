@@ -51,7 +51,7 @@ pub struct IssuedView {
 const MAX_TOTAL: i64 = 10_000_000;
 
 /// Create a first-come-first-served coupon campaign (admins only).
-#[utoipa::path(post, path = "/coupon-campaigns", tag = "coupons", security(("bearer" = [])), request_body = CreateCampaign,
+#[utoipa::path(post, path = "/coupon-campaigns", tag = "coupons", security(("bearer" = ["admin"])), request_body = CreateCampaign,
     responses((status = 201, body = CampaignView), (status = 403, content_type = "application/problem+json"), (status = 422, content_type = "application/problem+json")))]
 pub async fn create_campaign(
     State(state): State<AppState>,
@@ -191,7 +191,7 @@ pub async fn issue(
 }
 
 /// Reload a campaign's counters from PostgreSQL (admins; after a Redis incident).
-#[utoipa::path(post, path = "/coupon-campaigns/{id}/rebuild", tag = "coupons", security(("bearer" = [])), params(("id" = i64, Path)),
+#[utoipa::path(post, path = "/coupon-campaigns/{id}/rebuild", tag = "coupons", security(("bearer" = ["admin"])), params(("id" = i64, Path)),
     responses((status = 200, body = CampaignView), (status = 404, content_type = "application/problem+json"),
         (status = 503, description = "Redis or PostgreSQL unavailable (circuit open); retry (Retry-After)", content_type = "application/problem+json")))]
 pub async fn rebuild(

@@ -98,7 +98,7 @@ pub async fn detail(State(state): State<AppState>, Path(id): Path<i64>) -> ApiRe
 }
 
 /// Create goods (sellers only).
-#[utoipa::path(post, path = "/goods", tag = "goods", security(("bearer" = [])), request_body = GoodsInput,
+#[utoipa::path(post, path = "/goods", tag = "goods", security(("bearer" = ["seller"])), request_body = GoodsInput,
     responses((status = 201, body = GoodsView), (status = 403, content_type = "application/problem+json"),
               (status = 422, content_type = "application/problem+json")))]
 pub async fn create(
@@ -120,7 +120,7 @@ pub async fn create(
 }
 
 /// Replace goods (the owning seller only).
-#[utoipa::path(put, path = "/goods/{id}", tag = "goods", security(("bearer" = [])), params(("id" = i64, Path)), request_body = GoodsInput,
+#[utoipa::path(put, path = "/goods/{id}", tag = "goods", security(("bearer" = ["seller"])), params(("id" = i64, Path)), request_body = GoodsInput,
     responses((status = 200, body = GoodsView), (status = 403, content_type = "application/problem+json"),
               (status = 404, content_type = "application/problem+json"), (status = 422, content_type = "application/problem+json")))]
 pub async fn update(
@@ -148,7 +148,7 @@ pub async fn update(
 }
 
 /// Soft-delete goods (the owning seller only); they vanish from lists at once.
-#[utoipa::path(delete, path = "/goods/{id}", tag = "goods", security(("bearer" = [])), params(("id" = i64, Path)),
+#[utoipa::path(delete, path = "/goods/{id}", tag = "goods", security(("bearer" = ["seller"])), params(("id" = i64, Path)),
     responses((status = 204), (status = 403, content_type = "application/problem+json"), (status = 404, content_type = "application/problem+json")))]
 pub async fn delete(
     State(state): State<AppState>,

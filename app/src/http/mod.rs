@@ -3,6 +3,7 @@
 
 pub mod client_ip;
 mod layers;
+mod openapi;
 mod ops;
 
 use std::time::Duration;
@@ -14,51 +15,11 @@ use tower_http::{
     request_id::{PropagateRequestIdLayer, SetRequestIdLayer},
     trace::TraceLayer,
 };
-use utoipa::{
-    Modify, OpenApi,
-    openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme},
-};
+use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::state::AppState;
-
-#[derive(OpenApi)]
-#[openapi(
-    info(title = "Floodgate API", version = "1", description = "Commerce and ticketing under a traffic flood. Errors are RFC 9457 problem+json."),
-    modifiers(&BearerAuth),
-    tags(
-        (name = "auth", description = "Signup, login, refresh-token rotation, logout"),
-        (name = "users", description = "The signed-in user"),
-        (name = "admin", description = "Operational views for admins"),
-        (name = "wallet", description = "Balance, charges and the ledger"),
-        (name = "goods", description = "Sellers' goods, cached lists and details"),
-        (name = "cart", description = "The signed-in user's cart"),
-        (name = "orders", description = "Orders paid from the wallet, without oversell"),
-        (name = "coupons", description = "First-come-first-served coupon campaigns"),
-        (name = "concerts", description = "Concerts, schedules and seats (cached reads)"),
-        (name = "reservations", description = "Seat holds and their payment"),
-        (name = "queue", description = "Virtual waiting room: join, poll, leave, queue state"),
-    )
-)]
-struct ApiDoc;
-
-struct BearerAuth;
-
-impl Modify for BearerAuth {
-    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme(
-            "bearer",
-            SecurityScheme::Http(
-                HttpBuilder::new()
-                    .scheme(HttpAuthScheme::Bearer)
-                    .bearer_format("JWT")
-                    .build(),
-            ),
-        );
-    }
-}
 
 /// Every API route, with its OpenAPI description.
 fn api_routes() -> OpenApiRouter<AppState> {
@@ -75,17 +36,20 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::concerts::routes())
         .merge(crate::reservations::routes())
         .merge(crate::queue::routes());
-    OpenApiRouter::with_openapi(ApiDoc::openapi()).nest("/api/v1", v1)
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi()).nest("/api/v1", v1)
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    api_routes().split_for_parts().1
+    let mut doc = api_routes().split_for_parts().1;
+    openapi::complete(&mut doc);
+    doc
 }
 
 pub fn router(state: AppState) -> Router {
     let settings = &state.settings;
-    let (api, doc) = api_routes().split_for_parts();
+    let (api, mut doc) = api_routes().split_for_parts();
+    openapi::complete(&mut doc);
     // API routes shed load and time out; operations routes do neither, so /livez and
     // /metrics answer even when the API is saturated. Each `layer` on a Router wraps every
     // route separately and so costs a boxed service clone and a boxed future per request:

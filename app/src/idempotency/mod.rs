@@ -41,9 +41,16 @@ pub const REPLAYED_HEADER: &str = "idempotent-replayed";
 /// How long a claim protects an in-flight request; longer than the request timeout.
 pub const LEASE: Duration = Duration::from_secs(30);
 
-/// The `Idempotency-Key` header: 1-255 visible ASCII characters. Use as
-/// `Option<IdempotencyKey>`: absent means the request is not idempotent.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// 1-255 visible ASCII characters (`!` to `~`); absent, the request is not idempotent.
+/// (Use as `Option<IdempotencyKey>`. Also the header's schema in the document; a test keeps it
+/// equal to `IdempotencyKey::parse`.)
+#[derive(Debug, Clone, PartialEq, Eq, utoipa::ToSchema)]
+#[schema(
+    pattern = "^[!-~]+$",
+    min_length = 1,
+    max_length = 255,
+    example = "order-7f3c2a"
+)]
 pub struct IdempotencyKey(String);
 
 impl IdempotencyKey {
@@ -295,6 +302,17 @@ mod tests {
         assert!(IdempotencyKey::parse("").is_err());
         assert!(IdempotencyKey::parse("has space").is_err());
         assert!(IdempotencyKey::parse(&"k".repeat(256)).is_err());
+    }
+
+    proptest::proptest! {
+        /// Every key the document allows (visible ASCII, `!` to `~`, 1-255 of them) is accepted.
+        #[test]
+        fn documented_keys_are_accepted(key in "[!-~]{1,255}") {
+            let doc = serde_json::to_value(<IdempotencyKey as utoipa::PartialSchema>::schema()).unwrap();
+            proptest::prop_assert_eq!(doc["pattern"].as_str(), Some("^[!-~]+$"));
+            proptest::prop_assert_eq!((doc["minLength"].as_u64(), doc["maxLength"].as_u64()), (Some(1), Some(255)));
+            proptest::prop_assert!(IdempotencyKey::parse(&key).is_ok(), "{key}");
+        }
     }
 
     #[test]

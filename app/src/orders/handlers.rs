@@ -25,11 +25,13 @@ use crate::{
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ItemRequest {
     pub goods_id: i64,
+    #[schema(minimum = 1, maximum = 1000)]
     pub quantity: i64,
 }
 
 /// Either `items` or `from_cart: true`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"items": [{"goods_id": 1, "quantity": 1}]}))]
 pub struct CreateOrderRequest {
     #[serde(default)]
     pub items: Option<Vec<ItemRequest>>,
@@ -44,7 +46,7 @@ fn encode(order: &OrderView) -> Result<serde_json::Value, ApiError> {
 
 /// Place an order paid from the wallet. Send an `Idempotency-Key` so a retry never orders twice.
 #[utoipa::path(post, path = "/orders", tag = "orders", security(("bearer" = [])), request_body = CreateOrderRequest,
-    params(("Idempotency-Key" = Option<String>, Header), ("X-Queue-Token" = Option<String>, Header, description = "Admitted pass, for goods behind a waiting room")),
+    params(("Idempotency-Key" = Option<crate::idempotency::IdempotencyKey>, Header, nullable = false), ("X-Queue-Token" = Option<String>, Header, nullable = false, description = "Admitted pass, for goods behind a waiting room")),
     responses(
         (status = 201, body = OrderView),
         (status = 403, description = "Goods behind a waiting room need an admitted pass", content_type = "application/problem+json"),

@@ -16,7 +16,7 @@ use crate::{auth::CurrentUser, error::ApiResult, state::AppState};
 
 /// Join a waiting room; the same user joining again gets the same place back.
 #[utoipa::path(post, path = "/queues/{queue_id}/tokens", tag = "queue", security(("bearer" = [])),
-    params(("queue_id" = String, Path, description = "Queue id")),
+    params(("queue_id" = QueueId, Path, description = "Queue id")),
     responses(
         (status = 201, body = JoinResponse),
         (status = 401, content_type = "application/problem+json"),
@@ -37,7 +37,7 @@ pub async fn join(
 /// The caller's place: status, position, people ahead, ETA and when to poll next. Polling
 /// is what keeps a waiting place (see `abandonAfter`).
 #[utoipa::path(get, path = "/queues/{queue_id}/tokens/me", tag = "queue",
-    params(("queue_id" = String, Path, description = "Queue id"), ("X-Queue-Token" = String, Header, description = "Token from the join")),
+    params(("queue_id" = QueueId, Path, description = "Queue id"), ("X-Queue-Token" = String, Header, description = "Token from the join")),
     responses(
         (status = 200, body = PlaceView),
         (status = 403, description = "Token missing, forged or for another queue", content_type = "application/problem+json"),
@@ -54,7 +54,7 @@ pub async fn me(
 
 /// Leave the line, or end an admitted session early (frees the slot at once).
 #[utoipa::path(delete, path = "/queues/{queue_id}/tokens/me", tag = "queue",
-    params(("queue_id" = String, Path, description = "Queue id"), ("X-Queue-Token" = String, Header, description = "Token from the join")),
+    params(("queue_id" = QueueId, Path, description = "Queue id"), ("X-Queue-Token" = String, Header, description = "Token from the join")),
     responses(
         (status = 204, description = "Left"),
         (status = 403, description = "Token missing, forged, expired or for another queue", content_type = "application/problem+json"),
@@ -72,7 +72,7 @@ pub async fn leave(
 
 /// A queue's state: waiting, active sessions, measured admission rate, cap and status.
 #[utoipa::path(get, path = "/queues/{queue_id}", tag = "queue",
-    params(("queue_id" = String, Path, description = "Queue id")),
+    params(("queue_id" = QueueId, Path, description = "Queue id")),
     responses((status = 200, body = QueueView), (status = 422, content_type = "application/problem+json")))]
 pub async fn show(
     State(state): State<AppState>,

@@ -7,8 +7,16 @@ use utoipa::ToSchema;
 
 use crate::error::ApiError;
 
+/// A waiting-room id: 1-63 characters of a-z, 0-9 and '-', not starting with '-'. (The rule
+/// of `QueueId::parse`; a test keeps the two equal.)
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(transparent)]
+#[schema(
+    pattern = "^[a-z0-9][a-z0-9-]*$",
+    min_length = 1,
+    max_length = 63,
+    example = "concert-42"
+)]
 pub struct QueueId(String);
 
 impl QueueId {
@@ -82,4 +90,43 @@ pub struct QueueView {
     pub max_active: u32,
     /// `open`, `paused`, `not-open` (before `opensAt`) or `closed` (after `closesAt`).
     pub status: &'static str,
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn documented() -> serde_json::Value {
+        serde_json::to_value(<QueueId as utoipa::PartialSchema>::schema()).unwrap()
+    }
+
+    #[test]
+    fn documented_length_is_the_enforced_one() {
+        let doc = documented();
+        assert_eq!(
+            (doc["minLength"].as_u64(), doc["maxLength"].as_u64()),
+            (Some(1), Some(63))
+        );
+        assert!(QueueId::parse(&"a".repeat(63)).is_ok());
+        assert!(QueueId::parse(&"a".repeat(64)).is_err());
+        assert!(QueueId::parse("").is_err());
+    }
+
+    proptest! {
+        /// What the document's pattern allows (within its lengths), the server accepts ...
+        #[test]
+        fn documented_ids_are_accepted(id in "[a-z0-9][a-z0-9-]{0,62}") {
+            let doc = documented();
+            prop_assert_eq!(doc["pattern"].as_str(), Some("^[a-z0-9][a-z0-9-]*$"));
+            prop_assert!(QueueId::parse(&id).is_ok(), "{id}");
+        }
+
+        /// ... and what it refuses, the server refuses.
+        #[test]
+        fn undocumented_ids_are_refused(id in "([A-Z_.]|-)[a-z0-9-]{0,10}|[a-z0-9]{1,5}[A-Z_. /][a-z0-9]{0,5}") {
+            prop_assert!(QueueId::parse(&id).is_err(), "{id}");
+        }
+    }
 }

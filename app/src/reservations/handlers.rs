@@ -24,6 +24,7 @@ use crate::{
 };
 
 #[derive(Deserialize, Serialize, ToSchema, Debug)]
+#[schema(example = json!({"schedule_id": 1, "seat_id": 1}))]
 pub struct HoldRequest {
     pub schedule_id: ScheduleId,
     pub seat_id: SeatId,
@@ -31,7 +32,7 @@ pub struct HoldRequest {
 
 /// Hold a seat for the configured time (`ttls.seatHold`, 5 min by default).
 #[utoipa::path(post, path = "/reservations", tag = "reservations", security(("bearer" = [])), request_body = HoldRequest,
-    params(("X-Queue-Token" = Option<String>, Header, description = "Admitted pass, when the concert has a waiting room")),
+    params(("X-Queue-Token" = Option<String>, Header, nullable = false, description = "Admitted pass, when the concert has a waiting room")),
     responses(
         (status = 201, body = ReservationView),
         (status = 403, description = "Queue pass missing, forged, expired, for another queue, or not admitted", content_type = "application/problem+json"),
@@ -79,8 +80,8 @@ pub async fn get(
 #[utoipa::path(post, path = "/reservations/{id}/payment", tag = "reservations", security(("bearer" = [])),
     params(
         ("id" = i64, Path, description = "Reservation id"),
-        ("Idempotency-Key" = String, Header, description = "Same key replays the first answer"),
-        ("X-Queue-Token" = Option<String>, Header, description = "Admitted pass, when the concert has a waiting room"),
+        ("Idempotency-Key" = crate::idempotency::IdempotencyKey, Header, description = "Same key replays the first answer"),
+        ("X-Queue-Token" = Option<String>, Header, nullable = false, description = "Admitted pass, when the concert has a waiting room"),
     ),
     responses(
         (status = 201, body = PaymentView),

@@ -36,7 +36,8 @@ impl From<store::UserRow> for UserView {
 
 #[derive(Deserialize, ToSchema)]
 pub struct BecomeSellerRequest {
-    #[schema(example = "Kim's Goods")]
+    /// 1-100 characters after trimming, no control characters.
+    #[schema(example = "Kim's Goods", min_length = 1, max_length = 100)]
     pub display_name: String,
 }
 

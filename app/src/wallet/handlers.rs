@@ -25,8 +25,8 @@ pub struct WalletView {
 
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct ChargeRequest {
-    /// Positive, at most the configured maximum per charge.
-    #[schema(example = 50000)]
+    /// Positive, at most the configured maximum per charge (`FLOODGATE_MAX_CHARGE`).
+    #[schema(example = 50000, minimum = 1)]
     pub amount: i64,
 }
 
@@ -47,7 +47,7 @@ pub async fn get_wallet(
 
 /// Add money to the wallet. Send an `Idempotency-Key` so a retried charge is applied once.
 #[utoipa::path(post, path = "/wallet/charges", tag = "wallet", security(("bearer" = [])), request_body = ChargeRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Replays the first response for a repeated request")),
+    params(("Idempotency-Key" = Option<crate::idempotency::IdempotencyKey>, Header, nullable = false, description = "Replays the first response for a repeated request")),
     responses(
         (status = 201, body = ChargeResponse),
         (status = 409, description = "Key in flight, or balance limit", content_type = "application/problem+json"),
