@@ -49,7 +49,7 @@ fn encode(order: &OrderView) -> Result<serde_json::Value, ApiError> {
     params(("Idempotency-Key" = Option<crate::idempotency::IdempotencyKey>, Header, nullable = false), ("X-Queue-Token" = Option<String>, Header, nullable = false, description = "Admitted pass, for goods behind a waiting room")),
     responses(
         (status = 201, body = OrderView),
-        (status = 403, description = "Goods behind a waiting room need an admitted pass", content_type = "application/problem+json"),
+        (status = 403, description = "Goods behind a waiting room need an admitted pass (`queue-pass-missing`, `-forged`, `-expired`, `-wrong-queue`, `-wrong-user`); `queue-pass-used`: this pass already paid for an order (its `order_id` is in the problem)", content_type = "application/problem+json"),
         (status = 404, description = "Unknown goods or coupon", content_type = "application/problem+json"),
         (status = 409, description = "out-of-stock, insufficient-balance, sale-not-started, price-changed, coupon-unavailable", content_type = "application/problem+json"),
         (status = 422, content_type = "application/problem+json"),
