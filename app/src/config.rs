@@ -89,6 +89,16 @@ pub struct Settings {
     #[arg(long, env = "FLOODGATE_STALE_MAX_AGE_SECS", default_value_t = 600)]
     pub stale_max_age_secs: u64,
 
+    /// Most stale copies of cached reads kept in this process; past it the least recently
+    /// used are evicted.
+    #[arg(long, env = "FLOODGATE_STALE_MAX_ENTRIES", default_value_t = 10_000)]
+    pub stale_max_entries: usize,
+
+    /// Most bytes of stale copies kept in this process (values, keys and a fixed per-entry
+    /// overhead); past it the least recently used are evicted.
+    #[arg(long, env = "FLOODGATE_STALE_MAX_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub stale_max_bytes: usize,
+
     /// Whole-request timeout; past it the client gets 503.
     #[arg(long, env = "FLOODGATE_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,

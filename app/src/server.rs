@@ -21,6 +21,7 @@ use crate::{
         redis::Redis,
         resilience::{Breakers, CallLimits},
         runtime_config::{Reader, RuntimeConfigHandle},
+        stale::StaleBounds,
     },
     state::{AppState, Inner},
     wallet::batch::Charges,
@@ -49,6 +50,10 @@ pub fn build_state(settings: Settings, db: sqlx::PgPool) -> anyhow::Result<AppSt
         settings.db_fallthrough_limit,
         settings.db_acquire_timeout(),
         Duration::from_secs(settings.stale_max_age_secs),
+        StaleBounds {
+            max_entries: settings.stale_max_entries,
+            max_bytes: settings.stale_max_bytes,
+        },
     );
     Ok(AppState::new(Inner {
         jwt: JwtKeys::new(&secret),
