@@ -103,9 +103,16 @@ pub struct Settings {
     #[arg(long, env = "FLOODGATE_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
 
-    /// Requests served at once; beyond it requests are shed with 503 + Retry-After.
-    #[arg(long, env = "FLOODGATE_MAX_IN_FLIGHT", default_value_t = 4_096)]
+    /// API requests admitted at once; beyond it requests are shed at once with 503 +
+    /// Retry-After, before any of their body is read.
+    #[arg(long, env = "FLOODGATE_MAX_IN_FLIGHT", default_value_t = 1_024)]
     pub max_in_flight: usize,
+
+    /// Bytes of API requests admitted at once: each is charged its head, its declared body
+    /// (the body limit when undeclared) and 8 KiB for its handler and response; beyond it
+    /// requests are shed at once with 503 + Retry-After.
+    #[arg(long, env = "FLOODGATE_MAX_IN_FLIGHT_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_in_flight_bytes: usize,
 
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "FLOODGATE_BODY_LIMIT_BYTES", default_value_t = 65_536)]
