@@ -118,6 +118,24 @@ pub struct Settings {
     #[arg(long, env = "FLOODGATE_BODY_LIMIT_BYTES", default_value_t = 65_536)]
     pub body_limit_bytes: usize,
 
+    /// Open HTTP connections at once; past it no more are accepted (they wait in the
+    /// kernel's backlog) until one closes.
+    #[arg(long, env = "FLOODGATE_MAX_CONNECTIONS", default_value_t = 4_096)]
+    pub max_connections: usize,
+
+    /// Largest read buffer of one connection, in bytes (at least 8,192); it also caps a
+    /// request's head (method, target, headers): past it, 431.
+    #[arg(long, env = "FLOODGATE_CONN_BUFFER_BYTES", default_value_t = 16_384)]
+    pub conn_buffer_bytes: usize,
+
+    /// A request head must arrive within this long, or the connection is closed.
+    #[arg(
+        long,
+        env = "FLOODGATE_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
+    pub header_read_timeout_ms: u64,
+
     /// Identifies this process in `fg:config:applied` (a pod sets it to its name).
     #[arg(long, env = "FLOODGATE_REPLICA_ID")]
     pub replica_id: Option<String>,

@@ -227,3 +227,59 @@ async fn overload_is_shed_with_503_and_rss_stays_under_the_chart_limit(pool: PgP
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
+
+/// Opens a connection and sends `bytes` of a request head that never ends.
+async fn slow_head(addr: SocketAddr, bytes: usize) -> Option<TcpStream> {
+    let mut s = TcpStream::connect(addr).await.ok()?;
+    let mut head = b"GET /api/v1/goods HTTP/1.1\r\nHost: t\r\nX-Pad: ".to_vec();
+    head.resize(bytes, b'a');
+    let _ = s.write_all(&head).await;
+    Some(s)
+}
+
+/// Reads until the server closes the connection (or `within` passes); what it answered.
+async fn closed_within(s: &mut TcpStream, within: Duration) -> Option<String> {
+    let mut buf = Vec::new();
+    match tokio::time::timeout(within, s.read_to_end(&mut buf)).await {
+        Ok(_) => Some(String::from_utf8_lossy(&buf).into_owned()),
+        Err(_) => None,
+    }
+}
+
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn slow_request_heads_hold_neither_memory_nor_connections(pool: PgPool) {
+    let app = start(&pool).await;
+    let idle = app.rss();
+    // 2,000 clients each send 60 KB of a header that never ends
+    let held: Vec<TcpStream> = stream::iter(0..2_000)
+        .map(|_| slow_head(app.addr, 60_000))
+        .buffer_unordered(200)
+        .filter_map(std::future::ready)
+        .collect()
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let rss = app.rss();
+    eprintln!(
+        "{} clients holding 60 KB unfinished heads: RSS idle {} MiB, held {} MiB",
+        held.len(),
+        idle >> 20,
+        rss >> 20
+    );
+    assert!(
+        rss < CHART_LIMIT_BYTES,
+        "RSS reached {} MiB with 2,000 unfinished 60 KB heads, over the chart's {} MiB limit",
+        rss >> 20,
+        CHART_LIMIT_BYTES >> 20
+    );
+    let (livez, _) = get(app.addr, "/livez").await;
+    assert_eq!(livez, 200, "the server still answers");
+    drop(held);
+
+    // a head that stops half-way is cut off by the header read timeout (5 s by default)
+    let mut stalled = slow_head(app.addr, 100).await.unwrap();
+    let answer = closed_within(&mut stalled, Duration::from_secs(8)).await;
+    assert!(
+        answer.is_some(),
+        "a connection with an unfinished head was still open after 8 s"
+    );
+}

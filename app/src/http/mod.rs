@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod client_ip;
+pub mod connections;
 mod layers;
 mod ops;
 
@@ -118,7 +119,11 @@ pub fn router(state: AppState) -> Router {
     let outer = ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(layers::MakeRequestUuid))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(layers::request_span))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(layers::request_span)
+                .on_failure(admission::log_failure),
+        )
         .layer(CatchPanicLayer::custom(layers::panic_problem))
         .layer(layers::ObserveLayer::new(state.metrics.clone()))
         .layer(admission::AdmissionLayer::new(admission::Limits {
