@@ -105,7 +105,7 @@ pub struct Settings {
 
     /// API requests admitted at once; beyond it requests are shed at once with 503 +
     /// Retry-After, before any of their body is read.
-    #[arg(long, env = "FLOODGATE_MAX_IN_FLIGHT", default_value_t = 1_024)]
+    #[arg(long, env = "FLOODGATE_MAX_IN_FLIGHT", default_value_t = 4_096)]
     pub max_in_flight: usize,
 
     /// Bytes of API requests admitted at once: each is charged its head, its declared body

@@ -66,7 +66,10 @@ async fn start(pool: &PgPool) -> App {
         .unwrap()
         .port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_floodgate-app"))
+    // FLOODGATE_TEST_APP_BIN: a copy of the binary, when builds share a target directory
+    let bin = std::env::var("FLOODGATE_TEST_APP_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_floodgate-app").to_owned());
+    let child = Command::new(bin)
         .arg("serve")
         .env_clear()
         .env("DATABASE_URL", url)
