@@ -1,5 +1,5 @@
 # Floodgate — the two commands a new user needs, and the benchmark.
-.PHONY: run test bench services services-down cluster cluster-down cluster-test fmt lint
+.PHONY: run test bench soak services services-down cluster cluster-down cluster-test fmt lint
 
 run:            ## app with demo data + operator in local --manifests mode
 	bash scripts/run.sh
@@ -9,6 +9,9 @@ test:           ## every test, against real PostgreSQL and Redis (started if nee
 
 bench:          ## release benchmarks against same-run ceilings → docs/benchmarks/
 	bash scripts/bench.sh
+
+soak:           ## 20 min beyond capacity (SOAK_SECONDS), RSS each second, PASS/FAIL vs the chart limit
+	bash scripts/soak.sh
 
 services:       ## only start (or find) PostgreSQL and Redis
 	bash scripts/services.sh up

@@ -93,17 +93,52 @@ pub struct Settings {
     #[arg(long, env = "FLOODGATE_STALE_MAX_AGE_SECS", default_value_t = 600)]
     pub stale_max_age_secs: u64,
 
+    /// Most stale copies of cached reads kept in this process; past it the least recently
+    /// used are evicted.
+    #[arg(long, env = "FLOODGATE_STALE_MAX_ENTRIES", default_value_t = 10_000)]
+    pub stale_max_entries: usize,
+
+    /// Most bytes of stale copies kept in this process (values, keys and a fixed per-entry
+    /// overhead); past it the least recently used are evicted.
+    #[arg(long, env = "FLOODGATE_STALE_MAX_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub stale_max_bytes: usize,
+
     /// Whole-request timeout; past it the client gets 503.
     #[arg(long, env = "FLOODGATE_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     pub request_timeout_ms: u64,
 
-    /// Requests served at once; beyond it requests are shed with 503 + Retry-After.
+    /// API requests admitted at once; beyond it requests are shed at once with 503 +
+    /// Retry-After, before any of their body is read.
     #[arg(long, env = "FLOODGATE_MAX_IN_FLIGHT", default_value_t = 4_096)]
     pub max_in_flight: usize,
+
+    /// Bytes of API requests admitted at once: each is charged its head, its declared body
+    /// (the body limit when undeclared) and 8 KiB for its handler and response; beyond it
+    /// requests are shed at once with 503 + Retry-After.
+    #[arg(long, env = "FLOODGATE_MAX_IN_FLIGHT_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_in_flight_bytes: usize,
 
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "FLOODGATE_BODY_LIMIT_BYTES", default_value_t = 65_536)]
     pub body_limit_bytes: usize,
+
+    /// Open HTTP connections at once; past it no more are accepted (they wait in the
+    /// kernel's backlog) until one closes.
+    #[arg(long, env = "FLOODGATE_MAX_CONNECTIONS", default_value_t = 4_096)]
+    pub max_connections: usize,
+
+    /// Largest read buffer of one connection, in bytes (at least 8,192); it also caps a
+    /// request's head (method, target, headers): past it, 431.
+    #[arg(long, env = "FLOODGATE_CONN_BUFFER_BYTES", default_value_t = 16_384)]
+    pub conn_buffer_bytes: usize,
+
+    /// A request head must arrive within this long, or the connection is closed.
+    #[arg(
+        long,
+        env = "FLOODGATE_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 5_000
+    )]
+    pub header_read_timeout_ms: u64,
 
     /// Identifies this process in `fg:config:applied` (a pod sets it to its name).
     #[arg(long, env = "FLOODGATE_REPLICA_ID")]

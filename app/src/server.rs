@@ -1,7 +1,6 @@
 //! Building the state, starting background loops, serving and draining.
 
 use std::{
-    net::SocketAddr,
     sync::{Arc, atomic::Ordering},
     time::Duration,
 };
@@ -22,6 +21,7 @@ use crate::{
         redis::Redis,
         resilience::{Breakers, CallLimits},
         runtime_config::{Reader, RuntimeConfigHandle},
+        stale::StaleBounds,
     },
     state::{AppState, Inner},
     wallet::batch::Charges,
@@ -58,6 +58,10 @@ pub fn build_state(settings: Settings, db: sqlx::PgPool) -> anyhow::Result<AppSt
         settings.db_fallthrough_limit,
         settings.db_acquire_timeout(),
         Duration::from_secs(settings.stale_max_age_secs),
+        StaleBounds {
+            max_entries: settings.stale_max_entries,
+            max_bytes: settings.stale_max_bytes,
+        },
     );
     let passwords = password::HashPool::new(
         settings.password_hash_concurrency(),
@@ -141,16 +145,20 @@ pub async fn serve_on(
     listener: TcpListener,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
-    let app = http::router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+    let app = http::router(state.clone());
     let delay = Duration::from_secs(state.settings.shutdown_delay_secs);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-            state.draining.store(true, Ordering::Relaxed);
-            tracing::info!(delay_secs = delay.as_secs(), "draining: readiness is false");
-            tokio::time::sleep(delay).await;
-        })
-        .await
+    let limits = http::connections::ConnLimits {
+        max_connections: state.settings.max_connections,
+        max_buf_size: state.settings.conn_buffer_bytes,
+        header_read_timeout: Duration::from_millis(state.settings.header_read_timeout_ms),
+    };
+    http::connections::serve(listener, app, limits, async move {
+        let _ = shutdown.wait_for(|stop| *stop).await;
+        state.draining.store(true, Ordering::Relaxed);
+        tracing::info!(delay_secs = delay.as_secs(), "draining: readiness is false");
+        tokio::time::sleep(delay).await;
+    })
+    .await
 }
 
 /// `floodgate-app serve`: migrate, start loops, serve until SIGTERM/SIGINT.

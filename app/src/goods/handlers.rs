@@ -46,7 +46,18 @@ pub async fn list(
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Response> {
     let page = q.parse(15)?;
-    let field = format!("{}:{}", page.limit, page.before.unwrap_or(0));
+    let load = || async {
+        let rows = state.db.run(async |c| store::page(c, page).await).await?;
+        to_bytes(&Paged::from_rows(rows, page, |g| g.id.0))
+    };
+    // Only first pages are cached (at most one field per limit, 1-100): a cursor is any id
+    // the client picks, so caching cursor pages would let a client mint cache entries at
+    // will. Deeper pages are an index range scan of `limit + 1` rows under the database's
+    // own guard and bulkhead.
+    if page.before.is_some() {
+        return Ok(json_bytes(load().await?));
+    }
+    let field = page.limit.to_string();
     let ttl = state.runtime.get().ttls.catalog_cache.as_duration();
     let bytes = state
         .cache
@@ -59,10 +70,7 @@ pub async fn list(
                 field: &field,
                 ttl,
             },
-            || async {
-                let rows = state.db.run(async |c| store::page(c, page).await).await?;
-                to_bytes(&Paged::from_rows(rows, page, |g| g.id.0))
-            },
+            load,
         )
         .await?;
     Ok(json_bytes(bytes))

@@ -1,7 +1,9 @@
 //! The HTTP surface: routes of every domain under `/api/v1`, operations routes, the OpenAPI
 //! document and the tower stack around them.
 
+pub mod admission;
 pub mod client_ip;
+pub mod connections;
 mod layers;
 mod openapi;
 mod ops;
@@ -50,8 +52,9 @@ pub fn router(state: AppState) -> Router {
     let settings = &state.settings;
     let (api, mut doc) = api_routes().split_for_parts();
     openapi::complete(&mut doc);
-    // API routes shed load and time out; operations routes do neither, so /livez and
-    // /metrics answer even when the API is saturated. Each `layer` on a Router wraps every
+    // API routes time out, and are admitted (or shed) by count and bytes before routing
+    // (`admission`); operations routes are neither, so /livez and /metrics answer even when
+    // the API is saturated. Each `layer` on a Router wraps every
     // route separately and so costs a boxed service clone and a boxed future per request:
     // the per-route layers are as few as the semantics allow (the route guard is a
     // `route_layer` so 405s stay unlabelled and never meet the PostgreSQL breaker).
@@ -61,10 +64,6 @@ pub fn router(state: AppState) -> Router {
                 .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
                 .layer(axum::error_handling::HandleErrorLayer::new(
                     layers::tower_error,
-                ))
-                .load_shed()
-                .layer(tower::limit::GlobalConcurrencyLimitLayer::new(
-                    settings.max_in_flight,
                 ))
                 .timeout(settings.request_timeout()),
         )
@@ -84,9 +83,18 @@ pub fn router(state: AppState) -> Router {
     let outer = ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(layers::MakeRequestUuid))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(TraceLayer::new_for_http().make_span_with(layers::request_span))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(layers::request_span)
+                .on_failure(admission::log_failure),
+        )
         .layer(CatchPanicLayer::custom(layers::panic_problem))
-        .layer(layers::ObserveLayer::new(state.metrics.clone()));
+        .layer(layers::ObserveLayer::new(state.metrics.clone()))
+        .layer(admission::AdmissionLayer::new(admission::Limits {
+            max_in_flight: settings.max_in_flight,
+            max_in_flight_bytes: settings.max_in_flight_bytes,
+            body_limit: settings.body_limit_bytes,
+        }));
     Router::new().fallback_service(outer.service(routes))
 }
 

@@ -20,7 +20,10 @@
 //!   nothing is filled.
 //! - PostgreSQL down (breaker open, or the loader fails with a 503): the last copy this
 //!   process saw, up to `stale_max_age` old, is served instead (stale-while-error); with no
-//!   copy the read answers 503 at once.
+//!   copy the read answers 503 at once. Those copies live in a [`StaleStore`] with a hard
+//!   bound on entries and bytes (least recently used evicted first).
+//! - A load whose request is dropped (client gone, request timeout) leaves nothing behind:
+//!   a guard removes its flight when the last request waiting on it goes away.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -39,6 +42,7 @@ use super::{
     metrics::{CacheLabels, Metrics},
     redis::Redis,
     resilience::{Breakers, is_unavailable},
+    stale::{self, StaleBounds, StaleStore, StaleUsage},
 };
 use crate::error::ApiError;
 
@@ -56,18 +60,14 @@ pub struct Lookup<'a> {
     pub ttl: Duration,
 }
 
-/// Most stale copies kept; past it the oldest half is dropped (a bound on memory, not LRU).
-const STALE_ENTRIES: usize = 10_000;
-
 pub struct Cache {
     in_flight: Mutex<HashMap<String, Flight>>,
     breakers: Arc<Breakers>,
     /// Database loads at once while Redis cannot serve (the bulkhead).
     fallthrough: Semaphore,
     fallthrough_wait: Duration,
-    /// The last value seen per family, then field, for stale-while-error (two levels so a
-    /// hit can look its copy up without building a key).
-    stale: Mutex<StaleCopies>,
+    /// The last value seen per family and field, for stale-while-error (bounded).
+    stale: Mutex<StaleStore>,
     stale_max_age: Duration,
     /// Families whose invalidation has not reached Redis yet; `unsynced_any` keeps the hit
     /// path free of this lock while the set is empty (nearly always).
@@ -75,15 +75,27 @@ pub struct Cache {
     unsynced_any: AtomicBool,
 }
 
-#[derive(Default)]
-struct StaleCopies {
-    by_family: HashMap<String, HashMap<String, (Bytes, Instant)>>,
-    len: usize,
+/// Removes a flight from `in_flight` when the request that took it part goes away, whether
+/// it finished or was dropped mid-load: a finished one removes it at once (later readers
+/// start from Redis again), a dropped one only if no other request still waits on it (they
+/// go on with the load; the last one out removes it).
+struct FlightGuard<'a> {
+    map: &'a Mutex<HashMap<String, Flight>>,
+    key: String,
+    flight: Flight,
+    finished: bool,
 }
 
-impl StaleCopies {
-    fn get(&self, family: &str, field: &str) -> Option<&(Bytes, Instant)> {
-        self.by_family.get(family)?.get(field)
+impl Drop for FlightGuard<'_> {
+    fn drop(&mut self) {
+        let mut map = self.map.lock().expect("cache lock");
+        let ours = map
+            .get(&self.key)
+            .is_some_and(|f| Arc::ptr_eq(f, &self.flight));
+        // the map's clone and ours: nobody else waits on it (clones are taken under the lock)
+        if ours && (self.finished || Arc::strong_count(&self.flight) == 2) {
+            map.remove(&self.key);
+        }
     }
 }
 
@@ -101,13 +113,14 @@ impl Cache {
         fallthrough: usize,
         fallthrough_wait: Duration,
         stale_max_age: Duration,
+        stale_bounds: StaleBounds,
     ) -> Self {
         Self {
             in_flight: Mutex::default(),
             breakers,
             fallthrough: Semaphore::new(fallthrough.max(1)),
             fallthrough_wait,
-            stale: Mutex::default(),
+            stale: Mutex::new(StaleStore::new(stale_bounds)),
             stale_max_age,
             unsynced: Mutex::default(),
             unsynced_any: AtomicBool::new(false),
@@ -125,42 +138,34 @@ impl Cache {
 
     fn remember(&self, family: &str, field: &str, bytes: &Bytes) {
         let now = Instant::now();
+        let key = stale::key(family, field);
         let mut stale = self.stale.lock().expect("stale lock");
-        // refreshing a copy at most every few seconds keeps hits cheap
-        let known = stale.get(family, field);
-        if known.is_some_and(|(_, at)| now.duration_since(*at) < Duration::from_secs(5)) {
+        // refreshing a copy at most every few seconds keeps hits cheap (a hit still marks
+        // it recently used)
+        if stale
+            .touch(&key)
+            .is_some_and(|at| now.duration_since(at) < Duration::from_secs(5))
+        {
             return;
         }
-        let known = known.is_some();
-        if stale.len >= STALE_ENTRIES && !known {
-            let max_age = self.stale_max_age;
-            let mut len = 0;
-            stale.by_family.retain(|_, fields| {
-                fields.retain(|_, (_, at)| now.duration_since(*at) < max_age / 2);
-                len += fields.len();
-                !fields.is_empty()
-            });
-            stale.len = len;
-        }
-        let copy = (bytes.clone(), now);
-        if let Some(fields) = stale.by_family.get_mut(family) {
-            if fields.insert(field.to_owned(), copy).is_none() {
-                stale.len += 1;
-            }
-        } else {
-            stale
-                .by_family
-                .insert(family.to_owned(), HashMap::from([(field.to_owned(), copy)]));
-            stale.len += 1;
-        }
+        stale.put(&key, bytes.clone(), now);
     }
 
     fn stale_copy(&self, family: &str, field: &str) -> Option<Bytes> {
-        let stale = self.stale.lock().expect("stale lock");
-        stale
-            .get(family, field)
-            .filter(|(_, at)| at.elapsed() <= self.stale_max_age)
-            .map(|(b, _)| b.clone())
+        let key = stale::key(family, field);
+        let mut stale = self.stale.lock().expect("stale lock");
+        stale.get(&key, self.stale_max_age, Instant::now())
+    }
+
+    /// Stale copies held, in entries and bytes (bounded by `FLOODGATE_STALE_MAX_ENTRIES`
+    /// and `FLOODGATE_STALE_MAX_BYTES`).
+    pub fn stale_usage(&self) -> StaleUsage {
+        self.stale.lock().expect("stale lock").usage()
+    }
+
+    /// Loads in progress (one per family, field and generation); zero when idle.
+    pub fn in_flight_len(&self) -> usize {
+        self.in_flight.lock().expect("cache lock").len()
     }
 
     /// The cached bytes of `family`/`field`, or `load()`'s result (cached for `ttl`). The
@@ -270,7 +275,14 @@ impl Cache {
             .entry(flight_key.clone())
             .or_default()
             .clone();
-        let result = flight
+        let mut guard = FlightGuard {
+            map: &self.in_flight,
+            key: flight_key,
+            flight,
+            finished: false,
+        };
+        let result = guard
+            .flight
             .get_or_try_init(|| async {
                 count("load");
                 // Redis cannot serve: the bulkhead bounds how many loads reach PostgreSQL
@@ -308,15 +320,8 @@ impl Cache {
             })
             .await
             .cloned();
-        {
-            let mut map = self.in_flight.lock().expect("cache lock");
-            if map
-                .get(&flight_key)
-                .is_some_and(|f| Arc::ptr_eq(f, &flight))
-            {
-                map.remove(&flight_key);
-            }
-        }
+        guard.finished = true;
+        drop(guard);
         match result {
             Ok(bytes) => {
                 self.remember(family, field, &bytes);

@@ -11,3 +11,4 @@ pub mod metrics;
 pub mod redis;
 pub mod resilience;
 pub mod runtime_config;
+pub mod stale;

@@ -144,6 +144,12 @@ prefix. The operator writes the runtime config the app reads, so these must neve
   value: {{ .Values.app.requestTimeoutMs | quote }}
 - name: FLOODGATE_MAX_IN_FLIGHT
   value: {{ .Values.app.maxInFlight | quote }}
+- name: FLOODGATE_MAX_CONNECTIONS
+  value: {{ .Values.app.maxConnections | quote }}
+- name: FLOODGATE_MAX_IN_FLIGHT_BYTES
+  value: {{ .Values.app.maxInFlightBytes | int64 | quote }}
+- name: FLOODGATE_STALE_MAX_BYTES
+  value: {{ .Values.app.staleMaxBytes | int64 | quote }}
 - name: FLOODGATE_SHUTDOWN_DELAY_SECS
   value: {{ .Values.app.shutdownDelaySeconds | quote }}
 {{- with .Values.app.trustedProxies }}

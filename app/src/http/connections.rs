@@ -1,0 +1,116 @@
+//! The HTTP server loop: `axum::serve`'s job, with the per-connection bounds it does not
+//! expose. Measured without them (docs/security.md, "Memory stays bounded under overload"):
+//! 2,000 clients that each sent 60 KB of an unfinished header held the process at 263 MiB,
+//! 1,000 with 300 KB at 533 MiB — hyper's read buffer grows to ~400 KB per connection and,
+//! with no timer, a connection may take forever to finish its head.
+//!
+//! - At most `max_connections` open at once: past it the loop stops accepting (clients wait
+//!   in the kernel's backlog) until one closes.
+//! - Each connection's read buffer is at most `max_buf_size` bytes, which also caps a
+//!   request's head (hyper answers 431 past it).
+//! - A request head must arrive within `header_read_timeout`, else the connection is closed.
+//!
+//! Shutdown as with `axum::serve`: stop accepting, let in-flight requests finish, close idle
+//! keep-alive connections.
+
+use std::{
+    net::SocketAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use axum::{Router, body::Body, extract::ConnectInfo};
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioExecutor, TokioIo, TokioTimer},
+    server::{conn::auto::Builder, graceful::GracefulShutdown},
+    service::TowerToHyperService,
+};
+use tokio::{net::TcpListener, sync::Semaphore};
+use tower::ServiceExt;
+
+/// The per-connection bounds (`FLOODGATE_MAX_CONNECTIONS`, `FLOODGATE_CONN_BUFFER_BYTES`,
+/// `FLOODGATE_HEADER_READ_TIMEOUT_MS`).
+#[derive(Clone, Copy, Debug)]
+pub struct ConnLimits {
+    pub max_connections: usize,
+    pub max_buf_size: usize,
+    pub header_read_timeout: Duration,
+}
+
+/// Serves `router` on `listener` until `shutdown` resolves, then drains.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnLimits,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let slots = Arc::new(Semaphore::new(max));
+    let graceful = GracefulShutdown::new();
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        // hyper refuses less than 8 KiB
+        .max_buf_size(limits.max_buf_size.max(8 * 1024));
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut full_since: Option<Instant> = None;
+    loop {
+        let slot = match slots.clone().try_acquire_owned() {
+            Ok(slot) => slot,
+            Err(_) => {
+                if full_since.is_none() {
+                    full_since = Some(Instant::now());
+                    tracing::warn!(
+                        max,
+                        "connection limit reached; not accepting until one closes"
+                    );
+                }
+                tokio::select! {
+                    slot = slots.clone().acquire_owned() => slot.expect("never closed"),
+                    _ = &mut shutdown => break,
+                }
+            }
+        };
+        if let Some(since) = full_since.take() {
+            tracing::info!(
+                waited_ms = since.elapsed().as_millis() as u64,
+                "accepting again"
+            );
+        }
+        let (stream, addr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // out of file descriptors and the like: back off as axum::serve does
+                    tracing::debug!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let service = router
+            .clone()
+            .map_request(move |req: hyper::Request<Incoming>| {
+                let mut req = req.map(Body::new);
+                req.extensions_mut().insert(ConnectInfo::<SocketAddr>(addr));
+                req
+            });
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
+            .into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::trace!(error = %e, "connection ended with an error");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
