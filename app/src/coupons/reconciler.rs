@@ -6,6 +6,11 @@
 //! [`EVERY`], for grants pending longer than [`STALE`] (far beyond any batch's deadline) in
 //! the live campaigns: users PostgreSQL has as holders simply leave the pending set, the others
 //! also leave the holders, so their place can be granted again.
+//!
+//! Like the other background loops it reads PostgreSQL through the raw pool, not the request
+//! guard: a tick never takes a request's bulkhead slot or counts in the breaker, and a stalled
+//! database only delays it. Its Redis calls go through the Redis breaker (a round is skipped
+//! while it is open).
 
 use std::{collections::HashSet, time::Duration};
 
@@ -29,7 +34,7 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         if *shutdown.borrow() {
             return;
         }
-        let live = match state.db.run(async |c| store::live_campaigns(c).await).await {
+        let live = match store::live_campaigns(state.db.pool()).await {
             Ok(live) => live,
             Err(e) => {
                 tracing::debug!(error = %e, "could not list live coupon campaigns");
@@ -64,12 +69,12 @@ pub async fn release_stale(state: &AppState, campaign: i64, stale: Duration) -> 
     if pending.is_empty() {
         return Ok(0);
     }
-    let held: HashSet<i64> = state
-        .db
-        .run(async |c| store::holders_among(c, campaign, &pending).await)
+    let mut conn = state.db.pool().acquire().await?;
+    let held: HashSet<i64> = store::holders_among(&mut conn, campaign, &pending)
         .await?
         .into_iter()
         .collect();
+    drop(conn);
     let orphans: Vec<i64> = pending
         .iter()
         .copied()
