@@ -14,10 +14,7 @@ mod support;
 
 use std::{
     collections::HashSet,
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -105,64 +102,31 @@ async fn every_coupon_answered_201_is_persisted_whatever_redis_loses(pool: PgPoo
     let drop_id = campaign(&app, &admin, cap).await;
     let tokens = Arc::new(app.bulk_customers(1_500, "u").await);
     let app = Arc::new(app);
-    let stop = Arc::new(AtomicBool::new(false));
-    let results = Arc::new(Mutex::new(Vec::<(usize, StatusCode)>::new()));
-    let workers: Vec<_> = (0..32)
-        .map(|w| {
-            let (app, tokens, stop, results) =
-                (app.clone(), tokens.clone(), stop.clone(), results.clone());
-            tokio::spawn(async move {
-                let path = format!("/api/v1/coupon-campaigns/{drop_id}/issue");
-                let mut u = w;
-                while !stop.load(Ordering::Relaxed) {
-                    let status = app
-                        .post_json(&path, &json!({}), Some(&tokens[u % tokens.len()]))
-                        .await
-                        .status();
-                    results.lock().unwrap().push((u % tokens.len(), status));
-                    u += 32;
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            })
-        })
-        .collect();
+    let load = CouponDrop::start(&app, &tokens, drop_id, 32, Duration::from_millis(5));
     let client = redis::Client::open(redis_url.as_str()).unwrap();
     let flushall = async || {
         let mut c = client.get_multiplexed_async_connection().await.unwrap();
         let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
     };
-    let granted = || {
-        results
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.1 == StatusCode::CREATED)
-            .count() as i64
-    };
     eventually(Duration::from_secs(20), "first grants", || async {
-        granted() >= 40
+        load.granted() >= 40
     })
     .await;
     flushall().await;
     eventually(Duration::from_secs(20), "more grants", || async {
-        granted() >= 120
+        load.granted() >= 120
     })
     .await;
     flushall().await;
     eventually(Duration::from_secs(20), "more grants", || async {
-        granted() >= 200
+        load.granted() >= 200
     })
     .await;
     server.kill9();
     tokio::time::sleep(Duration::from_millis(300)).await;
     server.restart().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.await.unwrap();
-    }
-
-    let results = results.lock().unwrap().clone();
+    let results = load.stop().await;
     let mut winners = HashSet::new();
     for (u, s) in &results {
         match *s {

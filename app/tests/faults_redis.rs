@@ -12,10 +12,7 @@ mod proxy;
 mod support;
 
 use std::{
-    sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, Ordering},
-    },
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -317,38 +314,13 @@ async fn redis_killed_and_restarted_mid_coupon_drop(pool: PgPool) {
     let drop_id = campaign(&app, &admin, cap).await;
     let tokens = Arc::new(app.bulk_customers(600, "u").await);
     let app = Arc::new(app);
-    let stop = Arc::new(AtomicBool::new(false));
-    let results = Arc::new(Mutex::new(Vec::<(usize, StatusCode)>::new()));
-    let workers: Vec<_> = (0..12)
-        .map(|w| {
-            let (app, tokens, stop, results) =
-                (app.clone(), tokens.clone(), stop.clone(), results.clone());
-            tokio::spawn(async move {
-                let path = format!("/api/v1/coupon-campaigns/{drop_id}/issue");
-                let mut u = w;
-                while !stop.load(Ordering::Relaxed) {
-                    let status = app
-                        .post_json(&path, &json!({}), Some(&tokens[u % tokens.len()]))
-                        .await
-                        .status();
-                    results.lock().unwrap().push((u % tokens.len(), status));
-                    u += 12;
-                    tokio::time::sleep(Duration::from_millis(30)).await;
-                }
-            })
-        })
-        .collect();
+    let load = CouponDrop::start(&app, &tokens, drop_id, 12, Duration::from_millis(30));
     tokio::time::sleep(Duration::from_millis(800)).await;
     server.kill9();
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     server.restart().await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, Ordering::Relaxed);
-    for w in workers {
-        w.await.unwrap();
-    }
-
-    let results = results.lock().unwrap().clone();
+    let results = load.stop().await;
     let mut winners = std::collections::HashSet::new();
     for (u, s) in &results {
         match *s {

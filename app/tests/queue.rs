@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use common::{TestApp, expect_problem};
-use concerts_support::{User, set_config, users};
+use concerts_support::{join, set_config, users};
 use floodgate_app::queue::{QueueId, pass, service};
 use redis::AsyncCommands;
 use reqwest::StatusCode;
@@ -18,15 +18,6 @@ use serde_json::{Value, json};
 use sqlx::PgPool;
 
 const MIGRATOR: &sqlx::migrate::Migrator = &floodgate_app::platform::db::MIGRATOR;
-
-async fn join(app: &TestApp, user: &User, queue: &str) -> reqwest::Response {
-    app.http
-        .post(app.url(&format!("/api/v1/queues/{queue}/tokens")))
-        .bearer_auth(&user.token)
-        .send()
-        .await
-        .unwrap()
-}
 
 async fn me(app: &TestApp, queue: &str, token: &str) -> reqwest::Response {
     app.http

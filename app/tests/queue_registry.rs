@@ -17,22 +17,13 @@ use std::{
 };
 
 use common::{TestApp, expect_problem};
-use concerts_support::{User, admin, concert, set_config, users};
+use concerts_support::{admin, concert, join, set_config, users};
 use redis::AsyncCommands;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
 
 const MIGRATOR: &sqlx::migrate::Migrator = &floodgate_app::platform::db::MIGRATOR;
-
-async fn join(app: &TestApp, user: &User, queue: &str) -> reqwest::Response {
-    app.http
-        .post(app.url(&format!("/api/v1/queues/{queue}/tokens")))
-        .bearer_auth(&user.token)
-        .send()
-        .await
-        .unwrap()
-}
 
 /// Every key under the app's prefix.
 async fn keys(app: &TestApp) -> Vec<String> {

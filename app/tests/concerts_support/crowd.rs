@@ -14,17 +14,8 @@ use redis::AsyncCommands;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::{User, hold, pay};
+use super::{User, hold, join, pay};
 use crate::common::TestApp;
-
-async fn join(app: &TestApp, user: &User, queue: &str) -> reqwest::Response {
-    app.http
-        .post(app.url(&format!("/api/v1/queues/{queue}/tokens")))
-        .bearer_auth(&user.token)
-        .send()
-        .await
-        .unwrap()
-}
 
 async fn me(app: &TestApp, queue: &str, token: &str) -> reqwest::Response {
     app.http

@@ -95,6 +95,16 @@ pub async fn concert(
 }
 
 /// Publishes a runtime config document and waits until this app applies it.
+/// `POST /queues/{queue}/tokens` as `user`.
+pub async fn join(app: &TestApp, user: &User, queue: &str) -> reqwest::Response {
+    app.http
+        .post(app.url(&format!("/api/v1/queues/{queue}/tokens")))
+        .bearer_auth(&user.token)
+        .send()
+        .await
+        .unwrap()
+}
+
 pub async fn set_config(app: &TestApp, mut doc: Value) {
     let version = app.state.runtime.get().version + 1;
     doc["version"] = json!(version);

@@ -296,3 +296,67 @@ impl Buyers {
         (answers, acked)
     }
 }
+
+/// A coupon drop under load: `workers` clients issue coupons of `campaign` round-robin over
+/// `tokens` (one attempt each `pause`) until stopped, recording (user index, status).
+pub struct CouponDrop {
+    stop: Arc<AtomicBool>,
+    answers: Arc<Mutex<Vec<(usize, StatusCode)>>>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl CouponDrop {
+    pub fn start(
+        app: &Arc<TestApp>,
+        tokens: &Arc<Vec<String>>,
+        campaign: i64,
+        workers: usize,
+        pause: Duration,
+    ) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let answers = Arc::new(Mutex::new(Vec::new()));
+        let workers = (0..workers)
+            .map(|w| {
+                let (app, tokens, stop, answers) =
+                    (app.clone(), tokens.clone(), stop.clone(), answers.clone());
+                tokio::spawn(async move {
+                    let path = format!("/api/v1/coupon-campaigns/{campaign}/issue");
+                    let mut u = w;
+                    while !stop.load(Ordering::Relaxed) {
+                        let user = u % tokens.len();
+                        let status = app
+                            .post_json(&path, &json!({}), Some(&tokens[user]))
+                            .await
+                            .status();
+                        answers.lock().unwrap().push((user, status));
+                        u += workers;
+                        tokio::time::sleep(pause).await;
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            answers,
+            workers,
+        }
+    }
+
+    /// 201s answered so far.
+    pub fn granted(&self) -> i64 {
+        let answers = self.answers.lock().unwrap();
+        answers
+            .iter()
+            .filter(|(_, s)| *s == StatusCode::CREATED)
+            .count() as i64
+    }
+
+    /// Stops the drop; returns every answer.
+    pub async fn stop(self) -> Vec<(usize, StatusCode)> {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.workers {
+            w.await.unwrap();
+        }
+        self.answers.lock().unwrap().clone()
+    }
+}
