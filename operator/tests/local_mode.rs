@@ -51,6 +51,34 @@ async fn fake_app(waiting: Arc<AtomicU64>) -> String {
     format!("http://{addr}/metrics")
 }
 
+/// `run --manifests` on `manifests`, the app's metrics at `metrics`, decisions reported into
+/// `status_dir`, until the returned sender fires.
+fn start(
+    metrics: String,
+    manifests: &Path,
+    status_dir: std::path::PathBuf,
+    redis: &RedisTarget,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+) {
+    let ctx = Arc::new(Context::new(
+        LocalPlatform::new(metrics, status_dir, 2),
+        redis.clone(),
+        Box::new(AppMetricsDepth),
+        Arc::new(Metrics::default()),
+    ));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let opts = run::Options {
+        manifests: manifests.to_owned(),
+        poll: Duration::from_millis(200),
+    };
+    let runner = tokio::spawn(run::run(opts, ctx, async {
+        let _ = stopped.await;
+    }));
+    (stop, runner)
+}
+
 async fn eventually<T>(
     what: &str,
     within: Duration,
@@ -113,21 +141,7 @@ async fn files_drive_the_runtime_config_and_the_reported_decision() {
     .expect("write");
 
     let status_dir = dir.path().join(".status");
-    let platform = LocalPlatform::new(app, status_dir.clone(), 2);
-    let ctx = Arc::new(Context::new(
-        platform,
-        redis.clone(),
-        Box::new(AppMetricsDepth),
-        Arc::new(Metrics::default()),
-    ));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let opts = run::Options {
-        manifests: dir.path().to_owned(),
-        poll: Duration::from_millis(200),
-    };
-    let runner = tokio::spawn(run::run(opts, ctx.clone(), async {
-        let _ = stopped.await;
-    }));
+    let (stop, runner) = start(app, dir.path(), status_dir.clone(), &redis);
 
     // The queue is published with the file's settings.
     let max_active = async || {
@@ -227,25 +241,12 @@ async fn a_deleted_runtime_document_is_republished_within_the_resync() {
     write(&queue);
 
     // No app serves metrics here: the scrape fails and the reconcile carries on.
-    let platform = LocalPlatform::new(
+    let (stop, runner) = start(
         "http://127.0.0.1:9/metrics".into(),
+        dir.path(),
         dir.path().join(".status"),
-        2,
+        &redis,
     );
-    let ctx = Arc::new(Context::new(
-        platform,
-        redis.clone(),
-        Box::new(AppMetricsDepth),
-        Arc::new(Metrics::default()),
-    ));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let opts = run::Options {
-        manifests: dir.path().to_owned(),
-        poll: Duration::from_millis(200),
-    };
-    let runner = tokio::spawn(run::run(opts, ctx.clone(), async {
-        let _ = stopped.await;
-    }));
 
     let published = async |max: u32| {
         runtime_doc::read(&redis).await.ok().flatten().filter(|d| {
