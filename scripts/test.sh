@@ -52,6 +52,10 @@ bash scripts/browser-tests.sh || status=$?
 # offline Helm chart, Dockerfile and CRD checks; they set up .data/venv-chart
 bash scripts/chart-tests.sh || status=$?
 
+# actionlint (from its Go module, cached) + shellcheck over .github/workflows, after a self-check
+# that a deliberately broken workflow is rejected (about 1 s once actionlint is built)
+bash scripts/lint-workflows.sh || status=$?
+
 # the CRD examples against the CRDs' own schemas, in the same virtualenv
 "$ROOT/.data/venv-chart/bin/python" -m pytest -q operator/tests || status=$?
 
