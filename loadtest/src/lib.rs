@@ -3,7 +3,7 @@
 //! measured from their intended start, dropped iterations and generator lag are reported,
 //! and histograms from many shards merge into exact global percentiles.
 //!
-//! Layout: `config`/`cli` read options; `schedule`/`segment` are the pure timing maths;
+//! Layout: `config`/`cli`/`flags` read options; `schedule`/`segment` are the pure timing maths;
 //! `executor` runs VUs; `vu`/`client` are the scenario API; `recorder`/`metrics`/`values`
 //! hold measurements; `thresholds`, `report` and `output` judge and print; `scenarios`
 //! holds the source reports' load tests; `ceiling` is the bare HTTP ceiling server.
@@ -15,6 +15,7 @@ pub mod commands;
 pub mod config;
 pub mod duration;
 pub mod executor;
+pub mod flags;
 pub mod metrics;
 pub mod output;
 pub mod recorder;
