@@ -8,7 +8,7 @@
 #
 # Before linting the real workflows it proves the linter can fail: a deliberately broken
 # workflow in a temporary folder must be rejected with a syntax, an expression and a
-# shellcheck error, and a copy of ci.yml with one key misspelt must be rejected too.
+# run-script (shellcheck) error, and a copy of ci.yml with one key misspelt must be too.
 #
 #   bash scripts/lint-workflows.sh            # self-check, then .github/workflows/*.yml
 #   bash scripts/lint-workflows.sh FILE...    # self-check, then only these files
@@ -68,9 +68,8 @@ expect_rejected() {
 }
 
 self_check() {
-  local tmp; tmp=$(mktemp -d)
-  # shellcheck disable=SC2064 # expand now: $tmp is local
-  trap "rm -rf '$tmp'" RETURN
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
   mkdir -p "$tmp/.github/workflows"
   # One error per kind actionlint must see: a misspelt key, an undefined expression property,
   # and a run: script with an unquoted variable (shellcheck SC2086).
