@@ -9,6 +9,7 @@
 # Before linting the real workflows it proves the linter can fail: a deliberately broken
 # workflow in a temporary folder must be rejected with a syntax, an expression and a
 # run-script (shellcheck) error, and a copy of ci.yml with one key misspelt must be too.
+# Every third-party action must be pinned to a full commit SHA with its version in a comment.
 #
 #   bash scripts/lint-workflows.sh            # self-check, then .github/workflows/*.yml
 #   bash scripts/lint-workflows.sh FILE...    # self-check, then only these files
@@ -67,6 +68,13 @@ expect_rejected() {
   done
 }
 
+# unpinned FILE...: print every third-party `uses:` not pinned to a full commit SHA with a
+# version comment (`owner/action@<40 hex> # v1.2.3`); local `./` actions are exempt.
+unpinned() {
+  grep -nE '^[[:space:]-]*uses:[[:space:]]' "$@" | grep -vE 'uses:[[:space:]]+\./' \
+    | grep -vE 'uses:[[:space:]]+[^[:space:]@]+@[0-9a-f]{40}[[:space:]]+#[[:space:]]*[^[:space:]]' || true
+}
+
 self_check() {
   tmp=$(mktemp -d)
   trap 'rm -rf "$tmp"' EXIT
@@ -84,6 +92,10 @@ jobs:
       - run: ls $HOME/*.txt
 YAML
   expect_rejected "$tmp" .github/workflows/broken.yml syntax-check expression shellcheck
+  printf '      - uses: actions/checkout@v5\n      - uses: actions/cache@0400d5f644dc74513175e3cd8d07132dd4860809\n' \
+    >"$tmp/unpinned.yml"
+  [ "$(unpinned "$tmp/unpinned.yml" | wc -l)" -eq 2 ] \
+    || die "self-check: the pin check missed a tag or a SHA without a version comment"
   if [ -f "$ROOT/.github/workflows/ci.yml" ]; then
     sed 's/^\(\s*\)runs-on:/\1run-on:/' "$ROOT/.github/workflows/ci.yml" >"$tmp/.github/workflows/ci.yml"
     cmp -s "$ROOT/.github/workflows/ci.yml" "$tmp/.github/workflows/ci.yml" \
@@ -103,4 +115,6 @@ if [ $# -eq 0 ]; then
   [ $# -gt 0 ] || die "no workflows in .github/workflows/"
 fi
 lint "$@" || die "actionlint found problems in $* (above)"
+bad=$(unpinned "$@")
+[ -z "$bad" ] || die "actions not pinned to a full commit SHA with a version comment (owner/action@<sha> # vX.Y.Z):"$'\n'"$bad"
 log "ok: $# workflow(s) clean with actionlint v$ACTIONLINT_VERSION and $(shellcheck --version | sed -n 's/^version: /shellcheck /p') ($((SECONDS - started)) s)"
