@@ -15,13 +15,17 @@ export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 bash scripts/services.sh up
 
 # app/tests/abuse.rs sends forged X-Forwarded-For through a real nginx (run from a temp dir
-# on a free port, never as the system service); the test fails without it, so install it
-if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
-  command -v apt-get >/dev/null || { echo "nginx not found and no apt-get: install nginx first" >&2; exit 1; }
+# on a free port, never as the system service) and operator/e2e/local.sh reads the API with jq;
+# both fail without their tool, so install what is missing
+missing=()
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
+command -v jq >/dev/null || missing+=(jq)
+if [ ${#missing[@]} -gt 0 ]; then
+  command -v apt-get >/dev/null || { echo "${missing[*]} not found and no apt-get: install them first" >&2; exit 1; }
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
-  echo "[test] installing nginx from the system packages" >&2
+  echo "[test] installing ${missing[*]} from the system packages" >&2
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 command -v cargo >/dev/null || { echo "cargo not found: install Rust (https://rustup.rs) first" >&2; exit 1; }
