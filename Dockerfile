@@ -13,6 +13,13 @@
 # runs on Debian slim, also as 65532: it is a client tool, and the Indexed Job in
 # loadtest/k8s/job.yaml drives its shards through /bin/sh (segment index, exit-code mapping,
 # globbing shard summaries). Changing only Rust sources reuses the cooked dependency layer.
+#
+# VERSION and REVISION (the workspace version and the git commit) become the
+# org.opencontainers.image.version/revision labels; a build must pass both:
+#   --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)"
+# `make images` (scripts/images.sh) builds the same three images without an engine: it reads
+# every runtime setting below (labels, env, user, ports, entrypoint, cmd, binary path) from
+# this file, so this file is the one home of those values.
 
 ARG RUST_VERSION=1.95
 ARG CARGO_CHEF_VERSION=0.1.78
@@ -41,9 +48,13 @@ RUN cargo build --release --locked \
 
 # ---------------------------------------------------------------------------------------
 FROM ${RUNTIME_IMAGE} AS app
+ARG VERSION
+ARG REVISION
 LABEL org.opencontainers.image.title="floodgate-app" \
       org.opencontainers.image.description="Floodgate commerce API" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
 COPY --from=builder /out/floodgate-app /usr/local/bin/floodgate-app
 ENV FLOODGATE_LISTEN_ADDR=0.0.0.0:8080 \
     FLOODGATE_ENV=production
@@ -54,9 +65,13 @@ CMD ["serve"]
 
 # ---------------------------------------------------------------------------------------
 FROM ${RUNTIME_IMAGE} AS operator
+ARG VERSION
+ARG REVISION
 LABEL org.opencontainers.image.title="floodgate-operator" \
       org.opencontainers.image.description="Kubernetes operator for Floodgate Campaign and QueueConfig" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
 COPY --from=builder /out/floodgate-operator /usr/local/bin/floodgate-operator
 USER 65532:65532
 EXPOSE 9090
@@ -65,9 +80,13 @@ CMD ["controller", "--listen", "0.0.0.0:9090"]
 
 # ---------------------------------------------------------------------------------------
 FROM ${LOADTEST_RUNTIME_IMAGE} AS loadtest
+ARG VERSION
+ARG REVISION
 LABEL org.opencontainers.image.title="floodgate-loadtest" \
       org.opencontainers.image.description="Floodgate load generator" \
-      org.opencontainers.image.licenses="Apache-2.0"
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.revision="${REVISION}"
 COPY --from=builder /out/floodgate-loadtest /usr/local/bin/floodgate-loadtest
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/floodgate-loadtest"]
