@@ -1,11 +1,14 @@
 # Floodgate — the two commands a new user needs, and the benchmark.
-.PHONY: run test bench soak services services-down cluster cluster-down cluster-test fmt lint
+.PHONY: run test images bench soak services services-down cluster cluster-down cluster-test fmt lint
 
 run:            ## app with demo data + operator in local --manifests mode
 	bash scripts/run.sh
 
 test:           ## every test, against real PostgreSQL and Redis (started if needed)
 	bash scripts/test.sh
+
+images:         ## OCI image tarballs of the three binaries, no Docker engine (release build) → .data/images/
+	bash scripts/images.sh
 
 bench:          ## release benchmarks against same-run ceilings → docs/benchmarks/
 	bash scripts/bench.sh

@@ -7,6 +7,7 @@
 #   bash scripts/images.sh                          release binaries -> .data/images/
 #   bash scripts/images.sh --profile debug --out D  debug binaries -> D (scripts/image-tests.sh)
 #   bash scripts/images.sh app                      only some targets (app, operator, loadtest)
+#   bash scripts/images.sh --crane-path             build crane if needed, print its path
 #
 # The layer (scripts/image_parts.py): the binary at the Dockerfile's path, exactly the shared
 # libraries ldd resolves for it (the dynamic loader included), the host's CA bundle,
@@ -33,6 +34,7 @@ CRANE_VERSION=v0.22.1
 PROFILE=release
 OUT=$ROOT/.data/images
 TARGETS=()
+PRINT_CRANE=""
 
 log() { printf '[images] %s\n' "$*" >&2; }
 die() { printf '[images] error: %s\n' "$*" >&2; exit 1; }
@@ -41,6 +43,7 @@ while [ $# -gt 0 ]; do
   case $1 in
     --profile) PROFILE=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
+    --crane-path) PRINT_CRANE=1; shift ;;
     app|operator|loadtest) TARGETS+=("$1"); shift ;;
     *) die "unknown argument $1 (see the header of $0)" ;;
   esac
@@ -93,6 +96,7 @@ platform() {
 }
 
 CRANE=$(crane_bin)
+[ -z "$PRINT_CRANE" ] || { echo "$CRANE"; exit 0; }
 BUSYBOX=""
 for t in "${TARGETS[@]}"; do [ "$t" = loadtest ] && BUSYBOX=$(busybox_bin); done
 command -v python3 >/dev/null || die "python3 not found (apt-get install python3)"

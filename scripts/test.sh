@@ -60,6 +60,9 @@ bash scripts/chart-tests.sh || status=$?
 # that a deliberately broken workflow is rejected (about 1 s once actionlint is built)
 bash scripts/lint-workflows.sh || status=$?
 
+# the OCI image tarballs, assembled without an engine from the debug binaries (scripts/images.sh)
+bash scripts/image-tests.sh || status=$?
+
 # the CRD examples against the CRDs' own schemas, in the same virtualenv
 "$ROOT/.data/venv-chart/bin/python" -m pytest -q operator/tests || status=$?
 

