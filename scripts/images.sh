@@ -127,8 +127,10 @@ REVISION=$(git rev-parse HEAD)
 git diff --quiet HEAD -- 2>/dev/null || REVISION=$REVISION-dirty
 export SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct)}
 
-"$CRANE" registry serve --address 127.0.0.1:0 2>"$WORK/registry.log" &
+: >"$WORK/registry.log" # exists before the background job opens it: no race with sed
+"$CRANE" registry serve --address 127.0.0.1:0 2>>"$WORK/registry.log" &
 REGISTRY_PID=$!
+PORT=""
 for _ in $(seq 100); do
   PORT=$(sed -n 's/.*serving on port \([0-9]*\).*/\1/p' "$WORK/registry.log")
   [ -n "$PORT" ] && break
