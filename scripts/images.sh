@@ -79,6 +79,7 @@ busybox_bin() {
     log "downloading busybox-static $version (Debian) into $dir"
     local tmp
     tmp=$(mktemp -d); rm -rf "$dir.partial"; mkdir -p "$dir.partial"
+    chown _apt "$tmp" 2>/dev/null || true # apt's download sandbox user may write there
     (cd "$tmp" && apt-get download -q "busybox-static=$version" >&2) || die "apt-get download busybox-static failed"
     dpkg-deb -x "$tmp"/busybox-static_*.deb "$dir.partial/root"
     mkdir -p "$dir.partial/bin" && cp "$dir.partial/root/bin/busybox" "$dir.partial/bin/busybox"

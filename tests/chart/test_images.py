@@ -137,3 +137,16 @@ def test_hadolint_fails_a_dockerfile_with_known_violations(tmp_path):
     assert out.returncode != 0, out.stdout
     assert "DL3007" in out.stdout and "DL3008" in out.stdout, out.stdout
 
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_runtime_target_labels_version_and_revision_from_build_args(target):
+    """The version and revision labels come from build args declared in the stage (a global ARG
+    is not visible after FROM without it), so every build (buildx, scripts/images.sh) sets them."""
+    body = stages()[target]["body"]
+    declared = {rest.partition("=")[0] for word, rest in body if word == "ARG"}
+    labels = " ".join(rest for word, rest in body if word == "LABEL")
+    assert {"VERSION", "REVISION"} <= declared, f"{target} declares ARG {declared}"
+    assert 'org.opencontainers.image.version="${VERSION}"' in labels
+    assert 'org.opencontainers.image.revision="${REVISION}"' in labels
+    assert f'org.opencontainers.image.title="{TARGETS[target]}"' in labels
