@@ -73,7 +73,7 @@ busybox_bin() {
     apt_root apt-get update -qq >&2
     version=$(apt-cache policy busybox-static | awk '/Candidate:/ { print $2 }')
   fi
-  [ -n "$version" ] && [ "$version" != "(none)" ] || die "no busybox-static package in the apt sources"
+  case $version in "" | "(none)") die "no busybox-static package in the apt sources" ;; esac
   local dir=$CACHE/busybox-static-${version//[:~]/_}
   if [ ! -x "$dir/bin/busybox" ]; then
     log "downloading busybox-static $version (Debian) into $dir"

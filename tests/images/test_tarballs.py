@@ -6,6 +6,7 @@ nothing of the host is visible, so no host library can be used)."""
 from __future__ import annotations
 
 import json
+import platform
 import re
 import subprocess
 import tomllib
@@ -64,7 +65,7 @@ def test_config_is_the_dockerfiles(target, unpacked):
     assert labels["org.opencontainers.image.version"] == version
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
     assert re.fullmatch(rf"{head}(-dirty)?", labels["org.opencontainers.image.revision"]), labels
-    assert (image.config["os"], image.config["architecture"]) == ("linux", {"x86_64": "amd64", "aarch64": "arm64"}[__import__("platform").machine()])
+    assert (image.config["os"], image.config["architecture"]) == ("linux", {"x86_64": "amd64", "aarch64": "arm64"}[platform.machine()])
 
 
 def test_tag_is_the_charts_app_version(unpacked):
@@ -84,7 +85,8 @@ def test_layer_holds_the_binary_and_exactly_the_libraries_it_needs(target, unpac
     assert LOADER in libs and any("libc.so" in lib for lib in libs), listed.stdout
     base = {f"/usr/local/bin/{image.name}", "/etc/ssl/certs/ca-certificates.crt", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf"}
     shell = {"/bin/busybox", "/bin/sh"} if target == "loadtest" else set()
-    assert files == base | libs | shell, f"extra: {files - base - libs - shell}, missing: {base | libs | shell - files}"
+    want = base | libs | shell
+    assert files == want, f"extra: {files - want}, missing: {want - files}"
     passwd = (image.rootfs / "etc" / "passwd").read_text()
     assert f":x:{UID}:{UID}:" in passwd and (image.rootfs / "home" / "nonroot").stat().st_uid == UID
     assert (image.rootfs / "tmp").stat().st_mode & 0o1777 == 0o1777
