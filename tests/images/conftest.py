@@ -15,9 +15,8 @@ from dataclasses import dataclass
 
 import pytest
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "tests" / "chart"))
-TARGETS = {"app": "floodgate-app", "operator": "floodgate-operator", "loadtest": "floodgate-loadtest"}
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "chart"))
+from dockerfile import REPO, TARGETS  # noqa: E402  (the tests' Dockerfile reader, tests/chart)
 
 
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:

@@ -14,8 +14,7 @@ import tomllib
 import pytest
 import yaml
 
-from conftest import REPO, TARGETS
-from dockerfile import stages
+from dockerfile import REPO, TARGETS, stages
 
 UID = 65532
 LOADER = "/lib64/ld-linux-x86-64.so.2"
