@@ -4,6 +4,7 @@ inside one with chroot, so that only the files of the image are visible to it.""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pathlib
@@ -51,6 +52,7 @@ class Image:
     manifest: dict
     config: dict
     rootfs: pathlib.Path
+    owners: dict[str, tuple[int, int, int]]  # path in the image -> (uid, gid, mode), from the layer
 
 
 def read_tarball(path: pathlib.Path) -> tuple[dict, dict]:
@@ -76,10 +78,11 @@ def unpacked(images_dir, crane, tmp_path_factory):
             with open(tarball, "rb") as f:
                 export = subprocess.run([crane, "export", "-", "-"], stdin=f, capture_output=True, check=False)
             assert export.returncode == 0, export.stderr.decode()
-            # tar as root keeps the image's owners and modes, like a container runtime would.
             untar = subprocess.run(["tar", "-x", "-C", str(rootfs)], input=export.stdout, capture_output=True, check=False)
             assert untar.returncode == 0, untar.stderr.decode()
-            cache[target] = Image(target, name, tarball, manifest, config, rootfs)
+            with tarfile.open(fileobj=io.BytesIO(export.stdout)) as tar:
+                owners = {"/" + m.name.lstrip("./"): (m.uid, m.gid, m.mode) for m in tar.getmembers()}
+            cache[target] = Image(target, name, tarball, manifest, config, rootfs, owners)
         return cache[target]
 
     return get

@@ -87,8 +87,10 @@ def test_layer_holds_the_binary_and_exactly_the_libraries_it_needs(target, unpac
     want = base | libs | shell
     assert files == want, f"extra: {files - want}, missing: {want - files}"
     passwd = (image.rootfs / "etc" / "passwd").read_text()
-    assert f":x:{UID}:{UID}:" in passwd and (image.rootfs / "home" / "nonroot").stat().st_uid == UID
-    assert (image.rootfs / "tmp").stat().st_mode & 0o1777 == 0o1777
+    assert f":x:{UID}:{UID}:" in passwd
+    assert image.owners["/home/nonroot"][:2] == (UID, UID), "the user's home belongs to the user"
+    assert image.owners["/tmp"][2] & 0o1777 == 0o1777
+    assert {o[:2] for path, o in image.owners.items() if path != "/home/nonroot"} == {(0, 0)}
 
 
 @pytest.mark.parametrize("target", TARGETS)
