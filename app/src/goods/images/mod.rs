@@ -6,10 +6,11 @@
 //! - `rules`: the type from the bytes, limits, object keys, thumbnail sizes, ETags (pure).
 //! - `upload`: the order of checks of an upload; nothing is stored for a refused one.
 //! - `thumbnails`: the background worker that makes thumbnails off the request path.
-//! - `store`: SQL; `storage`: the object store.
+//! - `store`: SQL; `storage`: the object store (`s3_client`: its HTTP client for S3).
 
 mod handlers;
 pub mod rules;
+mod s3_client;
 pub mod storage;
 pub mod store;
 pub mod thumbnails;

@@ -2,19 +2,20 @@
 //! by default (`make run` needs nothing else), an S3 bucket when configured. Nothing else in
 //! the app talks to the store.
 //!
-//! S3 goes through `object_store`'s own reqwest client (the workspace's reqwest 0.13) with
-//! rustls on the `ring` provider, installed process-wide by [`install_tls_provider`]; its
-//! signing uses `ring` too, so the app carries one crypto stack (no aws-lc-rs).
+//! S3 requests are signed with `ring` and sent by [`super::s3_client`] (hyper-rustls on
+//! `ring`), so the app carries one crypto stack.
 
 use std::{sync::Arc, time::Duration};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::{
-    ClientOptions, ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
+    ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
     aws::AmazonS3Builder, local::LocalFileSystem, path::Path,
 };
 use secrecy::ExposeSecret;
+
+use super::s3_client::RustlsConnector;
 
 use crate::{
     config::{ImageSettings, ImageStoreKind},
@@ -24,12 +25,6 @@ use crate::{
 #[derive(Clone, Debug)]
 pub struct ImageStore {
     inner: Arc<dyn ObjectStore>,
-}
-
-/// Installs rustls' `ring` provider as the process default (reqwest's TLS for S3 has none
-/// of its own); a second call, or one after another crate installed it, changes nothing.
-pub fn install_tls_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 impl ImageStore {
@@ -109,17 +104,15 @@ fn s3(settings: &ImageSettings) -> anyhow::Result<object_store::aws::AmazonS3> {
         .image_s3_bucket
         .as_deref()
         .ok_or_else(|| anyhow::anyhow!("FLOODGATE_IMAGE_STORE=s3 needs FLOODGATE_IMAGE_S3_BUCKET"))?;
-    install_tls_provider();
     // from_env: the AWS environment's credential sources (web identity, container, instance)
     // when no keys are given
     let mut builder = AmazonS3Builder::from_env()
         .with_bucket_name(bucket)
         .with_region(&settings.image_s3_region)
-        .with_client_options(
-            ClientOptions::new()
-                .with_connect_timeout(Duration::from_secs(3))
-                .with_timeout(Duration::from_secs(20)),
-        )
+        .with_http_connector(RustlsConnector {
+            connect_timeout: Duration::from_secs(3),
+            request_timeout: Duration::from_secs(20),
+        })
         .with_retry(RetryConfig {
             max_retries: 2,
             retry_timeout: Duration::from_secs(8),

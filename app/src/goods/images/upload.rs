@@ -45,7 +45,8 @@ fn check_owner_and_count(
 /// `max` bytes.
 pub async fn read_file(mut multipart: Multipart, max: u32) -> Result<Bytes, ApiError> {
     let mut file: Option<Bytes> = None;
-    while let Some(mut field) = multipart.next_field().await.map_err(bad_multipart)? {
+    let bad = |e| bad_multipart(e, max);
+    while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
         if field.name() != Some("file") {
             continue;
         }
@@ -56,7 +57,7 @@ pub async fn read_file(mut multipart: Multipart, max: u32) -> Result<Bytes, ApiE
             ));
         }
         let mut bytes = BytesMut::new();
-        while let Some(chunk) = field.chunk().await.map_err(bad_multipart)? {
+        while let Some(chunk) = field.chunk().await.map_err(bad)? {
             if bytes.len() + chunk.len() > max as usize {
                 return Err(rules::too_large(max));
             }
@@ -74,19 +75,16 @@ pub async fn read_file(mut multipart: Multipart, max: u32) -> Result<Bytes, ApiE
     Ok(file)
 }
 
-/// A malformed multipart body is the client's fault; its size limit is a 413.
-fn bad_multipart(e: MultipartError) -> ApiError {
-    let status = e.status();
-    let kind = match status {
-        StatusCode::PAYLOAD_TOO_LARGE => "payload-too-large",
-        _ => "bad-request",
-    };
-    let status = if status.is_client_error() {
-        status
-    } else {
-        StatusCode::BAD_REQUEST
-    };
-    ApiError::new(status, kind, format!("the multipart body cannot be read: {}", e.body_text()))
+/// A malformed multipart body is the client's fault (400); past the body limit, the file
+/// is too large (413).
+fn bad_multipart(e: MultipartError, max: u32) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        return rules::too_large(max);
+    }
+    ApiError::bad_request(format!(
+        "the multipart/form-data body cannot be read: {}",
+        e.body_text()
+    ))
 }
 
 /// What the bytes are and their size in pixels, from the type's header.
