@@ -27,16 +27,22 @@ pub struct ImageUpload {
     file: Vec<u8>,
 }
 
+/// The bytes of an image file.
+#[derive(utoipa::ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // the documented shape of an image answer
+pub struct ImageBytes(Vec<u8>);
+
 /// Add an image to goods (the owning seller only). One `file` part; its type is judged from
 /// its bytes. The thumbnail is made shortly after (its URL appears in the goods detail).
-#[utoipa::path(post, path = "/goods/{id}/images", tag = "goods", security(("bearer" = ["seller"])),
+#[utoipa::path(post, path = "/goods/{id}/images", operation_id = "upload_goods_image", tag = "goods", security(("bearer" = ["seller"])),
     params(("id" = i64, Path)),
     request_body(content = ImageUpload, content_type = "multipart/form-data"),
     responses((status = 201, body = ImageView),
               (status = 403, description = "`not-owner`: the goods are another seller's", content_type = "application/problem+json"),
               (status = 409, description = "`image-limit-reached`: the goods hold `FLOODGATE_IMAGE_MAX_PER_GOODS` images", content_type = "application/problem+json"),
               (status = 413, description = "`payload-too-large`: the file is over `FLOODGATE_IMAGE_MAX_BYTES`", content_type = "application/problem+json"),
-              (status = 415, description = "`unsupported-image-type`: the file's bytes are not JPEG, PNG or WebP; `unsupported-media-type`: the body is not multipart/form-data", content_type = "application/problem+json"),
+              (status = 415, description = "`unsupported-image-type`: the file's bytes are not JPEG, PNG or WebP", content_type = "application/problem+json"),
               (status = 422, description = "`validation-failed` (`field`: `file`): no `file` part, an empty one, two of them, an unreadable header or too many pixels", content_type = "application/problem+json")))]
 pub async fn upload(
     State(state): State<AppState>,
@@ -73,10 +79,10 @@ pub async fn upload(
 }
 
 /// An image as uploaded, with `ETag` and `Cache-Control` (304 on a matching `If-None-Match`).
-#[utoipa::path(get, path = "/goods/{id}/images/{image_id}", tag = "goods",
+#[utoipa::path(get, path = "/goods/{id}/images/{image_id}", operation_id = "goods_image", tag = "goods",
     params(("id" = i64, Path), ("image_id" = Uuid, Path), ("If-None-Match" = Option<String>, Header)),
     responses((status = 200, description = "The image's bytes", content(
-                  (Vec<u8> = "image/jpeg"), (Vec<u8> = "image/png"), (Vec<u8> = "image/webp")),
+                  (ImageBytes = "image/jpeg"), (ImageBytes = "image/png"), (ImageBytes = "image/webp")),
                 headers(("ETag" = String), ("Cache-Control" = String))),
               (status = 304, description = "Not modified: the `If-None-Match` tag is current", headers(("ETag" = String), ("Cache-Control" = String)))))]
 pub async fn original(
@@ -88,9 +94,9 @@ pub async fn original(
 }
 
 /// An image's thumbnail (JPEG, or PNG for images with transparency), once it is made.
-#[utoipa::path(get, path = "/goods/{id}/images/{image_id}/thumbnail", tag = "goods",
+#[utoipa::path(get, path = "/goods/{id}/images/{image_id}/thumbnail", operation_id = "goods_image_thumbnail", tag = "goods",
     params(("id" = i64, Path), ("image_id" = Uuid, Path), ("If-None-Match" = Option<String>, Header)),
-    responses((status = 200, description = "The thumbnail's bytes", content((Vec<u8> = "image/jpeg"), (Vec<u8> = "image/png")),
+    responses((status = 200, description = "The thumbnail's bytes", content((ImageBytes = "image/jpeg"), (ImageBytes = "image/png")),
                 headers(("ETag" = String), ("Cache-Control" = String))),
               (status = 304, description = "Not modified: the `If-None-Match` tag is current", headers(("ETag" = String), ("Cache-Control" = String))),
               (status = 404, description = "No such image, or its thumbnail is not made yet", content_type = "application/problem+json")))]
