@@ -86,12 +86,23 @@ async fn new_goods(app: &TestApp, token: &str) -> i64 {
 }
 
 /// Uploads one part `file` (file name, part Content-Type, bytes).
-async fn upload(app: &TestApp, goods: i64, token: &str, part: (&str, &str, &[u8])) -> reqwest::Response {
+async fn upload(
+    app: &TestApp,
+    goods: i64,
+    token: &str,
+    part: (&str, &str, &[u8]),
+) -> reqwest::Response {
     let (ct, body) = multipart(&[("file", part.0, part.1, part.2)]);
     upload_raw(app, goods, token, &ct, body).await
 }
 
-async fn upload_raw(app: &TestApp, goods: i64, token: &str, ct: &str, body: Vec<u8>) -> reqwest::Response {
+async fn upload_raw(
+    app: &TestApp,
+    goods: i64,
+    token: &str,
+    ct: &str,
+    body: Vec<u8>,
+) -> reqwest::Response {
     app.http
         .post(app.url(&format!("/api/v1/goods/{goods}/images")))
         .bearer_auth(token)
@@ -130,11 +141,18 @@ async fn upload_flow(pool: PgPool, store: Store) {
     assert_eq!(res.status(), StatusCode::CREATED);
     let created: Value = res.json().await.unwrap();
     assert_eq!(created["content_type"], "image/png", "{created}");
-    assert_eq!((created["width"].as_i64(), created["height"].as_i64()), (Some(300), Some(150)));
+    assert_eq!(
+        (created["width"].as_i64(), created["height"].as_i64()),
+        (Some(300), Some(150))
+    );
     let url = created["url"].as_str().unwrap().to_owned();
 
     let shown = detail(&app, goods).await;
-    assert_eq!(shown["images"][0]["url"], url.as_str(), "stale detail after 201: {shown}");
+    assert_eq!(
+        shown["images"][0]["url"],
+        url.as_str(),
+        "stale detail after 201: {shown}"
+    );
     let prefix = format!("goods/{goods}/");
     let keys = store.objects.keys(&prefix).await;
     assert_eq!(keys.len(), 1, "{keys:?}");
@@ -144,13 +162,30 @@ async fn upload_flow(pool: PgPool, store: Store) {
     let res = app.get(&url, None).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()[header::CONTENT_TYPE], "image/png");
-    assert!(res.headers()[header::CACHE_CONTROL].to_str().unwrap().contains("max-age"));
+    assert!(
+        res.headers()[header::CACHE_CONTROL]
+            .to_str()
+            .unwrap()
+            .contains("max-age")
+    );
     let etag = res.headers()[header::ETAG].to_str().unwrap().to_owned();
     assert_eq!(res.bytes().await.unwrap().as_ref(), png.as_slice());
-    let again = app.http.get(app.url(&url)).header(header::IF_NONE_MATCH, &etag).send().await.unwrap();
+    let again = app
+        .http
+        .get(app.url(&url))
+        .header(header::IF_NONE_MATCH, &etag)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(again.headers()[header::ETAG].to_str().unwrap(), etag);
-    let other = app.http.get(app.url(&url)).header(header::IF_NONE_MATCH, "\"nope\"").send().await.unwrap();
+    let other = app
+        .http
+        .get(app.url(&url))
+        .header(header::IF_NONE_MATCH, "\"nope\"")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(other.status(), StatusCode::OK);
 
     // the thumbnail appears in the detail, made off the request path
@@ -160,17 +195,34 @@ async fn upload_flow(pool: PgPool, store: Store) {
     let thumb_etag = res.headers()[header::ETAG].to_str().unwrap().to_owned();
     let thumb = image::load_from_memory(&res.bytes().await.unwrap()).unwrap();
     assert_eq!((thumb.width(), thumb.height()), (THUMB_PX, THUMB_PX / 2));
-    let again = app.http.get(app.url(&thumb_url)).header(header::IF_NONE_MATCH, &thumb_etag).send().await.unwrap();
+    let again = app
+        .http
+        .get(app.url(&thumb_url))
+        .header(header::IF_NONE_MATCH, &thumb_etag)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(store.objects.keys(&prefix).await.len(), 2);
 
     // the list carries the images too
     let list: Value = app.get("/api/v1/goods", None).await.json().await.unwrap();
-    let item = list["items"].as_array().unwrap().iter().find(|g| g["id"] == goods).unwrap();
+    let item = list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["id"] == goods)
+        .unwrap();
     assert_eq!(item["images"][0]["thumbnail_url"], thumb_url.as_str());
 
     // deleting the goods removes rows and objects
-    let res = app.http.delete(app.url(&format!("/api/v1/goods/{goods}"))).bearer_auth(&token).send().await.unwrap();
+    let res = app
+        .http
+        .delete(app.url(&format!("/api/v1/goods/{goods}")))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), StatusCode::NO_CONTENT);
     assert_eq!(rows(&app, goods).await, 0);
     assert_eq!(store.objects.keys(&prefix).await, Vec::<String>::new());
@@ -184,7 +236,10 @@ async fn wait_for_thumbnail(app: &TestApp, goods: i64) -> String {
         if let Some(url) = shown["images"][0]["thumbnail_url"].as_str() {
             return url.to_owned();
         }
-        assert!(start.elapsed() < Duration::from_secs(15), "no thumbnail after 15 s: {shown}");
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no thumbnail after 15 s: {shown}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -200,48 +255,125 @@ async fn refusals(pool: PgPool, store: Store) {
     let jpeg = image_file(40, 30, ImageFormat::Jpeg);
     let nothing_stored = async |what: &str| {
         assert_eq!(rows(&app, goods).await, 0, "{what} left a row");
-        assert_eq!(store.objects.keys(&prefix).await, Vec::<String>::new(), "{what} left an object");
+        assert_eq!(
+            store.objects.keys(&prefix).await,
+            Vec::<String>::new(),
+            "{what} left an object"
+        );
     };
 
     let file = ("x.jpg", "image/jpeg", jpeg.as_slice());
-    let b = expect_problem(upload(&app, goods, &other, file).await, StatusCode::FORBIDDEN).await;
+    let b = expect_problem(
+        upload(&app, goods, &other, file).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
     assert!(b["type"].as_str().unwrap().ends_with("/not-owner"), "{b}");
-    let b = expect_problem(upload(&app, goods, &customer, file).await, StatusCode::FORBIDDEN).await;
-    assert!(b["type"].as_str().unwrap().ends_with("/missing-role"), "{b}");
-    expect_problem(upload(&app, goods + 1000, &token, file).await, StatusCode::NOT_FOUND).await;
+    let b = expect_problem(
+        upload(&app, goods, &customer, file).await,
+        StatusCode::FORBIDDEN,
+    )
+    .await;
+    assert!(
+        b["type"].as_str().unwrap().ends_with("/missing-role"),
+        "{b}"
+    );
+    expect_problem(
+        upload(&app, goods + 1000, &token, file).await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
     nothing_stored("a refused seller").await;
 
     let text = b"just some text, named like a photo".as_slice();
-    let b = expect_problem(upload(&app, goods, &token, ("x.jpg", "image/jpeg", text)).await, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
-    assert!(b["detail"].as_str().unwrap().contains("not a JPEG, PNG or WebP"), "{b}");
-    let b = expect_problem(upload(&app, goods, &token, ("x.jpg", "image/jpeg", b"")).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let b = expect_problem(
+        upload(&app, goods, &token, ("x.jpg", "image/jpeg", text)).await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    )
+    .await;
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not a JPEG, PNG or WebP"),
+        "{b}"
+    );
+    let b = expect_problem(
+        upload(&app, goods, &token, ("x.jpg", "image/jpeg", b"")).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     assert_eq!(b["detail"], "the file part is empty");
     let (ct, body) = multipart(&[("photo", "x.jpg", "image/jpeg", &jpeg)]);
-    let b = expect_problem(upload_raw(&app, goods, &token, &ct, body).await, StatusCode::UNPROCESSABLE_ENTITY).await;
-    assert!(b["detail"].as_str().unwrap().contains("no `file` part"), "{b}");
-    let b = expect_problem(upload_raw(&app, goods, &token, "image/jpeg", jpeg.clone()).await, StatusCode::UNSUPPORTED_MEDIA_TYPE).await;
-    assert!(b["detail"].as_str().unwrap().contains("multipart/form-data"), "{b}");
+    let b = expect_problem(
+        upload_raw(&app, goods, &token, &ct, body).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    assert!(
+        b["detail"].as_str().unwrap().contains("no `file` part"),
+        "{b}"
+    );
+    let b = expect_problem(
+        upload_raw(&app, goods, &token, "image/jpeg", jpeg.clone()).await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    )
+    .await;
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("multipart/form-data"),
+        "{b}"
+    );
     let mut header_only = b"\x89PNG\r\n\x1a\n".to_vec();
     header_only.extend_from_slice(&[0; 64]);
-    let b = expect_problem(upload(&app, goods, &token, ("x.png", "image/png", &header_only)).await, StatusCode::UNPROCESSABLE_ENTITY).await;
+    let b = expect_problem(
+        upload(&app, goods, &token, ("x.png", "image/png", &header_only)).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
     assert!(b["detail"].as_str().unwrap().contains("PNG"), "{b}");
     // over the size limit: just over it, and far over the whole body limit
     for size in [64 * 1024 + 1, 1024 * 1024] {
         let mut big = jpeg.clone();
         big.resize(size, 0);
-        let b = expect_problem(upload(&app, goods, &token, ("big.jpg", "image/jpeg", &big)).await, StatusCode::PAYLOAD_TOO_LARGE).await;
+        let b = expect_problem(
+            upload(&app, goods, &token, ("big.jpg", "image/jpeg", &big)).await,
+            StatusCode::PAYLOAD_TOO_LARGE,
+        )
+        .await;
         assert!(b["detail"].as_str().unwrap().contains("larger than"), "{b}");
     }
     nothing_stored("bad input").await;
 
     // the count limit (2 here): the third is refused, the first two stay
     for _ in 0..2 {
-        assert_eq!(upload(&app, goods, &token, file).await.status(), StatusCode::CREATED);
+        assert_eq!(
+            upload(&app, goods, &token, file).await.status(),
+            StatusCode::CREATED
+        );
     }
-    let b = expect_problem(upload(&app, goods, &token, file).await, StatusCode::CONFLICT).await;
-    assert!(b["detail"].as_str().unwrap().contains("already have 2 images"), "{b}");
+    let b = expect_problem(
+        upload(&app, goods, &token, file).await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    assert!(
+        b["detail"]
+            .as_str()
+            .unwrap()
+            .contains("already have 2 images"),
+        "{b}"
+    );
     assert_eq!(rows(&app, goods).await, 2);
-    let originals = store.objects.keys(&prefix).await.into_iter().filter(|k| !k.contains(".thumb.")).count();
+    let originals = store
+        .objects
+        .keys(&prefix)
+        .await
+        .into_iter()
+        .filter(|k| !k.contains(".thumb."))
+        .count();
     assert_eq!(originals, 2, "the refused third left an object");
 }
 

@@ -139,7 +139,11 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
         if path.is_dir() {
             walk(root, &path, out);
         } else {
-            let key = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let key = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
             out.push(key);
         }
     }

@@ -138,7 +138,10 @@ async fn serve(
     let tag = HeaderValue::from_str(&format!("\"{etag}\"")).map_err(ApiError::internal)?;
     let caching = [
         (header::ETAG, tag),
-        (header::CACHE_CONTROL, HeaderValue::from_static(rules::CACHE_CONTROL)),
+        (
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(rules::CACHE_CONTROL),
+        ),
     ];
     let hit = headers
         .get(header::IF_NONE_MATCH)
@@ -155,7 +158,10 @@ async fn serve(
         caching,
         [
             (header::CONTENT_TYPE, HeaderValue::from_static(mime)),
-            (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
         ],
         bytes,
     )

@@ -22,11 +22,11 @@ use serde::Serialize;
 use sqlx::PgConnection;
 use tokio::sync::Notify;
 use utoipa::ToSchema;
-use uuid::Uuid;
 use utoipa_axum::{
     router::{OpenApiRouter, UtoipaMethodRouterExt},
     routes,
 };
+use uuid::Uuid;
 
 use self::{storage::ImageStore, store::ImageRow};
 use super::{GoodsId, GoodsView};
@@ -125,7 +125,9 @@ pub async fn remove_objects(state: &AppState, goods: GoodsId) {
     let prefix = rules::goods_prefix(goods);
     match state.images.store.delete_prefix(&prefix).await {
         Ok(n) => tracing::debug!(goods = goods.0, objects = n, "goods images removed"),
-        Err(e) => tracing::warn!(error = %e, prefix, "goods images could not be removed from the store"),
+        Err(e) => {
+            tracing::warn!(error = %e, prefix, "goods images could not be removed from the store")
+        }
     }
 }
 

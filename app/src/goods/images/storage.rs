@@ -10,8 +10,8 @@ use std::{sync::Arc, time::Duration};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::{
-    ObjectStore, ObjectStoreExt, PutPayload, RetryConfig,
-    aws::AmazonS3Builder, local::LocalFileSystem, path::Path,
+    ObjectStore, ObjectStoreExt, PutPayload, RetryConfig, aws::AmazonS3Builder,
+    local::LocalFileSystem, path::Path,
 };
 use secrecy::ExposeSecret;
 
@@ -100,10 +100,9 @@ impl ImageStore {
 }
 
 fn s3(settings: &ImageSettings) -> anyhow::Result<object_store::aws::AmazonS3> {
-    let bucket = settings
-        .image_s3_bucket
-        .as_deref()
-        .ok_or_else(|| anyhow::anyhow!("FLOODGATE_IMAGE_STORE=s3 needs FLOODGATE_IMAGE_S3_BUCKET"))?;
+    let bucket = settings.image_s3_bucket.as_deref().ok_or_else(|| {
+        anyhow::anyhow!("FLOODGATE_IMAGE_STORE=s3 needs FLOODGATE_IMAGE_S3_BUCKET")
+    })?;
     // from_env: the AWS environment's credential sources (web identity, container, instance)
     // when no keys are given
     let mut builder = AmazonS3Builder::from_env()
@@ -124,10 +123,8 @@ fn s3(settings: &ImageSettings) -> anyhow::Result<object_store::aws::AmazonS3> {
             .with_allow_http(endpoint.starts_with("http://"))
             .with_virtual_hosted_style_request(false);
     }
-    if let (Some(id), Some(secret)) = (
-        &settings.aws_access_key_id,
-        &settings.aws_secret_access_key,
-    ) {
+    if let (Some(id), Some(secret)) = (&settings.aws_access_key_id, &settings.aws_secret_access_key)
+    {
         builder = builder
             .with_access_key_id(id.expose_secret())
             .with_secret_access_key(secret.expose_secret());

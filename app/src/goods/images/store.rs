@@ -64,7 +64,10 @@ pub async fn owner_and_count<'e>(
     .await
 }
 
-pub async fn insert<'e>(db: impl PgExecutor<'e>, new: &NewImage<'_>) -> Result<ImageRow, sqlx::Error> {
+pub async fn insert<'e>(
+    db: impl PgExecutor<'e>,
+    new: &NewImage<'_>,
+) -> Result<ImageRow, sqlx::Error> {
     sqlx::query_as(concat!(
         "insert into goods_images (image_id, goods_id, content_type, byte_size, width, height, etag, object_key)
          values ($1, $2, $3, $4, $5, $6, $7, $8) returning ",
@@ -115,7 +118,10 @@ pub async fn for_goods<'e>(
 }
 
 /// Deletes every image row of `goods`; returns how many.
-pub async fn delete_for_goods<'e>(db: impl PgExecutor<'e>, goods: GoodsId) -> Result<u64, sqlx::Error> {
+pub async fn delete_for_goods<'e>(
+    db: impl PgExecutor<'e>,
+    goods: GoodsId,
+) -> Result<u64, sqlx::Error> {
     sqlx::query("delete from goods_images where goods_id = $1")
         .bind(goods)
         .execute(db)

@@ -97,13 +97,16 @@ pub fn resize(
     max: u32,
 ) -> Result<(Bytes, rules::ImageKind), ApiError> {
     let unreadable = |e: image::ImageError| {
-        ApiError::invalid("file", format!("the {} image cannot be decoded: {e}", kind.name()))
+        ApiError::invalid(
+            "file",
+            format!("the {} image cannot be decoded: {e}", kind.name()),
+        )
     };
     let mut reader = ImageReader::with_format(Cursor::new(original), kind.format());
     let mut limits = Limits::default();
     limits.max_image_width = Some(rules::MAX_SIDE);
     limits.max_image_height = Some(rules::MAX_SIDE);
-    limits.max_alloc = Some(rules::MAX_PIXELS * 4 + 64 * 1024 * 1024);
+    limits.max_alloc = Some(rules::MAX_PIXELS * 4 + 16 * 1024 * 1024);
     reader.limits(limits);
     let decoded = reader.decode().map_err(unreadable)?;
     let (w, h) = rules::thumb_size(decoded.width(), decoded.height(), max);

@@ -17,7 +17,11 @@ use super::{
 use crate::{auth::UserId, error::ApiError, goods::GoodsId, state::AppState};
 
 /// The 403/404 of an image change, and the count check, from what the database holds now.
-pub async fn check_may_add(state: &AppState, goods: GoodsId, seller: UserId) -> Result<(), ApiError> {
+pub async fn check_may_add(
+    state: &AppState,
+    goods: GoodsId,
+    seller: UserId,
+) -> Result<(), ApiError> {
     let found = state
         .db
         .run(async |c| store::owner_and_count(c, goods).await)
@@ -94,7 +98,10 @@ pub fn inspect(bytes: &[u8]) -> Result<(rules::ImageKind, u32, u32), ApiError> {
     let (width, height) = reader.into_dimensions().map_err(|e| {
         ApiError::invalid(
             "file",
-            format!("the file starts like a {} image but its header cannot be read: {e}", kind.name()),
+            format!(
+                "the file starts like a {} image but its header cannot be read: {e}",
+                kind.name()
+            ),
         )
     })?;
     rules::check_dimensions(kind, width, height)?;
