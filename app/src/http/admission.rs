@@ -289,6 +289,35 @@ mod tests {
     }
 
     #[test]
+    fn an_image_upload_is_charged_up_to_the_upload_limit() {
+        let limits = Limits {
+            max_in_flight: 1,
+            max_in_flight_bytes: 1,
+            body_limit: 65_536,
+            upload_body_limit: 5_000_000,
+        };
+        let with_len = |method: &str, path: &str| {
+            Request::builder()
+                .method(method)
+                .uri(path)
+                .header(header::CONTENT_LENGTH, 3_000_000)
+                .body(Body::empty())
+                .unwrap()
+        };
+        let upload = with_len("POST", "/api/v1/goods/42/images");
+        assert_eq!(limits.body_limit_of(&upload), 5_000_000);
+        assert!(charge(&upload, limits.body_limit_of(&upload)) > 3_000_000);
+        for (method, path) in [
+            ("POST", "/api/v1/goods"),
+            ("GET", "/api/v1/goods/42/images"),
+            ("POST", "/api/v1/orders/images"),
+        ] {
+            let other = with_len(method, path);
+            assert_eq!(limits.body_limit_of(&other), 65_536, "{method} {path}");
+        }
+    }
+
+    #[test]
     fn the_byte_budget_sheds_what_the_count_would_admit() {
         let layer = AdmissionLayer::new(Limits {
             max_in_flight: 1_000,
