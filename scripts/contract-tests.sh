@@ -40,6 +40,9 @@ export FLOODGATE_JWT_SECRET=$(head -c 48 /dev/urandom | base64 | tr -d '\n')
 # the fuzz signs up and logs in thousands of times from one address
 export FLOODGATE_AUTH_LIMIT_PER_IP=1000000 FLOODGATE_AUTH_LIMIT_PER_EMAIL=1000000
 export RUST_LOG=${CONTRACT_RUST_LOG:-warn}
+# uploaded goods images (the local folder store), made anew each run like the database
+export FLOODGATE_IMAGE_DIR=$OUT/images
+rm -rf "$FLOODGATE_IMAGE_DIR"
 TARGET=http://$FLOODGATE_LISTEN_ADDR
 
 # the binary: given, or built now and pinned (a hard link, a copy if that fails: a rebuild of

@@ -37,6 +37,10 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked --quiet cargo-nextest >&2 || echo "[test] cargo-nextest install failed: using cargo test" >&2
 fi
 
+# the virtualenv of the Python tests; app/tests/goods_images.rs runs its S3-compatible server
+# (moto) from it and fails without it
+bash scripts/venv.sh >/dev/null
+
 status=0
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --no-fail-fast "$@" || status=$?

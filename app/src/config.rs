@@ -25,6 +25,65 @@ pub enum Environment {
     Production,
 }
 
+/// Where goods images live (`goods::images::storage`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ImageStoreKind {
+    /// A folder on this machine (`FLOODGATE_IMAGE_DIR`): one replica, or a shared volume.
+    Local,
+    /// An S3 bucket (or an S3-compatible server at `FLOODGATE_IMAGE_S3_ENDPOINT`).
+    S3,
+}
+
+/// The goods image store and its limits (flattened into [`Settings`]).
+#[derive(Clone, Debug, Args)]
+pub struct ImageSettings {
+    /// `local` (a folder, the default) or `s3`.
+    #[arg(
+        long,
+        env = "FLOODGATE_IMAGE_STORE",
+        value_enum,
+        default_value = "local"
+    )]
+    pub image_store: ImageStoreKind,
+
+    /// The folder of the local store (created when missing).
+    #[arg(long, env = "FLOODGATE_IMAGE_DIR", default_value = ".data/images")]
+    pub image_dir: std::path::PathBuf,
+
+    /// The bucket of the S3 store (required with FLOODGATE_IMAGE_STORE=s3).
+    #[arg(long, env = "FLOODGATE_IMAGE_S3_BUCKET")]
+    pub image_s3_bucket: Option<String>,
+
+    /// The S3 region.
+    #[arg(long, env = "FLOODGATE_IMAGE_S3_REGION", default_value = "us-east-1")]
+    pub image_s3_region: String,
+
+    /// An S3-compatible server instead of AWS (MinIO, Ceph, ...), e.g. `http://minio:9000`;
+    /// requests are path-style. `http://` endpoints are allowed.
+    #[arg(long, env = "FLOODGATE_IMAGE_S3_ENDPOINT")]
+    pub image_s3_endpoint: Option<String>,
+
+    /// S3 credentials; unset, the AWS environment's other sources are used (web identity
+    /// token, container or instance credentials).
+    #[arg(long, env = "AWS_ACCESS_KEY_ID", hide_env_values = true)]
+    pub aws_access_key_id: Option<SecretString>,
+
+    #[arg(long, env = "AWS_SECRET_ACCESS_KEY", hide_env_values = true)]
+    pub aws_secret_access_key: Option<SecretString>,
+
+    /// Largest accepted image file, in bytes.
+    #[arg(long, env = "FLOODGATE_IMAGE_MAX_BYTES", default_value_t = 5 * 1024 * 1024, value_parser = clap::value_parser!(u32).range(1..=(64 * 1024 * 1024)))]
+    pub image_max_bytes: u32,
+
+    /// Most images of one goods item.
+    #[arg(long, env = "FLOODGATE_IMAGE_MAX_PER_GOODS", default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub image_max_per_goods: u32,
+
+    /// Longest side of a thumbnail, in pixels (smaller images keep their size).
+    #[arg(long, env = "FLOODGATE_IMAGE_THUMB_PX", default_value_t = 320, value_parser = clap::value_parser!(u32).range(16..=2048))]
+    pub image_thumb_px: u32,
+}
+
 #[derive(Clone, Debug, Args)]
 pub struct Settings {
     /// `production` refuses to start without FLOODGATE_JWT_SECRET.
@@ -199,6 +258,9 @@ pub struct Settings {
     /// balancers stop routing here before connections are refused.
     #[arg(long, env = "FLOODGATE_SHUTDOWN_DELAY_SECS", default_value_t = 0)]
     pub shutdown_delay_secs: u64,
+
+    #[command(flatten)]
+    pub images: ImageSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +282,10 @@ pub enum SettingsError {
     ClientIpHeaderWithoutProxies,
     #[error("FLOODGATE_REDIS_PREFIX must be 1-64 characters without spaces, braces or quotes")]
     BadRedisPrefix,
+    #[error("FLOODGATE_IMAGE_STORE=s3 needs FLOODGATE_IMAGE_S3_BUCKET")]
+    MissingImageBucket,
+    #[error("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together")]
+    HalfImageCredentials,
 }
 
 impl Settings {
@@ -246,6 +312,13 @@ impl Settings {
         }
         if self.client_ip_header.is_some() && self.trusted_proxies.is_empty() {
             return Err(SettingsError::ClientIpHeaderWithoutProxies);
+        }
+        let images = &self.images;
+        if images.image_store == ImageStoreKind::S3 && images.image_s3_bucket.is_none() {
+            return Err(SettingsError::MissingImageBucket);
+        }
+        if images.aws_access_key_id.is_some() != images.aws_secret_access_key.is_some() {
+            return Err(SettingsError::HalfImageCredentials);
         }
         let secret = match (&self.jwt_secret, self.env) {
             (Some(s), _) => s.clone(),
@@ -292,80 +365,5 @@ impl Settings {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dev(listen: &str) -> Settings {
-        let mut s = Settings::defaults();
-        s.env = Environment::Dev;
-        s.jwt_secret = None;
-        s.client_ip_header = None;
-        s.trusted_proxies = vec![];
-        s.listen_addr = listen.parse().unwrap();
-        s
-    }
-
-    #[test]
-    fn no_built_in_secret_off_loopback() {
-        for addr in ["0.0.0.0:8080", "[::]:8080", "10.1.2.3:8080"] {
-            let err = dev(addr).validate().unwrap_err();
-            assert!(
-                matches!(err, SettingsError::BuiltInSecretOffLoopback(_)),
-                "{addr}: {err}"
-            );
-            let msg = err.to_string();
-            assert!(
-                msg.contains("FLOODGATE_JWT_SECRET") && msg.contains(addr),
-                "{msg}"
-            );
-        }
-        let mut s = dev("0.0.0.0:8080");
-        s.jwt_secret = Some(SecretString::from("x".repeat(32)));
-        assert!(s.validate().is_ok());
-        assert!(!s.uses_built_in_secret());
-    }
-
-    #[test]
-    fn built_in_secret_only_in_dev_on_loopback() {
-        for addr in ["127.0.0.1:8080", "[::1]:8080", "127.0.0.2:9000"] {
-            let s = dev(addr);
-            assert!(s.validate().is_ok(), "{addr}");
-            assert!(s.uses_built_in_secret());
-        }
-        let mut s = dev("127.0.0.1:8080");
-        s.env = Environment::Production;
-        assert!(matches!(s.validate(), Err(SettingsError::MissingJwtSecret)));
-    }
-
-    #[test]
-    fn client_ip_header_needs_trusted_proxies() {
-        let mut s = dev("127.0.0.1:8080");
-        s.client_ip_header = Some("x-forwarded-for".into());
-        assert!(matches!(
-            s.validate(),
-            Err(SettingsError::ClientIpHeaderWithoutProxies)
-        ));
-        s.trusted_proxies = vec!["10.0.0.0/8".parse().unwrap()];
-        assert!(s.validate().is_ok());
-    }
-
-    #[test]
-    fn trusted_proxies_parse_from_a_list() {
-        use clap::Parser;
-        #[derive(Parser)]
-        struct Wrapper {
-            #[command(flatten)]
-            settings: Settings,
-        }
-        let w = Wrapper::try_parse_from([
-            "floodgate-app",
-            "--trusted-proxies",
-            "10.0.0.0/8, 192.168.1.1,fd00::/8",
-        ])
-        .unwrap();
-        assert_eq!(w.settings.trusted_proxies.len(), 3);
-        assert!(
-            Wrapper::try_parse_from(["floodgate-app", "--trusted-proxies", "10.0.0.0/40"]).is_err()
-        );
-    }
-}
+#[path = "config_tests.rs"]
+mod tests;

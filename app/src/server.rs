@@ -11,6 +11,7 @@ use crate::{
     auth::{jwt::JwtKeys, password},
     config::Settings,
     coupons::{batch::Grants, directory::Directory},
+    goods::images::{self, Images},
     http,
     orders::batch::FlashSale,
     platform::{
@@ -39,6 +40,7 @@ pub fn build_state(settings: Settings, db: sqlx::PgPool) -> anyhow::Result<AppSt
         );
     }
     let redis = Redis::connect(&settings)?;
+    let images = Images::from_settings(&settings.images)?;
     let metrics = Arc::new(Metrics::new());
     let runtime = RuntimeConfigHandle::default();
     let breakers = Arc::new(Breakers::new(
@@ -83,6 +85,7 @@ pub fn build_state(settings: Settings, db: sqlx::PgPool) -> anyhow::Result<AppSt
         draining: false.into(),
         dummy_hash: password::dummy_hash(),
         passwords,
+        images,
         settings,
     }))
 }
@@ -111,6 +114,7 @@ pub fn spawn_background(
         tokio::spawn(purge_idempotency(state.db.pool().clone(), shutdown.clone())),
         tokio::spawn(state.breakers.clone().watch(shutdown.clone())),
         tokio::spawn(cache_resync(state.clone(), shutdown.clone())),
+        tokio::spawn(images::thumbnails::run(state.clone(), shutdown.clone())),
         tokio::spawn(crate::coupons::reconciler::run(state.clone(), shutdown)),
     ]
 }

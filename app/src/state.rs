@@ -9,6 +9,7 @@ use crate::{
     auth::{jwt::JwtKeys, password::HashPool},
     config::Settings,
     coupons::{batch::Grants, directory::Directory},
+    goods::images::Images,
     orders::batch::FlashSale,
     platform::{
         cache::Cache, db::Db, group_commit::GroupCommit, metrics::Metrics, redis::Redis,
@@ -45,6 +46,8 @@ pub struct Inner {
     pub dummy_hash: String,
     /// The bounded argon2 slots of logins and signups (`auth::password`).
     pub passwords: HashPool,
+    /// Goods images: the store (local folder or S3), limits, the thumbnail worker's wake-up.
+    pub images: Images,
 }
 
 impl AppState {

@@ -9,7 +9,7 @@ use axum::{
 use bytes::Bytes;
 
 use super::{
-    cache_families,
+    cache_families, images,
     model::{GoodsId, GoodsInput, GoodsView},
     store,
 };
@@ -47,7 +47,14 @@ pub async fn list(
 ) -> ApiResult<Response> {
     let page = q.parse(15)?;
     let load = || async {
-        let rows = state.db.run(async |c| store::page(c, page).await).await?;
+        let rows = state
+            .db
+            .run(async |c| {
+                let mut rows = store::page(&mut *c, page).await?;
+                images::attach(c, &mut rows).await?;
+                Ok::<_, sqlx::Error>(rows)
+            })
+            .await?;
         to_bytes(&Paged::from_rows(rows, page, |g| g.id.0))
     };
     // Only first pages are cached (at most one field per limit, 1-100): a cursor is any id
@@ -95,7 +102,15 @@ pub async fn detail(State(state): State<AppState>, Path(id): Path<i64>) -> ApiRe
             || async {
                 let g = state
                     .db
-                    .run(async |c| store::find(c, GoodsId(id)).await)
+                    .run(async |c| {
+                        let Some(g) = store::find(&mut *c, GoodsId(id)).await? else {
+                            return Ok(None);
+                        };
+                        let mut one = [g];
+                        images::attach(c, &mut one).await?;
+                        let [g] = one;
+                        Ok::<_, sqlx::Error>(Some(g))
+                    })
                     .await?
                     .ok_or_else(|| ApiError::not_found("goods"))?;
                 to_bytes(&g)
@@ -155,7 +170,8 @@ pub async fn update(
     Ok(Json(g))
 }
 
-/// Soft-delete goods (the owning seller only); they vanish from lists at once.
+/// Soft-delete goods (the owning seller only); they vanish from lists at once, and their
+/// images (rows and stored objects) are deleted.
 #[utoipa::path(delete, path = "/goods/{id}", tag = "goods", security(("bearer" = ["seller"])), params(("id" = i64, Path)),
     responses((status = 204), (status = 403, content_type = "application/problem+json"), (status = 404, content_type = "application/problem+json")))]
 pub async fn delete(
@@ -165,17 +181,24 @@ pub async fn delete(
 ) -> ApiResult<StatusCode> {
     user.require(Role::Seller)?;
     let id = GoodsId(id);
-    if !state
+    let deleted = state
         .db
-        .run(async |c| store::soft_delete(c, id, user.id).await)
-        .await?
-    {
+        .tx(async |c| {
+            if !store::soft_delete(&mut *c, id, user.id).await? {
+                return Ok(false);
+            }
+            images::delete_rows(c, id).await?;
+            Ok::<_, ApiError>(true)
+        })
+        .await?;
+    if !deleted {
         return Err(not_owned(&state, id).await);
     }
     state
         .cache
         .invalidate(&state.redis, &cache_families([id]))
         .await;
+    images::remove_objects(&state, id).await;
     Ok(StatusCode::NO_CONTENT)
 }
 

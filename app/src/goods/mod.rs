@@ -1,8 +1,9 @@
 //! Sellers' goods: create, update, soft-delete; public list (newest first, keyset pages) and
 //! detail, both served from the Redis cache-aside layer and invalidated on every change —
-//! including stock changes made by orders and cancellations.
+//! including stock changes made by orders and cancellations. Goods carry images (`images`).
 
 mod handlers;
+pub mod images;
 pub mod model;
 pub mod store;
 
@@ -20,6 +21,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
             handlers::update,
             handlers::delete
         ))
+        .merge(images::routes())
 }
 
 /// Cache families touched by a change to `id` (its detail and every list page).

@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 use utoipa::ToSchema;
 
+use super::images::ImageView;
 use crate::{auth::UserId, error::ApiError};
 
 #[derive(
@@ -39,7 +40,11 @@ pub struct GoodsView {
     pub price: i64,
     pub stock: i32,
     pub category: Option<String>,
+    /// A link the seller gave; uploaded images are in `images`.
     pub image_url: Option<String>,
+    /// Uploaded images, oldest first (list and detail; other answers leave it empty).
+    #[sqlx(skip)]
+    pub images: Vec<ImageView>,
     /// Orders before this instant are refused (409).
     pub sale_starts_at: Option<DateTime<Utc>>,
     /// Orders need an admitted pass of this waiting room.

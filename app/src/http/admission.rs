@@ -41,6 +41,24 @@ pub struct Limits {
     pub max_in_flight: usize,
     pub max_in_flight_bytes: usize,
     pub body_limit: usize,
+    /// The body limit of an image upload (`POST /api/v1/goods/{id}/images`), which is
+    /// charged like any body, up to this limit instead of `body_limit`.
+    pub upload_body_limit: usize,
+}
+
+impl Limits {
+    /// The body limit that applies to `req`: the upload's for an image upload.
+    pub fn body_limit_of<B>(&self, req: &Request<B>) -> usize {
+        let path = req.uri().path();
+        let upload = req.method() == axum::http::Method::POST
+            && path.starts_with("/api/v1/goods/")
+            && path.ends_with("/images");
+        if upload {
+            self.upload_body_limit.max(self.body_limit)
+        } else {
+            self.body_limit
+        }
+    }
 }
 
 /// The bytes a request is charged on admission (see the module docs).
@@ -137,7 +155,7 @@ impl Budget {
             )
             .retry_after(1)
         };
-        let cost = charge(req, self.limits.body_limit).min(self.limits.max_in_flight_bytes);
+        let cost = charge(req, self.limits.body_limit_of(req)).min(self.limits.max_in_flight_bytes);
         let request = self
             .requests
             .clone()
@@ -271,11 +289,41 @@ mod tests {
     }
 
     #[test]
+    fn an_image_upload_is_charged_up_to_the_upload_limit() {
+        let limits = Limits {
+            max_in_flight: 1,
+            max_in_flight_bytes: 1,
+            body_limit: 65_536,
+            upload_body_limit: 5_000_000,
+        };
+        let with_len = |method: &str, path: &str| {
+            Request::builder()
+                .method(method)
+                .uri(path)
+                .header(header::CONTENT_LENGTH, 3_000_000)
+                .body(Body::empty())
+                .unwrap()
+        };
+        let upload = with_len("POST", "/api/v1/goods/42/images");
+        assert_eq!(limits.body_limit_of(&upload), 5_000_000);
+        assert!(charge(&upload, limits.body_limit_of(&upload)) > 3_000_000);
+        for (method, path) in [
+            ("POST", "/api/v1/goods"),
+            ("GET", "/api/v1/goods/42/images"),
+            ("POST", "/api/v1/orders/images"),
+        ] {
+            let other = with_len(method, path);
+            assert_eq!(limits.body_limit_of(&other), 65_536, "{method} {path}");
+        }
+    }
+
+    #[test]
     fn the_byte_budget_sheds_what_the_count_would_admit() {
         let layer = AdmissionLayer::new(Limits {
             max_in_flight: 1_000,
             max_in_flight_bytes: 4 * (65_536 + REQUEST_OVERHEAD + 200),
             body_limit: 65_536,
+            upload_body_limit: 65_536,
         });
         let big = req(Some(65_536), false);
         let held: Vec<_> = (0..4)
@@ -302,6 +350,7 @@ mod tests {
             max_in_flight: 2,
             max_in_flight_bytes: usize::MAX,
             body_limit: 65_536,
+            upload_body_limit: 65_536,
         });
         let small = req(None, false);
         let _a = layer.budget.admit(&small).unwrap();

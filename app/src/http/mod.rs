@@ -94,6 +94,9 @@ pub fn router(state: AppState) -> Router {
             max_in_flight: settings.max_in_flight,
             max_in_flight_bytes: settings.max_in_flight_bytes,
             body_limit: settings.body_limit_bytes,
+            upload_body_limit: crate::goods::images::rules::upload_body_limit(
+                settings.images.image_max_bytes,
+            ),
         }));
     Router::new().fallback_service(outer.service(routes))
 }

@@ -11,7 +11,7 @@
 //! | `security(("bearer" = ["admin"]))` (roles) | 403 `missing-role`                              |
 //! | parameters or a request body               | 400 malformed value, 422 `validation-failed`    |
 //! | a path parameter                           | 404 nothing with that id                        |
-//! | a request body                             | 413 body too large, 415 not `application/json`  |
+//! | a request body                             | 413 body too large, 415 not its media type      |
 //!
 //! and every error answer, shared or the handler's own, gets the `application/problem+json`
 //! [`Problem`] schema. The rules of the parameters live on their types (`PageQuery`,
@@ -148,7 +148,8 @@ const TOO_LARGE: Shared = Shared {
 const WRONG_MEDIA_TYPE: Shared = Shared {
     status: "415",
     name: "UnsupportedMediaType",
-    description: "`unsupported-media-type`: the body is not sent as `application/json`",
+    description: "`unsupported-media-type`: the body is not sent as the operation's media type \
+        (`application/json`, or `multipart/form-data` for uploads)",
     header: None,
 };
 const ALL: [&Shared; 9] = [

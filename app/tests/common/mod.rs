@@ -33,6 +33,9 @@ impl TestApp {
         // of being refused (tests/abuse.rs covers the refusal)
         settings.password_hash_wait_ms = settings.request_timeout_ms;
         settings.replica_id = Some("test-replica".into());
+        // one shared folder for the tests that upload no image (goods_images.rs gives each
+        // test its own), never the checkout's .data/images
+        settings.images.image_dir = std::env::temp_dir().join("floodgate-test-images");
         tweak(&mut settings);
         let state = server::build_state(settings, pool).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -173,6 +173,7 @@ prefix. The operator writes the runtime config the app reads, so these must neve
       name: {{ include "floodgate.secretName" . }}
       key: {{ .Values.secrets.keys.jwtSecret }}
 {{ include "floodgate.redisEnv" . }}
+{{ include "floodgate.app.imagesEnv" . }}
 {{- with .Values.app.extraEnv }}
 {{ toYaml . }}
 {{- end }}
@@ -187,6 +188,7 @@ app Deployment, so a bad combination fails the render with a readable message.
 {{- if le (int .Values.app.terminationGracePeriodSeconds) (int $drain) }}
 {{- fail (printf "app.terminationGracePeriodSeconds (%d) must exceed preStopSleepSeconds + shutdownDelaySeconds + requestTimeoutMs/1000 (%d), or SIGKILL cuts requests that are still draining" (int .Values.app.terminationGracePeriodSeconds) (int $drain)) }}
 {{- end }}
+{{- include "floodgate.app.imagesValidate" . }}
 {{- if and .Values.app.clientIpHeader (not .Values.app.trustedProxies) }}
 {{- fail "app.clientIpHeader needs app.trustedProxies: the CIDRs of the proxies whose header is believed (the app refuses to start otherwise)" }}
 {{- end }}
