@@ -6,9 +6,9 @@ them with the adoption step docs/deploy.md gives."""
 
 from __future__ import annotations
 
-import json
 import pathlib
 import shutil
+import subprocess
 
 import helm_python
 import pytest
@@ -62,27 +62,24 @@ def with_target_column(tmp_path: pathlib.Path) -> pathlib.Path:
     return chart
 
 
-def adopt_crds(cp: ControlPlane, namespace: str) -> None:
-    """docs/deploy.md, "Upgrading from chart 0.1", step 1: hand the existing CRDs to the
-    release (Helm's ownership label and annotations)."""
-    for name in CRDS:
-        cp.kubectl("label", "--overwrite", f"crd/{name}", "app.kubernetes.io/managed-by=Helm")
-        cp.kubectl("annotate", "--overwrite", f"crd/{name}", f"meta.helm.sh/release-name={RELEASE}",
-                   f"meta.helm.sh/release-namespace={namespace}")
+def documented_adoption(namespace: str) -> tuple[str, str]:
+    """The commands of docs/deploy.md, "Upgrading from chart 0.1", for a release in
+    `namespace`: what runs before the `helm upgrade` line and what runs after it. Helm's field
+    manager is "helm" for the CLI and the process name, "python", for helm-python-sdk."""
+    doc = (REPO / "docs" / "deploy.md").read_text()
+    section = doc.split("### Upgrading from chart 0.1", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    before, after = block.split("\nhelm upgrade ", 1)
+    after = after.split("\n", 1)[1]
+    before = before.replace("meta.helm.sh/release-namespace=floodgate", f"meta.helm.sh/release-namespace={namespace}")
+    assert f"meta.helm.sh/release-name={RELEASE}" in before and "managedFields" in after, block
+    return before, after.replace('.manager == "helm"', '.manager == "python"')
 
 
-def helm_only_field_manager(cp: ControlPlane) -> None:
-    """Step 3, after the first upgrade: kubectl (`kubectl apply -f crds/` before each 0.1
-    upgrade) and others still co-own the CRDs' fields. Helm 4 applies server-side, so the
-    next CRD change would conflict with them; keeping only Helm's apply entry (and the API
-    server's status) in managedFields leaves Helm the one owner (the jq one-liner of
-    docs/deploy.md; helm-python-sdk's field manager is the process name, "python")."""
-    for name in CRDS:
-        crd = json.loads(cp.kubectl("get", f"crd/{name}", "-o", "json", "--show-managed-fields").stdout)
-        keep = [m for m in crd["metadata"].get("managedFields", [])
-                if (m["operation"] == "Apply" and m["manager"] in ("helm", "python")) or m.get("subresource") == "status"]
-        assert any(m["operation"] == "Apply" for m in keep), crd["metadata"].get("managedFields")
-        cp.kubectl("patch", f"crd/{name}", "--type=merge", "-p", json.dumps({"metadata": {"managedFields": keep}}))
+def run_documented(cp: ControlPlane, script: str) -> None:
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], env=cp.env(), capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, f"{script}\n{proc.stdout}\n{proc.stderr}"
 
 
 @pytest.fixture
@@ -110,9 +107,10 @@ def test_upgrade_from_0_1_adopts_then_updates_the_crds(cp, crds, restore_crds, n
     with pytest.raises(helm_python.HelmError, match="invalid ownership metadata"):
         h.upgrade(str(CHART), RELEASE, {}, namespace=namespace, timeout=120)
     # ...until the documented adoption step; then the release owns and keeps them
-    adopt_crds(cp, namespace)
+    adopt, after_upgrade = documented_adoption(namespace)
+    run_documented(cp, adopt)
     h.upgrade(str(CHART), RELEASE, {}, namespace=namespace, timeout=120)
-    helm_only_field_manager(cp)
+    run_documented(cp, after_upgrade)
     for name in CRDS:
         meta = cp.get(f"crd/{name}")["metadata"]
         assert meta["annotations"].get("helm.sh/resource-policy") == "keep", meta
@@ -140,7 +138,7 @@ def test_upgrade_from_0_1_adopts_then_updates_the_crds(cp, crds, restore_crds, n
 def test_second_release_leaves_the_crds_to_the_first(cp, crds, restore_crds, namespace, tmp_path):
     """Several releases share one cluster's CRDs: the one with crds.install=true owns them,
     the others install with crds.install=false and do not touch them."""
-    adopt_crds(cp, namespace)
+    run_documented(cp, documented_adoption(namespace)[0])
     h = helm(cp, namespace)
     h.install(str(CHART), RELEASE, {}, namespace=namespace, timeout=120)
     other = f"{namespace}-b"
