@@ -220,10 +220,7 @@ app Deployment, so a bad combination fails the render with a readable message.
     - pod-template-hash
 {{- end }}
 
-{{/*
-NetworkPolicy egress rules shared by the app and the operator: DNS, and Redis (the in-chart
-pods, or networkPolicy.externalRedis). Pass the root context.
-*/}}
+{{/* NetworkPolicy egress to the cluster DNS (networkPolicy.dns), for the app and the operator. */}}
 {{- define "floodgate.netpol.dnsEgress" -}}
 - to:
     {{- toYaml .Values.networkPolicy.dns | nindent 4 }}

@@ -1,6 +1,7 @@
 {{- /*
 A `helm test` Pod running one shell check in the tests image (curl on Alpine, as user 100).
-Pass (dict "ctx" $ "name" "readyz" "script" "..." "env" (list ...) "serviceAccount" "" "weight" "0").
+Pass (dict "ctx" $ "name" "readyz" "script" "..." "env" (list ...) "serviceAccount" "")
+(serviceAccount: one whose token the check needs, created by a hook of weight -5).
 The check reads its target from the environment, so the same script runs outside the
 cluster too (tests/cluster runs them against the real API server and operator).
 */ -}}
@@ -15,7 +16,7 @@ metadata:
     {{- include "floodgate.labels" (dict "ctx" $ctx "component" "test") | nindent 4 }}
   annotations:
     helm.sh/hook: test
-    helm.sh/hook-weight: {{ .weight | default "0" | quote }}
+    helm.sh/hook-weight: "0"
     helm.sh/hook-delete-policy: before-hook-creation,hook-succeeded
 spec:
   restartPolicy: Never
