@@ -97,8 +97,24 @@ def columns(cp: ControlPlane) -> list[str]:
     return [c["name"] for c in crd["spec"]["versions"][0]["additionalPrinterColumns"]]
 
 
-def test_upgrade_from_0_1_adopts_then_updates_the_crds(cp, crds, restore_crds, namespace, tmp_path):
+@pytest.fixture
+def releases(cp: ControlPlane, namespace):
+    """Helm releases a test installs, as (namespace, name): uninstalled afterwards whatever
+    happened, before the namespace goes, and their aggregated ClusterRoles (cluster-wide,
+    named after the namespace) deleted even when the release record is gone."""
+    installed: list[tuple[str, str]] = []
+    yield installed
+    for ns, name in installed:
+        helm(cp, ns).uninstall(name, ignore_not_found=True, timeout=120)
+    roles = cp.kubectl("get", "clusterroles", "-l", "app.kubernetes.io/component=rbac", "-o", "name").stdout.split()
+    left = [r for r in roles for ns, _ in installed if r.split("/", 1)[1].startswith(ns[:40])]
+    if left:
+        cp.kubectl("delete", *sorted(set(left)), "--ignore-not-found")
+
+
+def test_upgrade_from_0_1_adopts_then_updates_the_crds(cp, crds, restore_crds, namespace, releases, tmp_path):
     h = helm(cp, namespace)
+    releases.append((namespace, RELEASE))
     # rev 1: the 0.1 layout; the CRDs exist already (as on any cluster that ran 0.1)
     h.install(str(old_layout(tmp_path)), RELEASE, {}, namespace=namespace, timeout=120)
     assert "Target" not in columns(cp)
@@ -135,7 +151,7 @@ def test_upgrade_from_0_1_adopts_then_updates_the_crds(cp, crds, restore_crds, n
     assert cp.get("camp", "-n", namespace)["items"], "the Campaign went with the release"
 
 
-def test_second_release_leaves_the_crds_to_the_first(cp, crds, restore_crds, namespace, tmp_path):
+def test_second_release_leaves_the_crds_to_the_first(cp, crds, restore_crds, namespace, releases, tmp_path):
     """Several releases share one cluster's CRDs: the one with crds.install=true owns them,
     the others install with crds.install=false and do not touch them."""
     run_documented(cp, documented_adoption(namespace)[0])
@@ -143,6 +159,7 @@ def test_second_release_leaves_the_crds_to_the_first(cp, crds, restore_crds, nam
     h.install(str(CHART), RELEASE, {}, namespace=namespace, timeout=120)
     other = f"{namespace}-b"
     cp.kubectl("create", "namespace", other)
+    releases.extend([(namespace, RELEASE), (other, RELEASE)])
     try:
         with pytest.raises(helm_python.HelmError, match="invalid ownership metadata"):
             helm(cp, other).install(str(CHART), RELEASE, {}, namespace=other, timeout=120)
