@@ -1,5 +1,5 @@
 # Floodgate — the two commands a new user needs, and the benchmark.
-.PHONY: run test images bench soak services services-down cluster cluster-down cluster-test fmt lint
+.PHONY: run test images bench soak services services-down cluster cluster-down cluster-test crds fmt lint
 
 run:            ## app with demo data + operator in local --manifests mode
 	bash scripts/run.sh
@@ -31,6 +31,9 @@ cluster-down:   ## stop the control plane that `make cluster` started
 
 cluster-test:   ## only the tests against the control plane (tests/cluster)
 	bash scripts/cluster-tests.sh
+
+crds:           ## regenerate crds/*.yaml from the Rust types and copy them into the chart
+	bash scripts/crds.sh
 
 fmt:
 	cargo fmt --all

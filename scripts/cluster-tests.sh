@@ -14,11 +14,12 @@ export DATABASE_URL=${DATABASE_URL:-postgres://floodgate:floodgate@127.0.0.1:543
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:63799}
 
 # Debian's Prometheus (the operator reads depth and p95 from a real one), redis-server (private
-# Redis servers per test) and openssl (the control plane's keys), installed once
+# Redis servers per test), openssl (the control plane's keys) and jq, installed once
 missing=()
 command -v prometheus >/dev/null || missing+=(prometheus)
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v openssl >/dev/null || missing+=(openssl)
+command -v jq >/dev/null || missing+=(jq)  # the documented CRD adoption (docs/deploy.md)
 if [ ${#missing[@]} -gt 0 ]; then
   sudo=""; [ "$(id -u)" -eq 0 ] || sudo=sudo
   echo "[cluster-tests] installing ${missing[*]} from the system packages" >&2

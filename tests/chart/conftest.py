@@ -72,6 +72,27 @@ SCENARIOS: dict[str, dict] = {
     "operator-off": {"operator": {"enabled": False}},
     "operator-other-namespace": {"operator": {"watchNamespace": "tenants"}},
     "operator-cluster-wide": {"operator": {"watchAllNamespaces": True}},
+    # a second release in a cluster whose CRDs another release owns; own RBAC handed out
+    "crds-and-aggregation-off": {"crds": {"install": False}, "rbac": {"aggregateToDefaultRoles": False}},
+    "network-policies-custom": {
+        "postgresql": {"enabled": False},
+        "redis": {"enabled": False},
+        "secrets": {
+            "databaseUrl": "postgres://floodgate:pw@pg.example.internal:5432/floodgate?sslmode=require",
+            "redisUrl": "rediss://:pw@redis.example.internal:6380",
+        },
+        "networkPolicy": {
+            "prometheus": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "observability"}}}],
+            "externalPostgresql": {"to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}], "port": 5432},
+            "externalRedis": {"to": [{"ipBlock": {"cidr": "10.30.0.10/32"}}], "port": 6380},
+            "app": {
+                "ingressFrom": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "traefik"}}}],
+                "extraEgress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": 443, "protocol": "TCP"}]}],
+            },
+            "operator": {"apiServer": {"to": [{"ipBlock": {"cidr": "172.18.0.2/32"}}], "ports": [6443]}},
+        },
+    },
+    "network-policies-off": {"networkPolicy": {"enabled": False}},
 }
 
 

@@ -62,7 +62,7 @@ def operator_routes() -> set[str]:
 def crd_schemas() -> dict[tuple[str, str], dict]:
     """{(apiVersion, kind): openAPIV3Schema} from the chart's CRDs."""
     out = {}
-    for path in sorted((CHART / "crds").glob("*.yaml")):
+    for path in sorted((CHART / "files" / "crds").glob("*.yaml")):
         crd = yaml.safe_load(path.read_text())
         for version in crd["spec"]["versions"]:
             key = (f"{crd['spec']['group']}/{version['name']}", crd["spec"]["names"]["kind"])
@@ -96,7 +96,7 @@ def openapi_to_jsonschema(schema):
 def validate_custom(doc: dict) -> None:
     schemas = crd_schemas()
     key = (doc["apiVersion"], doc["kind"])
-    assert key in schemas, f"no CRD in charts/floodgate/crds for {key}"
+    assert key in schemas, f"no CRD in charts/floodgate/files/crds for {key}"
     jsonschema.Draft7Validator(openapi_to_jsonschema(schemas[key])).validate(doc)
 
 

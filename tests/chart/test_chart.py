@@ -29,10 +29,10 @@ def test_every_manifest_validates(rendered, scenario, version):
     manifests = rendered[scenario]
     assert len(manifests) >= 8
     # Everything lives in the release namespace, but for the operator's Role and RoleBinding
-    # in the namespace it watches (operator.watchNamespace).
+    # (and `helm test`'s list-only ones) in the namespace it watches (operator.watchNamespace).
     watched = (SCENARIOS[scenario].get("operator") or {}).get("watchNamespace") or NAMESPACE
     for m in manifests:
-        allowed = {NAMESPACE, watched} if m.name.endswith("-resources") else {NAMESPACE}
+        allowed = {NAMESPACE, watched} if m.name.endswith(("-resources", "-test-crds")) else {NAMESPACE}
         assert m.doc["metadata"].get("namespace", NAMESPACE) in allowed, m
         try:
             validate_manifest(m.doc, version)
@@ -72,9 +72,38 @@ def test_names_follow_the_release(chart):
     assert all(m.doc["metadata"]["labels"]["app.kubernetes.io/instance"] == "shop-a" for m in manifests)
 
 
-def test_notes_render(chart):
-    notes = chart.render({}, name=RELEASE, namespace=NAMESPACE)["floodgate/templates/NOTES.txt"]
-    assert "helm test floodgate" in notes and APP in notes and "kubectl" in notes
+def notes(chart, values: dict) -> str:
+    return chart.render(values, name=RELEASE, namespace=NAMESPACE)["floodgate/templates/NOTES.txt"]
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS)
+def test_notes_work_from_a_chart_repository(chart, scenario):
+    """NOTES name the release's objects and give commands only; nothing a chart pulled from a
+    repository lacks (repository paths such as charts/, docs/, examples/ or a .yaml file)."""
+    text = notes(chart, SCENARIOS[scenario])
+    assert f"helm test {RELEASE} -n {NAMESPACE}" in text and APP in text and "kubectl" in text
+    assert not re.search(r"(charts|docs|examples|crds)/|\.ya?ml\b|\.md\b", text), text
+
+
+def notes_manifests(text: str) -> list[dict]:
+    """The manifests of the NOTES' `kubectl apply -f - <<'EOF'` heredoc."""
+    (body,) = re.findall(r"<<'EOF'\n(.*?)\nEOF\n", text, re.S)
+    return [d for d in yaml.safe_load_all(body) if d]
+
+
+@pytest.mark.parametrize("scenario", ["default", "operator-other-namespace"])
+def test_notes_example_is_a_valid_sales_event(chart, scenario):
+    text = notes(chart, SCENARIOS[scenario])
+    docs = notes_manifests(text)
+    assert [d["kind"] for d in docs] == ["QueueConfig", "Campaign"]
+    for doc in docs:
+        validate_custom(doc)
+    queue, campaign = docs
+    assert campaign["spec"]["target"]["deployment"] == APP
+    assert campaign["spec"]["queues"] == [queue["metadata"]["name"]]
+    assert campaign["spec"]["schedule"]["endsAt"] > campaign["spec"]["schedule"]["startsAt"]
+    watched = (SCENARIOS[scenario].get("operator") or {}).get("watchNamespace") or NAMESPACE
+    assert f"kubectl -n {watched} apply -f - <<'EOF'" in text
 
 
 def test_chart_kube_version_floor_matches_the_tests():
@@ -135,24 +164,44 @@ def test_kubernetes_validate_is_strict(rendered):
         kubernetes_validate.validate(broken, K8S_VERSION, strict=True)
 
 
+CHART_CRDS = CHART / "files" / "crds"
+
+
 def test_chart_crds_equal_repo_crds():
+    """One source: crds/*.yaml (generated from the Rust types); the chart carries byte copies
+    that `make crds` (scripts/crds.sh) writes."""
     repo = {p.name: p.read_bytes() for p in (REPO / "crds").glob("*.yaml")}
-    chart = {p.name: p.read_bytes() for p in (CHART / "crds").glob("*.yaml")}
+    chart = {p.name: p.read_bytes() for p in CHART_CRDS.glob("*.yaml")}
     assert repo, "crds/*.yaml does not exist yet: the operator has not generated its CRDs"
     assert chart.keys() == repo.keys(), f"chart has {sorted(chart)}, repo has {sorted(repo)}"
     stale = [name for name in repo if chart[name] != repo[name]]
-    assert not stale, f"charts/floodgate/crds differs from crds/ for {stale}: cp crds/*.yaml charts/floodgate/crds/"
+    assert not stale, f"charts/floodgate/files/crds differs from crds/ for {stale}: run `make crds`"
 
 
-def test_chart_loads_its_crds(chart):
-    kinds = {yaml.safe_load(c["data"])["spec"]["names"]["kind"] for c in chart.crds}
-    assert kinds == {"Campaign", "QueueConfig"}
+def test_crds_are_templates_that_helm_upgrades(chart, rendered):
+    """Not in crds/ (Helm installs that folder once and never upgrades it): templates, whose
+    spec is exactly the generated CRD's, kept on uninstall."""
+    assert chart.crds == [], "a crds/ folder would be installed once and never upgraded"
+    assert not (CHART / "crds").exists()
+    crds = [m for m in rendered["default"] if m.kind == "CustomResourceDefinition"]
+    assert sorted(m.name for m in crds) == ["campaigns.floodgate.dev", "queueconfigs.floodgate.dev"]
+    for m in crds:
+        generated = yaml.safe_load((CHART_CRDS / f"{m.doc['spec']['names']['singular']}.yaml").read_text())
+        assert {k: v for k, v in m.doc.items() if k != "metadata"} == {k: v for k, v in generated.items() if k != "metadata"}
+        assert m.doc["metadata"]["name"] == generated["metadata"]["name"]
+        assert m.doc["metadata"]["annotations"] == {"helm.sh/resource-policy": "keep"}
+        assert "namespace" not in m.doc["metadata"]
+
+
+def test_crds_install_false_renders_no_crd(chart):
+    manifests = render(chart, {"crds": {"install": False}})
+    assert not [m for m in manifests if m.kind == "CustomResourceDefinition"]
 
 
 @pytest.mark.parametrize("version", [K8S_MIN_VERSION, K8S_VERSION])
 def test_crd_manifests_validate(version):
-    crds = sorted((CHART / "crds").glob("*.yaml"))
-    assert crds, "charts/floodgate/crds/ holds no CRD"
+    crds = sorted(CHART_CRDS.glob("*.yaml"))
+    assert crds, "charts/floodgate/files/crds/ holds no CRD"
     for path in crds:
         kubernetes_validate.validate(yaml.safe_load(path.read_text()), version, strict=True)
 

@@ -17,6 +17,9 @@ EXPECTED_ALERTS = {
     "FloodgateQueueAdmissionStalled": "floodgate_queue_admitted_total",
     "FloodgateP95OverTarget": "floodgate_http_request_duration_seconds_bucket",
     "FloodgateOperatorFallbackActive": "floodgate_operator_fallback",
+    "FloodgateOperatorReconcileErrors": "floodgate_operator_reconcile_failures_total",
+    "FloodgateOperatorNoLeader": "floodgate_operator_leader",
+    "FloodgateRuntimeConfigStale": "floodgate_runtime_config_missing",
 }
 
 
@@ -27,6 +30,9 @@ def test_prometheus_rule_alerts_and_runbooks(rendered):
     for name, metric in EXPECTED_ALERTS.items():
         assert metric in alerts[name]["expr"], name
         assert f'namespace="{NAMESPACE}"' in alerts[name]["expr"]
+    stale = alerts["FloodgateRuntimeConfigStale"]["expr"]
+    assert "floodgate_runtime_config_rejected_total" in stale and "floodgate_runtime_config_version" in stale
+    assert "absent(floodgate_operator_leader" in alerts["FloodgateOperatorNoLeader"]["expr"]
     stalled = alerts["FloodgateQueueAdmissionStalled"]["expr"]
     assert "floodgate_queue_waiting" in stalled and "== 0" in stalled
     assert "0.25" in alerts["FloodgateP95OverTarget"]["expr"]

@@ -94,7 +94,8 @@ def test_operator_watches_one_namespace_unless_told_otherwise(rendered, scenario
     scope = args[args.index("--watch-namespace") + 1] if "--watch-namespace" in args else ""
     assert scope == WATCHED[scenario], args
     assert "FLOODGATE_WATCH_NAMESPACE" not in env_of(op)
-    cluster_wide = [m for m in manifests if m.kind in ("ClusterRole", "ClusterRoleBinding")]
+    cluster_wide = [m for m in manifests if m.kind in ("ClusterRole", "ClusterRoleBinding")
+                    and m.doc["metadata"]["labels"]["app.kubernetes.io/component"] == "operator"]
     if WATCHED[scenario]:
         assert not cluster_wide, "a namespaced install must not get cluster-wide rights"
     else:

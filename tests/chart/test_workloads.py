@@ -28,11 +28,12 @@ def test_app_probes_hit_real_routes(rendered, scenario):
 
 
 def test_helm_test_hook_calls_readyz(rendered):
-    (pod,) = find(rendered["default"], "Pod")
-    assert pod.doc["metadata"]["annotations"]["helm.sh/hook"] == "test"
+    pod = one(rendered["default"], "Pod", f"{FULL}-test-readyz")
+    assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
     svc = one(rendered["default"], "Service", APP)
-    url = pod.doc["spec"]["containers"][0]["args"][-1]
+    url = env_of(pod["spec"]["containers"][0])["URL"]["value"]
     assert url == f"http://{APP}.{NAMESPACE}.svc:{svc['spec']['ports'][0]['port']}/readyz"
+    assert '"$URL"' in pod["spec"]["containers"][0]["args"][0]
     assert "/readyz" in app_routes()
 
 
@@ -184,7 +185,8 @@ def test_network_policies_admit_only_the_clients(rendered):
     pods = {m.name: m.doc["spec"]["template"]["metadata"]["labels"] for m in manifests if m.kind in {"Deployment", "StatefulSet"}}
 
     def admitted(policy: dict) -> set[str]:
-        peers = [p["podSelector"]["matchLabels"] for rule in policy["spec"]["ingress"] for p in rule["from"]]
+        peers = [p["podSelector"]["matchLabels"] for rule in policy["spec"]["ingress"] for p in rule["from"]
+                 if "namespaceSelector" not in p]
         return {name for name, labels in pods.items() if any(peer.items() <= labels.items() for peer in peers)}
 
     pg = one(manifests, "NetworkPolicy", f"{FULL}-postgresql")
@@ -196,7 +198,8 @@ def test_network_policies_admit_only_the_clients(rendered):
     # Named ports exist on the selected containers.
     assert pg["spec"]["ingress"][0]["ports"] == [{"port": "postgresql", "protocol": "TCP"}]
     assert container(one(manifests, "StatefulSet", f"{FULL}-redis"), "redis")["ports"][0]["name"] == "redis"
-    assert not find(rendered["external-databases"], "NetworkPolicy")
+    # with managed databases, only the app's and the operator's own policies remain
+    assert {m.name for m in find(rendered["external-databases"], "NetworkPolicy")} == {APP, OPERATOR}
 
 
 def test_ingress(rendered):

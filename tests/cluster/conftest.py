@@ -174,8 +174,10 @@ def operator_rbac(docs: list[dict]) -> list[dict]:
     for d in docs:
         if d["kind"] not in RBAC_KINDS:
             continue
-        labels = d["metadata"].get("labels", {})
-        if labels.get("app.kubernetes.io/component") == "operator" or "operator" in d["metadata"]["name"]:
+        component = d["metadata"].get("labels", {}).get("app.kubernetes.io/component")
+        # by component; the name only for an object without one (never the aggregated
+        # ClusterRoles or `helm test` account, whose names may hold "operator" by namespace)
+        if component == "operator" or (component is None and "operator" in d["metadata"]["name"]):
             out.append(d)
     assert any(d["kind"] == "ServiceAccount" for d in out), "chart renders no operator ServiceAccount"
     return out

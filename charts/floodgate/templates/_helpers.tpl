@@ -221,3 +221,42 @@ app Deployment, so a bad combination fails the render with a readable message.
   matchLabelKeys:
     - pod-template-hash
 {{- end }}
+
+{{/* NetworkPolicy egress to the cluster DNS (networkPolicy.dns), for the app and the operator. */}}
+{{- define "floodgate.netpol.dnsEgress" -}}
+- to:
+    {{- toYaml .Values.networkPolicy.dns | nindent 4 }}
+  ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+{{- end }}
+
+{{/* Egress to one database: pass (dict "ctx" $ "component" "redis" "enabled" bool "port" 6379 "external" .Values.networkPolicy.externalRedis). */}}
+{{- define "floodgate.netpol.databaseEgress" -}}
+{{- if .enabled -}}
+- to:
+    - podSelector:
+        matchLabels:
+          {{- include "floodgate.selectorLabels" (dict "ctx" .ctx "component" .component) | nindent 10 }}
+  ports:
+    - port: {{ .port }}
+      protocol: TCP
+{{- else -}}
+- ports:
+    - port: {{ .external.port }}
+      protocol: TCP
+  {{- with .external.to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* This release's `helm test` pods, as a NetworkPolicyPeer. */}}
+{{- define "floodgate.netpol.testPods" -}}
+- podSelector:
+    matchLabels:
+      {{- include "floodgate.selectorLabels" (dict "ctx" . "component" "test") | nindent 6 }}
+{{- end }}
