@@ -69,6 +69,18 @@ def test_s3_with_credentials_from_a_secret(chart):
     assert env_of(container(doc, "migrate"))["FLOODGATE_IMAGE_S3_BUCKET"]["value"] == "goods"
 
 
+def test_s3_store_opens_the_apps_network_policy_to_the_endpoint(chart):
+    def app_egress(values):
+        return one(render(chart, values), "NetworkPolicy", APP)["spec"]["egress"]
+
+    s3 = {"app": {"images": {"store": "s3", "s3": {"bucket": "goods"}}}}
+    assert {"ports": [{"port": 443, "protocol": "TCP"}]} in app_egress(s3)
+    minio = {**s3, "networkPolicy": {"objectStore": {"to": [{"ipBlock": {"cidr": "10.40.0.0/16"}}], "port": 9000}}}
+    assert {"to": [{"ipBlock": {"cidr": "10.40.0.0/16"}}], "ports": [{"port": 9000, "protocol": "TCP"}]} in app_egress(minio)
+    # a local folder needs no egress
+    assert all(str(p["port"]) != "443" for r in app_egress({}) for p in r["ports"])
+
+
 def test_s3_without_credentials_uses_the_pod_identity(chart):
     _, app = app_of(render(chart, {"app": {"images": {"store": "s3", "s3": {"bucket": "goods"}}}}))
     env = env_of(app)
