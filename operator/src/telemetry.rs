@@ -35,6 +35,9 @@ pub struct Metrics {
     pub desired_replicas: Family<CampaignLabels, Gauge>,
     pub panic: Family<CampaignLabels, Gauge>,
     pub fallback: Family<CampaignLabels, Gauge>,
+    /// 1 while the campaign refuses to scale a target another controller also scales (its
+    /// Conflict condition is True).
+    pub conflict: Family<CampaignLabels, Gauge>,
     pub waiting: Family<CampaignLabels, Gauge>,
     pub p95_seconds: Family<CampaignLabels, Gauge<f64, AtomicU64>>,
     /// 1 while this process holds the leader-election Lease (cluster mode).
@@ -52,6 +55,7 @@ impl Default for Metrics {
         let desired_replicas = Family::default();
         let panic = Family::default();
         let fallback = Family::default();
+        let conflict = Family::default();
         let waiting = Family::default();
         let p95_seconds = Family::<CampaignLabels, Gauge<f64, AtomicU64>>::default();
         registry.register("reconciles", "Reconciles started", reconciles.clone());
@@ -80,6 +84,11 @@ impl Default for Metrics {
             "1 while metrics are unavailable and fallback replicas apply",
             fallback.clone(),
         );
+        registry.register(
+            "conflict",
+            "1 while the campaign's target is also scaled by another controller and it refuses to scale it",
+            conflict.clone(),
+        );
         let leader = Gauge::default();
         registry.register(
             "leader",
@@ -104,6 +113,7 @@ impl Default for Metrics {
             desired_replicas,
             panic,
             fallback,
+            conflict,
             waiting,
             p95_seconds,
             leader,
@@ -161,6 +171,15 @@ impl Metrics {
         }
     }
 
+    /// Whether the campaign's Conflict condition is True.
+    pub fn conflict(&self, campaign: &str, contested: bool) {
+        self.conflict
+            .get_or_create(&CampaignLabels {
+                campaign: campaign.to_owned(),
+            })
+            .set(i64::from(contested));
+    }
+
     /// A deleted campaign stops being reported.
     pub fn forget(&self, campaign: &str) {
         let l = CampaignLabels {
@@ -169,6 +188,7 @@ impl Metrics {
         self.desired_replicas.remove(&l);
         self.panic.remove(&l);
         self.fallback.remove(&l);
+        self.conflict.remove(&l);
         self.waiting.remove(&l);
         self.p95_seconds.remove(&l);
     }

@@ -33,7 +33,7 @@ def test_promtool_checks_the_rules(rendered, tmp_path):
     path.write_text(yaml.safe_dump({"groups": rule_groups(rendered)}))
     proc = subprocess.run([promtool(), "check", "rules", str(path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 8 rules found" in proc.stdout, proc.stdout
+    assert "SUCCESS: 9 rules found" in proc.stdout, proc.stdout
 
 
 def test_operator_off_drops_the_operator_alerts(chart):
@@ -67,6 +67,13 @@ CASES = [
          "values": "0x30"},
     ], [alert("FloodgateOperatorReconcileErrors", "20m", {"namespace": NAMESPACE, "kind": "Campaign",
                                                            "error": "patch_scale", "severity": "warning"})]),
+    ("target-contested", [
+        {"series": f'floodgate_operator_conflict{{{NS},pod="op-a",campaign="shop/spring-drop"}}',
+         "values": "0x3 1x20"},
+        {"series": f'floodgate_operator_conflict{{{NS},pod="op-a",campaign="shop/other"}}', "values": "0x25"},
+    ], [alert("FloodgateOperatorTargetContested", "6m"),
+        alert("FloodgateOperatorTargetContested", "15m", {"namespace": NAMESPACE, "campaign": "shop/spring-drop",
+                                                          "severity": "warning"})]),
     ("config-current", [
         {"series": f'floodgate_runtime_config_version{{{NS},pod="app-a"}}', "values": "3x20"},
         {"series": f'floodgate_runtime_config_version{{{NS},pod="app-b"}}', "values": "3x20"},

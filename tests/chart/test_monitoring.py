@@ -19,6 +19,7 @@ EXPECTED_ALERTS = {
     "FloodgateOperatorFallbackActive": "floodgate_operator_fallback",
     "FloodgateOperatorReconcileErrors": "floodgate_operator_reconcile_failures_total",
     "FloodgateOperatorNoLeader": "floodgate_operator_leader",
+    "FloodgateOperatorTargetContested": "floodgate_operator_conflict",
     "FloodgateRuntimeConfigStale": "floodgate_runtime_config_missing",
 }
 

@@ -115,9 +115,19 @@ async fn an_hpa_on_the_same_deployment_is_a_conflict() {
     let c = campaign(1);
     let (ctx, server) = test_context(vec![c.clone()], vec![queue_config()]).await;
     let mock = server.run(Scenario::Conflict(c.clone()));
-    reconcile_campaign(Arc::new(c), ctx.clone())
+    reconcile_campaign(Arc::new(c.clone()), ctx.clone())
         .await
         .expect("reconcile");
+    // the FloodgateOperatorTargetContested alert's series
+    let series = format!(
+        "floodgate_operator_conflict{{campaign=\"{}\"}} 1",
+        crate::reconcile::key_of(&c)
+    );
+    assert!(
+        ctx.metrics.encode().lines().any(|l| l == series),
+        "{series} not in {}",
+        ctx.metrics.encode()
+    );
     drop(ctx);
     mock.await.expect("scenario");
 }

@@ -12,6 +12,7 @@ use super::{
     command::command,
     restore::ended,
     runtime_sync, status,
+    key_of,
     target::{read_target, target_missing},
     validate,
 };
@@ -117,6 +118,7 @@ async fn commanding<P: Platform>(
         contested(c, ctx, st, old, &competitors, now).await;
         return Ok(Next(next_wake(&c.spec.schedule, phase, now)));
     }
+    ctx.metrics.conflict(&key_of(c), false);
     let conflict = status::CONFLICT;
     status::set(
         &mut st.conditions,
@@ -159,6 +161,7 @@ async fn contested<P: Platform>(
         c.spec.target.deployment,
         competitors.join(", ")
     );
+    ctx.metrics.conflict(&key_of(c), true);
     if !status::is_true(&old.conditions, status::CONFLICT) {
         ctx.platform
             .record(
