@@ -525,9 +525,11 @@ async fn holds_sweeps_and_payments_at_hold_expiry_never_deadlock(pool: PgPool) {
             .map(|(i, (seat, r, u))| {
                 let (app, user) = (&app, &everyone[u]);
                 async move {
-                    // from 30 ms before the expiry to 10 ms after it
+                    // from 250 ms before the expiry to 10 ms after it: the late ones race the
+                    // expiry, the early ones still win when a loaded machine delays them all
                     tokio::time::sleep_until(
-                        (expiry + Duration::from_millis(i as u64 % 40)) - Duration::from_millis(30),
+                        (expiry + Duration::from_millis((i as u64 * 13) % 260))
+                            - Duration::from_millis(250),
                     )
                     .await;
                     let res = pay(app, user, *r, &format!("pay-{r}"), None).await;
