@@ -417,6 +417,19 @@ mod tests {
     }
 
     #[test]
+    fn a_transaction_pooler_needs_a_direct_url_for_migrations() {
+        let mut s = dev("127.0.0.1:8080");
+        s.db_pooler = DbPooler::Transaction;
+        let err = s.validate().unwrap_err();
+        assert!(
+            matches!(err, SettingsError::PoolerWithoutMigrationUrl),
+            "{err}"
+        );
+        s.db_migration_url = Some(SecretString::from("postgres://db:5432/floodgate"));
+        assert!(s.validate().is_ok());
+    }
+
+    #[test]
     fn client_ip_header_needs_trusted_proxies() {
         let mut s = dev("127.0.0.1:8080");
         s.client_ip_header = Some("x-forwarded-for".into());
