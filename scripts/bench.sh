@@ -167,8 +167,9 @@ PGBOUNCER_PORT=$PGB_PORT bash scripts/services.sh pgbouncer
 pgbpid=$(cat "$(dirname "$(cat "$FLOODGATE_DATA_DIR/postgres.path" 2>/dev/null || echo "$FLOODGATE_DATA_DIR/postgres")")/pgbouncer/pgbouncer.pid")
 pin_cpu0 "$pgbpid"
 kill "$APP_PID" 2>/dev/null || true; wait "$APP_PID" 2>/dev/null || true
-DATABASE_URL=postgres://floodgate:floodgate@127.0.0.1:$PGB_PORT/floodgate FLOODGATE_DB_POOLER=transaction \
-  FLOODGATE_DB_MIGRATION_URL=$DATABASE_URL FLOODGATE_LISTEN_ADDR=$PGB_APP \
+# (the migration URL first: a later assignment in the same prefix would see the new DATABASE_URL)
+FLOODGATE_DB_MIGRATION_URL=$DATABASE_URL DATABASE_URL=postgres://floodgate:floodgate@127.0.0.1:$PGB_PORT/floodgate \
+  FLOODGATE_DB_POOLER=transaction FLOODGATE_LISTEN_ADDR=$PGB_APP \
   taskset -c 0 "$BIN/floodgate-app" serve >"$OUT/app-pgbouncer.log" 2>&1 &
 PGB_APP_PID=$!; PIDS+=("$PGB_APP_PID")
 until curl -sf "http://$PGB_APP/readyz" >/dev/null; do
