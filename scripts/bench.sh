@@ -156,6 +156,49 @@ for i in $(seq 1 "$RUNS"); do
 done
 
 fi
+if want P2B; then
+# the same flash sale through PgBouncer in transaction pooling mode (Debian's, started by
+# scripts/services.sh in front of the bench's PostgreSQL) by a second app process with
+# FLOODGATE_DB_POOLER=transaction; reported as a ratio to the direct P2 (a cost ratio on two
+# cores: PgBouncer shares CPU 0 with the app and PostgreSQL)
+log "P2B: the P2 flash sale through PgBouncer (transaction pooling)"
+PGB_PORT=19483 PGB_APP=127.0.0.1:19484
+PGBOUNCER_PORT=$PGB_PORT bash scripts/services.sh pgbouncer
+pgbpid=$(cat "$(dirname "$(cat "$FLOODGATE_DATA_DIR/postgres.path" 2>/dev/null || echo "$FLOODGATE_DATA_DIR/postgres")")/pgbouncer/pgbouncer.pid")
+pin_cpu0 "$pgbpid"
+kill "$APP_PID" 2>/dev/null || true; wait "$APP_PID" 2>/dev/null || true
+# (the migration URL first: a later assignment in the same prefix would see the new DATABASE_URL)
+FLOODGATE_DB_MIGRATION_URL=$DATABASE_URL DATABASE_URL=postgres://floodgate:floodgate@127.0.0.1:$PGB_PORT/floodgate \
+  FLOODGATE_DB_POOLER=transaction FLOODGATE_LISTEN_ADDR=$PGB_APP \
+  taskset -c 0 "$BIN/floodgate-app" serve >"$OUT/app-pgbouncer.log" 2>&1 &
+PGB_APP_PID=$!; PIDS+=("$PGB_APP_PID")
+until curl -sf "http://$PGB_APP/readyz" >/dev/null; do
+  kill -0 "$PGB_APP_PID" 2>/dev/null || { tail -5 "$OUT/app-pgbouncer.log" >&2; exit 1; }
+  sleep 0.05
+done
+for i in $(seq 1 "$RUNS"); do
+  seller=$(curl -s -XPOST "http://$PGB_APP/api/v1/auth/login" -H 'content-type: application/json' \
+    -d '{"email":"seller@floodgate.local","password":"floodgate-demo"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+  hot=$(curl -s -XPOST "http://$PGB_APP/api/v1/goods" -H "authorization: Bearer $seller" -H 'content-type: application/json' \
+    -d '{"name":"flash","price":100,"stock":10000}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+  gen run hot-order --target "http://$PGB_APP" --param think_scale=0 --param "goods_id=$hot" --param hot_users=200 --param fund_amount=5000000 --param "run_id=p2br$i" \
+    --executor constant-vus --vus 200 --duration "${SECS}s" --summary-json "$RAW/p2b_$i.json" >/dev/null 2>&1 || true
+  psql "$DATABASE_URL" -tAc "select $hot, stock, x.sold, x.span from goods,
+      (select coalesce(sum(l.quantity), 0) as sold,
+              coalesce(extract(epoch from max(o.created_at) - min(o.created_at)), 0) as span
+         from order_lines l join orders o using (order_id) where l.goods_id = $hot and o.status = 'paid') x
+    where goods_id = $hot" > "$RAW/p2b_stock_$i.txt"
+done
+kill "$PGB_APP_PID" 2>/dev/null || true; wait "$PGB_APP_PID" 2>/dev/null || true
+# the rest runs against the direct app again
+taskset -c 0 "$BIN/floodgate-app" serve >>"$OUT/app.log" 2>&1 &
+APP_PID=$!; PIDS+=("$APP_PID")
+until curl -sf "$APP/readyz" >/dev/null; do
+  kill -0 "$APP_PID" 2>/dev/null || { tail -5 "$OUT/app.log" >&2; exit 1; }
+  sleep 0.05
+done
+
+fi
 ADMIN=$(curl -s -XPOST "$APP/api/v1/auth/login" -H 'content-type: application/json' \
   -d '{"email":"admin@floodgate.local","password":"floodgate-demo"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 

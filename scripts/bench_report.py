@@ -83,11 +83,12 @@ def locust_rps(raw):
     return None
 
 
-def flash_sale(raw):
+def flash_sale(raw, prefix="p2"):
     """Per run: accepted orders/s over the selling time (first to last accepted order when the
-    item sold out, else the whole run) and sold-out answers/s after it sold out."""
+    item sold out, else the whole run) and sold-out answers/s after it sold out. `prefix` p2b:
+    the same sale through PgBouncer."""
     accepted, sold_out_rates, oversold = [], [], False
-    for i, path in enumerate(sorted(glob.glob(os.path.join(raw, "p2_stock_*.txt"))), start=1):
+    for i, path in enumerate(sorted(glob.glob(os.path.join(raw, f"{prefix}_stock_*.txt"))), start=1):
         with open(path) as f:
             parts = f.read().strip().split("|")
         if len(parts) != 4:
@@ -96,7 +97,7 @@ def flash_sale(raw):
         oversold |= stock < 0 or stock + qty != 10000
         selling = span if stock == 0 and span > 0 else SECS
         accepted.append(qty / max(selling, 0.001))
-        summary = summaries(raw, f"p2_{i}.json")
+        summary = summaries(raw, f"{prefix}_{i}.json")
         total = metric(summary[0], "http_reqs", "count") if summary else None
         if stock == 0 and total is not None and SECS - selling >= 1:
             sold_out_rates.append((total - qty) / (SECS - selling))
@@ -134,6 +135,11 @@ def build(raw):
     rows.append(row("P2", "flash sale: sold-out answers after the item sold out", sold_out, "req/s",
                     "HTTP", c["http_rps"], 0.5,
                     "(requests - units sold) / (run - selling time); none when the item did not sell out"))
+    pgb, _, pgb_oversold = flash_sale(raw, "p2b")
+    rows.append(row("P2", "flash sale through PgBouncer 1.18 (transaction pooling), same shape", pgb, "orders/s",
+                    "P2 direct", accepted, 0.5,
+                    ("OVERSOLD" if pgb_oversold else "no oversell")
+                    + "; FLOODGATE_DB_POOLER=transaction; a cost ratio on 2 cores (PgBouncer shares CPU 0), not a scaling claim"))
     rows.append(row("P5", "POST /wallet/charges, one hot user, 64 VUs", rate(raw, "p5_*.json"), "charges/s",
                     "PG hot row", c["pg_hot_row_tps"], 5.0, f"failed rate {failed(raw, 'p5_*.json')}"))
     rows.append(row("P6", "floodgate-loadtest vs wrk on the bare server, 64 connections", c["generator_rps"], "req/s",

@@ -8,12 +8,15 @@
 #   scripts/services.sh up      ensure both are running (default)
 #   scripts/services.sh down    stop the private instances started here
 #   scripts/services.sh env     print the export lines for the URLs in use
+#   scripts/services.sh pgbouncer   also a private PgBouncer (transaction pooling) in front of
+#                               the local PostgreSQL at PGBOUNCER_URL; `env` prints it too
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 DATA=${FLOODGATE_DATA_DIR:-$ROOT/.data}
 DATABASE_URL=${DATABASE_URL:-postgres://floodgate:floodgate@127.0.0.1:54329/floodgate}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:63799}
+PGBOUNCER_PORT=${PGBOUNCER_PORT:-64329}
 
 log() { printf '[services] %s\n' "$*" >&2; }
 die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
@@ -104,6 +107,62 @@ redis_up() {
   die "Redis did not start; see $dir/redis.log"
 }
 
+# The folder beside PostgreSQL's data (which may have moved out of an unreadable checkout).
+beside_pg() { dirname "$(cat "$DATA/postgres.path" 2>/dev/null || echo "$DATA/postgres")"; }
+
+pgbouncer_url() {
+  local r=${DATABASE_URL#*://} auth
+  auth=${r%%@*}
+  echo "postgres://$auth@127.0.0.1:$PGBOUNCER_PORT/$(url_db "$DATABASE_URL")"
+}
+
+# A private PgBouncer in transaction pooling mode on 127.0.0.1:$PGBOUNCER_PORT, serving every
+# database of the local PostgreSQL (tests make one database each). Debian 12's PgBouncer is
+# 1.18: no prepared statements across transactions, hence DEALLOCATE ALL after each one and
+# the app's FLOODGATE_DB_POOLER=transaction (docs/deploy.md, "TLS and PgBouncer").
+pgbouncer_up() {
+  local host port user dir owner
+  host=$(url_host "$DATABASE_URL"); port=$(url_port "$DATABASE_URL" 5432); user=$(url_user "$DATABASE_URL")
+  is_local "$host" || die "PgBouncer is started here only in front of a local PostgreSQL"
+  command -v pgbouncer >/dev/null || [ -x /usr/sbin/pgbouncer ] || apt_install pgbouncer
+  if pg_isready -q -h 127.0.0.1 -p "$PGBOUNCER_PORT" 2>/dev/null; then log "PgBouncer answers at 127.0.0.1:$PGBOUNCER_PORT"; return; fi
+  dir=$(beside_pg)/pgbouncer; mkdir -p "$dir"
+  cat >"$dir/pgbouncer.ini" <<INI
+[databases]
+* = host=$host port=$port
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $PGBOUNCER_PORT
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/userlist.txt
+pool_mode = transaction
+max_client_conn = 4000
+default_pool_size = 40
+max_db_connections = 200
+server_reset_query = DEALLOCATE ALL
+server_reset_query_always = 1
+ignore_startup_parameters = extra_float_digits
+; the tests KILL their database here before sqlx drops it
+admin_users = $user
+server_idle_timeout = 30
+pidfile = $dir/pgbouncer.pid
+logfile = $dir/pgbouncer.log
+INI
+  printf '"%s" ""\n' "$user" >"$dir/userlist.txt"
+  owner=$(id -un)
+  # PgBouncer refuses to run as root
+  if [ "$(id -u)" -eq 0 ]; then owner=postgres; chown -R postgres "$dir"; fi
+  log "starting PgBouncer (transaction pooling) on 127.0.0.1:$PGBOUNCER_PORT in front of $host:$port"
+  if [ "$owner" = "$(id -un)" ]; then /usr/sbin/pgbouncer -d "$dir/pgbouncer.ini"
+  else runuser -u "$owner" -- /usr/sbin/pgbouncer -d "$dir/pgbouncer.ini"; fi
+  for _ in $(seq 1 50); do
+    pg_isready -q -h 127.0.0.1 -p "$PGBOUNCER_PORT" && return
+    sleep 0.1
+  done
+  die "PgBouncer did not start; see $dir/pgbouncer.log"
+}
+
 down() {
   local pgdata bin
   pgdata=$(cat "$DATA/postgres.path" 2>/dev/null || echo "$DATA/postgres")
@@ -112,7 +171,8 @@ down() {
     else "$bin/pg_ctl" -D "$pgdata" -m fast stop || true; fi
   fi
   # Redis lives beside PostgreSQL's data (which may have moved out of an unreadable checkout)
-  for pidfile in "$DATA/redis/redis.pid" "$(dirname "$pgdata")/redis/redis.pid"; do
+  for pidfile in "$DATA/redis/redis.pid" "$(dirname "$pgdata")/redis/redis.pid" \
+    "$(dirname "$pgdata")/pgbouncer/pgbouncer.pid"; do
     if [ -s "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; fi
   done
 }
@@ -120,6 +180,8 @@ down() {
 case ${1:-up} in
   up) mkdir -p "$DATA"; pg_up; redis_up ;;
   down) down ;;
-  env) echo "export DATABASE_URL=$DATABASE_URL"; echo "export REDIS_URL=$REDIS_URL" ;;
-  *) die "usage: $0 [up|down|env]" ;;
+  pgbouncer) mkdir -p "$DATA"; pg_up; redis_up; pgbouncer_up ;;
+  env) echo "export DATABASE_URL=$DATABASE_URL"; echo "export REDIS_URL=$REDIS_URL"
+       echo "export PGBOUNCER_URL=$(pgbouncer_url)" ;;
+  *) die "usage: $0 [up|down|env|pgbouncer]" ;;
 esac

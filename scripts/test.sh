@@ -12,14 +12,18 @@ export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:63799}
 export RUST_LOG=${RUST_LOG:-warn}
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 
-bash scripts/services.sh up
+# up, plus the PgBouncer (transaction pooling) app/tests/pgbouncer.rs goes through
+bash scripts/services.sh pgbouncer
 
 # app/tests/abuse.rs sends forged X-Forwarded-For through a real nginx (run from a temp dir
 # on a free port, never as the system service) and operator/e2e/local.sh reads the API with jq;
-# both fail without their tool, so install what is missing
+# both fail without their tool, so install what is missing; the TLS tests (app/tests/tls.rs,
+# operator/tests/tls.rs) make certificates with openssl and serve https:// with prometheus
 missing=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v jq >/dev/null || missing+=(jq)
+command -v openssl >/dev/null || missing+=(openssl)
+command -v prometheus >/dev/null || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   command -v apt-get >/dev/null || { echo "${missing[*]} not found and no apt-get: install them first" >&2; exit 1; }
   SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo

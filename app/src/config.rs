@@ -4,7 +4,7 @@
 //! `make run` starts; only the JWT secret is required: in production mode, and on any listen
 //! address other than loopback (the built-in development key is public).
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, ValueEnum};
 use secrecy::{ExposeSecret, SecretString};
@@ -84,6 +84,15 @@ pub struct ImageSettings {
     pub image_thumb_px: u32,
 }
 
+/// What DATABASE_URL points at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum DbPooler {
+    /// PostgreSQL itself, or a pooler in session mode.
+    None,
+    /// A transaction-pooling PgBouncer (< 1.21, or without `max_prepared_statements`).
+    Transaction,
+}
+
 #[derive(Clone, Debug, Args)]
 pub struct Settings {
     /// `production` refuses to start without FLOODGATE_JWT_SECRET.
@@ -95,6 +104,31 @@ pub struct Settings {
 
     #[arg(long, env = "REDIS_URL", default_value = DEFAULT_REDIS_URL, hide_env_values = true)]
     pub redis_url: SecretString,
+
+    /// PEM bundle of the CAs a `rediss://` REDIS_URL is verified against, instead of the
+    /// system's roots (a private CA). The certificate must name the URL's host.
+    #[arg(long, env = "FLOODGATE_REDIS_CA_FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+
+    /// Client certificate (PEM) shown to a Redis that asks for one (`tls-auth-clients`);
+    /// with FLOODGATE_REDIS_CLIENT_KEY_FILE.
+    #[arg(long, env = "FLOODGATE_REDIS_CLIENT_CERT_FILE")]
+    pub redis_client_cert_file: Option<PathBuf>,
+
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "FLOODGATE_REDIS_CLIENT_KEY_FILE")]
+    pub redis_client_key_file: Option<PathBuf>,
+
+    /// `transaction` when DATABASE_URL is a transaction-pooling PgBouncer older than 1.21
+    /// (no prepared statements across transactions): statement cache off, every unit of
+    /// work in one transaction, the statement timeout set per transaction. See docs/deploy.md.
+    #[arg(long, env = "FLOODGATE_DB_POOLER", value_enum, default_value = "none")]
+    pub db_pooler: DbPooler,
+
+    /// PostgreSQL itself, for migrations (they hold a session advisory lock, which a
+    /// transaction pooler cannot keep). Default: DATABASE_URL.
+    #[arg(long, env = "FLOODGATE_DB_MIGRATION_URL", hide_env_values = true)]
+    pub db_migration_url: Option<SecretString>,
 
     /// Prefix of every Redis key (tests use a unique one each for isolation).
     #[arg(long, env = "FLOODGATE_REDIS_PREFIX", default_value = "fg:")]
@@ -286,6 +320,18 @@ pub enum SettingsError {
     MissingImageBucket,
     #[error("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set together")]
     HalfImageCredentials,
+    #[error(
+        "FLOODGATE_REDIS_CA_FILE or a Redis client certificate is set but REDIS_URL is not \
+         rediss:// (TLS): use rediss://HOST:PORT or drop the TLS settings"
+    )]
+    RedisTlsWithoutRediss,
+    #[error("FLOODGATE_REDIS_CLIENT_CERT_FILE and FLOODGATE_REDIS_CLIENT_KEY_FILE go together")]
+    RedisClientCertHalf,
+    #[error(
+        "FLOODGATE_DB_POOLER=transaction needs FLOODGATE_DB_MIGRATION_URL (PostgreSQL itself, \
+         not the pooler): migrations hold a session advisory lock"
+    )]
+    PoolerWithoutMigrationUrl,
 }
 
 impl Settings {
@@ -310,6 +356,10 @@ impl Settings {
         {
             return Err(SettingsError::BadRedisPrefix);
         }
+        self.validate_redis_tls()?;
+        if self.db_pooler == DbPooler::Transaction && self.db_migration_url.is_none() {
+            return Err(SettingsError::PoolerWithoutMigrationUrl);
+        }
         if self.client_ip_header.is_some() && self.trusted_proxies.is_empty() {
             return Err(SettingsError::ClientIpHeaderWithoutProxies);
         }
@@ -332,6 +382,18 @@ impl Settings {
             return Err(SettingsError::ShortJwtSecret);
         }
         Ok(secret)
+    }
+
+    fn validate_redis_tls(&self) -> Result<(), SettingsError> {
+        let cert = self.redis_client_cert_file.is_some();
+        if cert != self.redis_client_key_file.is_some() {
+            return Err(SettingsError::RedisClientCertHalf);
+        }
+        let tls = self.redis_url.expose_secret().starts_with("rediss");
+        if (cert || self.redis_ca_file.is_some()) && !tls {
+            return Err(SettingsError::RedisTlsWithoutRediss);
+        }
+        Ok(())
     }
 
     /// True when tokens are signed with the public development key (dev mode, loopback,

@@ -48,6 +48,36 @@ fn built_in_secret_only_in_dev_on_loopback() {
 }
 
 #[test]
+fn redis_tls_settings_need_rediss_and_both_halves() {
+    let mut s = dev("127.0.0.1:8080");
+    s.redis_ca_file = Some("/etc/ca.pem".into());
+    let err = s.validate().unwrap_err();
+    assert!(matches!(err, SettingsError::RedisTlsWithoutRediss), "{err}");
+    s.redis_url = SecretString::from("rediss://redis.example:6380");
+    assert!(s.validate().is_ok());
+    s.redis_client_cert_file = Some("/etc/client.pem".into());
+    assert!(matches!(
+        s.validate(),
+        Err(SettingsError::RedisClientCertHalf)
+    ));
+    s.redis_client_key_file = Some("/etc/client.key".into());
+    assert!(s.validate().is_ok());
+}
+
+#[test]
+fn a_transaction_pooler_needs_a_direct_url_for_migrations() {
+    let mut s = dev("127.0.0.1:8080");
+    s.db_pooler = DbPooler::Transaction;
+    let err = s.validate().unwrap_err();
+    assert!(
+        matches!(err, SettingsError::PoolerWithoutMigrationUrl),
+        "{err}"
+    );
+    s.db_migration_url = Some(SecretString::from("postgres://db:5432/floodgate"));
+    assert!(s.validate().is_ok());
+}
+
+#[test]
 fn client_ip_header_needs_trusted_proxies() {
     let mut s = dev("127.0.0.1:8080");
     s.client_ip_header = Some("x-forwarded-for".into());

@@ -290,6 +290,12 @@ impl From<sqlx::Error> for ApiError {
                 e.extra = Some(serde_json::json!({ "field": "body" }));
                 return e;
             }
+            // class 08, connection exception: the server (or a pooler in front of it, such as
+            // PgBouncer refusing a startup parameter) refused the connection
+            sqlx::Error::Database(db) if db.code().is_some_and(|c| c.starts_with("08")) => {
+                tracing::warn!(error = %e, "database refused the connection");
+                Self::unavailable("the database is unavailable; retry shortly")
+            }
             // 57014 query_canceled: statement_timeout fired, the database is overloaded
             sqlx::Error::Database(db) if db.code().as_deref() == Some("57014") => {
                 tracing::warn!(error = %e, "database statement timed out");

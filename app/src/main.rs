@@ -67,13 +67,13 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => server::run(cli.settings).await,
         Command::Migrate => {
-            let pool = db::pool(&cli.settings)?;
+            let pool = db::direct_pool(&cli.settings)?;
             db::migrate_with_retry(&pool, 30).await?;
             tracing::info!("migrations applied");
             Ok(())
         }
         Command::Seed => {
-            let pool = db::pool(&cli.settings)?;
+            let pool = db::direct_pool(&cli.settings)?;
             db::migrate_with_retry(&pool, 30).await?;
             seed::seed(&pool).await?;
             tracing::info!(
@@ -87,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Admin {
             command: AdminCommand::Create { email, password },
         } => {
-            let pool = db::pool(&cli.settings)?;
+            let pool = db::direct_pool(&cli.settings)?;
             db::migrate_with_retry(&pool, 30).await?;
             seed::create_admin(&pool, &email, &password).await?;
             tracing::info!(email, "admin ready");

@@ -72,7 +72,7 @@ pub fn build_state(settings: Settings, db: sqlx::PgPool) -> anyhow::Result<AppSt
     );
     Ok(AppState::new(Inner {
         jwt: JwtKeys::new(&secret),
-        db: Db::new(db, breakers.clone()),
+        db: Db::new(db, breakers.clone()).behind(&settings),
         redis,
         metrics,
         runtime,
@@ -111,7 +111,7 @@ pub fn spawn_background(
             state.clone(),
             shutdown.clone(),
         )),
-        tokio::spawn(purge_idempotency(state.db.pool().clone(), shutdown.clone())),
+        tokio::spawn(purge_idempotency(state.db.clone(), shutdown.clone())),
         tokio::spawn(state.breakers.clone().watch(shutdown.clone())),
         tokio::spawn(cache_resync(state.clone(), shutdown.clone())),
         tokio::spawn(images::thumbnails::run(state.clone(), shutdown.clone())),
@@ -120,13 +120,13 @@ pub fn spawn_background(
 }
 
 /// Expired Idempotency-Key records are deleted every minute (any replica may do it).
-async fn purge_idempotency(db: sqlx::PgPool, mut shutdown: watch::Receiver<bool>) {
+async fn purge_idempotency(db: crate::platform::db::Db, mut shutdown: watch::Receiver<bool>) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(60)) => {}
             _ = shutdown.changed() => return,
         }
-        if let Err(e) = crate::idempotency::purge_expired(&db).await {
+        if let Err(e) = db.unguarded(crate::idempotency::purge_expired).await {
             tracing::debug!(error = %e, "idempotency purge failed");
         }
     }
@@ -169,7 +169,13 @@ pub async fn serve_on(
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let pool = db::pool(&settings)?;
-    db::migrate_with_retry(&pool, 30).await?;
+    if settings.db_migration_url.is_some() {
+        let direct = db::direct_pool(&settings)?;
+        db::migrate_with_retry(&direct, 30).await?;
+        direct.close().await;
+    } else {
+        db::migrate_with_retry(&pool, 30).await?;
+    }
     let state = build_state(settings, pool)?;
     let listener = TcpListener::bind(state.settings.listen_addr).await?;
     let (stop_tx, stop_rx) = watch::channel(false);

@@ -21,7 +21,7 @@ use floodgate_operator::{
         prometheus,
     },
     reconcile::Context,
-    store::RedisTarget,
+    store::{RedisTarget, RedisTls},
     telemetry::Metrics,
 };
 
@@ -85,6 +85,25 @@ struct Common {
     redis_url: String,
     #[arg(long, env = "FLOODGATE_REDIS_PREFIX", default_value = "fg:")]
     redis_prefix: String,
+    /// PEM bundle of the CAs a `rediss://` REDIS_URL is verified against (else the system's).
+    #[arg(long, env = "FLOODGATE_REDIS_CA_FILE")]
+    redis_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for a Redis with `tls-auth-clients`; with the key.
+    #[arg(
+        long,
+        env = "FLOODGATE_REDIS_CLIENT_CERT_FILE",
+        requires = "redis_client_key_file"
+    )]
+    redis_client_cert_file: Option<PathBuf>,
+    #[arg(
+        long,
+        env = "FLOODGATE_REDIS_CLIENT_KEY_FILE",
+        requires = "redis_client_cert_file"
+    )]
+    redis_client_key_file: Option<PathBuf>,
+    /// PEM bundle of the CAs an `https://` Prometheus is verified against (else the system's).
+    #[arg(long, env = "FLOODGATE_PROMETHEUS_CA_FILE")]
+    prometheus_ca_file: Option<PathBuf>,
     /// Address of the operator's own /metrics, /healthz and /readyz.
     #[arg(
         long,
@@ -118,7 +137,12 @@ impl Common {
     async fn parts(
         &self,
     ) -> anyhow::Result<(RedisTarget, Box<dyn QueueDepthSource>, Arc<Metrics>)> {
-        let redis = RedisTarget::connect(&self.redis_url, &self.redis_prefix)
+        let tls = RedisTls {
+            ca_file: self.redis_ca_file.clone(),
+            client_cert_file: self.redis_client_cert_file.clone(),
+            client_key_file: self.redis_client_key_file.clone(),
+        };
+        let redis = RedisTarget::connect_tls(&self.redis_url, &tls, &self.redis_prefix)
             .await
             .map_err(|e| anyhow::anyhow!("connecting to Redis at {}: {e}", self.redis_url))?;
         let depth: Box<dyn QueueDepthSource> = match self.queue_depth {
@@ -130,6 +154,10 @@ impl Common {
             }),
         };
         Ok((redis, depth, Arc::new(Metrics::default())))
+    }
+
+    fn prometheus_client(&self) -> anyhow::Result<prometheus::PromClient> {
+        prometheus::PromClient::new(self.prometheus_ca_file.as_deref())
     }
 
     fn prometheus_labels(&self) -> prometheus::PromLabels {
@@ -177,7 +205,8 @@ async fn main() -> anyhow::Result<()> {
             let platform = LocalPlatform::new(app_metrics_url, status_dir, initial_replicas);
             let ctx = Arc::new(
                 Context::new(platform, redis, depth, metrics)
-                    .with_prometheus_labels(common.prometheus_labels()),
+                    .with_prometheus_labels(common.prometheus_labels())
+                    .with_prometheus_client(common.prometheus_client()?),
             );
             let opts = run::Options {
                 manifests,
@@ -224,6 +253,7 @@ async fn main() -> anyhow::Result<()> {
                 depth,
                 metrics: metrics.clone(),
                 prometheus_labels: common.prometheus_labels(),
+                prometheus: common.prometheus_client()?,
             };
             let controllers =
                 |stop| controller::run(client, parts, ready.clone(), watch.as_deref(), stop);

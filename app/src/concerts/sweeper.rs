@@ -22,7 +22,7 @@ const BATCH: i64 = 1_000;
 /// batch, skipping those a hold or payment has locked), then their seats. A hold takes the
 /// lapsed reservation before its seat too, so it waits for the sweep instead of deadlocking it.
 pub async fn sweep_once(state: &AppState) -> Result<Vec<(ScheduleId, ConcertId)>, sqlx::Error> {
-    sqlx::query_as(
+    state.db.unguarded(async |c| sqlx::query_as(
         "with expired as (
             update reservations set status = 'expired'
              where reservation_id in (select reservation_id from reservations
@@ -37,8 +37,8 @@ pub async fn sweep_once(state: &AppState) -> Result<Vec<(ScheduleId, ConcertId)>
          select distinct e.schedule_id, sc.concert_id from expired e join schedules sc using (schedule_id)",
     )
     .bind(BATCH)
-    .fetch_all(state.db.pool())
-    .await
+    .fetch_all(c)
+    .await).await
 }
 
 pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {

@@ -34,7 +34,11 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         if *shutdown.borrow() {
             return;
         }
-        let live = match store::live_campaigns(state.db.pool()).await {
+        let live = match state
+            .db
+            .unguarded(async |c| store::live_campaigns(c).await)
+            .await
+        {
             Ok(live) => live,
             Err(e) => {
                 tracing::debug!(error = %e, "could not list live coupon campaigns");
@@ -69,12 +73,12 @@ pub async fn release_stale(state: &AppState, campaign: i64, stale: Duration) -> 
     if pending.is_empty() {
         return Ok(0);
     }
-    let mut conn = state.db.pool().acquire().await?;
-    let held: HashSet<i64> = store::holders_among(&mut conn, campaign, &pending)
+    let held: HashSet<i64> = state
+        .db
+        .unguarded(async |c| store::holders_among(c, campaign, &pending).await)
         .await?
         .into_iter()
         .collect();
-    drop(conn);
     let orphans: Vec<i64> = pending
         .iter()
         .copied()

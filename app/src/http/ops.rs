@@ -30,7 +30,7 @@ async fn readyz(State(state): State<AppState>) -> Response {
     let (postgres, redis) = tokio::join!(
         tokio::time::timeout(
             std::time::Duration::from_secs(1),
-            db::migrations_applied(state.db.pool())
+            state.db.unguarded(db::migrations_applied)
         ),
         state.redis.ping()
     );

@@ -282,7 +282,7 @@ async fn release(conn: &mut PgConnection, user: UserId, key: &IdempotencyKey) {
 }
 
 /// Deletes expired records; run periodically by one background task per replica.
-pub async fn purge_expired(db: &sqlx::PgPool) -> Result<u64, sqlx::Error> {
+pub async fn purge_expired(db: &mut sqlx::PgConnection) -> Result<u64, sqlx::Error> {
     sqlx::query(
         "delete from idempotency_keys where ctid in
            (select ctid from idempotency_keys where expires_at < now() limit 10000)",

@@ -4,14 +4,14 @@ use std::{sync::Arc, time::Duration};
 
 use secrecy::ExposeSecret;
 use sqlx::{
-    Connection, PgConnection, PgPool,
+    AssertSqlSafe, Connection, PgConnection, PgPool,
     migrate::Migrator,
     postgres::{PgConnectOptions, PgPoolOptions},
 };
 
 use super::resilience::Breakers;
 use crate::{
-    config::Settings,
+    config::{DbPooler, Settings},
     error::{ApiError, ApiResult},
 };
 
@@ -20,20 +20,53 @@ use crate::{
 /// at most that many requests), on one pooled connection, within the call deadline (a stalled
 /// server enforces nothing itself). There is deliberately no `Deref` to the pool: a query
 /// that bypasses the guard has to say so with [`Db::pool`].
+///
+/// Behind a transaction pooler (`FLOODGATE_DB_POOLER=transaction`) every unit is one
+/// transaction opened with `begin`, which also sets the statement timeout (the pooler
+/// refuses startup options): the pooler keeps a server connection for a whole transaction
+/// only, so a statement prepared outside one could be executed on another server.
 #[derive(Clone)]
 pub struct Db {
     pool: PgPool,
     breakers: Arc<Breakers>,
+    begin: Option<Arc<str>>,
 }
 
 impl Db {
     pub fn new(pool: PgPool, breakers: Arc<Breakers>) -> Self {
-        Self { pool, breakers }
+        Self {
+            pool,
+            breakers,
+            begin: None,
+        }
     }
 
-    /// The raw pool, for background loops (which have their own retry) and readiness.
+    /// Applies `FLOODGATE_DB_POOLER` (see the type's documentation).
+    pub fn behind(self, settings: &Settings) -> Self {
+        let begin = (settings.db_pooler == DbPooler::Transaction)
+            .then(|| pooled_begin(settings.db_statement_timeout_ms).into());
+        Self { begin, ..self }
+    }
+
+    /// The raw pool (closing it at shutdown, tests).
     pub fn pool(&self) -> &PgPool {
         &self.pool
+    }
+
+    /// For background loops (which have their own retry) and readiness: `op` on one pooled
+    /// connection without the breaker, inside a transaction when behind a pooler.
+    pub async fn unguarded<T>(
+        &self,
+        op: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        let mut conn = self.pool.acquire().await?;
+        let Some(begin) = &self.begin else {
+            return op(&mut conn).await;
+        };
+        let mut tx = conn.begin_with(AssertSqlSafe(begin.clone())).await?;
+        let out = op(&mut tx).await?;
+        tx.commit().await?;
+        Ok(out)
     }
 
     /// Runs `op` on one pooled connection under the breaker, the bulkhead and the deadline.
@@ -43,14 +76,7 @@ impl Db {
         &self,
         op: impl AsyncFnOnce(&mut PgConnection) -> Result<T, E>,
     ) -> ApiResult<T> {
-        self.breakers
-            .postgres
-            .run_timed(async |clock| {
-                let mut conn = self.pool.acquire().await?;
-                clock.restart();
-                op(&mut conn).await.map_err(Into::into)
-            })
-            .await
+        self.unit(1, self.begin.is_some(), op).await
     }
 
     /// Like [`Self::run`], inside one transaction: committed only if `op` succeeds; dropped
@@ -59,17 +85,9 @@ impl Db {
         &self,
         op: impl AsyncFnOnce(&mut PgConnection) -> Result<T, E>,
     ) -> ApiResult<T> {
-        self.run(async |conn| {
-            let mut tx = conn.begin().await?;
-            let out = op(&mut tx).await.map_err(Into::into)?;
-            tx.commit().await?;
-            Ok::<_, ApiError>(out)
-        })
-        .await
+        self.unit(1, true, op).await
     }
-}
 
-impl Db {
     /// [`Self::tx`] on behalf of `calls` requests (a group-commit batch,
     /// `platform::group_commit`): the breaker counts its outcome once per request, so window
     /// sizes, minimum calls and rates keep meaning requests whether or not they were batched.
@@ -78,12 +96,27 @@ impl Db {
         calls: u32,
         op: impl AsyncFnOnce(&mut PgConnection) -> Result<T, E>,
     ) -> ApiResult<T> {
+        self.unit(calls, true, op).await
+    }
+
+    async fn unit<T, E: Into<ApiError>>(
+        &self,
+        calls: u32,
+        in_tx: bool,
+        op: impl AsyncFnOnce(&mut PgConnection) -> Result<T, E>,
+    ) -> ApiResult<T> {
         self.breakers
             .postgres
             .run_timed_for(calls, async |clock| {
                 let mut conn = self.pool.acquire().await?;
                 clock.restart();
-                let mut tx = conn.begin().await?;
+                if !in_tx {
+                    return op(&mut conn).await.map_err(Into::into);
+                }
+                let mut tx = match &self.begin {
+                    Some(begin) => conn.begin_with(AssertSqlSafe(begin.clone())).await?,
+                    None => conn.begin().await?,
+                };
                 let out = op(&mut tx).await.map_err(Into::into)?;
                 tx.commit().await?;
                 Ok::<_, ApiError>(out)
@@ -92,21 +125,49 @@ impl Db {
     }
 }
 
+/// The statement opening every unit behind a transaction pooler.
+fn pooled_begin(statement_timeout_ms: u64) -> String {
+    format!("BEGIN; SET LOCAL statement_timeout = {statement_timeout_ms}")
+}
+
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// A lazily connecting pool: the process starts (and reports not-ready) while the database
 /// is down, and requests fail fast with 503 once `acquire_timeout` passes.
+/// TLS comes from the URL (`sslmode=verify-full&sslrootcert=...`, see `platform::tls`).
 pub fn pool(settings: &Settings) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = settings.database_url.expose_secret().parse()?;
+    let options = options.application_name("floodgate-app");
+    let options = match settings.db_pooler {
+        DbPooler::None => options.options([(
+            "statement_timeout",
+            settings.db_statement_timeout_ms.to_string(),
+        )]),
+        // PgBouncer refuses startup options (the timeout is set per transaction instead,
+        // see `Db`), and a cached statement would outlive the transaction that prepared it
+        DbPooler::Transaction => options.statement_cache_capacity(0),
+    };
     Ok(PgPoolOptions::new()
         .max_connections(settings.db_pool_size)
         .min_connections(0)
         .acquire_timeout(settings.db_acquire_timeout())
         .idle_timeout(Duration::from_secs(300))
-        .connect_lazy_with(options.application_name("floodgate-app").options([(
-            "statement_timeout",
-            settings.db_statement_timeout_ms.to_string(),
-        )])))
+        .connect_lazy_with(options))
+}
+
+/// A pool on PostgreSQL itself, for migrations, seeding and admin commands:
+/// FLOODGATE_DB_MIGRATION_URL when set (migrations hold a session advisory lock, which a
+/// transaction pooler cannot keep), else the same as [`pool`].
+pub fn direct_pool(settings: &Settings) -> Result<PgPool, sqlx::Error> {
+    let Some(url) = &settings.db_migration_url else {
+        return pool(settings);
+    };
+    let options: PgConnectOptions = url.expose_secret().parse()?;
+    Ok(PgPoolOptions::new()
+        .max_connections(2)
+        .min_connections(0)
+        .acquire_timeout(settings.db_acquire_timeout())
+        .connect_lazy_with(options.application_name("floodgate-migrate")))
 }
 
 /// Applies pending migrations. sqlx holds a PostgreSQL advisory lock while it migrates, so
@@ -145,13 +206,13 @@ fn is_unreachable(e: &sqlx::migrate::MigrateError) -> bool {
 }
 
 /// True when the newest embedded migration has been applied successfully.
-pub async fn migrations_applied(pool: &PgPool) -> Result<bool, sqlx::Error> {
+pub async fn migrations_applied(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
     let Some(latest) = MIGRATOR.iter().map(|m| m.version).max() else {
         return Ok(true);
     };
     let applied: Option<i64> =
         sqlx::query_scalar("select max(version) from _sqlx_migrations where success")
-            .fetch_one(pool)
+            .fetch_one(conn)
             .await?;
     Ok(applied == Some(latest))
 }

@@ -12,3 +12,4 @@ pub mod redis;
 pub mod resilience;
 pub mod runtime_config;
 pub mod stale;
+pub mod tls;

@@ -9,7 +9,6 @@ use redis::{
     Client,
     aio::{ConnectionManager, ConnectionManagerConfig},
 };
-use secrecy::ExposeSecret;
 
 use super::batch::Batcher;
 use crate::config::Settings;
@@ -26,7 +25,7 @@ impl Redis {
     /// Connects lazily and reconnects by itself, so the app starts (not ready) while Redis is
     /// down and recovers when it returns.
     pub fn connect(settings: &Settings) -> redis::RedisResult<Self> {
-        let client = Client::open(settings.redis_url.expose_secret())?;
+        let client = super::tls::redis_client(settings)?;
         let config = ConnectionManagerConfig::new()
             .set_connection_timeout(Some(Duration::from_secs(1)))
             .set_response_timeout(Some(Duration::from_secs(2)))

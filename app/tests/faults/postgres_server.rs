@@ -55,6 +55,11 @@ fn as_server_user(program: &Path) -> Command {
 
 impl PostgresServer {
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// With extra server settings (`-c name=value`), e.g. `ssl=on` and its files.
+    pub async fn start_with(settings: &[(&str, &str)]) -> Self {
         let bin = bindir();
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
@@ -91,6 +96,11 @@ impl PostgresServer {
                 "-k",
             ])
             .arg(dir.path())
+            .args(
+                settings
+                    .iter()
+                    .flat_map(|(k, v)| ["-c".to_owned(), format!("{k}={v}")]),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .process_group(0)
@@ -102,7 +112,8 @@ impl PostgresServer {
             child: Some(child),
         };
         let started = Instant::now();
-        while sqlx::PgPool::connect(&server.url()).await.is_err() {
+        let plain = format!("{}?sslmode=disable", server.url());
+        while sqlx::PgPool::connect(&plain).await.is_err() {
             assert!(
                 started.elapsed() < Duration::from_secs(20),
                 "private PostgreSQL did not start"

@@ -124,6 +124,44 @@ prefix. The operator writes the runtime config the app reads, so these must neve
       key: {{ .Values.secrets.keys.redisUrl }}
 - name: FLOODGATE_REDIS_PREFIX
   value: {{ .Values.redisPrefix | quote }}
+{{- if .Values.tls.redisCaSecret }}
+- name: FLOODGATE_REDIS_CA_FILE
+  value: /etc/floodgate/tls/redis/ca.crt
+{{- end }}
+{{- if .Values.tls.redisClientCertSecret }}
+- name: FLOODGATE_REDIS_CLIENT_CERT_FILE
+  value: /etc/floodgate/tls/redis-client/tls.crt
+- name: FLOODGATE_REDIS_CLIENT_KEY_FILE
+  value: /etc/floodgate/tls/redis-client/tls.key
+{{- end }}
+{{- end }}
+
+{{/*
+TLS material mounted from the Secrets under .Values.tls (docs/deploy.md, "TLS and
+PgBouncer"): `names` lists which of postgres, redis, redis-client, prometheus this pod uses.
+*/}}
+{{- define "floodgate.tlsMounts" -}}
+{{- $t := .ctx.Values.tls }}
+{{- $all := dict "postgres" $t.postgresCaSecret "redis" $t.redisCaSecret "redis-client" $t.redisClientCertSecret "prometheus" $t.prometheusCaSecret }}
+{{- range $n := .names }}
+{{- if get $all $n }}
+- name: tls-{{ $n }}
+  mountPath: /etc/floodgate/tls/{{ $n }}
+  readOnly: true
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "floodgate.tlsVolumes" -}}
+{{- $t := .ctx.Values.tls }}
+{{- $all := dict "postgres" $t.postgresCaSecret "redis" $t.redisCaSecret "redis-client" $t.redisClientCertSecret "prometheus" $t.prometheusCaSecret }}
+{{- range $n := .names }}
+{{- with get $all $n }}
+- name: tls-{{ $n }}
+  secret:
+    secretName: {{ . }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/* Environment of the app container (and its migrate init container). */}}
@@ -167,6 +205,15 @@ prefix. The operator writes the runtime config the app reads, so these must neve
     secretKeyRef:
       name: {{ include "floodgate.secretName" . }}
       key: {{ .Values.secrets.keys.databaseUrl }}
+- name: FLOODGATE_DB_POOLER
+  value: {{ .Values.app.dbPooler | quote }}
+{{- if eq .Values.app.dbPooler "transaction" }}
+- name: FLOODGATE_DB_MIGRATION_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "floodgate.secretName" . }}
+      key: {{ .Values.secrets.keys.migrationDatabaseUrl }}
+{{- end }}
 - name: FLOODGATE_JWT_SECRET
   valueFrom:
     secretKeyRef:

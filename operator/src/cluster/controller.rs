@@ -141,7 +141,8 @@ pub async fn run(
             ctx_parts.depth,
             ctx_parts.metrics,
         )
-        .with_prometheus_labels(ctx_parts.prometheus_labels),
+        .with_prometheus_labels(ctx_parts.prometheus_labels)
+        .with_prometheus_client(ctx_parts.prometheus),
     );
 
     let readiness = async {
@@ -217,4 +218,5 @@ pub struct CtxParts {
     pub depth: Box<dyn crate::observe::depth::QueueDepthSource>,
     pub metrics: Arc<crate::telemetry::Metrics>,
     pub prometheus_labels: crate::observe::prometheus::PromLabels,
+    pub prometheus: crate::observe::prometheus::PromClient,
 }

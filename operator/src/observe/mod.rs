@@ -105,6 +105,7 @@ pub enum Source<'a> {
     Prometheus {
         url: &'a str,
         scope: prometheus::Scope<'a>,
+        client: &'a prometheus::PromClient,
     },
     Pods,
 }
@@ -131,8 +132,8 @@ pub async fn observe(
     now: Millis,
 ) -> Observed {
     match source {
-        Source::Prometheus { url, scope } => {
-            from_prometheus(http, url, &scope, p95_window, queue_ids, depth).await
+        Source::Prometheus { url, scope, client } => {
+            from_prometheus(client, url, &scope, p95_window, queue_ids, depth).await
         }
         Source::Pods => {
             from_pods(http, scrape_urls, p95_window, queue_ids, depth, window, now).await
@@ -165,7 +166,7 @@ async fn depth_by_queue(
 }
 
 async fn from_prometheus(
-    http: &reqwest::Client,
+    http: &prometheus::PromClient,
     url: &str,
     scope: &prometheus::Scope<'_>,
     p95_window: Dur,

@@ -53,6 +53,7 @@ pub async fn command<P: Platform>(
                 deployment,
                 labels: &ctx.prometheus_labels,
             },
+            client: &ctx.prometheus,
         },
         None => Source::Pods,
     };

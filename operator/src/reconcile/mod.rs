@@ -197,6 +197,8 @@ pub struct Context<P> {
     pub platform: P,
     pub redis: RedisTarget,
     pub http: reqwest::Client,
+    /// For the Prometheus a Campaign names (see `--prometheus-ca-file`).
+    pub prometheus: crate::observe::prometheus::PromClient,
     pub depth: Box<dyn QueueDepthSource>,
     pub metrics: Arc<Metrics>,
     pub memory: Mutex<HashMap<String, CampaignMemory>>,
@@ -221,12 +223,21 @@ impl<P: Platform> Context<P> {
             platform,
             redis,
             http,
+            prometheus: Default::default(),
             depth,
             metrics,
             memory: Mutex::default(),
             failures: Default::default(),
             prometheus_labels: Default::default(),
         }
+    }
+
+    /// The Prometheus client (a CA bundle of its own).
+    pub fn with_prometheus_client(
+        self,
+        prometheus: crate::observe::prometheus::PromClient,
+    ) -> Self {
+        Self { prometheus, ..self }
     }
 
     /// Other label names than `namespace` and `pod` for Prometheus queries.

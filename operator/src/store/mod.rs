@@ -7,7 +7,69 @@ pub mod runtime_doc;
 
 use std::sync::{Arc, atomic::AtomicU64};
 
-use redis::{Client, aio::ConnectionManager};
+use std::path::PathBuf;
+
+use redis::{
+    Client, ClientTlsConfig, ErrorKind, RedisError, RedisResult, TlsCertificates,
+    aio::ConnectionManager,
+};
+
+/// TLS for a `rediss://` URL: the CA bundle to trust instead of the system's roots and a
+/// client certificate, all PEM files (the app's FLOODGATE_REDIS_* settings).
+#[derive(Clone, Debug, Default)]
+pub struct RedisTls {
+    pub ca_file: Option<PathBuf>,
+    pub client_cert_file: Option<PathBuf>,
+    pub client_key_file: Option<PathBuf>,
+}
+
+impl RedisTls {
+    /// The client for `url` with these files applied.
+    pub fn client(&self, url: &str) -> RedisResult<Client> {
+        let tls = self.ca_file.is_some() || self.client_cert_file.is_some();
+        if tls && !url.starts_with("rediss") {
+            return Err(RedisError::from((
+                ErrorKind::InvalidClientConfig,
+                "Redis TLS files are set but the URL is not rediss://",
+                url.to_owned(),
+            )));
+        }
+        if !tls {
+            return Client::open(url);
+        }
+        let client_tls = match (&self.client_cert_file, &self.client_key_file) {
+            (Some(cert), Some(key)) => Some(ClientTlsConfig {
+                client_cert: read(cert)?,
+                client_key: read(key)?,
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(RedisError::from((
+                    ErrorKind::InvalidClientConfig,
+                    "a Redis client certificate needs both its file and its key",
+                )));
+            }
+        };
+        let root_cert = self.ca_file.as_ref().map(|p| read(p)).transpose()?;
+        Client::build_with_tls(
+            url,
+            TlsCertificates {
+                client_tls,
+                root_cert,
+            },
+        )
+    }
+}
+
+fn read(path: &std::path::Path) -> RedisResult<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        RedisError::from((
+            ErrorKind::InvalidClientConfig,
+            "cannot read a Redis TLS file",
+            format!("{}: {e}", path.display()),
+        ))
+    })
+}
 
 /// A Redis plus the key prefix the app uses in it.
 #[derive(Clone)]
@@ -21,7 +83,11 @@ pub struct RedisTarget {
 
 impl RedisTarget {
     pub async fn connect(url: &str, prefix: &str) -> redis::RedisResult<Self> {
-        let client = Client::open(url)?;
+        Self::connect_tls(url, &RedisTls::default(), prefix).await
+    }
+
+    pub async fn connect_tls(url: &str, tls: &RedisTls, prefix: &str) -> RedisResult<Self> {
+        let client = tls.client(url)?;
         let config = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
             .set_response_timeout(Some(std::time::Duration::from_secs(5)));

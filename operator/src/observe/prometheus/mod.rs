@@ -18,9 +18,11 @@ use serde::Deserialize;
 
 use super::ObserveError;
 
+mod client;
 mod p95;
 mod waiting;
 
+pub use client::PromClient;
 pub use p95::{p95, p95_query};
 pub use waiting::{app_query, waiting, waiting_query};
 
@@ -141,17 +143,16 @@ pub(super) fn query_url(base_url: &str, query: &str) -> Result<reqwest::Url, Obs
 
 /// Runs one instant query and returns the parsed answer (an error status is an error).
 pub(super) async fn query(
-    http: &reqwest::Client,
+    http: &PromClient,
     base_url: &str,
     query: &str,
 ) -> Result<Response, ObserveError> {
     let err = |e: &dyn std::fmt::Display| ObserveError::Prometheus(e.to_string());
-    let resp = http
-        .get(query_url(base_url, query)?)
-        .send()
+    let bytes = http
+        .get(query_url(base_url, query)?.as_str())
         .await
-        .map_err(|e| err(&e))?;
-    let body: Response = resp.json().await.map_err(|e| err(&e))?;
+        .map_err(ObserveError::Prometheus)?;
+    let body: Response = serde_json::from_slice(&bytes).map_err(|e| err(&e))?;
     if body.status != "success" {
         return Err(ObserveError::Prometheus(body.error.unwrap_or(body.status)));
     }

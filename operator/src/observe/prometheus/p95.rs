@@ -30,7 +30,7 @@ fn interpret(body: Response, query: &str) -> Result<Latency, ObserveError> {
 }
 
 pub async fn p95(
-    http: &reqwest::Client,
+    http: &super::PromClient,
     base_url: &str,
     scope: &Scope<'_>,
     window: Dur,
@@ -99,7 +99,13 @@ mod tests {
 
     async fn ask(url: &str, window: Dur) -> Result<Latency, ObserveError> {
         let labels = PromLabels::default();
-        p95(&reqwest::Client::new(), url, &scope(&labels), window).await
+        p95(
+            &super::super::PromClient::default(),
+            url,
+            &scope(&labels),
+            window,
+        )
+        .await
     }
 
     fn expected() -> String {

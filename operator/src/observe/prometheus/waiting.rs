@@ -60,7 +60,7 @@ fn interpret(
 
 /// Users waiting per queue of the Campaign, read from Prometheus.
 pub async fn waiting(
-    http: &reqwest::Client,
+    http: &super::PromClient,
     base_url: &str,
     scope: &Scope<'_>,
     queue_ids: &[String],
@@ -121,7 +121,13 @@ mod tests {
             (app_query(&scope(&labels)), app_body),
         ])
         .await;
-        waiting(&reqwest::Client::new(), &url, &scope(&labels), &q).await
+        waiting(
+            &super::super::PromClient::default(),
+            &url,
+            &scope(&labels),
+            &q,
+        )
+        .await
     }
 
     #[tokio::test]
@@ -138,7 +144,7 @@ mod tests {
         assert!(matches!(e, ObserveError::NoSeries(_)), "{e:?}");
         let labels = PromLabels::default();
         let e = waiting(
-            &reqwest::Client::new(),
+            &super::super::PromClient::default(),
             "http://127.0.0.1:1",
             &scope(&labels),
             &ids(&["q1"]),
