@@ -81,8 +81,13 @@ enum Command {
 
 #[derive(Args)]
 struct Common {
+    /// The app's Redis: one node's URL, or with --redis-mode=cluster the comma-separated seed
+    /// nodes of a Redis Cluster (the same values as the app's).
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:63799")]
     redis_url: String,
+    /// `single` or `cluster` (see the app's FLOODGATE_REDIS_MODE).
+    #[arg(long, env = "FLOODGATE_REDIS_MODE", default_value = "single")]
+    redis_mode: floodgate_crds::redis_conn::RedisMode,
     #[arg(long, env = "FLOODGATE_REDIS_PREFIX", default_value = "fg:")]
     redis_prefix: String,
     /// Address of the operator's own /metrics, /healthz and /readyz.
@@ -118,7 +123,7 @@ impl Common {
     async fn parts(
         &self,
     ) -> anyhow::Result<(RedisTarget, Box<dyn QueueDepthSource>, Arc<Metrics>)> {
-        let redis = RedisTarget::connect(&self.redis_url, &self.redis_prefix)
+        let redis = RedisTarget::connect(self.redis_mode, &self.redis_url, &self.redis_prefix)
             .await
             .map_err(|e| anyhow::anyhow!("connecting to Redis at {}: {e}", self.redis_url))?;
         let depth: Box<dyn QueueDepthSource> = match self.queue_depth {

@@ -1,18 +1,19 @@
 //! The Redis side of act: the memory settings (`CONFIG SET`) and the runtime document
 //! (`<prefix>config`, compare-and-set, publish, applied-by count). One multiplexed
-//! `ConnectionManager` that reconnects by itself after a Redis restart.
+//! connection (a single node's `ConnectionManager`, or a Redis Cluster's, chosen by
+//! `FLOODGATE_REDIS_MODE`) that reconnects by itself after a restart or a failover.
 
 pub mod memory;
 pub mod runtime_doc;
 
 use std::sync::{Arc, atomic::AtomicU64};
 
-use redis::{Client, aio::ConnectionManager};
+use floodgate_crds::redis_conn::{RedisConn, RedisMode, Timeouts};
 
 /// A Redis plus the key prefix the app uses in it.
 #[derive(Clone)]
 pub struct RedisTarget {
-    pub conn: ConnectionManager,
+    pub conn: RedisConn,
     pub prefix: String,
     /// The highest runtime-document version this process wrote or read (shared by clones),
     /// so a lost document is re-asserted above it ([`runtime_doc::publish`]).
@@ -20,12 +21,12 @@ pub struct RedisTarget {
 }
 
 impl RedisTarget {
-    pub async fn connect(url: &str, prefix: &str) -> redis::RedisResult<Self> {
-        let client = Client::open(url)?;
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(std::time::Duration::from_secs(2)))
-            .set_response_timeout(Some(std::time::Duration::from_secs(5)));
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+    pub async fn connect(mode: RedisMode, url: &str, prefix: &str) -> redis::RedisResult<Self> {
+        let timeouts = Timeouts {
+            connect: std::time::Duration::from_secs(2),
+            response: std::time::Duration::from_secs(5),
+        };
+        let conn = RedisConn::connect(mode, url, timeouts).await?;
         Ok(Self {
             conn,
             prefix: prefix.to_owned(),
@@ -43,7 +44,7 @@ pub(crate) mod testing {
     //! Real-Redis test helpers: `REDIS_URL` (default `redis://127.0.0.1:63799`), a unique
     //! prefix per test, and a failure (not a skip) when Redis is unreachable.
 
-    use super::RedisTarget;
+    use super::{RedisMode, RedisTarget};
     use std::sync::atomic::{AtomicU32, Ordering};
 
     /// Settings on the shared Redis are global: tests that change or compare them hold this
@@ -64,7 +65,7 @@ pub(crate) mod testing {
     }
 
     pub async fn target(test: &str) -> RedisTarget {
-        RedisTarget::connect(&url(), &unique_prefix(test))
+        RedisTarget::connect(RedisMode::Single, &url(), &unique_prefix(test))
             .await
             .unwrap_or_else(|e| panic!("Redis at {} is required for this test: {e}", url()))
     }
