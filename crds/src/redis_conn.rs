@@ -192,8 +192,12 @@ impl ConnectionLike for RedisConn {
                 return Box::pin(async move { Err(e) });
             }
         }
+        let split = !pipeline.is_transaction() && spans_slots(pipeline);
         match self {
             Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) if split => {
+                Box::pin(split_by_command(c.clone(), pipeline, offset, count))
+            }
             Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
@@ -204,6 +208,27 @@ impl ConnectionLike for RedisConn {
             Self::Cluster(c) => c.get_db(),
         }
     }
+}
+
+fn spans_slots(pipeline: &Pipeline) -> bool {
+    same_slot(pipeline.cmd_iter().filter_map(cmd_slot)).is_err()
+}
+
+/// A plain pipeline over several slots (one order's goods, say) cannot go to one node:
+/// its commands are sent one by one, side by side, each to its slot's node, and the replies
+/// are put back in order (the first error fails the whole, as a pipeline read does).
+async fn split_by_command(
+    conn: ClusterConnection,
+    pipeline: &Pipeline,
+    offset: usize,
+    count: usize,
+) -> RedisResult<Vec<Value>> {
+    let sends = pipeline.cmd_iter().map(|cmd| {
+        let mut conn = conn.clone();
+        async move { conn.req_packed_command(cmd).await }
+    });
+    let replies = futures::future::try_join_all(sends).await?;
+    Ok(replies.into_iter().skip(offset).take(count).collect())
 }
 
 /// The cluster slot of `key` (CRC16 of its hash tag, or of the whole key without one).
