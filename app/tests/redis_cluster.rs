@@ -94,8 +94,9 @@ fn cli(node: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// `host:port` of the primary serving `key`'s slot, from a node of the cluster.
-fn primary_of(seed: &str, key: &str) -> String {
+/// `host:port` of the primary serving `key`'s slot, as a node of the cluster sees it (none
+/// while that primary has failed and no replica has taken over yet).
+fn primary_of(seed: &str, key: &str) -> Option<String> {
     let slot = key_slot(key.as_bytes());
     for line in cli(seed, &["cluster", "nodes"]).lines() {
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -107,11 +108,33 @@ fn primary_of(seed: &str, key: &str) -> String {
             if let (Ok(lo), Ok(hi)) = (lo.parse::<u16>(), hi.parse::<u16>())
                 && (lo..=hi).contains(&slot)
             {
-                return f[1].split('@').next().unwrap().to_owned();
+                return Some(f[1].split('@').next().unwrap().to_owned());
             }
         }
     }
-    panic!("no primary serves slot {slot}")
+    None
+}
+
+/// Brings killed nodes back when dropped (also when the test fails): `services.sh
+/// redis-cluster` restarts them and they rejoin as replicas.
+struct RestartNodes;
+
+impl Drop for RestartNodes {
+    fn drop(&mut self) {
+        let restarted = std::process::Command::new("bash")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../scripts/services.sh"
+            ))
+            .arg("redis-cluster")
+            .status();
+        if !std::thread::panicking() {
+            assert!(
+                restarted.unwrap().success(),
+                "the killed node did not come back"
+            );
+        }
+    }
 }
 
 /// SHA1 of every Lua script file of the app: what `SCRIPT LOAD` names them.
@@ -180,8 +203,8 @@ async fn every_script_of_the_app_runs_on_the_cluster(pool: PgPool) {
         StatusCode::CONFLICT
     );
     // coupons: load, issue, settle
-    let drop = campaign(a, &admin, 5).await;
-    let path = format!("/api/v1/coupon-campaigns/{drop}/issue");
+    let drop_id = campaign(a, &admin, 5).await;
+    let path = format!("/api/v1/coupon-campaigns/{drop_id}/issue");
     assert_eq!(
         b.post_json(&path, &json!({}), Some(&buyer)).await.status(),
         StatusCode::CREATED
@@ -252,13 +275,13 @@ async fn every_script_of_the_app_runs_on_the_cluster(pool: PgPool) {
 async fn drop_across(
     apps: &[Arc<TestApp>],
     tokens: &Arc<Vec<String>>,
-    drop: i64,
+    drop_id: i64,
     cap: i64,
     during: impl AsyncFnOnce(),
 ) -> Vec<(usize, StatusCode)> {
     let loads: Vec<CouponDrop> = apps
         .iter()
-        .map(|app| CouponDrop::start(app, tokens, drop, 24, Duration::from_millis(5)))
+        .map(|app| CouponDrop::start(app, tokens, drop_id, 24, Duration::from_millis(5)))
         .collect();
     during().await;
     eventually(Duration::from_secs(60), "the drop sold out", || async {
@@ -288,9 +311,9 @@ fn winners(answers: &[(usize, StatusCode)], ids: &[i64]) -> HashSet<i64> {
     won
 }
 
-async fn holders(pool: &PgPool, drop: i64) -> (HashSet<i64>, i64) {
+async fn holders(pool: &PgPool, drop_id: i64) -> (HashSet<i64>, i64) {
     let rows: Vec<i64> = sqlx::query_scalar("select user_id from coupons where campaign_id = $1")
-        .bind(drop)
+        .bind(drop_id)
         .fetch_all(pool)
         .await
         .unwrap();
@@ -317,11 +340,11 @@ async fn a_coupon_drop_across_three_replicas_gives_exactly_the_cap(pool: PgPool)
     let apps: Vec<Arc<TestApp>> = replicas(&pool, 3).await.into_iter().map(Arc::new).collect();
     let admin = admin(&apps[0]).await;
     let cap = 300;
-    let drop = campaign(&apps[0], &admin, cap).await;
+    let drop_id = campaign(&apps[0], &admin, cap).await;
     let (tokens, ids) = customers(&apps[0], 1_000, "cd").await;
-    let answers = drop_across(&apps, &tokens, drop, cap, async || {}).await;
+    let answers = drop_across(&apps, &tokens, drop_id, cap, async || {}).await;
     let won = winners(&answers, &ids);
-    let (held, rows) = holders(&pool, drop).await;
+    let (held, rows) = holders(&pool, drop_id).await;
     assert_eq!(won.len() as i64, cap, "201s");
     assert_eq!(rows, cap, "coupon rows");
     assert_eq!(held, won, "PostgreSQL holds exactly the users answered 201");
@@ -336,10 +359,11 @@ async fn a_coupon_drop_survives_its_primary_being_killed(pool: PgPool) {
     let apps: Vec<Arc<TestApp>> = replicas(&pool, 3).await.into_iter().map(Arc::new).collect();
     let admin = admin(&apps[0]).await;
     let cap = 300;
-    let drop = campaign(&apps[0], &admin, cap).await;
+    let drop_id = campaign(&apps[0], &admin, cap).await;
     let (tokens, ids) = customers(&apps[0], 1_000, "ck").await;
     let seed = url.split(',').next().unwrap().to_owned();
-    let victim = primary_of(&seed, &apps[0].key(&format!("{{cp:{drop}}}:holders")));
+    let victim = primary_of(&seed, &apps[0].key(&format!("{{cp:{drop_id}}}:holders"))).unwrap();
+    let restart = RestartNodes;
     let pid = cli(&format!("redis://{victim}"), &["info", "server"])
         .lines()
         .find_map(|l| l.strip_prefix("process_id:"))
@@ -347,9 +371,9 @@ async fn a_coupon_drop_survives_its_primary_being_killed(pool: PgPool) {
         .trim()
         .to_owned();
     let loads_started = Instant::now();
-    let answers = drop_across(&apps, &tokens, drop, cap, async || {
+    let answers = drop_across(&apps, &tokens, drop_id, cap, async || {
         eventually(Duration::from_secs(30), "first grants", || async {
-            holders(&pool, drop).await.1 >= 60
+            holders(&pool, drop_id).await.1 >= 60
         })
         .await;
         let killed = std::process::Command::new("kill")
@@ -371,25 +395,17 @@ async fn a_coupon_drop_survives_its_primary_being_killed(pool: PgPool) {
             "the cluster is ok again",
             || async {
                 cli(&other, &["cluster", "info"]).contains("cluster_state:ok")
-                    && primary_of(&other, &format!("{{cp:{drop}}}")) != victim
+                    && primary_of(&other, &format!("{{cp:{drop_id}}}")).is_some_and(|p| p != victim)
             },
         )
         .await;
         eprintln!("replica promoted, cluster ok {failed_over:?} after the kill");
     })
     .await;
-    let restarted = std::process::Command::new("bash")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../scripts/services.sh"
-        ))
-        .arg("redis-cluster")
-        .status()
-        .unwrap();
-    assert!(restarted.success(), "the killed node did not come back");
+    drop(restart);
     let won = winners(&answers, &ids);
     // settled: every grant batch finished (the drop stopped two seconds ago)
-    let (held, rows) = holders(&pool, drop).await;
+    let (held, rows) = holders(&pool, drop_id).await;
     assert!(rows <= cap, "{rows} coupons for a cap of {cap}");
     assert!(won.len() as i64 <= cap);
     assert_eq!(held, won, "PostgreSQL holds exactly the users answered 201");
