@@ -9,7 +9,8 @@
 #   scripts/services.sh redis-cluster  ensure a local Redis Cluster runs (three primaries and
 #                                      three replicas on REDIS_CLUSTER_PORTS, data in
 #                                      .data/redis-cluster/): starts the nodes that are down,
-#                                      forms the cluster once, waits for cluster_state:ok
+#                                      forms the cluster once, waits for cluster_state:ok,
+#                                      prints its seed URLs (for REDIS_CLUSTER_URL)
 #   scripts/services.sh down           stop the private instances started here
 #   scripts/services.sh env            print the export lines for the URLs in use
 set -euo pipefail
@@ -143,7 +144,7 @@ redis_cluster_up() {
   fi
   for _ in $(seq 1 150); do
     if [ "$(cluster_state "$first")" = ok ] && redis-cli --cluster check "127.0.0.1:$first" >/dev/null 2>&1; then
-      log "Redis Cluster ok at $(cluster_url)"; return
+      log "Redis Cluster ok"; cluster_url; return
     fi
     sleep 0.2
   done
