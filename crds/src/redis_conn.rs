@@ -140,6 +140,13 @@ impl RedisConn {
         }
     }
 
+    /// Whether calls are checked for keys in one slot: always on a cluster (a clear error
+    /// before the server's CROSSSLOT), and in debug builds on a single node too, so every
+    /// test catches a script that a cluster would refuse.
+    fn checks(&self) -> bool {
+        cfg!(debug_assertions) || matches!(self, Self::Cluster(_))
+    }
+
     pub fn mode(&self) -> RedisMode {
         match self {
             Self::Single(_) => RedisMode::Single,
@@ -160,10 +167,10 @@ fn cluster_client(urls: &[String]) -> RedisResult<ClusterClient> {
 
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        if cfg!(debug_assertions) || matches!(self, Self::Cluster(_)) {
-            if let Err(e) = check_one_slot(cmd) {
-                return Box::pin(async move { Err(e) });
-            }
+        if self.checks()
+            && let Err(e) = check_one_slot(cmd)
+        {
+            return Box::pin(async move { Err(e) });
         }
         match self {
             Self::Single(c) => c.req_packed_command(cmd),
@@ -177,20 +184,10 @@ impl ConnectionLike for RedisConn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        let checked = pipeline
-            .cmd_iter()
-            .try_for_each(check_one_slot)
-            .and_then(|()| {
-                if pipeline.is_transaction() {
-                    same_slot(pipeline.cmd_iter().filter_map(first_key).map(key_slot))
-                } else {
-                    Ok(())
-                }
-            });
-        if cfg!(debug_assertions) || matches!(self, Self::Cluster(_)) {
-            if let Err(e) = checked {
-                return Box::pin(async move { Err(e) });
-            }
+        if self.checks()
+            && let Err(e) = check_pipeline(pipeline)
+        {
+            return Box::pin(async move { Err(e) });
         }
         let split = !pipeline.is_transaction() && spans_slots(pipeline);
         match self {
@@ -208,6 +205,15 @@ impl ConnectionLike for RedisConn {
             Self::Cluster(c) => c.get_db(),
         }
     }
+}
+
+/// Each command in one slot; a transaction (MULTI/EXEC) all in one slot.
+fn check_pipeline(pipeline: &Pipeline) -> RedisResult<()> {
+    pipeline.cmd_iter().try_for_each(check_one_slot)?;
+    if pipeline.is_transaction() {
+        same_slot(pipeline.cmd_iter().filter_map(cmd_slot))?;
+    }
+    Ok(())
 }
 
 fn spans_slots(pipeline: &Pipeline) -> bool {
@@ -319,9 +325,9 @@ fn keys_of(cmd: &Cmd) -> Vec<&[u8]> {
         }
         // (MGET, MSET, DEL, UNLINK, EXISTS and TOUCH are split per slot by the cluster
         // client, so they count by their first key like the single-key commands)
-        "SUNION" | "SINTER" | "SDIFF" | "SUNIONSTORE" | "SINTERSTORE" | "SDIFFSTORE"
-        | "RENAME" | "RENAMENX" | "SMOVE" | "RPOPLPUSH" | "LMOVE" | "ZUNIONSTORE"
-        | "ZINTERSTORE" | "PFCOUNT" | "PFMERGE" | "MSETNX" => {
+        "SUNION" | "SINTER" | "SDIFF" | "SUNIONSTORE" | "SINTERSTORE" | "SDIFFSTORE" | "RENAME"
+        | "RENAMENX" | "SMOVE" | "RPOPLPUSH" | "LMOVE" | "ZUNIONSTORE" | "ZINTERSTORE"
+        | "PFCOUNT" | "PFMERGE" | "MSETNX" => {
             let step = if name == "MSETNX" { 2 } else { 1 };
             a.iter().skip(1).step_by(step).copied().collect()
         }

@@ -229,7 +229,6 @@ impl Crowd<'_> {
         let max = max_seen.load(Ordering::Relaxed);
         assert!(max <= cap, "{max} sessions at once, cap {cap}");
         assert!(max > 0);
-        let admissions = admissions.lock().unwrap().clone();
-        admissions
+        admissions.lock().unwrap().clone()
     }
 }
