@@ -69,7 +69,10 @@ async fn runtime_document_and_memory_settings_work_on_a_cluster() {
         heard.get_payload::<u64>().expect("a version"),
         published.version
     );
-    let read = runtime_doc::read(&target).await.expect("read").expect("a doc");
+    let read = runtime_doc::read(&target)
+        .await
+        .expect("read")
+        .expect("a doc");
     assert_eq!(read.version, published.version);
     assert_eq!(read.queues["q"].max_active_users, 7);
 
