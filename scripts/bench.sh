@@ -10,7 +10,8 @@ cd "$ROOT"
 RUNS=${BENCH_RUNS:-3}
 SECS=${BENCH_SECONDS:-10}
 # BENCH_ONLY=P2,P5 runs the ceilings and only those workloads, and writes its report to
-# .data/bench/partial instead of docs/benchmarks (a partial run never replaces the full table)
+# .data/bench/partial instead of docs/benchmarks (a partial run never replaces the full table).
+# RC (P3 and P4 again with the app on a local Redis Cluster) runs P3 and P4 as its baseline.
 ONLY=${BENCH_ONLY:-}
 want() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
 OUT=$ROOT/.data/bench
