@@ -10,7 +10,8 @@ cd "$ROOT"
 RUNS=${BENCH_RUNS:-3}
 SECS=${BENCH_SECONDS:-10}
 # BENCH_ONLY=P2,P5 runs the ceilings and only those workloads, and writes its report to
-# .data/bench/partial instead of docs/benchmarks (a partial run never replaces the full table)
+# .data/bench/partial instead of docs/benchmarks (a partial run never replaces the full table).
+# RC (P3 and P4 again with the app on a local Redis Cluster) runs P3 and P4 as its baseline.
 ONLY=${BENCH_ONLY:-}
 want() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
 OUT=$ROOT/.data/bench
@@ -202,39 +203,47 @@ fi
 ADMIN=$(curl -s -XPOST "$APP/api/v1/auth/login" -H 'content-type: application/json' \
   -d '{"email":"admin@floodgate.local","password":"floodgate-demo"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
 
-if want P3 || want P4; then
+if want P3 || want P4 || want RC; then
 log "P3: coupon drop, 1,000 coupons, 100,000 distinct users (tokens minted with the app's key)"
 psql "$DATABASE_URL" -qtAc "insert into users (email, password_hash, name)
   select 'p3-' || g || '@bench.local', 'not-a-hash', 'p3' from generate_series(1, 100000) g
   on conflict do nothing" >/dev/null
 psql "$DATABASE_URL" -qtAc "select user_id from users where email like 'p3-%'" \
   | python3 scripts/bench_tokens.py "$FLOODGATE_JWT_SECRET" > "$OUT/p3_tokens.txt"
+# coupon_drop TAG: RUNS drops of 1,000 coupons on $APP (wrk output in $RAW/TAG_i.txt)
+coupon_drop() {
 for i in $(seq 1 "$RUNS"); do
   camp=$(curl -s -XPOST "$APP/api/v1/coupon-campaigns" -H "authorization: Bearer $ADMIN" -H 'content-type: application/json' \
-    -d "{\"name\":\"p3 run $i\",\"discount_amount\":1000,\"total_quantity\":1000,\"starts_at\":\"2020-01-01T00:00:00Z\",\"ends_at\":\"2099-01-01T00:00:00Z\"}" \
+    -d "{\"name\":\"$1 run $i\",\"discount_amount\":1000,\"total_quantity\":1000,\"starts_at\":\"2020-01-01T00:00:00Z\",\"ends_at\":\"2099-01-01T00:00:00Z\"}" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
   TOKENS_FILE="$OUT/p3_tokens.txt" WRK_METHOD=POST taskset -c 1 wrk -t1 -c64 -d"${SECS}s" -s scripts/bench_tokens.lua \
-    "$APP/api/v1/coupon-campaigns/$camp/issue" > "$RAW/p3_$i.txt"
+    "$APP/api/v1/coupon-campaigns/$camp/issue" > "$RAW/$1_$i.txt"
   t_end=$(date +%s%N)
   until [ "$(psql "$DATABASE_URL" -tAc "select count(*) from coupons where campaign_id = $camp")" -ge 1000 ]; do
     [ $(( ($(date +%s%N) - t_end) / 1000000 )) -gt 10000 ] && break
     sleep 0.02
   done
-  echo "$(( ($(date +%s%N) - t_end) / 1000000 )) $(psql "$DATABASE_URL" -tAc "select count(*), count(distinct user_id) from coupons where campaign_id = $camp")" > "$RAW/p3_persist_$i.txt"
+  echo "$(( ($(date +%s%N) - t_end) / 1000000 )) $(psql "$DATABASE_URL" -tAc "select count(*), count(distinct user_id) from coupons where campaign_id = $camp")" > "$RAW/$1_persist_$i.txt"
 done
+}
+coupon_drop p3
 
 fi
-if want P4; then
+if want P4 || want RC; then
 log "P4: waiting-room poll"
 # the seeded demo concert's waiting room: only configured or referenced queues can be joined
+# queue_poll TAG: RUNS runs of one waiting user's poll on $APP (wrk output in $RAW/TAG_i.txt)
+queue_poll() {
 user_token=$(head -1 "$OUT/p3_tokens.txt")
 queue_token=$(curl -s -XPOST "$APP/api/v1/queues/concert-42/tokens" -H "authorization: Bearer $user_token" \
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 head -1 "$OUT/p3_tokens.txt" > "$OUT/p4_tokens.txt"
 for i in $(seq 1 "$RUNS"); do
   TOKENS_FILE="$OUT/p4_tokens.txt" QUEUE_TOKEN="$queue_token" taskset -c 1 wrk -t1 -c64 -d"${SECS}s" -s scripts/bench_tokens.lua \
-    "$APP/api/v1/queues/concert-42/tokens/me" > "$RAW/p4_$i.txt"
+    "$APP/api/v1/queues/concert-42/tokens/me" > "$RAW/$1_$i.txt"
 done
+}
+queue_poll p4
 
 fi
 if want P7; then
@@ -311,6 +320,25 @@ until [ "${desired_now:-0}" -ge 10 ]; do
 done
 echo "${first_ms:-30000} $(( ($(date +%s%N) - t0) / 1000000 )) $(desired)" > "$RAW/p7_scale.txt"
 kill "$OP_PID" 2>/dev/null || true
+
+fi
+if want RC; then
+# The same coupon drop and poll with the app on a Redis Cluster: three primaries and three
+# replicas of redis-server (scripts/services.sh redis-cluster), pinned to CPU 0 with the app
+# and PostgreSQL. On 2 cores this is the cost of cluster mode (slot routing, a pipeline per
+# slot, replication to the replicas) next to the single node, not a scaling figure.
+log "RC: P3 and P4 with the app on a local Redis Cluster (3 primaries + 3 replicas, CPU 0)"
+CLUSTER_URL=$(REDIS_CLUSTER_PORTS="63821 63822 63823 63824 63825 63826" bash scripts/services.sh redis-cluster)
+for pidfile in "$FLOODGATE_DATA_DIR"/redis-cluster/*/redis.pid; do pin_cpu0 "$(cat "$pidfile")"; done
+kill "$APP_PID" 2>/dev/null || true; wait "$APP_PID" 2>/dev/null || true
+FLOODGATE_REDIS_MODE=cluster REDIS_URL=$CLUSTER_URL taskset -c 0 "$BIN/floodgate-app" serve >"$OUT/app-cluster.log" 2>&1 &
+APP_PID=$!; PIDS+=("$APP_PID")
+until curl -sf "$APP/readyz" >/dev/null; do
+  kill -0 "$APP_PID" 2>/dev/null || { tail -5 "$OUT/app-cluster.log" >&2; exit 1; }
+  sleep 0.01
+done
+coupon_drop rc_p3
+queue_poll rc_p4
 
 fi
 kill "$APP_PID" 2>/dev/null || true

@@ -104,6 +104,41 @@ def flash_sale(raw, prefix="p2"):
     return (median(accepted), median(sold_out_rates), oversold)
 
 
+def drop_note(raw, tag):
+    """Whether every drop of 1,000 coupons persisted exactly 1,000 rows for 1,000 users."""
+    persisted = []
+    for path in sorted(glob.glob(os.path.join(raw, f"{tag}_persist_*.txt"))):
+        with open(path) as f:
+            ms, counts = f.read().split(" ", 1)
+        total, distinct = counts.strip().split("|")
+        persisted.append((int(ms), int(total), int(distinct)))
+    exact = bool(persisted) and all(t == 1000 and d == 1000 for _, t, d in persisted)
+    note = ("exactly 1,000 persisted, 1,000 distinct users, every run" if exact else f"persisted (ms, rows, users): {persisted}")
+    if persisted:
+        note += f"; all persisted {max(p[0] for p in persisted)} ms after the drop ended at most"
+    return note
+
+
+def redis_cluster_rows(raw, p3_rps, p4_rps):
+    """P3 and P4 with the app on a local Redis Cluster, as a ratio to the single node: on this
+    2-core machine the six cluster nodes share CPU 0 with the app and PostgreSQL, so the ratio
+    is the cost of cluster mode, not a scaling figure."""
+    rows = []
+    for pid, tag, workload, unit, single, note in [
+        ("RC", "rc_p3", "coupon drop (P3) on a Redis Cluster, 3 primaries + 3 replicas", "attempts/s", p3_rps,
+         drop_note(raw, "rc_p3")),
+        ("RC", "rc_p4", "waiting-room poll (P4) on a Redis Cluster, 3 primaries + 3 replicas", "req/s", p4_rps, ""),
+    ]:
+        ours = text_numbers(raw, f"{tag}_*.txt", r"Requests/sec:\s+([\d.]+)")
+        if ours is None:
+            continue
+        rows.append({"id": pid, "workload": workload, "ours": ours, "unit": unit, "ceiling": "single node",
+                     "ceiling_value": single, "ratio": ours / single if single else None,
+                     "target": "cost ratio (2 cores: not a scaling claim)", "pass": None,
+                     "note": (note + "; " if note else "") + "same app, same machine, cluster nodes on CPU 0"})
+    return rows
+
+
 def row(pid, workload, ours, unit, ceiling_name, ceiling, ratio_target, note=""):
     ratio = ours / ceiling if ours is not None and ceiling else None
     passed = None if ratio is None else ratio >= ratio_target
@@ -153,22 +188,14 @@ def build(raw):
         rows.append({"id": "P8", "workload": workload, "ours": value, "unit": unit, "ceiling": "-", "ceiling_value": None,
                      "ratio": None, "target": f"<= {limit} {unit}", "pass": None if value is None else value <= limit, "note": ""})
     p3_rps = text_numbers(raw, "p3_*.txt", r"Requests/sec:\s+([\d.]+)")
-    persisted = []
-    for path in sorted(glob.glob(os.path.join(raw, "p3_persist_*.txt"))):
-        with open(path) as f:
-            ms, counts = f.read().split(" ", 1)
-        total, distinct = counts.strip().split("|")
-        persisted.append((int(ms), int(total), int(distinct)))
-    exact = bool(persisted) and all(t == 1000 and d == 1000 for _, t, d in persisted)
-    note = ("exactly 1,000 persisted, 1,000 distinct users, every run" if exact else f"persisted (ms, rows, users): {persisted}")
-    if persisted:
-        note += f"; all persisted {max(p[0] for p in persisted)} ms after the drop ended at most"
+    note = drop_note(raw, "p3")
     rows.append(row("P3", "coupon drop: POST /coupon-campaigns/{id}/issue, 1,000 coupons, 100,000 users, 64 conns (wrk)",
                     p3_rps, "attempts/s", "Redis EVAL", c["redis_eval_per_s"], 0.5, note))
     p4_rps = text_numbers(raw, "p4_*.txt", r"Requests/sec:\s+([\d.]+)")
     rows.append(row("P4", "waiting room: GET /queues/{id}/tokens/me poll, 64 conns (wrk)", p4_rps, "req/s",
                     "HTTP", c["http_rps"], 0.4,
                     "Redis per waiting user: 29.7 B measured by app/tests/queue_memory.rs (200,000 joins)"))
+    rows.extend(redis_cluster_rows(raw, p3_rps, p4_rps))
     rows.extend(p7_cluster_rows(raw))
     apply_ms = median([float(x) for x in open(os.path.join(raw, "p7_apply_ms.txt")).read().split()]) \
         if os.path.exists(os.path.join(raw, "p7_apply_ms.txt")) else None

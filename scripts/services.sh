@@ -5,11 +5,16 @@
 # system packages (apt) if needed and starts a private instance with its data in .data/.
 # Safe to rerun: running instances are left alone, existing data is kept.
 #
-#   scripts/services.sh up      ensure both are running (default)
-#   scripts/services.sh down    stop the private instances started here
-#   scripts/services.sh env     print the export lines for the URLs in use
-#   scripts/services.sh pgbouncer   also a private PgBouncer (transaction pooling) in front of
-#                               the local PostgreSQL at PGBOUNCER_URL; `env` prints it too
+#   scripts/services.sh up             ensure both are running (default)
+#   scripts/services.sh redis-cluster  ensure a local Redis Cluster runs (three primaries and
+#                                      three replicas on REDIS_CLUSTER_PORTS, data in
+#                                      .data/redis-cluster/): starts the nodes that are down,
+#                                      forms the cluster once, waits for cluster_state:ok,
+#                                      prints its seed URLs (for REDIS_CLUSTER_URL)
+#   scripts/services.sh pgbouncer      also a private PgBouncer (transaction pooling) in front
+#                                      of the local PostgreSQL at PGBOUNCER_URL
+#   scripts/services.sh down           stop the private instances started here
+#   scripts/services.sh env            print the export lines for the URLs in use
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,6 +22,8 @@ DATA=${FLOODGATE_DATA_DIR:-$ROOT/.data}
 DATABASE_URL=${DATABASE_URL:-postgres://floodgate:floodgate@127.0.0.1:54329/floodgate}
 REDIS_URL=${REDIS_URL:-redis://127.0.0.1:63799}
 PGBOUNCER_PORT=${PGBOUNCER_PORT:-64329}
+# six loopback ports: the first three become primaries, each with one replica
+REDIS_CLUSTER_PORTS=${REDIS_CLUSTER_PORTS:-"63811 63812 63813 63814 63815 63816"}
 
 log() { printf '[services] %s\n' "$*" >&2; }
 die() { printf '[services] error: %s\n' "$*" >&2; exit 1; }
@@ -163,6 +170,46 @@ INI
   die "PgBouncer did not start; see $dir/pgbouncer.log"
 }
 
+cluster_url() { local p out=""; for p in $REDIS_CLUSTER_PORTS; do out+="${out:+,}redis://127.0.0.1:$p"; done; echo "$out"; }
+cluster_state() { redis-cli -p "$1" cluster info 2>/dev/null | tr -d '\r' | sed -n 's/^cluster_state://p'; }
+
+redis_cluster_up() {
+  local port dir ports=() first
+  command -v redis-cli >/dev/null || apt_install redis-tools
+  command -v redis-server >/dev/null || apt_install redis-server
+  for port in $REDIS_CLUSTER_PORTS; do
+    ports+=("127.0.0.1:$port")
+    [ "$(redis-cli -p "$port" ping 2>/dev/null)" = "PONG" ] && continue
+    dir=$DATA/redis-cluster/$port; mkdir -p "$dir"
+    log "starting Redis Cluster node 127.0.0.1:$port (data in $dir)"
+    # nodes.conf keeps its identity across restarts: a restarted node rejoins as it left (a
+    # primary that was failed over comes back as its successor's replica). A short node
+    # timeout, so a dead primary is replaced within seconds. The bus port is the default
+    # port+10000 only below 55536: ours sit 20000 below.
+    redis-server --bind 127.0.0.1 --port "$port" --daemonize yes --dir "$dir" \
+      --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save "" --appendonly no \
+      --maxmemory-policy noeviction --cluster-enabled yes --cluster-config-file nodes.conf \
+      --cluster-port $((port - 20000)) --cluster-node-timeout 2000
+  done
+  for port in $REDIS_CLUSTER_PORTS; do
+    for _ in $(seq 1 50); do [ "$(redis-cli -p "$port" ping 2>/dev/null)" = "PONG" ] && break; sleep 0.1; done
+    [ "$(redis-cli -p "$port" ping 2>/dev/null)" = "PONG" ] || die "Redis Cluster node $port did not start; see $DATA/redis-cluster/$port/redis.log"
+  done
+  first=${REDIS_CLUSTER_PORTS%% *}
+  if [ "$(redis-cli -p "$first" cluster info | tr -d '\r' | sed -n 's/^cluster_known_nodes://p')" -lt ${#ports[@]} ]; then
+    log "forming the Redis Cluster on ${ports[*]}"
+    redis-cli --cluster create "${ports[@]}" --cluster-replicas 1 --cluster-yes >/dev/null \
+      || die "redis-cli --cluster create failed"
+  fi
+  for _ in $(seq 1 150); do
+    if [ "$(cluster_state "$first")" = ok ] && redis-cli --cluster check "127.0.0.1:$first" >/dev/null 2>&1; then
+      log "Redis Cluster ok"; cluster_url; return
+    fi
+    sleep 0.2
+  done
+  die "the Redis Cluster did not reach cluster_state:ok; see $DATA/redis-cluster/*/redis.log"
+}
+
 down() {
   local pgdata bin
   pgdata=$(cat "$DATA/postgres.path" 2>/dev/null || echo "$DATA/postgres")
@@ -175,13 +222,18 @@ down() {
     "$(dirname "$pgdata")/pgbouncer/pgbouncer.pid"; do
     if [ -s "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; fi
   done
+  for pidfile in "$DATA"/redis-cluster/*/redis.pid; do
+    if [ -s "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; fi
+  done
 }
 
 case ${1:-up} in
   up) mkdir -p "$DATA"; pg_up; redis_up ;;
+  redis-cluster) mkdir -p "$DATA"; redis_cluster_up ;;
   down) down ;;
   pgbouncer) mkdir -p "$DATA"; pg_up; redis_up; pgbouncer_up ;;
   env) echo "export DATABASE_URL=$DATABASE_URL"; echo "export REDIS_URL=$REDIS_URL"
-       echo "export PGBOUNCER_URL=$(pgbouncer_url)" ;;
-  *) die "usage: $0 [up|down|env|pgbouncer]" ;;
+       echo "export PGBOUNCER_URL=$(pgbouncer_url)"
+       echo "export REDIS_CLUSTER_URL=$(cluster_url)" ;;
+  *) die "usage: $0 [up|redis-cluster|pgbouncer|down|env]" ;;
 esac

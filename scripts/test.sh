@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The one test command (`make test`, and CI through .ci/run): starts or finds PostgreSQL and
-# Redis, then runs every test of the workspace against them, then the offline chart tests,
-# the contract fuzz of the API, then the tests against a real Kubernetes control plane
-# (scripts/control-plane.sh).
+# The one test command (`make test`, and CI through .ci/run): starts or finds PostgreSQL,
+# Redis and a local Redis Cluster, then runs every test of the workspace against them, then
+# the offline chart tests, the contract fuzz of the API, then the tests against a real
+# Kubernetes control plane (scripts/control-plane.sh).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -14,6 +14,8 @@ export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 
 # up, plus the PgBouncer (transaction pooling) app/tests/pgbouncer.rs goes through
 bash scripts/services.sh pgbouncer
+# a local Redis Cluster (3 primaries, 3 replicas) for app/tests/redis_cluster.rs: ~2 s cold, 0.5 s warm
+REDIS_CLUSTER_URL=${REDIS_CLUSTER_URL:-$(bash scripts/services.sh redis-cluster)}; export REDIS_CLUSTER_URL
 
 # app/tests/abuse.rs sends forged X-Forwarded-For through a real nginx (run from a temp dir
 # on a free port, never as the system service) and operator/e2e/local.sh reads the API with jq;

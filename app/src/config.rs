@@ -102,8 +102,15 @@ pub struct Settings {
     #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, hide_env_values = true)]
     pub database_url: SecretString,
 
+    /// One node's URL, or with `FLOODGATE_REDIS_MODE=cluster` a comma-separated list of
+    /// cluster seed nodes (any one that answers is enough; list several).
     #[arg(long, env = "REDIS_URL", default_value = DEFAULT_REDIS_URL, hide_env_values = true)]
     pub redis_url: SecretString,
+
+    /// `single` (one Redis, or a primary behind a failover proxy/Sentinel-managed address) or
+    /// `cluster` (Redis Cluster: slots, MOVED redirections and failovers followed by the client).
+    #[arg(long, env = "FLOODGATE_REDIS_MODE", default_value = "single")]
+    pub redis_mode: floodgate_crds::redis_conn::RedisMode,
 
     /// PEM bundle of the CAs a `rediss://` REDIS_URL is verified against, instead of the
     /// system's roots (a private CA). The certificate must name the URL's host.

@@ -5,9 +5,12 @@
 //!   custom resources and the runtime document.
 //!
 //! With the `kube` feature the crate also carries the `Campaign` and `QueueConfig` custom
-//! resources ([`v1alpha1`]); the app builds without it.
+//! resources ([`v1alpha1`]); the app builds without it. With `redis`, [`redis_conn`]: the
+//! Redis connection (single node or cluster) both processes use.
 
 pub mod duration;
+#[cfg(feature = "redis")]
+pub mod redis_conn;
 pub mod runtime;
 #[cfg(feature = "kube")]
 pub mod v1alpha1;

@@ -81,8 +81,13 @@ enum Command {
 
 #[derive(Args)]
 struct Common {
+    /// The app's Redis: one node's URL, or with --redis-mode=cluster the comma-separated seed
+    /// nodes of a Redis Cluster (the same values as the app's).
     #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:63799")]
     redis_url: String,
+    /// `single` or `cluster` (see the app's FLOODGATE_REDIS_MODE).
+    #[arg(long, env = "FLOODGATE_REDIS_MODE", default_value = "single")]
+    redis_mode: floodgate_crds::redis_conn::RedisMode,
     #[arg(long, env = "FLOODGATE_REDIS_PREFIX", default_value = "fg:")]
     redis_prefix: String,
     /// PEM bundle of the CAs a `rediss://` REDIS_URL is verified against (else the system's).
@@ -142,9 +147,10 @@ impl Common {
             client_cert_file: self.redis_client_cert_file.clone(),
             client_key_file: self.redis_client_key_file.clone(),
         };
-        let redis = RedisTarget::connect_tls(&self.redis_url, &tls, &self.redis_prefix)
-            .await
-            .map_err(|e| anyhow::anyhow!("connecting to Redis at {}: {e}", self.redis_url))?;
+        let redis =
+            RedisTarget::connect_tls(self.redis_mode, &self.redis_url, &tls, &self.redis_prefix)
+                .await
+                .map_err(|e| anyhow::anyhow!("connecting to Redis at {}: {e}", self.redis_url))?;
         let depth: Box<dyn QueueDepthSource> = match self.queue_depth {
             DepthSource::AppMetrics => Box::new(AppMetricsDepth),
             DepthSource::Redis => Box::new(RedisDepth {

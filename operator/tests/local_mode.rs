@@ -102,7 +102,7 @@ async fn files_drive_the_runtime_config_and_the_reported_decision() {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:63799".into());
     let prefix = format!("fgtest:{}:local:", std::process::id());
-    let redis = RedisTarget::connect(&url, &prefix)
+    let redis = RedisTarget::connect(floodgate_crds::redis_conn::RedisMode::Single, &url, &prefix)
         .await
         .unwrap_or_else(|e| panic!("Redis at {url} is required: {e}"));
     let waiting = Arc::new(AtomicU64::new(50_000));
@@ -220,7 +220,7 @@ async fn a_deleted_runtime_document_is_republished_within_the_resync() {
     let _ = tracing_subscriber::fmt().with_test_writer().try_init();
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:63799".into());
     let prefix = format!("fgtest:{}:reassert:", std::process::id());
-    let redis = RedisTarget::connect(&url, &prefix)
+    let redis = RedisTarget::connect(floodgate_crds::redis_conn::RedisMode::Single, &url, &prefix)
         .await
         .unwrap_or_else(|e| panic!("Redis at {url} is required: {e}"));
 

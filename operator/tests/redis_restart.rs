@@ -66,7 +66,9 @@ async fn config_set_is_reapplied_after_a_redis_restart() {
     let url = format!("redis://127.0.0.1:{port}");
     let server = start(port);
     wait_ready(&url).await;
-    let target = RedisTarget::connect(&url, "fg:").await.expect("connect");
+    let target = RedisTarget::connect(floodgate_crds::redis_conn::RedisMode::Single, &url, "fg:")
+        .await
+        .expect("connect");
     let wanted = MemoryWanted {
         maxmemory: Some("1gb".into()),
         policy: Some(MaxmemoryPolicy::Noeviction),
@@ -85,7 +87,9 @@ async fn config_set_is_reapplied_after_a_redis_restart() {
     let _server = start(port);
     wait_ready(&url).await;
 
-    let probe = RedisTarget::connect(&url, "fg:").await.expect("connect");
+    let probe = RedisTarget::connect(floodgate_crds::redis_conn::RedisMode::Single, &url, "fg:")
+        .await
+        .expect("connect");
     assert_eq!(
         memory::read(&probe).await.expect("read").maxmemory,
         "0",
@@ -108,6 +112,8 @@ async fn config_set_is_reapplied_after_a_redis_restart() {
     assert_eq!(reapplied, applied);
 
     // And a fresh connection sees them too: they are in Redis, not in a client cache.
-    let fresh = RedisTarget::connect(&url, "fg:").await.expect("connect");
+    let fresh = RedisTarget::connect(floodgate_crds::redis_conn::RedisMode::Single, &url, "fg:")
+        .await
+        .expect("connect");
     assert_eq!(memory::read(&fresh).await.expect("read"), applied);
 }

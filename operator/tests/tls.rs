@@ -166,7 +166,13 @@ async fn ping(port: u16, tls: &RedisTls, managed: bool) -> Result<(), String> {
     loop {
         let outcome = async {
             if managed {
-                let target = RedisTarget::connect_tls(&url, tls, "fgtls:").await?;
+                let target = RedisTarget::connect_tls(
+                    floodgate_crds::redis_conn::RedisMode::Single,
+                    &url,
+                    tls,
+                    "fgtls:",
+                )
+                .await?;
                 let mut conn = target.conn.clone();
                 return redis::cmd("PING").query_async::<String>(&mut conn).await;
             }

@@ -64,6 +64,13 @@ SCENARIOS: dict[str, dict] = {
             "redisUrl": "rediss://:pw@redis.example.internal:6379",
         },
     },
+    "redis-cluster": {
+        "redisMode": "cluster",
+        "redis": {"enabled": False},
+        "secrets": {
+            "redisUrl": "redis://node-0.redis:6379,redis://node-1.redis:6379,redis://node-2.redis:6379",
+        },
+    },
     "persistence-and-noeviction": {
         "postgresql": {"persistence": {"enabled": True, "storageClass": "fast"}},
         "redis": {"persistence": {"enabled": True}, "maxmemoryPolicy": "noeviction"},

@@ -122,6 +122,9 @@ def test_chart_kube_version_floor_matches_the_tests():
         {"app": {"securityContext": {"readOnlyRootFilesystem": False}}},
         {"secrets": {"jwtSecret": "too-short"}},
         {"redisPrefix": "fg {x}:"},
+        {"redisMode": "sentinel"},
+        # a Redis Cluster is external: the in-chart Redis is one node
+        {"redisMode": "cluster"},
         {"app": {"replicaCount": 0}},
         {"app": {"unknownKey": 1}},
         {"app": {"trustedProxies": ["everyone"]}},

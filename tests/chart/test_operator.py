@@ -59,7 +59,7 @@ def test_operator_uses_the_apps_redis(rendered, scenario):
     manifests = rendered[scenario]
     app_env = env_of(container(one(manifests, "Deployment", APP), "app"))
     op_env = env_of(container(one(manifests, "Deployment", OPERATOR), "operator"))
-    for name in ("REDIS_URL", "FLOODGATE_REDIS_PREFIX"):
+    for name in ("REDIS_URL", "FLOODGATE_REDIS_PREFIX", "FLOODGATE_REDIS_MODE"):
         assert op_env[name] == app_env[name], name
 
 

@@ -80,6 +80,9 @@ def test_app_environment(rendered):
         assert env[name]["valueFrom"]["secretKeyRef"]["name"] == FULL
     for name in ("FLOODGATE_DB_POOL_SIZE", "RUST_LOG", "FLOODGATE_REDIS_PREFIX"):
         assert env[name]["value"]
+    assert env["FLOODGATE_REDIS_MODE"]["value"] == "single"
+    cluster = env_of(container(one(rendered["redis-cluster"], "Deployment", APP), "app"))
+    assert cluster["FLOODGATE_REDIS_MODE"]["value"] == "cluster"
     # Every variable the chart sets is one the app reads.
     config = (REPO / "app" / "src" / "config.rs").read_text()
     for name in env:

@@ -10,7 +10,7 @@ use super::{batch, keys::CampaignKeys, rules::Grant, store};
 use crate::{
     auth::UserId,
     error::{ApiError, ApiResult},
-    platform::metrics::OutcomeLabels,
+    platform::{metrics::OutcomeLabels, redis::RedisConn},
     state::AppState,
 };
 
@@ -35,7 +35,7 @@ fn ttl_ms(ends_at: DateTime<Utc>) -> i64 {
 /// Runs one Redis call under the Redis breaker (deadline, bulkhead, fast refusal when open).
 pub(super) async fn redis<T>(
     state: &AppState,
-    call: impl AsyncFnOnce(&mut redis::aio::ConnectionManager) -> redis::RedisResult<T>,
+    call: impl AsyncFnOnce(&mut RedisConn) -> redis::RedisResult<T>,
 ) -> ApiResult<T> {
     let mut conn = state.redis.conn();
     state

@@ -11,12 +11,17 @@
 //! as one pipeline (non-transactional: each command keeps its own reply or error, as if sent
 //! alone). One pipeline is in flight at a time; what arrives meanwhile forms the next one.
 //! At low load a command waits only for that one yield.
+//!
+//! On a Redis Cluster a pipeline must stay in one slot (redis-rs sends it to the first
+//! command's node and refuses a mix), so a batch is split by slot: one pipeline per slot,
+//! sent side by side. The hot commands (one queue's polls, one campaign's issues) share
+//! their entity's slot, so they still travel together.
 
-use std::sync::OnceLock;
+use std::{collections::HashMap, sync::OnceLock};
 
+use floodgate_crds::redis_conn::{RedisConn, RedisMode, cmd_slot};
 use redis::{
     Cmd, ErrorKind, FromRedisValue, RedisError, RedisResult, Script, ServerErrorKind, Value,
-    aio::ConnectionManager,
 };
 use tokio::sync::{mpsc, oneshot};
 
@@ -30,12 +35,12 @@ struct Job {
 
 /// A handle on the batching task (started on first use, in the runtime that uses it).
 pub struct Batcher {
-    conn: ConnectionManager,
+    conn: RedisConn,
     tx: OnceLock<mpsc::UnboundedSender<Job>>,
 }
 
 impl Batcher {
-    pub fn new(conn: ConnectionManager) -> Self {
+    pub fn new(conn: RedisConn) -> Self {
         Self {
             conn,
             tx: OnceLock::new(),
@@ -85,7 +90,7 @@ impl Batcher {
     }
 }
 
-async fn run(mut conn: ConnectionManager, mut rx: mpsc::UnboundedReceiver<Job>) {
+async fn run(conn: RedisConn, mut rx: mpsc::UnboundedReceiver<Job>) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     while let Some(first) = rx.recv().await {
         jobs.push(first);
@@ -96,34 +101,60 @@ async fn run(mut conn: ConnectionManager, mut rx: mpsc::UnboundedReceiver<Job>) 
                 Err(_) => break,
             }
         }
-        if let [job] = jobs.as_mut_slice() {
-            let result = job.cmd.query_async::<Value>(&mut conn).await;
-            if let Some(job) = jobs.pop() {
-                let _ = job.reply.send(result);
-            }
+        if conn.mode() == RedisMode::Single {
+            send(conn.clone(), std::mem::take(&mut jobs)).await;
             continue;
         }
-        let mut pipe = redis::pipe();
-        pipe.ignore_errors();
-        for job in &mut jobs {
-            pipe.add_command(std::mem::replace(&mut job.cmd, Cmd::new()));
+        let mut by_slot: HashMap<Option<u16>, Vec<Job>> = HashMap::new();
+        for job in jobs.drain(..) {
+            by_slot.entry(cmd_slot(&job.cmd)).or_default().push(job);
         }
-        match pipe.query_async::<Vec<RedisResult<Value>>>(&mut conn).await {
-            Ok(results) if results.len() == jobs.len() => {
-                for (job, result) in jobs.drain(..).zip(results) {
-                    let _ = job.reply.send(result);
+        let sends = by_slot.into_iter().map(|(slot, group)| {
+            let conn = conn.clone();
+            async move {
+                if slot.is_some() {
+                    send(conn, group).await;
+                } else {
+                    // keyless commands go wherever the cluster routes each one
+                    for job in group {
+                        send(conn.clone(), vec![job]).await;
+                    }
                 }
             }
-            Ok(_) => {
-                let e = RedisError::from((ErrorKind::Parse, "pipeline reply count mismatch"));
-                for job in jobs.drain(..) {
-                    let _ = job.reply.send(Err(e.clone()));
-                }
+        });
+        futures::future::join_all(sends).await;
+    }
+}
+
+/// Sends `jobs` as one pipeline (or the single command alone) and hands out the replies.
+async fn send(mut conn: RedisConn, mut jobs: Vec<Job>) {
+    if let [job] = jobs.as_mut_slice() {
+        let result = job.cmd.query_async::<Value>(&mut conn).await;
+        if let Some(job) = jobs.pop() {
+            let _ = job.reply.send(result);
+        }
+        return;
+    }
+    let mut pipe = redis::pipe();
+    pipe.ignore_errors();
+    for job in &mut jobs {
+        pipe.add_command(std::mem::replace(&mut job.cmd, Cmd::new()));
+    }
+    match pipe.query_async::<Vec<RedisResult<Value>>>(&mut conn).await {
+        Ok(results) if results.len() == jobs.len() => {
+            for (job, result) in jobs.into_iter().zip(results) {
+                let _ = job.reply.send(result);
             }
-            Err(e) => {
-                for job in jobs.drain(..) {
-                    let _ = job.reply.send(Err(e.clone()));
-                }
+        }
+        Ok(_) => {
+            let e = RedisError::from((ErrorKind::Parse, "pipeline reply count mismatch"));
+            for job in jobs {
+                let _ = job.reply.send(Err(e.clone()));
+            }
+        }
+        Err(e) => {
+            for job in jobs {
+                let _ = job.reply.send(Err(e.clone()));
             }
         }
     }

@@ -1,39 +1,47 @@
-//! The process's one multiplexed Redis connection and its key prefix.
+//! The process's one multiplexed Redis connection (a single node or a Redis Cluster, see
+//! `floodgate_crds::redis_conn`) and its key prefix.
 //!
 //! Every key is `<prefix><rest>`; callers put the entity in a hash tag (`{q:concert-42}`) so
 //! the keys one Lua script touches share a cluster slot.
 
 use std::{sync::Arc, time::Duration};
 
-use redis::{
-    Client,
-    aio::{ConnectionManager, ConnectionManagerConfig},
-};
+pub use floodgate_crds::redis_conn::RedisConn;
+use floodgate_crds::redis_conn::{RedisMode, Timeouts, node_urls};
+use redis::Client;
+use secrecy::ExposeSecret;
 
 use super::batch::Batcher;
 use crate::config::Settings;
 
 #[derive(Clone)]
 pub struct Redis {
-    client: Client,
-    conn: ConnectionManager,
+    /// One client per node URL (one for a single node, the seeds of a cluster), for the few
+    /// things that need their own connection (pub/sub).
+    nodes: Arc<[Client]>,
+    conn: RedisConn,
     batch: Arc<Batcher>,
     prefix: Arc<str>,
 }
 
 impl Redis {
     /// Connects lazily and reconnects by itself, so the app starts (not ready) while Redis is
-    /// down and recovers when it returns.
+    /// down and recovers when it returns. `FLOODGATE_REDIS_MODE` picks a single node or a
+    /// Redis Cluster (`REDIS_URL` then lists seed nodes).
     pub fn connect(settings: &Settings) -> redis::RedisResult<Self> {
-        let client = super::tls::redis_client(settings)?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        let urls = settings.redis_url.expose_secret();
+        let timeouts = Timeouts {
+            connect: Duration::from_secs(1),
+            response: Duration::from_secs(2),
+        };
+        let tls = super::tls::redis_tls(settings);
+        let conn = RedisConn::connect_lazy(settings.redis_mode, urls, timeouts, &tls)?;
+        let nodes = node_urls(settings.redis_mode, urls)?
+            .iter()
+            .map(|u| tls.client(u))
+            .collect::<redis::RedisResult<Arc<[Client]>>>()?;
         Ok(Self {
-            client,
+            nodes,
             batch: Arc::new(Batcher::new(conn.clone())),
             conn,
             prefix: settings.redis_prefix.as_str().into(),
@@ -41,8 +49,12 @@ impl Redis {
     }
 
     /// A handle on the shared multiplexed connection (cheap to clone).
-    pub fn conn(&self) -> ConnectionManager {
+    pub fn conn(&self) -> RedisConn {
         self.conn.clone()
+    }
+
+    pub fn mode(&self) -> RedisMode {
+        self.conn.mode()
     }
 
     /// The same connection, with concurrent single commands coalesced into pipelines (see
@@ -51,9 +63,10 @@ impl Redis {
         &self.batch
     }
 
-    /// The client, for the few things that need their own connection (pub/sub).
-    pub fn client(&self) -> &Client {
-        &self.client
+    /// Clients of the configured nodes, for the few things that need their own connection
+    /// (pub/sub: classic PUBLISH reaches every node of a cluster, so any one will do).
+    pub fn nodes(&self) -> &[Client] {
+        &self.nodes
     }
 
     pub fn prefix(&self) -> &str {
@@ -68,12 +81,8 @@ impl Redis {
     pub async fn ping(&self) -> bool {
         let mut conn = self.conn();
         matches!(
-            tokio::time::timeout(
-                Duration::from_secs(1),
-                redis::cmd("PING").query_async::<String>(&mut conn)
-            )
-            .await,
-            Ok(Ok(_))
+            tokio::time::timeout(Duration::from_secs(1), conn.ping()).await,
+            Ok(Ok(()))
         )
     }
 }

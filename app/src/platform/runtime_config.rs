@@ -136,12 +136,16 @@ impl Reader {
 }
 
 /// Wakes the reader on every change announcement; reconnects when the subscription drops.
+/// On a cluster, classic PUBLISH reaches every node, so it subscribes on one seed node and
+/// moves to the next when that one goes away.
 async fn listen(redis: Redis, notify: Arc<Notify>) {
     let channel = redis.key(CHANGED_CHANNEL);
-    loop {
-        match redis.client().get_async_pubsub().await {
+    for node in redis.nodes().iter().cycle() {
+        match node.get_async_pubsub().await {
             Ok(mut pubsub) => {
                 if pubsub.subscribe(&channel).await.is_ok() {
+                    // anything published while we were not subscribed: read it now
+                    notify.notify_one();
                     let mut messages = pubsub.on_message();
                     while messages.next().await.is_some() {
                         notify.notify_one();

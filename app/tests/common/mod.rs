@@ -149,6 +149,14 @@ impl TestApp {
     }
 }
 
+impl TestApp {
+    /// Stops this replica as SIGTERM would: its server drains and exits, its background
+    /// loops stop (leases given up). Its state stays usable for assertions.
+    pub fn shutdown(&self) {
+        let _ = self.stop.send(true);
+    }
+}
+
 impl Drop for TestApp {
     fn drop(&mut self) {
         let _ = self.stop.send(true);

@@ -97,12 +97,19 @@ pub async fn concert(
 /// Publishes a runtime config document and waits until this app applies it.
 /// `POST /queues/{queue}/tokens` as `user`.
 pub async fn join(app: &TestApp, user: &User, queue: &str) -> reqwest::Response {
+    try_join(app, user, queue).await.unwrap()
+}
+
+pub async fn try_join(
+    app: &TestApp,
+    user: &User,
+    queue: &str,
+) -> reqwest::Result<reqwest::Response> {
     app.http
         .post(app.url(&format!("/api/v1/queues/{queue}/tokens")))
         .bearer_auth(&user.token)
         .send()
         .await
-        .unwrap()
 }
 
 pub async fn set_config(app: &TestApp, mut doc: Value) {

@@ -124,6 +124,8 @@ prefix. The operator writes the runtime config the app reads, so these must neve
       key: {{ .Values.secrets.keys.redisUrl }}
 - name: FLOODGATE_REDIS_PREFIX
   value: {{ .Values.redisPrefix | quote }}
+- name: FLOODGATE_REDIS_MODE
+  value: {{ .Values.redisMode | quote }}
 {{- if .Values.tls.redisCaSecret }}
 - name: FLOODGATE_REDIS_CA_FILE
   value: /etc/floodgate/tls/redis/ca.crt

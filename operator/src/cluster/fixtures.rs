@@ -135,7 +135,7 @@ pub async fn unreachable_redis() -> crate::store::RedisTarget {
             redis::aio::ConnectionManager::new_with_config(client, config.clone()).await
         {
             target = Some(crate::store::RedisTarget {
-                conn,
+                conn: floodgate_crds::redis_conn::RedisConn::Single(conn),
                 prefix: "fgtest:gone:".into(),
                 last_version: Default::default(),
             });

@@ -2,8 +2,8 @@
 //! layout of the waiting room is the app's business and not settled, so a Redis reader is a
 //! plug-in behind the same trait, configured with a key template.
 
+use floodgate_crds::redis_conn::RedisConn;
 use futures::future::BoxFuture;
-use redis::aio::ConnectionManager;
 
 use super::{AppScrape, ObserveError};
 
@@ -59,7 +59,7 @@ impl QueueDepthSource for AppMetricsDepth {
 /// Reads a Redis key per queue; `{prefix}` and `{queue}` in the template are replaced. Works
 /// whatever structure the app keeps there (sorted set, list, stream, hash or a counter).
 pub struct RedisDepth {
-    pub conn: ConnectionManager,
+    pub conn: RedisConn,
     pub prefix: String,
     pub key_template: String,
 }

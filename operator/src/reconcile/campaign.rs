@@ -10,9 +10,9 @@ use super::mark_invalid;
 use super::{
     Context, Error, Next, Note, ObjectKey, Platform,
     command::command,
+    key_of,
     restore::ended,
     runtime_sync, status,
-    key_of,
     target::{read_target, target_missing},
     validate,
 };

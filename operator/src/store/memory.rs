@@ -67,16 +67,31 @@ pub async fn read(target: &RedisTarget) -> Result<RedisApplied, MemoryError> {
     })
 }
 
-/// `used_memory` from `INFO memory`: what a restored `maxmemory` must fit above.
+/// `used_memory` from `INFO memory`: what a restored `maxmemory` must fit above. On a
+/// cluster (one reply per node) the largest node's, as `maxmemory` applies per node.
 pub async fn used_memory(target: &RedisTarget) -> Result<u64, MemoryError> {
     let mut conn = target.conn.clone();
-    let info: String = redis::cmd("INFO")
+    let info: redis::Value = redis::cmd("INFO")
         .arg("memory")
         .query_async(&mut conn)
         .await?;
-    info.lines()
-        .find_map(|l| l.strip_prefix("used_memory:"))
-        .and_then(|v| v.trim().parse().ok())
+    let per_node: Vec<String> = match info {
+        redis::Value::Map(nodes) => nodes
+            .into_iter()
+            .map(|(_, v)| redis::from_redis_value(v))
+            .collect::<Result<_, _>>()
+            .map_err(redis::RedisError::from)?,
+        single => vec![redis::from_redis_value(single).map_err(redis::RedisError::from)?],
+    };
+    per_node
+        .iter()
+        .map(|info| {
+            info.lines()
+                .find_map(|l| l.strip_prefix("used_memory:"))
+                .and_then(|v| v.trim().parse::<u64>().ok())
+        })
+        .collect::<Option<Vec<u64>>>()
+        .and_then(|all| all.into_iter().max())
         .ok_or(MemoryError::Missing("used_memory"))
 }
 

@@ -243,12 +243,20 @@ mod tests {
     #[tokio::test]
     async fn two_concurrent_writers_never_lose_or_duplicate_a_version() {
         let prefix = testing::unique_prefix("doc-cas");
-        let a = RedisTarget::connect(&testing::url(), &prefix)
-            .await
-            .expect("redis");
-        let b = RedisTarget::connect(&testing::url(), &prefix)
-            .await
-            .expect("redis");
+        let a = RedisTarget::connect(
+            floodgate_crds::redis_conn::RedisMode::Single,
+            &testing::url(),
+            &prefix,
+        )
+        .await
+        .expect("redis");
+        let b = RedisTarget::connect(
+            floodgate_crds::redis_conn::RedisMode::Single,
+            &testing::url(),
+            &prefix,
+        )
+        .await
+        .expect("redis");
         const WRITES: u32 = 40;
         let writer = |t: RedisTarget, queue: &'static str| {
             tokio::spawn(async move {
@@ -281,9 +289,13 @@ mod tests {
     #[tokio::test]
     async fn a_lost_document_is_republished_above_every_version_in_force() {
         let prefix = testing::unique_prefix("doc-lost");
-        let writer = RedisTarget::connect(&testing::url(), &prefix)
-            .await
-            .expect("redis");
+        let writer = RedisTarget::connect(
+            floodgate_crds::redis_conn::RedisMode::Single,
+            &testing::url(),
+            &prefix,
+        )
+        .await
+        .expect("redis");
         for max in [10, 11, 12] {
             publish(&writer, &doc("q", max)).await.expect("publish");
         }
@@ -314,9 +326,13 @@ mod tests {
             .await
             .expect("hset");
         assert_eq!(del().await, 1);
-        let restarted = RedisTarget::connect(&testing::url(), &prefix)
-            .await
-            .expect("redis");
+        let restarted = RedisTarget::connect(
+            floodgate_crds::redis_conn::RedisMode::Single,
+            &testing::url(),
+            &prefix,
+        )
+        .await
+        .expect("redis");
         let again = publish(&restarted, &doc("q", 12)).await.expect("re-assert");
         assert_eq!(again.version, 5, "above what the replicas report");
         assert_eq!(
