@@ -11,7 +11,11 @@
 //! - A request head must arrive within `header_read_timeout`, else the connection is closed.
 //!
 //! Shutdown as with `axum::serve`: stop accepting, let in-flight requests finish, close idle
-//! keep-alive connections.
+//! keep-alive connections. Before that, while `draining()` is true (the drain delay after
+//! SIGTERM), every HTTP/1 response carries `Connection: close`: a proxy's keep-alive connection
+//! is closed by this side right after a complete response, never while idle, so the proxy
+//! cannot send a request down a connection the replica is about to close (docs/deploy.md,
+//! "Several replicas behind nginx").
 
 use std::{
     net::SocketAddr,
@@ -19,7 +23,12 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::{Router, body::Body, extract::ConnectInfo};
+use axum::{
+    Router,
+    body::Body,
+    extract::ConnectInfo,
+    http::{HeaderValue, Version, header},
+};
 use hyper::body::Incoming;
 use hyper_util::{
     rt::{TokioExecutor, TokioIo, TokioTimer},
@@ -38,11 +47,13 @@ pub struct ConnLimits {
     pub header_read_timeout: Duration,
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then drains.
+/// Serves `router` on `listener` until `shutdown` resolves, then drains. While `draining()`
+/// is true, responses close their connection.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnLimits,
+    draining: impl Fn() -> bool + Clone + Send + Sync + 'static,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
@@ -92,13 +103,22 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
-        let service = router
-            .clone()
-            .map_request(move |req: hyper::Request<Incoming>| {
-                let mut req = req.map(Body::new);
-                req.extensions_mut().insert(ConnectInfo::<SocketAddr>(addr));
-                req
-            });
+        let (router, draining) = (router.clone(), draining.clone());
+        let service = tower::service_fn(move |req: hyper::Request<Incoming>| {
+            let mut req = req.map(Body::new);
+            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(addr));
+            // HTTP/2 has no Connection header (it drains with GOAWAY)
+            let http1 = req.version() <= Version::HTTP_11;
+            let (router, draining) = (router.clone(), draining.clone());
+            async move {
+                let mut res = router.oneshot(req).await?;
+                if http1 && draining() {
+                    res.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, std::convert::Infallible>(res)
+            }
+        });
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
             .into_owned();
