@@ -212,8 +212,8 @@ async fn buy_once(
 /// order per buyer, and it is the one its key's stored response names).
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn flash_sale_across_replicas_with_one_sigkilled(pool: PgPool) {
-    const STOCK: i64 = 150;
-    const BUYERS: usize = 450;
+    const STOCK: i64 = 200;
+    const BUYERS: usize = 600;
     let mut set = Replicas::start(&pool, 3, &redis_url(), &[]).await;
     let staff = users(&pool, &set, 1, "staff", &[Role::Customer, Role::Seller]).await;
     let buyers = users(&pool, &set, BUYERS, "buyer", &[Role::Customer]).await;
@@ -231,8 +231,8 @@ async fn flash_sale_across_replicas_with_one_sigkilled(pool: PgPool) {
         .map(|(i, (_, token))| {
             let (http, url, token, sold) = (http.clone(), url.clone(), token.clone(), sold.clone());
             tokio::spawn(async move {
-                // a ramp of 1.8 s, so the kill lands while orders are in flight
-                tokio::time::sleep(Duration::from_millis(4 * i as u64)).await;
+                // a ramp of 0.6 s, so the kill lands while orders are in flight
+                tokio::time::sleep(Duration::from_millis(i as u64)).await;
                 let out = buy_once(http, url, token, goods, format!("sale-{i}")).await;
                 if !out.created.is_empty() {
                     sold.fetch_add(1, Ordering::Relaxed);
@@ -264,7 +264,24 @@ async fn flash_sale_across_replicas_with_one_sigkilled(pool: PgPool) {
         "the kill came after the sale ({sold_at_kill} sold)"
     );
     let retried: usize = outcomes.iter().map(|o| o.retried.len()).sum();
-    eprintln!("sold {sold_at_kill} before the kill; {retried} answers retried by clients");
+    let log = set.nginx.error_log();
+    let cut = log
+        .lines()
+        .filter(|l| l.contains("while reading response header from upstream"))
+        .count();
+    let refused = log
+        .lines()
+        .filter(|l| l.contains("Connection refused"))
+        .count();
+    eprintln!(
+        "sold {sold_at_kill} before the kill; nginx saw {cut} requests cut off and {refused} \
+         connections refused (and sent them on); clients retried {retried} answers"
+    );
+    assert!(
+        sold_at_kill < STOCK as usize,
+        "the kill came after the sale ({sold_at_kill} sold)"
+    );
+    assert!(cut > 0, "the kill cut off no request in flight: {log}");
     assert_eq!(
         assert_stock_ledgers_and_claims(&pool, goods, STOCK).await,
         STOCK,

@@ -11,7 +11,10 @@
 //! - A request head must arrive within `header_read_timeout`, else the connection is closed.
 //!
 //! Shutdown as with `axum::serve`: stop accepting, let in-flight requests finish, close idle
-//! keep-alive connections. Before that, while `draining()` is true (the drain delay after
+//! keep-alive connections — after accepting what is already in the listen backlog (closing
+//! the listener would reset those connections, requests and all), and after a short settle
+//! so the last connections accepted read their request before idle ones are closed. Before
+//! that, while `draining()` is true (the drain delay after
 //! SIGTERM), every HTTP/1 response carries `Connection: close`: a proxy's keep-alive connection
 //! is closed by this side right after a complete response, never while idle, so the proxy
 //! cannot send a request down a connection the replica is about to close (docs/deploy.md,
@@ -35,7 +38,10 @@ use hyper_util::{
     server::{conn::auto::Builder, graceful::GracefulShutdown},
     service::TowerToHyperService,
 };
-use tokio::{net::TcpListener, sync::Semaphore};
+use tokio::{
+    net::{TcpListener, TcpStream},
+    sync::{OwnedSemaphorePermit, Semaphore},
+};
 use tower::ServiceExt;
 
 /// The per-connection bounds (`FLOODGATE_MAX_CONNECTIONS`, `FLOODGATE_CONN_BUFFER_BYTES`,
@@ -47,6 +53,10 @@ pub struct ConnLimits {
     pub header_read_timeout: Duration,
 }
 
+/// How long, after the listener closed, connections accepted in the last moments get to read
+/// their request before idle ones are closed (each closes after its response anyway).
+const SETTLE: Duration = Duration::from_millis(500);
+
 /// Serves `router` on `listener` until `shutdown` resolves, then drains. While `draining()`
 /// is true, responses close their connection.
 pub async fn serve(
@@ -56,16 +66,9 @@ pub async fn serve(
     draining: impl Fn() -> bool + Clone + Send + Sync + 'static,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
-    let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let max = limits.max_connections.clamp(1, u32::MAX as usize);
     let slots = Arc::new(Semaphore::new(max));
-    let graceful = GracefulShutdown::new();
-    let mut builder = Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout)
-        // hyper refuses less than 8 KiB
-        .max_buf_size(limits.max_buf_size.max(8 * 1024));
+    let conns = Conns::new(router, limits, draining);
     let mut shutdown = std::pin::pin!(shutdown);
     let mut full_since: Option<Instant> = None;
     loop {
@@ -103,7 +106,61 @@ pub async fn serve(
             },
             _ = &mut shutdown => break,
         };
-        let (router, draining) = (router.clone(), draining.clone());
+        conns.spawn(stream, addr, Some(slot));
+    }
+    // Connections the kernel completed but nobody accepted yet are reset when the listener
+    // closes, after a proxy may have sent its request down them: take them first.
+    let listener = listener.into_std()?;
+    loop {
+        match listener.accept() {
+            Ok((stream, addr)) => {
+                stream.set_nonblocking(true)?;
+                let slot = slots.clone().try_acquire_owned().ok();
+                conns.spawn(tokio::net::TcpStream::from_std(stream)?, addr, slot);
+            }
+            Err(e) => {
+                if e.kind() != std::io::ErrorKind::WouldBlock {
+                    tracing::debug!(error = %e, "accept failed while closing");
+                }
+                break;
+            }
+        }
+    }
+    drop(listener);
+    // The graceful shutdown closes a connection whose request hyper has not read yet as if it
+    // were idle: give the last ones accepted a moment to read theirs.
+    let _ = tokio::time::timeout(SETTLE, slots.acquire_many(max as u32)).await;
+    conns.graceful.shutdown().await;
+    Ok(())
+}
+
+/// Serving one accepted connection: hyper's builder with the bounds, the router, the drain.
+struct Conns<D> {
+    builder: Builder<TokioExecutor>,
+    graceful: GracefulShutdown,
+    router: Router,
+    draining: D,
+}
+
+impl<D: Fn() -> bool + Clone + Send + Sync + 'static> Conns<D> {
+    fn new(router: Router, limits: ConnLimits, draining: D) -> Self {
+        let mut builder = Builder::new(TokioExecutor::new());
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_read_timeout)
+            // hyper refuses less than 8 KiB
+            .max_buf_size(limits.max_buf_size.max(8 * 1024));
+        Self {
+            builder,
+            graceful: GracefulShutdown::new(),
+            router,
+            draining,
+        }
+    }
+
+    fn spawn(&self, stream: TcpStream, addr: SocketAddr, slot: Option<OwnedSemaphorePermit>) {
+        let (router, draining) = (self.router.clone(), self.draining.clone());
         let service = tower::service_fn(move |req: hyper::Request<Incoming>| {
             let mut req = req.map(Body::new);
             req.extensions_mut().insert(ConnectInfo::<SocketAddr>(addr));
@@ -119,10 +176,11 @@ pub async fn serve(
                 Ok::<_, std::convert::Infallible>(res)
             }
         });
-        let conn = builder
+        let conn = self
+            .builder
             .serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service))
             .into_owned();
-        let conn = graceful.watch(conn);
+        let conn = self.graceful.watch(conn);
         tokio::spawn(async move {
             if let Err(e) = conn.await {
                 tracing::trace!(error = %e, "connection ended with an error");
@@ -130,7 +188,4 @@ pub async fn serve(
             drop(slot);
         });
     }
-    drop(listener);
-    graceful.shutdown().await;
-    Ok(())
 }
