@@ -110,23 +110,7 @@ pub async fn serve(
     }
     // Connections the kernel completed but nobody accepted yet are reset when the listener
     // closes, after a proxy may have sent its request down them: take them first.
-    let listener = listener.into_std()?;
-    loop {
-        match listener.accept() {
-            Ok((stream, addr)) => {
-                stream.set_nonblocking(true)?;
-                let slot = slots.clone().try_acquire_owned().ok();
-                conns.spawn(tokio::net::TcpStream::from_std(stream)?, addr, slot);
-            }
-            Err(e) => {
-                if e.kind() != std::io::ErrorKind::WouldBlock {
-                    tracing::debug!(error = %e, "accept failed while closing");
-                }
-                break;
-            }
-        }
-    }
-    drop(listener);
+    conns.accept_backlog(listener, &slots);
     // The graceful shutdown closes a connection whose request hyper has not read yet as if it
     // were idle: give the last ones accepted a moment to read theirs.
     let _ = tokio::time::timeout(SETTLE, slots.acquire_many(max as u32)).await;
@@ -156,6 +140,31 @@ impl<D: Fn() -> bool + Clone + Send + Sync + 'static> Conns<D> {
             graceful: GracefulShutdown::new(),
             router,
             draining,
+        }
+    }
+
+    /// Serves every connection waiting in `listener`'s backlog, then closes it.
+    fn accept_backlog(&self, listener: TcpListener, slots: &Arc<Semaphore>) {
+        let listener = match listener.into_std() {
+            Ok(l) => l,
+            Err(e) => return tracing::debug!(error = %e, "could not take the listen backlog"),
+        };
+        loop {
+            let accepted = listener.accept().and_then(|(stream, addr)| {
+                stream.set_nonblocking(true)?;
+                Ok((TcpStream::from_std(stream)?, addr))
+            });
+            match accepted {
+                Ok((stream, addr)) => {
+                    self.spawn(stream, addr, slots.clone().try_acquire_owned().ok())
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    // out of file descriptors and the like: what is left is reset
+                    tracing::debug!(error = %e, "accept failed while closing");
+                    break;
+                }
+            }
         }
     }
 

@@ -30,6 +30,17 @@ pub const NGINX_TEMPLATE: &str = include_str!(concat!(
     "/../deploy/nginx/floodgate.conf.template"
 ));
 
+/// A free port below the kernel's ephemeral range (32768 and up on Linux), so no outgoing
+/// connection can hold it while its replica is down between a stop and a restart.
+pub fn replica_port() -> u16 {
+    loop {
+        let port = 20_000 + rand::random::<u16>() % 12_000;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
 /// The address nginx connects to the replicas from, which they trust for X-Forwarded-For.
 pub const PROXY_ADDR: &str = "127.0.0.1/32";
 
@@ -299,7 +310,7 @@ impl Replicas {
             env.push(("FLOODGATE_REPLICA_ID".into(), format!("replica-{index}")));
             replicas.push(Replica {
                 index,
-                addr: format!("127.0.0.1:{}", procs::free_port()).parse().unwrap(),
+                addr: format!("127.0.0.1:{}", replica_port()).parse().unwrap(),
                 env,
                 child: None,
                 log: dir.path().join(format!("replica-{index}.log")),
@@ -323,6 +334,11 @@ impl Replicas {
     /// A URL through nginx.
     pub fn url(&self, path: &str) -> String {
         self.nginx.url(path)
+    }
+
+    /// nginx's `http://host:port`, to put paths after.
+    pub fn base(&self) -> String {
+        self.nginx.url("")
     }
 
     pub fn replica(&mut self, index: usize) -> &mut Replica {
