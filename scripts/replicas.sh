@@ -48,8 +48,10 @@ done < deploy/nginx/floodgate.conf.template > "$DIR/nginx.conf"
 
 PIDS=()
 NGINX_PID=""
+STOPPING=""
 stop_all() {
   trap - EXIT INT TERM
+  STOPPING=1
   # replicas first: each drains (FLOODGATE_SHUTDOWN_DELAY_SECS) while nginx still routes
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
@@ -69,7 +71,8 @@ for i in $(seq 1 "$N"); do
   PIDS+=($!)
   echo $! > ".data/replica-$i.pid"
 done
-"$NGINX" -p "$DIR" -c "$DIR/nginx.conf" -e "$DIR/error.log" &
+# its own session, so Ctrl-C reaches only the replicas: nginx keeps routing while they drain
+setsid "$NGINX" -p "$DIR" -c "$DIR/nginx.conf" -e "$DIR/error.log" &
 NGINX_PID=$!
 
 for a in "${ADDRS[@]}"; do
@@ -81,4 +84,4 @@ for a in "${ADDRS[@]}"; do
 done
 echo "[run] $N replicas ready (${ADDRS[*]}) behind nginx on $LISTEN; Ctrl-C stops them" >&2
 wait -n "${PIDS[@]}" "$NGINX_PID" || true
-echo "[run] a replica or nginx exited; stopping the rest" >&2
+[ -n "$STOPPING" ] || echo "[run] a replica or nginx exited; stopping the rest" >&2

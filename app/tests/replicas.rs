@@ -256,22 +256,19 @@ impl Load {
             .pool_max_idle_per_host(buyers.len())
             .build()
             .unwrap();
-        let (stop, failures, orders) = (Arc::default(), Arc::default(), Arc::default());
+        let stop = Arc::new(AtomicBool::new(false));
+        let failures: Arc<Mutex<Vec<String>>> = Arc::default();
+        let orders: Arc<Mutex<Vec<i64>>> = Arc::default();
         let answers = Arc::new(AtomicUsize::new(0));
         let workers = buyers
             .iter()
             .enumerate()
             .map(|(w, (_, token))| {
                 let (http, token) = (http.clone(), token.clone());
-                let (stop, failures, orders, answers): (
-                    Arc<AtomicBool>,
-                    Arc<Mutex<Vec<String>>>,
-                    Arc<Mutex<Vec<i64>>>,
-                    _,
-                ) = (
-                    Arc::clone(&stop),
-                    Arc::clone(&failures),
-                    Arc::clone(&orders),
+                let (stop, failures, orders, answers) = (
+                    stop.clone(),
+                    failures.clone(),
+                    orders.clone(),
                     answers.clone(),
                 );
                 let (read, order, charge) = (
