@@ -48,10 +48,8 @@ done < deploy/nginx/floodgate.conf.template > "$DIR/nginx.conf"
 
 PIDS=()
 NGINX_PID=""
-STOPPING=""
 stop_all() {
   trap - EXIT INT TERM
-  STOPPING=1
   # replicas first: each drains (FLOODGATE_SHUTDOWN_DELAY_SECS) while nginx still routes
   for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
@@ -75,13 +73,19 @@ done
 setsid "$NGINX" -p "$DIR" -c "$DIR/nginx.conf" -e "$DIR/error.log" &
 NGINX_PID=$!
 
+# GET /readyz answers 200 (bash's /dev/tcp: a fresh machine may have no curl)
+ready() {
+  (
+    exec 3<>"/dev/tcp/${1%:*}/${1##*:}" || exit 1
+    printf 'GET /readyz HTTP/1.0\r\nHost: %s\r\n\r\n' "$1" >&3
+    read -r line <&3 || exit 1
+    [[ $line == *" 200 "* ]]
+  ) 2>/dev/null
+}
 for a in "${ADDRS[@]}"; do
-  for _ in $(seq 1 300); do
-    curl -sf "http://$a/readyz" >/dev/null 2>&1 && break
-    sleep 0.1
-  done
-  curl -sf "http://$a/readyz" >/dev/null 2>&1 || { echo "[run] replica at $a is not ready; see .data/replica-*.log" >&2; exit 1; }
+  for _ in $(seq 1 300); do ready "$a" && break; sleep 0.1; done
+  ready "$a" || { echo "[run] replica at $a is not ready; see .data/replica-*.log" >&2; exit 1; }
 done
 echo "[run] $N replicas ready (${ADDRS[*]}) behind nginx on $LISTEN; Ctrl-C stops them" >&2
 wait -n "${PIDS[@]}" "$NGINX_PID" || true
-[ -n "$STOPPING" ] || echo "[run] a replica or nginx exited; stopping the rest" >&2
+echo "[run] stopping the replicas (each drains), then nginx" >&2
