@@ -61,10 +61,14 @@ trap stop_all EXIT INT TERM
 # nginx connects from 127.0.0.1 (or the host's own address): the replicas believe its
 # X-Forwarded-For, nobody else's
 TRUSTED=${FLOODGATE_TRUSTED_PROXIES:-127.0.0.1/32}
+# longer than the template's 2 s upstream keep-alive, so nginx has closed every idle
+# connection to a draining replica before it closes its listener
+DELAY=${FLOODGATE_SHUTDOWN_DELAY_SECS:-3}
+[ "$DELAY" -ge 3 ] 2>/dev/null || DELAY=3
 for i in $(seq 1 "$N"); do
   FLOODGATE_LISTEN_ADDR=${ADDRS[$((i - 1))]} FLOODGATE_REPLICA_ID=replica-$i \
     FLOODGATE_TRUSTED_PROXIES=$TRUSTED \
-    FLOODGATE_SHUTDOWN_DELAY_SECS=${FLOODGATE_SHUTDOWN_DELAY_SECS:-3} \
+    FLOODGATE_SHUTDOWN_DELAY_SECS=$DELAY \
     "$APP" serve >".data/replica-$i.log" 2>&1 &
   PIDS+=($!)
   echo $! > ".data/replica-$i.pid"
