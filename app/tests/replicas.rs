@@ -15,8 +15,8 @@ mod shop;
 use std::{
     collections::{BTreeSet, HashMap},
     sync::{
-        Arc, Mutex,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+        atomic::{AtomicUsize, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -26,7 +26,7 @@ use futures::future::join_all;
 use replicas::Replicas;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use shop::{assert_stock_ledgers_and_claims, goods_and_wallets, post, redis_url, users};
+use shop::{Load, assert_stock_ledgers_and_claims, goods_and_wallets, post, redis_url, users};
 use sqlx::PgPool;
 
 const MIGRATOR: &sqlx::migrate::Migrator = &floodgate_app::platform::db::MIGRATOR;
@@ -238,96 +238,6 @@ async fn flash_sale_across_replicas_with_one_sigkilled(pool: PgPool) {
     assert_eq!(r.status(), StatusCode::OK);
 }
 
-/// Steady load through nginx: readers of the goods, buyers ordering one unit (each order
-/// under its own Idempotency-Key) and charging their wallet (every other charge without a
-/// key). Records every failure (anything but 2xx, or no answer) and the ids of the orders
-/// answered 201.
-struct Load {
-    stop: Arc<AtomicBool>,
-    workers: Vec<tokio::task::JoinHandle<()>>,
-    failures: Arc<Mutex<Vec<String>>>,
-    orders: Arc<Mutex<Vec<i64>>>,
-    answers: Arc<AtomicUsize>,
-}
-
-impl Load {
-    fn start(set: &Replicas, buyers: &[(i64, String)], goods: i64) -> Self {
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(buyers.len())
-            .build()
-            .unwrap();
-        let stop = Arc::new(AtomicBool::new(false));
-        let failures: Arc<Mutex<Vec<String>>> = Arc::default();
-        let orders: Arc<Mutex<Vec<i64>>> = Arc::default();
-        let answers = Arc::new(AtomicUsize::new(0));
-        let workers = buyers
-            .iter()
-            .enumerate()
-            .map(|(w, (_, token))| {
-                let (http, token) = (http.clone(), token.clone());
-                let (stop, failures, orders, answers) = (
-                    stop.clone(),
-                    failures.clone(),
-                    orders.clone(),
-                    answers.clone(),
-                );
-                let (read, order, charge) = (
-                    set.url(&format!("/api/v1/goods/{goods}")),
-                    set.url("/api/v1/orders"),
-                    set.url("/api/v1/wallet/charges"),
-                );
-                tokio::spawn(async move {
-                    let mut n = 0;
-                    while !stop.load(Ordering::Relaxed) {
-                        n += 1;
-                        let fail = |what: String| failures.lock().unwrap().push(what);
-                        match http.get(&read).send().await {
-                            Ok(r) if r.status() == StatusCode::OK => {}
-                            Ok(r) => fail(format!("GET goods: {}", r.status())),
-                            Err(e) => fail(format!("GET goods: {e:?}")),
-                        }
-                        let body = json!({"items": [{"goods_id": goods, "quantity": 1}]});
-                        match post(&http, &order, &token, body, Some(&format!("o-{w}-{n}"))).await {
-                            Ok((StatusCode::CREATED, b)) => {
-                                orders.lock().unwrap().push(b["id"].as_i64().unwrap())
-                            }
-                            other => fail(format!("POST orders: {other:?}")),
-                        }
-                        // every other charge without a key: nginx never sends those twice,
-                        // so only the replica's drain keeps them from failing
-                        let key = (n % 2 == 0).then(|| format!("c-{w}-{n}"));
-                        match post(&http, &charge, &token, json!({"amount": 1}), key.as_deref())
-                            .await
-                        {
-                            Ok((StatusCode::CREATED, _)) => {}
-                            other => fail(format!("POST charges (key {key:?}): {other:?}")),
-                        }
-                        answers.fetch_add(3, Ordering::Relaxed);
-                        tokio::time::sleep(Duration::from_millis(10)).await;
-                    }
-                })
-            })
-            .collect();
-        Self {
-            stop,
-            workers,
-            failures,
-            orders,
-            answers,
-        }
-    }
-
-    async fn stop(self) -> (Vec<String>, Vec<i64>, usize) {
-        self.stop.store(true, Ordering::Relaxed);
-        for w in self.workers {
-            w.await.unwrap();
-        }
-        let failures = self.failures.lock().unwrap().clone();
-        let orders = self.orders.lock().unwrap().clone();
-        (failures, orders, self.answers.load(Ordering::Relaxed))
-    }
-}
-
 /// A rolling restart under steady load through nginx: each replica in turn gets SIGTERM
 /// (readiness false, a 3 s drain delay, then it stops accepting and finishes what it holds),
 /// exits cleanly, starts again on its port and is ready before the next one goes. Clients
@@ -356,7 +266,7 @@ async fn rolling_restart_under_load_fails_no_request(pool: PgPool) {
     let buyers = users(&pool, &set.prefix, 120, "steady", &[Role::Customer]).await;
     let goods = goods_and_wallets(&set.base(), &staff[0].1, &buyers, 10, STOCK, 1_000_000).await;
 
-    let load = Load::start(&set, &buyers, goods);
+    let load = Load::start(&set.base(), &buyers, goods);
     tokio::time::sleep(Duration::from_secs(2)).await;
     let mut served_while_draining = Vec::new();
     for i in 0..set.replicas.len() {

@@ -24,7 +24,7 @@ use sqlx::PgPool;
 
 use crate::procs;
 
-/// The nginx template shared with scripts/run.sh.
+/// The nginx template shared with `make run REPLICAS=N` (scripts/replicas.sh).
 pub const NGINX_TEMPLATE: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../deploy/nginx/floodgate.conf.template"

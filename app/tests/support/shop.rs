@@ -1,7 +1,16 @@
 //! A small shop for tests across processes: users minted straight into the database with
 //! tokens the replicas accept, goods and funded wallets made through the API, and the
-//! invariants of stock, ledgers and Idempotency-Key claims checked in PostgreSQL.
+//! invariants of stock, ledgers and Idempotency-Key claims checked in PostgreSQL, and a steady
+//! load of reads and writes that records every failure.
 #![allow(dead_code, clippy::unwrap_used)]
+
+use std::{
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 use floodgate_app::auth::{Role, UserId};
 use futures::future::join_all;
@@ -128,4 +137,94 @@ pub async fn assert_stock_ledgers_and_claims(pool: &PgPool, goods: i64, initial:
         "an Idempotency-Key claim was left without a stored response"
     );
     sold
+}
+
+/// Steady load on the app at `base` (`http://host:port`): readers of the goods, buyers ordering one unit (each order
+/// under its own Idempotency-Key) and charging their wallet (every other charge without a
+/// key). Records every failure (anything but 2xx, or no answer) and the ids of the orders
+/// answered 201.
+pub struct Load {
+    stop: Arc<AtomicBool>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    failures: Arc<Mutex<Vec<String>>>,
+    orders: Arc<Mutex<Vec<i64>>>,
+    pub answers: Arc<AtomicUsize>,
+}
+
+impl Load {
+    pub fn start(base: &str, buyers: &[(i64, String)], goods: i64) -> Self {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(buyers.len())
+            .build()
+            .unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let failures: Arc<Mutex<Vec<String>>> = Arc::default();
+        let orders: Arc<Mutex<Vec<i64>>> = Arc::default();
+        let answers = Arc::new(AtomicUsize::new(0));
+        let workers = buyers
+            .iter()
+            .enumerate()
+            .map(|(w, (_, token))| {
+                let (http, token) = (http.clone(), token.clone());
+                let (stop, failures, orders, answers) = (
+                    stop.clone(),
+                    failures.clone(),
+                    orders.clone(),
+                    answers.clone(),
+                );
+                let (read, order, charge) = (
+                    format!("{base}/api/v1/goods/{goods}"),
+                    format!("{base}/api/v1/orders"),
+                    format!("{base}/api/v1/wallet/charges"),
+                );
+                tokio::spawn(async move {
+                    let mut n = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        n += 1;
+                        let fail = |what: String| failures.lock().unwrap().push(what);
+                        match http.get(&read).send().await {
+                            Ok(r) if r.status() == StatusCode::OK => {}
+                            Ok(r) => fail(format!("GET goods: {}", r.status())),
+                            Err(e) => fail(format!("GET goods: {e:?}")),
+                        }
+                        let body = json!({"items": [{"goods_id": goods, "quantity": 1}]});
+                        match post(&http, &order, &token, body, Some(&format!("o-{w}-{n}"))).await {
+                            Ok((StatusCode::CREATED, b)) => {
+                                orders.lock().unwrap().push(b["id"].as_i64().unwrap())
+                            }
+                            other => fail(format!("POST orders: {other:?}")),
+                        }
+                        // every other charge without a key: nginx never sends those twice,
+                        // so only the replica's drain keeps them from failing
+                        let key = (n % 2 == 0).then(|| format!("c-{w}-{n}"));
+                        match post(&http, &charge, &token, json!({"amount": 1}), key.as_deref())
+                            .await
+                        {
+                            Ok((StatusCode::CREATED, _)) => {}
+                            other => fail(format!("POST charges (key {key:?}): {other:?}")),
+                        }
+                        answers.fetch_add(3, Ordering::Relaxed);
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                })
+            })
+            .collect();
+        Self {
+            stop,
+            workers,
+            failures,
+            orders,
+            answers,
+        }
+    }
+
+    pub async fn stop(self) -> (Vec<String>, Vec<i64>, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        for w in self.workers {
+            w.await.unwrap();
+        }
+        let failures = self.failures.lock().unwrap().clone();
+        let orders = self.orders.lock().unwrap().clone();
+        (failures, orders, self.answers.load(Ordering::Relaxed))
+    }
 }
