@@ -156,7 +156,9 @@ pub async fn serve_on(
         max_buf_size: state.settings.conn_buffer_bytes,
         header_read_timeout: Duration::from_millis(state.settings.header_read_timeout_ms),
     };
-    http::connections::serve(listener, app, limits, async move {
+    let flag = state.clone();
+    let draining = move || flag.draining.load(Ordering::Relaxed);
+    http::connections::serve(listener, app, limits, draining, async move {
         let _ = shutdown.wait_for(|stop| *stop).await;
         state.draining.store(true, Ordering::Relaxed);
         tracing::info!(delay_secs = delay.as_secs(), "draining: readiness is false");

@@ -9,11 +9,13 @@
 mod common;
 #[path = "faults/procs.rs"]
 mod procs;
+#[path = "support/replicas.rs"]
+mod replicas;
 
 use std::{
     net::IpAddr,
     path::{Path, PathBuf},
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -244,114 +246,6 @@ async fn login_flood_keeps_memory_under_the_chart_limit(pool: PgPool) {
     );
 }
 
-/// nginx configured as the chart's ingress would be (ingress-nginx: `X-Forwarded-For
-/// $proxy_add_x_forwarded_for`, keepalive upstream), run from a temp dir on a free port.
-struct Nginx {
-    port: u16,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Nginx {
-    fn binary() -> PathBuf {
-        let found = Command::new("sh")
-            .args(["-c", "command -v nginx"])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()));
-        found
-            .or_else(|| Some(PathBuf::from("/usr/sbin/nginx")).filter(|p| p.exists()))
-            .expect(
-                "nginx is not installed: this test needs a real reverse proxy \
-                 (Debian: `sudo apt-get install -y nginx`; scripts/services.sh installs it)",
-            )
-    }
-
-    async fn start(upstream: std::net::SocketAddr) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = procs::free_port();
-        let d = dir.path().display();
-        let conf = format!(
-            r#"daemon off;
-master_process off;
-worker_processes 1;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 256; }}
-http {{
-  access_log off;
-  client_body_temp_path {d}/body;
-  proxy_temp_path {d}/proxy;
-  fastcgi_temp_path {d}/fastcgi;
-  uwsgi_temp_path {d}/uwsgi;
-  scgi_temp_path {d}/scgi;
-  upstream app {{
-    server {upstream};
-    keepalive 16;
-  }}
-  server {{
-    listen 127.0.0.1:{port};
-    location / {{
-      proxy_pass http://app;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_set_header Host $host;
-      proxy_set_header X-Real-IP $remote_addr;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto $scheme;
-    }}
-  }}
-}}
-"#
-        );
-        std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
-        let child = Command::new(Self::binary())
-            .arg("-p")
-            .arg(dir.path())
-            .arg("-c")
-            .arg(dir.path().join("nginx.conf"))
-            .arg("-e")
-            .arg(dir.path().join("error.log"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut n = Self {
-            port,
-            child,
-            _dir: dir,
-        };
-        let started = Instant::now();
-        while tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_err()
-        {
-            if let Some(status) = n.child.try_wait().unwrap() {
-                let log = std::fs::read_to_string(n._dir.path().join("error.log"));
-                panic!("nginx exited with {status}: {log:?}");
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "nginx did not listen"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        n
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A client whose connections come from `from` (any 127/8 address is this machine).
 fn client_from(from: &str) -> reqwest::Client {
     reqwest::Client::builder()
@@ -399,7 +293,8 @@ async fn forged_forwarded_for_does_not_escape_the_per_ip_auth_limit(pool: PgPool
         ],
     )
     .await;
-    let nginx = Nginx::start(app.addr).await;
+    // nginx from deploy/nginx/floodgate.conf.template, as `make run REPLICAS=N` runs it
+    let nginx = replicas::Nginx::start(&[app.addr]).await;
     let login = nginx.url("/api/v1/auth/login");
 
     let attacker = client_from("127.0.0.2");
