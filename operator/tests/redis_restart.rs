@@ -2,7 +2,7 @@
 //! the same reconnecting connection. This test runs its own redis-server (never the shared
 //! one) on a free port, kills it and starts it again.
 
-use std::{net::TcpListener, process::Child, time::Duration};
+use std::time::Duration;
 
 use floodgate_crds::v1alpha1::MaxmemoryPolicy;
 use floodgate_operator::store::{
@@ -10,21 +10,9 @@ use floodgate_operator::store::{
     memory::{self, MemoryWanted},
 };
 
-struct Server(Child);
+mod support;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use support::{Server, free_port};
 
 fn start(port: u16) -> Server {
     let child = std::process::Command::new("redis-server")

@@ -6,9 +6,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
-    net::TcpListener,
     path::Path,
-    process::{Child, Command, Stdio},
+    process::{Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -20,21 +19,9 @@ use floodgate_operator::{
     store::{RedisTarget, RedisTls},
 };
 
-struct Server(Child);
+mod support;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
+use support::{Server, free_port};
 
 fn certs() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
