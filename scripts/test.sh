@@ -11,6 +11,9 @@ export DATABASE_URL=${DATABASE_URL:-postgres://floodgate:floodgate@127.0.0.1:543
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:63799}
 export RUST_LOG=${RUST_LOG:-warn}
 export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
+# CI builds once from a clean clone: incremental compilation would only add gigabytes of
+# cache it never reuses (cargo's own advice for CI)
+if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}; fi
 
 # up, plus the PgBouncer (transaction pooling) app/tests/pgbouncer.rs goes through
 bash scripts/services.sh pgbouncer
