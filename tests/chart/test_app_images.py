@@ -108,3 +108,14 @@ def test_s3_needs_a_bucket(chart):
 def test_schema_refuses_bad_image_values(chart, images):
     with pytest.raises(helm_python.HelmError):
         render(chart, {"app": {"images": images}})
+
+
+def test_notes_warn_when_local_images_cannot_be_shared(chart):
+    def notes(values):
+        return chart.render(values, name="floodgate", namespace="floodgate")["floodgate/templates/NOTES.txt"]
+
+    warning = 'app.images.store is "local" on an emptyDir'
+    assert warning in notes({})  # two replicas by default, and the operator scales them
+    assert warning not in notes({"app": {"images": {"store": "s3", "s3": {"bucket": "goods"}}}})
+    assert warning not in notes({"app": {"images": {"local": {"existingClaim": "goods-images"}}}})
+    assert warning not in notes({"app": {"replicaCount": 1}, "operator": {"enabled": False}})
