@@ -172,15 +172,34 @@ INI
 
 cluster_url() { local p out=""; for p in $REDIS_CLUSTER_PORTS; do out+="${out:+,}redis://127.0.0.1:$p"; done; echo "$out"; }
 cluster_state() { redis-cli -p "$1" cluster info 2>/dev/null | tr -d '\r' | sed -n 's/^cluster_state://p'; }
+# every node sees all of them connected and none failing (a restarted node has rejoined, so
+# a client's topology and a CONFIG SET to every node include it)
+cluster_joined() {
+  local port out n=0
+  for port in $REDIS_CLUSTER_PORTS; do n=$((n + 1)); done
+  for port in $REDIS_CLUSTER_PORTS; do
+    out=$(redis-cli -p "$port" cluster nodes 2>/dev/null) || return 1
+    [ "$(grep -c ' connected' <<<"$out")" -eq "$n" ] || return 1
+    ! grep -q 'fail' <<<"$out" || return 1
+  done
+}
 
 redis_cluster_up() {
-  local port dir ports=() first
+  local port dir base ports=() first
   command -v redis-cli >/dev/null || apt_install redis-tools
   command -v redis-server >/dev/null || apt_install redis-server
+  # A node that is down restarts in the folder its running peers use (they may have been
+  # started from another checkout): its nodes.conf there keeps its identity. A fresh folder
+  # would start a stranger the cluster does not know, beside a failed ghost of the old node.
+  base=$DATA/redis-cluster
+  for port in $REDIS_CLUSTER_PORTS; do
+    dir=$(redis-cli -p "$port" config get dir 2>/dev/null | sed -n 2p)
+    if [ -n "$dir" ]; then base=$(dirname "$dir"); break; fi
+  done
   for port in $REDIS_CLUSTER_PORTS; do
     ports+=("127.0.0.1:$port")
     [ "$(redis-cli -p "$port" ping 2>/dev/null)" = "PONG" ] && continue
-    dir=$DATA/redis-cluster/$port; mkdir -p "$dir"
+    dir=$base/$port; mkdir -p "$dir"
     log "starting Redis Cluster node 127.0.0.1:$port (data in $dir)"
     # nodes.conf keeps its identity across restarts: a restarted node rejoins as it left (a
     # primary that was failed over comes back as its successor's replica). A short node
@@ -202,7 +221,8 @@ redis_cluster_up() {
       || die "redis-cli --cluster create failed"
   fi
   for _ in $(seq 1 150); do
-    if [ "$(cluster_state "$first")" = ok ] && redis-cli --cluster check "127.0.0.1:$first" >/dev/null 2>&1; then
+    if [ "$(cluster_state "$first")" = ok ] && cluster_joined \
+      && redis-cli --cluster check "127.0.0.1:$first" >/dev/null 2>&1; then
       log "Redis Cluster ok"; cluster_url; return
     fi
     sleep 0.2
