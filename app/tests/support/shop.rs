@@ -86,6 +86,13 @@ pub async fn goods_and_wallets(
         .await
         .unwrap();
     assert_eq!(status, StatusCode::CREATED, "{goods}");
+    fund_wallets(base, buyers, funds).await;
+    goods["id"].as_i64().unwrap()
+}
+
+/// Every buyer's wallet charged `funds` through the app at `base` (`http://host:port`).
+pub async fn fund_wallets(base: &str, buyers: &[(i64, String)], funds: i64) {
+    let http = reqwest::Client::new();
     let charges = format!("{base}/api/v1/wallet/charges");
     for chunk in buyers.chunks(100) {
         let charged = join_all(
@@ -98,7 +105,6 @@ pub async fn goods_and_wallets(
             assert_eq!(c.as_ref().map(|c| c.0), Ok(StatusCode::CREATED), "{c:?}");
         }
     }
-    goods["id"].as_i64().unwrap()
 }
 
 /// Stock never negative, stock + sold = initial, every wallet equals its ledger, and no
