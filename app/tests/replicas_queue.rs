@@ -200,14 +200,7 @@ async fn assert_seats_and_money(pool: &PgPool, schedule: i64, n: usize) {
         (n as i64, n as i64, n as i64),
         "sold, confirmed, paid"
     );
-    let bad: i64 = sqlx::query_scalar(
-        "select count(*) from wallets w
-          where w.balance <> coalesce((select sum(amount) from wallet_ledger l where l.user_id = w.user_id), 0)",
-    )
-    .fetch_one(pool)
-    .await
-    .unwrap();
-    assert_eq!(bad, 0, "a wallet disagrees with its ledger");
+    shop::assert_wallets_match_ledgers(pool).await;
     let paid_once: i64 = sqlx::query_scalar("select count(*) from wallets where balance = 4000")
         .fetch_one(pool)
         .await
