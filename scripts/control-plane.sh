@@ -148,6 +148,14 @@ up() {
     log "running at $SERVER"; start_kcm; return
   fi
   down quiet
+  # a control plane this checkout did not start (another checkout's, or one whose folder was
+  # deleted) holds the ports: its certificates are not ours, so say so rather than fail later
+  local port
+  for port in "$ETCD_PORT" "$ETCD_PEER_PORT" "$APISERVER_PORT" "$KCM_PORT"; do
+    if ss -ltnH "sport = :$port" 2>/dev/null | grep -q .; then
+      die "port $port is in use by $(ss -ltnpH "sport = :$port" | grep -o 'users:(("[^"]*",pid=[0-9]*' | head -1 | sed 's/users:(("//; s/",pid=/ pid /'): a control plane started from another checkout? Stop it (scripts/control-plane.sh down there, or kill that pid) or set FLOODGATE_APISERVER_PORT, FLOODGATE_ETCD_PORT and FLOODGATE_KCM_PORT"
+    fi
+  done
   credentials
   log "starting etcd on 127.0.0.1:$ETCD_PORT"
   "$BIN/etcd" --name floodgate --data-dir "$DATA/etcd" \
