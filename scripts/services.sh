@@ -193,7 +193,7 @@ redis_cluster_up() {
   # would start a stranger the cluster does not know, beside a failed ghost of the old node.
   base=$DATA/redis-cluster
   for port in $REDIS_CLUSTER_PORTS; do
-    dir=$(redis-cli -p "$port" config get dir 2>/dev/null | sed -n 2p)
+    dir=$(redis-cli -p "$port" config get dir 2>/dev/null | sed -n 2p) || true
     if [ -n "$dir" ]; then base=$(dirname "$dir"); break; fi
   done
   for port in $REDIS_CLUSTER_PORTS; do
