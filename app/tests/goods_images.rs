@@ -113,6 +113,16 @@ async fn upload_raw(
         .unwrap()
 }
 
+/// A GET of `url` with `If-None-Match: etag`.
+async fn conditional_get(app: &TestApp, url: &str, etag: &str) -> reqwest::Response {
+    app.http
+        .get(app.url(url))
+        .header(header::IF_NONE_MATCH, etag)
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn detail(app: &TestApp, goods: i64) -> Value {
     let res = app.get(&format!("/api/v1/goods/{goods}"), None).await;
     assert_eq!(res.status(), StatusCode::OK);
@@ -170,22 +180,10 @@ async fn upload_flow(pool: PgPool, store: Store) {
     );
     let etag = res.headers()[header::ETAG].to_str().unwrap().to_owned();
     assert_eq!(res.bytes().await.unwrap().as_ref(), png.as_slice());
-    let again = app
-        .http
-        .get(app.url(&url))
-        .header(header::IF_NONE_MATCH, &etag)
-        .send()
-        .await
-        .unwrap();
+    let again = conditional_get(&app, &url, &etag).await;
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(again.headers()[header::ETAG].to_str().unwrap(), etag);
-    let other = app
-        .http
-        .get(app.url(&url))
-        .header(header::IF_NONE_MATCH, "\"nope\"")
-        .send()
-        .await
-        .unwrap();
+    let other = conditional_get(&app, &url, "\"nope\"").await;
     assert_eq!(other.status(), StatusCode::OK);
 
     // the thumbnail appears in the detail, made off the request path
@@ -195,13 +193,7 @@ async fn upload_flow(pool: PgPool, store: Store) {
     let thumb_etag = res.headers()[header::ETAG].to_str().unwrap().to_owned();
     let thumb = image::load_from_memory(&res.bytes().await.unwrap()).unwrap();
     assert_eq!((thumb.width(), thumb.height()), (THUMB_PX, THUMB_PX / 2));
-    let again = app
-        .http
-        .get(app.url(&thumb_url))
-        .header(header::IF_NONE_MATCH, &thumb_etag)
-        .send()
-        .await
-        .unwrap();
+    let again = conditional_get(&app, &thumb_url, &thumb_etag).await;
     assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
     assert_eq!(store.objects.keys(&prefix).await.len(), 2);
 
