@@ -41,7 +41,8 @@ pub struct CampaignStatus {
     /// True while a burst is being absorbed (no scale-down).
     #[serde(default)]
     pub panic: bool,
-    /// True while metrics are unavailable and fallbackReplicas is used.
+    /// True while every signal has failed failureThreshold times in a row and the fallback
+    /// is used.
     #[serde(default)]
     pub fallback_active: bool,
     /// When the operator last changed the replica count.
@@ -63,6 +64,50 @@ pub struct CampaignStatus {
     /// Ready, MetricsAvailable, RedisConfigured, ConfigPublished and Conflict.
     #[serde(default)]
     pub conditions: Vec<Condition>,
+    /// What the replica decision remembers (stabilization windows, step history, panic,
+    /// failed reads), loaded by an operator that starts or first sees the campaign so a
+    /// restart honours the windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<DecisionMemory>,
+}
+
+/// The replica decision's memory. Written with the ordinary status write: it changes only
+/// when a recommendation changes, a change is applied, a burst is seen or a read fails, so a
+/// steady campaign adds no writes. Bounded: at most 200 entries per list.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DecisionMemory {
+    /// Raw recommendations as runs: from `since` on it was `replicas`, until the next
+    /// entry (the last one until now); kept for the longer stabilization window.
+    #[serde(default)]
+    #[schemars(length(max = 200))]
+    pub recommendations: Vec<TimedReplicas>,
+    /// Replica changes the operator applied, kept for the longest step-policy period (each
+    /// policy counts those inside its own period).
+    #[serde(default)]
+    #[schemars(length(max = 200))]
+    pub changes: Vec<TimedChange>,
+    /// Last time the panic window saw a burst; panic lasts a stable window after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_burst: Option<DateTime<Utc>>,
+    /// Consecutive reads in which every signal failed (counted up to the failure threshold).
+    #[serde(default)]
+    pub failed_reads: i32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TimedReplicas {
+    pub since: DateTime<Utc>,
+    pub replicas: i32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TimedChange {
+    pub at: DateTime<Utc>,
+    /// Replicas added (negative: removed).
+    pub delta: i32,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -8,11 +8,18 @@ mod campaign;
 mod campaign_status;
 mod condition;
 mod queue_config;
+mod scaling;
 
 pub use campaign::{
     Campaign, CampaignBreakers, CampaignSpec, CampaignStatus, MaxmemoryPolicy, MetricsSpec,
-    ObservedSignals, PanicSpec, Phase, PrometheusSpec, RedisApplied, RedisSpec, ReplicaStatus,
-    ScalingRules, ScalingSpec, Schedule, ScrapeSpec, StepLimit, Target,
+    ObservedSignals, Phase, PrometheusSpec, RedisApplied, RedisSpec, ReplicaStatus, Schedule,
+    ScrapeSpec, Target,
+};
+pub use campaign_status::{DecisionMemory, TimedChange, TimedReplicas};
+pub use scaling::{
+    DEFAULT_FAILURE_THRESHOLD, FallbackBehavior, FallbackSpec, PanicSpec, PolicyType,
+    ScalingPolicy, ScalingRules, ScalingSpec, SelectPolicy, StepLimit, default_scale_down,
+    default_scale_up,
 };
 pub use condition::{Condition, ConditionStatus, set_condition};
 pub use queue_config::{QueueConfig, QueueConfigSpec, QueueConfigStatus};

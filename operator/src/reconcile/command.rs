@@ -7,7 +7,9 @@ use floodgate_crds::{
     v1alpha1::{Campaign, CampaignStatus, ObservedSignals, ReplicaStatus},
 };
 
-use super::{Context, Error, Note, ObjectKey, Platform, key_of, originals, status};
+use super::{
+    CampaignMemory, Context, Error, Note, ObjectKey, Platform, key_of, originals, status,
+};
 use crate::{
     observe::{self, Source},
     scaling::{self, Input, Policy},
@@ -57,7 +59,7 @@ pub async fn command<P: Platform>(
         },
         None => Source::Pods,
     };
-    let mut memory = ctx.memory.lock().await.remove(&key).unwrap_or_default();
+    let mut memory = CampaignMemory::take(ctx, &key, old).await;
     let now_ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
     let observed = observe::observe(
         &ctx.http,
@@ -99,6 +101,9 @@ pub async fn command<P: Platform>(
         }
         r
     };
+    // Persisted with this reconcile's status write (it changes only when the decision's
+    // memory does, so a steady campaign adds no writes).
+    st.decision = Some(memory.history.to_status());
     ctx.memory.lock().await.insert(key.clone(), memory);
     scaled.map_err(Error::PatchScale)?;
     if decision.desired != current {

@@ -184,12 +184,31 @@ impl ObjectKey {
     }
 }
 
-/// What a campaign's decisions remember between resyncs (lost on restart, which only makes
-/// the first window after it conservative).
+/// What a campaign's decisions remember between resyncs. The decision's part is also
+/// written to `status.decision` and loaded from there by a process that has not seen the
+/// campaign yet (a restart, a new leader); the p95 window starts afresh.
 #[derive(Default)]
 pub struct CampaignMemory {
     pub history: History,
     pub latency: LatencyWindow,
+}
+
+impl CampaignMemory {
+    /// This process's memory of the campaign `key`, or the one its status carries.
+    pub async fn take<P>(ctx: &Context<P>, key: &str, status: &CampaignStatus) -> Self {
+        ctx.memory
+            .lock()
+            .await
+            .remove(key)
+            .unwrap_or_else(|| Self {
+                history: status
+                    .decision
+                    .as_ref()
+                    .map(History::from_status)
+                    .unwrap_or_default(),
+                latency: LatencyWindow::default(),
+            })
+    }
 }
 
 /// Shared by every reconcile.

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use floodgate_crds::v1alpha1::{Campaign, CampaignStatus, ReplicaStatus};
 
 use super::{
-    Context, Error, Next, Note, ObjectKey, Platform, key_of, originals, runtime_sync, status,
+    CampaignMemory, Context, Error, Next, Note, ObjectKey, Platform, key_of, originals, runtime_sync, status,
     target::{read_target, target_missing},
 };
 use crate::{
@@ -80,7 +80,7 @@ async fn step_toward<P: Platform>(
     let deployment = c.spec.target.deployment.as_str();
     let floor = u32::try_from(before).unwrap_or(0);
     let now_ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
-    let mut memory = ctx.memory.lock().await.remove(&key).unwrap_or_default();
+    let mut memory = CampaignMemory::take(ctx, &key, st).await;
     let policy = Policy::from_spec(&c.spec.scaling);
     let d = scaling::step_down(&policy, now_ms, current, floor, &mut memory.history);
     let written = if d.desired == current {
@@ -93,9 +93,11 @@ async fn step_toward<P: Platform>(
     if written.is_ok() {
         memory.history.record_change(now_ms, current, d.desired);
     }
+    let done = written.is_ok() && d.desired == floor;
+    // Kept in the status until the step-down is over, so a restart mid-way honours it.
+    st.decision = (!done).then(|| memory.history.to_status());
     ctx.memory.lock().await.insert(key, memory);
     written.map_err(Error::PatchScale)?;
-    let done = d.desired == floor;
     if d.desired != current {
         st.last_scale_time = Some(now);
         let (reason, msg) = if done {

@@ -27,6 +27,7 @@ pub fn campaign(spec: &CampaignSpec) -> Result<(), Vec<String>> {
     }
     for (name, v) in [
         ("fallbackReplicas", s.fallback_replicas),
+        ("fallback.replicas", s.fallback.as_ref().map(|f| f.replicas)),
         ("latencyMaxReplicas", s.latency_max_replicas),
     ] {
         if let Some(v) = v
@@ -49,13 +50,7 @@ pub fn campaign(spec: &CampaignSpec) -> Result<(), Vec<String>> {
     if s.panic.threshold <= 1.0 {
         problems.push("scaling.panic.threshold must be above 1".into());
     }
-    for (dir, r) in [("scaleUp", &s.scale_up), ("scaleDown", &s.scale_down)] {
-        if r.max_step.pods < 1 || r.max_step.percent < 1 || r.max_step.period.as_millis() == 0 {
-            problems.push(format!(
-                "scaling.{dir}.maxStep needs pods >= 1, percent >= 1 and a positive period"
-            ));
-        }
-    }
+    problems.extend(crate::scaling::spec_problems(s));
     for q in &spec.queues {
         if !is_valid_queue_id(q) {
             problems.push(format!("queues: {q:?} is not a QueueConfig name"));

@@ -1,7 +1,10 @@
-//! The decision pipeline, in HPA's order: recommend per signal → take the largest → panic
-//! detection → stabilization windows → step policies → min/max clamp.
+//! The decision pipeline, in HPA's order: average the signals over the KPA windows →
+//! recommend per signal → take the largest (or the KEDA fallback) → panic detection →
+//! stabilization windows → step policies → min/max clamp.
 
-use super::{Decision, History, Input, Latency, Limit, Millis, Policy};
+use floodgate_crds::v1alpha1::DEFAULT_FAILURE_THRESHOLD;
+
+use super::{Decision, History, Input, Latency, Limit, Millis, Policy, Signals, steps};
 
 /// One signal's opinion: replicas and a sentence saying why.
 struct Recommendation {
@@ -19,15 +22,16 @@ fn ceil_u32(x: f64) -> u32 {
     }
 }
 
-/// Within the tolerance band the signal says "stay": HPA's rule, which stops flapping on noise.
-fn within_tolerance(ratio: f64, tolerance: f64) -> bool {
-    (ratio - 1.0).abs() <= tolerance
+/// Within the tolerance band the signal says "stay": HPA's rule, which stops flapping on
+/// noise, with each direction's own tolerance (HPA 1.33).
+fn within_tolerance(p: &Policy, ratio: f64) -> bool {
+    ratio <= 1.0 + p.up.tolerance && ratio >= 1.0 - p.down.tolerance
 }
 
 fn queue_recommendation(p: &Policy, current: u32, waiting: u64) -> Recommendation {
     let wpr = p.waiting_per_replica as f64;
     let ratio = waiting as f64 / (f64::from(current) * wpr);
-    if current > 0 && within_tolerance(ratio, p.tolerance) {
+    if current > 0 && within_tolerance(p, ratio) {
         return Recommendation {
             replicas: current,
             why: format!(
@@ -51,7 +55,7 @@ fn queue_recommendation(p: &Policy, current: u32, waiting: u64) -> Recommendatio
 /// saturated database, where more pods make it worse.
 fn latency_recommendation(p: &Policy, current: u32, p95_ms: f64, queue: u32) -> Recommendation {
     let ratio = p95_ms / p.p95_target_ms;
-    if within_tolerance(ratio, p.tolerance) {
+    if within_tolerance(p, ratio) {
         return Recommendation {
             replicas: current,
             why: format!(
@@ -81,16 +85,14 @@ fn latency_recommendation(p: &Policy, current: u32, p95_ms: f64, queue: u32) -> 
     }
 }
 
-/// Decides the replica count. Pure apart from `history`, which the caller keeps per campaign
-/// and must update with [`History::record_change`] once a change is applied.
-pub fn decide(p: &Policy, input: &Input, history: &mut History) -> Decision {
-    let Input {
-        now,
-        current,
-        signals,
-    } = *input;
+/// The largest per-signal recommendation, and whether a signal was missing.
+struct Raw {
+    best: Option<Recommendation>,
+    missing: bool,
+}
 
-    // 1. One recommendation per signal, then the largest (HPA takes the max over metrics).
+/// 1. One recommendation per signal, then the largest (HPA takes the max over metrics).
+fn recommend(p: &Policy, current: u32, signals: &Signals) -> Raw {
     let queue = signals.waiting.map(|w| queue_recommendation(p, current, w));
     let queue_replicas = queue.as_ref().map_or(0, |q| q.replicas);
     let latency = match signals.latency {
@@ -102,29 +104,80 @@ pub fn decide(p: &Policy, input: &Input, history: &mut History) -> Decision {
         .into_iter()
         .flatten()
         .max_by_key(|r| r.replicas);
-    let fallback = best.is_none() && missing;
-    let (raw, reason) = match best {
+    Raw { best, missing }
+}
+
+/// Decides the replica count. Pure apart from `history`, which the caller keeps per campaign
+/// and must update with [`History::record_change`] once a change is applied.
+pub fn decide(p: &Policy, input: &Input, history: &mut History) -> Decision {
+    let Input {
+        now,
+        current,
+        signals,
+    } = *input;
+    // KPA: the stable window's average recommends, the panic window's detects bursts.
+    history.observe(now, &signals, p.stable_window_ms.max(p.panic_window_ms));
+    let stable = recommend(p, current, &history.average(now, p.stable_window_ms, &signals));
+    let burst = recommend(p, current, &history.average(now, p.panic_window_ms, &signals)).best;
+
+    // KEDA: a read in which every signal failed counts toward failureThreshold.
+    let failed = stable.best.is_none() && stable.missing;
+    let threshold = p
+        .fallback
+        .map_or(DEFAULT_FAILURE_THRESHOLD.unsigned_abs(), |f| f.failure_threshold)
+        .max(1);
+    history.failed_reads = if failed {
+        history.failed_reads.saturating_add(1).min(threshold)
+    } else {
+        0
+    };
+    let fallback = failed && history.failed_reads >= threshold;
+    let (raw, reason) = match stable.best {
         // With part of the picture missing, never shrink on what is left (HPA's rule).
-        Some(r) if missing && r.replicas < current => (
+        Some(r) if stable.missing && r.replicas < current => (
             current,
             format!("{}; holding {current}: a signal is unavailable", r.why),
         ),
         Some(r) => (r.replicas, r.why),
         None if fallback => {
-            let fb = p.fallback.unwrap_or(current);
-            (fb, format!("metrics unavailable: fallback {fb}"))
+            let fb = p.fallback.map_or(current, |f| f.target(current));
+            let how = p.fallback.map_or("current".into(), |f| format!("{:?}", f.behavior));
+            (fb, format!("metrics unavailable {threshold} reads in a row: fallback {fb} ({how})"))
         }
+        None if failed => (
+            current,
+            format!("metrics unavailable ({}/{threshold} failed reads): holding {current}", history.failed_reads),
+        ),
         None => (current, "no signal: holding".to_owned()),
     };
 
-    bound(p, now, current, (raw, reason), fallback, history)
+    // 2. Panic: a panic-window recommendation at `threshold` × current is a burst.
+    let burst = burst.filter(|_| !failed).map(|b| b.replicas);
+    if burst.is_some_and(|b| {
+        b > current && f64::from(b) >= p.panic_threshold * f64::from(current.max(1))
+    }) {
+        history.last_burst = Some(now);
+    }
+    let panic = panicking(p, now, history);
+    let (raw, reason) = match burst {
+        Some(b) if panic && b > raw => (b, format!("panic window wants {b} ({reason})")),
+        _ => (raw, reason),
+    };
+    bound(p, now, current, (raw, reason), (panic, fallback), history)
+}
+
+/// Panic lasts a stable window after the last burst (Knative KPA).
+fn panicking(p: &Policy, now: Millis, history: &History) -> bool {
+    history
+        .last_burst
+        .is_some_and(|t| now.saturating_sub(t) < p.stable_window_ms)
 }
 
 /// Steps a campaign that has ended toward `floor` (its pre-campaign replica count): `floor`
 /// is the only recommendation, and the campaign's own limits — panic hold, scale-down
-/// stabilization window, scale-down step — shape the move, so a line still draining after
-/// `endsAt` loses its pods as gradually as during the campaign. Never below `floor`; below
-/// it (someone scaled down by hand) it goes back up to `floor` at once.
+/// stabilization window, scale-down step policies — shape the move, so a line still
+/// draining after `endsAt` loses its pods as gradually as during the campaign. Never below
+/// `floor`; below it (someone scaled down by hand) it goes back up to `floor` at once.
 pub fn step_down(
     p: &Policy,
     now: Millis,
@@ -138,37 +191,31 @@ pub fn step_down(
         ..p.clone()
     };
     let why = format!("campaign ended: back to the pre-campaign {floor}");
-    bound(&policy, now, current, (floor, why), false, history)
+    let panic = panicking(p, now, history);
+    bound(&policy, now, current, (floor, why), (panic, false), history)
 }
 
-/// Stages 2–5 of the decision, from the raw recommendation to the replica count.
+/// Stages 3–5 of the decision, from the raw recommendation to the replica count.
 fn bound(
     p: &Policy,
     now: Millis,
     current: u32,
     (raw, mut reason): (u32, String),
-    fallback: bool,
+    (panic, fallback): (bool, bool),
     history: &mut History,
 ) -> Decision {
-    // 2. Panic: a recommendation at `threshold` × current is a burst; hold no scale-down until
-    //    a stable window passes without one.
-    if !fallback && raw > current && f64::from(raw) >= p.panic_threshold * f64::from(current.max(1))
-    {
-        history.last_burst = Some(now);
-    }
-    let panic = history
-        .last_burst
-        .is_some_and(|t| now.saturating_sub(t) < p.panic_hold_ms());
-
     let (mut desired, mut limit) = stabilize(p, now, current, raw, history);
-    if panic && desired < current {
-        desired = current;
-        limit = Limit::Panic;
-    }
-
-    if let Some(stepped) = step_limit(p, now, current, desired, history) {
-        desired = stepped.0;
-        limit = stepped.1;
+    history.prune_changes(now, p.longest_period_ms());
+    // In panic the scale-up follows the panic window at once (no up stabilization, no up
+    // step policies: KPA), and nothing scales down.
+    let panic_up = panic && raw > current && p.up.select != super::Select::Disabled;
+    if panic_up {
+        (desired, limit) = (raw, Limit::PanicUp);
+    } else if panic && desired < current {
+        (desired, limit) = (current, Limit::Panic);
+    } else if let Some(stepped) = steps::step_limit(&p.up, &p.down, now, current, desired, history)
+    {
+        (desired, limit) = stepped;
     }
 
     // 5. min/max last, so prewarm reaches minReplicas at once whatever the step policies say.
@@ -207,32 +254,17 @@ fn stabilize(
     history: &mut History,
 ) -> (u32, Limit) {
     let keep = p.up.stabilization_ms.max(p.down.stabilization_ms);
-    history
-        .recommendations
-        .retain(|(t, _)| now.saturating_sub(*t) <= keep);
-    history.recommendations.push_back((now, raw));
-    let in_window = |ms: u64| {
-        history
-            .recommendations
-            .iter()
-            .filter(move |(t, _)| now.saturating_sub(*t) <= ms)
-    };
-    let up_rec = in_window(p.up.stabilization_ms)
-        .map(|(_, r)| *r)
+    history.push_recommendation(now, raw, keep);
+    let up_rec = history
+        .recommendations_within(now, p.up.stabilization_ms)
         .min()
         .unwrap_or(raw);
-    let down_rec = in_window(p.down.stabilization_ms)
-        .map(|(_, r)| *r)
+    let down_rec = history
+        .recommendations_within(now, p.down.stabilization_ms)
         .max()
         .unwrap_or(raw);
     // up_rec <= raw <= down_rec, so this moves toward raw only as far as both windows agree.
-    let mut desired = current;
-    if desired < up_rec {
-        desired = up_rec;
-    }
-    if desired > down_rec {
-        desired = down_rec;
-    }
+    let desired = current.max(up_rec).min(down_rec);
     let limit = if raw > current && desired < raw {
         Limit::UpStabilization
     } else if raw < current && desired > raw {
@@ -243,57 +275,6 @@ fn stabilize(
     (desired, limit)
 }
 
-/// 4. Step policies over the period: the larger of `pods` and `percent` % of the count at
-///    the period's start (HPA `selectPolicy: Max`). `Some` when they cut the move short.
-fn step_limit(
-    p: &Policy,
-    now: Millis,
-    current: u32,
-    mut desired: u32,
-    history: &mut History,
-) -> Option<(u32, Limit)> {
-    let mut limit = None;
-    let keep = p.up.period_ms.max(p.down.period_ms);
-    history
-        .changes
-        .retain(|(t, _)| now.saturating_sub(*t) < keep);
-    if desired > current {
-        let start = period_start(history, now, current, p.up.period_ms);
-        let by_pct = ceil_u32(start as f64 * (100.0 + f64::from(p.up.percent)) / 100.0);
-        let up_limit = (start.saturating_add(u64::from(p.up.pods)) as f64).max(f64::from(by_pct));
-        let up_limit = ceil_u32(up_limit).max(current);
-        if desired > up_limit {
-            desired = up_limit;
-            limit = Some(Limit::UpStep);
-        }
-    } else if desired < current {
-        let start = period_start(history, now, current, p.down.period_ms);
-        let by_pods = start.saturating_sub(u64::from(p.down.pods));
-        let by_pct = (start as f64 * f64::from(100u32.saturating_sub(p.down.percent)) / 100.0)
-            .floor() as u64;
-        let down_limit = u32::try_from(by_pods.min(by_pct))
-            .unwrap_or(u32::MAX)
-            .min(current);
-        if desired < down_limit {
-            desired = down_limit;
-            limit = Some(Limit::DownStep);
-        }
-    }
-    limit.map(|l| (desired, l))
-}
-
-/// Replicas at the start of the period: the current count minus this decision's own changes
-/// inside it.
-fn period_start(history: &History, now: Millis, current: u32, period_ms: u64) -> u64 {
-    let delta: i64 = history
-        .changes
-        .iter()
-        .filter(|(t, _)| now.saturating_sub(*t) < period_ms)
-        .map(|(_, d)| *d)
-        .sum();
-    u64::try_from(i64::from(current) - delta).unwrap_or(0)
-}
-
 fn limit_reason(limit: Limit) -> Option<&'static str> {
     Some(match limit {
         Limit::None => return None,
@@ -302,6 +283,8 @@ fn limit_reason(limit: Limit) -> Option<&'static str> {
         Limit::Panic => "no scale-down while panicking",
         Limit::UpStep => "limited by scale-up step",
         Limit::DownStep => "limited by scale-down step",
+        Limit::Disabled => "selectPolicy Disabled for this direction",
+        Limit::PanicUp => "panic: scaled up at once, step policies not applied",
         Limit::Min => "raised to minReplicas",
         Limit::Max => "capped at maxReplicas",
     })
