@@ -185,9 +185,15 @@ pub fn step_down(
     floor: u32,
     history: &mut History,
 ) -> Decision {
+    // `selectPolicy: Disabled` stops scale-down during the campaign, not its end.
+    let mut down = p.down.clone();
+    if down.select == super::Select::Disabled {
+        down.select = super::Select::Max;
+    }
     let policy = Policy {
         min: floor,
         max: current.max(floor),
+        down,
         ..p.clone()
     };
     let why = format!("campaign ended: back to the pre-campaign {floor}");

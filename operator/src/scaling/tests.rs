@@ -1,16 +1,12 @@
 //! Unit and property tests of [`decide`]: each property is one rule of OPERATOR.md.
 
+use floodgate_crds::v1alpha1::FallbackBehavior;
 use proptest::prelude::*;
 
 use super::*;
 
-fn rules(stab: u64, pods: u32, percent: u32, period: u64) -> Rules {
-    Rules {
-        stabilization_ms: stab,
-        pods,
-        percent,
-        period_ms: period,
-    }
+pub(super) fn rules(stab: u64, pods: u32, percent: u32, period: u64) -> Rules {
+    Rules::max_step(stab, pods, percent, period)
 }
 
 /// The example Campaign's policy (crds/examples/campaign.yaml).
@@ -20,17 +16,21 @@ pub(super) fn example_policy() -> Policy {
         max: 40,
         waiting_per_replica: 2000,
         p95_target_ms: 250.0,
-        tolerance: 0.1,
         up: rules(0, 8, 100, 15_000),
         down: rules(300_000, 2, 20, 60_000),
         panic_window_ms: 6_000,
+        stable_window_ms: 60_000,
         panic_threshold: 2.0,
-        fallback: Some(4),
+        fallback: Some(Fallback {
+            replicas: 4,
+            failure_threshold: 3,
+            behavior: FallbackBehavior::Static,
+        }),
         latency_max: 6,
     }
 }
 
-fn input(now: Millis, current: u32, waiting: Option<u64>, latency: Latency) -> Input {
+pub(super) fn input(now: Millis, current: u32, waiting: Option<u64>, latency: Latency) -> Input {
     Input {
         now,
         current,
@@ -92,38 +92,90 @@ fn panic_blocks_scale_down_until_a_stable_window_passes() {
     let d = decide(&p, &input(0, 2, Some(40_000), Latency::Idle), &mut h);
     assert!(d.panic);
     h.record_change(0, 2, d.desired);
-    let d = decide(&p, &input(30_000, 10, Some(0), Latency::Idle), &mut h);
-    assert!(d.panic && d.desired == 10, "{d:?}");
-    let d = decide(&p, &input(60_001, 10, Some(0), Latency::Idle), &mut h);
+    // The stable window's average (20,000) still wants 10: no scale-down from 20.
+    let d = decide(&p, &input(30_000, 20, Some(0), Latency::Idle), &mut h);
+    assert!(d.panic && d.desired == 20, "{d:?}");
+    let d = decide(&p, &input(60_001, 20, Some(0), Latency::Idle), &mut h);
     assert!(!d.panic && d.desired == 2, "{d:?}");
 }
 
-fn policy_strategy() -> impl Strategy<Value = Policy> {
+/// One direction's rules: 1–3 policies of either kind, each with its own period, any
+/// `selectPolicy`, its own tolerance.
+fn rules_strategy(
+    stab: std::ops::Range<u64>,
+    pods: std::ops::Range<u32>,
+    percent: std::ops::Range<u32>,
+) -> impl Strategy<Value = Rules> {
+    let policy = prop_oneof![
+        (pods, 5u64..120).prop_map(|(v, s)| StepPolicy {
+            kind: StepKind::Pods,
+            value: v,
+            period_ms: s * 1000
+        }),
+        (percent, 5u64..120).prop_map(|(v, s)| StepPolicy {
+            kind: StepKind::Percent,
+            value: v,
+            period_ms: s * 1000
+        }),
+    ];
+    let select = prop_oneof![
+        6 => Just(Select::Max),
+        3 => Just(Select::Min),
+        1 => Just(Select::Disabled),
+    ];
     (
-        (1u32..10, 0u32..60, 100u64..5_000, 100u32..600, 0u32..30),
-        (0u64..60_000, 1u32..10, 10u32..200, 5_000u64..60_000),
-        (0u64..600_000, 1u32..5, 5u32..50, 15_000u64..120_000),
-        (
-            1_000u64..10_000,
-            15u32..40,
-            proptest::option::of(0u32..100),
-            0u32..100,
-        ),
+        stab,
+        proptest::collection::vec(policy, 1..4),
+        select,
+        0u32..30,
+    )
+        .prop_map(|(stabilization_ms, policies, select, tol)| Rules {
+            stabilization_ms,
+            tolerance: f64::from(tol) / 100.0,
+            policies,
+            select,
+        })
+}
+
+fn fallback_strategy() -> impl Strategy<Value = Option<(u32, u32, FallbackBehavior)>> {
+    proptest::option::of((
+        0u32..100,
+        1u32..5,
+        prop_oneof![
+            Just(FallbackBehavior::Static),
+            Just(FallbackBehavior::CurrentReplicas),
+            Just(FallbackBehavior::CurrentReplicasIfHigher),
+            Just(FallbackBehavior::CurrentReplicasIfLower),
+        ],
+    ))
+}
+
+pub(super) fn policy_strategy() -> impl Strategy<Value = Policy> {
+    (
+        (1u32..10, 0u32..60, 100u64..5_000, 100u32..600),
+        rules_strategy(0..60_000, 1..10, 10..200),
+        rules_strategy(0..600_000, 1..5, 5..60),
+        (1_000u64..10_000, 1_000u64..120_000, 15u32..40),
+        (fallback_strategy(), 0u32..100),
     )
         .prop_map(
-            |((min, span, wpr, target, tol), up, down, (pw, pt, fb, lm))| {
+            |((min, span, wpr, target), up, down, (pw, sw, pt), (fb, lm))| {
                 let max = min + span;
                 Policy {
                     min,
                     max,
                     waiting_per_replica: wpr,
                     p95_target_ms: f64::from(target),
-                    tolerance: f64::from(tol) / 100.0,
-                    up: rules(up.0, up.1, up.2, up.3),
-                    down: rules(down.0, down.1, down.2, down.3),
+                    up,
+                    down,
                     panic_window_ms: pw,
+                    stable_window_ms: pw + sw,
                     panic_threshold: f64::from(pt) / 10.0,
-                    fallback: fb.map(|f| min + f % (span + 1)),
+                    fallback: fb.map(|(r, t, behavior)| Fallback {
+                        replicas: min + r % (span + 1),
+                        failure_threshold: t,
+                        behavior,
+                    }),
                     latency_max: min + lm % (span + 1),
                 }
             },
@@ -176,6 +228,41 @@ fn simulate(p: &Policy, start: u32, steps: &[(u64, Option<u64>, Latency)]) -> Ve
     out
 }
 
+/// The highest count `rules` allow a scale-up to at step `s`: each policy from the count at
+/// the start of its own period, then `selectPolicy`.
+fn up_limit(rules: &Rules, run: &[Step], start: u32, s: &Step) -> u32 {
+    let bounds = rules.policies.iter().map(|p| {
+        let from = u64::from(replicas_at(run, start, s.now.saturating_sub(p.period_ms)));
+        match p.kind {
+            StepKind::Pods => from + u64::from(p.value),
+            StepKind::Percent => (from as f64 * (100.0 + f64::from(p.value)) / 100.0).ceil() as u64,
+        }
+    });
+    let bound = match rules.select {
+        Select::Max => bounds.max(),
+        Select::Min => bounds.min(),
+        Select::Disabled => Some(0),
+    };
+    u32::try_from(bound.unwrap_or(0)).unwrap_or(u32::MAX).max(s.current)
+}
+
+/// The lowest count `rules` allow a scale-down to at step `s`.
+fn down_limit(rules: &Rules, run: &[Step], start: u32, s: &Step) -> u32 {
+    let bounds = rules.policies.iter().map(|p| {
+        let from = u64::from(replicas_at(run, start, s.now.saturating_sub(p.period_ms)));
+        match p.kind {
+            StepKind::Pods => from.saturating_sub(u64::from(p.value)),
+            StepKind::Percent => (from as f64 * f64::from(100u32.saturating_sub(p.value)) / 100.0).floor() as u64,
+        }
+    });
+    let bound = match rules.select {
+        Select::Max => bounds.min(),
+        Select::Min => bounds.max(),
+        Select::Disabled => Some(u64::MAX),
+    };
+    u32::try_from(bound.unwrap_or(u64::MAX)).unwrap_or(u32::MAX).min(s.current)
+}
+
 /// Replicas in force at `at` in a simulated run (the value after the last change at or
 /// before it).
 fn replicas_at(run: &[Step], start: u32, at: Millis) -> u32 {
@@ -225,33 +312,34 @@ proptest! {
         p in policy_strategy(), current_off in 0u32..60, q in -99i32..=99, l in -99i32..=99
     ) {
         let current = p.min + current_off % (p.max - p.min + 1);
-        // Both signals within (0.99 ×) the tolerance band around their targets.
-        let qf = 1.0 + p.tolerance * f64::from(q) / 100.0;
-        let lf = 1.0 + p.tolerance * f64::from(l) / 100.0;
+        // Both signals within (0.99 ×) the band: up to 1 + up.tolerance above the target,
+        // down to 1 - down.tolerance below it (each direction its own, HPA 1.33).
+        let band = |x: i32| if x >= 0 { p.up.tolerance } else { p.down.tolerance };
+        let qf = 1.0 + band(q) * f64::from(q) / 100.0;
+        let lf = 1.0 + band(l) * f64::from(l) / 100.0;
         let waiting = (f64::from(current) * p.waiting_per_replica as f64 * qf).round() as u64;
         // Rounding `waiting` may step outside a zero-width band; skip those.
         let ratio = waiting as f64 / (f64::from(current) * p.waiting_per_replica as f64);
-        prop_assume!((ratio - 1.0).abs() <= p.tolerance);
+        prop_assume!(ratio <= 1.0 + p.up.tolerance && ratio >= 1.0 - p.down.tolerance);
         let d = decide(&p, &input(0, current, Some(waiting), Latency::P95Ms(p.p95_target_ms * lf)), &mut History::default());
         prop_assert_eq!(d.desired, current);
     }
 
     #[test]
-    fn step_limits_are_respected(p in policy_strategy(), start in 0u32..80, steps in steps_strategy()) {
+    fn each_step_policy_limits_the_change_within_its_own_period(
+        p in policy_strategy(), start in 0u32..80, steps in steps_strategy()
+    ) {
         let run = simulate(&p, start, &steps);
         for s in &run {
             let clamped = s.d.desired == p.min || s.d.desired == p.max;
-            if s.d.desired > s.current && !clamped {
-                let from = u64::from(replicas_at(&run, start, s.now.saturating_sub(p.up.period_ms)));
-                let by_pct = (from as f64 * (100.0 + f64::from(p.up.percent)) / 100.0).ceil() as u64;
-                let limit = (from + u64::from(p.up.pods)).max(by_pct).max(u64::from(s.current));
-                prop_assert!(u64::from(s.d.desired) <= limit, "up {} -> {} over limit {}", s.current, s.d.desired, limit);
+            // In panic the scale-up follows the panic window at once (checked elsewhere).
+            if s.d.desired > s.current && !clamped && s.d.limit != Limit::PanicUp {
+                let limit = up_limit(&p.up, &run, start, s);
+                prop_assert!(s.d.desired <= limit, "up {} -> {} over limit {}", s.current, s.d.desired, limit);
             }
             if s.d.desired < s.current && !clamped {
-                let from = u64::from(replicas_at(&run, start, s.now.saturating_sub(p.down.period_ms)));
-                let by_pct = (from as f64 * f64::from(100 - p.down.percent) / 100.0).floor() as u64;
-                let limit = from.saturating_sub(u64::from(p.down.pods)).min(by_pct).min(u64::from(s.current));
-                prop_assert!(u64::from(s.d.desired) >= limit, "down {} -> {} under limit {}", s.current, s.d.desired, limit);
+                let limit = down_limit(&p.down, &run, start, s);
+                prop_assert!(s.d.desired >= limit, "down {} -> {} under limit {}", s.current, s.d.desired, limit);
             }
         }
     }
@@ -259,11 +347,12 @@ proptest! {
     #[test]
     fn fallback_when_every_signal_is_missing(p in policy_strategy(), start in 0u32..80, steps in steps_strategy()) {
         let mut steps = steps;
-        steps.push((5, None, Latency::Unavailable));
+        let threshold = p.fallback.map_or(3, |f| f.failure_threshold);
+        steps.extend((0..threshold).map(|_| (5, None, Latency::Unavailable)));
         let run = simulate(&p, start, &steps);
         let last = run.last().expect("one step");
         prop_assert!(last.d.fallback);
-        prop_assert_eq!(last.d.recommendation, p.fallback.unwrap_or(last.current));
+        prop_assert_eq!(last.d.recommendation, p.fallback.map_or(last.current, |f| f.target(last.current)));
         // It moves toward the fallback (within the clamp), never away from it.
         let target = last.d.recommendation.clamp(p.min, p.max);
         let (lo, hi) = (last.current.min(target).max(p.min), last.current.max(target).min(p.max));
@@ -296,7 +385,7 @@ fn simulate_end(
     }
     let mut out = Vec::new();
     // 5 s resyncs for long enough to pass any window and any number of steps.
-    for _ in 0..2_000 {
+    for _ in 0..2_500 {
         now += 5_000;
         let d = step_down(p, now, current, floor, &mut h);
         h.record_change(now, current, d.desired);
@@ -325,14 +414,12 @@ proptest! {
             } else {
                 prop_assert_eq!(s.d.desired, floor, "back up to the pre-campaign count at once");
             }
-            // The campaign's scale-down step: at most max(pods, percent) per period (checked
-            // once the campaign's own changes are out of the period).
-            let start = replicas_at(&run, run[0].current, s.now.saturating_sub(p.down.period_ms));
-            if s.d.desired < s.current && s.now >= run[0].now + p.down.period_ms {
-                let by_pods = u64::from(start).saturating_sub(u64::from(p.down.pods));
-                let by_pct = (f64::from(start) * f64::from(100 - p.down.percent.min(100)) / 100.0).floor() as u64;
-                let limit = by_pods.min(by_pct).min(u64::from(s.current));
-                prop_assert!(u64::from(s.d.desired) >= limit, "down {} -> {} too fast", s.current, s.d.desired);
+            // The campaign's scale-down step policies (checked once the campaign's own
+            // changes are out of every period); Disabled does not stop the step-down.
+            let down = Rules { select: if p.down.select == Select::Disabled { Select::Max } else { p.down.select }, ..p.down.clone() };
+            if s.d.desired < s.current && s.now >= run[0].now + p.down.longest_period_ms() {
+                let limit = down_limit(&down, &run, run[0].current, s);
+                prop_assert!(s.d.desired >= limit, "down {} -> {} too fast", s.current, s.d.desired);
             }
         }
         prop_assert_eq!(run.last().map(|s| s.d.desired), Some(floor), "reaches the pre-campaign count");
