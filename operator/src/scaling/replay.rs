@@ -1,4 +1,6 @@
-//! Table test: a ticket opening replayed through [`decide`] at the operator's 5 s resync.
+//! Table tests: a ticket opening replayed through [`decide`] at a 5 s resync, an ended
+//! campaign's step-down, and a recorded drop (quiet, spike, long tail, metrics outage) from
+//! `testdata/drop.csv` (see `replay_drop.rs`).
 //! The queue goes 0 → 100,000 in 10 s and drains linearly over 10 minutes; p95 stays a
 //! healthy 120 ms (under the 250 ms target, so latency never asks for more). Every row of the
 //! expected curve is explained by one rule of the example policy (min 2, max 40, 2000 waiting
@@ -42,62 +44,54 @@ fn replay() -> Vec<(u64, u64, u32, bool)> {
     out
 }
 
-/// (t seconds, expected replicas, expected panic, the rule that explains it)
+/// (t seconds, expected replicas, expected panic, the rule that explains it). The stable
+/// window (60 s) averages the queue for the recommendation, the panic window (6 s) for bursts.
 const EXPECTED: &[(u64, u32, bool, &str)] = &[
     (0, 2, false, "empty queue: minReplicas"),
     (
         5,
-        10,
+        13,
         true,
-        "50,000 waiting wants 25, a 12x burst: panic; step max(2+8, 2x2) = 10",
+        "panic window (t=0, 5) averages 25,000 → 13 ≥ 2 × 2: panic follows it at once, no step",
     ),
     (
         10,
-        10,
+        38,
         true,
-        "still inside the 15 s period that started at 2",
+        "panic window (t=5, 10) averages 75,000 → 38 ≥ 2 × 13: at once again",
     ),
-    (15, 10, true, "the change at t=5 is 10 s old: same period"),
-    (20, 20, true, "new period from 10: max(10+8, 2x10) = 20"),
-    (30, 20, true, "inside that period"),
-    (35, 40, true, "period from 20: 40, capped at maxReplicas"),
+    (15, 40, true, "99,583 → 50, capped at maxReplicas"),
     (
-        90,
+        65,
         40,
         true,
-        "last burst at t=35 (48 wanted vs 2x20), panic holds 10 x 6 s",
+        "the last burst was t=10 (t=15's 50 < 2 × 38): panic lasts the 60 s stable window",
     ),
-    (95, 40, false, "panic over; the queue still wants 48 > max"),
+    (70, 40, false, "panic over; the queue still wants 40"),
     (
-        475,
+        505,
         40,
         false,
-        "t=175: 72,500 is within 10 % of 40 x 2000, so tolerance said 40, still in the 300 s window",
+        "the stable average was within 10 % of 40 × 2000 until t=205: in the 300 s window",
     ),
     (
-        480,
+        510,
         36,
         false,
-        "highest in [180, 480] is t=180's 71,666 / 2000 = 36",
+        "the run of 40 ended at t=210, 300 s ago; t=210's average 71,250 → 36 is the highest left",
     ),
+    (615, 27, false, "t=315's average 53,750 → 27"),
     (
-        610,
-        25,
-        false,
-        "queue empty, but t=310's 50,000 / 2000 = 25 is in the window",
-    ),
-    (670, 20, false, "t=370's 40,000 / 2000 = 20"),
-    (
-        780,
+        700,
         20,
         false,
-        "latency wanted ceil(40 x 120/250) = 20 while at 40, until t=475",
+        "from t=400 latency (ceil(40 × 120/250) = 20) outbids the draining queue",
     ),
     (
-        785,
+        815,
         18,
         false,
-        "t=485's latency recommendation ceil(36 x 0.48) = 18",
+        "t=515's latency recommendation ceil(36 × 0.48) = 18",
     ),
     (
         1200,
