@@ -14,6 +14,8 @@ mod history;
 mod policy;
 #[cfg(test)]
 mod replay;
+#[cfg(test)]
+mod replay_drop;
 mod steps;
 #[cfg(test)]
 mod tests;
