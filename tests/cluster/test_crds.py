@@ -25,6 +25,9 @@ EXPECTED_REJECTIONS = {
     "campaign-cel-bad.yaml": [
         "endsAt must be after startsAt",
         "minReplicas must not exceed maxReplicas",
+        "maxStep and policies are two spellings of the step limits: use one",
+        "stabilization and stabilizationWindowSeconds are two spellings of the window: use one",
+        "fallbackReplicas and fallback are two spellings of the fallback: use one",
     ],
     "queueconfig-bad.yaml": [
         'spec.queueId: Invalid value: "Concert_42"',

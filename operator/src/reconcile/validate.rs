@@ -120,6 +120,26 @@ mod tests {
     #[test]
     fn the_example_is_valid() {
         assert_eq!(campaign(&example()), Ok(()));
+        let c: Campaign =
+            serde_yaml::from_str(include_str!("../../../crds/examples/campaign-behavior.yaml"))
+                .expect("behavior example");
+        assert_eq!(campaign(&c.spec), Ok(()));
+    }
+
+    #[test]
+    fn two_spellings_of_one_scaling_setting_are_refused() {
+        let c: Campaign = serde_yaml::from_str(include_str!(
+            "../../../crds/examples/invalid/campaign-cel-bad.yaml"
+        ))
+        .expect("cel-bad example");
+        let problems = campaign(&c.spec).expect_err("invalid").join("\n");
+        for needle in [
+            "scaleUp: maxStep and policies",
+            "scaleDown: stabilization and stabilizationWindowSeconds",
+            "fallbackReplicas and fallback",
+        ] {
+            assert!(problems.contains(needle), "{needle} missing in {problems}");
+        }
     }
 
     #[test]
