@@ -97,7 +97,8 @@ def test_get_shows_the_printer_columns(cp, crds, namespace):
     assert row[0] == "concert-42" and row[1] == "concert-42", row
     # the category lists both kinds at once
     both = cp.kubectl("-n", namespace, "get", "floodgate", "-o", "name").stdout.split()
-    assert sorted(both) == ["campaign.floodgate.dev/xmas-tickets", "queueconfig.floodgate.dev/concert-42"], both
+    assert sorted(both) == ["campaign.floodgate.dev/xmas-tickets", "campaign.floodgate.dev/xmas-tickets-behavior",
+                            "queueconfig.floodgate.dev/concert-42"], both
 
 
 def test_explain_shows_the_field_docs(cp, crds):
