@@ -16,13 +16,13 @@ pub use campaign::{
     ScrapeSpec, Target,
 };
 pub use campaign_status::{DecisionMemory, TimedChange, TimedReplicas};
+pub use condition::{Condition, ConditionStatus, set_condition};
+pub use queue_config::{QueueConfig, QueueConfigSpec, QueueConfigStatus};
 pub use scaling::{
     DEFAULT_FAILURE_THRESHOLD, FallbackBehavior, FallbackSpec, PanicSpec, PolicyType,
     ScalingPolicy, ScalingRules, ScalingSpec, SelectPolicy, StepLimit, default_scale_down,
     default_scale_up,
 };
-pub use condition::{Condition, ConditionStatus, set_condition};
-pub use queue_config::{QueueConfig, QueueConfigSpec, QueueConfigStatus};
 
 /// API group of every Floodgate resource.
 pub const GROUP: &str = "floodgate.dev";

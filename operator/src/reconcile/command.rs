@@ -7,9 +7,7 @@ use floodgate_crds::{
     v1alpha1::{Campaign, CampaignStatus, ObservedSignals, ReplicaStatus},
 };
 
-use super::{
-    CampaignMemory, Context, Error, Note, ObjectKey, Platform, key_of, originals, status,
-};
+use super::{CampaignMemory, Context, Error, Note, ObjectKey, Platform, key_of, originals, status};
 use crate::{
     observe::{self, Source},
     scaling::{self, Input, Policy},

@@ -196,18 +196,14 @@ pub struct CampaignMemory {
 impl CampaignMemory {
     /// This process's memory of the campaign `key`, or the one its status carries.
     pub async fn take<P>(ctx: &Context<P>, key: &str, status: &CampaignStatus) -> Self {
-        ctx.memory
-            .lock()
-            .await
-            .remove(key)
-            .unwrap_or_else(|| Self {
-                history: status
-                    .decision
-                    .as_ref()
-                    .map(History::from_status)
-                    .unwrap_or_default(),
-                latency: LatencyWindow::default(),
-            })
+        ctx.memory.lock().await.remove(key).unwrap_or_else(|| Self {
+            history: status
+                .decision
+                .as_ref()
+                .map(History::from_status)
+                .unwrap_or_default(),
+            latency: LatencyWindow::default(),
+        })
     }
 }
 

@@ -6,7 +6,8 @@ use chrono::{DateTime, Utc};
 use floodgate_crds::v1alpha1::{Campaign, CampaignStatus, ReplicaStatus};
 
 use super::{
-    CampaignMemory, Context, Error, Next, Note, ObjectKey, Platform, key_of, originals, runtime_sync, status,
+    CampaignMemory, Context, Error, Next, Note, ObjectKey, Platform, key_of, originals,
+    runtime_sync, status,
     target::{read_target, target_missing},
 };
 use crate::{

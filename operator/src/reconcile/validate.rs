@@ -120,9 +120,10 @@ mod tests {
     #[test]
     fn the_example_is_valid() {
         assert_eq!(campaign(&example()), Ok(()));
-        let c: Campaign =
-            serde_yaml::from_str(include_str!("../../../crds/examples/campaign-behavior.yaml"))
-                .expect("behavior example");
+        let c: Campaign = serde_yaml::from_str(include_str!(
+            "../../../crds/examples/campaign-behavior.yaml"
+        ))
+        .expect("behavior example");
         assert_eq!(campaign(&c.spec), Ok(()));
     }
 

@@ -117,14 +117,25 @@ pub fn decide(p: &Policy, input: &Input, history: &mut History) -> Decision {
     } = *input;
     // KPA: the stable window's average recommends, the panic window's detects bursts.
     history.observe(now, &signals, p.stable_window_ms.max(p.panic_window_ms));
-    let stable = recommend(p, current, &history.average(now, p.stable_window_ms, &signals));
-    let burst = recommend(p, current, &history.average(now, p.panic_window_ms, &signals)).best;
+    let stable = recommend(
+        p,
+        current,
+        &history.average(now, p.stable_window_ms, &signals),
+    );
+    let burst = recommend(
+        p,
+        current,
+        &history.average(now, p.panic_window_ms, &signals),
+    )
+    .best;
 
     // KEDA: a read in which every signal failed counts toward failureThreshold.
     let failed = stable.best.is_none() && stable.missing;
     let threshold = p
         .fallback
-        .map_or(DEFAULT_FAILURE_THRESHOLD.unsigned_abs(), |f| f.failure_threshold)
+        .map_or(DEFAULT_FAILURE_THRESHOLD.unsigned_abs(), |f| {
+            f.failure_threshold
+        })
         .max(1);
     history.failed_reads = if failed {
         history.failed_reads.saturating_add(1).min(threshold)
@@ -141,12 +152,20 @@ pub fn decide(p: &Policy, input: &Input, history: &mut History) -> Decision {
         Some(r) => (r.replicas, r.why),
         None if fallback => {
             let fb = p.fallback.map_or(current, |f| f.target(current));
-            let how = p.fallback.map_or("current".into(), |f| format!("{:?}", f.behavior));
-            (fb, format!("metrics unavailable {threshold} reads in a row: fallback {fb} ({how})"))
+            let how = p
+                .fallback
+                .map_or("current".into(), |f| format!("{:?}", f.behavior));
+            (
+                fb,
+                format!("metrics unavailable {threshold} reads in a row: fallback {fb} ({how})"),
+            )
         }
         None if failed => (
             current,
-            format!("metrics unavailable ({}/{threshold} failed reads): holding {current}", history.failed_reads),
+            format!(
+                "metrics unavailable ({}/{threshold} failed reads): holding {current}",
+                history.failed_reads
+            ),
         ),
         None => (current, "no signal: holding".to_owned()),
     };

@@ -78,10 +78,17 @@ impl History {
                 .iter()
                 .filter(move |x| now.saturating_sub(x.at) < window_ms.max(1))
         };
-        let mean = |vals: Vec<f64>| (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64);
+        let mean = |vals: Vec<f64>| {
+            (!vals.is_empty()).then(|| vals.iter().sum::<f64>() / vals.len() as f64)
+        };
         let waiting = s.waiting.and_then(|_| {
-            mean(inside().filter_map(|x| x.waiting).map(|w| w as f64).collect())
-                .map(|m| m.round() as u64)
+            mean(
+                inside()
+                    .filter_map(|x| x.waiting)
+                    .map(|w| w as f64)
+                    .collect(),
+            )
+            .map(|m| m.round() as u64)
         });
         let latency = match s.latency {
             Latency::Unavailable => Latency::Unavailable,
@@ -140,7 +147,8 @@ impl History {
 
     /// Drops changes older than the longest period.
     pub(super) fn prune_changes(&mut self, now: Millis, keep_ms: u64) {
-        self.changes.retain(|(t, _)| now.saturating_sub(*t) < keep_ms);
+        self.changes
+            .retain(|(t, _)| now.saturating_sub(*t) < keep_ms);
     }
 
     /// Net change applied within `period_ms` of `now`.

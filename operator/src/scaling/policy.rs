@@ -181,7 +181,9 @@ impl Policy {
 
     /// The longest period any step policy looks back over.
     pub fn longest_period_ms(&self) -> u64 {
-        self.up.longest_period_ms().max(self.down.longest_period_ms())
+        self.up
+            .longest_period_ms()
+            .max(self.down.longest_period_ms())
     }
 }
 

@@ -76,7 +76,12 @@ fn at(run: &[Tick], t: u64) -> &Tick {
 /// 10 % tolerance) once it can be read again, and never down faster than the step policies.
 fn common_rules(run: &[Tick]) {
     for k in run.iter().filter(|k| k.t < SPIKE) {
-        assert!(k.d.desired == 2 && !k.d.panic, "quiet at t={}: {:?}", k.t, k.d);
+        assert!(
+            k.d.desired == 2 && !k.d.panic,
+            "quiet at t={}: {:?}",
+            k.t,
+            k.d
+        );
     }
     let first = at(run, SPIKE);
     assert!(
@@ -136,5 +141,8 @@ fn the_drop_with_the_legacy_static_fallback_walks_down_after_the_window() {
         }
     }
     let last = outage.last().expect("outage").d.desired;
-    assert!((4..40).contains(&last), "static fallback 4 walks down: {last}");
+    assert!(
+        (4..40).contains(&last),
+        "static fallback 4 walks down: {last}"
+    );
 }

@@ -243,7 +243,9 @@ fn up_limit(rules: &Rules, run: &[Step], start: u32, s: &Step) -> u32 {
         Select::Min => bounds.min(),
         Select::Disabled => Some(0),
     };
-    u32::try_from(bound.unwrap_or(0)).unwrap_or(u32::MAX).max(s.current)
+    u32::try_from(bound.unwrap_or(0))
+        .unwrap_or(u32::MAX)
+        .max(s.current)
 }
 
 /// The lowest count `rules` allow a scale-down to at step `s`.
@@ -252,7 +254,9 @@ fn down_limit(rules: &Rules, run: &[Step], start: u32, s: &Step) -> u32 {
         let from = u64::from(replicas_at(run, start, s.now.saturating_sub(p.period_ms)));
         match p.kind {
             StepKind::Pods => from.saturating_sub(u64::from(p.value)),
-            StepKind::Percent => (from as f64 * f64::from(100u32.saturating_sub(p.value)) / 100.0).floor() as u64,
+            StepKind::Percent => {
+                (from as f64 * f64::from(100u32.saturating_sub(p.value)) / 100.0).floor() as u64
+            }
         }
     });
     let bound = match rules.select {
@@ -260,7 +264,9 @@ fn down_limit(rules: &Rules, run: &[Step], start: u32, s: &Step) -> u32 {
         Select::Min => bounds.max(),
         Select::Disabled => Some(u64::MAX),
     };
-    u32::try_from(bound.unwrap_or(u64::MAX)).unwrap_or(u32::MAX).min(s.current)
+    u32::try_from(bound.unwrap_or(u64::MAX))
+        .unwrap_or(u32::MAX)
+        .min(s.current)
 }
 
 /// Replicas in force at `at` in a simulated run (the value after the last change at or

@@ -27,7 +27,11 @@ fn simulate(p: &Policy, start: u32, steps: &[(u64, u64)]) -> Vec<Run> {
     let mut out = Vec::new();
     for (dt, waiting) in steps {
         now += dt * 1000;
-        let d = decide(p, &input(now, current, Some(*waiting), Latency::Idle), &mut h);
+        let d = decide(
+            p,
+            &input(now, current, Some(*waiting), Latency::Idle),
+            &mut h,
+        );
         h.record_change(now, current, d.desired);
         out.push(Run {
             now,
@@ -268,11 +272,18 @@ fn the_status_memory_is_bounded_and_keeps_the_highest_recommendation() {
     let mut h = History::default();
     for t in 0..1000u64 {
         let waiting = if t == 3 { 80_000 } else { 2_000 * (t % 7) };
-        decide(&p, &input(t * 2000, 10, Some(waiting), Latency::Idle), &mut h);
+        decide(
+            &p,
+            &input(t * 2000, 10, Some(waiting), Latency::Idle),
+            &mut h,
+        );
         h.record_change(t * 2000, 10, 10 + u32::from(t % 2 == 0));
     }
     let m = h.to_status();
     assert!(m.recommendations.len() <= MAX_ENTRIES && m.changes.len() <= MAX_ENTRIES);
     let highest = m.recommendations.iter().map(|r| r.replicas).max();
-    assert!(highest >= Some(40), "the burst's recommendation was merged away: {highest:?}");
+    assert!(
+        highest >= Some(40),
+        "the burst's recommendation was merged away: {highest:?}"
+    );
 }
