@@ -95,11 +95,11 @@ impl History {
             _ => mean(inside().filter_map(|x| x.p95_ms).collect())
                 .map_or(Latency::Idle, Latency::P95Ms),
         };
-        Signals {
-            waiting: waiting.or(s.waiting),
-            latency,
-            ..*s
-        }
+        // Other signals (none yet) pass through as read.
+        let mut out = *s;
+        out.waiting = waiting.or(s.waiting);
+        out.latency = latency;
+        out
     }
 
     /// Remembers `raw` as the recommendation at `now`, keeping what `keep_ms` windows need.

@@ -30,7 +30,6 @@ fn recording() -> Vec<(u64, Option<u64>, Latency)> {
 struct Tick {
     t: u64,
     waiting: Option<u64>,
-    current: u32,
     d: Decision,
 }
 
@@ -50,7 +49,6 @@ fn replay(p: &Policy) -> Vec<Tick> {
         out.push(Tick {
             t,
             waiting,
-            current,
             d: d.clone(),
         });
         current = d.desired;
