@@ -129,6 +129,32 @@ pub fn decide(p: &Policy, input: &Input, history: &mut History) -> Decision {
     )
     .best;
 
+    let (raw, reason, failed, fallback) = stable_or_fallback(p, current, stable, history);
+
+    // 2. Panic: a panic-window recommendation at `threshold` × current is a burst.
+    let burst = burst.filter(|_| !failed).map(|b| b.replicas);
+    if burst.is_some_and(|b| {
+        b > current && f64::from(b) >= p.panic_threshold * f64::from(current.max(1))
+    }) {
+        history.last_burst = Some(now);
+    }
+    let panic = panicking(p, now, history);
+    let (raw, reason) = match burst {
+        Some(b) if panic && b > raw => (b, format!("panic window wants {b} ({reason})")),
+        _ => (raw, reason),
+    };
+    bound(p, now, current, (raw, reason), (panic, fallback), history)
+}
+
+/// The stable window's recommendation, or — when every signal failed — a hold until
+/// `failureThreshold` consecutive failed reads, then the KEDA fallback. Returns (raw,
+/// reason, this read failed, fallback in force).
+fn stable_or_fallback(
+    p: &Policy,
+    current: u32,
+    stable: Raw,
+    history: &mut History,
+) -> (u32, String, bool, bool) {
     // KEDA: a read in which every signal failed counts toward failureThreshold.
     let failed = stable.best.is_none() && stable.missing;
     let threshold = p
@@ -169,20 +195,7 @@ pub fn decide(p: &Policy, input: &Input, history: &mut History) -> Decision {
         ),
         None => (current, "no signal: holding".to_owned()),
     };
-
-    // 2. Panic: a panic-window recommendation at `threshold` × current is a burst.
-    let burst = burst.filter(|_| !failed).map(|b| b.replicas);
-    if burst.is_some_and(|b| {
-        b > current && f64::from(b) >= p.panic_threshold * f64::from(current.max(1))
-    }) {
-        history.last_burst = Some(now);
-    }
-    let panic = panicking(p, now, history);
-    let (raw, reason) = match burst {
-        Some(b) if panic && b > raw => (b, format!("panic window wants {b} ({reason})")),
-        _ => (raw, reason),
-    };
-    bound(p, now, current, (raw, reason), (panic, fallback), history)
+    (raw, reason, failed, fallback)
 }
 
 /// Panic lasts a stable window after the last burst (Knative KPA).

@@ -20,6 +20,8 @@ mod steps;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_end;
+#[cfg(test)]
 mod tests_rules;
 
 pub use decide::{decide, step_down};

@@ -191,7 +191,7 @@ fn latency_strategy() -> impl Strategy<Value = Latency> {
 }
 
 /// (seconds since the previous step, waiting, latency)
-fn steps_strategy() -> impl Strategy<Value = Vec<(u64, Option<u64>, Latency)>> {
+pub(super) fn steps_strategy() -> impl Strategy<Value = Vec<(u64, Option<u64>, Latency)>> {
     proptest::collection::vec(
         (
             1u64..30,
@@ -203,10 +203,10 @@ fn steps_strategy() -> impl Strategy<Value = Vec<(u64, Option<u64>, Latency)>> {
 }
 
 /// One decision of a simulated run, with what the run looked like when it was taken.
-struct Step {
-    now: Millis,
-    current: u32,
-    d: Decision,
+pub(super) struct Step {
+    pub(super) now: Millis,
+    pub(super) current: u32,
+    pub(super) d: Decision,
 }
 
 /// Runs the steps, applying every decision as the operator would, and returns each step.
@@ -249,7 +249,7 @@ fn up_limit(rules: &Rules, run: &[Step], start: u32, s: &Step) -> u32 {
 }
 
 /// The lowest count `rules` allow a scale-down to at step `s`.
-fn down_limit(rules: &Rules, run: &[Step], start: u32, s: &Step) -> u32 {
+pub(super) fn down_limit(rules: &Rules, run: &[Step], start: u32, s: &Step) -> u32 {
     let bounds = rules.policies.iter().map(|p| {
         let from = u64::from(replicas_at(run, start, s.now.saturating_sub(p.period_ms)));
         match p.kind {
@@ -271,7 +271,7 @@ fn down_limit(rules: &Rules, run: &[Step], start: u32, s: &Step) -> u32 {
 
 /// Replicas in force at `at` in a simulated run (the value after the last change at or
 /// before it).
-fn replicas_at(run: &[Step], start: u32, at: Millis) -> u32 {
+pub(super) fn replicas_at(run: &[Step], start: u32, at: Millis) -> u32 {
     run.iter()
         .rev()
         .find(|s| s.now <= at)
@@ -370,64 +370,5 @@ proptest! {
         // Prewarming calls decide with an empty queue; the first decision is already >= min.
         let d = decide(&p, &input(0, start, Some(0), latency), &mut History::default());
         prop_assert!(d.desired >= p.min);
-    }
-}
-
-/// A campaign run, then every resync after `endsAt` stepping down toward `floor`: returns
-/// each (current, desired) pair of the step-down.
-fn simulate_end(
-    p: &Policy,
-    start: u32,
-    steps: &[(u64, Option<u64>, Latency)],
-    floor: u32,
-) -> Vec<Step> {
-    let mut h = History::default();
-    let (mut now, mut current) = (1_000_000u64, start);
-    for (dt, waiting, latency) in steps {
-        now += dt * 1000;
-        let d = decide(p, &input(now, current, *waiting, *latency), &mut h);
-        h.record_change(now, current, d.desired);
-        current = d.desired;
-    }
-    let mut out = Vec::new();
-    // 5 s resyncs for long enough to pass any window and any number of steps.
-    for _ in 0..2_500 {
-        now += 5_000;
-        let d = step_down(p, now, current, floor, &mut h);
-        h.record_change(now, current, d.desired);
-        out.push(Step {
-            now,
-            current,
-            d: d.clone(),
-        });
-        current = d.desired;
-    }
-    out
-}
-
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 100, ..ProptestConfig::default() })]
-
-    #[test]
-    fn after_the_end_replicas_step_down_to_the_pre_campaign_count_and_never_below(
-        p in policy_strategy(), start in 0u32..80, steps in steps_strategy(), floor in 1u32..20,
-    ) {
-        let run = simulate_end(&p, start, &steps, floor);
-        for s in &run {
-            prop_assert!(s.d.desired >= floor, "{} below the pre-campaign {floor}", s.d.desired);
-            if s.current >= floor {
-                prop_assert!(s.d.desired <= s.current, "up {} -> {} after the end", s.current, s.d.desired);
-            } else {
-                prop_assert_eq!(s.d.desired, floor, "back up to the pre-campaign count at once");
-            }
-            // The campaign's scale-down step policies (checked once the campaign's own
-            // changes are out of every period); Disabled does not stop the step-down.
-            let down = Rules { select: if p.down.select == Select::Disabled { Select::Max } else { p.down.select }, ..p.down.clone() };
-            if s.d.desired < s.current && s.now >= run[0].now + p.down.longest_period_ms() {
-                let limit = down_limit(&down, &run, run[0].current, s);
-                prop_assert!(s.d.desired >= limit, "down {} -> {} too fast", s.current, s.d.desired);
-            }
-        }
-        prop_assert_eq!(run.last().map(|s| s.d.desired), Some(floor), "reaches the pre-campaign count");
     }
 }
