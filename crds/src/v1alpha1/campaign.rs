@@ -9,6 +9,9 @@ use serde::{Deserialize, Serialize};
 pub use super::campaign_status::{
     CampaignStatus, ObservedSignals, Phase, RedisApplied, ReplicaStatus,
 };
+pub use super::triggers::{
+    PrometheusAuthRef, PrometheusTrigger, RedisAuthRef, RedisStreamTrigger, TriggerSpec,
+};
 use crate::{duration::Dur, runtime::BreakerSettings, runtime::Ttls};
 
 /// A sales event: when it runs, which waiting rooms it drives, how the app scales during it,
@@ -105,7 +108,9 @@ fn default_prewarm() -> Dur {
     {"rule": "!has(self.fallbackReplicas) || (self.fallbackReplicas >= self.minReplicas && self.fallbackReplicas <= self.maxReplicas)",
      "message": "fallbackReplicas must lie within [minReplicas, maxReplicas]"},
     {"rule": "!has(self.latencyMaxReplicas) || (self.latencyMaxReplicas >= self.minReplicas && self.latencyMaxReplicas <= self.maxReplicas)",
-     "message": "latencyMaxReplicas must lie within [minReplicas, maxReplicas]"}
+     "message": "latencyMaxReplicas must lie within [minReplicas, maxReplicas]"},
+    {"rule": "!has(self.triggers) || self.triggers.all(t, self.triggers.exists_one(u, u.name == t.name))",
+     "message": "trigger names must be unique"}
 ]))]
 pub struct ScalingSpec {
     /// Fewest replicas while the campaign is Prewarming or Active.
@@ -146,6 +151,11 @@ pub struct ScalingSpec {
     /// Where the signals come from; by default the app pods' /metrics are scraped.
     #[serde(default)]
     pub metrics: MetricsSpec,
+    /// Extra signals (KEDA scalers): PromQL queries and Redis Stream backlogs, each with a
+    /// target value per replica.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub triggers: Vec<TriggerSpec>,
 }
 
 fn default_waiting_per_replica() -> i64 {
@@ -244,6 +254,10 @@ pub struct MetricsSpec {
     /// Window over which p95 is computed from histogram bucket deltas; defaults to 30s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<Dur>,
+    /// Redis credentials from a Secret for this campaign's Redis reads (stream triggers, and
+    /// queue depth with `--queue-depth=redis`); the operator's own by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_auth_ref: Option<RedisAuthRef>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -252,6 +266,9 @@ pub struct PrometheusSpec {
     /// Base URL of the Prometheus HTTP API, e.g. http://prometheus:9090.
     #[schemars(regex(pattern = r"^https?://"))]
     pub url: String,
+    /// Credentials from a Secret: a bearer token or basic auth, and a CA for https.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_ref: Option<PrometheusAuthRef>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -8,11 +8,13 @@ mod campaign;
 mod campaign_status;
 mod condition;
 mod queue_config;
+mod triggers;
 
 pub use campaign::{
     Campaign, CampaignBreakers, CampaignSpec, CampaignStatus, MaxmemoryPolicy, MetricsSpec,
-    ObservedSignals, PanicSpec, Phase, PrometheusSpec, RedisApplied, RedisSpec, ReplicaStatus,
-    ScalingRules, ScalingSpec, Schedule, ScrapeSpec, StepLimit, Target,
+    ObservedSignals, PanicSpec, Phase, PrometheusAuthRef, PrometheusSpec, PrometheusTrigger,
+    RedisApplied, RedisAuthRef, RedisSpec, RedisStreamTrigger, ReplicaStatus, ScalingRules,
+    ScalingSpec, Schedule, ScrapeSpec, StepLimit, Target, TriggerSpec,
 };
 pub use condition::{Condition, ConditionStatus, set_condition};
 pub use queue_config::{QueueConfig, QueueConfigSpec, QueueConfigStatus};

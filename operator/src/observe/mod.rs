@@ -192,7 +192,11 @@ async fn from_prometheus(
         depth_by_queue(queue_ids, depth, &AppScrape::default(), &mut problems).await
     };
     Observed {
-        signals: Signals { waiting, latency },
+        signals: Signals {
+            waiting,
+            latency,
+            triggers: Default::default(),
+        },
         waiting_by_queue,
         scrape: AppScrape::default(),
         problems,
@@ -231,7 +235,11 @@ async fn from_pods(
         None => Latency::Unavailable,
     };
     Observed {
-        signals: Signals { waiting, latency },
+        signals: Signals {
+            waiting,
+            latency,
+            triggers: Default::default(),
+        },
         waiting_by_queue,
         scrape: scrape.unwrap_or_default(),
         problems,

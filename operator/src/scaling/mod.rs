@@ -11,6 +11,7 @@ mod decide;
 mod replay;
 #[cfg(test)]
 mod tests;
+pub mod triggers;
 
 use std::collections::VecDeque;
 
@@ -100,6 +101,8 @@ pub struct Signals {
     /// Users waiting across the campaign's queues; `None` when it could not be read.
     pub waiting: Option<u64>,
     pub latency: Latency,
+    /// The Campaign's `scaling.triggers`, read (see [`triggers`]).
+    pub triggers: triggers::TriggerReadings,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]

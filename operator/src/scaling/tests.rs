@@ -34,7 +34,11 @@ fn input(now: Millis, current: u32, waiting: Option<u64>, latency: Latency) -> I
     Input {
         now,
         current,
-        signals: Signals { waiting, latency },
+        signals: Signals {
+            waiting,
+            latency,
+            triggers: Default::default(),
+        },
     }
 }
 
