@@ -3,10 +3,13 @@
 //! fallback handles them), never reconcile errors: a campaign must keep scaling when a
 //! metrics endpoint blinks.
 
+pub mod credentials;
 pub mod depth;
 pub mod exposition;
 pub mod p95;
 pub mod prometheus;
+pub mod streams;
+pub mod triggers;
 
 use std::collections::BTreeMap;
 
