@@ -59,7 +59,11 @@ fn describe(e: &redis::RedisError, stream: &str, group: &str) -> String {
     let text = e.to_string();
     if text.contains("NOGROUP") || text.contains("no such key") {
         format!("stream {stream} or its consumer group {group} does not exist ({text})")
-    } else if text.contains("NOAUTH") || text.contains("WRONGPASS") || text.contains("NOPERM") {
+    } else if e.kind() == redis::ErrorKind::AuthenticationFailed
+        || ["NOAUTH", "WRONGPASS", "NOPERM"]
+            .iter()
+            .any(|code| text.contains(code))
+    {
         format!("Redis refused the credentials for stream {stream} ({text})")
     } else {
         format!("reading stream {stream} group {group}: {text}")
