@@ -142,9 +142,8 @@ impl Platform for KubePlatform {
         namespace: &str,
         name: &str,
     ) -> Result<Option<crate::observe::credentials::SecretData>, PlatformError> {
-        let found = Api::<Secret>::namespaced(self.client.clone(), namespace)
-            .get_opt(name)
-            .await?;
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let found = secrets.get_opt(name).await?;
         Ok(found.map(|s| {
             s.data
                 .unwrap_or_default()
