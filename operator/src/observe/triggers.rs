@@ -16,7 +16,7 @@ pub enum Source {
     Prometheus {
         url: String,
         query: String,
-        client: Result<PromClient, String>,
+        client: Box<Result<PromClient, String>>,
     },
     Stream {
         conn: Result<RedisConn, String>,
@@ -37,7 +37,7 @@ pub struct Trigger {
 async fn value(source: &Source) -> Result<f64, String> {
     match source {
         Source::Prometheus { url, query, client } => {
-            let client = client.as_ref().map_err(Clone::clone)?;
+            let client = client.as_ref().as_ref().map_err(Clone::clone)?;
             trigger::value(client, url, query).await
         }
         Source::Stream {

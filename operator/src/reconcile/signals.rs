@@ -160,7 +160,7 @@ async fn trigger<P: Platform>(
             let source = Source::Prometheus {
                 url: url.unwrap_or_default().to_owned(),
                 query: p.query.clone(),
-                client,
+                client: Box::new(client),
             };
             (source, p.threshold, p.activation_threshold)
         }
