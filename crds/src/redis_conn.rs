@@ -128,13 +128,36 @@ impl RedisTls {
 
     /// The client of one node URL, with the certificates applied.
     pub fn client(&self, url: &str) -> RedisResult<Client> {
-        match self.certificates()? {
-            Some(_) if !url.starts_with("rediss") => Err(invalid(
-                "Redis TLS files are set but the URL is not rediss://",
-            )),
-            Some(certs) => Client::build_with_tls(url, certs),
-            None => Client::open(url),
+        client_with(url, self.certificates()?)
+    }
+
+    /// The certificates with `ca_pem` (PEM) trusted instead of the CA file: a Campaign's own
+    /// CA from a Secret, kept in memory (the operator's root filesystem is read-only).
+    pub fn certificates_with_ca(
+        &self,
+        ca_pem: Option<&[u8]>,
+    ) -> RedisResult<Option<TlsCertificates>> {
+        let Some(pem) = ca_pem else {
+            return self.certificates();
+        };
+        if !pem.windows(11).any(|w| w == b"-----BEGIN ") {
+            return Err(invalid("the Redis CA is not PEM"));
         }
+        let client_tls = self.certificates()?.and_then(|c| c.client_tls);
+        Ok(Some(TlsCertificates {
+            client_tls,
+            root_cert: Some(pem.to_vec()),
+        }))
+    }
+}
+
+fn client_with(url: &str, certs: Option<TlsCertificates>) -> RedisResult<Client> {
+    match certs {
+        Some(_) if !url.starts_with("rediss") => Err(invalid(
+            "Redis TLS files are set but the URL is not rediss://",
+        )),
+        Some(certs) => Client::build_with_tls(url, certs),
+        None => Client::open(url),
     }
 }
 
@@ -172,6 +195,17 @@ impl RedisConn {
         t: Timeouts,
         tls: &RedisTls,
     ) -> RedisResult<Self> {
+        Self::connect_lazy_with(mode, urls, t, tls.certificates()?)
+    }
+
+    /// [`Self::connect_lazy`] with certificates already in memory (see
+    /// [`RedisTls::certificates_with_ca`]).
+    pub fn connect_lazy_with(
+        mode: RedisMode,
+        urls: &str,
+        t: Timeouts,
+        certs: Option<TlsCertificates>,
+    ) -> RedisResult<Self> {
         let urls = node_urls(mode, urls)?;
         match mode {
             RedisMode::Single => {
@@ -180,13 +214,13 @@ impl RedisConn {
                     .set_response_timeout(Some(t.response))
                     .set_number_of_retries(1)
                     .set_max_delay(Duration::from_millis(500));
-                let client = tls.client(&urls[0])?;
+                let client = client_with(&urls[0], certs)?;
                 Ok(Self::Single(ConnectionManager::new_lazy_with_config(
                     client, config,
                 )?))
             }
             RedisMode::Cluster => {
-                let client = cluster_client(&urls, tls)?;
+                let client = cluster_client(&urls, certs)?;
                 let config = ClusterConfig::new()
                     .set_connection_timeout(t.connect)
                     .set_response_timeout(t.response);
@@ -242,12 +276,12 @@ impl RedisConn {
 
 /// Retries (with slot-map refreshes) ride out a failover: a promoted replica takes a few
 /// seconds; callers' own deadlines bound the wait.
-fn cluster_client(urls: &[String], tls: &RedisTls) -> RedisResult<ClusterClient> {
+fn cluster_client(urls: &[String], certs: Option<TlsCertificates>) -> RedisResult<ClusterClient> {
     let builder = ClusterClient::builder(urls.iter().map(String::as_str))
         .retries(8)
         .min_retry_wait(20)
         .max_retry_wait(500);
-    match tls.certificates()? {
+    match certs {
         Some(_) if urls.iter().any(|u| !u.starts_with("rediss")) => Err(invalid(
             "Redis TLS files are set but a cluster seed URL is not rediss://",
         )),

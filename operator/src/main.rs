@@ -208,7 +208,8 @@ async fn main() -> anyhow::Result<()> {
             .await?;
             let status_dir = status_dir.unwrap_or_else(|| manifests.join(".status"));
             tracing::info!(manifests = %manifests.display(), status_dir = %status_dir.display(), metrics = %addr, "local mode");
-            let platform = LocalPlatform::new(app_metrics_url, status_dir, initial_replicas);
+            let platform = LocalPlatform::new(app_metrics_url, status_dir, initial_replicas)
+                .with_secrets_dir(manifests.clone());
             let ctx = Arc::new(
                 Context::new(platform, redis, depth, metrics)
                     .with_prometheus_labels(common.prometheus_labels())

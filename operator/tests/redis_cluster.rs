@@ -96,3 +96,70 @@ async fn runtime_document_and_memory_settings_work_on_a_cluster() {
     );
     assert!(used.expect("used_memory") > 0);
 }
+
+/// A stream trigger's backlog on a cluster: streams in several slots (so on several nodes),
+/// each read through the connection a Campaign's (here empty) Redis credentials give.
+#[tokio::test]
+async fn stream_backlogs_are_read_from_the_node_holding_each_stream() {
+    use floodgate_operator::observe::{
+        credentials::{Clients, RedisCreds},
+        streams::{Backlog, backlog},
+    };
+    let url = cluster_url();
+    let address = floodgate_operator::store::RedisAddress {
+        mode: RedisMode::Cluster,
+        urls: url.clone(),
+        tls: Default::default(),
+    };
+    let conn = Clients::default()
+        .redis(&address, &RedisCreds::default())
+        .unwrap_or_else(|e| panic!("the Redis Cluster at {url}: {e}"));
+    let mut admin = conn.clone();
+    let streams: Vec<String> = ["a", "b", "c", "d"]
+        .iter()
+        .map(|s| format!("fgtest:{}:stream:{s}", std::process::id()))
+        .collect();
+    let slots: std::collections::BTreeSet<u16> = streams
+        .iter()
+        .map(|s| floodgate_crds::redis_conn::key_slot(s.as_bytes()))
+        .collect();
+    assert!(slots.len() > 1, "the streams share a slot: {slots:?}");
+    for (i, stream) in streams.iter().enumerate() {
+        for n in 0..(i + 3) {
+            redis::cmd("XADD")
+                .arg(stream)
+                .arg("*")
+                .arg("n")
+                .arg(n)
+                .query_async::<String>(&mut admin)
+                .await
+                .expect("XADD");
+        }
+        redis::cmd("XGROUP")
+            .arg(&["CREATE", stream, "workers", "0"][..])
+            .query_async::<()>(&mut admin)
+            .await
+            .expect("XGROUP CREATE");
+        redis::cmd("XREADGROUP")
+            .arg(
+                &[
+                    "GROUP", "workers", "c1", "COUNT", "2", "STREAMS", stream, ">",
+                ][..],
+            )
+            .query_async::<redis::Value>(&mut admin)
+            .await
+            .expect("XREADGROUP");
+    }
+    for (i, stream) in streams.iter().enumerate() {
+        let pending = backlog(&conn, stream, "workers", Backlog::Pending).await;
+        let lag = backlog(&conn, stream, "workers", Backlog::Lag).await;
+        assert_eq!((pending, lag), (Ok(2), Ok(i as u64 + 1)), "{stream}");
+    }
+    for stream in &streams {
+        redis::cmd("DEL")
+            .arg(stream)
+            .query_async::<()>(&mut admin)
+            .await
+            .expect("DEL");
+    }
+}

@@ -31,6 +31,7 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "HorizontalPodAutoscaler": ("autoscaling", "horizontalpodautoscalers"),
     "Lease": ("coordination.k8s.io", "leases"),
     "Pod": ("", "pods"),
+    "Secret": ("", "secrets"),
     "Event": ("", "events"),  # core/v1 Event; kube's Recorder uses events.k8s.io (below)
 }
 

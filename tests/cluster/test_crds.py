@@ -29,6 +29,13 @@ EXPECTED_REJECTIONS = {
         "stabilization and stabilizationWindowSeconds are two spellings of the window: use one",
         "fallbackReplicas and fallback are two spellings of the fallback: use one",
     ],
+    "campaign-triggers-bad.yaml": [
+        "trigger names must be unique",
+        "a trigger needs exactly one of prometheus or redisStream",
+        "threshold must be above 0",
+        "a redisStream trigger needs exactly one of pendingEntriesCount or lagCount",
+        "use bearerTokenKey or usernameKey/passwordKey, not both",
+    ],
     "queueconfig-bad.yaml": [
         'spec.queueId: Invalid value: "Concert_42"',
         "spec.admitPerMinute: Invalid value: 0: spec.admitPerMinute in body should be greater than or equal to 1",
@@ -90,14 +97,15 @@ def test_get_shows_the_printer_columns(cp, crds, namespace):
         cp.kubectl("-n", namespace, "apply", "-f", str(path))
     campaigns = cp.kubectl("-n", namespace, "get", "camp").stdout.splitlines()
     assert campaigns[0].split() == ["NAME", "PHASE", "DESIRED", "CURRENT", "WAITING", "P95", "AGE"], campaigns
-    assert campaigns[1].split()[0] == "xmas-tickets"
+    assert sorted(line.split()[0] for line in campaigns[1:]) == ["sneaker-drop", "xmas-tickets"], campaigns
     queues = cp.kubectl("-n", namespace, "get", "qc").stdout.splitlines()
     assert queues[0].split() == ["NAME", "QUEUE", "WAITING", "ACTIVE", "ADMIT/MIN", "PAUSED", "AGE"], queues
     row = queues[1].split()
     assert row[0] == "concert-42" and row[1] == "concert-42", row
     # the category lists both kinds at once
     both = cp.kubectl("-n", namespace, "get", "floodgate", "-o", "name").stdout.split()
-    assert sorted(both) == ["campaign.floodgate.dev/xmas-tickets", "campaign.floodgate.dev/xmas-tickets-behavior",
+    assert sorted(both) == ["campaign.floodgate.dev/sneaker-drop", "campaign.floodgate.dev/xmas-tickets",
+                            "campaign.floodgate.dev/xmas-tickets-behavior",
                             "queueconfig.floodgate.dev/concert-42"], both
 
 

@@ -10,6 +10,9 @@ pub use super::campaign_status::{
     CampaignStatus, ObservedSignals, Phase, RedisApplied, ReplicaStatus,
 };
 pub use super::scaling::ScalingSpec;
+pub use super::triggers::{
+    PrometheusAuthRef, PrometheusTrigger, RedisAuthRef, RedisStreamTrigger, TriggerSpec,
+};
 use crate::{duration::Dur, runtime::BreakerSettings, runtime::Ttls};
 
 /// A sales event: when it runs, which waiting rooms it drives, how the app scales during it,
@@ -108,6 +111,10 @@ pub struct MetricsSpec {
     /// Window over which p95 is computed from histogram bucket deltas; defaults to 30s.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<Dur>,
+    /// Redis credentials from a Secret for this campaign's Redis reads (stream triggers, and
+    /// queue depth with `--queue-depth=redis`); the operator's own by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_auth_ref: Option<RedisAuthRef>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -116,6 +123,9 @@ pub struct PrometheusSpec {
     /// Base URL of the Prometheus HTTP API, e.g. http://prometheus:9090.
     #[schemars(regex(pattern = r"^https?://"))]
     pub url: String,
+    /// Credentials from a Secret: a bearer token or basic auth, and a CA for https.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_ref: Option<PrometheusAuthRef>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]

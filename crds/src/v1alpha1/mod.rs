@@ -9,11 +9,13 @@ mod campaign_status;
 mod condition;
 mod queue_config;
 mod scaling;
+mod triggers;
 
 pub use campaign::{
     Campaign, CampaignBreakers, CampaignSpec, CampaignStatus, MaxmemoryPolicy, MetricsSpec,
-    ObservedSignals, Phase, PrometheusSpec, RedisApplied, RedisSpec, ReplicaStatus, Schedule,
-    ScrapeSpec, Target,
+    ObservedSignals, Phase, PrometheusAuthRef, PrometheusSpec, PrometheusTrigger, RedisApplied,
+    RedisAuthRef, RedisSpec, RedisStreamTrigger, ReplicaStatus, Schedule, ScrapeSpec, Target,
+    TriggerSpec,
 };
 pub use campaign_status::{DecisionMemory, TimedChange, TimedReplicas};
 pub use condition::{Condition, ConditionStatus, set_condition};

@@ -7,6 +7,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::campaign::MetricsSpec;
+use super::triggers::TriggerSpec;
 use crate::duration::Dur;
 
 /// Autoscaling in the vocabulary of HPA v2 behaviour, with KEDA's and Knative's lessons:
@@ -23,7 +24,9 @@ use crate::duration::Dur;
     {"rule": "!has(self.fallback) || (self.fallback.replicas >= self.minReplicas && self.fallback.replicas <= self.maxReplicas)",
      "message": "fallback.replicas must lie within [minReplicas, maxReplicas]"},
     {"rule": "!has(self.latencyMaxReplicas) || (self.latencyMaxReplicas >= self.minReplicas && self.latencyMaxReplicas <= self.maxReplicas)",
-     "message": "latencyMaxReplicas must lie within [minReplicas, maxReplicas]"}
+     "message": "latencyMaxReplicas must lie within [minReplicas, maxReplicas]"},
+    {"rule": "!has(self.triggers) || self.triggers.all(t, self.triggers.exists_one(u, u.name == t.name))",
+     "message": "trigger names must be unique"}
 ]))]
 pub struct ScalingSpec {
     /// Fewest replicas while the campaign is Prewarming or Active.
@@ -68,6 +71,11 @@ pub struct ScalingSpec {
     /// Where the signals come from; by default the app pods' /metrics are scraped.
     #[serde(default)]
     pub metrics: MetricsSpec,
+    /// Extra signals (KEDA scalers): PromQL queries and Redis Stream backlogs, each with a
+    /// target value per replica.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub triggers: Vec<TriggerSpec>,
 }
 
 fn default_waiting_per_replica() -> i64 {

@@ -138,6 +138,7 @@ pub async fn unreachable_redis() -> crate::store::RedisTarget {
                 conn: floodgate_crds::redis_conn::RedisConn::Single(conn),
                 prefix: "fgtest:gone:".into(),
                 last_version: Default::default(),
+                address: Default::default(),
             });
             break;
         }

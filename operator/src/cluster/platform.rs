@@ -5,7 +5,11 @@
 use chrono::Utc;
 use floodgate_crds::v1alpha1::{Campaign, CampaignStatus, QueueConfig, QueueConfigStatus};
 use k8s_openapi::{
-    api::{apps::v1::Deployment, autoscaling::v2::HorizontalPodAutoscaler, core::v1::Pod},
+    api::{
+        apps::v1::Deployment,
+        autoscaling::v2::HorizontalPodAutoscaler,
+        core::v1::{Pod, Secret},
+    },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
 };
 use kube::{
@@ -129,6 +133,24 @@ impl Platform for KubePlatform {
                 .map(|o| format!("Campaign/{}", o.name_any())),
         );
         Ok(found)
+    }
+
+    /// One `get` (least privilege: no list or watch on Secrets, so the operator holds no
+    /// Secret it does not use; it reads it again each resync, which also picks up rotation).
+    async fn secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<crate::observe::credentials::SecretData>, PlatformError> {
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), namespace);
+        let found = secrets.get_opt(name).await?;
+        Ok(found.map(|s| {
+            s.data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect()
+        }))
     }
 
     async fn campaigns(&self) -> Result<Vec<Campaign>, PlatformError> {

@@ -84,6 +84,41 @@ pub fn load(dir: &Path) -> Manifests {
     out
 }
 
+/// The data of the Secret `namespace/name` among the folder's manifests (`data` base64,
+/// `stringData` text, as the API server merges them), `None` when no manifest defines it.
+pub fn secret(
+    dir: &Path,
+    namespace: &str,
+    name: &str,
+) -> Option<crate::observe::credentials::SecretData> {
+    use k8s_openapi::api::core::v1::Secret;
+    let docs = fingerprint(dir)
+        .into_keys()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .collect::<Vec<_>>();
+    docs.iter()
+        .flat_map(|text| serde_yaml::Deserializer::from_str(text))
+        .filter_map(|doc| serde_yaml::Value::deserialize(doc).ok())
+        .filter(|v| v.get("kind").and_then(|k| k.as_str()) == Some("Secret"))
+        .filter_map(|v| serde_yaml::from_value::<Secret>(v).ok())
+        .find(|s| {
+            s.metadata.name.as_deref() == Some(name)
+                && s.metadata.namespace.as_deref().unwrap_or("default") == namespace
+        })
+        .map(|s| {
+            let mut data: crate::observe::credentials::SecretData = s
+                .data
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(k, v)| (k, v.0))
+                .collect();
+            for (k, v) in s.string_data.unwrap_or_default() {
+                data.insert(k, v.into_bytes());
+            }
+            data
+        })
+}
+
 fn default_namespace(meta: &mut k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta) {
     if meta.namespace.is_none() {
         meta.namespace = Some("default".into());

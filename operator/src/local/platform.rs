@@ -33,6 +33,8 @@ pub struct LocalPlatform {
     app_metrics_url: String,
     status_dir: PathBuf,
     initial_replicas: u32,
+    /// Where Secret manifests are read from (the manifests folder); none: no Secret exists.
+    secrets_dir: Option<PathBuf>,
 }
 
 impl LocalPlatform {
@@ -42,6 +44,15 @@ impl LocalPlatform {
             app_metrics_url,
             status_dir,
             initial_replicas,
+            secrets_dir: None,
+        }
+    }
+
+    /// Secrets a Campaign's authRef names are read from the `kind: Secret` manifests in `dir`.
+    pub fn with_secrets_dir(self, dir: PathBuf) -> Self {
+        Self {
+            secrets_dir: Some(dir),
+            ..self
         }
     }
 
@@ -166,6 +177,17 @@ impl Platform for LocalPlatform {
 
     async fn queue_scrape_urls(&self, _: &QueueConfig) -> Result<Vec<String>, PlatformError> {
         Ok(vec![self.app_metrics_url.clone()])
+    }
+
+    async fn secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<crate::observe::credentials::SecretData>, PlatformError> {
+        Ok(self
+            .secrets_dir
+            .as_deref()
+            .and_then(|dir| super::manifests::secret(dir, namespace, name)))
     }
 
     async fn record(&self, obj: &ObjectKey, note: Note) {

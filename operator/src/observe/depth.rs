@@ -25,6 +25,25 @@ pub trait QueueDepthSource: Send + Sync {
     fn reads_app_metrics(&self) -> bool {
         false
     }
+
+    /// The same source reading through `conn` (a Campaign's own Redis credentials), for
+    /// sources that read Redis; `None` for the others.
+    fn through(&self, _conn: RedisConn) -> Option<Box<dyn QueueDepthSource>> {
+        None
+    }
+}
+
+/// A source that cannot be used (its credentials are missing): every read fails with why.
+pub struct Unreadable(pub String);
+
+impl QueueDepthSource for Unreadable {
+    fn waiting<'a>(
+        &'a self,
+        _: &'a str,
+        _: &'a AppScrape,
+    ) -> BoxFuture<'a, Result<u64, ObserveError>> {
+        Box::pin(async move { Err(ObserveError::Redis(self.0.clone())) })
+    }
 }
 
 /// Reads the app's gauge. Every replica reports the same Redis-backed count, so the maximum
@@ -73,6 +92,14 @@ impl RedisDepth {
 }
 
 impl QueueDepthSource for RedisDepth {
+    fn through(&self, conn: RedisConn) -> Option<Box<dyn QueueDepthSource>> {
+        Some(Box::new(Self {
+            conn,
+            prefix: self.prefix.clone(),
+            key_template: self.key_template.clone(),
+        }))
+    }
+
     fn waiting<'a>(
         &'a self,
         queue_id: &'a str,

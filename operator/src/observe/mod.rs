@@ -3,10 +3,13 @@
 //! fallback handles them), never reconcile errors: a campaign must keep scaling when a
 //! metrics endpoint blinks.
 
+pub mod credentials;
 pub mod depth;
 pub mod exposition;
 pub mod p95;
 pub mod prometheus;
+pub mod streams;
+pub mod triggers;
 
 use std::collections::BTreeMap;
 
@@ -192,7 +195,11 @@ async fn from_prometheus(
         depth_by_queue(queue_ids, depth, &AppScrape::default(), &mut problems).await
     };
     Observed {
-        signals: Signals { waiting, latency },
+        signals: Signals {
+            waiting,
+            latency,
+            triggers: Default::default(),
+        },
         waiting_by_queue,
         scrape: AppScrape::default(),
         problems,
@@ -231,7 +238,11 @@ async fn from_pods(
         None => Latency::Unavailable,
     };
     Observed {
-        signals: Signals { waiting, latency },
+        signals: Signals {
+            waiting,
+            latency,
+            triggers: Default::default(),
+        },
         waiting_by_queue,
         scrape: scrape.unwrap_or_default(),
         problems,

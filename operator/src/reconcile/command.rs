@@ -7,7 +7,9 @@ use floodgate_crds::{
     v1alpha1::{Campaign, CampaignStatus, ObservedSignals, ReplicaStatus},
 };
 
-use super::{CampaignMemory, Context, Error, Note, ObjectKey, Platform, key_of, originals, status};
+use super::{
+    CampaignMemory, Context, Error, Note, ObjectKey, Platform, key_of, originals, signals, status,
+};
 use crate::{
     observe::{self, Source},
     scaling::{self, Input, Policy},
@@ -45,6 +47,8 @@ pub async fn command<P: Platform>(
             Vec::new()
         }),
     };
+    // Credentials from the Campaign's Secrets, and its extra signals.
+    let resolved = signals::resolve(c, ctx).await;
     let source = match &metrics.prometheus {
         Some(p) => Source::Prometheus {
             url: &p.url,
@@ -53,24 +57,27 @@ pub async fn command<P: Platform>(
                 deployment,
                 labels: &ctx.prometheus_labels,
             },
-            client: &ctx.prometheus,
+            client: &resolved.prometheus,
         },
         None => Source::Pods,
     };
     let mut memory = CampaignMemory::take(ctx, &key, old).await;
     let now_ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
-    let observed = observe::observe(
+    let mut observed = observe::observe(
         &ctx.http,
         &urls,
         source,
         metrics.window.unwrap_or(DEFAULT_WINDOW),
         &queue_ids,
-        ctx.depth.as_ref(),
+        resolved.depth.as_deref().unwrap_or(ctx.depth.as_ref()),
         &mut memory.latency,
         now_ms,
     )
     .await;
     problems.extend(observed.problems.iter().cloned());
+    let (triggers, trigger_problems) = observe::triggers::read(&resolved.triggers).await;
+    observed.signals.triggers = triggers;
+    problems.extend(trigger_problems);
 
     // Decide (pure).
     let input = Input {

@@ -10,6 +10,7 @@ pub mod originals;
 pub mod queue_config;
 mod restore;
 pub mod runtime_sync;
+mod signals;
 pub mod status;
 mod target;
 pub mod validate;
@@ -145,6 +146,13 @@ pub trait Platform: Send + Sync + 'static {
     async fn scrape_urls(&self, campaign: &Campaign) -> Result<Vec<String>, PlatformError>;
     /// `/metrics` URLs to read a queue's gauges from, if any app serves it.
     async fn queue_scrape_urls(&self, queue: &QueueConfig) -> Result<Vec<String>, PlatformError>;
+    /// The data of a Secret a Campaign's authRef names (its namespace), `None` when there is
+    /// none. The values are credentials: never logged, never written to a status.
+    async fn secret(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Result<Option<crate::observe::credentials::SecretData>, PlatformError>;
     /// Best effort: a failure is logged by the implementation, never fails a reconcile.
     async fn record(&self, campaign_or_queue: &ObjectKey, note: Note);
     async fn write_campaign_status(
@@ -221,6 +229,8 @@ pub struct Context<P> {
     pub failures: std::sync::Mutex<HashMap<String, u32>>,
     /// Label names that scope Prometheus queries to a Campaign's app.
     pub prometheus_labels: crate::observe::prometheus::PromLabels,
+    /// Clients built from Campaigns' Secret-held credentials.
+    pub clients: crate::observe::credentials::Clients,
 }
 
 impl<P: Platform> Context<P> {
@@ -244,6 +254,7 @@ impl<P: Platform> Context<P> {
             memory: Mutex::default(),
             failures: Default::default(),
             prometheus_labels: Default::default(),
+            clients: Default::default(),
         }
     }
 

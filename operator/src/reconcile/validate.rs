@@ -68,6 +68,7 @@ pub fn campaign(spec: &CampaignSpec) -> Result<(), Vec<String>> {
             ));
         }
     }
+    trigger_problems(spec, &mut problems);
     // Breakers and TTLs are checked by the same code the app uses to accept the document.
     let mut doc = RuntimeConfig::default();
     if let Some(b) = &spec.circuit_breakers {
@@ -86,6 +87,51 @@ pub fn campaign(spec: &CampaignSpec) -> Result<(), Vec<String>> {
         Ok(())
     } else {
         Err(problems)
+    }
+}
+
+/// The CEL rules of `scaling.triggers` and the authRefs.
+fn trigger_problems(spec: &CampaignSpec, problems: &mut Vec<String>) {
+    let s = &spec.scaling;
+    for (i, t) in s.triggers.iter().enumerate() {
+        let at = format!("scaling.triggers[{i}] ({})", t.name);
+        if s.triggers.iter().filter(|u| u.name == t.name).count() > 1 {
+            problems.push(format!("{at}: trigger names must be unique"));
+        }
+        if t.prometheus.is_some() == t.redis_stream.is_some() {
+            problems.push(format!(
+                "{at}: needs exactly one of prometheus or redisStream"
+            ));
+        }
+        if let Some(p) = &t.prometheus
+            && !(p.threshold > 0.0 && p.threshold.is_finite())
+        {
+            problems.push(format!("{at}: threshold must be above 0"));
+        }
+        if let Some(r) = &t.redis_stream
+            && r.pending_entries_count.is_some() == r.lag_count.is_some()
+        {
+            problems.push(format!(
+                "{at}: needs exactly one of pendingEntriesCount or lagCount"
+            ));
+        }
+    }
+    let prom_refs = s
+        .metrics
+        .prometheus
+        .iter()
+        .filter_map(|p| p.auth_ref.as_ref());
+    let trigger_refs = s
+        .triggers
+        .iter()
+        .filter_map(|t| t.prometheus.as_ref()?.auth_ref.as_ref());
+    for a in prom_refs.chain(trigger_refs) {
+        if a.bearer_token_key.is_some() && a.username_key.is_some() {
+            problems.push(format!(
+                "authRef {}: use bearerTokenKey or usernameKey/passwordKey, not both",
+                a.secret_name
+            ));
+        }
     }
 }
 
@@ -155,6 +201,29 @@ mod tests {
             "endsAt must be after",
             "fallbackReplicas 4 is outside",
             "redis.maxmemory",
+        ] {
+            assert!(problems.contains(needle), "{needle} missing in {problems}");
+        }
+    }
+
+    #[test]
+    fn trigger_rules_are_enforced_without_an_api_server() {
+        let ok: Campaign = serde_yaml::from_str(include_str!(
+            "../../../crds/examples/campaign-triggers.yaml"
+        ))
+        .expect("example");
+        assert_eq!(campaign(&ok.spec), Ok(()));
+        let bad: Campaign = serde_yaml::from_str(include_str!(
+            "../../../crds/examples/invalid/campaign-triggers-bad.yaml"
+        ))
+        .expect("structurally valid");
+        let problems = campaign(&bad.spec).expect_err("invalid").join("\n");
+        for needle in [
+            "triggers[0] (twice): trigger names must be unique",
+            "triggers[0] (twice): needs exactly one of prometheus or redisStream",
+            "triggers[0] (twice): threshold must be above 0",
+            "triggers[1] (twice): needs exactly one of pendingEntriesCount or lagCount",
+            "authRef p: use bearerTokenKey or usernameKey/passwordKey, not both",
         ] {
             assert!(problems.contains(needle), "{needle} missing in {problems}");
         }

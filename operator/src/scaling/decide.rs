@@ -99,8 +99,12 @@ fn recommend(p: &Policy, current: u32, signals: &Signals) -> Raw {
         Latency::P95Ms(ms) => Some(latency_recommendation(p, current, ms, queue_replicas)),
         Latency::Idle | Latency::Unavailable => None,
     };
-    let missing = signals.waiting.is_none() || signals.latency == Latency::Unavailable;
-    let best = [queue, latency]
+    let triggers = super::triggers::recommend(p.tolerance, current, &signals.triggers)
+        .map(|(replicas, why)| Recommendation { replicas, why });
+    let missing = signals.waiting.is_none()
+        || signals.latency == Latency::Unavailable
+        || signals.triggers.any_unavailable();
+    let best = [queue, latency, triggers]
         .into_iter()
         .flatten()
         .max_by_key(|r| r.replicas);

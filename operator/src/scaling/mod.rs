@@ -23,6 +23,7 @@ mod tests;
 mod tests_end;
 #[cfg(test)]
 mod tests_rules;
+pub mod triggers;
 
 pub use decide::{decide, step_down};
 pub use history::History;
@@ -47,6 +48,8 @@ pub struct Signals {
     /// Users waiting across the campaign's queues; `None` when it could not be read.
     pub waiting: Option<u64>,
     pub latency: Latency,
+    /// The Campaign's `scaling.triggers`, read (see [`triggers`]).
+    pub triggers: triggers::TriggerReadings,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]

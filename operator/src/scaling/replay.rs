@@ -34,6 +34,7 @@ fn replay() -> Vec<(u64, u64, u32, bool)> {
             signals: Signals {
                 waiting: Some(waiting),
                 latency: Latency::P95Ms(120.0),
+                triggers: Default::default(),
             },
         };
         let d = decide(&p, &input, &mut h);
@@ -143,6 +144,7 @@ fn step_down_replay() -> Vec<(u64, u32)> {
             signals: Signals {
                 waiting: Some(80_000),
                 latency: Latency::P95Ms(120.0),
+                triggers: Default::default(),
             },
         };
         current = decide(&p, &input, &mut h).desired;

@@ -34,7 +34,11 @@ pub(super) fn input(now: Millis, current: u32, waiting: Option<u64>, latency: La
     Input {
         now,
         current,
-        signals: Signals { waiting, latency },
+        signals: Signals {
+            waiting,
+            latency,
+            triggers: Default::default(),
+        },
     }
 }
 

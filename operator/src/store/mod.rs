@@ -11,6 +11,16 @@ use std::sync::{Arc, atomic::AtomicU64};
 pub use floodgate_crds::redis_conn::RedisTls;
 use floodgate_crds::redis_conn::{RedisConn, RedisMode, Timeouts};
 
+/// How the operator reaches its Redis (the flags), so a Campaign's Secret-held credentials
+/// can reach the same nodes.
+#[derive(Clone, Debug, Default)]
+pub struct RedisAddress {
+    pub mode: RedisMode,
+    /// One URL, or a cluster's comma-separated seeds.
+    pub urls: String,
+    pub tls: RedisTls,
+}
+
 /// A Redis plus the key prefix the app uses in it.
 #[derive(Clone)]
 pub struct RedisTarget {
@@ -19,6 +29,7 @@ pub struct RedisTarget {
     /// The highest runtime-document version this process wrote or read (shared by clones),
     /// so a lost document is re-asserted above it ([`runtime_doc::publish`]).
     pub last_version: Arc<AtomicU64>,
+    pub address: RedisAddress,
 }
 
 impl RedisTarget {
@@ -42,6 +53,11 @@ impl RedisTarget {
             conn,
             prefix: prefix.to_owned(),
             last_version: Arc::default(),
+            address: RedisAddress {
+                mode,
+                urls: url.to_owned(),
+                tls: tls.clone(),
+            },
         })
     }
 

@@ -22,6 +22,11 @@ use rustls::{
 pub struct PromClient {
     http: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
     timeout: Duration,
+    /// Sent with every request (a Campaign's bearer token or basic auth), marked sensitive.
+    authorization: Option<hyper::header::HeaderValue>,
+    /// Why this Campaign's Prometheus must not be asked (its Secret is missing): every
+    /// request fails with it, so each Prometheus signal is unavailable with that reason.
+    refusal: Option<Arc<str>>,
 }
 
 impl Default for PromClient {
@@ -40,6 +45,21 @@ impl PromClient {
         })
     }
 
+    /// Trusting only the CAs in `pem` (a Campaign's CA from a Secret).
+    pub fn from_ca_pem(pem: &[u8]) -> Result<Self, String> {
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(pem) {
+            let cert = cert.map_err(|e| format!("the CA is not PEM: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("the CA is not usable: {e}"))?;
+        }
+        if roots.is_empty() {
+            return Err("the CA holds no certificate".into());
+        }
+        Ok(Self::with_roots(roots))
+    }
+
     fn with_roots(roots: RootCertStore) -> Self {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let tls = ClientConfig::builder_with_provider(provider)
@@ -55,17 +75,55 @@ impl PromClient {
         Self {
             http: Client::builder(TokioExecutor::new()).build(connector),
             timeout: Duration::from_secs(3),
+            authorization: None,
+            refusal: None,
         }
+    }
+
+    /// The same connection pool, sending `value` as the `Authorization` header.
+    pub fn with_authorization(&self, value: &str) -> Result<Self, String> {
+        let mut value = hyper::header::HeaderValue::from_str(value)
+            .map_err(|_| "the credentials hold characters not allowed in an HTTP header")?;
+        value.set_sensitive(true);
+        Ok(Self {
+            authorization: Some(value),
+            ..self.clone()
+        })
+    }
+
+    /// A client that asks nothing and fails every request with `why`.
+    pub fn refusing(&self, why: &str) -> Self {
+        Self {
+            refusal: Some(why.into()),
+            ..self.clone()
+        }
+    }
+
+    pub fn sends_credentials(&self) -> bool {
+        self.authorization.is_some()
     }
 
     /// GET `url`; the body whatever the status (Prometheus explains errors in JSON), or why
     /// there is none (the TLS error included).
     pub async fn get(&self, url: &str) -> Result<Bytes, String> {
-        let uri: hyper::Uri = url.parse().map_err(|e| format!("{url}: {e}"))?;
+        self.fetch(url).await.map(|(_, body)| body)
+    }
+
+    /// GET `url` (with the client's credentials); the status and the body.
+    pub async fn fetch(&self, url: &str) -> Result<(u16, Bytes), String> {
+        if let Some(why) = &self.refusal {
+            return Err(why.to_string());
+        }
+        let mut req = hyper::Request::get(url);
+        if let Some(value) = &self.authorization {
+            req = req.header(hyper::header::AUTHORIZATION, value.clone());
+        }
+        let req = req.body(Empty::new()).map_err(|e| format!("{url}: {e}"))?;
         let call = async {
-            let resp = self.http.get(uri).await.map_err(|e| chain(&e))?;
+            let resp = self.http.request(req).await.map_err(|e| chain(&e))?;
+            let status = resp.status().as_u16();
             let body = resp.into_body().collect().await.map_err(|e| chain(&e))?;
-            Ok(body.to_bytes())
+            Ok((status, body.to_bytes()))
         };
         tokio::time::timeout(self.timeout, call)
             .await

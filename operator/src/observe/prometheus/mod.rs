@@ -20,6 +20,7 @@ use super::ObserveError;
 
 mod client;
 mod p95;
+pub mod trigger;
 mod waiting;
 
 pub use client::PromClient;
@@ -141,6 +142,16 @@ pub(super) fn query_url(base_url: &str, query: &str) -> Result<reqwest::Url, Obs
     Ok(url)
 }
 
+/// HTTP 401/403: why, in the user's terms.
+pub(super) fn refused(status: u16, http: &PromClient) -> Option<String> {
+    let how = if http.sends_credentials() {
+        "the credentials from the authRef Secret were refused"
+    } else {
+        "it needs credentials (set authRef)"
+    };
+    (status == 401 || status == 403).then(|| format!("Prometheus answered HTTP {status}: {how}"))
+}
+
 /// Runs one instant query and returns the parsed answer (an error status is an error).
 pub(super) async fn query(
     http: &PromClient,
@@ -148,10 +159,13 @@ pub(super) async fn query(
     query: &str,
 ) -> Result<Response, ObserveError> {
     let err = |e: &dyn std::fmt::Display| ObserveError::Prometheus(e.to_string());
-    let bytes = http
-        .get(query_url(base_url, query)?.as_str())
+    let (status, bytes) = http
+        .fetch(query_url(base_url, query)?.as_str())
         .await
         .map_err(ObserveError::Prometheus)?;
+    if let Some(why) = refused(status, http) {
+        return Err(ObserveError::Prometheus(why));
+    }
     let body: Response = serde_json::from_slice(&bytes).map_err(|e| err(&e))?;
     if body.status != "success" {
         return Err(ObserveError::Prometheus(body.error.unwrap_or(body.status)));
