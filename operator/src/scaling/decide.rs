@@ -99,8 +99,9 @@ fn recommend(p: &Policy, current: u32, signals: &Signals) -> Raw {
         Latency::P95Ms(ms) => Some(latency_recommendation(p, current, ms, queue_replicas)),
         Latency::Idle | Latency::Unavailable => None,
     };
-    let triggers = super::triggers::recommend(p.tolerance, current, &signals.triggers)
-        .map(|(replicas, why)| Recommendation { replicas, why });
+    let triggers =
+        super::triggers::recommend(|r| within_tolerance(p, r), current, &signals.triggers)
+            .map(|(replicas, why)| Recommendation { replicas, why });
     let missing = signals.waiting.is_none()
         || signals.latency == Latency::Unavailable
         || signals.triggers.any_unavailable();

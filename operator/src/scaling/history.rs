@@ -95,7 +95,7 @@ impl History {
             _ => mean(inside().filter_map(|x| x.p95_ms).collect())
                 .map_or(Latency::Idle, Latency::P95Ms),
         };
-        // Other signals (none yet) pass through as read.
+        // Triggers pass through as read (KEDA reads its scalers as they are).
         let mut out = *s;
         out.waiting = waiting.or(s.waiting);
         out.latency = latency;

@@ -42,7 +42,11 @@ fn replay(p: &Policy) -> Vec<Tick> {
         let input = Input {
             now,
             current,
-            signals: Signals { waiting, latency },
+            signals: Signals {
+                waiting,
+                latency,
+                triggers: Default::default(),
+            },
         };
         let d = decide(p, &input, &mut h);
         h.record_change(now, current, d.desired);

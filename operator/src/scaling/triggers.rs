@@ -88,7 +88,11 @@ fn ceil_u32(x: f64) -> u32 {
 }
 
 /// One trigger's opinion, `None` when it was not read.
-pub fn recommend_one(tolerance: f64, current: u32, r: &TriggerReading) -> Option<(u32, String)> {
+pub fn recommend_one(
+    stay: impl Fn(f64) -> bool,
+    current: u32,
+    r: &TriggerReading,
+) -> Option<(u32, String)> {
     let value = r.value?;
     let name = r.name.as_str();
     if let Some(a) = r.activation
@@ -100,7 +104,7 @@ pub fn recommend_one(tolerance: f64, current: u32, r: &TriggerReading) -> Option
         ));
     }
     let ratio = value / (f64::from(current) * r.target);
-    if current > 0 && (ratio - 1.0).abs() <= tolerance {
+    if current > 0 && stay(ratio) {
         return Some((
             current,
             format!(
@@ -120,15 +124,15 @@ pub fn recommend_one(tolerance: f64, current: u32, r: &TriggerReading) -> Option
 }
 
 /// The largest recommendation over the triggers that were read (the first on a tie);
-/// `tolerance` is HPA's band around the target (the policy's).
+/// `stay` is HPA's tolerance band around the target (the policy's, per direction).
 pub fn recommend(
-    tolerance: f64,
+    stay: impl Fn(f64) -> bool + Copy,
     current: u32,
     readings: &TriggerReadings,
 ) -> Option<(u32, String)> {
     readings
         .iter()
-        .filter_map(|r| recommend_one(tolerance, current, r))
+        .filter_map(|r| recommend_one(stay, current, r))
         .reduce(|best, r| if r.0 > best.0 { r } else { best })
 }
 
@@ -140,6 +144,11 @@ mod tests {
     use crate::scaling::{Input, Latency, Policy, Signals, decide};
 
     const TOLERANCE: f64 = 0.1;
+
+    /// A symmetric ±10 % band, the CRD's default tolerance.
+    fn band(ratio: f64) -> bool {
+        (ratio - 1.0).abs() <= TOLERANCE
+    }
 
     /// 1 to 1000 replicas, every other field the CRD's default.
     fn policy() -> Policy {
@@ -185,7 +194,7 @@ mod tests {
         fn asks_for_the_fewest_replicas_that_meet_the_target(
             value in 0.0f64..1e6, target in 0.01f64..1e4, current in 0u32..500,
         ) {
-            let (n, why) = recommend_one(TOLERANCE, current, &reading("q", Some(value), target, None)).unwrap();
+            let (n, why) = recommend_one(band, current, &reading("q", Some(value), target, None)).unwrap();
             let ratio = value / (f64::from(current) * target);
             if current > 0 && (ratio - 1.0).abs() <= TOLERANCE {
                 prop_assert_eq!(n, current);
@@ -204,7 +213,7 @@ mod tests {
         ) {
             let value = activation * below;
             let r = reading("q", Some(value), target, Some(activation));
-            prop_assert_eq!(recommend_one(TOLERANCE, current, &r).unwrap().0, 0);
+            prop_assert_eq!(recommend_one(band, current, &r).unwrap().0, 0);
         }
 
         /// The combined trigger recommendation is the largest single one; unread triggers
@@ -219,8 +228,8 @@ mod tests {
                 let name = format!("t{i}");
                 prop_assert!(all.push(reading(&name, *v, 10.0, None)));
             }
-            let singles: Vec<u32> = all.iter().filter_map(|r| recommend_one(TOLERANCE, current, r)).map(|r| r.0).collect();
-            prop_assert_eq!(recommend(TOLERANCE, current, &all).map(|r| r.0), singles.iter().copied().max());
+            let singles: Vec<u32> = all.iter().filter_map(|r| recommend_one(band, current, r)).map(|r| r.0).collect();
+            prop_assert_eq!(recommend(band, current, &all).map(|r| r.0), singles.iter().copied().max());
             prop_assert_eq!(all.any_unavailable(), values.iter().any(Option::is_none));
         }
 
