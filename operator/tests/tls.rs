@@ -209,3 +209,78 @@ async fn redis_over_tls_for_the_operator() {
     };
     assert_eq!(ping(port, &with_cert, true).await, Ok(()));
 }
+
+/// A Campaign's CA from a Secret (`caKey`), kept in memory: it verifies an `https://`
+/// Prometheus and a `rediss://` Redis the operator's own flags do not trust.
+#[tokio::test]
+async fn a_ca_from_a_campaigns_secret_verifies_prometheus_and_redis() {
+    use floodgate_crds::v1alpha1::{PrometheusAuthRef, RedisAuthRef};
+    use floodgate_operator::{
+        observe::{
+            credentials::{self, Clients, Found},
+            prometheus::trigger,
+        },
+        store::RedisAddress,
+    };
+    let certs = certs();
+    let dir = certs.path();
+    let data: credentials::SecretData = [(
+        "ca.crt".to_owned(),
+        std::fs::read(dir.join("ca.crt")).unwrap(),
+    )]
+    .into();
+    let found = Found {
+        namespace: "shop",
+        name: "tls",
+        data: Some(&data),
+    };
+    let clients = Clients::default();
+
+    let (_prometheus, port) = start_prometheus(dir).await;
+    let prom_ref = PrometheusAuthRef {
+        secret_name: "tls".into(),
+        bearer_token_key: None,
+        username_key: None,
+        password_key: None,
+        ca_key: Some("ca.crt".into()),
+    };
+    let creds = credentials::prometheus(&prom_ref, &found).unwrap();
+    let client = clients.prometheus(&PromClient::default(), &creds).unwrap();
+    let base = format!("https://localhost:{port}");
+    assert_eq!(trigger::value(&client, &base, "vector(3)").await, Ok(3.0));
+    let without = trigger::value(&PromClient::default(), &base, "vector(3)").await;
+    refused(without.map(drop), "UnknownIssuer");
+
+    let (_redis, port) = start_tls_redis(dir, "server", "no");
+    let address = RedisAddress {
+        mode: floodgate_crds::redis_conn::RedisMode::Single,
+        urls: format!("rediss://localhost:{port}"),
+        tls: RedisTls::default(),
+    };
+    let redis_ref = RedisAuthRef {
+        secret_name: "tls".into(),
+        username_key: None,
+        password_key: None,
+        ca_key: Some("ca.crt".into()),
+    };
+    let ping = async |creds: &credentials::RedisCreds| {
+        let Ok(mut conn) = clients.redis(&address, creds) else {
+            return Err("no connection".to_owned());
+        };
+        let started = Instant::now();
+        loop {
+            match redis::cmd("PING").query_async::<String>(&mut conn).await {
+                Ok(_) => return Ok(()),
+                Err(e)
+                    if started.elapsed() < Duration::from_secs(5) && e.is_connection_refusal() =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    };
+    let with_ca = credentials::redis(&redis_ref, &found).unwrap();
+    assert_eq!(ping(&with_ca).await, Ok(()));
+    refused(ping(&Default::default()).await, "UnknownIssuer");
+}
