@@ -181,6 +181,9 @@ cluster_joined() {
     out=$(redis-cli -p "$port" cluster nodes 2>/dev/null) || return 1
     [ "$(grep -c ' connected' <<<"$out")" -eq "$n" ] || return 1
     ! grep -q 'fail' <<<"$out" || return 1
+    # every node also knows every replica's role: a client's slot map (CLUSTER SLOTS) lists
+    # replicas only then, and a CONFIG SET sent to all nodes would miss the others
+    [ "$(awk '$3 ~ /slave/' <<<"$out" | wc -l)" -eq $((n / 2)) ] || return 1
   done
 }
 
