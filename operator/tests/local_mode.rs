@@ -169,7 +169,8 @@ async fn files_drive_the_runtime_config_and_the_reported_decision() {
     .await;
     assert!(took < Duration::from_secs(2), "took {took:?}");
 
-    // The reported decision follows the queue: 50,000 / 2000 = 25 wanted, +8 per step from 2.
+    // The reported decision follows the queue: 50,000 / 2000 = 25 wanted, a burst (>= 2 x the
+    // 2 running): panic follows it at once, whatever the step policies say.
     let status_file = status_dir.join("campaign-default-xmas-tickets.yaml");
     let desired = async || {
         let text = std::fs::read_to_string(&status_file).ok()?;
@@ -177,7 +178,7 @@ async fn files_drive_the_runtime_config_and_the_reported_decision() {
         v["status"]["replicas"]["desired"].as_i64()
     };
     eventually("first decision", Duration::from_secs(5), async || {
-        desired().await.filter(|d| *d == 10)
+        desired().await.filter(|d| *d == 25)
     })
     .await;
     let queue_status = status_dir.join("queueconfig-default-concert-42.yaml");

@@ -259,8 +259,10 @@ def test_campaign_lifecycle_scales_publishes_conflicts_and_restores(cp, operator
     starts = now + timedelta(seconds=20)
     # After endsAt the operator steps down with the scale-down policy (not straight back):
     # a short one here, and a panic threshold the 3 -> 6 burst stays under (no panic hold).
+    # KPA windows shorter than the 2 s resync: each read recommends as it is (no 60 s
+    # average), so the replicas follow ceil(waiting / 10) within seconds.
     quick_step_down = {"scaleDown": {"stabilization": "0s", "maxStep": {"pods": 2, "percent": 10, "period": "2s"}},
-                       "panic": {"window": "6s", "threshold": 10}}
+                       "panic": {"window": "1s", "stableWindow": "2s", "threshold": 10}}
     cp.apply([campaign(name, "doors", starts, now + timedelta(hours=1), "10s", plat.prometheus.url, lo, hi,
                        **quick_step_down)], "-n", namespace)
     phases = FieldWatch(cp, namespace, "campaign", name, ".status.phase")

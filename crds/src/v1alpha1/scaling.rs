@@ -206,9 +206,10 @@ pub struct PanicSpec {
     #[serde(default = "default_panic_window")]
     pub window: Dur,
     /// Window the recommendation averages over, and how long panic lasts after the last
-    /// burst (KPA stable window).
-    #[serde(default = "default_stable_window")]
-    pub stable_window: Dur,
+    /// burst (KPA stable window); defaults to 10 × window (KPA's panic window is 10 % of the
+    /// stable window), 60s with the default window, which is also how long panic used to last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_window: Option<Dur>,
     /// Enter panic when the recommendation over the window reaches this multiple of the
     /// current replicas.
     #[serde(default = "default_panic_threshold")]
@@ -219,18 +220,23 @@ pub struct PanicSpec {
 fn default_panic_window() -> Dur {
     Dur::from_secs(6)
 }
-fn default_stable_window() -> Dur {
-    Dur::from_secs(60)
-}
 fn default_panic_threshold() -> f64 {
     2.0
+}
+
+impl PanicSpec {
+    /// The stable window, defaulted.
+    pub fn stable_window_or_default(&self) -> Dur {
+        self.stable_window
+            .unwrap_or(Dur::from_millis(self.window.as_millis().saturating_mul(10)))
+    }
 }
 
 impl Default for PanicSpec {
     fn default() -> Self {
         Self {
             window: default_panic_window(),
-            stable_window: default_stable_window(),
+            stable_window: None,
             threshold: default_panic_threshold(),
         }
     }

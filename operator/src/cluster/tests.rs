@@ -49,11 +49,12 @@ async fn a_new_campaign_gets_the_finalizer_first() {
 async fn an_active_campaign_scales_with_its_field_manager_and_reports_status() {
     let c = campaign(app_metrics(50_000).await);
     let (ctx, server) = test_context(vec![c.clone()], vec![queue_config()]).await;
-    // 50,000 waiting / 2000 per replica = 25, limited by the scale-up step: max(2 + 8, 2 × 2).
+    // 50,000 waiting / 2000 per replica = 25, a burst (>= 2 × the 2 running): panic follows
+    // it at once, past the scale-up step.
     let mock = server.run(Scenario::ScaleUp {
         campaign: c.clone(),
         from: 2,
-        to: 10,
+        to: 25,
     });
     let action = reconcile_campaign(Arc::new(c), ctx.clone())
         .await
@@ -62,7 +63,7 @@ async fn an_active_campaign_scales_with_its_field_manager_and_reports_status() {
     let metrics = ctx.metrics.encode();
     assert!(
         metrics
-            .contains("floodgate_operator_desired_replicas{campaign=\"default/xmas-tickets\"} 10"),
+            .contains("floodgate_operator_desired_replicas{campaign=\"default/xmas-tickets\"} 25"),
         "{metrics}"
     );
     assert!(

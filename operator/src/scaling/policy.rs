@@ -168,7 +168,7 @@ impl Policy {
             up: rules(&s.scale_up, &default_scale_up(), tolerance),
             down: rules(&s.scale_down, &default_scale_down(), tolerance),
             panic_window_ms: s.panic.window.as_millis(),
-            stable_window_ms: s.panic.stable_window.as_millis(),
+            stable_window_ms: s.panic.stable_window_or_default().as_millis(),
             panic_threshold: s.panic.threshold,
             fallback: fallback.or(legacy),
             latency_max: s
@@ -237,10 +237,12 @@ pub fn spec_problems(s: &ScalingSpec) -> Vec<String> {
     if s.fallback.as_ref().is_some_and(|f| f.failure_threshold < 1) {
         problems.push("scaling.fallback.failureThreshold must be at least 1".into());
     }
-    if s.panic.window >= s.panic.stable_window {
+    if let Some(stable) = s.panic.stable_window
+        && s.panic.window >= stable
+    {
         problems.push(format!(
-            "scaling.panic.window {} must be shorter than stableWindow {}",
-            s.panic.window, s.panic.stable_window
+            "scaling.panic.window {} must be shorter than stableWindow {stable}",
+            s.panic.window
         ));
     }
     problems

@@ -287,3 +287,19 @@ fn the_status_memory_is_bounded_and_keeps_the_highest_recommendation() {
         "the burst's recommendation was merged away: {highest:?}"
     );
 }
+
+#[test]
+fn the_stable_window_defaults_to_ten_panic_windows_as_the_panic_hold_did() {
+    let mut spec = example_spec();
+    assert_eq!(Policy::from_spec(&spec.scaling).stable_window_ms, 60_000);
+    spec.scaling.panic.window = floodgate_crds::Dur::from_secs(10);
+    assert_eq!(Policy::from_spec(&spec.scaling).stable_window_ms, 100_000);
+    spec.scaling.panic.stable_window = Some(floodgate_crds::Dur::from_secs(30));
+    assert_eq!(Policy::from_spec(&spec.scaling).stable_window_ms, 30_000);
+    spec.scaling.panic.stable_window = Some(floodgate_crds::Dur::from_secs(10));
+    let problems = spec_problems(&spec.scaling).join("\n");
+    assert!(
+        problems.contains("must be shorter than stableWindow"),
+        "{problems}"
+    );
+}
