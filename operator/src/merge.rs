@@ -137,7 +137,7 @@ mod tests {
             serde_yaml::from_str(include_str!("../../crds/examples/campaign.yaml"))
                 .expect("example");
         c.spec.queues = queues.iter().map(|s| (*s).to_owned()).collect();
-        c.spec.schedule.starts_at = starts.parse().expect("time");
+        c.spec.schedule.starts_at = Some(starts.parse().expect("time"));
         c.spec
     }
 

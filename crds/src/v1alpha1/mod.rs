@@ -11,8 +11,9 @@ mod queue_config;
 
 pub use campaign::{
     Campaign, CampaignBreakers, CampaignSpec, CampaignStatus, MaxmemoryPolicy, MetricsSpec,
-    ObservedSignals, PanicSpec, Phase, PrometheusSpec, RedisApplied, RedisSpec, ReplicaStatus,
-    ScalingRules, ScalingSpec, Schedule, ScrapeSpec, StepLimit, Target,
+    ObservedSignals, PanicSpec, Phase, PrometheusSpec, RampDown, Recurrence, RedisApplied,
+    RedisSpec, ReplicaStatus, RestoreSpec, ScaleTargetRef, ScalingRules, ScalingSpec, Schedule,
+    ScrapeSpec, StepLimit, Target, Window,
 };
 pub use condition::{Condition, ConditionStatus, set_condition};
 pub use queue_config::{QueueConfig, QueueConfigSpec, QueueConfigStatus};

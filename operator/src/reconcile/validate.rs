@@ -4,17 +4,20 @@
 
 use floodgate_crds::{
     runtime::{CircuitBreakers, RuntimeConfig, is_valid_queue_id},
-    v1alpha1::{CampaignSpec, QueueConfigSpec},
+    v1alpha1::{CampaignSpec, QueueConfigSpec, Schedule, Target},
 };
 
 pub fn campaign(spec: &CampaignSpec) -> Result<(), Vec<String>> {
     let mut problems = Vec::new();
     let s = &spec.scaling;
-    if spec.target.deployment.is_empty() {
-        problems.push("target.deployment must be set".into());
-    }
-    if spec.schedule.ends_at <= spec.schedule.starts_at {
-        problems.push("schedule.endsAt must be after startsAt".into());
+    target(&spec.target, &mut problems);
+    schedule(&spec.schedule, &mut problems);
+    if let Some(r) = &spec.restore.ramp_down
+        && (r.pods.is_some() == r.percent.is_some() || r.period_seconds < 1)
+    {
+        problems.push(
+            "restore.rampDown takes exactly one of pods and percent, and periodSeconds >= 1".into(),
+        );
     }
     if s.min_replicas < 1 || s.max_replicas < 1 {
         problems.push("scaling.minReplicas and maxReplicas must be at least 1".into());
@@ -94,6 +97,45 @@ pub fn campaign(spec: &CampaignSpec) -> Result<(), Vec<String>> {
     }
 }
 
+fn target(t: &Target, problems: &mut Vec<String>) {
+    match (&t.deployment, &t.scale_target_ref) {
+        (Some(d), None) if !d.is_empty() => {}
+        (None, Some(r)) => {
+            let known = matches!(
+                (r.api_version.as_str(), r.kind.as_str()),
+                ("apps/v1", "Deployment" | "StatefulSet") | ("argoproj.io/v1alpha1", "Rollout")
+            );
+            if !known {
+                problems.push(format!(
+                    "target.scaleTargetRef {} {} is not one the operator scales (apps/v1 \
+                     Deployment or StatefulSet, argoproj.io/v1alpha1 Rollout)",
+                    r.api_version, r.kind
+                ));
+            }
+            if r.name.is_empty() {
+                problems.push("target.scaleTargetRef.name must be set".into());
+            }
+        }
+        _ => problems.push("set exactly one of target.deployment and target.scaleTargetRef".into()),
+    }
+}
+
+fn schedule(s: &Schedule, problems: &mut Vec<String>) {
+    match (s.starts_at, s.ends_at, &s.recurrence) {
+        (Some(a), Some(b), None) if b <= a => {
+            problems.push("schedule.endsAt must be after startsAt".into());
+        }
+        (Some(_), Some(_), None) => {}
+        (None, None, Some(_)) => {
+            if let Err(e) = crate::window::window_at(s, chrono::Utc::now()) {
+                problems.push(e);
+            }
+        }
+        _ => problems
+            .push("schedule: set either startsAt and endsAt, or recurrence, not both".into()),
+    }
+}
+
 pub fn queue_config(spec: &QueueConfigSpec) -> Result<(), Vec<String>> {
     let mut problems = Vec::new();
     if !is_valid_queue_id(&spec.queue_id) {
@@ -132,6 +174,11 @@ mod tests {
         let mut s = example();
         s.scaling.min_replicas = 50;
         s.schedule.ends_at = s.schedule.starts_at;
+        s.target.scale_target_ref = Some(floodgate_crds::v1alpha1::ScaleTargetRef {
+            api_version: "batch/v1".into(),
+            kind: "Job".into(),
+            name: "x".into(),
+        });
         s.redis.as_mut().expect("redis").maxmemory = Some("lots".into());
         let problems = campaign(&s).expect_err("invalid").join("\n");
         for needle in [
@@ -139,6 +186,7 @@ mod tests {
             "endsAt must be after",
             "fallbackReplicas 4 is outside",
             "redis.maxmemory",
+            "set exactly one of target.deployment and target.scaleTargetRef",
         ] {
             assert!(problems.contains(needle), "{needle} missing in {problems}");
         }
