@@ -98,7 +98,7 @@ mod tests {
                     columns,
                     [
                         "Phase", "Ready", "Active", "Fallback", "Paused", "Conflict", "Desired",
-                        "Current", "Waiting", "P95", "Target", "Age"
+                        "Current", "Waiting", "P95", "Workload", "Age"
                     ]
                 );
             } else {

@@ -222,4 +222,4 @@ def test_the_v1alpha1_example_applies_unchanged_and_kubectl_shows_the_columns(cp
     assert row["ACTIVE"] == ("True" if reason == "Commanding" else "False"), row
     assert row["PAUSED"] == "False" and row["FALLBACK"] in ("True", "False"), row
     wide = cp.kubectl("get", "campaigns", "-n", namespace, "-o", "wide").stdout.splitlines()[0].split()
-    assert {"WAITING", "P95", "TARGET"} <= set(wide), wide
+    assert {"WAITING", "P95", "WORKLOAD"} <= set(wide), wide

@@ -86,7 +86,12 @@ def test_get_shows_the_printer_columns(cp, crds, namespace):
     for path in EXAMPLES:
         cp.kubectl("-n", namespace, "apply", "-f", str(path))
     campaigns = cp.kubectl("-n", namespace, "get", "camp").stdout.splitlines()
-    assert campaigns[0].split() == ["NAME", "PHASE", "DESIRED", "CURRENT", "WAITING", "P95", "AGE"], campaigns
+    # KEDA-like Ready / Active / Fallback / Paused and Conflict from conditions (#15); Waiting,
+    # P95 and Workload with -o wide
+    assert campaigns[0].split() == ["NAME", "PHASE", "READY", "ACTIVE", "FALLBACK", "PAUSED", "CONFLICT",
+                                    "DESIRED", "CURRENT", "AGE"], campaigns
+    wide = cp.kubectl("-n", namespace, "get", "camp", "-o", "wide").stdout.splitlines()
+    assert wide[0].split()[-4:] == ["WAITING", "P95", "WORKLOAD", "AGE"], wide
     assert campaigns[1].split()[0] == "xmas-tickets"
     queues = cp.kubectl("-n", namespace, "get", "qc").stdout.splitlines()
     assert queues[0].split() == ["NAME", "QUEUE", "WAITING", "ACTIVE", "ADMIT/MIN", "PAUSED", "AGE"], queues

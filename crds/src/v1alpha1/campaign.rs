@@ -74,7 +74,7 @@ use crate::{duration::Dur, runtime::BreakerSettings, runtime::Ttls};
         priority = "1"
     ),
     printcolumn(
-        name = "Target",
+        name = "Workload",
         type_ = "string",
         json_path = ".status.target",
         priority = "1"
