@@ -223,3 +223,28 @@ def test_the_v1alpha1_example_applies_unchanged_and_kubectl_shows_the_columns(cp
     assert row["PAUSED"] == "False" and row["FALLBACK"] in ("True", "False"), row
     wide = cp.kubectl("get", "campaigns", "-n", namespace, "-o", "wide").stdout.splitlines()[0].split()
     assert {"WAITING", "P95", "WORKLOAD"} <= set(wide), wide
+
+
+def test_a_recurring_window_scales_up_each_occurrence_and_restores_between(cp, operator_factory, namespace):
+    """schedule.recurrence: every minute (Europe/Berlin) for 20 s, 5 s of prewarm: the
+    Deployment goes to minReplicas in each window and back to its own count after it, and
+    status.window moves on to the next occurrence."""
+    cp.apply([deployment("shop", 1)], "-n", namespace)
+    c = campaign("weekly", "shop", min_replicas=3, max_replicas=5, scaling=QUICK, prewarm="5s")
+    c["spec"]["schedule"] = {"recurrence": {"cron": "* * * * *", "timezone": "Europe/Berlin", "duration": "20s"},
+                             "prewarm": "5s"}
+    cp.apply([c], "-n", namespace)
+    op = operator_factory(namespace)
+    op.wait_ready()
+    first = wait_for("status.window", lambda: (camp(cp, namespace, "weekly").get("status") or {}).get("window"), 10)
+    trail = ReplicaTrail(cp, namespace, "deployment", "shop")
+    wait_for("scaled to 3 in an occurrence", lambda: replicas(cp, namespace, "deployment", "shop") == 3, 70)
+    wait_for("back to 1 after it", lambda: replicas(cp, namespace, "deployment", "shop") == 1, 40)
+    later = wait_for("the next occurrence in status.window", lambda: (
+        (w := (camp(cp, namespace, "weekly").get("status") or {}).get("window")) and w["startsAt"] > first["startsAt"] and w), 30)
+    trail.stop()
+    assert trail.seen[-2:] == [3, 1] and max(trail.seen) == 3, trail.seen
+    assert later["startsAt"].endswith(":00Z"), later
+    # Ended only until the restore is done, then Scheduled (or already the next prewarm)
+    wait_for("phase Scheduled/Prewarming for the next occurrence",
+             lambda: camp(cp, namespace, "weekly")["status"]["phase"] in ("Scheduled", "Prewarming", "Active"), 5)

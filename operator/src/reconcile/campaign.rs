@@ -84,9 +84,10 @@ pub async fn apply<P: Platform>(
         Phase::Prewarming | Phase::Active => commanding(c, ctx, &mut st, &old, &pause, now).await?,
         Phase::Ended => ended(c, ctx, &mut st, &old, &pause, now).await?,
     };
-    if next.0.is_none() {
-        // A recurring campaign whose restore is done waits for the next prewarm.
-        next = Next(next_wake(&c.spec.schedule, Phase::Ended, now));
+    if next.0.is_none() && c.spec.schedule.recurrence.is_some() {
+        // A recurring campaign whose restore is done is Scheduled for the next occurrence
+        // from its next reconcile on (which then sleeps until that one's prewarm).
+        next = Next(Some(std::time::Duration::from_secs(1)));
     }
     summary_conditions(&mut st, phase, generation, now);
     publish_config(ctx, &obj, &mut st, generation, now).await?;
