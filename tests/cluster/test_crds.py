@@ -26,6 +26,12 @@ EXPECTED_REJECTIONS = {
         "endsAt must be after startsAt",
         "minReplicas must not exceed maxReplicas",
     ],
+    "campaign-control-bad.yaml": [
+        "set exactly one of target.deployment and target.scaleTargetRef",
+        "scaleTargetRef must be apps/v1 Deployment, apps/v1 StatefulSet or argoproj.io/v1alpha1 Rollout",
+        "set either startsAt/endsAt or recurrence, not both and not neither",
+        "rampDown takes exactly one of pods and percent",
+    ],
     "queueconfig-bad.yaml": [
         'spec.queueId: Invalid value: "Concert_42"',
         "spec.admitPerMinute: Invalid value: 0: spec.admitPerMinute in body should be greater than or equal to 1",

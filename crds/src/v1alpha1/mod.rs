@@ -5,6 +5,7 @@
 //! server enforces it, rather than in the reconciler.
 
 mod campaign;
+mod campaign_control;
 mod campaign_status;
 mod condition;
 mod queue_config;
