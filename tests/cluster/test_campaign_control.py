@@ -248,3 +248,30 @@ def test_a_recurring_window_scales_up_each_occurrence_and_restores_between(cp, o
     # Ended only until the restore is done, then Scheduled (or already the next prewarm)
     wait_for("phase Scheduled/Prewarming for the next occurrence",
              lambda: camp(cp, namespace, "weekly")["status"]["phase"] in ("Scheduled", "Prewarming", "Active"), 5)
+
+
+def test_restore_to_original_replica_count_false_leaves_the_count_at_the_end_and_on_delete(
+        cp, operator_factory, namespace):
+    cp.apply([deployment("shop", 1)], "-n", namespace)
+    c = campaign("sale", "shop", min_replicas=3, max_replicas=5, scaling=QUICK)
+    c["spec"]["restore"] = {"toOriginalReplicaCount": False}
+    cp.apply([c], "-n", namespace)
+    op = operator_factory(namespace)
+    op.wait_ready()
+    wait_for("scaled to 3", lambda: replicas(cp, namespace, "deployment", "shop") == 3)
+    cp.kubectl("patch", "campaign", "sale", "-n", namespace, "--type", "merge", "-p",
+               json.dumps({"spec": {"schedule": {"endsAt": iso(time.time() + 1)}}}))
+    wait_for("Ready=True/Ended", lambda: condition(camp(cp, namespace, "sale"), "Ready").get("reason") == "Ended", 15)
+    wait_for("a NotRestored Event", lambda: [e for e in events(cp, namespace, "sale") if e.get("reason") == "NotRestored"])
+    assert replicas(cp, namespace, "deployment", "shop") == 3
+    assert (camp(cp, namespace, "sale")["status"]["replicas"] or {}).get("before") is None
+    # deleting a live one (replicas.before still saved) leaves the count too
+    cp.apply([deployment("shop2", 1)], "-n", namespace)
+    live = campaign("live", "shop2", min_replicas=4, max_replicas=5, scaling=dict(QUICK, fallbackReplicas=4))
+    live["spec"]["restore"] = {"toOriginalReplicaCount": False}
+    cp.apply([live], "-n", namespace)
+    wait_for("shop2 scaled to 4", lambda: replicas(cp, namespace, "deployment", "shop2") == 4)
+    assert camp(cp, namespace, "live")["status"]["replicas"]["before"] == 1
+    cp.kubectl("delete", "campaign", "live", "-n", namespace, "--wait=true", "--timeout=20s")
+    time.sleep(1)
+    assert replicas(cp, namespace, "deployment", "shop2") == 4, "deletion restored despite toOriginalReplicaCount false"
