@@ -16,3 +16,4 @@ pub mod reconcile;
 pub mod scaling;
 pub mod store;
 pub mod telemetry;
+pub mod window;

@@ -10,6 +10,7 @@
 //! TTLs come from the Prewarming/Active campaigns; when several set the same thing, the one
 //! that started first wins (then by name), so the result does not depend on listing order.
 
+use chrono::{DateTime, Utc};
 use floodgate_crds::{
     runtime::{QueueSettings, RuntimeConfig},
     v1alpha1::{CampaignSpec, Phase, QueueConfigSpec},
@@ -28,6 +29,8 @@ pub struct QueueSource<'a> {
 pub struct CampaignSource<'a> {
     pub name: &'a str,
     pub spec: &'a CampaignSpec,
+    /// Start of the window in effect (`startsAt`, or a recurrence's current occurrence).
+    pub started: Option<DateTime<Utc>>,
     pub phase: Phase,
     pub deleting: bool,
 }
@@ -90,7 +93,7 @@ pub fn merge(queues: &[QueueSource<'_>], campaigns: &[CampaignSource<'_>]) -> Me
         .iter()
         .filter(|c| !c.deleting && commands_resources(c.phase))
         .collect();
-    active.sort_by_key(|c| (c.spec.schedule.starts_at, c.name));
+    active.sort_by_key(|c| (c.started, c.name));
     let breakers = active
         .iter()
         .filter_map(|c| c.spec.circuit_breakers.as_ref());
@@ -137,7 +140,7 @@ mod tests {
             serde_yaml::from_str(include_str!("../../crds/examples/campaign.yaml"))
                 .expect("example");
         c.spec.queues = queues.iter().map(|s| (*s).to_owned()).collect();
-        c.spec.schedule.starts_at = starts.parse().expect("time");
+        c.spec.schedule.starts_at = Some(starts.parse().expect("time"));
         c.spec
     }
 
@@ -180,12 +183,14 @@ mod tests {
                 CampaignSource {
                     name: "l",
                     spec: &live,
+                    started: live.schedule.starts_at,
                     phase: Phase::Active,
                     deleting: false,
                 },
                 CampaignSource {
                     name: "o",
                     spec: &over,
+                    started: over.schedule.starts_at,
                     phase: Phase::Ended,
                     deleting: false,
                 },
@@ -212,6 +217,7 @@ mod tests {
             &[CampaignSource {
                 name: "x",
                 spec: &c,
+                started: c.schedule.starts_at,
                 phase: Phase::Active,
                 deleting: false,
             }],
@@ -222,6 +228,7 @@ mod tests {
             &[CampaignSource {
                 name: "x",
                 spec: &c,
+                started: c.schedule.starts_at,
                 phase: Phase::Active,
                 deleting: true,
             }],
@@ -240,6 +247,7 @@ mod tests {
             &[CampaignSource {
                 name: "y",
                 spec: &c,
+                started: c.schedule.starts_at,
                 phase: Phase::Prewarming,
                 deleting: false,
             }],
@@ -285,12 +293,14 @@ mod tests {
                 CampaignSource {
                     name: "late",
                     spec: &late,
+                    started: late.schedule.starts_at,
                     phase: Phase::Active,
                     deleting: false,
                 },
                 CampaignSource {
                     name: "early",
                     spec: &early,
+                    started: early.schedule.starts_at,
                     phase: Phase::Active,
                     deleting: false,
                 },

@@ -4,22 +4,31 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use floodgate_crds::v1alpha1::{Phase, Schedule};
+use floodgate_crds::v1alpha1::{Phase, Schedule, Window};
+
+use crate::window::{prewarm, window_at};
 
 /// How often a campaign that commands the Deployment is reconciled.
 pub const ACTIVE_RESYNC: Duration = Duration::from_secs(2);
 
+/// The phase at `now` in the schedule's window in effect ([`window_at`]). A schedule that has
+/// none (refused by validation before any use) is Scheduled: nothing is changed.
 pub fn phase_at(schedule: &Schedule, now: DateTime<Utc>) -> Phase {
-    let prewarm = chrono::Duration::milliseconds(
-        i64::try_from(schedule.prewarm.as_millis()).unwrap_or(i64::MAX),
-    );
-    let prewarm_from = schedule
+    match window_at(schedule, now) {
+        Ok(w) => phase_in(&w, prewarm(schedule), now),
+        Err(_) => Phase::Scheduled,
+    }
+}
+
+/// The phase at `now` within one window.
+pub fn phase_in(w: &Window, prewarm: chrono::Duration, now: DateTime<Utc>) -> Phase {
+    let prewarm_from = w
         .starts_at
         .checked_sub_signed(prewarm)
         .unwrap_or(DateTime::<Utc>::MIN_UTC);
-    if now >= schedule.ends_at {
+    if now >= w.ends_at {
         Phase::Ended
-    } else if now >= schedule.starts_at {
+    } else if now >= w.starts_at {
         Phase::Active
     } else if now >= prewarm_from {
         Phase::Prewarming
@@ -34,16 +43,15 @@ pub fn commands_resources(phase: Phase) -> bool {
 }
 
 /// When to look again: every 2 s while commanding; a Scheduled campaign wakes when
-/// prewarming starts; an Ended one only on change.
+/// prewarming starts; an Ended one only on change (a recurring one when the next
+/// occurrence's prewarm starts).
 pub fn next_wake(schedule: &Schedule, phase: Phase, now: DateTime<Utc>) -> Option<Duration> {
     match phase {
         Phase::Prewarming | Phase::Active => Some(ACTIVE_RESYNC),
-        Phase::Ended => None,
-        Phase::Scheduled => {
-            let prewarm = chrono::Duration::milliseconds(
-                i64::try_from(schedule.prewarm.as_millis()).unwrap_or(0),
-            );
-            let at = schedule.starts_at - prewarm;
+        Phase::Ended if schedule.recurrence.is_none() => None,
+        Phase::Scheduled | Phase::Ended => {
+            let w = window_at(schedule, now).ok()?;
+            let at = w.starts_at - prewarm(schedule);
             Some(
                 (at - now)
                     .to_std()
@@ -61,8 +69,9 @@ mod tests {
 
     fn schedule() -> Schedule {
         Schedule {
-            starts_at: "2026-12-24T10:00:00Z".parse().expect("time"),
-            ends_at: "2026-12-24T12:00:00Z".parse().expect("time"),
+            starts_at: Some("2026-12-24T10:00:00Z".parse().expect("time")),
+            ends_at: Some("2026-12-24T12:00:00Z".parse().expect("time")),
+            recurrence: None,
             prewarm: Dur::from_secs(900),
         }
     }

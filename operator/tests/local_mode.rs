@@ -124,8 +124,8 @@ async fn files_drive_the_runtime_config_and_the_reported_decision() {
         &std::fs::read_to_string(examples().join("campaign.yaml")).expect("example"),
     )
     .expect("c");
-    campaign.spec.schedule.starts_at = chrono::Utc::now() - chrono::Duration::hours(1);
-    campaign.spec.schedule.ends_at = chrono::Utc::now() + chrono::Duration::hours(1);
+    campaign.spec.schedule.starts_at = Some(chrono::Utc::now() - chrono::Duration::hours(1));
+    campaign.spec.schedule.ends_at = Some(chrono::Utc::now() + chrono::Duration::hours(1));
     // Memory settings are global to a Redis; the real-Redis tests cover them.
     campaign.spec.redis.as_mut().expect("redis").maxmemory = None;
     campaign

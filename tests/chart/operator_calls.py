@@ -28,6 +28,8 @@ RESOURCES: dict[str, tuple[str, str]] = {
     "Campaign": ("floodgate.dev", "campaigns"),
     "QueueConfig": ("floodgate.dev", "queueconfigs"),
     "Deployment": ("apps", "deployments"),
+    "StatefulSet": ("apps", "statefulsets"),
+    "Rollout": ("argoproj.io", "rollouts"),  # operator/src/cluster/rollout.rs
     "HorizontalPodAutoscaler": ("autoscaling", "horizontalpodautoscalers"),
     "Lease": ("coordination.k8s.io", "leases"),
     "Pod": ("", "pods"),

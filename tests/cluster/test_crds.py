@@ -36,6 +36,12 @@ EXPECTED_REJECTIONS = {
         "a redisStream trigger needs exactly one of pendingEntriesCount or lagCount",
         "use bearerTokenKey or usernameKey/passwordKey, not both",
     ],
+    "campaign-control-bad.yaml": [
+        "set exactly one of target.deployment and target.scaleTargetRef",
+        "scaleTargetRef must be apps/v1 Deployment, apps/v1 StatefulSet or argoproj.io/v1alpha1 Rollout",
+        "set either startsAt/endsAt or recurrence, not both and not neither",
+        "rampDown takes exactly one of pods and percent",
+    ],
     "queueconfig-bad.yaml": [
         'spec.queueId: Invalid value: "Concert_42"',
         "spec.admitPerMinute: Invalid value: 0: spec.admitPerMinute in body should be greater than or equal to 1",
@@ -96,8 +102,14 @@ def test_get_shows_the_printer_columns(cp, crds, namespace):
     for path in EXAMPLES:
         cp.kubectl("-n", namespace, "apply", "-f", str(path))
     campaigns = cp.kubectl("-n", namespace, "get", "camp").stdout.splitlines()
-    assert campaigns[0].split() == ["NAME", "PHASE", "DESIRED", "CURRENT", "WAITING", "P95", "AGE"], campaigns
-    assert sorted(line.split()[0] for line in campaigns[1:]) == ["sneaker-drop", "xmas-tickets"], campaigns
+    # KEDA-like Ready / Active / Fallback / Paused and Conflict from conditions (#15); Waiting,
+    # P95 and Workload with -o wide
+    assert campaigns[0].split() == ["NAME", "PHASE", "READY", "ACTIVE", "FALLBACK", "PAUSED", "CONFLICT",
+                                    "DESIRED", "CURRENT", "AGE"], campaigns
+    wide = cp.kubectl("-n", namespace, "get", "camp", "-o", "wide").stdout.splitlines()
+    assert wide[0].split()[-4:] == ["WAITING", "P95", "WORKLOAD", "AGE"], wide
+    assert sorted(line.split()[0] for line in campaigns[1:]) == [
+        "sneaker-drop", "xmas-tickets", "xmas-tickets-behavior"], campaigns
     queues = cp.kubectl("-n", namespace, "get", "qc").stdout.splitlines()
     assert queues[0].split() == ["NAME", "QUEUE", "WAITING", "ACTIVE", "ADMIT/MIN", "PAUSED", "AGE"], queues
     row = queues[1].split()

@@ -1,13 +1,15 @@
 //! `Campaign`: one sales event and the resources it commands — the app Deployment's replica
 //! count, the Redis memory settings and the circuit breakers and TTLs the app runs with.
 
-use chrono::{DateTime, Utc};
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+pub use super::campaign_control::{
+    RampDown, Recurrence, RestoreSpec, ScaleTargetRef, Schedule, Target,
+};
 pub use super::campaign_status::{
-    CampaignStatus, ObservedSignals, Phase, RedisApplied, ReplicaStatus,
+    CampaignStatus, ObservedSignals, Phase, RedisApplied, ReplicaStatus, Window,
 };
 pub use super::scaling::ScalingSpec;
 pub use super::triggers::{
@@ -31,6 +33,31 @@ use crate::{duration::Dur, runtime::BreakerSettings, runtime::Ttls};
     doc = "A Floodgate sales event: schedule, waiting rooms, autoscaling, Redis and breaker settings.",
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status"
+    ),
+    printcolumn(
+        name = "Active",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Active\")].status"
+    ),
+    printcolumn(
+        name = "Fallback",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Fallback\")].status"
+    ),
+    printcolumn(
+        name = "Paused",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Paused\")].status"
+    ),
+    printcolumn(
+        name = "Conflict",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Conflict\")].status"
+    ),
+    printcolumn(
         name = "Desired",
         type_ = "integer",
         json_path = ".status.replicas.desired"
@@ -43,9 +70,21 @@ use crate::{duration::Dur, runtime::BreakerSettings, runtime::Ttls};
     printcolumn(
         name = "Waiting",
         type_ = "integer",
-        json_path = ".status.observed.waiting"
+        json_path = ".status.observed.waiting",
+        priority = "1"
     ),
-    printcolumn(name = "P95", type_ = "string", json_path = ".status.observed.p95"),
+    printcolumn(
+        name = "P95",
+        type_ = "string",
+        json_path = ".status.observed.p95",
+        priority = "1"
+    ),
+    printcolumn(
+        name = "Workload",
+        type_ = "string",
+        json_path = ".status.target",
+        priority = "1"
+    ),
     printcolumn(
         name = "Age",
         type_ = "date",
@@ -62,7 +101,7 @@ pub struct CampaignSpec {
     #[serde(default)]
     #[schemars(length(max = 64))]
     pub queues: Vec<String>,
-    /// How the target Deployment is scaled while the campaign is Prewarming or Active.
+    /// How the target is scaled while the campaign is Prewarming or Active.
     pub scaling: ScalingSpec,
     /// Redis memory settings and record TTLs applied while the campaign is active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -70,33 +109,9 @@ pub struct CampaignSpec {
     /// Circuit-breaker settings the app runs with while the campaign is active.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub circuit_breakers: Option<CampaignBreakers>,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Target {
-    /// Name of the app Deployment in the campaign's namespace.
-    #[schemars(length(min = 1, max = 253))]
-    pub deployment: String,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "camelCase")]
-#[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "self.endsAt > self.startsAt", "message": "endsAt must be after startsAt"}
-]))]
-pub struct Schedule {
-    /// When sales open (RFC 3339).
-    pub starts_at: DateTime<Utc>,
-    /// When the event is over and the Deployment returns to its pre-campaign size (RFC 3339).
-    pub ends_at: DateTime<Utc>,
-    /// How long before startsAt the Deployment is scaled up to minReplicas.
-    #[serde(default = "default_prewarm")]
-    pub prewarm: Dur,
-}
-
-fn default_prewarm() -> Dur {
-    Dur::from_secs(15 * 60)
+    /// What happens to the target's replica count when the campaign ends or is deleted.
+    #[serde(default, skip_serializing_if = "RestoreSpec::is_default")]
+    pub restore: RestoreSpec,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -61,7 +61,15 @@ pub struct CampaignStatus {
     /// App replicas that report running publishedVersion or newer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_by_replicas: Option<i32>,
-    /// Ready, MetricsAvailable, RedisConfigured, ConfigPublished and Conflict.
+    /// `Kind/name` of the workload scaled, e.g. StatefulSet/shop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    /// The schedule's window in progress, or the next one (for a recurrence: the next
+    /// occurrence).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<Window>,
+    /// Ready, Active, Fallback, Paused, Conflict, MetricsAvailable, RedisConfigured and
+    /// ConfigPublished.
     #[serde(default)]
     pub conditions: Vec<Condition>,
     /// What the replica decision remembers (stabilization windows, step history, panic,
@@ -108,6 +116,14 @@ pub struct TimedChange {
     pub at: DateTime<Utc>,
     /// Replicas added (negative: removed).
     pub delta: i32,
+}
+
+/// One window of the schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Window {
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

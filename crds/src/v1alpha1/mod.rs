@@ -5,6 +5,7 @@
 //! server enforces it, rather than in the reconciler.
 
 mod campaign;
+mod campaign_control;
 mod campaign_status;
 mod condition;
 mod queue_config;
@@ -13,9 +14,9 @@ mod triggers;
 
 pub use campaign::{
     Campaign, CampaignBreakers, CampaignSpec, CampaignStatus, MaxmemoryPolicy, MetricsSpec,
-    ObservedSignals, Phase, PrometheusAuthRef, PrometheusSpec, PrometheusTrigger, RedisApplied,
-    RedisAuthRef, RedisSpec, RedisStreamTrigger, ReplicaStatus, Schedule, ScrapeSpec, Target,
-    TriggerSpec,
+    ObservedSignals, Phase, PrometheusAuthRef, PrometheusSpec, PrometheusTrigger, RampDown,
+    Recurrence, RedisApplied, RedisAuthRef, RedisSpec, RedisStreamTrigger, ReplicaStatus,
+    RestoreSpec, ScaleTargetRef, Schedule, ScrapeSpec, Target, TriggerSpec, Window,
 };
 pub use campaign_status::{DecisionMemory, TimedChange, TimedReplicas};
 pub use condition::{Condition, ConditionStatus, set_condition};

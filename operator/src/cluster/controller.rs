@@ -39,6 +39,15 @@ pub async fn reconcile_campaign(c: Arc<Campaign>, ctx: Arc<Ctx>) -> Result<Actio
         c.namespace().as_deref().unwrap_or("default"),
     );
     let key = key_of(c.as_ref());
+    // A ramp-down on deletion runs before the finalizer's cleanup, which keeps the object.
+    let ours = c.finalizers().iter().any(|f| f == CAMPAIGN_FINALIZER);
+    if c.meta().deletion_timestamp.is_some()
+        && ours
+        && let Some(next) = campaign::ramp_on_delete(&c, &ctx, Utc::now()).await?
+    {
+        ctx.succeeded(&key);
+        return Ok(action(next));
+    }
     let result = finalizer(&api, CAMPAIGN_FINALIZER, c, |event| async {
         match event {
             Finalizer::Apply(c) => campaign::apply(&c, &ctx, Utc::now()).await,

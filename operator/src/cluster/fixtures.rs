@@ -80,8 +80,8 @@ pub fn campaign(metrics_port: u16) -> Campaign {
     c.metadata.uid = Some("8f3e-campaign".into());
     c.metadata.generation = Some(1);
     c.metadata.finalizers = Some(vec![super::controller::CAMPAIGN_FINALIZER.into()]);
-    c.spec.schedule.starts_at = Utc::now() - chrono::Duration::hours(1);
-    c.spec.schedule.ends_at = Utc::now() + chrono::Duration::hours(1);
+    c.spec.schedule.starts_at = Some(Utc::now() - chrono::Duration::hours(1));
+    c.spec.schedule.ends_at = Some(Utc::now() + chrono::Duration::hours(1));
     c.spec.redis = None;
     c.spec
         .scaling

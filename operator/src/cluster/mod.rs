@@ -8,5 +8,6 @@ mod fixture_calls;
 mod fixtures;
 pub mod leader;
 pub mod platform;
+pub mod rollout;
 #[cfg(test)]
 mod tests;

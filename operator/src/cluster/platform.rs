@@ -1,13 +1,19 @@
-//! [`Platform`] on a real API server: the Deployment's scale subresource, HPAs, pods for
+//! [`Platform`] on a real API server: the target's scale subresource (Deployment, StatefulSet
+//! or Argo Rollout, each by its typed API so the chart's RBAC test sees every call), HPAs, pods for
 //! scraping, Events, and status by server-side apply. Campaigns and QueueConfigs are read from
 //! the controllers' reflector caches, not listed on every resync.
 
 use chrono::Utc;
-use floodgate_crds::v1alpha1::{Campaign, CampaignStatus, QueueConfig, QueueConfigStatus};
+use std::collections::BTreeMap;
+
+use floodgate_crds::v1alpha1::{
+    Campaign, CampaignStatus, QueueConfig, QueueConfigStatus, ScaleTargetRef,
+};
 use k8s_openapi::{
     api::{
-        apps::v1::Deployment,
-        autoscaling::v2::HorizontalPodAutoscaler,
+        apps::v1::{Deployment, StatefulSet},
+        autoscaling::v1::Scale,
+        autoscaling::v2::{CrossVersionObjectReference, HorizontalPodAutoscaler},
         core::v1::{Pod, Secret},
     },
     apimachinery::pkg::apis::meta::v1::ObjectMeta,
@@ -22,6 +28,7 @@ use kube::{
 };
 use serde_json::json;
 
+use super::rollout::{ROLLOUT_API_VERSION, Rollout};
 use crate::{
     phase::{commands_resources, phase_at},
     reconcile::{FIELD_MANAGER, Note, NoteType, ObjectKey, Platform, PlatformError},
@@ -73,21 +80,96 @@ fn precedes(a: &Campaign, b: &Campaign) -> bool {
     )
 }
 
+/// `apps/v1` → `apps`: HPAs may name the group with any version (or none).
+fn group_of(api_version: &str) -> &str {
+    api_version.rsplit_once('/').map_or("", |(g, _)| g)
+}
+
+/// True when an HPA's `scaleTargetRef` names the same workload.
+fn same_workload(hpa: &CrossVersionObjectReference, target: &ScaleTargetRef) -> bool {
+    hpa.kind == target.kind
+        && hpa.name == target.name
+        && hpa
+            .api_version
+            .as_deref()
+            .is_none_or(|v| group_of(v) == group_of(&target.api_version))
+}
+
+fn unsupported(target: &ScaleTargetRef) -> PlatformError {
+    PlatformError::Local(format!(
+        "scaleTargetRef {} {} is not a kind the operator scales (Deployment, StatefulSet, Rollout)",
+        target.api_version, target.kind
+    ))
+}
+
+fn replicas_of(scale: Scale) -> u32 {
+    scale
+        .spec
+        .and_then(|s| s.replicas)
+        .map_or(0, |r| u32::try_from(r).unwrap_or(0))
+}
+
+impl KubePlatform {
+    /// The pod labels of the target's selector (`spec.selector.matchLabels`).
+    async fn target_labels(
+        &self,
+        ns: &str,
+        target: &ScaleTargetRef,
+    ) -> Result<BTreeMap<String, String>, PlatformError> {
+        let c = self.client.clone();
+        let labels = match (target.api_version.as_str(), target.kind.as_str()) {
+            ("apps/v1", "Deployment") => Api::<Deployment>::namespaced(c, ns)
+                .get(&target.name)
+                .await?
+                .spec
+                .and_then(|s| s.selector.match_labels),
+            ("apps/v1", "StatefulSet") => Api::<StatefulSet>::namespaced(c, ns)
+                .get(&target.name)
+                .await?
+                .spec
+                .and_then(|s| s.selector.match_labels),
+            (ROLLOUT_API_VERSION, "Rollout") => Api::<Rollout>::namespaced(c, ns)
+                .get(&target.name)
+                .await?
+                .match_labels(),
+            _ => return Err(unsupported(target)),
+        };
+        Ok(labels.unwrap_or_default())
+    }
+}
+
 impl Platform for KubePlatform {
-    async fn read_scale(&self, namespace: &str, deployment: &str) -> Result<u32, PlatformError> {
-        let scale = Api::<Deployment>::namespaced(self.client.clone(), namespace)
-            .get_scale(deployment)
-            .await?;
-        Ok(scale
-            .spec
-            .and_then(|s| s.replicas)
-            .map_or(0, |r| u32::try_from(r).unwrap_or(0)))
+    async fn read_scale(
+        &self,
+        namespace: &str,
+        target: &ScaleTargetRef,
+    ) -> Result<u32, PlatformError> {
+        let (c, name) = (self.client.clone(), target.name.as_str());
+        let scale = match (target.api_version.as_str(), target.kind.as_str()) {
+            ("apps/v1", "Deployment") => {
+                Api::<Deployment>::namespaced(c, namespace)
+                    .get_scale(name)
+                    .await?
+            }
+            ("apps/v1", "StatefulSet") => {
+                Api::<StatefulSet>::namespaced(c, namespace)
+                    .get_scale(name)
+                    .await?
+            }
+            (ROLLOUT_API_VERSION, "Rollout") => {
+                Api::<Rollout>::namespaced(c, namespace)
+                    .get_scale(name)
+                    .await?
+            }
+            _ => return Err(unsupported(target)),
+        };
+        Ok(replicas_of(scale))
     }
 
     async fn write_scale(
         &self,
         namespace: &str,
-        deployment: &str,
+        target: &ScaleTargetRef,
         replicas: u32,
     ) -> Result<(), PlatformError> {
         let pp = PatchParams {
@@ -95,15 +177,33 @@ impl Platform for KubePlatform {
             ..PatchParams::default()
         };
         let patch = Patch::Merge(json!({ "spec": { "replicas": replicas } }));
-        Api::<Deployment>::namespaced(self.client.clone(), namespace)
-            .patch_scale(deployment, &pp, &patch)
-            .await?;
+        let (c, name) = (self.client.clone(), target.name.as_str());
+        match (target.api_version.as_str(), target.kind.as_str()) {
+            ("apps/v1", "Deployment") => {
+                Api::<Deployment>::namespaced(c, namespace)
+                    .patch_scale(name, &pp, &patch)
+                    .await?
+            }
+            ("apps/v1", "StatefulSet") => {
+                Api::<StatefulSet>::namespaced(c, namespace)
+                    .patch_scale(name, &pp, &patch)
+                    .await?
+            }
+            (ROLLOUT_API_VERSION, "Rollout") => {
+                Api::<Rollout>::namespaced(c, namespace)
+                    .patch_scale(name, &pp, &patch)
+                    .await?
+            }
+            _ => return Err(unsupported(target)),
+        };
         Ok(())
     }
 
     async fn competitors(&self, campaign: &Campaign) -> Result<Vec<String>, PlatformError> {
         let ns = Self::namespace(&campaign.metadata);
-        let target = campaign.spec.target.deployment.as_str();
+        let Some(target) = campaign.spec.target.scale_ref() else {
+            return Ok(Vec::new());
+        };
         let hpas = Api::<HorizontalPodAutoscaler>::namespaced(self.client.clone(), ns)
             .list(&ListParams::default())
             .await?;
@@ -111,9 +211,9 @@ impl Platform for KubePlatform {
             .items
             .iter()
             .filter(|h| {
-                h.spec.as_ref().is_some_and(|s| {
-                    s.scale_target_ref.kind == "Deployment" && s.scale_target_ref.name == target
-                })
+                h.spec
+                    .as_ref()
+                    .is_some_and(|s| same_workload(&s.scale_target_ref, &target))
             })
             .map(|h| format!("HorizontalPodAutoscaler/{}", h.name_any()))
             .collect();
@@ -125,7 +225,7 @@ impl Platform for KubePlatform {
                 .filter(|o| {
                     Self::namespace(&o.metadata) == ns
                         && o.name_any() != campaign.name_any()
-                        && o.spec.target.deployment == target
+                        && o.spec.target.scale_ref().as_ref() == Some(&target)
                         && o.metadata.deletion_timestamp.is_none()
                         && commands_resources(phase_at(&o.spec.schedule, now))
                         && precedes(o, campaign)
@@ -173,17 +273,17 @@ impl Platform for KubePlatform {
 
     async fn scrape_urls(&self, campaign: &Campaign) -> Result<Vec<String>, PlatformError> {
         let ns = Self::namespace(&campaign.metadata);
-        let deployment = Api::<Deployment>::namespaced(self.client.clone(), ns)
-            .get(&campaign.spec.target.deployment)
-            .await?;
-        let labels = deployment
+        let target = campaign
             .spec
-            .and_then(|s| s.selector.match_labels)
-            .unwrap_or_default();
+            .target
+            .scale_ref()
+            .ok_or_else(|| PlatformError::Local("the campaign names no target".into()))?;
+        let labels = self.target_labels(ns, &target).await?;
         if labels.is_empty() {
-            return Err(PlatformError::Local(
-                "the Deployment has no matchLabels selector".into(),
-            ));
+            return Err(PlatformError::Local(format!(
+                "{}/{} has no matchLabels selector",
+                target.kind, target.name
+            )));
         }
         let selector = labels
             .iter()

@@ -391,8 +391,8 @@ async fn a_missing_target_is_a_state_reported_once_and_rechecked_within_seconds(
 #[tokio::test]
 async fn a_scheduled_campaign_is_not_ready_without_its_target() {
     let mut c = without_target(campaign(1));
-    c.spec.schedule.starts_at = chrono::Utc::now() + chrono::Duration::hours(2);
-    c.spec.schedule.ends_at = chrono::Utc::now() + chrono::Duration::hours(3);
+    c.spec.schedule.starts_at = Some(chrono::Utc::now() + chrono::Duration::hours(2));
+    c.spec.schedule.ends_at = Some(chrono::Utc::now() + chrono::Duration::hours(3));
     let (ctx, server) = test_context(vec![c.clone()], vec![queue_config()]).await;
     let mock = server.run(Scenario::TargetNotFound {
         campaign: c.clone(),
@@ -440,8 +440,8 @@ async fn nothing_is_scaled_when_the_originals_cannot_be_saved_first() {
 #[tokio::test]
 async fn an_ended_campaign_steps_down_with_its_scale_down_policy() {
     let mut c = campaign(1);
-    c.spec.schedule.starts_at = chrono::Utc::now() - chrono::Duration::hours(2);
-    c.spec.schedule.ends_at = chrono::Utc::now() - chrono::Duration::seconds(10);
+    c.spec.schedule.starts_at = Some(chrono::Utc::now() - chrono::Duration::hours(2));
+    c.spec.schedule.ends_at = Some(chrono::Utc::now() - chrono::Duration::seconds(10));
     c.status = Some(floodgate_crds::v1alpha1::CampaignStatus {
         phase: Some(floodgate_crds::v1alpha1::Phase::Ended),
         replicas: Some(floodgate_crds::v1alpha1::ReplicaStatus {

@@ -8,7 +8,9 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
 };
 
-use floodgate_crds::v1alpha1::{Campaign, CampaignStatus, QueueConfig, QueueConfigStatus};
+use floodgate_crds::v1alpha1::{
+    Campaign, CampaignStatus, QueueConfig, QueueConfigStatus, ScaleTargetRef,
+};
 use kube::ResourceExt;
 use serde::Serialize;
 
@@ -122,27 +124,31 @@ impl LocalPlatform {
 }
 
 impl Platform for LocalPlatform {
-    async fn read_scale(&self, namespace: &str, deployment: &str) -> Result<u32, PlatformError> {
+    async fn read_scale(
+        &self,
+        namespace: &str,
+        target: &ScaleTargetRef,
+    ) -> Result<u32, PlatformError> {
         Ok(*self
             .state()
             .replicas
-            .get(&format!("{namespace}/{deployment}"))
+            .get(&format!("{namespace}/{}", target.name))
             .unwrap_or(&self.initial_replicas))
     }
 
     async fn write_scale(
         &self,
         namespace: &str,
-        deployment: &str,
+        target: &ScaleTargetRef,
         replicas: u32,
     ) -> Result<(), PlatformError> {
-        let key = format!("{namespace}/{deployment}");
+        let key = format!("{namespace}/{}", target.name);
         let from = self
             .state()
             .replicas
             .insert(key.clone(), replicas)
             .unwrap_or(self.initial_replicas);
-        tracing::info!(deployment = %key, from, to = replicas, "scaling decision (local mode: reported, not applied)");
+        tracing::info!(deployment = %key, kind = %target.kind, from, to = replicas, "scaling decision (local mode: reported, not applied)");
         Ok(())
     }
 
@@ -156,7 +162,7 @@ impl Platform for LocalPlatform {
             .filter(|o| {
                 o.namespace() == campaign.namespace()
                     && o.name_any() < campaign.name_any()
-                    && o.spec.target.deployment == campaign.spec.target.deployment
+                    && o.spec.target.scale_ref() == campaign.spec.target.scale_ref()
                     && commands_resources(phase_at(&o.spec.schedule, now))
             })
             .map(|o| format!("Campaign/{}", o.name_any()))

@@ -11,13 +11,18 @@ use super::{
     Context, Error, Next, Note, ObjectKey, Platform,
     command::command,
     key_of,
+    pause::{self, Pause},
     restore::ended,
     runtime_sync, status,
-    target::{read_target, target_missing},
+    target::{hold, read_target, target_missing},
     validate,
 };
-use crate::phase::{next_wake, phase_at};
+use crate::{
+    phase::{commands_resources, next_wake, phase_at},
+    window::window_at,
+};
 
+pub use super::ramp::on_delete as ramp_on_delete;
 pub use super::restore::cleanup;
 pub use super::target::TARGET_RETRY;
 
@@ -51,8 +56,21 @@ pub async fn apply<P: Platform>(
         return Ok(Next(None));
     }
 
-    let phase = phase_at(&c.spec.schedule, now);
+    let mut phase = phase_at(&c.spec.schedule, now);
+    // Between two occurrences of a recurrence the last one's restore finishes first.
+    let restoring = st.replicas.as_ref().is_some_and(|r| r.before.is_some());
+    if phase == Phase::Scheduled && c.spec.schedule.recurrence.is_some() && restoring {
+        phase = Phase::Ended;
+    }
     st.phase = Some(phase);
+    st.window = window_at(&c.spec.schedule, now).ok();
+    st.target = c
+        .spec
+        .target
+        .scale_ref()
+        .map(|r| format!("{}/{}", r.kind, r.name));
+    let pause = pause::of(c.metadata.annotations.as_ref());
+    paused_condition(c, ctx, &mut st, &old, &pause, now).await;
     if old.phase.is_some_and(|p| p != phase) {
         ctx.platform
             .record(
@@ -61,11 +79,17 @@ pub async fn apply<P: Platform>(
             )
             .await;
     }
-    let next = match phase {
+    let mut next = match phase {
         Phase::Scheduled => scheduled(c, ctx, &mut st, &old, now).await?,
-        Phase::Prewarming | Phase::Active => commanding(c, ctx, &mut st, &old, now).await?,
-        Phase::Ended => ended(c, ctx, &mut st, &old, now).await?,
+        Phase::Prewarming | Phase::Active => commanding(c, ctx, &mut st, &old, &pause, now).await?,
+        Phase::Ended => ended(c, ctx, &mut st, &old, &pause, now).await?,
     };
+    if next.0.is_none() && c.spec.schedule.recurrence.is_some() {
+        // A recurring campaign whose restore is done is Scheduled for the next occurrence
+        // from its next reconcile on (which then sleeps until that one's prewarm).
+        next = Next(Some(std::time::Duration::from_secs(1)));
+    }
+    summary_conditions(&mut st, phase, generation, now);
     publish_config(ctx, &obj, &mut st, generation, now).await?;
     save_status(c, ctx, &st, now).await?;
     Ok(next)
@@ -82,9 +106,12 @@ async fn scheduled<P: Platform>(
     if read_target(c, ctx).await?.is_none() {
         return Ok(target_missing(c, ctx, st, old, now).await);
     }
+    let starts = st
+        .window
+        .map_or_else(|| "?".to_owned(), |w| w.starts_at.to_rfc3339());
     let msg = format!(
-        "prewarming starts {} before {}",
-        c.spec.schedule.prewarm, c.spec.schedule.starts_at
+        "prewarming starts {} before {starts}",
+        c.spec.schedule.prewarm
     );
     let generation = c.metadata.generation;
     status::set(
@@ -99,12 +126,14 @@ async fn scheduled<P: Platform>(
     Ok(Next(next_wake(&c.spec.schedule, Phase::Scheduled, now)))
 }
 
-/// Prewarming/Active: refuse a contested Deployment, report a missing one, else command.
+/// Prewarming/Active: refuse a contested target, report a missing one, hold a paused one,
+/// else command.
 async fn commanding<P: Platform>(
     c: &Campaign,
     ctx: &Context<P>,
     st: &mut CampaignStatus,
     old: &CampaignStatus,
+    pause: &Pause,
     now: DateTime<Utc>,
 ) -> Result<Next, Error> {
     let generation = c.metadata.generation;
@@ -132,6 +161,20 @@ async fn commanding<P: Platform>(
     let Some(current) = read_target(c, ctx).await? else {
         return Ok(target_missing(c, ctx, st, old, now).await);
     };
+    if pause.is_paused() {
+        hold(c, ctx, st, old, current, pause, now).await?;
+        let msg = status::message_of(&st.conditions, status::PAUSED).to_owned();
+        status::set(
+            &mut st.conditions,
+            status::READY,
+            true,
+            "Paused",
+            msg,
+            now,
+            generation,
+        );
+        return Ok(Next(next_wake(&c.spec.schedule, phase, now)));
+    }
     command(c, ctx, st, old, current, now).await?;
     let msg = format!("{phase:?}");
     status::set(
@@ -157,8 +200,8 @@ async fn contested<P: Platform>(
 ) {
     let generation = c.metadata.generation;
     let msg = format!(
-        "not scaling Deployment {}: also scaled by {}",
-        c.spec.target.deployment,
+        "not scaling {}: also scaled by {}",
+        c.spec.target.describe(),
         competitors.join(", ")
     );
     ctx.metrics.conflict(&key_of(c), true);
@@ -251,4 +294,95 @@ async fn save_status<P: Platform>(
             .map_err(Error::WriteStatus)?;
     }
     Ok(())
+}
+
+/// `Paused` from the annotations ([`pause::of`]); an unreadable one also gets a Warning once.
+async fn paused_condition<P: Platform>(
+    c: &Campaign,
+    ctx: &Context<P>,
+    st: &mut CampaignStatus,
+    old: &CampaignStatus,
+    pause: &Pause,
+    now: DateTime<Utc>,
+) {
+    let (on, reason, msg) = match pause {
+        Pause::Off => (false, "NotPaused", String::new()),
+        Pause::Hold { why } => (true, "Paused", why.clone()),
+        Pause::Replicas(n) => (
+            true,
+            "PausedAtReplicas",
+            format!("{}: holding {n} replicas", pause::PAUSED_REPLICAS),
+        ),
+        Pause::Invalid(msg) => (true, "InvalidPauseAnnotation", msg.clone()),
+    };
+    if reason == "InvalidPauseAnnotation"
+        && status::message_of(&old.conditions, status::PAUSED) != msg
+    {
+        ctx.platform
+            .record(
+                &ObjectKey::of(c),
+                Note::warning("InvalidPauseAnnotation", "Pause", msg.clone()),
+            )
+            .await;
+    }
+    let generation = c.metadata.generation;
+    status::set(
+        &mut st.conditions,
+        status::PAUSED,
+        on,
+        reason,
+        msg,
+        now,
+        generation,
+    );
+}
+
+/// `Active` (the campaign is scaling its target now) and `Fallback` (it runs on
+/// fallbackReplicas because metrics are unavailable), for the printer columns.
+fn summary_conditions(
+    st: &mut CampaignStatus,
+    phase: Phase,
+    generation: Option<i64>,
+    now: DateTime<Utc>,
+) {
+    let commanding = commands_resources(phase)
+        && status::reason_of(&st.conditions, status::READY) == Some("Commanding");
+    if !commanding {
+        st.fallback_active = false;
+    }
+    let why = status::reason_of(&st.conditions, status::READY)
+        .unwrap_or("Unknown")
+        .to_owned();
+    let (reason, msg) = if commanding {
+        ("Scaling", format!("{phase:?}: scaling the target"))
+    } else {
+        ("NotScaling", format!("{phase:?}: {why}"))
+    };
+    status::set(
+        &mut st.conditions,
+        status::ACTIVE,
+        commanding,
+        reason,
+        msg,
+        now,
+        generation,
+    );
+    let fallback = st.fallback_active;
+    let (reason, msg) = if fallback {
+        (
+            "MetricsUnavailable",
+            "running on the fallback replica count",
+        )
+    } else {
+        ("SignalsRead", "")
+    };
+    status::set(
+        &mut st.conditions,
+        status::FALLBACK,
+        fallback,
+        reason,
+        msg,
+        now,
+        generation,
+    );
 }

@@ -19,7 +19,7 @@ use crate::{
 /// Default p95 window when the campaign does not set `scaling.metrics.window`.
 const DEFAULT_WINDOW: Dur = Dur::from_secs(30);
 
-/// `current` is the Deployment's replica count, just read.
+/// `current` is the target's replica count, just read.
 pub async fn command<P: Platform>(
     c: &Campaign,
     ctx: &Context<P>,
@@ -31,7 +31,9 @@ pub async fn command<P: Platform>(
     let (key, obj) = (key_of(c), ObjectKey::of(c));
     let ns = obj.namespace.as_str();
     let generation = c.metadata.generation;
-    let deployment = c.spec.target.deployment.as_str();
+    let target = super::target::target_of(c);
+    let deployment = target.name.as_str();
+    let shown = c.spec.target.describe();
 
     // Take over: the originals reach the status before anything is changed.
     let before = save_originals(c, ctx, st, old, current).await?;
@@ -95,10 +97,7 @@ pub async fn command<P: Platform>(
     let scaled = if decision.desired == current {
         Ok(())
     } else {
-        let r = ctx
-            .platform
-            .write_scale(ns, deployment, decision.desired)
-            .await;
+        let r = super::target::write_target(c, ctx, decision.desired).await;
         if r.is_ok() {
             memory
                 .history
@@ -114,7 +113,7 @@ pub async fn command<P: Platform>(
     if decision.desired != current {
         st.last_scale_time = Some(now);
         let msg = format!(
-            "scaled {deployment} from {current} to {}: {}",
+            "scaled {shown} from {current} to {}: {}",
             decision.desired, decision.reason
         );
         ctx.platform
@@ -211,7 +210,7 @@ fn wanted_memory(c: &Campaign) -> MemoryWanted {
 /// On a first takeover ([`originals::to_save`]), writes the replica count and the Redis
 /// settings found to the status; a failed write fails the reconcile before any scale patch
 /// or `CONFIG SET`. Returns the pre-campaign replica count.
-async fn save_originals<P: Platform>(
+pub(super) async fn save_originals<P: Platform>(
     c: &Campaign,
     ctx: &Context<P>,
     st: &mut CampaignStatus,

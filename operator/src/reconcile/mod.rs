@@ -7,7 +7,9 @@
 pub mod campaign;
 mod command;
 pub mod originals;
+pub mod pause;
 pub mod queue_config;
+mod ramp;
 mod restore;
 pub mod runtime_sync;
 mod signals;
@@ -17,7 +19,9 @@ pub mod validate;
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use floodgate_crds::v1alpha1::{Campaign, CampaignStatus, QueueConfig, QueueConfigStatus};
+use floodgate_crds::v1alpha1::{
+    Campaign, CampaignStatus, QueueConfig, QueueConfigStatus, ScaleTargetRef,
+};
 use tokio::sync::Mutex;
 
 use crate::{
@@ -52,11 +56,11 @@ impl PlatformError {
 pub enum Error {
     #[error("listing resources failed: {0}")]
     List(#[source] PlatformError),
-    #[error("checking who else scales the Deployment failed: {0}")]
+    #[error("checking who else scales the target failed: {0}")]
     CheckConflicts(#[source] PlatformError),
-    #[error("reading the Deployment's scale failed: {0}")]
+    #[error("reading the target's scale failed: {0}")]
     ReadScale(#[source] PlatformError),
-    #[error("patching the Deployment's scale failed: {0}")]
+    #[error("patching the target's scale failed: {0}")]
     PatchScale(#[source] PlatformError),
     #[error("writing status failed: {0}")]
     WriteStatus(#[source] PlatformError),
@@ -128,16 +132,20 @@ impl Note {
 /// Everything outside Redis and the app's metrics that a reconcile reads or changes.
 #[allow(async_fn_in_trait)]
 pub trait Platform: Send + Sync + 'static {
-    /// Replicas of the Deployment's scale subresource.
-    async fn read_scale(&self, namespace: &str, deployment: &str) -> Result<u32, PlatformError>;
+    /// Replicas of the target's scale subresource.
+    async fn read_scale(
+        &self,
+        namespace: &str,
+        target: &ScaleTargetRef,
+    ) -> Result<u32, PlatformError>;
     /// Sets the replicas of the scale subresource (one field manager: [`FIELD_MANAGER`]).
     async fn write_scale(
         &self,
         namespace: &str,
-        deployment: &str,
+        target: &ScaleTargetRef,
         replicas: u32,
     ) -> Result<(), PlatformError>;
-    /// What else scales the campaign's Deployment (HPAs, older Campaigns), described.
+    /// What else scales the campaign's target (HPAs, older Campaigns), described.
     async fn competitors(&self, campaign: &Campaign) -> Result<Vec<String>, PlatformError>;
     /// Every Campaign and QueueConfig the operator manages (for the runtime document).
     async fn campaigns(&self) -> Result<Vec<Campaign>, PlatformError>;

@@ -7,8 +7,9 @@ use floodgate_crds::v1alpha1::{Campaign, CampaignStatus, ReplicaStatus};
 
 use super::{
     CampaignMemory, Context, Error, Next, Note, ObjectKey, Platform, key_of, originals,
+    pause::Pause,
     runtime_sync, status,
-    target::{read_target, target_missing},
+    target::{hold, read_target, target_missing, write_target},
 };
 use crate::{
     phase::ACTIVE_RESYNC,
@@ -23,6 +24,7 @@ pub(super) async fn ended<P: Platform>(
     ctx: &Context<P>,
     st: &mut CampaignStatus,
     old: &CampaignStatus,
+    pause: &Pause,
     now: DateTime<Utc>,
 ) -> Result<Next, Error> {
     st.panic = false;
@@ -32,6 +34,14 @@ pub(super) async fn ended<P: Platform>(
         None => Some(true),
         Some(before) => match read_target(c, ctx).await? {
             None => None,
+            Some(current) if pause.is_paused() => {
+                hold(c, ctx, st, old, current, pause, now).await?;
+                Some(false)
+            }
+            Some(current) if !c.spec.restore.to_original_replica_count => {
+                leave(c, ctx, st, current).await;
+                Some(true)
+            }
             Some(current) => Some(step_toward(c, ctx, st, current, before, now).await?),
         },
     };
@@ -67,8 +77,53 @@ pub(super) async fn ended<P: Platform>(
     }
 }
 
-/// One step of the ended campaign's scale-down ([`scaling::step_down`]); true once the
-/// Deployment is back at `before` (which then leaves the status).
+/// `restore.toOriginalReplicaCount: false`: the replicas stay where the campaign left them
+/// and the pre-campaign count leaves the status (nothing left to restore).
+async fn leave<P: Platform>(c: &Campaign, ctx: &Context<P>, st: &mut CampaignStatus, current: u32) {
+    let msg = format!(
+        "left {} at {current} replicas (restore.toOriginalReplicaCount is false)",
+        c.spec.target.describe()
+    );
+    ctx.platform
+        .record(
+            &ObjectKey::of(c),
+            Note::normal("NotRestored", "Scale", msg.clone()),
+        )
+        .await;
+    let n = i32::try_from(current).unwrap_or(i32::MAX);
+    st.replicas = Some(ReplicaStatus {
+        current: n,
+        desired: n,
+        reason: msg,
+        before: None,
+    });
+}
+
+/// The next count after the end: the ramp-down's ([`originals::ramp_step`]) when the spec
+/// has one, else the campaign's scale-down policy ([`scaling::step_down`]).
+fn next_count(
+    c: &Campaign,
+    st: &CampaignStatus,
+    (current, floor): (u32, u32),
+    now: DateTime<Utc>,
+    history: &mut scaling::History,
+) -> (u32, String) {
+    if let Some(r) = &c.spec.restore.ramp_down {
+        let desired = originals::ramp_step(r, current, floor, st.last_scale_time, now);
+        let reason = match desired {
+            Some(_) => format!("ramping down to the pre-campaign {floor} replicas"),
+            None => format!("ramping down: next step after {}s", r.period_seconds),
+        };
+        return (desired.unwrap_or(current), reason);
+    }
+    let now_ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
+    let policy = Policy::from_spec(&c.spec.scaling);
+    let d = scaling::step_down(&policy, now_ms, current, floor, history);
+    (d.desired, d.reason)
+}
+
+/// One step back toward the originals ([`next_count`]); true once the target is back at
+/// `before` (which then leaves the status).
 async fn step_toward<P: Platform>(
     c: &Campaign,
     ctx: &Context<P>,
@@ -78,28 +133,25 @@ async fn step_toward<P: Platform>(
     now: DateTime<Utc>,
 ) -> Result<bool, Error> {
     let (key, obj) = (key_of(c), ObjectKey::of(c));
-    let deployment = c.spec.target.deployment.as_str();
+    let deployment = c.spec.target.describe();
     let floor = u32::try_from(before).unwrap_or(0);
     let now_ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
     let mut memory = CampaignMemory::take(ctx, &key, st).await;
-    let policy = Policy::from_spec(&c.spec.scaling);
-    let d = scaling::step_down(&policy, now_ms, current, floor, &mut memory.history);
-    let written = if d.desired == current {
+    let (desired, why) = next_count(c, st, (current, floor), now, &mut memory.history);
+    let written = if desired == current {
         Ok(())
     } else {
-        ctx.platform
-            .write_scale(&obj.namespace, deployment, d.desired)
-            .await
+        write_target(c, ctx, desired).await
     };
     if written.is_ok() {
-        memory.history.record_change(now_ms, current, d.desired);
+        memory.history.record_change(now_ms, current, desired);
     }
-    let done = written.is_ok() && d.desired == floor;
+    let done = written.is_ok() && desired == floor;
     // Kept in the status until the step-down is over, so a restart mid-way honours it.
     st.decision = (!done).then(|| memory.history.to_status());
     ctx.memory.lock().await.insert(key, memory);
     written.map_err(Error::PatchScale)?;
-    if d.desired != current {
+    if desired != current {
         st.last_scale_time = Some(now);
         let (reason, msg) = if done {
             (
@@ -111,10 +163,7 @@ async fn step_toward<P: Platform>(
         } else {
             (
                 "Scaled",
-                format!(
-                    "scaled {deployment} from {current} to {}: {}",
-                    d.desired, d.reason
-                ),
+                format!("scaled {deployment} from {current} to {}: {}", desired, why),
             )
         };
         ctx.platform
@@ -123,11 +172,11 @@ async fn step_toward<P: Platform>(
     }
     st.replicas = Some(ReplicaStatus {
         current: i32::try_from(current).unwrap_or(i32::MAX),
-        desired: i32::try_from(d.desired).unwrap_or(i32::MAX),
+        desired: i32::try_from(desired).unwrap_or(i32::MAX),
         reason: if done {
             "restored pre-campaign replicas".into()
         } else {
-            d.reason
+            why
         },
         before: (!done).then_some(before),
     });
@@ -273,11 +322,14 @@ async fn restore_replicas_now<P: Platform>(
     let Some(before) = st.replicas.as_ref().and_then(|r| r.before) else {
         return Ok(());
     };
+    if !c.spec.restore.to_original_replica_count {
+        return Ok(());
+    }
     let obj = ObjectKey::of(c);
-    let deployment = c.spec.target.deployment.as_str();
+    let deployment = c.spec.target.describe();
     let gone = || {
         format!(
-            "replicas: Deployment {}/{deployment} not found, so not scaled back to {before}",
+            "replicas: {deployment} in {} not found, so not scaled back to {before}",
             obj.namespace
         )
     };
@@ -289,11 +341,7 @@ async fn restore_replicas_now<P: Platform>(
     if current == before_u {
         return Ok(());
     }
-    match ctx
-        .platform
-        .write_scale(&obj.namespace, deployment, before_u)
-        .await
-    {
+    match write_target(c, ctx, before_u).await {
         Err(e) if e.is_not_found() => missed.push(gone()),
         Err(e) => return Err(Error::PatchScale(e)),
         Ok(()) => {

@@ -93,6 +93,9 @@ pub async fn sync<P: Platform>(
         .map(|(key, c)| CampaignSource {
             name: c.metadata.name.as_deref().unwrap_or(""),
             spec: &c.spec,
+            started: crate::window::window_at(&c.spec.schedule, now)
+                .ok()
+                .map(|w| w.starts_at),
             phase: phase_at(&c.spec.schedule, now),
             deleting: c.metadata.deletion_timestamp.is_some() || deleting == Some(key.as_str()),
         })

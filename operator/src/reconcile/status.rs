@@ -14,6 +14,9 @@ pub const METRICS_AVAILABLE: &str = "MetricsAvailable";
 pub const REDIS_CONFIGURED: &str = "RedisConfigured";
 pub const CONFIG_PUBLISHED: &str = "ConfigPublished";
 pub const CONFLICT: &str = "Conflict";
+pub const ACTIVE: &str = "Active";
+pub const FALLBACK: &str = "Fallback";
+pub const PAUSED: &str = "Paused";
 
 /// While only `observed.at` moves, a Campaign's status is still written this often, so the
 /// signal time stays meaningful without an API write on every 2 s resync.
@@ -83,6 +86,14 @@ pub fn reason_of<'a>(conditions: &'a [Condition], type_: &str) -> Option<&'a str
         .iter()
         .find(|c| c.type_ == type_)
         .map(|c| c.reason.as_str())
+}
+
+/// The message of `type_`, empty if absent.
+pub fn message_of<'a>(conditions: &'a [Condition], type_: &str) -> &'a str {
+    conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map_or("", |c| c.message.as_str())
 }
 
 /// `212ms`, as in the P95 printer column.

@@ -4,53 +4,22 @@
 
 use floodgate_crds::{
     runtime::{CircuitBreakers, RuntimeConfig, is_valid_queue_id},
-    v1alpha1::{CampaignSpec, QueueConfigSpec},
+    v1alpha1::{CampaignSpec, QueueConfigSpec, ScalingSpec, Schedule, Target},
 };
 
 pub fn campaign(spec: &CampaignSpec) -> Result<(), Vec<String>> {
     let mut problems = Vec::new();
     let s = &spec.scaling;
-    if spec.target.deployment.is_empty() {
-        problems.push("target.deployment must be set".into());
+    target(&spec.target, &mut problems);
+    schedule(&spec.schedule, &mut problems);
+    if let Some(r) = &spec.restore.ramp_down
+        && (r.pods.is_some() == r.percent.is_some() || r.period_seconds < 1)
+    {
+        problems.push(
+            "restore.rampDown takes exactly one of pods and percent, and periodSeconds >= 1".into(),
+        );
     }
-    if spec.schedule.ends_at <= spec.schedule.starts_at {
-        problems.push("schedule.endsAt must be after startsAt".into());
-    }
-    if s.min_replicas < 1 || s.max_replicas < 1 {
-        problems.push("scaling.minReplicas and maxReplicas must be at least 1".into());
-    }
-    if s.min_replicas > s.max_replicas {
-        problems.push(format!(
-            "scaling.minReplicas {} exceeds maxReplicas {}",
-            s.min_replicas, s.max_replicas
-        ));
-    }
-    for (name, v) in [
-        ("fallbackReplicas", s.fallback_replicas),
-        ("fallback.replicas", s.fallback.as_ref().map(|f| f.replicas)),
-        ("latencyMaxReplicas", s.latency_max_replicas),
-    ] {
-        if let Some(v) = v
-            && !(s.min_replicas..=s.max_replicas).contains(&v)
-        {
-            problems.push(format!(
-                "scaling.{name} {v} is outside [minReplicas, maxReplicas]"
-            ));
-        }
-    }
-    if s.waiting_per_replica < 1 {
-        problems.push("scaling.waitingPerReplica must be at least 1".into());
-    }
-    if !(0.0..=1.0).contains(&s.tolerance) {
-        problems.push("scaling.tolerance must be within [0, 1]".into());
-    }
-    if s.p95_target.as_millis() == 0 {
-        problems.push("scaling.p95Target must be positive".into());
-    }
-    if s.panic.threshold <= 1.0 {
-        problems.push("scaling.panic.threshold must be above 1".into());
-    }
-    problems.extend(crate::scaling::spec_problems(s));
+    scaling(s, &mut problems);
     for q in &spec.queues {
         if !is_valid_queue_id(q) {
             problems.push(format!("queues: {q:?} is not a QueueConfig name"));
@@ -88,6 +57,45 @@ pub fn campaign(spec: &CampaignSpec) -> Result<(), Vec<String>> {
     } else {
         Err(problems)
     }
+}
+
+/// The scaling fields' ranges and cross-field rules (CEL at the API server).
+fn scaling(s: &ScalingSpec, problems: &mut Vec<String>) {
+    if s.min_replicas < 1 || s.max_replicas < 1 {
+        problems.push("scaling.minReplicas and maxReplicas must be at least 1".into());
+    }
+    if s.min_replicas > s.max_replicas {
+        problems.push(format!(
+            "scaling.minReplicas {} exceeds maxReplicas {}",
+            s.min_replicas, s.max_replicas
+        ));
+    }
+    for (name, v) in [
+        ("fallbackReplicas", s.fallback_replicas),
+        ("fallback.replicas", s.fallback.as_ref().map(|f| f.replicas)),
+        ("latencyMaxReplicas", s.latency_max_replicas),
+    ] {
+        if let Some(v) = v
+            && !(s.min_replicas..=s.max_replicas).contains(&v)
+        {
+            problems.push(format!(
+                "scaling.{name} {v} is outside [minReplicas, maxReplicas]"
+            ));
+        }
+    }
+    if s.waiting_per_replica < 1 {
+        problems.push("scaling.waitingPerReplica must be at least 1".into());
+    }
+    if !(0.0..=1.0).contains(&s.tolerance) {
+        problems.push("scaling.tolerance must be within [0, 1]".into());
+    }
+    if s.p95_target.as_millis() == 0 {
+        problems.push("scaling.p95Target must be positive".into());
+    }
+    if s.panic.threshold <= 1.0 {
+        problems.push("scaling.panic.threshold must be above 1".into());
+    }
+    problems.extend(crate::scaling::spec_problems(s));
 }
 
 /// The CEL rules of `scaling.triggers` and the authRefs.
@@ -132,6 +140,45 @@ fn trigger_problems(spec: &CampaignSpec, problems: &mut Vec<String>) {
                 a.secret_name
             ));
         }
+    }
+}
+
+fn target(t: &Target, problems: &mut Vec<String>) {
+    match (&t.deployment, &t.scale_target_ref) {
+        (Some(d), None) if !d.is_empty() => {}
+        (None, Some(r)) => {
+            let known = matches!(
+                (r.api_version.as_str(), r.kind.as_str()),
+                ("apps/v1", "Deployment" | "StatefulSet") | ("argoproj.io/v1alpha1", "Rollout")
+            );
+            if !known {
+                problems.push(format!(
+                    "target.scaleTargetRef {} {} is not one the operator scales (apps/v1 \
+                     Deployment or StatefulSet, argoproj.io/v1alpha1 Rollout)",
+                    r.api_version, r.kind
+                ));
+            }
+            if r.name.is_empty() {
+                problems.push("target.scaleTargetRef.name must be set".into());
+            }
+        }
+        _ => problems.push("set exactly one of target.deployment and target.scaleTargetRef".into()),
+    }
+}
+
+fn schedule(s: &Schedule, problems: &mut Vec<String>) {
+    match (s.starts_at, s.ends_at, &s.recurrence) {
+        (Some(a), Some(b), None) if b <= a => {
+            problems.push("schedule.endsAt must be after startsAt".into());
+        }
+        (Some(_), Some(_), None) => {}
+        (None, None, Some(_)) => {
+            if let Err(e) = crate::window::window_at(s, chrono::Utc::now()) {
+                problems.push(e);
+            }
+        }
+        _ => problems
+            .push("schedule: set either startsAt and endsAt, or recurrence, not both".into()),
     }
 }
 
@@ -194,6 +241,11 @@ mod tests {
         let mut s = example();
         s.scaling.min_replicas = 50;
         s.schedule.ends_at = s.schedule.starts_at;
+        s.target.scale_target_ref = Some(floodgate_crds::v1alpha1::ScaleTargetRef {
+            api_version: "batch/v1".into(),
+            kind: "Job".into(),
+            name: "x".into(),
+        });
         s.redis.as_mut().expect("redis").maxmemory = Some("lots".into());
         let problems = campaign(&s).expect_err("invalid").join("\n");
         for needle in [
@@ -201,6 +253,7 @@ mod tests {
             "endsAt must be after",
             "fallbackReplicas 4 is outside",
             "redis.maxmemory",
+            "set exactly one of target.deployment and target.scaleTargetRef",
         ] {
             assert!(problems.contains(needle), "{needle} missing in {problems}");
         }
