@@ -192,6 +192,7 @@ async fn think_time_before_the_first_request_is_not_latency() {
         influxdb: None,
         progress: false,
         request_timeout: Duration::from_secs(10),
+        hooks: Default::default(),
     })
     .await
     .expect("run");
@@ -220,6 +221,7 @@ async fn think_time_before_the_first_request_is_not_latency() {
         influxdb: None,
         progress: false,
         request_timeout: Duration::from_secs(10),
+        hooks: Default::default(),
     })
     .await
     .expect("run");
