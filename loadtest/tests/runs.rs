@@ -321,7 +321,10 @@ async fn load_hooks_bracket_the_measured_load() {
     let times = seen.lock().expect("lock").clone();
     assert!(data.metrics.iterations > 0 && !times.is_empty());
     assert_eq!(times.len() as u64, data.metrics.iterations);
-    assert!(times.iter().all(|t| *t > started && *t < ended), "a request outside the hooks");
+    assert!(
+        times.iter().all(|t| *t > started && *t < ended),
+        "a request outside the hooks"
+    );
 
     let err = run(floodgate_loadtest::runner::LoadHooks {
         start: Some("exit 3".into()),
