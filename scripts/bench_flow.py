@@ -47,6 +47,11 @@ def step(raw, rate):
     done, failed = c.get("flow completed", (0, 0))
     why = {k[len("flow failed: "):]: f for k, (_, f) in c.items() if k.startswith("flow failed: ")}
     seconds = (s.get("state", {}).get("testRunDurationMs") or 0) / 1000
+    # a flow still running when the graceful stop ended it never finished: a failure too
+    interrupted = s.get("floodgate", {}).get("metrics", {}).get("interrupted_iterations", 0)
+    if interrupted:
+        why["interrupted"] = interrupted
+        failed += interrupted
     return {"rate": float(rate), "completed": done, "failed": failed, "failed_by_step": why,
             "failure_rate": failed / (done + failed) if done + failed else None,
             "flows_per_s": done / seconds if seconds else None,
@@ -56,8 +61,8 @@ def step(raw, rate):
 
 
 def step_held(raw, rate, p95_ms):
-    """A step holds when no flow failed, at most 1 % of the offered flows were dropped, every
-    flow started was finished, and every step's p95 is within p95_ms."""
+    """A step holds when no flow failed (interrupted ones included), at most 1 % of the offered
+    flows were dropped, and every step's p95 is within p95_ms."""
     st = step(raw, rate)
     if not st or st["completed"] == 0:
         return False

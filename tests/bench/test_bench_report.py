@@ -115,7 +115,7 @@ class RunConditions(unittest.TestCase):
             self.assertNotIn("locust_rps", history[0]["ceilings"])
 
 
-def summary(completed, failed, dropped, p95, seconds=10):
+def summary(completed, failed, dropped, p95, seconds=10, interrupted=0):
     checks = [{"name": "flow completed", "passes": completed, "fails": failed}]
     if failed:
         checks.append({"name": "flow failed: pay", "passes": 0, "fails": failed})
@@ -123,7 +123,8 @@ def summary(completed, failed, dropped, p95, seconds=10):
     for n in bench_flow.STEPS:
         metrics[f"http_req_duration{{name:{n}}}"] = {"values": {"p(95)": p95}}
     return {"root_group": {"checks": [], "groups": [{"name": "reserve and pay", "checks": checks}]},
-            "state": {"testRunDurationMs": seconds * 1000}, "metrics": metrics}
+            "state": {"testRunDurationMs": seconds * 1000}, "metrics": metrics,
+            "floodgate": {"metrics": {"interrupted_iterations": interrupted}}}
 
 
 class P9Steps(unittest.TestCase):
@@ -142,6 +143,11 @@ class P9Steps(unittest.TestCase):
         ok, st = self.held(399, 1, 0, 120.0)
         self.assertFalse(ok)
         self.assertEqual(st["failed_by_step"], {"pay": 1})
+
+    def test_a_flow_cut_off_by_the_graceful_stop_counts_as_failed(self):
+        ok, st = self.held(400, 0, 0, 120.0, 10, 2)
+        self.assertFalse(ok)
+        self.assertEqual((st["failed"], st["failed_by_step"]), (2, {"interrupted": 2}))
 
     def test_drops_over_one_percent_or_a_slow_step_break_it(self):
         self.assertFalse(self.held(400, 0, 10, 120.0)[0])
