@@ -46,13 +46,17 @@ need redis-benchmark redis-tools
 need pgbench postgresql-client
 need taskset util-linux
 
-log "building release binaries"
-cargo build --release -q -p floodgate-app -p floodgate-loadtest -p floodgate-operator
+# BENCH_BIN=DIR takes the three release binaries from DIR instead of building them
+SRC_BIN=${BENCH_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
+if [ -z "${BENCH_BIN:-}" ]; then
+  log "building release binaries"
+  cargo build --release -q -p floodgate-app -p floodgate-loadtest -p floodgate-operator
+fi
 # a private copy: the target dir may be shared with other checkouts that build meanwhile
 BIN=$OUT/bin
 mkdir -p "$BIN"
 for b in floodgate-app floodgate-loadtest floodgate-operator; do
-  cp "${CARGO_TARGET_DIR:-$ROOT/target}/release/$b" "$BIN/$b"
+  cp "$SRC_BIN/$b" "$BIN/$b"
 done
 
 PIDS=()
@@ -108,6 +112,9 @@ echo "$(( (t1 - t0) / 1000000 ))" > "$RAW/start_ms.txt"
 sleep 2
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 rss "$APP_PID" > "$RAW/rss_idle_kb.txt"
+# the idle CPU of the app, PostgreSQL and Redis (admission and config loops, sweeper,
+# checkpoints): a fixed cost per second that a row at a low rate spreads over few requests
+cpu_mark idle; sleep 5; cpu_mark idle
 
 # ---------------------------------------------------------------- ceilings
 log "HTTP ceiling: bare axum server, wrk (and floodgate-loadtest on the same server: P6)"

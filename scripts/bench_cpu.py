@@ -127,6 +127,18 @@ def row_cpu(raw, pattern):
     return out
 
 
+def idle_ms_per_s(raw):
+    """{app, pg, redis}: milliseconds of CPU per second while nothing was sent (cpu_idle.jsonl)."""
+    try:
+        with open(os.path.join(raw, "cpu_idle.jsonl")) as f:
+            a, b = [json.loads(line) for line in f if line.strip()][:2]
+    except (OSError, ValueError):
+        return None
+    secs = b["at"] - a["at"]
+    return {p: None if a.get(p) is None or b.get(p) is None else (b[p] - a[p]) * 1000 / a["tick_hz"] / secs
+            for p in ("app", "pg", "redis")}
+
+
 def main():
     if sys.argv[1] == "snapshot":
         app, pg, redis = sys.argv[2:5]

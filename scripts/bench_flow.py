@@ -8,7 +8,7 @@ import json
 import os
 import re
 
-from bench_cpu import requests_served, row_cpu
+from bench_cpu import idle_ms_per_s, requests_served, row_cpu
 
 STEPS = ("p9-join", "p9-poll", "p9-seats", "p9-hold", "p9-pay")
 MAX_DROPPED = 0.01
@@ -76,6 +76,28 @@ def rates(raw):
     return sorted((m.group(1) for m in found if m), key=float)
 
 
+def marginal_per_flow(raw, rate, completed):
+    """{app, pg, redis}: µs of CPU per completed flow above the idle CPU (cpu_idle.jsonl) over
+    the same seconds: the cost a further flow adds, which capacity scales."""
+    idle = idle_ms_per_s(raw)
+    try:
+        with open(os.path.join(raw, f"cpu_p9_r{rate}.jsonl")) as f:
+            a, b = [json.loads(line) for line in f if line.strip()][:2]
+    except (OSError, ValueError):
+        return None
+    if not idle or not completed:
+        return None
+    secs = b["at"] - a["at"]
+    out = {}
+    for p in ("app", "pg", "redis"):
+        if a.get(p) is None or b.get(p) is None or idle.get(p) is None:
+            out[p] = None
+            continue
+        used_ms = (b[p] - a[p]) * 1000 / a["tick_hz"]
+        out[p] = max(0.0, used_ms - idle[p] * secs) * 1000 / completed
+    return out
+
+
 def p9_rows(raw):
     meta = load(raw, "p9_meta.json") or {}
     held = meta.get("held_rate")
@@ -98,6 +120,7 @@ def p9_rows(raw):
                      f"{st['dropped']} dropped; p95 ms {p95}"
                      + (f"; CPU per completed flow {per_flow:,.0f} µs" if per_flow else "")),
             "cpu_us_per_request": cpu, "p9": st, "cpu_us_per_flow": per_flow,
+            "cpu_us_per_flow_above_idle": marginal_per_flow(raw, r, st["completed"]),
         })
     if meta and held is None:
         rows.append({"id": "P9", "workload": "reserve-and-pay flow: no step held", "ours": None, "unit": "flows/s",

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 import bench_conditions
 import bench_flow
-from bench_cpu import row_cpu
+from bench_cpu import idle_ms_per_s, row_cpu
 
 SECS = float(os.environ.get("BENCH_SECONDS", "10"))
 
@@ -248,6 +248,7 @@ def build(raw, history):
                           "local mode reports the patch it would send") if full_ms is not None else ""})
     bare = row_cpu(raw, "wrk_*")
     c["bare_server_cpu_us_per_request"] = bare and bare["app"]
+    c["idle_cpu_ms_per_s"] = idle_ms_per_s(raw)
     with_bare_ratio(rows, c["bare_server_cpu_us_per_request"])
     conds = bench_conditions.conditions(raw, c, bench_conditions.read_history(history))
     return {"generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seconds_per_run": SECS,
@@ -346,6 +347,8 @@ def markdown(data):
         "| ceiling | value |", "|---|---|",
         f"| HTTP: bare axum JSON server, wrk, 64 connections | {fmt(c['http_rps'])} req/s |",
         f"| CPU of that bare server per request under wrk | {fmt(c.get('bare_server_cpu_us_per_request'), 2)} µs |",
+        f"| Idle CPU of the app / PostgreSQL / Redis (no load, 5 s; spread over the requests of a slow row) | "
+        + " / ".join(fmt((c.get("idle_cpu_ms_per_s") or {}).get(p), 1) for p in ("app", "pg", "redis")) + " ms per s |",
         f"| floodgate-loadtest on the same server | {fmt(c['generator_rps'])} req/s |",
         f"| Locust 2.47 on the same server (one process, for context) | {fmt(c['locust_rps'])} req/s |",
         f"| Redis: redis-benchmark EVAL (issue-script shape), 50 clients | {fmt(c['redis_eval_per_s'])} /s |",
