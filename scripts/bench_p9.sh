@@ -54,7 +54,8 @@ if want P9; then
   publish_queue p9 '{"maxActiveUsers": 5000, "admitPerMinute": 600000, "sessionTtl": "10m", "abandonAfter": "5m"}'
   held="" tried=""
   for rate in $P9_RATES; do
-    seats=$(( rate * SECS * 13 / 10 + 100 )); [ "$seats" -gt 10000 ] && seats=10000
+    # twice the seats the step can sell, so that no flow fails for want of a seat
+    seats=$(( rate * SECS * 2 + 250 )); [ "$seats" -gt 10000 ] && seats=10000
     read -r cid sids < <(p9_concert "$seats")
     tried="$tried $rate"
     AT_START="sh '$OUT/pg_stats.sh' '$RAW/p9_r${rate}_pg.txt'" genm "p9_r$rate" run reserve-pay --target "$APP" \

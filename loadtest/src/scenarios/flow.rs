@@ -5,7 +5,7 @@
 //! What fails a flow (check `flow completed`, and `flow failed: <step>` naming the step):
 //! any answer outside 2xx, except a hold's 409 `seat-taken`, which the flow retries with
 //! another free seat (up to `seat_tries`, default 5, re-reading the seats when a list runs
-//! out); no free seat left after those tries; `EXPIRED`, or not admitted within
+//! out and trying the other dates when one is sold out); no free seat left on any date; `EXPIRED`, or not admitted within
 //! `admit_timeout` seconds (default 60). A flow that fails after admission leaves the queue,
 //! so it does not hold a slot. Request names: `p9-join`, `p9-poll`, `p9-seats`, `p9-hold`,
 //! `p9-pay` (per-step latency in the summary's `http_req_duration{name:…}`).
@@ -200,14 +200,21 @@ async fn reserve_and_pay(vu: &mut Vu, token: &str) -> Result<(), &'static str> {
         .param("seat_tries")
         .and_then(|n| n.parse().ok())
         .unwrap_or(5);
-    let sid = schedules[vu.rng.random_range(0..schedules.len())].clone();
+    let mut sid = schedules[vu.rng.random_range(0..schedules.len())].clone();
     let mut seats = free_seats(vu, &sid, token).await?;
     for _ in 0..tries {
         if seats.is_empty() {
             seats = free_seats(vu, &sid, token).await?;
-            if seats.is_empty() {
-                return Err("no free seat");
-            }
+        }
+        // a sold-out date: another one, as a user would (each date at most once)
+        let mut other_dates: Vec<String> =
+            schedules.iter().filter(|s| **s != sid).cloned().collect();
+        while seats.is_empty() && !other_dates.is_empty() {
+            sid = other_dates.swap_remove(vu.rng.random_range(0..other_dates.len()));
+            seats = free_seats(vu, &sid, token).await?;
+        }
+        if seats.is_empty() {
+            return Err("no free seat");
         }
         // a random free seat, so that concurrent flows seldom pick the same one
         let seat = seats.swap_remove(vu.rng.random_range(0..seats.len()));
