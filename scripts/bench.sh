@@ -364,6 +364,11 @@ echo "${first_ms:-30000} $(( ($(date +%s%N) - t0) / 1000000 )) $(desired)" > "$R
 kill "$OP_PID" 2>/dev/null || true
 
 fi
+# P9 (the reserve-and-pay flow, stepped), the capacity figures and the replica check: before
+# RC, which moves the app onto a Redis Cluster
+# shellcheck source=scripts/bench_p9.sh
+source scripts/bench_p9.sh
+
 if want RC; then
 # The same coupon drop and poll with the app on a Redis Cluster: three primaries and three
 # replicas of redis-server (scripts/services.sh redis-cluster), pinned to CPU 0 with the app
@@ -383,9 +388,6 @@ coupon_drop rc_p3
 queue_poll rc_p4
 
 fi
-# P9 (the reserve-and-pay flow, stepped), the capacity figures and the replica check
-# shellcheck source=scripts/bench_p9.sh
-source scripts/bench_p9.sh
 kill "$APP_PID" 2>/dev/null || true
 cut -d' ' -f1,2 /proc/loadavg > "$RAW/loadavg_after.txt"
 REPORT=docs/benchmarks RECORD=record
