@@ -27,20 +27,33 @@ bench_users() {
     | python3 scripts/bench_tokens.py "$FLOODGATE_JWT_SECRET" > "$3"
 }
 
-# p9_concert SEATS: a concert on queue p9 with SEATS seats in dates of 250; prints
-# "concert_id schedule_id,schedule_id,..."
+# p9_concert SEATS: a concert on queue p9 with SEATS seats in dates of 250 (one request per
+# date: FLOODGATE_BODY_LIMIT_BYTES is 64 KiB); prints "concert_id schedule_id,schedule_id,..."
 p9_concert() {
-  python3 - "$1" <<'PY' | curl -s -XPOST "$APP/api/v1/concerts" -H "authorization: Bearer $ADMIN" \
-      -H 'content-type: application/json' --data-binary @- \
-    | python3 -c 'import json,sys; c=json.load(sys.stdin); print(c.get("id", c.get("concert_id")), ",".join(str(s.get("id", s.get("schedule_id"))) for s in c["schedules"]))'
-import json, sys
-seats, per = int(sys.argv[1]), 250
-dates = []
-for d in range((seats + per - 1) // per):
-    n = min(per, seats - d * per)
-    dates.append({"starts_at": f"2099-01-{d % 28 + 1:02d}T{d // 28 % 24:02d}:00:00Z",
-                  "seats": [{"section": "A", "row": str(i // 25 + 1), "number": i % 25 + 1, "price": 1000} for i in range(n)]})
-print(json.dumps({"title": "P9 bench", "venue": "bench", "queue_id": "p9", "max_holds_per_user": 1, "schedules": dates}))
+  python3 - "$1" "$APP" "$ADMIN" <<'PY'
+import json, sys, urllib.request
+seats, app, admin = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+
+def post(path, body):
+    req = urllib.request.Request(app + path, data=json.dumps(body).encode(), method="POST",
+                                 headers={"authorization": f"Bearer {admin}", "content-type": "application/json"})
+    with urllib.request.urlopen(req) as r:
+        return json.load(r)
+
+def date(d, n):
+    return {"starts_at": f"2099-01-{d % 28 + 1:02d}T{d // 28 % 24:02d}:00:00Z",
+            "seats": [{"section": "A", "row": str(i // 25 + 1), "number": i % 25 + 1, "price": 1000} for i in range(n)]}
+
+per = 250
+sizes = [min(per, seats - d * per) for d in range((seats + per - 1) // per)]
+concert = post("/api/v1/concerts", {"title": "P9 bench", "venue": "bench", "queue_id": "p9", "max_holds_per_user": 1,
+                                    "schedules": [date(0, sizes[0])]})
+cid = concert.get("id", concert.get("concert_id"))
+ids = [str(s.get("id", s.get("schedule_id"))) for s in concert["schedules"]]
+for d, n in enumerate(sizes[1:], start=1):
+    s = post(f"/api/v1/concerts/{cid}/schedules", date(d, n))
+    ids.append(str(s.get("id", s.get("schedule_id"))))
+print(cid, ",".join(ids))
 PY
 }
 
