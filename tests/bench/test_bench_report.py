@@ -78,11 +78,16 @@ class RunConditions(unittest.TestCase):
         self.assertFalse(c["comparable"])
         self.assertIn("http_rps", c["reasons"][0])
 
-    def test_a_busy_start_or_no_history_is_not_comparable(self):
+    def test_a_busy_start_or_an_unrecorded_load_is_not_comparable(self):
         history = [{"ceilings": CEILINGS}]
         self.assertFalse(self.conds(0.6, CEILINGS, history)["comparable"])
         self.assertFalse(self.conds(None, CEILINGS, history)["comparable"])
-        self.assertFalse(self.conds(0.1, CEILINGS, [])["comparable"])
+
+    def test_the_first_full_run_is_judged_on_the_load_alone(self):
+        c = self.conds(0.1, CEILINGS, [])
+        self.assertTrue(c["comparable"], c["reasons"])
+        self.assertEqual(c["history_runs"], 0)
+        self.assertFalse(self.conds(0.7, CEILINGS, [])["comparable"])
 
     def test_only_the_last_ten_runs_count(self):
         history = [{"ceilings": {**CEILINGS, "http_rps": 1e9}}] + [{"ceilings": CEILINGS}] * 10
