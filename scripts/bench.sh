@@ -3,7 +3,10 @@
 # generator to CPU 1 (PERFORMANCE.md), same-run ceilings (bare axum server with wrk,
 # redis-benchmark, pgbench), then the P-workloads with floodgate-loadtest. Each figure is the
 # median of BENCH_RUNS runs (default 3) of BENCH_SECONDS (default 10 s). Writes
-# docs/benchmarks/latest.json and docs/benchmarks/README.md.
+# docs/benchmarks/latest.json, README.md, history.json (the ceilings of each full run) and
+# docs/capacity.md. Each row also carries the CPU µs per request of the app, PostgreSQL and
+# Redis (scripts/bench_cpu.py); the run conditions decide whether targets are judged
+# (scripts/bench_conditions.py).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -13,22 +16,28 @@ SECS=${BENCH_SECONDS:-10}
 # .data/bench/partial instead of docs/benchmarks (a partial run never replaces the full table).
 # RC (P3 and P4 again with the app on a local Redis Cluster) runs P3 and P4 as its baseline.
 ONLY=${BENCH_ONLY:-}
+# BENCH_PORT_SHIFT=N moves every port of the bench's private services, app and servers by N,
+# so two checkouts can bench on one machine without meeting (default 0: the ports below)
+SHIFT=${BENCH_PORT_SHIFT:-0}
 want() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
 OUT=$ROOT/.data/bench
 RAW=$OUT/raw
 mkdir -p "$RAW"
-rm -f "$RAW"/*.json "$RAW"/*.txt
+rm -f "$RAW"/*.json "$RAW"/*.txt "$RAW"/*.jsonl
+# run conditions: the load average (1, 5 min) before anything starts, and again at the end
+cut -d' ' -f1,2 /proc/loadavg > "$RAW/loadavg_before.txt"
 
-export DATABASE_URL=postgres://floodgate:floodgate@127.0.0.1:54339/floodgate
-export REDIS_URL=redis://127.0.0.1:63809
+PG_PORT=$((54339 + SHIFT)) REDIS_PORT=$((63809 + SHIFT))
+export DATABASE_URL=postgres://floodgate:floodgate@127.0.0.1:$PG_PORT/floodgate
+export REDIS_URL=redis://127.0.0.1:$REDIS_PORT
 export FLOODGATE_DATA_DIR=$OUT/services
-export FLOODGATE_LISTEN_ADDR=127.0.0.1:19480
+export FLOODGATE_LISTEN_ADDR=127.0.0.1:$((19480 + SHIFT))
 export FLOODGATE_JWT_SECRET=bench-secret-bench-secret-bench-secret-0123
 export FLOODGATE_DB_POOL_SIZE=${FLOODGATE_DB_POOL_SIZE:-32}
 export FLOODGATE_AUTH_LIMIT_PER_IP=100000000 FLOODGATE_AUTH_LIMIT_PER_EMAIL=100000000
 export RUST_LOG=warn
 APP=http://$FLOODGATE_LISTEN_ADDR
-CEILING_ADDR=127.0.0.1:19481
+CEILING_ADDR=127.0.0.1:$((19481 + SHIFT))
 
 log() { printf '[bench] %s\n' "$*" >&2; }
 need() { command -v "$1" >/dev/null || { log "installing $2"; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
@@ -37,9 +46,18 @@ need redis-benchmark redis-tools
 need pgbench postgresql-client
 need taskset util-linux
 
-log "building release binaries"
-cargo build --release -q -p floodgate-app -p floodgate-loadtest -p floodgate-operator
-BIN=$ROOT/target/release
+# BENCH_BIN=DIR takes the three release binaries from DIR instead of building them
+SRC_BIN=${BENCH_BIN:-${CARGO_TARGET_DIR:-$ROOT/target}/release}
+if [ -z "${BENCH_BIN:-}" ]; then
+  log "building release binaries"
+  cargo build --release -q -p floodgate-app -p floodgate-loadtest -p floodgate-operator
+fi
+# a private copy: the target dir may be shared with other checkouts that build meanwhile
+BIN=$OUT/bin
+mkdir -p "$BIN"
+for b in floodgate-app floodgate-loadtest floodgate-operator; do
+  cp "$SRC_BIN/$b" "$BIN/$b"
+done
 
 PIDS=()
 cleanup() {
@@ -52,14 +70,31 @@ bash scripts/services.sh up
 pin_cpu0() { taskset -a -cp 0 "$1" >/dev/null 2>&1 || true; }
 pgpid=$(head -1 "$(cat "$FLOODGATE_DATA_DIR/postgres.path" 2>/dev/null || echo "$FLOODGATE_DATA_DIR/postgres")/postmaster.pid" 2>/dev/null || true)
 [ -n "$pgpid" ] && pin_cpu0 "$pgpid"
-[ -s "$FLOODGATE_DATA_DIR/redis/redis.pid" ] && pin_cpu0 "$(cat "$FLOODGATE_DATA_DIR/redis/redis.pid")"
-redis-cli -p 63809 flushall >/dev/null
+redispid=$(cat "$FLOODGATE_DATA_DIR/redis/redis.pid" 2>/dev/null || true)
+[ -n "$redispid" ] && pin_cpu0 "$redispid"
+redis-cli -p "$REDIS_PORT" flushall >/dev/null
 psql "$DATABASE_URL" -qc "drop schema public cascade; create schema public;" >/dev/null
 
 gen() { taskset -c 1 "$BIN/floodgate-loadtest" "$@" --no-progress; }
+# CPU time (scripts/bench_cpu.py) before and after a run: `cpu_mark TAG` appends a snapshot of
+# the app ($CPU_APP, default the app), PostgreSQL and Redis to $RAW/cpu_TAG.jsonl;
+# `measured TAG CMD...` runs CMD between two marks. bench_report.py divides by the requests.
+cpu_cmd() { echo "python3 '$ROOT/scripts/bench_cpu.py' snapshot '${CPU_APP:-$APP_PID}' '${CPU_PG-$pgpid}' '${CPU_REDIS-$redispid}' >> '$RAW/cpu_$1.jsonl'"; }
+cpu_mark() { sh -c "$(cpu_cmd "$1")"; }
+measured() { local tag=$1; shift; cpu_mark "$tag"; "$@" || true; cpu_mark "$tag"; }
+# genm TAG ARGS...: a floodgate-loadtest run whose measured load (after its setup) is
+# bracketed by CPU marks (plus the commands in AT_START / AT_END, if set)
+genm() {
+  local tag=$1; shift
+  gen "$@" --exec-at-load-start "$(cpu_cmd "$tag")${AT_START:+; $AT_START}" --exec-at-load-end "$(cpu_cmd "$tag")${AT_END:+; $AT_END}"
+}
+# sh $OUT/pg_stats.sh FILE: appends the database's commit and row counters (pg_stat_database)
+cat > "$OUT/pg_stats.sh" <<SH
+psql "$DATABASE_URL" -tAc "select xact_commit, tup_inserted, tup_updated, tup_deleted from pg_stat_database where datname = current_database()" >> "\$1"
+SH
 
 # ---------------------------------------------------------------- app start and footprint
-for port in 19480 19481; do
+for port in $((19480 + SHIFT)) $((19481 + SHIFT)); do
   if ss -ltn 2>/dev/null | grep -q "127.0.0.1:$port "; then log "port $port is in use; stop what listens there"; exit 1; fi
 done
 log "starting the app (CPU 0)"
@@ -77,6 +112,9 @@ echo "$(( (t1 - t0) / 1000000 ))" > "$RAW/start_ms.txt"
 sleep 2
 rss() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 rss "$APP_PID" > "$RAW/rss_idle_kb.txt"
+# the idle CPU of the app, PostgreSQL and Redis (admission and config loops, sweeper,
+# checkpoints): a fixed cost per second that a row at a low rate spreads over few requests
+cpu_mark idle; sleep 5; cpu_mark idle
 
 # ---------------------------------------------------------------- ceilings
 log "HTTP ceiling: bare axum server, wrk (and floodgate-loadtest on the same server: P6)"
@@ -84,7 +122,7 @@ taskset -c 0 "$BIN/floodgate-loadtest" ceiling-server --listen "$CEILING_ADDR" -
 CEIL_PID=$!; PIDS+=("$CEIL_PID")
 sleep 0.5
 for i in $(seq 1 "$RUNS"); do
-  taskset -c 1 wrk -t1 -c64 -d"${SECS}s" "http://$CEILING_ADDR/" > "$RAW/wrk_$i.txt"
+  CPU_APP=$CEIL_PID CPU_PG=0 CPU_REDIS=0 measured "wrk_$i" taskset -c 1 wrk -t1 -c64 -d"${SECS}s" "http://$CEILING_ADDR/" > "$RAW/wrk_$i.txt"
   gen run ceiling --target "http://$CEILING_ADDR" --executor constant-vus --vus 64 --duration "${SECS}s" \
     --summary-json "$RAW/gen_ceiling_$i.json" >/dev/null 2>&1 || true
 done
@@ -100,7 +138,7 @@ kill "$CEIL_PID" 2>/dev/null || true
 
 log "Redis ceiling: redis-benchmark EVAL of the issue script's shape, unpipelined"
 for i in $(seq 1 "$RUNS"); do
-  taskset -c 1 redis-benchmark -p 63809 -q -n 200000 -c 50 \
+  taskset -c 1 redis-benchmark -p "$REDIS_PORT" -q -n 200000 -c 50 \
     EVAL "if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 then return 0 end return redis.call('SCARD', KEYS[1])" 1 '{bench}:s' __rand_int__ \
     > "$RAW/redis_$i.txt"
 done
@@ -119,20 +157,20 @@ GOODS_ID=$(curl -s "$APP/api/v1/goods?limit=1" | python3 -c 'import json,sys; pr
 if want P1; then
 log "P1: cached goods list and detail"
 for i in $(seq 1 "$RUNS"); do
-  gen run goods-list --target "$APP" --executor constant-vus --vus 64 --duration "${SECS}s" --summary-json "$RAW/p1_list_$i.json" >/dev/null 2>&1 || true
-  gen run goods-detail --target "$APP" --param "goods_id=$GOODS_ID" --param think_scale=0 --executor constant-vus --vus 64 --duration "${SECS}s" --summary-json "$RAW/p1_detail_$i.json" >/dev/null 2>&1 || true
+  genm "p1_list_$i" run goods-list --target "$APP" --executor constant-vus --vus 64 --duration "${SECS}s" --summary-json "$RAW/p1_list_$i.json" >/dev/null 2>&1 || true
+  genm "p1_detail_$i" run goods-detail --target "$APP" --param "goods_id=$GOODS_ID" --param think_scale=0 --executor constant-vus --vus 64 --duration "${SECS}s" --summary-json "$RAW/p1_detail_$i.json" >/dev/null 2>&1 || true
 done
 rss "$APP_PID" > "$RAW/rss_load_kb.txt"
 half=$(python3 scripts/bench_report.py half-rate "$RAW")
 log "P1: p99 at half the measured rate ($half/s)"
-gen run goods-detail --target "$APP" --param "goods_id=$GOODS_ID" --param think_scale=0 --executor constant-arrival-rate --rate "$half" --time-unit 1s \
+genm p1_half run goods-detail --target "$APP" --param "goods_id=$GOODS_ID" --param think_scale=0 --executor constant-arrival-rate --rate "$half" --time-unit 1s \
   --vus 64 --max-vus 256 --duration "${SECS}s" --summary-json "$RAW/p1_half.json" >/dev/null 2>&1 || true
 
 fi
 if want P5; then
 log "P5: wallet charges on one hot user"
 for i in $(seq 1 "$RUNS"); do
-  gen run balance-charge --target "$APP" --param think_scale=0 --param hot_users=1 --param "run_id=p5r$i" --executor constant-vus --vus 64 --duration "${SECS}s" \
+  genm "p5_$i" run balance-charge --target "$APP" --param think_scale=0 --param hot_users=1 --param "run_id=p5r$i" --executor constant-vus --vus 64 --duration "${SECS}s" \
     --summary-json "$RAW/p5_$i.json" >/dev/null 2>&1 || true
 done
 
@@ -144,8 +182,12 @@ for i in $(seq 1 "$RUNS"); do
     -d '{"email":"seller@floodgate.local","password":"floodgate-demo"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
   hot=$(curl -s -XPOST "$APP/api/v1/goods" -H "authorization: Bearer $seller" -H 'content-type: application/json' \
     -d '{"name":"flash","price":100,"stock":10000}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-  gen run hot-order --target "$APP" --param think_scale=0 --param "goods_id=$hot" --param hot_users=200 --param fund_amount=5000000 --param "run_id=p2r$i" \
+  # PostgreSQL's counters around the load of run 1 (backends report them at most a second
+  # late, and idle ones within 10 s: hence the wait before the second reading)
+  pg_at=""; [ "$i" = 1 ] && pg_at="sh '$OUT/pg_stats.sh' '$RAW/p2_pg_1.txt'"
+  AT_START=$pg_at genm "p2_$i" run hot-order --target "$APP" --param think_scale=0 --param "goods_id=$hot" --param hot_users=200 --param fund_amount=5000000 --param "run_id=p2r$i" \
     --executor constant-vus --vus 200 --duration "${SECS}s" --summary-json "$RAW/p2_$i.json" >/dev/null 2>&1 || true
+  if [ "$i" = 1 ]; then sleep 11; sh "$OUT/pg_stats.sh" "$RAW/p2_pg_1.txt"; fi
   # stock left, units sold, and the seconds from the first to the last accepted order: with
   # 10,000 units the item may sell out before the run ends, so the accepted rate is taken
   # over the selling time, not the whole run
@@ -163,7 +205,7 @@ if want P2B; then
 # FLOODGATE_DB_POOLER=transaction; reported as a ratio to the direct P2 (a cost ratio on two
 # cores: PgBouncer shares CPU 0 with the app and PostgreSQL)
 log "P2B: the P2 flash sale through PgBouncer (transaction pooling)"
-PGB_PORT=19483 PGB_APP=127.0.0.1:19484
+PGB_PORT=$((19483 + SHIFT)) PGB_APP=127.0.0.1:$((19484 + SHIFT))
 PGBOUNCER_PORT=$PGB_PORT bash scripts/services.sh pgbouncer
 pgbpid=$(cat "$(dirname "$(cat "$FLOODGATE_DATA_DIR/postgres.path" 2>/dev/null || echo "$FLOODGATE_DATA_DIR/postgres")")/pgbouncer/pgbouncer.pid")
 pin_cpu0 "$pgbpid"
@@ -182,7 +224,7 @@ for i in $(seq 1 "$RUNS"); do
     -d '{"email":"seller@floodgate.local","password":"floodgate-demo"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
   hot=$(curl -s -XPOST "http://$PGB_APP/api/v1/goods" -H "authorization: Bearer $seller" -H 'content-type: application/json' \
     -d '{"name":"flash","price":100,"stock":10000}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-  gen run hot-order --target "http://$PGB_APP" --param think_scale=0 --param "goods_id=$hot" --param hot_users=200 --param fund_amount=5000000 --param "run_id=p2br$i" \
+  CPU_APP=$PGB_APP_PID genm "p2b_$i" run hot-order --target "http://$PGB_APP" --param think_scale=0 --param "goods_id=$hot" --param hot_users=200 --param fund_amount=5000000 --param "run_id=p2br$i" \
     --executor constant-vus --vus 200 --duration "${SECS}s" --summary-json "$RAW/p2b_$i.json" >/dev/null 2>&1 || true
   psql "$DATABASE_URL" -tAc "select $hot, stock, x.sold, x.span from goods,
       (select coalesce(sum(l.quantity), 0) as sold,
@@ -216,7 +258,7 @@ for i in $(seq 1 "$RUNS"); do
   camp=$(curl -s -XPOST "$APP/api/v1/coupon-campaigns" -H "authorization: Bearer $ADMIN" -H 'content-type: application/json' \
     -d "{\"name\":\"$1 run $i\",\"discount_amount\":1000,\"total_quantity\":1000,\"starts_at\":\"2020-01-01T00:00:00Z\",\"ends_at\":\"2099-01-01T00:00:00Z\"}" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
-  TOKENS_FILE="$OUT/p3_tokens.txt" WRK_METHOD=POST taskset -c 1 wrk -t1 -c64 -d"${SECS}s" -s scripts/bench_tokens.lua \
+  TOKENS_FILE="$OUT/p3_tokens.txt" WRK_METHOD=POST measured "$1_$i" taskset -c 1 wrk -t1 -c64 -d"${SECS}s" -s scripts/bench_tokens.lua \
     "$APP/api/v1/coupon-campaigns/$camp/issue" > "$RAW/$1_$i.txt"
   t_end=$(date +%s%N)
   until [ "$(psql "$DATABASE_URL" -tAc "select count(*) from coupons where campaign_id = $camp")" -ge 1000 ]; do
@@ -239,7 +281,7 @@ queue_token=$(curl -s -XPOST "$APP/api/v1/queues/concert-42/tokens" -H "authoriz
   | python3 -c 'import json,sys; print(json.load(sys.stdin)["token"])')
 head -1 "$OUT/p3_tokens.txt" > "$OUT/p4_tokens.txt"
 for i in $(seq 1 "$RUNS"); do
-  TOKENS_FILE="$OUT/p4_tokens.txt" QUEUE_TOKEN="$queue_token" taskset -c 1 wrk -t1 -c64 -d"${SECS}s" -s scripts/bench_tokens.lua \
+  TOKENS_FILE="$OUT/p4_tokens.txt" QUEUE_TOKEN="$queue_token" measured "$1_$i" taskset -c 1 wrk -t1 -c64 -d"${SECS}s" -s scripts/bench_tokens.lua \
     "$APP/api/v1/queues/concert-42/tokens/me" > "$RAW/$1_$i.txt"
 done
 }
@@ -281,10 +323,10 @@ spec:
   scaling: { minReplicas: 1, maxReplicas: 40, waitingPerReplica: 10, p95Target: 250ms }
 YAML
 taskset -c 1 "$BIN/floodgate-operator" run --manifests "$M" --status-dir "$M/.status" --app-metrics-url "$APP/metrics" \
-  --listen 127.0.0.1:19482 >"$OUT/operator.log" 2>&1 &
+  --listen 127.0.0.1:$((19482 + SHIFT)) >"$OUT/operator.log" 2>&1 &
 OP_PID=$!; PIDS+=("$OP_PID")
-version() { redis-cli -p 63809 get fg:config | python3 -c 'import json,sys; print(json.loads(sys.stdin.read() or "{}").get("version", 0))'; }
-applied_all() { redis-cli -p 63809 hvals fg:config:applied | grep -qvx "$1" && return 1; [ -n "$(redis-cli -p 63809 hvals fg:config:applied)" ]; }
+version() { redis-cli -p "$REDIS_PORT" get fg:config | python3 -c 'import json,sys; print(json.loads(sys.stdin.read() or "{}").get("version", 0))'; }
+applied_all() { redis-cli -p "$REDIS_PORT" hvals fg:config:applied | grep -qvx "$1" && return 1; [ -n "$(redis-cli -p "$REDIS_PORT" hvals fg:config:applied)" ]; }
 for _ in $(seq 100); do [ "$(version)" -ge 1 ] && break; sleep 0.1; done
 : > "$RAW/p7_apply_ms.txt"
 for i in $(seq 1 "$RUNS"); do
@@ -322,6 +364,11 @@ echo "${first_ms:-30000} $(( ($(date +%s%N) - t0) / 1000000 )) $(desired)" > "$R
 kill "$OP_PID" 2>/dev/null || true
 
 fi
+# P9 (the reserve-and-pay flow, stepped), the capacity figures and the replica check: before
+# RC, which moves the app onto a Redis Cluster
+# shellcheck source=scripts/bench_p9.sh
+source scripts/bench_p9.sh
+
 if want RC; then
 # The same coupon drop and poll with the app on a Redis Cluster: three primaries and three
 # replicas of redis-server (scripts/services.sh redis-cluster), pinned to CPU 0 with the app
@@ -342,8 +389,12 @@ queue_poll rc_p4
 
 fi
 kill "$APP_PID" 2>/dev/null || true
-REPORT=docs/benchmarks
-[ -z "$ONLY" ] || REPORT=$OUT/partial
+cut -d' ' -f1,2 /proc/loadavg > "$RAW/loadavg_after.txt"
+REPORT=docs/benchmarks RECORD=record
+[ -z "$ONLY" ] || { REPORT=$OUT/partial; RECORD=""; }
 mkdir -p "$REPORT"
-python3 scripts/bench_report.py report "$RAW" "$REPORT"
+python3 scripts/bench_report.py report "$RAW" "$REPORT" docs/benchmarks/history.json $RECORD
+# docs/capacity.md from the full report (a partial run writes it next to its report)
+CAPACITY=docs/capacity.md; [ -z "$ONLY" ] || CAPACITY=$REPORT/capacity.md
+python3 scripts/bench_capacity.py "$REPORT/latest.json" > "$CAPACITY"
 log "wrote $REPORT/latest.json and $REPORT/README.md"

@@ -11,6 +11,10 @@ import statistics
 import sys
 from datetime import datetime, timezone
 
+import bench_conditions
+import bench_flow
+from bench_cpu import idle_ms_per_s, row_cpu
+
 SECS = float(os.environ.get("BENCH_SECONDS", "10"))
 
 
@@ -139,44 +143,67 @@ def redis_cluster_rows(raw, p3_rps, p4_rps):
     return rows
 
 
-def row(pid, workload, ours, unit, ceiling_name, ceiling, ratio_target, note=""):
+def row(pid, workload, ours, unit, ceiling_name, ceiling, ratio_target, note="", cpu=None):
     ratio = ours / ceiling if ours is not None and ceiling else None
     passed = None if ratio is None else ratio >= ratio_target
     return {
         "id": pid, "workload": workload, "ours": ours, "unit": unit, "ceiling": ceiling_name,
         "ceiling_value": ceiling, "ratio": ratio, "target": f">= {ratio_target} x {ceiling_name}",
-        "pass": passed, "note": note,
+        "pass": passed, "note": note, "cpu_us_per_request": cpu,
     }
 
 
-def build(raw):
+def with_bare_ratio(rows, bare):
+    """Adds app/bare and total/bare to every row's CPU figures (bare: the bare axum server's
+    µs per request under wrk, same run)."""
+    for r in rows:
+        cpu = r.get("cpu_us_per_request")
+        if cpu and bare:
+            cpu["app_vs_bare"] = cpu["app"] / bare if cpu.get("app") is not None else None
+            cpu["total_vs_bare"] = cpu["total"] / bare if cpu.get("total") is not None else None
+    return rows
+
+
+def judge(rows, conds):
+    """A run that is not comparable judges no target: pass becomes None, judged False."""
+    for r in rows:
+        r["judged"] = conds["comparable"] and r["pass"] is not None
+        if not conds["comparable"]:
+            r["pass"] = None
+    return rows
+
+
+def build(raw, history):
     c = ceilings(raw)
     rows = []
     list_rps, detail_rps = rate(raw, "p1_list_*.json"), rate(raw, "p1_detail_*.json")
     rows.append(row("P1", "GET /goods?limit=15, cache warm, 64 VUs", list_rps, "req/s", "HTTP", c["http_rps"], 0.5,
-                    f"failed rate {failed(raw, 'p1_list_*.json')}"))
+                    f"failed rate {failed(raw, 'p1_list_*.json')}", row_cpu(raw, "p1_list_*")))
     rows.append(row("P1", "GET /goods/{id}, cache warm, 64 VUs", detail_rps, "req/s", "HTTP", c["http_rps"], 0.5,
-                    f"failed rate {failed(raw, 'p1_detail_*.json')}"))
+                    f"failed rate {failed(raw, 'p1_detail_*.json')}", row_cpu(raw, "p1_detail_*")))
     half = summaries(raw, "p1_half.json")
     p99 = metric(half[0], "http_req_duration", "p(99)") if half else None
     rows.append({"id": "P1", "workload": "GET /goods/{id} p99 at half the measured rate", "ours": p99, "unit": "ms",
                  "ceiling": "-", "ceiling_value": None, "ratio": None, "target": "<= 5 ms",
-                 "pass": None if p99 is None else p99 <= 5.0, "note": ""})
+                 "pass": None if p99 is None else p99 <= 5.0, "note": "", "cpu_us_per_request": row_cpu(raw, "p1_half")})
     accepted, sold_out, oversold = flash_sale(raw)
     rows.append(row("P2", "flash sale: POST /orders, 1 item x 10,000 units, 200 buyers", accepted, "orders/s",
                     "PG hot row", c["pg_hot_row_tps"], 10.0,
                     ("OVERSOLD" if oversold else "no oversell (stock + sold = 10,000 in every run)")
-                    + "; accepted orders counted in the database, over the time from the first to the last one"))
+                    + "; accepted orders counted in the database, over the time from the first to the last one"
+                    + "; CPU: all requests of the run (orders and sold-out answers)", row_cpu(raw, "p2_*")))
     rows.append(row("P2", "flash sale: sold-out answers after the item sold out", sold_out, "req/s",
                     "HTTP", c["http_rps"], 0.5,
-                    "(requests - units sold) / (run - selling time); none when the item did not sell out"))
+                    "(requests - units sold) / (run - selling time); none when the item did not sell out; "
+                    "CPU: the whole run, as the row above", row_cpu(raw, "p2_*")))
     pgb, _, pgb_oversold = flash_sale(raw, "p2b")
     rows.append(row("P2", "flash sale through PgBouncer 1.18 (transaction pooling), same shape", pgb, "orders/s",
                     "P2 direct", accepted, 0.5,
                     ("OVERSOLD" if pgb_oversold else "no oversell")
-                    + "; FLOODGATE_DB_POOLER=transaction; a cost ratio on 2 cores (PgBouncer shares CPU 0), not a scaling claim"))
+                    + "; FLOODGATE_DB_POOLER=transaction; a cost ratio on 2 cores (PgBouncer shares CPU 0), not a scaling claim"
+                    + "; CPU: PgBouncer's own not counted", row_cpu(raw, "p2b_*")))
     rows.append(row("P5", "POST /wallet/charges, one hot user, 64 VUs", rate(raw, "p5_*.json"), "charges/s",
-                    "PG hot row", c["pg_hot_row_tps"], 5.0, f"failed rate {failed(raw, 'p5_*.json')}"))
+                    "PG hot row", c["pg_hot_row_tps"], 5.0, f"failed rate {failed(raw, 'p5_*.json')}", row_cpu(raw, "p5_*")))
     rows.append(row("P6", "floodgate-loadtest vs wrk on the bare server, 64 connections", c["generator_rps"], "req/s",
                     "wrk", c["http_rps"], 0.8))
     rss_idle, rss_load, start = read_number(raw, "rss_idle_kb.txt"), read_number(raw, "rss_load_kb.txt"), read_number(raw, "start_ms.txt")
@@ -190,12 +217,14 @@ def build(raw):
     p3_rps = text_numbers(raw, "p3_*.txt", r"Requests/sec:\s+([\d.]+)")
     note = drop_note(raw, "p3")
     rows.append(row("P3", "coupon drop: POST /coupon-campaigns/{id}/issue, 1,000 coupons, 100,000 users, 64 conns (wrk)",
-                    p3_rps, "attempts/s", "Redis EVAL", c["redis_eval_per_s"], 0.5, note))
+                    p3_rps, "attempts/s", "Redis EVAL", c["redis_eval_per_s"], 0.5, note, row_cpu(raw, "p3_*")))
     p4_rps = text_numbers(raw, "p4_*.txt", r"Requests/sec:\s+([\d.]+)")
     rows.append(row("P4", "waiting room: GET /queues/{id}/tokens/me poll, 64 conns (wrk)", p4_rps, "req/s",
                     "HTTP", c["http_rps"], 0.4,
-                    "Redis per waiting user: 29.7 B measured by app/tests/queue_memory.rs (200,000 joins)"))
+                    "Redis per waiting user: see the capacity figures below", row_cpu(raw, "p4_*")))
     rows.extend(redis_cluster_rows(raw, p3_rps, p4_rps))
+    rows.extend(bench_flow.p9_rows(raw))
+    rows.extend(bench_flow.replica_rows(raw))
     rows.extend(p7_cluster_rows(raw))
     apply_ms = median([float(x) for x in open(os.path.join(raw, "p7_apply_ms.txt")).read().split()]) \
         if os.path.exists(os.path.join(raw, "p7_apply_ms.txt")) else None
@@ -217,8 +246,13 @@ def build(raw):
                  "note": (f"full 10 replicas after {full_ms:.0f} ms (final desired {desired}): the default scale-up "
                           "step, max(8 pods, 100 %) per 15 s, spreads 1 -> 10 over two periods by design; "
                           "local mode reports the patch it would send") if full_ms is not None else ""})
+    bare = row_cpu(raw, "wrk_*")
+    c["bare_server_cpu_us_per_request"] = bare and bare["app"]
+    c["idle_cpu_ms_per_s"] = idle_ms_per_s(raw)
+    with_bare_ratio(rows, c["bare_server_cpu_us_per_request"])
+    conds = bench_conditions.conditions(raw, c, bench_conditions.read_history(history))
     return {"generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "seconds_per_run": SECS,
-            "ceilings": c, "rows": rows}
+            "conditions": conds, "ceilings": c, "capacity": bench_flow.capacity(raw), "rows": judge(rows, conds)}
 
 
 def p7_cluster_rows(raw):
@@ -293,6 +327,14 @@ def fmt(v, digits=1):
     return str(v)
 
 
+def cpu_cell(cpu):
+    if not cpu:
+        return "—"
+    parts = " / ".join(fmt(cpu.get(k), 1) for k in ("app", "pg", "redis"))
+    ratio = cpu.get("total_vs_bare")
+    return parts + (f" ({ratio:,.1f}× bare)" if ratio is not None else "")
+
+
 def markdown(data):
     c = data["ceilings"]
     lines = [
@@ -300,23 +342,36 @@ def markdown(data):
         f"Generated by `make bench` at {data['generated_at']} on this machine (2 cores: app, PostgreSQL and",
         "Redis pinned to CPU 0, the load generator to CPU 1; release build; each figure the median of",
         f"the runs of {data['seconds_per_run']:.0f} s). Raw outputs: `.data/bench/raw/`.", "",
+    ] + bench_conditions.markdown(data["conditions"]) + [
         "## Same-run ceilings", "",
         "| ceiling | value |", "|---|---|",
         f"| HTTP: bare axum JSON server, wrk, 64 connections | {fmt(c['http_rps'])} req/s |",
+        f"| CPU of that bare server per request under wrk | {fmt(c.get('bare_server_cpu_us_per_request'), 2)} µs |",
+        f"| Idle CPU of the app / PostgreSQL / Redis (no load, 5 s; spread over the requests of a slow row) | "
+        + " / ".join(fmt((c.get("idle_cpu_ms_per_s") or {}).get(p), 1) for p in ("app", "pg", "redis")) + " ms per s |",
         f"| floodgate-loadtest on the same server | {fmt(c['generator_rps'])} req/s |",
         f"| Locust 2.47 on the same server (one process, for context) | {fmt(c['locust_rps'])} req/s |",
         f"| Redis: redis-benchmark EVAL (issue-script shape), 50 clients | {fmt(c['redis_eval_per_s'])} /s |",
         f"| PostgreSQL hot row: pgbench, 16 clients updating one row | {fmt(c['pg_hot_row_tps'])} tps |",
         f"| PostgreSQL commits: pgbench -N, 16 clients | {fmt(c['pg_commit_tps'])} tps |",
         "", "## Workloads", "",
-        "| # | workload | ours | ceiling | ratio | target | pass | note |", "|---|---|---|---|---|---|---|---|",
+        "CPU µs/request: CPU time (utime + stime, /proc) of the app, PostgreSQL (postmaster, exited and live",
+        "backends) and Redis over the measured load (floodgate-loadtest's --exec-at-load-start/-end, or around",
+        "wrk), divided by the requests served; in brackets the sum as a multiple of the bare server's µs/request.", "",
+        "| # | workload | ours | ceiling | ratio | target | pass | CPU µs/req app / PG / Redis | note |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in data["rows"]:
         ours = f"{fmt(r['ours'], 2 if r['unit'] == 'ms' else 1)} {r['unit']}".strip()
         ceiling = f"{r['ceiling']} {fmt(r['ceiling_value'])}" if r["ceiling_value"] else r["ceiling"]
         ratio = fmt(r["ratio"], 2) if r["ratio"] is not None else "—"
-        passed = {True: "pass", False: "FAIL", None: "—"}[r["pass"]]
-        lines.append(f"| {r['id']} | {r['workload']} | {ours} | {ceiling} | {ratio} | {r['target']} | {passed} | {r['note']} |")
+        if not data["conditions"]["comparable"] and r["target"] not in ("-", ""):
+            passed = "not judged"
+        else:
+            passed = {True: "pass", False: "FAIL", None: "—"}[r["pass"]]
+        lines.append(f"| {r['id']} | {r['workload']} | {ours} | {ceiling} | {ratio} | {r['target']} | {passed} "
+                     f"| {cpu_cell(r.get('cpu_us_per_request'))} | {r['note']} |")
+    lines += bench_flow.capacity_markdown(data.get("capacity") or {})
     return "\n".join(lines) + "\n" + CONTEXT
 
 
@@ -326,14 +381,20 @@ def main():
         r = rate(raw, "p1_detail_*.json")
         print(max(1, int((r or 200) / 2)))
     elif cmd == "report":
-        out = sys.argv[3]
+        # report RAW OUT HISTORY [record]: `record` (full runs) appends this run's ceilings
+        out, history = sys.argv[3], sys.argv[4]
         os.makedirs(out, exist_ok=True)
-        data = build(raw)
+        data = build(raw, history)
         with open(os.path.join(out, "latest.json"), "w") as f:
             json.dump(data, f, indent=2)
         with open(os.path.join(out, "README.md"), "w") as f:
             f.write(markdown(data))
+        if sys.argv[5:] == ["record"]:
+            bench_conditions.record(history, data["generated_at"], data["ceilings"], data["conditions"])
         print(markdown(data))
+    elif cmd == "p9-held":
+        # p9-held RAW RATE P95_MS: exit 0 when the step at RATE held (see bench_flow.step_held)
+        sys.exit(0 if bench_flow.step_held(raw, sys.argv[3], float(sys.argv[4])) else 1)
 
 
 if __name__ == "__main__":

@@ -59,6 +59,7 @@ fi
 
 # every load-test scenario for a few seconds against the real app, invariants checked after
 bash scripts/loadtest-smoke.sh || status=$?
+bash scripts/bench-tests.sh || status=$?
 
 # the operator in --manifests mode driving the real app end to end
 bash operator/e2e/local.sh || status=$?

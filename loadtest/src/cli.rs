@@ -165,6 +165,15 @@ pub struct RunArgs {
     /// No progress line on stderr (one a second by default).
     #[arg(long)]
     pub no_progress: bool,
+    /// Shell command run (and waited for) after setup, just before the load starts.
+    ///
+    /// With --exec-at-load-end, brackets exactly the measured load, e.g. to read the target's
+    /// CPU time or to start and stop a profiler; a command that fails ends the run (exit 1).
+    #[arg(long, value_name = "CMD")]
+    pub exec_at_load_start: Option<String>,
+    /// Shell command run (and waited for) when the load has ended, before the invariant checks.
+    #[arg(long, value_name = "CMD")]
+    pub exec_at_load_end: Option<String>,
 }
 
 impl RunArgs {

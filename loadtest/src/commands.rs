@@ -57,6 +57,10 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         influxdb: args.influxdb.clone(),
         progress: !args.no_progress,
         request_timeout: args.timeout,
+        hooks: runner::LoadHooks {
+            start: args.exec_at_load_start.clone(),
+            end: args.exec_at_load_end.clone(),
+        },
     })
     .await?;
     report(&data, args.summary_json.as_deref())

@@ -29,6 +29,30 @@ pub struct RunConfig {
     pub influxdb: Option<String>,
     pub progress: bool,
     pub request_timeout: Duration,
+    pub hooks: LoadHooks,
+}
+
+/// Shell commands that bracket the measured load (after setup, before the invariant checks).
+#[derive(Clone, Debug, Default)]
+pub struct LoadHooks {
+    pub start: Option<String>,
+    pub end: Option<String>,
+}
+
+/// Runs one hook with `sh -c` and waits for it; a hook that fails fails the run.
+fn run_hook(which: &str, command: Option<&str>) -> anyhow::Result<()> {
+    let Some(command) = command else {
+        return Ok(());
+    };
+    let status = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(command)
+        .status()
+        .with_context(|| format!("--exec-at-load-{which}: cannot start sh"))?;
+    if !status.success() {
+        anyhow::bail!("--exec-at-load-{which} `{command}` failed: {status}");
+    }
+    Ok(())
 }
 
 /// CPU time this process has used, from `/proc/self/stat` (Linux; clock ticks of 10 ms).
@@ -89,6 +113,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunData> {
         }
         None => (None, None),
     };
+    run_hook("start", cfg.hooks.start.as_deref())?;
     let origin = Instant::now();
     let recorder = Arc::new(Recorder::new(origin, sink));
     let ctx = context(&target, recorder.clone(), params, cfg.request_timeout);
@@ -135,6 +160,7 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunData> {
     for t in tasks {
         t.await.context("a scenario task failed")?;
     }
+    run_hook("end", cfg.hooks.end.as_deref())?;
     ticker.abort();
     ctrl_c.abort();
     recorder.sample_vus();

@@ -49,6 +49,7 @@ async fn samples_are_written_as_line_protocol() {
         influxdb: Some(format!("http://{addr}/k6db")),
         progress: false,
         request_timeout: Duration::from_secs(5),
+        hooks: Default::default(),
     })
     .await
     .expect("run");

@@ -192,6 +192,7 @@ async fn think_time_before_the_first_request_is_not_latency() {
         influxdb: None,
         progress: false,
         request_timeout: Duration::from_secs(10),
+        hooks: Default::default(),
     })
     .await
     .expect("run");
@@ -220,6 +221,7 @@ async fn think_time_before_the_first_request_is_not_latency() {
         influxdb: None,
         progress: false,
         request_timeout: Duration::from_secs(10),
+        hooks: Default::default(),
     })
     .await
     .expect("run");
@@ -254,4 +256,82 @@ async fn ramp_down_interrupts_after_graceful_ramp_down() {
     );
     assert_eq!(m.interrupted_iterations, 2);
     assert_eq!(m.iterations, 0);
+}
+
+/// `--exec-at-load-start/-end` (what the bench reads the target's CPU time with): the start
+/// command has finished before the first request and the end command runs after the last;
+/// a failing command fails the run.
+#[tokio::test]
+async fn load_hooks_bracket_the_measured_load() {
+    use std::sync::{Arc, Mutex};
+    use std::time::{SystemTime, UNIX_EPOCH};
+    fn now_ns() -> u128 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_nanos()
+    }
+    let seen: Arc<Mutex<Vec<u128>>> = Arc::default();
+    let log = seen.clone();
+    let app = Router::new().route(
+        "/",
+        get(move || {
+            let log = log.clone();
+            async move {
+                log.lock().expect("lock").push(now_ns());
+                "{}"
+            }
+        }),
+    );
+    let addr = common::serve(app).await;
+    let dir = std::env::temp_dir().join(format!("loadtest-hooks-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let (start, end) = (dir.join("start"), dir.join("end"));
+    let run = |hooks| {
+        let options = floodgate_loadtest::config::Options::from_yaml(
+            "scenarios:\n  s: { executor: constant-vus, vus: 2, duration: 300ms }\n",
+        )
+        .expect("options");
+        floodgate_loadtest::runner::run(floodgate_loadtest::runner::RunConfig {
+            scenario: floodgate_loadtest::scenarios::find("ceiling").expect("scenario"),
+            target: format!("http://{addr}"),
+            options,
+            segment: Segment::WHOLE,
+            params: Default::default(),
+            influxdb: None,
+            progress: false,
+            request_timeout: Duration::from_secs(10),
+            hooks,
+        })
+    };
+    let data = run(floodgate_loadtest::runner::LoadHooks {
+        start: Some(format!("sleep 0.2; date +%s%N > {}", start.display())),
+        end: Some(format!("date +%s%N > {}", end.display())),
+    })
+    .await
+    .expect("run");
+    let read = |p: &std::path::Path| -> u128 {
+        std::fs::read_to_string(p)
+            .expect("hook output")
+            .trim()
+            .parse()
+            .expect("ns")
+    };
+    let (started, ended) = (read(&start), read(&end));
+    let times = seen.lock().expect("lock").clone();
+    assert!(data.metrics.iterations > 0 && !times.is_empty());
+    assert_eq!(times.len() as u64, data.metrics.iterations);
+    assert!(
+        times.iter().all(|t| *t > started && *t < ended),
+        "a request outside the hooks"
+    );
+
+    let err = run(floodgate_loadtest::runner::LoadHooks {
+        start: Some("exit 3".into()),
+        end: None,
+    })
+    .await
+    .expect_err("a failing hook fails the run");
+    assert!(err.to_string().contains("--exec-at-load-start"), "{err}");
+    std::fs::remove_dir_all(&dir).ok();
 }

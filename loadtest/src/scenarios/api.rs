@@ -8,10 +8,14 @@ use crate::vu::Vu;
 
 pub const PASSWORD: &str = "loadtest-password-1";
 
-/// A random idempotency key per logical operation (retries would reuse it).
+/// A random idempotency key per logical operation (retries would reuse it). It names the run:
+/// a VU's random numbers repeat from run to run (seeded by its id), and a user that a later
+/// run reuses (`tokens_file`) would otherwise send an earlier run's key with a new request,
+/// which the server rightly refuses (422).
 pub fn idempotency_key(vu: &mut Vu) -> String {
     use rand::Rng;
-    format!("lt-{}-{:032x}", vu.id, vu.rng.random::<u128>())
+    let run = vu.param("run_id").unwrap_or_default();
+    format!("lt-{run}-{}-{:032x}", vu.id, vu.rng.random::<u128>())
 }
 
 /// An email unique to this run, VU and slot.
@@ -178,6 +182,28 @@ pub fn number_at(v: &Value, pointer: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn vu_of_run(run: &str) -> Vu {
+        let ctx = std::sync::Arc::new(crate::vu::RunContext {
+            target: crate::client::Target::parse("http://127.0.0.1:9").expect("target"),
+            recorder: std::sync::Arc::new(crate::recorder::Recorder::new(
+                std::time::Instant::now(),
+                None,
+            )),
+            params: std::sync::RwLock::new([("run_id".to_string(), run.to_string())].into()),
+            request_timeout: std::time::Duration::from_secs(1),
+            facts: Default::default(),
+        });
+        Vu::new(7, ctx, "s", None)
+    }
+
+    #[test]
+    fn the_same_vu_in_another_run_sends_other_idempotency_keys() {
+        let (mut a, mut b) = (vu_of_run("r1"), vu_of_run("r2"));
+        let (ka, kb) = (idempotency_key(&mut a), idempotency_key(&mut b));
+        assert_ne!(ka, kb, "a reused user would replay an earlier run's key");
+        assert_ne!(ka, idempotency_key(&mut a), "one key per operation");
+    }
 
     #[test]
     fn finds_ids_in_any_envelope() {

@@ -3,6 +3,7 @@
 
 mod api;
 mod coupon;
+mod flow;
 mod goods;
 mod order;
 mod queue;
@@ -126,6 +127,14 @@ pub fn all() -> &'static [Scenario] {
             verify: Some(queue::verify),
         },
         Scenario {
+            name: "reserve-pay",
+            description: "P9: join → poll until ADMITTED → seats → hold (409 seat-taken retried) → pay; every flow completed or failed (Locust report: 92 % failed)",
+            options: shapes::locust_flow,
+            setup: Some(flow::setup),
+            iteration: flow::flow,
+            verify: Some(queue::verify),
+        },
+        Scenario {
             name: "token-stress",
             description: "POST /queues/{id}/tokens by up to 6000 users spawned at 10/s, between(1,5) (Locust report)",
             options: shapes::token_stress,
@@ -155,6 +164,7 @@ mod tests {
             assert!(o.total_duration().as_secs() > 0, "{}", s.name);
         }
         assert!(find("hot-order").is_some());
+        assert!(find("reserve-pay").is_some());
         assert!(find("nope").is_none());
     }
 }

@@ -112,6 +112,20 @@ pub fn concert_flow() -> Options {
     o
 }
 
+/// The Locust reserve-and-pay test: up to 500 users spawned at 10/s, 2 minutes.
+pub fn locust_flow() -> Options {
+    let mut o = one(
+        "reserve_and_pay",
+        Executor::RampingVus {
+            start_vus: 0,
+            stages: stages("50s:500,70s:500"),
+            graceful_ramp_down: secs(30),
+        },
+    );
+    o.thresholds = thresholds(&[("checks{check:flow completed}", "rate>0.99")]);
+    o
+}
+
 /// The Locust token stress test: users spawned at 10/s for 600 s (reaching 6000).
 pub fn token_stress() -> Options {
     one(

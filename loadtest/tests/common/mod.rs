@@ -35,6 +35,7 @@ pub async fn run_ceiling(addr: SocketAddr, yaml: &str, segment: Segment) -> RunD
         influxdb: None,
         progress: false,
         request_timeout: Duration::from_secs(10),
+        hooks: Default::default(),
     })
     .await
     .expect("run")
