@@ -6,11 +6,12 @@ use std::{
 };
 
 use crate::{
-    auth::{jwt::JwtKeys, password::HashPool},
+    auth::{jwt::JwtKeys, password::HashPool, verified::VerifiedTokens},
     config::Settings,
     coupons::{batch::Grants, directory::Directory},
     goods::images::Images,
     orders::batch::FlashSale,
+    queue::pass::QueueClaims,
     platform::{
         cache::Cache, db::Db, group_commit::GroupCommit, metrics::Metrics, redis::Redis,
         resilience::Breakers, runtime_config::RuntimeConfigHandle,
@@ -40,6 +41,8 @@ pub struct Inner {
     /// Campaign ids known to exist or not, and per-campaign reload locks.
     pub coupon_campaigns: Directory,
     pub jwt: JwtKeys,
+    /// Waiting-room passes already verified with `jwt`'s key (`queue::pass`).
+    pub queue_passes: VerifiedTokens<QueueClaims>,
     /// Set on SIGTERM: readiness turns false so load balancers stop sending traffic.
     pub draining: AtomicBool,
     /// See `auth::password::dummy_hash`.
