@@ -85,20 +85,20 @@ tokens() {
   psql "$DATABASE_URL" -qtAc "select user_id from users where email like 'prof-%' order by user_id limit $1" \
     | python3 scripts/bench_tokens.py "$FLOODGATE_JWT_SECRET" > "$OUT/tokens.txt"
 }
-gen() { taskset -c 1 "$BIN/floodgate-loadtest" "$@" --no-progress; }
+# a wallet charge of AMOUNT for every user of tokens.txt (through the API: balance = ledger)
+fund() {
+  while read -r t; do
+    curl -s -o /dev/null -XPOST "$APP/api/v1/wallet/charges" -H "authorization: Bearer $t" \
+      -H 'content-type: application/json' -H "idempotency-key: fund-$$-${t: -12}" -d "{\"amount\":$1}"
+  done < "$OUT/tokens.txt"
+}
 
-# LOAD: a function that runs SECONDS of the row's load and prints the requests it sent
+# wrk_load SECONDS: runs SECONDS of the row's load (WRK_ARGS) and prints the requests it sent
 WRK_ARGS=()
 wrk_load() {
   taskset -c 1 wrk -t1 -c64 -d"${1}s" "${WRK_ARGS[@]}" > "$OUT/wrk.txt"
   awk '/requests in/ {print $1}' "$OUT/wrk.txt"
 }
-GEN_ARGS=()
-gen_load() {
-  gen run "${GEN_ARGS[@]}" --duration "${1}s" --summary-json "$OUT/gen.json" >/dev/null 2>&1 || true
-  json '["metrics"]["http_reqs"]["values"]["count"]' < "$OUT/gen.json"
-}
-LOAD=wrk_load
 case $ROW in
   P0)  # the floor: the bare axum server of the HTTP ceiling, measured and profiled like the app
        taskset -c 0 "$BIN/floodgate-loadtest" ceiling-server --listen "$CEILING_ADDR" --body-bytes 2000 >/dev/null 2>&1 &
@@ -118,13 +118,14 @@ case $ROW in
          -H 'content-type: application/json' -d "{\"items\":[{\"goods_id\":$id,\"quantity\":1}]}"; done
        export TOKENS_FILE=$OUT/tokens.txt WRK_METHOD=POST WRK_BODY="{\"items\":[{\"goods_id\":$id,\"quantity\":1}]}"
        WRK_ARGS=(-s scripts/bench_tokens.lua "$APP/api/v1/orders") ;;
-  P2)  # the bench's flash sale with stock that lasts both phases (the selling path only)
-       seller=$(login seller)
+  P2)  # the bench's flash sale (200 buyers, one item) with stock that lasts all phases: the
+       # selling path only; buyers funded through the API before, each order with its own key
+       seller=$(login seller); tokens 200
        id=$(curl -s -XPOST "$APP/api/v1/goods" -H "authorization: Bearer $seller" -H 'content-type: application/json' \
-         -d '{"name":"flash","price":100,"stock":10000000}' | json '["id"]')
-       LOAD=gen_load
-       GEN_ARGS=(hot-order --target "$APP" --param think_scale=0 --param "goods_id=$id" --param hot_users=200
-         --param fund_amount=5000000 --executor constant-vus --vus 200) ;;
+         -d '{"name":"flash","price":1,"stock":100000000}' | json '["id"]')
+       fund 10000000
+       export TOKENS_FILE=$OUT/tokens.txt RUN_ID=$$ WRK_BODY="{\"items\":[{\"goods_id\":$id,\"quantity\":1}]}"
+       WRK_ARGS=(-c200 -s scripts/profile_writes.lua "$APP/api/v1/orders") ;;
   P3)  admin=$(login admin); tokens 100000
        camp=$(curl -s -XPOST "$APP/api/v1/coupon-campaigns" -H "authorization: Bearer $admin" -H 'content-type: application/json' \
          -d '{"name":"prof","discount_amount":1000,"total_quantity":1000,"starts_at":"2020-01-01T00:00:00Z","ends_at":"2099-01-01T00:00:00Z"}' | json '["id"]')
@@ -134,8 +135,10 @@ case $ROW in
        qt=$(curl -s -XPOST "$APP/api/v1/queues/concert-42/tokens" -H "authorization: Bearer $(head -1 "$OUT/tokens.txt")" | json '["token"]')
        export TOKENS_FILE=$OUT/tokens.txt QUEUE_TOKEN=$qt
        WRK_ARGS=(-s scripts/bench_tokens.lua "$APP/api/v1/queues/concert-42/tokens/me") ;;
-  P5)  LOAD=gen_load
-       GEN_ARGS=(balance-charge --target "$APP" --param think_scale=0 --param hot_users=1 --executor constant-vus --vus 64) ;;
+  P5)  # charges on one hot wallet, 64 connections, each charge with its own key
+       tokens 1
+       export TOKENS_FILE=$OUT/tokens.txt RUN_ID=$$ WRK_BODY='{"amount":1}'
+       WRK_ARGS=(-s scripts/profile_writes.lua "$APP/api/v1/wallet/charges") ;;
   P6)  taskset -c 0 "$BIN/floodgate-loadtest" ceiling-server --listen "$CEILING_ADDR" --body-bytes 2000 >/dev/null 2>&1 &
        PIDS+=("$!"); sleep 0.5
        GEN_ARGS=(ceiling --target "http://$CEILING_ADDR" --executor constant-vus --vus 64)
@@ -144,6 +147,15 @@ case $ROW in
 esac
 
 ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# PostgreSQL (postmaster and its backends) and Redis of this run: their CPU per request too
+svc_ticks() {
+  local pm ps
+  pm=$(head -1 "$FLOODGATE_DATA_DIR/postgres/postmaster.pid")
+  ps=$(pgrep -P "$pm" | tr '\n' ' ')
+  # shellcheck disable=SC2046,SC2086
+  cat "/proc/$pm/stat" $(printf '/proc/%s/stat ' $ps) "/proc/$(cat "$FLOODGATE_DATA_DIR/redis/redis.pid")/stat" 2>/dev/null \
+    | awk '{ s += $14 + $15 } END { print s }'
+}
 HZ=$(getconf CLK_TCK)
 if [ "$ROW" = P6 ]; then
   log "P6: measuring the generator ($SECS s)"
@@ -160,19 +172,20 @@ r = resource.getrusage(resource.RUSAGE_CHILDREN); print(r.ru_utime + r.ru_stime)
   wait "$gp" || true
 else
   log "$ROW: warm-up (2 s)"
-  $LOAD 2 >/dev/null
+  wrk_load 2 >/dev/null
   log "$ROW: measuring ($SECS s, no profiler)"
-  c0=$(ticks "$APP_PID")
-  reqs=$($LOAD "$SECS")
-  c1=$(ticks "$APP_PID")
+  c0=$(ticks "$APP_PID"); s0=$(svc_ticks)
+  reqs=$(wrk_load "$SECS")
+  c1=$(ticks "$APP_PID"); s1=$(svc_ticks)
+  svc_us=$(python3 -c "print(round(($s1 - $s0) * 1e6 / $HZ / max($reqs, 1), 1))")
   if [ "${PROFILE_PERF:-1}" = 0 ]; then
-    echo "$ROW $TAG: requests=$reqs rate=$((reqs / SECS))/s cpu_ticks=$((c1 - c0)) us_per_request=$(python3 -c "print(round(($c1 - $c0) * 1e6 / $HZ / max($reqs, 1), 1))")"
+    echo "$ROW $TAG: requests=$reqs rate=$((reqs / SECS))/s cpu_ticks=$((c1 - c0)) us_per_request=$(python3 -c "print(round(($c1 - $c0) * 1e6 / $HZ / max($reqs, 1), 1))") postgres_redis_us_per_request=$svc_us"
     exit 0
   fi
   log "$ROW: perf record on the app ($SECS s)"
   perf record -q -e cpu-clock -F 999 --call-graph dwarf,16384 -p "$APP_PID" -o "$OUT/perf.data" -- sleep "$SECS" 2>/dev/null &
   perf_pid=$!
-  $LOAD "$SECS" >/dev/null
+  wrk_load "$SECS" >/dev/null
   wait "$perf_pid" || true
 fi
 us=$(python3 -c "print(round(($c1 - $c0) * 1e6 / $HZ / max($reqs, 1), 1))")
@@ -181,4 +194,4 @@ log "folding and drawing"
 perf script -i "$OUT/perf.data" 2>/dev/null | "$INFERNO/inferno-collapse-perf" > "$OUT/$ROW.folded"
 svg=$FLAME/$ROW-$TAG.svg
 "$INFERNO/inferno-flamegraph" --minwidth 0.3 --title "$ROW ($TAG): $us us CPU/request" < "$OUT/$ROW.folded" > "$svg"
-echo "$ROW $TAG: requests=$reqs rate=${rate}/s cpu_ticks=$((c1 - c0)) us_per_request=$us svg=${svg#"$ROOT"/}"
+echo "$ROW $TAG: requests=$reqs rate=${rate}/s cpu_ticks=$((c1 - c0)) us_per_request=$us postgres_redis_us_per_request=${svc_us:--} svg=${svg#"$ROOT"/}"

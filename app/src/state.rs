@@ -11,11 +11,11 @@ use crate::{
     coupons::{batch::Grants, directory::Directory},
     goods::images::Images,
     orders::batch::FlashSale,
-    queue::pass::QueueClaims,
     platform::{
         cache::Cache, db::Db, group_commit::GroupCommit, metrics::Metrics, redis::Redis,
         resilience::Breakers, runtime_config::RuntimeConfigHandle,
     },
+    queue::pass::QueueClaims,
     wallet::batch::Charges,
 };
 

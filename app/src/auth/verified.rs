@@ -13,7 +13,6 @@
 
 use std::sync::Mutex;
 
-
 const SLOTS: usize = 16384;
 
 struct Entry<C> {
