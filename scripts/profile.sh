@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/profile.sh ROW [SECONDS]: CPU cost and flame graph of one bench row (#18).
 #
-# Release build, private PostgreSQL/Redis/app on their own ports (so a `make bench` or the
+# Release build, private PostgreSQL/Redis/app on their own ports, stopped at the end (so a `make bench` or the
 # tests can run beside it), the app pinned to CPU 0 and the load to CPU 1 as in
 # scripts/bench.sh. Two phases of SECONDS (default 10) each after a warm-up:
 #   1. measure: the app's utime+stime (/proc/PID/stat) before and after, divided by the
@@ -61,7 +61,10 @@ if [ -z "${PROFILE_NO_BUILD:-}" ] && [ -z "${PROFILE_BIN:-}" ]; then
 fi
 
 PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; }
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  bash scripts/services.sh down >/dev/null 2>&1 || true
+}
 trap cleanup EXIT
 bash scripts/services.sh up >/dev/null
 redis-cli -p 63839 flushall >/dev/null
