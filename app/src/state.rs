@@ -6,7 +6,7 @@ use std::{
 };
 
 use crate::{
-    auth::{jwt::JwtKeys, password::HashPool},
+    auth::{jwt::JwtKeys, password::HashPool, verified::VerifiedTokens},
     config::Settings,
     coupons::{batch::Grants, directory::Directory},
     goods::images::Images,
@@ -15,6 +15,7 @@ use crate::{
         cache::Cache, db::Db, group_commit::GroupCommit, metrics::Metrics, redis::Redis,
         resilience::Breakers, runtime_config::RuntimeConfigHandle,
     },
+    queue::pass::QueueClaims,
     wallet::batch::Charges,
 };
 
@@ -40,6 +41,8 @@ pub struct Inner {
     /// Campaign ids known to exist or not, and per-campaign reload locks.
     pub coupon_campaigns: Directory,
     pub jwt: JwtKeys,
+    /// Waiting-room passes already verified with `jwt`'s key (`queue::pass`).
+    pub queue_passes: VerifiedTokens<QueueClaims>,
     /// Set on SIGTERM: readiness turns false so load balancers stop sending traffic.
     pub draining: AtomicBool,
     /// See `auth::password::dummy_hash`.

@@ -6,7 +6,10 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, deco
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::types::{Role, UserId};
+use super::{
+    types::{Role, UserId},
+    verified::VerifiedTokens,
+};
 
 pub const ISSUER: &str = "floodgate";
 pub const AUDIENCE: &str = "floodgate-api";
@@ -28,6 +31,7 @@ pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    verified: VerifiedTokens<Claims>,
 }
 
 impl JwtKeys {
@@ -42,6 +46,7 @@ impl JwtKeys {
             encoding: EncodingKey::from_secret(bytes),
             decoding: DecodingKey::from_secret(bytes),
             validation,
+            verified: VerifiedTokens::default(),
         }
     }
 
@@ -66,9 +71,17 @@ impl JwtKeys {
         encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
     }
 
-    /// Verifies signature, algorithm, expiry, issuer and audience.
+    /// Verifies signature, algorithm, expiry, issuer and audience. A token verified before is
+    /// only checked for expiry again ([`VerifiedTokens`]), with the same rule and leeway.
     pub fn verify(&self, token: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
-        decode::<Claims>(token, &self.decoding, &self.validation).map(|d| d.claims)
+        let oldest_exp = jsonwebtoken::get_current_timestamp().saturating_sub(LEEWAY_SECS);
+        let unexpired = |c: &Claims| u64::try_from(c.exp).is_ok_and(|exp| exp >= oldest_exp);
+        if let Some(claims) = self.verified.get(token, unexpired) {
+            return Ok(claims);
+        }
+        let claims = decode::<Claims>(token, &self.decoding, &self.validation)?.claims;
+        self.verified.put(token, &claims);
+        Ok(claims)
     }
 
     /// The raw HMAC key, for other signed values (queue passes) derived from the same secret.
@@ -130,6 +143,36 @@ mod tests {
         assert!(k.verify(&k.sign(&c).unwrap()).is_err());
         let other = JwtKeys::new(&SecretString::from("another-secret-another-secret-xx"));
         assert!(k.verify(&other.sign(&claims(60)).unwrap()).is_err());
+    }
+
+    #[test]
+    fn a_token_verified_before_is_refused_once_it_expires() {
+        let k = keys();
+        // expired 4 s ago: within the 5 s leeway for one more second, from the memo on the
+        // second call; two seconds later past the leeway, memo or not
+        let t = k.sign(&claims(-4)).unwrap();
+        assert!(k.verify(&t).is_ok());
+        assert!(k.verify(&t).is_ok());
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        let err = k.verify(&t).unwrap_err();
+        assert_eq!(
+            err.kind(),
+            &jsonwebtoken::errors::ErrorKind::ExpiredSignature
+        );
+    }
+
+    #[test]
+    fn a_tampered_copy_of_a_verified_token_is_refused() {
+        let k = keys();
+        let t = k.issue(UserId(7), &[Role::Customer]).unwrap();
+        assert!(k.verify(&t).is_ok());
+        // same signature (same memo slot), another payload: full verification, refused
+        let (_, sig) = t.rsplit_once('.').unwrap();
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let mut c = claims(60);
+        c.roles = vec![Role::Admin];
+        let body = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&c).unwrap());
+        assert!(k.verify(&format!("{header}.{body}.{sig}")).is_err());
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod rate_limit;
 pub mod refresh;
 pub mod store;
 pub mod types;
+pub mod verified;
 
 pub use extract::CurrentUser;
 pub use types::{Email, Role, UserId};

@@ -85,6 +85,20 @@ pub async fn create(
         Some(lines) => Some(service::precheck(&state, user.id, lines).await?),
         None => None,
     };
+    // the database paths run boxed: their futures are large, and kept inline they made every
+    // request's future (the sold-out refusal's too) that large to move and box (#18)
+    Box::pin(place(state, user, key, headers, req, explicit, seen)).await
+}
+
+async fn place(
+    state: AppState,
+    user: CurrentUser,
+    key: Option<IdempotencyKey>,
+    headers: HeaderMap,
+    req: CreateOrderRequest,
+    explicit: Option<Vec<(GoodsId, i32)>>,
+    seen: Option<soldout::Seen>,
+) -> ApiResult<Response> {
     let fp = idempotency::fingerprint("POST /orders", &req);
     // the flash-sale shape shares a transaction with the other orders for the same goods
     if let (Some([(goods, quantity)]), None, Some(seen)) =

@@ -122,14 +122,22 @@ pub fn verify(
     Ok((user, claims))
 }
 
-/// Verifies signature, algorithm, audience and expiry; returns the claims, for any queue.
+/// Verifies signature, algorithm, audience and expiry; returns the claims, for any queue. A
+/// pass verified before is only checked for expiry again (`auth::verified`), same leeway.
 pub fn decode_claims(state: &AppState, token: &str) -> Result<QueueClaims, PassError> {
-    decode::<QueueClaims>(token, state.jwt.decoding_key(), &VALIDATION)
+    let oldest_exp = jsonwebtoken::get_current_timestamp().saturating_sub(VALIDATION.leeway);
+    let unexpired = |c: &QueueClaims| u64::try_from(c.exp).is_ok_and(|exp| exp >= oldest_exp);
+    if let Some(claims) = state.queue_passes.get(token, unexpired) {
+        return Ok(claims);
+    }
+    let claims = decode::<QueueClaims>(token, state.jwt.decoding_key(), &VALIDATION)
         .map(|d| d.claims)
         .map_err(|e| match e.kind() {
             ErrorKind::ExpiredSignature => PassError::Expired,
             _ => PassError::Forged,
-        })
+        })?;
+    state.queue_passes.put(token, &claims);
+    Ok(claims)
 }
 
 /// A pass checked before it is known which waiting room (if any) the goods need: group-commit
