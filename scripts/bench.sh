@@ -242,8 +242,12 @@ until curl -sf "$APP/readyz" >/dev/null; do
 done
 
 fi
-ADMIN=$(curl -s -XPOST "$APP/api/v1/auth/login" -H 'content-type: application/json' \
-  -d '{"email":"admin@floodgate.local","password":"floodgate-demo"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])')
+# admin_token: a fresh admin access token (they are short-lived; a full run outlasts one)
+admin_token() {
+  curl -s -XPOST "$APP/api/v1/auth/login" -H 'content-type: application/json' \
+    -d '{"email":"admin@floodgate.local","password":"floodgate-demo"}' | python3 -c 'import json,sys; print(json.load(sys.stdin)["access_token"])'
+}
+ADMIN=$(admin_token)
 
 if want P3 || want P4 || want RC; then
 log "P3: coupon drop, 1,000 coupons, 100,000 distinct users (tokens minted with the app's key)"
@@ -255,7 +259,7 @@ psql "$DATABASE_URL" -qtAc "select user_id from users where email like 'p3-%'" \
 # coupon_drop TAG: RUNS drops of 1,000 coupons on $APP (wrk output in $RAW/TAG_i.txt)
 coupon_drop() {
 for i in $(seq 1 "$RUNS"); do
-  camp=$(curl -s -XPOST "$APP/api/v1/coupon-campaigns" -H "authorization: Bearer $ADMIN" -H 'content-type: application/json' \
+  camp=$(curl -s -XPOST "$APP/api/v1/coupon-campaigns" -H "authorization: Bearer $(admin_token)" -H 'content-type: application/json' \
     -d "{\"name\":\"$1 run $i\",\"discount_amount\":1000,\"total_quantity\":1000,\"starts_at\":\"2020-01-01T00:00:00Z\",\"ends_at\":\"2099-01-01T00:00:00Z\"}" \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
   TOKENS_FILE="$OUT/p3_tokens.txt" WRK_METHOD=POST measured "$1_$i" taskset -c 1 wrk -t1 -c64 -d"${SECS}s" -s scripts/bench_tokens.lua \

@@ -1,5 +1,5 @@
 # Sourced by scripts/bench.sh (its variables and functions: APP, ADMIN, BIN, OUT, RAW, SECS,
-# want, log, gen, genm, measured, cpu_mark, pin_cpu0): issue #18's P9 row, the capacity
+# want, log, gen, genm, measured, cpu_mark, pin_cpu0, admin_token): issue #18's P9 row, the capacity
 # figures docs/capacity.md rests on, and the 1-replica / 3-replica check (row P1x).
 
 # publish_queue ID JSON: adds a queue's settings to the runtime config the app reads (a new
@@ -69,6 +69,7 @@ if want P9; then
   for rate in $P9_RATES; do
     # twice the seats the step can sell, so that no flow fails for want of a seat
     seats=$(( rate * SECS * 2 + 250 ))
+    ADMIN=$(admin_token)  # the run is 20 minutes old by now: the first token has expired
     read -r cid sids < <(p9_concert "$seats")
     tried="$tried $rate"
     AT_START="sh '$OUT/pg_stats.sh' '$RAW/p9_r${rate}_pg.txt'" genm "p9_r$rate" run reserve-pay --target "$APP" \
