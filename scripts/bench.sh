@@ -300,10 +300,13 @@ if want P7; then
 # spec.replicas patched (<= 2 s). tests/cluster/p7_cluster.py; raw: p7c_*.json
 log "P7: operator in cluster mode (control plane, Prometheus, 2 app processes)"
 # (FLOODGATE_DATA_DIR above is the bench's services folder; the control plane keeps its own)
+# a control plane this run starts is stopped after P7, so it adds no load to the later rows
+cp_was_up=""; ss -ltn 2>/dev/null | grep -q "127.0.0.1:${FLOODGATE_APISERVER_PORT:-16443} " && cp_was_up=1
 if env -u FLOODGATE_DATA_DIR bash scripts/control-plane.sh up; then
   VENV=$(bash scripts/venv.sh)
   env -u FLOODGATE_DATA_DIR taskset -c 1 "$VENV/bin/python" tests/cluster/p7_cluster.py --bin "$BIN" --raw "$RAW" \
     --work "$OUT/p7-cluster" --runs "${BENCH_P7_RUNS:-8}" || log "P7 cluster mode: some runs did not finish (see $OUT/p7-cluster)"
+  [ -n "$cp_was_up" ] || env -u FLOODGATE_DATA_DIR bash scripts/control-plane.sh down
 else
   log "P7 cluster mode NOT MEASURED: the control plane did not start (scripts/control-plane.sh up)"
 fi
