@@ -207,11 +207,12 @@ redis_cluster_up() {
     # nodes.conf keeps its identity across restarts: a restarted node rejoins as it left (a
     # primary that was failed over comes back as its successor's replica). A short node
     # timeout, so a dead primary is replaced within seconds. The bus port is the default
-    # port+10000 only below 55536: ours sit 20000 below.
+    # port+10000 only below 55536, and port-20000 lands in the ephemeral range (32768-60999),
+    # where a client socket can hold it: ours sit 50000 below.
     redis-server --bind 127.0.0.1 --port "$port" --daemonize yes --dir "$dir" \
       --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save "" --appendonly no \
       --maxmemory-policy noeviction --cluster-enabled yes --cluster-config-file nodes.conf \
-      --cluster-port $((port - 20000)) --cluster-node-timeout 2000
+      --cluster-port $((port - 50000)) --cluster-node-timeout 2000
   done
   for port in $REDIS_CLUSTER_PORTS; do
     for _ in $(seq 1 50); do [ "$(redis-cli -p "$port" ping 2>/dev/null)" = "PONG" ] && break; sleep 0.1; done
