@@ -4,22 +4,12 @@
 
 use floodgate_crds::v1alpha1::DEFAULT_FAILURE_THRESHOLD;
 
-use super::{Decision, History, Input, Latency, Limit, Millis, Policy, Signals, steps};
+use super::{Decision, History, Input, Latency, Limit, Millis, Policy, Signals, ceil_u32, steps};
 
 /// One signal's opinion: replicas and a sentence saying why.
 struct Recommendation {
     replicas: u32,
     why: String,
-}
-
-fn ceil_u32(x: f64) -> u32 {
-    if x.is_nan() || x <= 0.0 {
-        0
-    } else if x >= f64::from(u32::MAX) {
-        u32::MAX
-    } else {
-        x.ceil() as u32
-    }
 }
 
 /// Within the tolerance band the signal says "stay": HPA's rule, which stops flapping on

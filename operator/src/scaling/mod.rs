@@ -32,6 +32,17 @@ pub use policy::{Fallback, Policy, Rules, Select, StepKind, StepPolicy, spec_pro
 /// Milliseconds since the Unix epoch; the caller's clock, passed in so tests control time.
 pub type Millis = u64;
 
+/// Replicas for a fractional recommendation: rounded up, 0 for NaN or ≤ 0, capped at u32::MAX.
+fn ceil_u32(x: f64) -> u32 {
+    if x.is_nan() || x <= 0.0 {
+        0
+    } else if x >= f64::from(u32::MAX) {
+        u32::MAX
+    } else {
+        x.ceil() as u32
+    }
+}
+
 /// The app's latency as observed.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Latency {

@@ -6,6 +6,8 @@
 //!
 //! The readings are `Copy` (a fixed array, names inline) like the rest of [`super::Signals`].
 
+use super::ceil_u32;
+
 /// At most this many triggers per Campaign (the CRD's `maxItems`).
 pub const MAX_TRIGGERS: usize = 8;
 const NAME_MAX: usize = 63;
@@ -74,16 +76,6 @@ impl TriggerReadings {
     /// Some trigger could not be read: the signals are partly unavailable.
     pub fn any_unavailable(&self) -> bool {
         self.iter().any(|r| r.value.is_none())
-    }
-}
-
-fn ceil_u32(x: f64) -> u32 {
-    if x.is_nan() || x <= 0.0 {
-        0
-    } else if x >= f64::from(u32::MAX) {
-        u32::MAX
-    } else {
-        x.ceil() as u32
     }
 }
 
