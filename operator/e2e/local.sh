@@ -35,10 +35,12 @@ status_field() { grep -m1 "^    $1:" "$WORK/status/campaign-default-xmas-tickets
 
 cd "$ROOT"
 cargo build -q -p floodgate-app -p floodgate-operator
+# the build's own binaries (CARGO_TARGET_DIR may point outside the checkout)
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/debug
 
 echo "== app on $APP (prefix $PREFIX)"
 FLOODGATE_LISTEN_ADDR="127.0.0.1:$APP_PORT" FLOODGATE_REDIS_PREFIX="$PREFIX" FLOODGATE_REPLICA_ID=e2e-1 \
-  FLOODGATE_AUTH_LIMIT_PER_IP=100000 target/debug/floodgate-app serve >"$WORK/app.log" 2>&1 &
+  FLOODGATE_AUTH_LIMIT_PER_IP=100000 "$BIN/floodgate-app" serve >"$WORK/app.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do curl -sf "$APP/readyz" >/dev/null && break; sleep 0.2; done
 curl -sf "$APP/readyz" >/dev/null || fail "app not ready"
@@ -56,7 +58,7 @@ sed -e "s/2026-12-24T10:00:00Z/$START/" -e "s/2026-12-24T12:00:00Z/$END/" -e '/m
   crds/examples/campaign.yaml >"$WORK/m/campaign.yaml"
 
 echo "== operator"
-target/debug/floodgate-operator run --manifests "$WORK/m" --status-dir "$WORK/status" \
+"$BIN/floodgate-operator" run --manifests "$WORK/m" --status-dir "$WORK/status" \
   --redis-prefix "$PREFIX" --app-metrics-url "$APP/metrics" --listen "127.0.0.1:$OP_PORT" \
   --initial-replicas 2 >"$WORK/operator.log" 2>&1 &
 PIDS+=($!)
