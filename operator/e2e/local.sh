@@ -52,9 +52,12 @@ sed -e '/opensAt\|closesAt/d' -e 's/maxActiveUsers: 500/maxActiveUsers: 1/' -e '
   crds/examples/queueconfig.yaml >"$WORK/m/queueconfig.yaml"
 START=$(date -u -d '-5 minutes' +%Y-%m-%dT%H:%M:%SZ)
 END=$(date -u -d '+1 hour' +%Y-%m-%dT%H:%M:%SZ)
-# Memory settings are global to a Redis; leave the shared one alone.
+# Memory settings are global to a Redis; leave the shared one alone. Short KPA windows (as in
+# the cluster lifecycle test): the default 60 s stable window would average the ramp of joins,
+# and this script checks that each read recommends ceil(waiting / waitingPerReplica).
 sed -e "s/2026-12-24T10:00:00Z/$START/" -e "s/2026-12-24T12:00:00Z/$END/" -e '/maxmemory/d' \
     -e 's/waitingPerReplica: 2000/waitingPerReplica: 10/' \
+    -e 's/panic: { window: 6s, threshold: 2.0 }/panic: { window: 1s, stableWindow: 2s, threshold: 10 }/' \
   crds/examples/campaign.yaml >"$WORK/m/campaign.yaml"
 
 echo "== operator"
