@@ -39,7 +39,6 @@ pub fn build_state(settings: Settings, db: sqlx::PgPool) -> anyhow::Result<AppSt
              only on a loopback address; set FLOODGATE_JWT_SECRET for anything else"
         );
     }
-    let redis = Redis::connect(&settings)?;
     let images = Images::from_settings(&settings.images)?;
     let metrics = Arc::new(Metrics::new());
     let runtime = RuntimeConfigHandle::default();
@@ -55,8 +54,8 @@ pub fn build_state(settings: Settings, db: sqlx::PgPool) -> anyhow::Result<AppSt
             bulkhead: settings.redis_bulkhead as usize,
         },
     ));
+    let redis = Redis::connect(&settings, breakers.clone())?;
     let cache = Cache::new(
-        breakers.clone(),
         settings.db_fallthrough_limit,
         settings.db_acquire_timeout(),
         Duration::from_secs(settings.stale_max_age_secs),

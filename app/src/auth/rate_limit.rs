@@ -9,11 +9,24 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-use crate::{error::ApiError, platform::metrics::LimitLabels, state::AppState};
+use crate::{
+    error::ApiError,
+    platform::{metrics::LimitLabels, redis::Redis},
+    state::AppState,
+};
 
 static SCRIPT: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("rate_limit.lua")));
 
 const WINDOW_MS: u64 = 60_000;
+
+/// The counter of one limited key: `<prefix>{rl:<key>}`.
+struct LimitKey(String);
+
+impl LimitKey {
+    fn new(redis: &Redis, key: &str) -> Self {
+        Self(redis.key(&format!("{{rl:{key}}}")))
+    }
+}
 
 /// Counts one attempt against `key` (already namespaced by the caller, e.g. `login:ip:1.2.3.4`)
 /// and refuses it with 429 + `Retry-After` when more than `limit` fall in the window.
@@ -23,17 +36,11 @@ pub async fn check(
     key: &str,
     limit: u32,
 ) -> Result<(), ApiError> {
-    let mut conn = state.redis.conn();
+    let mut script = SCRIPT.key(LimitKey::new(&state.redis, key).0);
+    script.arg(WINDOW_MS);
     let (count, ttl_ms): (u64, i64) = state
-        .breakers
         .redis
-        .run(async {
-            Ok(SCRIPT
-                .key(state.redis.key(&format!("{{rl:{key}}}")))
-                .arg(WINDOW_MS)
-                .invoke_async(&mut conn)
-                .await?)
-        })
+        .run(async |conn| script.invoke_async(conn).await)
         .await?;
     if count > u64::from(limit) {
         state

@@ -17,7 +17,7 @@ use std::{collections::HashSet, time::Duration};
 use chrono::Utc;
 use tokio::sync::watch;
 
-use super::{keys::CampaignKeys, service::redis, store};
+use super::{keys::CampaignKeys, store};
 use crate::{error::ApiResult, state::AppState};
 
 const EVERY: Duration = Duration::from_secs(5);
@@ -58,18 +58,20 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
 pub async fn release_stale(state: &AppState, campaign: i64, stale: Duration) -> ApiResult<usize> {
     let keys = CampaignKeys::new(&state.redis, campaign);
     let cutoff = Utc::now().timestamp_millis() - stale.as_millis() as i64;
-    let pending: Vec<i64> = redis(state, async |c| {
-        redis::cmd("ZRANGEBYSCORE")
-            .arg(&keys.pending)
-            .arg("-inf")
-            .arg(cutoff)
-            .arg("LIMIT")
-            .arg(0)
-            .arg(SCAN)
-            .query_async(c)
-            .await
-    })
-    .await?;
+    let pending: Vec<i64> = state
+        .redis
+        .run(async |c| {
+            redis::cmd("ZRANGEBYSCORE")
+                .arg(&keys.pending)
+                .arg("-inf")
+                .arg(cutoff)
+                .arg("LIMIT")
+                .arg(0)
+                .arg(SCAN)
+                .query_async(c)
+                .await
+        })
+        .await?;
     if pending.is_empty() {
         return Ok(0);
     }
@@ -84,15 +86,17 @@ pub async fn release_stale(state: &AppState, campaign: i64, stale: Duration) -> 
         .copied()
         .filter(|u| !held.contains(u))
         .collect();
-    redis(state, async |c| {
-        let mut pipe = redis::pipe();
-        pipe.atomic().zrem(&keys.pending, &pending).ignore();
-        if !orphans.is_empty() {
-            pipe.srem(&keys.holders, &orphans).ignore();
-        }
-        pipe.query_async::<()>(c).await
-    })
-    .await?;
+    state
+        .redis
+        .run(async |c| {
+            let mut pipe = redis::pipe();
+            pipe.atomic().zrem(&keys.pending, &pending).ignore();
+            if !orphans.is_empty() {
+                pipe.srem(&keys.holders, &orphans).ignore();
+            }
+            pipe.query_async::<()>(c).await
+        })
+        .await?;
     if !orphans.is_empty() {
         tracing::warn!(
             campaign,

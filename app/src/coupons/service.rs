@@ -10,7 +10,7 @@ use super::{batch, keys::CampaignKeys, rules::Grant, store};
 use crate::{
     auth::UserId,
     error::{ApiError, ApiResult},
-    platform::{metrics::OutcomeLabels, redis::RedisConn},
+    platform::metrics::OutcomeLabels,
     state::AppState,
 };
 
@@ -32,19 +32,6 @@ fn ttl_ms(ends_at: DateTime<Utc>) -> i64 {
     ((ends_at - Utc::now()).num_milliseconds() + 86_400_000).max(60_000)
 }
 
-/// Runs one Redis call under the Redis breaker (deadline, bulkhead, fast refusal when open).
-pub(super) async fn redis<T>(
-    state: &AppState,
-    call: impl AsyncFnOnce(&mut RedisConn) -> redis::RedisResult<T>,
-) -> ApiResult<T> {
-    let mut conn = state.redis.conn();
-    state
-        .breakers
-        .redis
-        .run(async { Ok(call(&mut conn).await?) })
-        .await
-}
-
 /// Decides an issue attempt: Redis answers rejections alone; a grant it accepts is answered
 /// [`Issue::Issued`] only once it is committed to PostgreSQL ([`batch::grant`]).
 pub async fn issue(state: &AppState, campaign: i64, user: UserId) -> Result<Issue, ApiError> {
@@ -54,12 +41,9 @@ pub async fn issue(state: &AppState, campaign: i64, user: UserId) -> Result<Issu
         // batched with the concurrent attempts (each script still runs atomically)
         let now_ms = Utc::now().timestamp_millis();
         let reply: Vec<redis::Value> = state
-            .breakers
             .redis
-            .run(async {
-                Ok(state
-                    .redis
-                    .batch()
+            .batched(async |batch| {
+                batch
                     .eval(&ISSUE, |cmd| {
                         cmd.arg(3)
                             .arg(&keys.meta)
@@ -68,7 +52,7 @@ pub async fn issue(state: &AppState, campaign: i64, user: UserId) -> Result<Issu
                             .arg(user.0)
                             .arg(now_ms);
                     })
-                    .await?)
+                    .await
             })
             .await?;
         let code: i64 = reply
@@ -120,10 +104,10 @@ pub async fn load(state: &AppState, campaign: i64) -> Result<bool, ApiError> {
         return Ok(false);
     }
     let keys = CampaignKeys::new(&state.redis, campaign);
-    let loaded: bool = redis(state, async |c| {
-        redis::cmd("EXISTS").arg(&keys.meta).query_async(c).await
-    })
-    .await?;
+    let loaded: bool = state
+        .redis
+        .run(async |c| redis::cmd("EXISTS").arg(&keys.meta).query_async(c).await)
+        .await?;
     if loaded {
         return Ok(true);
     }
@@ -163,7 +147,10 @@ pub async fn load(state: &AppState, campaign: i64) -> Result<bool, ApiError> {
     for h in &holders {
         script.arg(*h);
     }
-    let fresh: i64 = redis(state, async |conn| script.invoke_async(conn).await).await?;
+    let fresh: i64 = state
+        .redis
+        .run(async |conn| script.invoke_async(conn).await)
+        .await?;
     if fresh == 1 {
         tracing::info!(
             campaign,
@@ -177,10 +164,10 @@ pub async fn load(state: &AppState, campaign: i64) -> Result<bool, ApiError> {
 /// Forces a reload (admin, after a Redis incident): drops the counters, then loads them.
 pub async fn rebuild(state: &AppState, campaign: i64) -> Result<bool, ApiError> {
     let keys = CampaignKeys::new(&state.redis, campaign);
-    redis(state, async |c| {
-        redis::cmd("DEL").arg(&keys.meta).query_async::<()>(c).await
-    })
-    .await?;
+    state
+        .redis
+        .run(async |c| redis::cmd("DEL").arg(&keys.meta).query_async::<()>(c).await)
+        .await?;
     // an admin asks for this id: look it up even if it was unknown a moment ago
     state.coupon_campaigns.forget_unknown(campaign);
     load(state, campaign).await
@@ -215,7 +202,10 @@ pub async fn settle(
         .arg(users)
         .arg(sold_out)
         .arg(&holders);
-    redis(state, async |conn| script.invoke_async::<i64>(conn).await).await?;
+    state
+        .redis
+        .run(async |conn| script.invoke_async::<i64>(conn).await)
+        .await?;
     Ok(())
 }
 
@@ -223,25 +213,27 @@ pub async fn settle(
 /// failed): the user is no holder and no longer pending.
 pub async fn release(state: &AppState, campaign: i64, user: i64) -> ApiResult<()> {
     let keys = CampaignKeys::new(&state.redis, campaign);
-    redis(state, async |c| {
-        redis::pipe()
-            .atomic()
-            .srem(&keys.holders, user)
-            .ignore()
-            .zrem(&keys.pending, user)
-            .ignore()
-            .query_async::<()>(c)
-            .await
-    })
-    .await
+    state
+        .redis
+        .run(async |c| {
+            redis::pipe()
+                .atomic()
+                .srem(&keys.holders, user)
+                .ignore()
+                .zrem(&keys.pending, user)
+                .ignore()
+                .query_async::<()>(c)
+                .await
+        })
+        .await
 }
 
 /// Holders according to Redis (issued so far, including grants being written), for the
 /// campaign view.
 pub async fn issued_count(state: &AppState, campaign: i64) -> Result<i64, ApiError> {
     let keys = CampaignKeys::new(&state.redis, campaign);
-    redis(state, async |c| {
-        redis::cmd("SCARD").arg(&keys.holders).query_async(c).await
-    })
-    .await
+    state
+        .redis
+        .run(async |c| redis::cmd("SCARD").arg(&keys.holders).query_async(c).await)
+        .await
 }

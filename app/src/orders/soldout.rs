@@ -22,19 +22,27 @@ use std::{sync::LazyLock, time::Duration};
 use redis::Script;
 use sqlx::PgConnection;
 
-use crate::{auth::UserId, goods::GoodsId, state::AppState};
+use crate::{auth::UserId, goods::GoodsId, platform::redis::Redis, state::AppState};
 
 static MARK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("soldout.lua")));
 /// How long a closed gate lasts before an order asks PostgreSQL again (which re-reads the
 /// buyers: a bounded cost, at most one read per goods item and period).
 const GATE_TTL: Duration = Duration::from_secs(60);
 
-/// The gate's set (flag and buyers) and its generation.
-fn keys(state: &AppState, id: GoodsId) -> (String, String) {
-    (
-        state.redis.key(&format!("{{so:{}}}:out", id.0)),
-        state.redis.key(&format!("{{so:{}}}:gen", id.0)),
-    )
+/// The gate of one goods item: its set (flag and buyers) and its generation, under the hash
+/// tag `{so:<goods>}`.
+struct GateKeys {
+    gate: String,
+    generation: String,
+}
+
+impl GateKeys {
+    fn new(redis: &Redis, id: GoodsId) -> Self {
+        Self {
+            gate: redis.key(&format!("{{so:{}}}:out", id.0)),
+            generation: redis.key(&format!("{{so:{}}}:gen", id.0)),
+        }
+    }
 }
 
 /// Every user with an order (paid or cancelled) for `goods`: the members of a closed gate.
@@ -62,7 +70,7 @@ pub struct Seen {
 pub async fn check(state: &AppState, user: UserId, ids: &[GoodsId]) -> Seen {
     let mut pipe = redis::pipe();
     for id in ids {
-        let (gate, generation) = keys(state, *id);
+        let GateKeys { gate, generation } = GateKeys::new(&state.redis, *id);
         // no set: open; a buyer reads as open too, so their retry goes on to its replay
         pipe.cmd("EVAL")
             .arg("if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 or redis.call('EXISTS', KEYS[1]) == 0 then return false end return '1'")
@@ -71,11 +79,7 @@ pub async fn check(state: &AppState, user: UserId, ids: &[GoodsId]) -> Seen {
             .arg(user.0)
             .get(generation);
     }
-    let mut conn = state.redis.conn();
-    let read = state
-        .breakers
-        .redis
-        .run(async { Ok(pipe.query_async(&mut conn).await?) });
+    let read = state.redis.run(async |conn| pipe.query_async(conn).await);
     let values: Vec<Option<String>> = match read.await {
         Ok(v) => v,
         Err(_) => {
@@ -105,30 +109,30 @@ pub async fn mark(state: &AppState, seen: &Seen, id: GoodsId, buyers: &[UserId])
     let Some((_, generation)) = seen.generations.iter().find(|(g, _)| *g == id) else {
         return;
     };
-    let (gate, gen_key) = keys(state, id);
+    let keys = GateKeys::new(&state.redis, id);
     let mut invocation = MARK.prepare_invoke();
     invocation
-        .key(gate)
-        .key(gen_key)
+        .key(keys.gate)
+        .key(keys.generation)
         .arg(generation)
         .arg(GATE_TTL.as_millis() as u64);
     for b in buyers {
         invocation.arg(b.0);
     }
-    let mut conn = state.redis.conn();
     let marked = state
-        .breakers
         .redis
-        .run(async { Ok(invocation.invoke_async::<i64>(&mut conn).await?) });
+        .run(async |conn| invocation.invoke_async::<i64>(conn).await);
     // only an optimisation: while the gate is open, later orders ask PostgreSQL
     let _ = marked.await;
 }
 
-/// Stock may be back: drop the flags and bump their generations.
+/// Stock may be back: drop the flags and bump their generations. Under the Redis breaker like
+/// every gate call: while it is open the clear is skipped at once (the gate fails open then,
+/// and a closed gate expires within [`GATE_TTL`]).
 pub async fn clear(state: &AppState, ids: &[GoodsId]) {
     let mut pipe = redis::pipe();
     for id in ids {
-        let (gate, generation) = keys(state, *id);
+        let GateKeys { gate, generation } = GateKeys::new(&state.redis, *id);
         pipe.del(gate)
             .ignore()
             .incr(&generation, 1)
@@ -136,8 +140,10 @@ pub async fn clear(state: &AppState, ids: &[GoodsId]) {
             .expire(generation, 86_400)
             .ignore();
     }
-    let mut conn = state.redis.conn();
-    if let Err(e) = pipe.query_async::<()>(&mut conn).await {
+    let cleared = state
+        .redis
+        .run(async |conn| pipe.query_async::<()>(conn).await);
+    if let Err(e) = cleared.await {
         tracing::warn!(error = %e, "could not clear the sold-out gate; it expires within a minute");
     }
 }

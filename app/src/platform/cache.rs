@@ -24,33 +24,35 @@
 //!   bound on entries and bytes (least recently used evicted first).
 //! - A load whose request is dropped (client gone, request timeout) leaves nothing behind:
 //!   a guard removes its flight when the last request waiting on it goes away.
+//!
+//! The parts: [`store`] (the Redis read, fill and invalidation), [`flight`] (single flight),
+//! and here the order of it all, the fall-through bulkhead and the stale fallback.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashSet,
     sync::{
-        Arc, LazyLock, Mutex,
+        Mutex,
         atomic::{AtomicBool, Ordering},
     },
     time::{Duration, Instant},
 };
 
 use bytes::Bytes;
-use redis::Script;
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 use super::{
     metrics::{CacheLabels, Metrics},
     redis::Redis,
-    resilience::{Breakers, is_unavailable},
+    resilience::is_unavailable,
     stale::{self, StaleBounds, StaleStore, StaleUsage},
 };
 use crate::error::ApiError;
 
-static FILL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("lua/cache_fill.lua")));
-static INVALIDATE: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("lua/cache_invalidate.lua")));
+mod flight;
+mod store;
 
-type Flight = Arc<OnceCell<Bytes>>;
+use flight::{FlightKey, Flights, Seen};
+use store::{FamilyKeys, Read};
 
 /// What to look up: the metrics label, the family and field, and how long to keep a fill.
 pub struct Lookup<'a> {
@@ -61,8 +63,7 @@ pub struct Lookup<'a> {
 }
 
 pub struct Cache {
-    in_flight: Mutex<HashMap<String, Flight>>,
-    breakers: Arc<Breakers>,
+    flights: Flights,
     /// Database loads at once while Redis cannot serve (the bulkhead).
     fallthrough: Semaphore,
     fallthrough_wait: Duration,
@@ -75,49 +76,15 @@ pub struct Cache {
     unsynced_any: AtomicBool,
 }
 
-/// Removes a flight from `in_flight` when the request that took it part goes away, whether
-/// it finished or was dropped mid-load: a finished one removes it at once (later readers
-/// start from Redis again), a dropped one only if no other request still waits on it (they
-/// go on with the load; the last one out removes it).
-struct FlightGuard<'a> {
-    map: &'a Mutex<HashMap<String, Flight>>,
-    key: String,
-    flight: Flight,
-    finished: bool,
-}
-
-impl Drop for FlightGuard<'_> {
-    fn drop(&mut self) {
-        let mut map = self.map.lock().expect("cache lock");
-        let ours = map
-            .get(&self.key)
-            .is_some_and(|f| Arc::ptr_eq(f, &self.flight));
-        // the map's clone and ours: nobody else waits on it (clones are taken under the lock)
-        if ours && (self.finished || Arc::strong_count(&self.flight) == 2) {
-            map.remove(&self.key);
-        }
-    }
-}
-
-fn keys(redis: &Redis, family: &str) -> (String, String) {
-    let prefix = redis.prefix();
-    (
-        format!("{prefix}{{c:{family}}}:data"),
-        format!("{prefix}{{c:{family}}}:gen"),
-    )
-}
-
 impl Cache {
     pub fn new(
-        breakers: Arc<Breakers>,
         fallthrough: usize,
         fallthrough_wait: Duration,
         stale_max_age: Duration,
         stale_bounds: StaleBounds,
     ) -> Self {
         Self {
-            in_flight: Mutex::default(),
-            breakers,
+            flights: Flights::default(),
             fallthrough: Semaphore::new(fallthrough.max(1)),
             fallthrough_wait,
             stale: Mutex::new(StaleStore::new(stale_bounds)),
@@ -165,7 +132,7 @@ impl Cache {
 
     /// Loads in progress (one per family, field and generation); zero when idle.
     pub fn in_flight_len(&self) -> usize {
-        self.in_flight.lock().expect("cache lock").len()
+        self.flights.len()
     }
 
     /// The cached bytes of `family`/`field`, or `load()`'s result (cached for `ttl`). The
@@ -202,126 +169,118 @@ impl Cache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<(Bytes, Option<Duration>), ApiError>>,
     {
-        let Lookup {
-            cache,
-            family,
-            field,
-            ttl,
-        } = lookup;
         let count = |result: &'static str| {
             metrics
                 .cache_requests
-                .get_or_create(&CacheLabels { cache, result })
-                .inc()
-        };
-        let (data, gen_key) = keys(redis, family);
-        let mut conn = redis.conn();
-        let read = async {
-            if self.is_unsynced(family) {
-                // our own write's invalidation is not in Redis yet: its copy may be stale
-                return Err(ApiError::unavailable("cache family awaiting invalidation"));
-            }
-            self.breakers
-                .redis
-                .run(async {
-                    let hget = || {
-                        let mut cmd = redis::cmd("HGET");
-                        cmd.arg(&data).arg(field);
-                        cmd
-                    };
-                    if let Some(hit) = redis.batch().query(hget()).await? {
-                        return Ok::<_, ApiError>(Ok(hit));
-                    }
-                    // A miss reads the generation, and the field again in the same pipeline:
-                    // a fill may have landed since the first read (its flight already gone),
-                    // and taking it keeps concurrent misses on one load.
-                    let mut get = redis::cmd("GET");
-                    get.arg(&gen_key);
-                    let (hit, generation) = tokio::try_join!(
-                        redis.batch().query::<Option<Vec<u8>>>(hget()),
-                        redis.batch().query::<Option<String>>(get),
-                    )?;
-                    Ok(hit.ok_or(generation))
+                .get_or_create(&CacheLabels {
+                    cache: lookup.cache,
+                    result,
                 })
-                .await
+                .inc();
         };
-        let seen: Option<Option<String>> = match read.await {
-            Ok(Ok(hit)) => {
+        let keys = FamilyKeys::new(redis, lookup.family);
+        let seen = match self.read(redis, &keys, &lookup).await {
+            Ok(Read::Hit(hit)) => {
                 count("hit");
                 let hit = Bytes::from(hit);
-                self.remember(family, field, &hit);
+                self.remember(lookup.family, lookup.field, &hit);
                 return Ok(hit);
             }
-            Ok(Err(generation)) => Some(generation),
+            Ok(Read::Miss(seen)) => seen,
             Err(e) => {
                 count("error");
-                tracing::debug!(error = %e, cache, "cache read failed; loading from the database");
-                None
+                tracing::debug!(error = %e, cache = lookup.cache, "cache read failed; loading from the database");
+                Seen::Unread
             }
         };
         count("miss");
-
-        // The generation is part of the flight: a request that starts after a write (and so
-        // sees the bumped generation) never joins a load that began before it.
-        let generation_seen = seen
-            .as_ref()
-            .map(|g| g.as_deref().unwrap_or(""))
-            .unwrap_or("-");
-        let flight_key = format!("{family}\u{0}{field}\u{0}{generation_seen}");
-        let flight = self
-            .in_flight
-            .lock()
-            .expect("cache lock")
-            .entry(flight_key.clone())
-            .or_default()
-            .clone();
-        let mut guard = FlightGuard {
-            map: &self.in_flight,
-            key: flight_key,
-            flight,
-            finished: false,
+        let key = FlightKey {
+            family: lookup.family.to_owned(),
+            field: lookup.field.to_owned(),
+            seen: seen.clone(),
         };
-        let result = guard
-            .flight
-            .get_or_try_init(|| async {
+        let result = self
+            .flights
+            .run(key, || async {
                 count("load");
-                // Redis cannot serve: the bulkhead bounds how many loads reach PostgreSQL
-                let _bulkhead = match seen {
-                    Some(_) => None,
-                    None => Some(
-                        tokio::time::timeout(self.fallthrough_wait, self.fallthrough.acquire())
-                            .await
-                            .map_err(|_| {
-                                ApiError::unavailable(
-                                    "too many reads are waiting for the database; retry shortly",
-                                )
-                            })?
-                            .map_err(ApiError::internal)?,
-                    ),
-                };
-                let (bytes, bound) = load().await?;
-                let keep = bound.map_or(ttl, |b| b.min(ttl));
-                if let Some(generation) = seen.as_ref().filter(|_| keep >= Duration::from_millis(1))
-                {
-                    let filled = FILL
-                        .key(&data)
-                        .key(&gen_key)
-                        .arg(field)
-                        .arg(bytes.as_ref())
-                        .arg(keep.as_millis() as u64)
-                        .arg(generation.as_deref().unwrap_or(""))
-                        .invoke_async::<i64>(&mut conn)
-                        .await;
-                    if let Err(e) = filled {
-                        tracing::debug!(error = %e, cache, "cache fill failed");
-                    }
-                }
-                Ok::<_, ApiError>(bytes)
+                self.load_and_fill(redis, &keys, &lookup, &seen, load).await
             })
+            .await;
+        self.served(lookup.family, lookup.field, result, count)
+    }
+
+    /// The Redis read, unless our own write's invalidation is not in Redis yet (then its
+    /// copy may be stale, and the family is read from the database).
+    async fn read(
+        &self,
+        redis: &Redis,
+        keys: &FamilyKeys,
+        lookup: &Lookup<'_>,
+    ) -> Result<Read, ApiError> {
+        if self.is_unsynced(lookup.family) {
+            return Err(ApiError::unavailable("cache family awaiting invalidation"));
+        }
+        store::read(redis, keys, lookup.field).await
+    }
+
+    /// One load (under the fall-through bulkhead when Redis could not be read), then a fill
+    /// of what it read if Redis answered and the bound allows it. A failed fill is only
+    /// logged: the answer stands.
+    async fn load_and_fill<F, Fut>(
+        &self,
+        redis: &Redis,
+        keys: &FamilyKeys,
+        lookup: &Lookup<'_>,
+        seen: &Seen,
+        load: F,
+    ) -> Result<Bytes, ApiError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<(Bytes, Option<Duration>), ApiError>>,
+    {
+        let _bulkhead = match seen {
+            Seen::Generation(_) => None,
+            Seen::Unread => Some(self.fallthrough_slot().await?),
+        };
+        let (bytes, bound) = load().await?;
+        let keep = bound.map_or(lookup.ttl, |b| b.min(lookup.ttl));
+        if let Seen::Generation(generation) = seen
+            && keep >= Duration::from_millis(1)
+        {
+            let filled = store::fill(
+                redis,
+                keys,
+                lookup.field,
+                &bytes,
+                keep,
+                generation.as_deref(),
+            );
+            if let Err(e) = filled.await {
+                tracing::debug!(error = %e, cache = lookup.cache, "cache fill failed");
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// Redis cannot serve: the bulkhead bounds how many loads reach PostgreSQL.
+    async fn fallthrough_slot(&self) -> Result<SemaphorePermit<'_>, ApiError> {
+        tokio::time::timeout(self.fallthrough_wait, self.fallthrough.acquire())
             .await
-            .cloned();
-        guard.finished = true;
-        drop(guard);
+            .map_err(|_| {
+                ApiError::unavailable("too many reads are waiting for the database; retry shortly")
+            })?
+            .map_err(ApiError::internal)
+    }
+
+    /// Remembers a loaded answer; stands the stale copy in for a dependency that could not
+    /// answer (stale-while-error).
+    fn served(
+        &self,
+        family: &str,
+        field: &str,
+        result: Result<Bytes, ApiError>,
+        count: impl Fn(&'static str),
+    ) -> Result<Bytes, ApiError> {
         match result {
             Ok(bytes) => {
                 self.remember(family, field, &bytes);
@@ -344,7 +303,7 @@ impl Cache {
     pub async fn invalidate(&self, redis: &Redis, families: &[String]) {
         let mut missed = Vec::new();
         for family in families {
-            if let Err(e) = self.invalidate_one(redis, family).await {
+            if let Err(e) = store::invalidate(redis, &FamilyKeys::new(redis, family)).await {
                 tracing::warn!(error = %e, family, "cache invalidation did not reach redis; retrying every second");
                 missed.push(family.clone());
             }
@@ -353,22 +312,6 @@ impl Cache {
             self.unsynced.lock().expect("unsynced lock").extend(missed);
             self.unsynced_any.store(true, Ordering::Release);
         }
-    }
-
-    async fn invalidate_one(&self, redis: &Redis, family: &str) -> Result<(), ApiError> {
-        let (data, gen_key) = keys(redis, family);
-        let mut conn = redis.conn();
-        self.breakers
-            .redis
-            .run(async {
-                Ok(INVALIDATE
-                    .key(&data)
-                    .key(&gen_key)
-                    .invoke_async::<i64>(&mut conn)
-                    .await?)
-            })
-            .await
-            .map(drop)
     }
 
     /// Retries the invalidations Redis missed (the server runs this every second); stops at
@@ -385,7 +328,10 @@ impl Cache {
             .cloned()
             .collect();
         for family in families {
-            if self.invalidate_one(redis, &family).await.is_err() {
+            if store::invalidate(redis, &FamilyKeys::new(redis, &family))
+                .await
+                .is_err()
+            {
                 return;
             }
             let mut unsynced = self.unsynced.lock().expect("unsynced lock");

@@ -1,34 +1,62 @@
 //! The process's one multiplexed Redis connection (a single node or a Redis Cluster, see
-//! `floodgate_crds::redis_conn`) and its key prefix.
+//! `floodgate_crds::redis_conn`), its key prefix, and the guarded handle every request path
+//! goes through.
 //!
 //! Every key is `<prefix><rest>`; callers put the entity in a hash tag (`{q:concert-42}`) so
-//! the keys one Lua script touches share a cluster slot.
+//! the keys one Lua script touches share a cluster slot. Each keyspace has one home for its
+//! key format (a small key type next to its store: `queue::store::QueueKeys`,
+//! `orders::soldout::GateKeys`, `coupons::keys::CampaignKeys`, `platform::cache`'s family
+//! keys, ...), built from [`Redis::key`] or [`Redis::prefix`].
 
 use std::{sync::Arc, time::Duration};
 
 pub use floodgate_crds::redis_conn::RedisConn;
 use floodgate_crds::redis_conn::{RedisMode, Timeouts, node_urls};
-use redis::Client;
+use redis::{Client, RedisResult};
 use secrecy::ExposeSecret;
 
-use super::batch::Batcher;
-use crate::config::Settings;
+use super::{batch::Batcher, resilience::Breakers};
+use crate::{
+    config::Settings,
+    error::{ApiError, ApiResult, Dependency},
+};
 
+/// Redis as request paths see it: every call runs under the Redis breaker (refused at once
+/// while it is open), inside its bulkhead and within the call deadline, and is counted in
+/// `floodgate_circuit_calls_total{dependency="redis"}`. As with `platform::db::Db`, there is
+/// no `Deref` to the connection: a call that bypasses the guard has to say so, with
+/// [`Redis::unguarded`] (background loops with their own retry, the runtime-config reader)
+/// or [`Redis::raw_conn`] (tests and admin tools).
 #[derive(Clone)]
 pub struct Redis {
+    link: Arc<Link>,
+    /// `None` only on a handle that opted out with [`Redis::unguarded`] or
+    /// [`Redis::connect_unguarded`].
+    breakers: Option<Arc<Breakers>>,
+}
+
+struct Link {
     /// One client per node URL (one for a single node, the seeds of a cluster), for the few
     /// things that need their own connection (pub/sub).
     nodes: Arc<[Client]>,
     conn: RedisConn,
-    batch: Arc<Batcher>,
-    prefix: Arc<str>,
+    batch: Batcher,
+    prefix: Box<str>,
 }
 
 impl Redis {
     /// Connects lazily and reconnects by itself, so the app starts (not ready) while Redis is
     /// down and recovers when it returns. `FLOODGATE_REDIS_MODE` picks a single node or a
-    /// Redis Cluster (`REDIS_URL` then lists seed nodes).
-    pub fn connect(settings: &Settings) -> redis::RedisResult<Self> {
+    /// Redis Cluster (`REDIS_URL` then lists seed nodes). Calls go through `breakers.redis`.
+    pub fn connect(settings: &Settings, breakers: Arc<Breakers>) -> RedisResult<Self> {
+        Ok(Self {
+            breakers: Some(breakers),
+            ..Self::connect_unguarded(settings)?
+        })
+    }
+
+    /// [`Self::connect`] without a breaker, for tools and tests that talk to Redis directly.
+    pub fn connect_unguarded(settings: &Settings) -> RedisResult<Self> {
         let urls = settings.redis_url.expose_secret();
         let timeouts = Timeouts {
             connect: Duration::from_secs(1),
@@ -39,47 +67,86 @@ impl Redis {
         let nodes = node_urls(settings.redis_mode, urls)?
             .iter()
             .map(|u| tls.client(u))
-            .collect::<redis::RedisResult<Arc<[Client]>>>()?;
-        Ok(Self {
+            .collect::<RedisResult<Arc<[Client]>>>()?;
+        let link = Link {
             nodes,
-            batch: Arc::new(Batcher::new(conn.clone())),
+            batch: Batcher::new(conn.clone()),
             conn,
             prefix: settings.redis_prefix.as_str().into(),
+        };
+        Ok(Self {
+            link: Arc::new(link),
+            breakers: None,
         })
     }
 
-    /// A handle on the shared multiplexed connection (cheap to clone).
-    pub fn conn(&self) -> RedisConn {
-        self.conn.clone()
+    /// The same connection without the breaker, bulkhead or deadline: for background loops
+    /// that retry on their own and must not take a request's bulkhead slot (queue admission,
+    /// leases, the runtime-config reader, which must read the config that closes a forced-open
+    /// breaker). Errors become a 503 without the WARN log of a request's failure.
+    pub fn unguarded(&self) -> Self {
+        Self {
+            link: self.link.clone(),
+            breakers: None,
+        }
+    }
+
+    /// Runs `op` on the multiplexed connection under the breaker, the bulkhead and the
+    /// deadline (see the type's documentation).
+    pub async fn run<T>(
+        &self,
+        op: impl AsyncFnOnce(&mut RedisConn) -> RedisResult<T>,
+    ) -> ApiResult<T> {
+        let mut conn = self.link.conn.clone();
+        self.guard(async { op(&mut conn).await }).await
+    }
+
+    /// Like [`Self::run`], with concurrent single commands coalesced into pipelines (see
+    /// [`super::batch`]): for hot commands issued by many requests at once.
+    pub async fn batched<T>(
+        &self,
+        op: impl AsyncFnOnce(&Batcher) -> RedisResult<T>,
+    ) -> ApiResult<T> {
+        self.guard(op(&self.link.batch)).await
+    }
+
+    async fn guard<T>(&self, call: impl Future<Output = RedisResult<T>>) -> ApiResult<T> {
+        match &self.breakers {
+            Some(b) => b.redis.run(async { Ok(call.await?) }).await,
+            None => call.await.map_err(|e| {
+                ApiError::unavailable(format!("redis call failed: {e}"))
+                    .failure_of(Dependency::Redis)
+            }),
+        }
+    }
+
+    /// The raw multiplexed connection, outside every guard: tests and admin tools only.
+    pub fn raw_conn(&self) -> RedisConn {
+        self.link.conn.clone()
     }
 
     pub fn mode(&self) -> RedisMode {
-        self.conn.mode()
-    }
-
-    /// The same connection, with concurrent single commands coalesced into pipelines (see
-    /// [`super::batch`]): for hot commands issued by many requests at once.
-    pub fn batch(&self) -> &Batcher {
-        &self.batch
+        self.link.conn.mode()
     }
 
     /// Clients of the configured nodes, for the few things that need their own connection
     /// (pub/sub: classic PUBLISH reaches every node of a cluster, so any one will do).
     pub fn nodes(&self) -> &[Client] {
-        &self.nodes
+        &self.link.nodes
     }
 
     pub fn prefix(&self) -> &str {
-        &self.prefix
+        &self.link.prefix
     }
 
     pub fn key(&self, rest: &str) -> String {
-        format!("{}{rest}", self.prefix)
+        format!("{}{rest}", self.link.prefix)
     }
 
-    /// PING with a short deadline, for readiness.
+    /// PING with a short deadline, for readiness: outside the breaker on purpose, so a
+    /// forced-open breaker does not make Redis itself look down.
     pub async fn ping(&self) -> bool {
-        let mut conn = self.conn();
+        let mut conn = self.raw_conn();
         matches!(
             tokio::time::timeout(Duration::from_secs(1), conn.ping()).await,
             Ok(Ok(()))

@@ -21,6 +21,7 @@ use redis::AsyncCommands;
 use tokio::sync::{Notify, watch};
 
 use super::{metrics::Metrics, redis::Redis};
+use crate::error::ApiResult;
 
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -67,41 +68,22 @@ impl Reader {
     ) -> Self {
         Self {
             handle,
-            redis,
+            // outside the Redis breaker: its settings arrive through this reader, so a
+            // forced-open breaker must not stop the read of the document that closes it
+            redis: redis.unguarded(),
             metrics,
             replica_id,
             last_raw: None,
         }
     }
 
-    pub async fn poll_once(&mut self) -> redis::RedisResult<PollOutcome> {
-        let mut conn = self.redis.conn();
-        let raw: Option<String> = conn.get(self.redis.key(CONFIG_KEY)).await?;
+    pub async fn poll_once(&mut self) -> ApiResult<PollOutcome> {
+        let config = self.redis.key(CONFIG_KEY);
+        let raw: Option<String> = self.redis.run(async |c| c.get(config).await).await?;
         let outcome = if raw == self.last_raw {
             PollOutcome::Unchanged
         } else {
-            match raw.as_deref() {
-                None => {
-                    tracing::warn!(
-                        kept_version = self.handle.get().version,
-                        "runtime config document missing from Redis; keeping the last good config until it is republished"
-                    );
-                    PollOutcome::Missing
-                }
-                Some(json) => match RuntimeConfig::parse(json) {
-                    Ok(cfg) => {
-                        let version = cfg.version;
-                        self.handle.set(cfg);
-                        tracing::info!(version, "applied runtime config");
-                        PollOutcome::Applied(version)
-                    }
-                    Err(e) => {
-                        self.metrics.runtime_config_rejected.inc();
-                        tracing::warn!(error = %e, kept_version = self.handle.get().version, "rejected runtime config");
-                        PollOutcome::Rejected
-                    }
-                },
-            }
+            self.apply(raw.as_deref())
         };
         self.metrics
             .runtime_config_missing
@@ -111,10 +93,36 @@ impl Reader {
         self.metrics
             .runtime_config_version
             .set(i64::try_from(version).unwrap_or(i64::MAX));
-        let _: () = conn
-            .hset(self.redis.key(APPLIED_KEY), &self.replica_id, version)
+        let applied = self.redis.key(APPLIED_KEY);
+        let replica = &self.replica_id;
+        self.redis
+            .run(async |c| c.hset::<_, _, _, ()>(applied, replica, version).await)
             .await?;
         Ok(outcome)
+    }
+
+    /// Applies a document that differs from the last one looked at.
+    fn apply(&self, raw: Option<&str>) -> PollOutcome {
+        let Some(json) = raw else {
+            tracing::warn!(
+                kept_version = self.handle.get().version,
+                "runtime config document missing from Redis; keeping the last good config until it is republished"
+            );
+            return PollOutcome::Missing;
+        };
+        match RuntimeConfig::parse(json) {
+            Ok(cfg) => {
+                let version = cfg.version;
+                self.handle.set(cfg);
+                tracing::info!(version, "applied runtime config");
+                PollOutcome::Applied(version)
+            }
+            Err(e) => {
+                self.metrics.runtime_config_rejected.inc();
+                tracing::warn!(error = %e, kept_version = self.handle.get().version, "rejected runtime config");
+                PollOutcome::Rejected
+            }
+        }
     }
 
     /// Polls every [`POLL_INTERVAL`] and whenever a change is announced, until `shutdown`.

@@ -35,9 +35,12 @@ use super::{
     lease::Lease,
     registry,
     rules::{self, Allowance, Phase},
-    store::{self, AdmitArgs, Counts},
+    store::{self, AdmitArgs, Counts, QueueKeys},
 };
-use crate::{platform::metrics::QueueLabels, state::AppState};
+use crate::{
+    platform::{metrics::QueueLabels, redis::Redis},
+    state::AppState,
+};
 
 pub const TICK: Duration = Duration::from_millis(200);
 /// A tick still running after this is abandoned; below the lease TTL, so the holder keeps its
@@ -51,6 +54,9 @@ const DISCOVER_EVERY: Duration = Duration::from_secs(1);
 const RATE_WINDOW: Duration = Duration::from_secs(10);
 
 struct QueueLoop {
+    /// Outside the Redis breaker: the loop retries every tick on its own.
+    redis: Redis,
+    keys: QueueKeys,
     lease: Lease,
     allowance: Allowance,
     last_tick: Option<Instant>,
@@ -61,7 +67,9 @@ struct QueueLoop {
 impl QueueLoop {
     fn new(state: &AppState, id: &str, holder: &str) -> Self {
         Self {
-            lease: Lease::new(&state.redis, &format!("{{q:{id}}}:lease"), holder),
+            redis: state.redis.unguarded(),
+            keys: QueueKeys::new(&state.redis, id),
+            lease: Lease::new(&state.redis, &store::lease_key(id), holder),
             allowance: Allowance::default(),
             last_tick: None,
             recent: VecDeque::new(),
@@ -99,10 +107,12 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
     );
     let permits = Arc::new(Semaphore::new(MAX_TICKS_IN_FLIGHT));
     let mut tasks: HashMap<String, QueueTask> = HashMap::new();
-    store::drop_legacy_registry(&state).await;
+    // a background loop with its own retry: outside the Redis breaker
+    let redis = state.redis.unguarded();
+    store::drop_legacy_registry(&redis).await;
     loop {
         let mut ids: HashSet<String> = state.runtime.get().queues.keys().cloned().collect();
-        match store::registered(&state, Utc::now().timestamp_millis()).await {
+        match store::registered(&redis, Utc::now().timestamp_millis()).await {
             Ok(live) => ids.extend(live),
             Err(e) => {
                 // keep what runs: a registry read failure must not stop admission
@@ -213,7 +223,7 @@ async fn tick(state: &AppState, id: &str, ql: &mut QueueLoop) {
         ql.shuffle_checked = false;
         // the peek only feeds the gauges
         if let Some(labels) = &labels {
-            match store::peek(state, id, now_ms).await {
+            match store::peek(&ql.redis, &ql.keys, now_ms).await {
                 Ok((counts, rate)) => publish(state, labels, counts, rate),
                 Err(e) => tracing::debug!(error = %e, queue = id, "queue peek failed"),
             }
@@ -226,7 +236,9 @@ async fn tick(state: &AppState, id: &str, ql: &mut QueueLoop) {
         && q.opens_at.is_some()
         && rules::phase(&q, now) != Phase::NotOpen
     {
-        match store::shuffle_pre_queue(state, id, rand::random(), q.token_ttl.as_secs()).await {
+        match store::shuffle_pre_queue(&ql.redis, &ql.keys, rand::random(), q.token_ttl.as_secs())
+            .await
+        {
             Ok(n) => {
                 ql.shuffle_checked = true;
                 if n >= 0 {
@@ -258,7 +270,7 @@ async fn tick(state: &AppState, id: &str, ql: &mut QueueLoop) {
         abandon_secs: q.abandon_after.as_secs(),
         measured_rate: measured,
     };
-    match store::admit(state, id, &args).await {
+    match store::admit(&ql.redis, &ql.keys, &args).await {
         Ok(counts) => {
             ql.allowance.spend(counts.admitted);
             if counts.admitted > 0 {

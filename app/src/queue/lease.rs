@@ -30,16 +30,14 @@ impl Lease {
     }
 
     /// Takes or renews the lease; false when another replica holds it or Redis is down.
+    /// Outside the Redis breaker (`Redis::unguarded`): a background duty retries every tick
+    /// on its own and takes no request's bulkhead slot.
     pub async fn hold(&self, redis: &Redis) -> bool {
-        let mut conn = redis.conn();
         let ttl = u64::try_from(LEASE_TTL.as_millis()).unwrap_or(2_000);
-        match TAKE
-            .key(&self.key)
-            .arg(&self.holder)
-            .arg(ttl)
-            .invoke_async::<i64>(&mut conn)
-            .await
-        {
+        let mut take = TAKE.key(&self.key);
+        take.arg(&self.holder).arg(ttl);
+        let redis = redis.unguarded();
+        match redis.run(async |c| take.invoke_async::<i64>(c).await).await {
             Ok(held) => held == 1,
             Err(e) => {
                 tracing::debug!(error = %e, key = %self.key, "lease check failed");
@@ -48,12 +46,13 @@ impl Lease {
         }
     }
 
+    /// Gives the lease up (outside the breaker, as [`Self::hold`]); a failure lets it lapse.
     pub async fn release(&self, redis: &Redis) {
-        let mut conn = redis.conn();
-        let _ = RELEASE
-            .key(&self.key)
-            .arg(&self.holder)
-            .invoke_async::<i64>(&mut conn)
+        let mut release = RELEASE.key(&self.key);
+        release.arg(&self.holder);
+        let redis = redis.unguarded();
+        let _ = redis
+            .run(async |c| release.invoke_async::<i64>(c).await)
             .await;
     }
 }

@@ -45,7 +45,9 @@ struct Seen {
 static SEEN: LazyLock<Mutex<HashMap<String, Seen>>> = LazyLock::new(Mutex::default);
 
 fn seen(state: &AppState, queue: &QueueId) -> (String, Seen) {
-    let key = state.redis.key(&format!("{{q:{queue}}}"));
+    let key = store::QueueKeys::new(&state.redis, queue.as_str())
+        .tag()
+        .to_owned();
     let seen = SEEN
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -128,11 +130,7 @@ pub async fn register(
         return Ok(());
     }
     let keep = i64::try_from(lifetime.saturating_add(period).as_millis()).unwrap_or(i64::MAX);
-    state
-        .breakers
-        .redis
-        .run(store::register(state, queue, now_ms.saturating_add(keep)))
-        .await?;
+    store::register(&state.redis, queue.as_str(), now_ms.saturating_add(keep)).await?;
     remember(key, |s| s.registered = Some(Instant::now()));
     Ok(())
 }

@@ -8,7 +8,7 @@ use super::{
     pass::{self, PassCheck, PassError},
     registry,
     rules::{self, Phase},
-    store::{self, JoinArgs, JoinOutcome, Place},
+    store::{self, JoinArgs, JoinOutcome, Place, QueueKeys},
     types::{JoinResponse, PlaceStatus, PlaceView, QueueId, QueueView},
 };
 use crate::{auth::UserId, error::ApiError, platform::metrics::QueueLabels, state::AppState};
@@ -64,11 +64,8 @@ pub async fn join(
         closed: phase == Phase::Closed,
         abandon_secs: q.abandon_after.as_secs(),
     };
-    let (outcome, dropped) = state
-        .breakers
-        .redis
-        .run(store::join(state, queue, user, &args))
-        .await?;
+    let keys = QueueKeys::new(&state.redis, queue.as_str());
+    let (outcome, dropped) = store::join(&state.redis, &keys, user, &args).await?;
     if dropped {
         count_abandoned(state, queue.as_str());
     }
@@ -117,18 +114,15 @@ pub async fn me(
         Err(e) => return Err(e.into_api()),
     };
     let q = settings(state, queue.as_str());
-    let (place, rate) = state
-        .breakers
-        .redis
-        .run(store::poll(
-            state,
-            queue.as_str(),
-            user,
-            now.timestamp_millis(),
-            q.abandon_after.as_secs(),
-            q.token_ttl.as_secs(),
-        ))
-        .await?;
+    let (place, rate) = store::poll(
+        &state.redis,
+        &QueueKeys::new(&state.redis, queue.as_str()),
+        user,
+        now.timestamp_millis(),
+        q.abandon_after.as_secs(),
+        q.token_ttl.as_secs(),
+    )
+    .await?;
     Ok(match place {
         Place::Admitted { session_expires_ms } => PlaceView {
             status: PlaceStatus::Admitted,
@@ -180,11 +174,8 @@ pub async fn leave_with_token(
     token: &str,
 ) -> Result<(), ApiError> {
     let (user, _) = pass::verify(state, token, queue.as_str()).map_err(PassError::into_api)?;
-    state
-        .breakers
-        .redis
-        .run(store::leave(state, queue.as_str(), user))
-        .await?;
+    let keys = QueueKeys::new(&state.redis, queue.as_str());
+    store::leave(&state.redis, &keys, user).await?;
     Ok(())
 }
 
@@ -203,12 +194,8 @@ pub async fn require_pass(
         return Err(PassError::WrongUser.into_api());
     }
     let now_ms = Utc::now().timestamp_millis();
-    match state
-        .breakers
-        .redis
-        .run(store::session(state, queue_id, user, now_ms))
-        .await?
-    {
+    let keys = QueueKeys::new(&state.redis, queue_id);
+    match store::session(&state.redis, &keys, user, now_ms).await? {
         Some(session_expires_ms) => Ok(QueuePass {
             queue_id: queue_id.to_owned(),
             user,
@@ -253,11 +240,8 @@ pub async fn check_pass_ahead(
 
 /// Ends the user's admitted session (after payment) so the next person is admitted.
 pub async fn end_session(state: &AppState, queue_id: &str, user: UserId) -> Result<(), ApiError> {
-    state
-        .breakers
-        .redis
-        .run(store::leave(state, queue_id, user))
-        .await?;
+    let keys = QueueKeys::new(&state.redis, queue_id);
+    store::leave(&state.redis, &keys, user).await?;
     Ok(())
 }
 
@@ -267,11 +251,8 @@ pub async fn view(
     now: DateTime<Utc>,
 ) -> Result<QueueView, ApiError> {
     let q = settings(state, queue.as_str());
-    let (counts, rate) = state
-        .breakers
-        .redis
-        .run(store::peek(state, queue.as_str(), now.timestamp_millis()))
-        .await?;
+    let keys = QueueKeys::new(&state.redis, queue.as_str());
+    let (counts, rate) = store::peek(&state.redis, &keys, now.timestamp_millis()).await?;
     Ok(QueueView {
         queue_id: queue.clone(),
         waiting: counts.waiting,

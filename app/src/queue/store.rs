@@ -17,8 +17,12 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-use super::{rules, types::QueueId};
-use crate::{auth::UserId, error::ApiError, state::AppState};
+use super::rules;
+use crate::{
+    auth::UserId,
+    error::ApiError,
+    platform::{batch::Batcher, redis::Redis},
+};
 
 static JOIN: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("join.lua")));
 static POLL: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("poll.lua")));
@@ -37,19 +41,26 @@ const MAX_REGISTERED: i64 = 10_000;
 /// over a few ticks without blocking Redis.
 const MAX_SCAN: u64 = 5_000;
 
-pub struct Keys {
-    base: String,
+/// The keys of one queue, all under its hash tag: the one home of the `{q:<id>}` format.
+pub struct QueueKeys {
+    /// `<prefix>{q:<id>}`
+    tag: String,
 }
 
-impl Keys {
-    pub fn new(state: &AppState, queue: &str) -> Self {
+impl QueueKeys {
+    pub fn new(redis: &Redis, queue: &str) -> Self {
         Self {
-            base: format!("{}{{q:{queue}}}:", state.redis.prefix()),
+            tag: redis.key(&tag(queue)),
         }
     }
 
+    /// The queue's own entry (`<prefix>{q:<id>}`), which names it in this process's memory.
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
     pub fn k(&self, rest: &str) -> String {
-        format!("{}{rest}", self.base)
+        format!("{}:{rest}", self.tag)
     }
 
     pub fn bucket_prefix(&self) -> String {
@@ -60,6 +71,16 @@ impl Keys {
         let (b, f) = rules::bucket_of(user.0);
         (format!("{}{b}", self.bucket_prefix()), f.to_string())
     }
+}
+
+/// The hash tag of `queue`, below the prefix.
+fn tag(queue: &str) -> String {
+    format!("{{q:{queue}}}")
+}
+
+/// The key of `queue`'s admission lease, below the prefix (for `super::lease::Lease::new`).
+pub fn lease_key(queue: &str) -> String {
+    format!("{}:lease", tag(queue))
 }
 
 pub enum JoinOutcome {
@@ -78,16 +99,14 @@ pub struct JoinArgs {
 
 /// Returns the outcome and whether a stale abandoned place was dropped on the way.
 pub async fn join(
-    state: &AppState,
-    queue: &QueueId,
+    redis: &Redis,
+    keys: &QueueKeys,
     user: UserId,
     a: &JoinArgs,
 ) -> Result<(JoinOutcome, bool), ApiError> {
-    let keys = Keys::new(state, queue.as_str());
     let (bucket, field) = keys.bucket(user);
-    let mut conn = state.redis.conn();
-    let (code, value, dropped): (i64, i64, i64) = JOIN
-        .key(keys.k("seq"))
+    let mut script = JOIN.key(keys.k("seq"));
+    script
         .key(keys.k("head"))
         .key(keys.k("line"))
         .key(keys.k("n"))
@@ -101,9 +120,9 @@ pub async fn join(
         .arg(a.place_ttl_secs.max(1))
         .arg(if a.pre_queue { "1" } else { "0" })
         .arg(if a.closed { "1" } else { "0" })
-        .arg(a.abandon_secs)
-        .invoke_async(&mut conn)
-        .await?;
+        .arg(a.abandon_secs);
+    let (code, value, dropped): (i64, i64, i64) =
+        redis.run(async |c| script.invoke_async(c).await).await?;
     let outcome = match code {
         2 => JoinOutcome::Admitted {
             session_expires_ms: value,
@@ -117,25 +136,24 @@ pub async fn join(
 }
 
 /// Registers `queue` until `until_ms` (never shortening an entry): see [`super::registry`].
-pub async fn register(state: &AppState, queue: &QueueId, until_ms: i64) -> Result<(), ApiError> {
-    let mut conn = state.redis.conn();
-    let _: i64 = redis::cmd("ZADD")
-        .arg(state.redis.key(REGISTRY))
+pub async fn register(redis: &Redis, queue: &str, until_ms: i64) -> Result<(), ApiError> {
+    let mut zadd = redis::cmd("ZADD");
+    zadd.arg(redis.key(REGISTRY))
         .arg("GT")
         .arg(until_ms)
-        .arg(queue.as_str())
-        .query_async(&mut conn)
+        .arg(queue);
+    redis
+        .run(async |c| zadd.query_async::<i64>(c).await)
         .await?;
     Ok(())
 }
 
 /// The registered queues whose entries have not expired (at most [`MAX_REGISTERED`]); drops
 /// the expired ones on the way.
-pub async fn registered(state: &AppState, now_ms: i64) -> Result<Vec<String>, ApiError> {
-    let key = state.redis.key(REGISTRY);
-    let mut conn = state.redis.conn();
-    let (live,): (Vec<String>,) = redis::pipe()
-        .cmd("ZREMRANGEBYSCORE")
+pub async fn registered(redis: &Redis, now_ms: i64) -> Result<Vec<String>, ApiError> {
+    let key = redis.key(REGISTRY);
+    let mut pipe = redis::pipe();
+    pipe.cmd("ZREMRANGEBYSCORE")
         .arg(&key)
         .arg("-inf")
         .arg(now_ms)
@@ -143,20 +161,17 @@ pub async fn registered(state: &AppState, now_ms: i64) -> Result<Vec<String>, Ap
         .cmd("ZRANGE")
         .arg(&key)
         .arg(0)
-        .arg(MAX_REGISTERED - 1)
-        .query_async(&mut conn)
-        .await?;
+        .arg(MAX_REGISTERED - 1);
+    let (live,): (Vec<String>,) = redis.run(async |c| pipe.query_async(c).await).await?;
     Ok(live)
 }
 
 /// The registry of releases before expiring entries (a set that only grew); removed once.
-pub async fn drop_legacy_registry(state: &AppState) {
-    let mut conn = state.redis.conn();
-    let dropped: redis::RedisResult<i64> = redis::cmd("UNLINK")
-        .arg(state.redis.key(LEGACY_REGISTRY))
-        .query_async(&mut conn)
-        .await;
-    if let Err(e) = dropped {
+pub async fn drop_legacy_registry(redis: &Redis) {
+    let mut unlink = redis::cmd("UNLINK");
+    unlink.arg(redis.key(LEGACY_REGISTRY));
+    let dropped = redis.run(async |c| unlink.query_async::<i64>(c).await);
+    if let Err(e) = dropped.await {
         tracing::debug!(error = %e, "could not drop the legacy queue registry");
     }
 }
@@ -177,33 +192,33 @@ pub enum Place {
 
 /// A poll: the user's place, plus the measured admission rate (per second).
 pub async fn poll(
-    state: &AppState,
-    queue: &str,
+    redis: &Redis,
+    keys: &QueueKeys,
     user: UserId,
     now_ms: i64,
     abandon_secs: u64,
     place_ttl_secs: u64,
 ) -> Result<(Place, f64), ApiError> {
-    let keys = Keys::new(state, queue);
     let (bucket, field) = keys.bucket(user);
     // polls are the waiting room's hottest command: batched with the concurrent ones
-    let (code, a, b, rate): (i64, i64, i64, String) = state
-        .redis
-        .batch()
-        .eval(&POLL, |cmd| {
-            cmd.arg(5)
-                .arg(keys.k("active"))
-                .arg(&bucket)
-                .arg(keys.k("head"))
-                .arg(keys.k("n"))
-                .arg(keys.k("stats"))
-                .arg(user.0)
-                .arg(&field)
-                .arg(now_ms)
-                .arg(abandon_secs)
-                .arg(place_ttl_secs.max(1));
-        })
-        .await?;
+    let poll = async |batch: &Batcher| {
+        batch
+            .eval(&POLL, |cmd| {
+                cmd.arg(5)
+                    .arg(keys.k("active"))
+                    .arg(&bucket)
+                    .arg(keys.k("head"))
+                    .arg(keys.k("n"))
+                    .arg(keys.k("stats"))
+                    .arg(user.0)
+                    .arg(&field)
+                    .arg(now_ms)
+                    .arg(abandon_secs)
+                    .arg(place_ttl_secs.max(1));
+            })
+            .await
+    };
+    let (code, a, b, rate): (i64, i64, i64, String) = redis.batched(poll).await?;
     let rate = rate.parse::<f64>().unwrap_or(0.0);
     let place = match code {
         2 => Place::Admitted {
@@ -224,33 +239,22 @@ pub async fn poll(
 
 /// The session expiry (ms) of an admitted user, if the session is live.
 pub async fn session(
-    state: &AppState,
-    queue: &str,
+    redis: &Redis,
+    keys: &QueueKeys,
     user: UserId,
     now_ms: i64,
 ) -> Result<Option<i64>, ApiError> {
-    let keys = Keys::new(state, queue);
-    let mut conn = state.redis.conn();
-    let score: Option<f64> = redis::cmd("ZSCORE")
-        .arg(keys.k("active"))
-        .arg(user.0)
-        .query_async(&mut conn)
-        .await?;
+    let mut zscore = redis::cmd("ZSCORE");
+    zscore.arg(keys.k("active")).arg(user.0);
+    let score: Option<f64> = redis.run(async |c| zscore.query_async(c).await).await?;
     Ok(score.map(|s| s as i64).filter(|&s| s > now_ms))
 }
 
-pub async fn leave(state: &AppState, queue: &str, user: UserId) -> Result<bool, ApiError> {
-    let keys = Keys::new(state, queue);
+pub async fn leave(redis: &Redis, keys: &QueueKeys, user: UserId) -> Result<bool, ApiError> {
     let (bucket, field) = keys.bucket(user);
-    let mut conn = state.redis.conn();
-    let removed: i64 = LEAVE
-        .key(keys.k("active"))
-        .key(bucket)
-        .key(keys.k("n"))
-        .arg(user.0)
-        .arg(field)
-        .invoke_async(&mut conn)
-        .await?;
+    let mut script = LEAVE.key(keys.k("active"));
+    script.key(bucket).key(keys.k("n")).arg(user.0).arg(field);
+    let removed: i64 = redis.run(async |c| script.invoke_async(c).await).await?;
     Ok(removed == 1)
 }
 
@@ -271,11 +275,9 @@ pub struct Counts {
     pub waiting: u64,
 }
 
-pub async fn admit(state: &AppState, queue: &str, a: &AdmitArgs) -> Result<Counts, ApiError> {
-    let keys = Keys::new(state, queue);
-    let mut conn = state.redis.conn();
-    let (admitted, abandoned, active, waiting, _head): (u64, u64, u64, i64, i64) = ADMIT
-        .key(keys.k("line"))
+pub async fn admit(redis: &Redis, keys: &QueueKeys, a: &AdmitArgs) -> Result<Counts, ApiError> {
+    let mut script = ADMIT.key(keys.k("line"));
+    script
         .key(keys.k("head"))
         .key(keys.k("n"))
         .key(keys.k("active"))
@@ -288,9 +290,9 @@ pub async fn admit(state: &AppState, queue: &str, a: &AdmitArgs) -> Result<Count
         .arg(MAX_SCAN)
         .arg(keys.bucket_prefix())
         .arg(rules::BUCKET_SIZE)
-        .arg(format!("{:.3}", a.measured_rate))
-        .invoke_async(&mut conn)
-        .await?;
+        .arg(format!("{:.3}", a.measured_rate));
+    let (admitted, abandoned, active, waiting, _head): (u64, u64, u64, i64, i64) =
+        redis.run(async |c| script.invoke_async(c).await).await?;
     Ok(Counts {
         admitted,
         abandoned,
@@ -301,15 +303,13 @@ pub async fn admit(state: &AppState, queue: &str, a: &AdmitArgs) -> Result<Count
 
 /// Queue-wide counts without changing anything (replicas that do not hold the lease), and
 /// the measured rate.
-pub async fn peek(state: &AppState, queue: &str, now_ms: i64) -> Result<(Counts, f64), ApiError> {
-    let keys = Keys::new(state, queue);
-    let mut conn = state.redis.conn();
-    let (waiting, active, rate): (Option<i64>, u64, Option<String>) = redis::pipe()
-        .get(keys.k("n"))
+pub async fn peek(redis: &Redis, keys: &QueueKeys, now_ms: i64) -> Result<(Counts, f64), ApiError> {
+    let mut pipe = redis::pipe();
+    pipe.get(keys.k("n"))
         .zcount(keys.k("active"), format!("({now_ms}"), "+inf")
-        .hget(keys.k("stats"), "rate")
-        .query_async(&mut conn)
-        .await?;
+        .hget(keys.k("stats"), "rate");
+    let (waiting, active, rate): (Option<i64>, u64, Option<String>) =
+        redis.run(async |c| pipe.query_async(c).await).await?;
     let counts = Counts {
         waiting: u64::try_from(waiting.unwrap_or(0)).unwrap_or(0),
         active,
@@ -319,22 +319,19 @@ pub async fn peek(state: &AppState, queue: &str, now_ms: i64) -> Result<(Counts,
 }
 
 pub async fn shuffle_pre_queue(
-    state: &AppState,
-    queue: &str,
+    redis: &Redis,
+    keys: &QueueKeys,
     seed: u32,
     flag_ttl_secs: u64,
 ) -> Result<i64, ApiError> {
-    let keys = Keys::new(state, queue);
-    let mut conn = state.redis.conn();
-    Ok(SHUFFLE
-        .key(keys.k("line"))
+    let mut script = SHUFFLE.key(keys.k("line"));
+    script
         .key(keys.k("head"))
         .key(keys.k("pre"))
         .key(keys.k("shuffled"))
         .arg(seed)
         .arg(keys.bucket_prefix())
         .arg(rules::BUCKET_SIZE)
-        .arg(flag_ttl_secs.max(1))
-        .invoke_async(&mut conn)
-        .await?)
+        .arg(flag_ttl_secs.max(1));
+    redis.run(async |c| script.invoke_async(c).await).await
 }
