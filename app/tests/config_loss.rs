@@ -53,7 +53,7 @@ async fn a_lost_config_document_keeps_the_last_good_config(pool: PgPool) {
     };
     assert_eq!(join(0).await.unwrap().status(), StatusCode::CREATED);
 
-    let mut conn = app.state.redis.conn();
+    let mut conn = app.state.redis.raw_conn();
     let removed: i64 = conn.del(app.key("config")).await.unwrap();
     assert_eq!(removed, 1);
     // two polls of the reader, and a tick of the admission loop

@@ -128,7 +128,7 @@ async fn a_redis_flush_mid_drop_never_exceeds_the_cap(pool: PgPool) {
     let early = check_answers(&first);
     assert!(early.len() <= 300);
     // wipe everything of this test's prefix (FLUSHALL would also wipe other tests' keys)
-    let mut conn = app.state.redis.conn();
+    let mut conn = app.state.redis.raw_conn();
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{}*", app.state.redis.prefix()))
         .query_async(&mut conn)
@@ -305,7 +305,7 @@ async fn window_duplicates_and_read_your_writes(pool: PgPool) {
 
 /// Deletes the Redis keys of one campaign (this test's prefix only), as a Redis loss would.
 async fn forget_campaign(app: &TestApp, campaign: i64) {
-    let mut conn = app.state.redis.conn();
+    let mut conn = app.state.redis.raw_conn();
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{}{{cp:{campaign}}}*", app.state.redis.prefix()))
         .query_async(&mut conn)
@@ -444,7 +444,7 @@ async fn a_grant_postgres_refuses_is_never_answered_201(pool: PgPool) {
     wait_persisted(&pool, id, 5).await;
     // what an everysec crash leaves: the keys survive, the last grants are gone from the set
     let holders = format!("{}{{cp:{id}}}:holders", app.state.redis.prefix());
-    let mut conn = app.state.redis.conn();
+    let mut conn = app.state.redis.raw_conn();
     let _: () = redis::cmd("SREM")
         .arg(&holders)
         .arg(ids[3])
@@ -542,7 +542,7 @@ async fn a_grant_whose_writer_died_is_released(pool: PgPool) {
     // what a crash leaves: a holder in Redis, pending for a minute, no row
     let orphan = 987_654_321_i64;
     let prefix = app.state.redis.prefix().to_owned();
-    let mut conn = app.state.redis.conn();
+    let mut conn = app.state.redis.raw_conn();
     let _: () = redis::pipe()
         .sadd(format!("{prefix}{{cp:{id}}}:holders"), orphan)
         .zadd(

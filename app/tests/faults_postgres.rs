@@ -87,7 +87,7 @@ async fn postgres_paused_with_sigstop_mid_flash_sale() {
     )
     .await;
     // the Redis copy goes away: the read must come from the stale copy
-    let mut conn = app.state.redis.conn();
+    let mut conn = app.state.redis.raw_conn();
     let _: () = redis::cmd("DEL")
         .arg(app.key(&format!("{{c:goods:{goods}}}:data")))
         .query_async(&mut conn)
@@ -396,7 +396,7 @@ async fn stalled_postgres_holds_at_most_its_bulkhead(pool: PgPool) {
     })
     .await;
     // the waiting room is configured (version 2 adds it), so joining it needs only Redis
-    let mut conn = app.state.redis.conn();
+    let mut conn = app.state.redis.raw_conn();
     let raw: String = redis::cmd("GET")
         .arg(app.key("config"))
         .query_async(&mut conn)

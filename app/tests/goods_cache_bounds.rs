@@ -69,7 +69,7 @@ async fn goods_list_cache_stays_bounded_under_unique_cursors(pool: PgPool) {
         usage.entries <= MAX_ENTRIES && usage.bytes <= MAX_BYTES,
         "stale copies {usage:?} exceed the bound of {MAX_ENTRIES} entries / {MAX_BYTES} bytes"
     );
-    let mut conn = app.state.redis.conn();
+    let mut conn = app.state.redis.raw_conn();
     let fields: i64 = redis::cmd("HLEN")
         .arg(app.key("{c:goods:list}:data"))
         .query_async(&mut conn)

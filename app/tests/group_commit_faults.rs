@@ -331,7 +331,7 @@ async fn keyed_retry_replays_committed_order_after_gate_keys_are_lost(pool: PgPo
     assert_gate_closed(&app, outsider, goods).await;
 
     let pattern = app.state.redis.key(&format!("{{so:{goods}}}:*"));
-    let mut redis = app.state.redis.conn();
+    let mut redis = app.state.redis.raw_conn();
     let lost: Vec<String> = redis::cmd("KEYS")
         .arg(&pattern)
         .query_async(&mut redis)

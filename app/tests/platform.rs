@@ -229,7 +229,7 @@ fn openapi_snapshot_is_current() {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn runtime_config_reaches_a_running_app_within_two_seconds(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    let mut conn = app.state.redis.conn();
+    let mut conn = app.state.redis.raw_conn();
     assert_eq!(app.state.runtime.get().version, 0);
 
     let doc =
@@ -277,7 +277,7 @@ async fn runtime_config_reaches_a_running_app_within_two_seconds(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn an_invalid_runtime_config_changes_nothing(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
-    let mut conn = app.state.redis.conn();
+    let mut conn = app.state.redis.raw_conn();
     let mut reader = Reader::new(
         app.state.runtime.clone(),
         app.state.redis.clone(),

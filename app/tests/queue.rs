@@ -29,7 +29,7 @@ async fn me(app: &TestApp, queue: &str, token: &str) -> reqwest::Response {
 }
 
 async fn active_now(app: &TestApp, queue: &str) -> u64 {
-    let mut conn = app.state.redis.conn();
+    let mut conn = app.state.redis.raw_conn();
     let now = Utc::now().timestamp_millis();
     conn.zcount(
         app.key(&format!("{{q:{queue}}}:active")),
@@ -284,7 +284,7 @@ async fn nobody_is_admitted_before_opens_at_and_random_shuffles_the_pre_queue(po
     // after the opening the pre-queue has been shuffled once: places are a permutation
     let wait = (opens - Utc::now()).to_std().unwrap_or_default() + Duration::from_millis(700);
     tokio::time::sleep(wait).await;
-    let mut conn = app.state.redis.conn();
+    let mut conn = app.state.redis.raw_conn();
     let shuffled: bool = conn.exists(app.key("{q:rnd}:shuffled")).await.unwrap();
     assert!(shuffled, "the pre-queue was shuffled at opening");
     let mut positions = Vec::new();

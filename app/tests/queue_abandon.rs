@@ -37,7 +37,7 @@ async fn half_the_line_abandons_and_does_not_stall_it(pool: PgPool) {
             let version = app_state.runtime.get().version + 1;
             let mut doc = cfg(false);
             doc["version"] = json!(version);
-            let mut conn = app_state.redis.conn();
+            let mut conn = app_state.redis.raw_conn();
             let _: () = conn.set(key, doc.to_string()).await.unwrap();
             let _: () = conn.publish(changed, version).await.unwrap();
         })
@@ -59,7 +59,7 @@ async fn half_the_line_abandons_and_does_not_stall_it(pool: PgPool) {
         "500 of 1000 (half abandoned) through cap 50 in {:?}",
         started.elapsed()
     );
-    let mut conn = app.state.redis.conn();
+    let mut conn = app.state.redis.raw_conn();
     let abandoned: Option<u64> = conn
         .hget(app.key("{q:half}:stats"), "abandoned")
         .await

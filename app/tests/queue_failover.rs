@@ -42,12 +42,12 @@ fn replica(pool: &PgPool, prefix: &str, name: &str) -> Replica {
 }
 
 async fn admitted(state: &AppState) -> u64 {
-    let mut conn = state.redis.conn();
+    let mut conn = state.redis.raw_conn();
     conn.zcard(state.redis.key("{q:fo}:active")).await.unwrap()
 }
 
 async fn holder(state: &AppState) -> Option<String> {
-    let mut conn = state.redis.conn();
+    let mut conn = state.redis.raw_conn();
     conn.get(state.redis.key("{q:fo}:lease")).await.unwrap()
 }
 
@@ -57,7 +57,7 @@ async fn admission_continues_when_the_lease_holder_crashes(pool: PgPool) {
     let a = replica(&pool, &prefix, "replica-a");
     let b = replica(&pool, &prefix, "replica-b");
     let doc = json!({"version": 1, "queues": {"fo": {"maxActiveUsers": 10000, "admitPerMinute": 600, "sessionTtl": "5m"}}});
-    let mut conn = a.state.redis.conn();
+    let mut conn = a.state.redis.raw_conn();
     let _: () = conn
         .set(a.state.redis.key("config"), doc.to_string())
         .await

@@ -27,7 +27,7 @@ const MIGRATOR: &sqlx::migrate::Migrator = &floodgate_app::platform::db::MIGRATO
 
 /// Every key under the app's prefix.
 async fn keys(app: &TestApp) -> Vec<String> {
-    let mut conn = app.state.redis.conn();
+    let mut conn = app.state.redis.raw_conn();
     let mut out = Vec::new();
     let mut cursor = 0u64;
     loop {
@@ -51,7 +51,7 @@ async fn keys(app: &TestApp) -> Vec<String> {
 /// Every member of every set or sorted set under the app's prefix (where a registry of
 /// queues can live, whatever its shape).
 async fn set_members(app: &TestApp) -> Vec<String> {
-    let mut conn = app.state.redis.conn();
+    let mut conn = app.state.redis.raw_conn();
     let mut out = Vec::new();
     for key in keys(app).await {
         let kind: String = redis::cmd("TYPE")
@@ -159,7 +159,7 @@ async fn idle_queues_expire_from_the_admission_loop(pool: PgPool) {
         StatusCode::CREATED
     );
     let lease = app.key("{q:brief}:lease");
-    let mut conn = app.state.redis.conn();
+    let mut conn = app.state.redis.raw_conn();
     let started = Instant::now();
     loop {
         let held: bool = conn.exists(&lease).await.unwrap();

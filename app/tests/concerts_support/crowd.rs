@@ -151,7 +151,7 @@ impl Crowd<'_> {
             let redis = fleet.apps[0].state.redis.clone();
             let key = fleet.apps[0].key(&format!("{{q:{queue}}}:active"));
             tokio::spawn(async move {
-                let mut conn = redis.conn();
+                let mut conn = redis.raw_conn();
                 while !done.load(Ordering::Relaxed) {
                     let now = Utc::now().timestamp_millis();
                     let n: u64 = conn.zcount(&key, format!("({now}"), "+inf").await.unwrap();

@@ -115,7 +115,7 @@ pub async fn try_join(
 pub async fn set_config(app: &TestApp, mut doc: Value) {
     let version = app.state.runtime.get().version + 1;
     doc["version"] = json!(version);
-    let mut conn = app.state.redis.conn();
+    let mut conn = app.state.redis.raw_conn();
     let _: () = conn.set(app.key("config"), doc.to_string()).await.unwrap();
     let _: () = conn
         .publish(app.key("config:changed"), version)
