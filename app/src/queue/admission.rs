@@ -25,7 +25,7 @@ use std::{
 };
 
 use chrono::Utc;
-use floodgate_crds::runtime::Queueing;
+use floodgate_crds::runtime::{QueueSettings, Queueing};
 use tokio::{
     sync::{Semaphore, watch},
     task::JoinHandle,
@@ -218,41 +218,15 @@ async fn tick(state: &AppState, id: &str, ql: &mut QueueLoop) {
     ql.last_tick = Some(instant);
 
     if !ql.lease.hold(&state.redis).await {
-        // not ours: start from nothing saved up if we take over later
-        ql.allowance.reset();
-        ql.shuffle_checked = false;
-        // the peek only feeds the gauges
-        if let Some(labels) = &labels {
-            match store::peek(&ql.redis, &ql.keys, now_ms).await {
-                Ok((counts, rate)) => publish(state, labels, counts, rate),
-                Err(e) => tracing::debug!(error = %e, queue = id, "queue peek failed"),
-            }
-        }
+        follow(state, id, ql, labels.as_ref(), now_ms).await;
         return;
     }
-
     if !ql.shuffle_checked
         && q.queueing == Queueing::Random
         && q.opens_at.is_some()
         && rules::phase(&q, now) != Phase::NotOpen
     {
-        match store::shuffle_pre_queue(&ql.redis, &ql.keys, rand::random(), q.token_ttl.as_secs())
-            .await
-        {
-            Ok(n) => {
-                ql.shuffle_checked = true;
-                if n >= 0 {
-                    tracing::info!(
-                        queue = id,
-                        shuffled = n,
-                        "random queue opened: pre-queue shuffled"
-                    );
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, queue = id, "pre-queue shuffle failed; retrying next tick")
-            }
-        }
+        shuffle_once(id, ql, &q).await;
     }
 
     let budget = if rules::hold_reason(&q, now).is_some() {
@@ -288,6 +262,45 @@ async fn tick(state: &AppState, id: &str, ql: &mut QueueLoop) {
             }
         }
         Err(e) => tracing::warn!(error = %e, queue = id, "admission tick failed"),
+    }
+}
+
+/// A tick of a replica that does not hold the lease: start from nothing saved up if it takes
+/// over later; the peek only feeds the gauges.
+async fn follow(
+    state: &AppState,
+    id: &str,
+    ql: &mut QueueLoop,
+    labels: Option<&QueueLabels>,
+    now_ms: i64,
+) {
+    ql.allowance.reset();
+    ql.shuffle_checked = false;
+    if let Some(labels) = labels {
+        match store::peek(&ql.redis, &ql.keys, now_ms).await {
+            Ok((counts, rate)) => publish(state, labels, counts, rate),
+            Err(e) => tracing::debug!(error = %e, queue = id, "queue peek failed"),
+        }
+    }
+}
+
+/// Shuffles the pre-queue of a random queue that opened, once (retried next tick on error).
+async fn shuffle_once(id: &str, ql: &mut QueueLoop, q: &QueueSettings) {
+    let seed = rand::random();
+    match store::shuffle_pre_queue(&ql.redis, &ql.keys, seed, q.token_ttl.as_secs()).await {
+        Ok(n) => {
+            ql.shuffle_checked = true;
+            if n >= 0 {
+                tracing::info!(
+                    queue = id,
+                    shuffled = n,
+                    "random queue opened: pre-queue shuffled"
+                );
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, queue = id, "pre-queue shuffle failed; retrying next tick")
+        }
     }
 }
 

@@ -335,3 +335,21 @@ pub async fn shuffle_pre_queue(
         .arg(flag_ttl_secs.max(1));
     redis.run(async |c| script.invoke_async(c).await).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Settings;
+
+    #[tokio::test]
+    async fn queue_keys_keep_their_format() {
+        let mut settings = Settings::defaults();
+        settings.redis_prefix = "fg:".into();
+        let redis = Redis::connect_unguarded(&settings).unwrap();
+        let keys = QueueKeys::new(&redis, "concert-42");
+        assert_eq!(keys.tag(), "fg:{q:concert-42}");
+        assert_eq!(keys.k("line"), "fg:{q:concert-42}:line");
+        assert_eq!(keys.bucket_prefix(), "fg:{q:concert-42}:u:");
+        assert_eq!(lease_key("concert-42"), "{q:concert-42}:lease");
+    }
+}

@@ -90,3 +90,57 @@ impl Drop for FlightGuard<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    fn key(seen: Seen) -> FlightKey {
+        FlightKey {
+            family: "goods:1".into(),
+            field: "v".into(),
+            seen,
+        }
+    }
+
+    #[tokio::test]
+    async fn one_load_per_key_and_a_new_generation_never_joins_an_older_load() {
+        let flights = Flights::default();
+        let loads = AtomicU32::new(0);
+        let load = || async {
+            loads.fetch_add(1, Ordering::SeqCst);
+            tokio::task::yield_now().await;
+            Ok(Bytes::from_static(b"x"))
+        };
+        let old = Seen::Generation(Some("1".into()));
+        let (a, b, c, d) = tokio::join!(
+            flights.run(key(old.clone()), load),
+            flights.run(key(old), load),
+            flights.run(key(Seen::Generation(Some("2".into()))), load),
+            flights.run(key(Seen::Unread), load),
+        );
+        for r in [a, b, c, d] {
+            assert_eq!(r.unwrap(), Bytes::from_static(b"x"));
+        }
+        assert_eq!(
+            loads.load(Ordering::SeqCst),
+            3,
+            "the two readers of generation 1 share a load"
+        );
+        assert_eq!(flights.len(), 0, "finished flights are gone");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_load_leaves_nothing_behind() {
+        let flights = Flights::default();
+        let pending = flights.run(key(Seen::Unread), std::future::pending);
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(10), pending)
+                .await
+                .is_err()
+        );
+        assert_eq!(flights.len(), 0);
+    }
+}
