@@ -153,3 +153,48 @@ impl Redis {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use floodgate_crds::runtime::{BreakerState, RuntimeConfig};
+
+    use super::*;
+    use crate::platform::{metrics::Metrics, resilience::CallLimits};
+
+    /// A handle on a port nothing listens on, its Redis breaker forced open.
+    fn forced_open() -> Redis {
+        let mut cfg = RuntimeConfig::default();
+        cfg.circuit_breakers.redis.state = BreakerState::ForcedOpen;
+        let limits = CallLimits {
+            timeout: Duration::from_secs(2),
+            bulkhead: 4,
+        };
+        let breakers = Breakers::new(&cfg.into(), &Arc::new(Metrics::new()), limits, limits);
+        let mut settings = Settings::defaults();
+        settings.redis_url = "redis://127.0.0.1:1".to_owned().into();
+        Redis::connect(&settings, Arc::new(breakers)).unwrap()
+    }
+
+    #[tokio::test]
+    async fn every_call_goes_through_the_breaker_unless_it_opts_out() {
+        let redis = forced_open();
+        let refused = redis
+            .run(async |c| redis::cmd("PING").query_async::<String>(c).await)
+            .await
+            .unwrap_err();
+        assert_eq!(refused.kind(), crate::platform::resilience::CIRCUIT_OPEN);
+        let batched = redis
+            .batched(async |b| b.query::<String>(redis::cmd("PING")).await)
+            .await
+            .unwrap_err();
+        assert_eq!(batched.kind(), crate::platform::resilience::CIRCUIT_OPEN);
+        // the explicit opt-out reaches for Redis itself (and finds nothing there)
+        let tried = redis
+            .unguarded()
+            .run(async |c| redis::cmd("PING").query_async::<String>(c).await)
+            .await
+            .unwrap_err();
+        assert_ne!(tried.kind(), crate::platform::resilience::CIRCUIT_OPEN);
+        assert_eq!(tried.failed_dependency(), Some(Dependency::Redis));
+    }
+}

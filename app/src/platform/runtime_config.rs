@@ -39,6 +39,13 @@ impl RuntimeConfigHandle {
     }
 }
 
+/// A handle that starts with `cfg` in force (tests, tools).
+impl From<RuntimeConfig> for RuntimeConfigHandle {
+    fn from(cfg: RuntimeConfig) -> Self {
+        Self(Arc::new(ArcSwap::from_pointee(cfg)))
+    }
+}
+
 /// What one poll did, for logs and tests.
 #[derive(Debug, PartialEq, Eq)]
 pub enum PollOutcome {
