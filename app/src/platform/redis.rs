@@ -120,6 +120,15 @@ impl Redis {
         }
     }
 
+    /// An unguarded handle with `prefix` that connects on first use only (unit tests of key
+    /// formats).
+    #[cfg(test)]
+    pub(crate) fn lazy_for_tests(prefix: &str) -> Self {
+        let mut settings = Settings::defaults();
+        settings.redis_prefix = prefix.to_owned();
+        Self::connect_unguarded(&settings).expect("a lazy connection")
+    }
+
     /// The raw multiplexed connection, outside every guard: tests and admin tools only.
     pub fn raw_conn(&self) -> RedisConn {
         self.link.conn.clone()

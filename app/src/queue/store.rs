@@ -339,13 +339,10 @@ pub async fn shuffle_pre_queue(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Settings;
 
     #[tokio::test]
     async fn queue_keys_keep_their_format() {
-        let mut settings = Settings::defaults();
-        settings.redis_prefix = "fg:".into();
-        let redis = Redis::connect_unguarded(&settings).unwrap();
+        let redis = Redis::lazy_for_tests("fg:");
         let keys = QueueKeys::new(&redis, "concert-42");
         assert_eq!(keys.tag(), "fg:{q:concert-42}");
         assert_eq!(keys.k("line"), "fg:{q:concert-42}:line");

@@ -100,13 +100,10 @@ pub async fn invalidate(redis: &Redis, keys: &FamilyKeys) -> ApiResult<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Settings;
 
     #[tokio::test]
     async fn family_keys_keep_their_format() {
-        let mut settings = Settings::defaults();
-        settings.redis_prefix = "fg:".into();
-        let redis = Redis::connect_unguarded(&settings).unwrap();
+        let redis = Redis::lazy_for_tests("fg:");
         let keys = FamilyKeys::new(&redis, "goods:42");
         assert_eq!(keys.data, "fg:{c:goods:42}:data");
         assert_eq!(keys.generation, "fg:{c:goods:42}:gen");
