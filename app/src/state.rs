@@ -66,3 +66,14 @@ impl Deref for AppState {
         &self.0
     }
 }
+
+/// Group-commit batches run against the application's database and metrics.
+impl crate::platform::group_commit::Context for AppState {
+    fn db(&self) -> &Db {
+        &self.db
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+}
