@@ -77,3 +77,14 @@ impl crate::platform::group_commit::Context for AppState {
         &self.metrics
     }
 }
+
+/// The client address behind trusted proxies (`extract::ClientIp`).
+impl crate::extract::client_ip::ProxySettings for AppState {
+    fn trusted_proxies(&self) -> &[crate::extract::client_ip::Cidr] {
+        &self.settings.trusted_proxies
+    }
+
+    fn client_ip_header(&self) -> Option<&str> {
+        self.settings.client_ip_header.as_deref()
+    }
+}

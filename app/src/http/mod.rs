@@ -2,7 +2,6 @@
 //! document and the tower stack around them.
 
 pub mod admission;
-pub mod client_ip;
 pub mod connections;
 mod observe;
 mod openapi;
