@@ -68,6 +68,21 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 pub fn router(state: AppState) -> Router {
+    let (api, doc) = api_router(&state);
+    let label = route_guard::RouteGuardLayer::label_only();
+    let swagger: Router<AppState> = SwaggerUi::new("/docs").url("/openapi.json", doc).into();
+    let routes = Router::new()
+        .merge(api)
+        .merge(ops::routes().route_layer(label.clone()))
+        .merge(crate::queue::page_routes().route_layer(label.clone()))
+        .merge(swagger.route_layer(label))
+        .fallback(problem::no_route)
+        .with_state(state.clone());
+    with_outer_layers(&state, routes)
+}
+
+/// The API routes with their per-route layers, and their OpenAPI document.
+fn api_router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let settings = &state.settings;
     // API routes time out, and are admitted (or shed) by count and bytes before routing
     // (`admission`); operations routes are neither, so /livez and /metrics answer even when
@@ -81,34 +96,29 @@ pub fn router(state: AppState) -> Router {
             problem::tower_error,
         ))
         .timeout(settings.request_timeout());
-    let label = route_guard::RouteGuardLayer::label_only();
     let routes = api_routes();
+    let postgres_guard = route_guard::RouteGuardLayer::api(state.breakers.clone());
     let (api, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
         .merge(
             routes
                 .postgres
                 .layer(per_route.clone())
-                .route_layer(route_guard::RouteGuardLayer::api(state.breakers.clone())),
+                .route_layer(postgres_guard),
         )
         .merge(
             routes
                 .redis_only
                 .layer(per_route)
-                .route_layer(label.clone()),
+                .route_layer(route_guard::RouteGuardLayer::label_only()),
         )
         .split_for_parts();
     openapi::complete(&mut doc);
-    let swagger: Router<AppState> = SwaggerUi::new("/docs").url("/openapi.json", doc).into();
+    (api, doc)
+}
 
-    let routes = Router::new()
-        .merge(api)
-        .merge(ops::routes().route_layer(label.clone()))
-        .merge(crate::queue::page_routes().route_layer(label.clone()))
-        .merge(swagger.route_layer(label))
-        .fallback(problem::no_route)
-        .with_state(state.clone());
-
-    // The outer layers wrap the whole router once, not each route.
+/// The outer layers wrap the whole router once, not each route.
+fn with_outer_layers(state: &AppState, routes: Router) -> Router {
+    let settings = &state.settings;
     let outer = ServiceBuilder::new()
         .layer(SetRequestIdLayer::x_request_id(observe::MakeRequestUuid))
         .layer(PropagateRequestIdLayer::x_request_id())
