@@ -9,7 +9,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 use clap::{Args, ValueEnum};
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::http::client_ip::Cidr;
+use crate::extract::client_ip::Cidr;
 
 /// The private PostgreSQL that `make run` / `make test` start when none is reachable.
 pub const DEFAULT_DATABASE_URL: &str = "postgres://floodgate:floodgate@127.0.0.1:54329/floodgate";
@@ -246,7 +246,7 @@ pub struct Settings {
 
     /// Proxies whose forwarding header is believed (comma-separated CIDRs or addresses, e.g.
     /// the ingress controller's pod CIDR). Empty: the client is the TCP peer and no header is
-    /// read. See `http::client_ip`.
+    /// read. See `extract::client_ip`.
     #[arg(long, env = "FLOODGATE_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Vec<Cidr>,
 

@@ -11,6 +11,7 @@ pub mod concerts;
 pub mod config;
 pub mod coupons;
 pub mod error;
+pub mod extract;
 pub mod goods;
 pub mod http;
 pub mod idempotency;

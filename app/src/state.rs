@@ -66,3 +66,25 @@ impl Deref for AppState {
         &self.0
     }
 }
+
+/// Group-commit batches run against the application's database and metrics.
+impl crate::platform::group_commit::Context for AppState {
+    fn db(&self) -> &Db {
+        &self.db
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+}
+
+/// The client address behind trusted proxies (`extract::ClientIp`).
+impl crate::extract::client_ip::ProxySettings for AppState {
+    fn trusted_proxies(&self) -> &[crate::extract::client_ip::Cidr] {
+        &self.settings.trusted_proxies
+    }
+
+    fn client_ip_header(&self) -> Option<&str> {
+        self.settings.client_ip_header.as_deref()
+    }
+}

@@ -18,7 +18,7 @@ use super::{
 };
 use crate::{
     error::{ApiError, ApiResult},
-    http::client_ip::ClientIp,
+    extract::ClientIp,
     state::AppState,
     users::UserView,
 };

@@ -50,6 +50,7 @@ pub struct Settled {
 }
 
 impl Batch for Grants {
+    type Ctx = AppState;
     type Key = i64;
     type Job = GrantJob;
     type Reply = Grant;

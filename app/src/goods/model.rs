@@ -6,25 +6,9 @@ use sqlx::FromRow;
 use utoipa::ToSchema;
 
 use super::images::ImageView;
-use crate::{auth::UserId, error::ApiError};
+use crate::{auth::UserId, error::ApiError, platform::ids::id_type};
 
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    Hash,
-    PartialOrd,
-    Ord,
-    Serialize,
-    Deserialize,
-    sqlx::Type,
-    ToSchema,
-)]
-#[sqlx(transparent)]
-#[serde(transparent)]
-pub struct GoodsId(pub i64);
+id_type!(GoodsId);
 
 pub const MAX_PRICE: i64 = 1_000_000_000_000;
 pub const MAX_STOCK: i64 = 1_000_000_000;

@@ -2,11 +2,12 @@
 //! document and the tower stack around them.
 
 pub mod admission;
-pub mod client_ip;
 pub mod connections;
-mod layers;
+mod observe;
 mod openapi;
 mod ops;
+mod problem;
+mod route_guard;
 
 use std::time::Duration;
 
@@ -23,10 +24,17 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::state::AppState;
 
-/// Every API route, with its OpenAPI description.
-fn api_routes() -> OpenApiRouter<AppState> {
+/// Every API route, with its OpenAPI description, in two groups: the routes whose writes
+/// need PostgreSQL, and the writes each domain marks as needing only Redis (its
+/// `redis_only_routes`), which the router leaves open while PostgreSQL's breaker is.
+struct ApiRoutes {
+    postgres: OpenApiRouter<AppState>,
+    redis_only: OpenApiRouter<AppState>,
+}
+
+fn api_routes() -> ApiRoutes {
     // one line per domain
-    let v1 = OpenApiRouter::new()
+    let postgres = OpenApiRouter::new()
         .merge(crate::auth::routes())
         .merge(crate::users::routes())
         .merge(crate::admin::routes())
@@ -38,58 +46,89 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .merge(crate::concerts::routes())
         .merge(crate::reservations::routes())
         .merge(crate::queue::routes());
-    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi()).nest("/api/v1", v1)
+    let redis_only = OpenApiRouter::new()
+        .merge(crate::coupons::redis_only_routes())
+        .merge(crate::queue::redis_only_routes());
+    ApiRoutes {
+        postgres: OpenApiRouter::new().nest("/api/v1", postgres),
+        redis_only: OpenApiRouter::new().nest("/api/v1", redis_only),
+    }
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let mut doc = api_routes().split_for_parts().1;
+    let routes = api_routes();
+    let mut doc = OpenApiRouter::<AppState>::with_openapi(openapi::ApiDoc::openapi())
+        .merge(routes.postgres)
+        .merge(routes.redis_only)
+        .split_for_parts()
+        .1;
     openapi::complete(&mut doc);
     doc
 }
 
 pub fn router(state: AppState) -> Router {
+    let (api, doc) = api_router(&state);
+    let label = route_guard::RouteGuardLayer::label_only();
+    let swagger: Router<AppState> = SwaggerUi::new("/docs").url("/openapi.json", doc).into();
+    let routes = Router::new()
+        .merge(api)
+        .merge(ops::routes().route_layer(label.clone()))
+        .merge(crate::queue::page_routes().route_layer(label.clone()))
+        .merge(swagger.route_layer(label))
+        .fallback(problem::no_route)
+        .with_state(state.clone());
+    with_outer_layers(&state, routes)
+}
+
+/// The API routes with their per-route layers, and their OpenAPI document.
+fn api_router(state: &AppState) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let settings = &state.settings;
-    let (api, mut doc) = api_routes().split_for_parts();
-    openapi::complete(&mut doc);
     // API routes time out, and are admitted (or shed) by count and bytes before routing
     // (`admission`); operations routes are neither, so /livez and /metrics answer even when
     // the API is saturated. Each `layer` on a Router wraps every
     // route separately and so costs a boxed service clone and a boxed future per request:
     // the per-route layers are as few as the semantics allow (the route guard is a
     // `route_layer` so 405s stay unlabelled and never meet the PostgreSQL breaker).
-    let api = api
-        .layer(
-            ServiceBuilder::new()
-                .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
-                .layer(axum::error_handling::HandleErrorLayer::new(
-                    layers::tower_error,
-                ))
-                .timeout(settings.request_timeout()),
+    let per_route = ServiceBuilder::new()
+        .layer(DefaultBodyLimit::max(settings.body_limit_bytes))
+        .layer(axum::error_handling::HandleErrorLayer::new(
+            problem::tower_error,
+        ))
+        .timeout(settings.request_timeout());
+    let routes = api_routes();
+    let postgres_guard = route_guard::RouteGuardLayer::api(state.breakers.clone());
+    let (api, mut doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(
+            routes
+                .postgres
+                .layer(per_route.clone())
+                .route_layer(postgres_guard),
         )
-        .route_layer(layers::RouteGuardLayer::api(state.clone()));
-    let label = layers::RouteGuardLayer::label_only();
-    let swagger: Router<AppState> = SwaggerUi::new("/docs").url("/openapi.json", doc).into();
+        .merge(
+            routes
+                .redis_only
+                .layer(per_route)
+                .route_layer(route_guard::RouteGuardLayer::label_only()),
+        )
+        .split_for_parts();
+    openapi::complete(&mut doc);
+    (api, doc)
+}
 
-    let routes = Router::new()
-        .merge(api)
-        .merge(ops::routes().route_layer(label.clone()))
-        .merge(crate::queue::page_routes().route_layer(label.clone()))
-        .merge(swagger.route_layer(label))
-        .fallback(layers::no_route)
-        .with_state(state.clone());
-
-    // The outer layers wrap the whole router once, not each route.
+/// The outer layers wrap the whole router once, not each route.
+fn with_outer_layers(state: &AppState, routes: Router) -> Router {
+    let settings = &state.settings;
     let outer = ServiceBuilder::new()
-        .layer(SetRequestIdLayer::x_request_id(layers::MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(observe::MakeRequestUuid))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(layers::request_span)
+                .make_span_with(observe::request_span)
                 .on_failure(admission::log_failure),
         )
-        .layer(CatchPanicLayer::custom(layers::panic_problem))
-        .layer(layers::ObserveLayer::new(state.metrics.clone()))
+        .layer(CatchPanicLayer::custom(problem::panic_problem))
+        .layer(observe::ObserveLayer::new(state.metrics.clone()))
         .layer(admission::AdmissionLayer::new(admission::Limits {
             max_in_flight: settings.max_in_flight,
             max_in_flight_bytes: settings.max_in_flight_bytes,
@@ -103,3 +142,27 @@ pub fn router(state: AppState) -> Router {
 
 /// Idle keep-alive connections are closed after this long by graceful shutdown at the latest.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(30);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The writes left open while PostgreSQL's breaker is: those the domains mark, no more.
+    #[test]
+    fn the_domains_mark_their_redis_only_writes() {
+        let doc = api_routes().redis_only.split_for_parts().1;
+        let paths: Vec<&str> = doc.paths.paths.keys().map(String::as_str).collect();
+        assert_eq!(
+            paths,
+            [
+                "/api/v1/coupon-campaigns/{id}/issue",
+                "/api/v1/queues/{queue_id}/tokens",
+                "/api/v1/queues/{queue_id}/tokens/me",
+            ]
+        );
+        let all = openapi();
+        for path in paths {
+            assert!(all.paths.paths.contains_key(path), "{path} is documented");
+        }
+    }
+}

@@ -57,37 +57,14 @@ pub async fn claim_many(
     if keyed.is_empty() {
         return Ok(requests.iter().map(|_| Claimed::Run).collect());
     }
-    let ttl = state.runtime.get().ttls.idempotency.as_secs() as f64;
-    let lease = LEASE.as_secs() as f64;
-    let columns = |rows: &[(KeyOf, &[u8])]| {
-        (
-            rows.iter().map(|((u, _), _)| *u).collect::<Vec<i64>>(),
-            rows.iter()
-                .map(|((_, k), _)| k.clone())
-                .collect::<Vec<String>>(),
-            rows.iter()
-                .map(|(_, f)| f.to_vec())
-                .collect::<Vec<Vec<u8>>>(),
-        )
+    let terms = Terms {
+        lease: LEASE.as_secs() as f64,
+        ttl: state.runtime.get().ttls.idempotency.as_secs() as f64,
     };
-    let (users, keys, fps) = columns(&keyed);
-    let mut run: HashSet<KeyOf> = sqlx::query_as::<_, KeyOf>(
-        "insert into idempotency_keys (user_id, key, fingerprint, locked_until, expires_at)
-         select u, k, f, now() + make_interval(secs => $4), now() + make_interval(secs => $5)
-           from unnest($1::bigint[], $2::text[], $3::bytea[]) as t(u, k, f)
-          order by u, k
-         on conflict (user_id, key) do nothing
-         returning user_id, key",
-    )
-    .bind(&users)
-    .bind(&keys)
-    .bind(&fps)
-    .bind(lease)
-    .bind(ttl)
-    .fetch_all(&mut *conn)
-    .await?
-    .into_iter()
-    .collect();
+    let mut run: HashSet<KeyOf> = claim_rows(&mut *conn, INSERT_CLAIMS, &keyed, terms)
+        .await?
+        .into_iter()
+        .collect();
 
     let held_elsewhere: Vec<(KeyOf, &[u8])> = keyed
         .iter()
@@ -96,58 +73,13 @@ pub async fn claim_many(
         .collect();
     let mut verdicts: HashMap<KeyOf, ApiResult<Response>> = HashMap::new();
     if !held_elsewhere.is_empty() {
-        let (users, keys, fps) = columns(&held_elsewhere);
-        let taken: Vec<KeyOf> = sqlx::query_as(concat!(
-            "update idempotency_keys",
-            take_over_set!(),
-            "from (select u as user_id, k as key, f as fingerprint,
-                          now() + make_interval(secs => $4) as locked_until,
-                          now() + make_interval(secs => $5) as expires_at
-                     from unnest($1::bigint[], $2::text[], $3::bytea[]) as t(u, k, f)) as excluded
-              where idempotency_keys.user_id = excluded.user_id and idempotency_keys.key = excluded.key and",
-            take_over_when!(),
-            "returning idempotency_keys.user_id, idempotency_keys.key"
-        ))
-        .bind(&users)
-        .bind(&keys)
-        .bind(&fps)
-        .bind(lease)
-        .bind(ttl)
-        .fetch_all(&mut *conn)
-        .await?;
-        run.extend(taken);
+        run.extend(claim_rows(&mut *conn, TAKE_OVER_CLAIMS, &held_elsewhere, terms).await?);
         let still: Vec<(KeyOf, &[u8])> = held_elsewhere
             .into_iter()
             .filter(|(k, _)| !run.contains(k))
             .collect();
         if !still.is_empty() {
-            let (users, keys, _) = columns(&still);
-            type Row = (i64, String, Vec<u8>, Option<i16>, Option<Value>);
-            let rows: Vec<Row> = sqlx::query_as(
-                "select i.user_id, i.key, i.fingerprint, i.status, i.response
-                   from idempotency_keys i
-                   join unnest($1::bigint[], $2::text[]) as t(u, k) on i.user_id = t.u and i.key = t.k",
-            )
-            .bind(&users)
-            .bind(&keys)
-            .fetch_all(&mut *conn)
-            .await?;
-            let mut stored: HashMap<KeyOf, Row> =
-                rows.into_iter().map(|r| ((r.0, r.1.clone()), r)).collect();
-            for (k, fp) in still {
-                // gone since the insert (its holder failed and released it): retry soon
-                let verdict = match stored.remove(&k) {
-                    Some((_, _, stored_fp, status, response)) => {
-                        match held(fp, &stored_fp, status, response) {
-                            Ok(Claim::Replay(status, body)) => Ok(respond(status, body, true)),
-                            Ok(Claim::Owned) => Err(in_flight()),
-                            Err(e) => Err(e),
-                        }
-                    }
-                    None => Err(in_flight()),
-                };
-                verdicts.insert(k, verdict);
-            }
+            verdicts = held_verdicts(conn, still).await?;
         }
     }
     Ok(requests
@@ -159,6 +91,99 @@ pub async fn claim_many(
             _ => Claimed::Run,
         })
         .collect())
+}
+
+/// The lease and time-to-live of a claim, in seconds.
+#[derive(Clone, Copy)]
+struct Terms {
+    lease: f64,
+    ttl: f64,
+}
+
+/// Fresh claims; a key someone else holds is left alone.
+const INSERT_CLAIMS: &str =
+    "insert into idempotency_keys (user_id, key, fingerprint, locked_until, expires_at)
+         select u, k, f, now() + make_interval(secs => $4), now() + make_interval(secs => $5)
+           from unnest($1::bigint[], $2::text[], $3::bytea[]) as t(u, k, f)
+          order by u, k
+         on conflict (user_id, key) do nothing
+         returning user_id, key";
+
+/// Takes over the lapsed or expired records of these keys.
+const TAKE_OVER_CLAIMS: &str = concat!(
+    "update idempotency_keys",
+    take_over_set!(),
+    "from (select u as user_id, k as key, f as fingerprint,
+                  now() + make_interval(secs => $4) as locked_until,
+                  now() + make_interval(secs => $5) as expires_at
+             from unnest($1::bigint[], $2::text[], $3::bytea[]) as t(u, k, f)) as excluded
+      where idempotency_keys.user_id = excluded.user_id and idempotency_keys.key = excluded.key and",
+    take_over_when!(),
+    "returning idempotency_keys.user_id, idempotency_keys.key"
+);
+
+/// Users, keys and fingerprints of `rows`, as the `unnest` columns of the claim statements.
+fn columns(rows: &[(KeyOf, &[u8])]) -> (Vec<i64>, Vec<String>, Vec<Vec<u8>>) {
+    (
+        rows.iter().map(|((u, _), _)| *u).collect(),
+        rows.iter().map(|((_, k), _)| k.clone()).collect(),
+        rows.iter().map(|(_, f)| f.to_vec()).collect(),
+    )
+}
+
+/// Runs one claim statement over `rows`: the keys it claimed.
+async fn claim_rows(
+    conn: &mut PgConnection,
+    sql: &'static str,
+    rows: &[(KeyOf, &[u8])],
+    terms: Terms,
+) -> Result<Vec<KeyOf>, sqlx::Error> {
+    let (users, keys, fps) = columns(rows);
+    sqlx::query_as(sql)
+        .bind(&users)
+        .bind(&keys)
+        .bind(&fps)
+        .bind(terms.lease)
+        .bind(terms.ttl)
+        .fetch_all(conn)
+        .await
+}
+
+/// The answers for keys another request still holds: a replay of its stored response, or
+/// 409 while it is in flight (also when the record is gone since: its holder failed).
+async fn held_verdicts(
+    conn: &mut PgConnection,
+    still: Vec<(KeyOf, &[u8])>,
+) -> ApiResult<HashMap<KeyOf, ApiResult<Response>>> {
+    let (users, keys, _) = columns(&still);
+    type Row = (i64, String, Vec<u8>, Option<i16>, Option<Value>);
+    let rows: Vec<Row> = sqlx::query_as(
+        "select i.user_id, i.key, i.fingerprint, i.status, i.response
+           from idempotency_keys i
+           join unnest($1::bigint[], $2::text[]) as t(u, k) on i.user_id = t.u and i.key = t.k",
+    )
+    .bind(&users)
+    .bind(&keys)
+    .fetch_all(conn)
+    .await?;
+    let mut stored: HashMap<KeyOf, Row> =
+        rows.into_iter().map(|r| ((r.0, r.1.clone()), r)).collect();
+    let mut verdicts = HashMap::new();
+    for (k, fp) in still {
+        // gone since the insert (its holder failed and released it): retry soon
+        let verdict = match stored.remove(&k) {
+            Some((_, _, stored_fp, status, response)) => {
+                match held(fp, &stored_fp, status, response) {
+                    Ok(Claim::Replay(status, body)) => Ok(respond(status, body, true)),
+                    Ok(Claim::Owned) => Err(in_flight()),
+                    Err(e) => Err(e),
+                }
+            }
+            None => Err(in_flight()),
+        };
+        verdicts.insert(k, verdict);
+    }
+    Ok(verdicts)
 }
 
 /// Settles a batch: for each request, its claim's answer, or the outcome of running it. The

@@ -65,6 +65,7 @@ pub struct StockChange {
 }
 
 impl Batch for FlashSale {
+    type Ctx = AppState;
     type Key = GoodsId;
     type Job = OrderJob;
     type Reply = Response;

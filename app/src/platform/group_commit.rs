@@ -3,7 +3,7 @@
 //!
 //! The first job for a key starts a worker (a task of its own); the worker collects jobs for
 //! at most `window` after the oldest arrived, or until `max` are waiting, runs them in arrival
-//! order in one transaction on one connection through `state.db` (breaker, bulkhead,
+//! order in one transaction on one connection through the context's [`Db`] (breaker, bulkhead,
 //! deadline — one bulkhead slot per batch; the breaker counts one call per job), and
 //! answers each caller with its own result. One batch per key runs at a time: jobs arriving
 //! meanwhile form the next batch, so batches grow with the load while an idle key adds at
@@ -33,15 +33,26 @@ use tokio::{
     time::Instant,
 };
 
-use super::metrics::GroupCommitLabels;
+use super::{
+    db::Db,
+    metrics::{GroupCommitLabels, Metrics},
+};
 use crate::{
     config::Settings,
     error::{ApiError, ApiResult},
-    state::AppState,
 };
+
+/// What a batch runs against: the database its transaction goes through and the metrics its
+/// size is recorded in. The application's state is one; `platform` never names it.
+pub trait Context: Clone + Send + Sync + 'static {
+    fn db(&self) -> &Db;
+    fn metrics(&self) -> &Metrics;
+}
 
 /// One kind of batchable write: how to run a batch of jobs for one key in a transaction.
 pub trait Batch: Send + Sync + 'static {
+    /// What `apply` and `committed` are handed (the application's state).
+    type Ctx: Context;
     /// The hot row the jobs write (goods id, user id).
     type Key: Clone + Eq + Hash + Send + Sync + 'static;
     type Job: Send + Sync + 'static;
@@ -61,7 +72,7 @@ pub trait Batch: Send + Sync + 'static {
     /// the same order. An `Err` rolls the whole batch back and answers every job with it.
     fn apply(
         &self,
-        state: &AppState,
+        ctx: &Self::Ctx,
         conn: &mut PgConnection,
         key: &Self::Key,
         jobs: &[Self::Job],
@@ -70,7 +81,7 @@ pub trait Batch: Send + Sync + 'static {
     /// Runs after the commit, before any caller is answered.
     fn committed(
         &self,
-        state: &AppState,
+        ctx: &Self::Ctx,
         key: &Self::Key,
         done: Self::Committed,
     ) -> impl Future<Output = ()> + Send;
@@ -130,7 +141,7 @@ impl<B: Batch> GroupCommit<B> {
     }
 
     /// Queues `job` behind the other writes to `key` and waits for its batch's answer.
-    pub async fn submit(&self, state: &AppState, key: B::Key, job: B::Job) -> ApiResult<B::Reply> {
+    pub async fn submit(&self, ctx: &B::Ctx, key: B::Key, job: B::Job) -> ApiResult<B::Reply> {
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             job,
@@ -155,7 +166,7 @@ impl<B: Batch> GroupCommit<B> {
             start
         };
         if let Some(full) = start {
-            tokio::spawn(self.0.clone().work(state.clone(), key, full));
+            tokio::spawn(self.0.clone().work(ctx.clone(), key, full));
         }
         answer.await.unwrap_or_else(|_| {
             Err(ApiError::internal(
@@ -174,7 +185,7 @@ impl<B: Batch> Shared<B> {
     }
 
     /// The key's worker: collect, run, repeat until nothing is waiting.
-    async fn work(self: Arc<Self>, state: AppState, key: B::Key, full: Arc<Notify>) {
+    async fn work(self: Arc<Self>, ctx: B::Ctx, key: B::Key, full: Arc<Notify>) {
         loop {
             self.collect(&key, &full).await;
             let batch = {
@@ -197,7 +208,7 @@ impl<B: Batch> Shared<B> {
             if batch.is_empty() {
                 continue;
             }
-            let run = tokio::spawn(self.clone().run(state.clone(), key.clone(), batch));
+            let run = tokio::spawn(self.clone().run(ctx.clone(), key.clone(), batch));
             if let Err(e) = run.await {
                 tracing::error!(batch = B::NAME, error = %e, "group-commit batch panicked");
             }
@@ -226,19 +237,18 @@ impl<B: Batch> Shared<B> {
         }
     }
 
-    async fn run(self: Arc<Self>, state: AppState, key: B::Key, batch: Vec<Pending<B>>) {
+    async fn run(self: Arc<Self>, ctx: B::Ctx, key: B::Key, batch: Vec<Pending<B>>) {
         let (jobs, replies): (Vec<B::Job>, Vec<_>) =
             batch.into_iter().map(|p| (p.job, p.reply)).unzip();
-        state
-            .metrics
+        ctx.metrics()
             .group_commit_batch
             .get_or_create(&GroupCommitLabels { batch: B::NAME })
             .observe(jobs.len() as f64);
         let calls = u32::try_from(jobs.len()).unwrap_or(u32::MAX);
-        let outcome = state
-            .db
+        let outcome = ctx
+            .db()
             .tx_for(calls, async |conn| {
-                let applied = self.batch.apply(&state, conn, &key, &jobs).await?;
+                let applied = self.batch.apply(&ctx, conn, &key, &jobs).await?;
                 if applied.replies.len() != jobs.len() {
                     // rolls the transaction back
                     return Err(ApiError::internal(format!(
@@ -253,7 +263,7 @@ impl<B: Batch> Shared<B> {
             .await;
         match outcome {
             Ok(applied) => {
-                self.batch.committed(&state, &key, applied.committed).await;
+                self.batch.committed(&ctx, &key, applied.committed).await;
                 for (reply, answer) in replies.into_iter().zip(applied.replies) {
                     // a caller that went away no longer listens; its work is done either way
                     let _ = reply.send(answer);

@@ -7,6 +7,7 @@ pub mod breaker;
 pub mod cache;
 pub mod db;
 pub mod group_commit;
+pub mod ids;
 pub mod metrics;
 pub mod redis;
 pub mod resilience;

@@ -27,6 +27,7 @@ pub struct ChargeJob {
 }
 
 impl Batch for Charges {
+    type Ctx = AppState;
     type Key = UserId;
     type Job = ChargeJob;
     type Reply = Response;

@@ -19,7 +19,7 @@ use axum::{
     http::request::Parts,
 };
 
-use crate::{error::ApiError, state::AppState};
+use crate::error::ApiError;
 
 /// The header read when trusted proxies are configured and no other is named.
 pub const DEFAULT_HEADER: &str = "x-forwarded-for";
@@ -126,15 +126,21 @@ pub fn resolve<'a>(
     client
 }
 
+/// The proxy settings [`ClientIp`] reads from the router's state
+/// (`FLOODGATE_TRUSTED_PROXIES`, `FLOODGATE_CLIENT_IP_HEADER`).
+pub trait ProxySettings {
+    fn trusted_proxies(&self) -> &[Cidr];
+    /// The forwarding header, when not [`DEFAULT_HEADER`].
+    fn client_ip_header(&self) -> Option<&str>;
+}
+
+/// The client's address, as text (`unknown` without a peer address).
 pub struct ClientIp(pub String);
 
-impl FromRequestParts<AppState> for ClientIp {
+impl<S: ProxySettings + Send + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, settings: &S) -> Result<Self, Self::Rejection> {
         let Some(peer) = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
@@ -142,22 +148,17 @@ impl FromRequestParts<AppState> for ClientIp {
         else {
             return Ok(Self("unknown".into()));
         };
-        let settings = &state.settings;
-        if settings.trusted_proxies.is_empty() {
+        let trusted = settings.trusted_proxies();
+        if trusted.is_empty() {
             return Ok(Self(peer.to_canonical().to_string()));
         }
-        let name = settings
-            .client_ip_header
-            .as_deref()
-            .unwrap_or(DEFAULT_HEADER);
+        let name = settings.client_ip_header().unwrap_or(DEFAULT_HEADER);
         let values = parts
             .headers
             .get_all(name)
             .iter()
             .filter_map(|v| v.to_str().ok());
-        Ok(Self(
-            resolve(peer, values, &settings.trusted_proxies).to_string(),
-        ))
+        Ok(Self(resolve(peer, values, trusted).to_string()))
     }
 }
 
