@@ -1,0 +1,332 @@
+//! The dependency rule of docs/architecture.md, checked on the sources.
+//!
+//! `APP_LAYERS` is the one home of the app's layer order: a top-level module may import only
+//! modules in layers below its own, except that every module above the bottom layers may use
+//! `state` (`AppState`, the composition root). `app_layers` reads every `app/src/**/*.rs`
+//! and fails with each import that breaks the order (`goods/handlers.rs:12 imports orders,
+//! which is above goods`). `operator_pure_modules` does the same for the operator's pure
+//! decision modules: they import no module and no crate that does I/O.
+
+mod parse;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use parse::{Ref, names};
+
+/// The app's top-level modules, bottom layer first. A module may import modules of the
+/// layers before its own (and `state`, if it is not in the bottom layers).
+const APP_LAYERS: &[(Kind, &[&str])] = &[
+    (Kind::Bottom, &["error"]),
+    (Kind::Bottom, &["config"]),
+    (Kind::Bottom, &["platform"]),
+    (Kind::Bottom, &["pagination"]),
+    (Kind::Domain, &["users"]),
+    (Kind::Domain, &["auth"]),
+    (Kind::Domain, &["idempotency"]),
+    (Kind::Domain, &["queue"]),
+    (Kind::Domain, &["goods"]),
+    (Kind::Domain, &["cart"]),
+    (Kind::Domain, &["wallet"]),
+    (Kind::Domain, &["coupons"]),
+    (Kind::Domain, &["orders"]),
+    (Kind::Domain, &["concerts"]),
+    (Kind::Domain, &["reservations"]),
+    (Kind::Domain, &["admin"]),
+    (Kind::Root, &["state"]),
+    (Kind::Top, &["http"]),
+    (Kind::Top, &["seed"]),
+    (Kind::Top, &["server"]),
+    (Kind::Top, &["architecture_tests"]),
+];
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    /// Infrastructure and shared request types: import no domain, no `state`, no `http`.
+    Bottom,
+    Domain,
+    /// `state`: holds every domain's handles; any module above the bottom may take it.
+    Root,
+    /// The router, its layers, the server and the CLI tools.
+    Top,
+}
+
+/// The operator's pure modules: decisions from values (no API client, no Redis, no HTTP,
+/// no runtime); their tests are tables and properties.
+const OPERATOR_PURE: &[&str] = &["merge", "phase", "scaling", "window"];
+/// The modules that talk to the API server, Redis, Prometheus or files, or wire those up.
+const OPERATOR_SHELL: &[&str] = &[
+    "cluster",
+    "crd",
+    "http",
+    "local",
+    "observe",
+    "reconcile",
+    "store",
+    "telemetry",
+];
+/// Crates that do I/O (or run tasks); a pure module names none of them.
+const IO_CRATES: &[&str] = &[
+    "axum",
+    "hyper",
+    "hyper_rustls",
+    "hyper_util",
+    "k8s_openapi",
+    "kube",
+    "redis",
+    "reqwest",
+    "rustls",
+    "tokio",
+];
+
+/// One source file: its path under `src/`, the top-level module it belongs to, and its names.
+struct Source {
+    rel: String,
+    owner: String,
+    names: parse::Names,
+}
+
+fn src_dir(crate_dir: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(crate_dir)
+        .join("src")
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read src dir") {
+        let path = entry.expect("dir entry").path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// Module depth by file name: `lib.rs` 0, `x.rs` and `x/mod.rs` 1, `x/y.rs` 2, ...
+fn depth_of(rel: &str) -> usize {
+    let parts: Vec<&str> = rel.split('/').collect();
+    match parts.last() {
+        Some(&"lib.rs") if parts.len() == 1 => 0,
+        Some(&"mod.rs") => parts.len() - 1,
+        _ => parts.len(),
+    }
+}
+
+/// Every library source of `crate_dir/src` (not the binary root `main.rs`), each read at
+/// its module depth; files included by `#[path]` belong to the module that includes them.
+fn sources(crate_dir: &str, extern_crates: &[&str]) -> Vec<Source> {
+    let root = src_dir(crate_dir);
+    let mut files = Vec::new();
+    rust_files(&root, &mut files);
+    let mut texts: BTreeMap<String, String> = BTreeMap::new();
+    for f in files {
+        let rel = f
+            .strip_prefix(&root)
+            .expect("under src")
+            .to_string_lossy()
+            .replace('\\', "/");
+        if rel != "main.rs" {
+            texts.insert(rel, std::fs::read_to_string(&f).expect("read source"));
+        }
+    }
+    // `#[path = "x_tests.rs"] mod tests;` in dir/y.rs: dir/x_tests.rs, one level below y
+    let mut included: BTreeMap<String, (String, usize)> = BTreeMap::new();
+    for (rel, text) in &texts {
+        for pm in names(text, depth_of(rel), &[]).path_mods {
+            let dir = rel.rsplit_once('/').map_or("", |(d, _)| d);
+            let target = if dir.is_empty() {
+                pm.file
+            } else {
+                format!("{dir}/{}", pm.file)
+            };
+            included.insert(target, (owner_of(rel), pm.depth));
+        }
+    }
+    texts
+        .iter()
+        .map(|(rel, text)| {
+            let (owner, depth) = included
+                .get(rel)
+                .cloned()
+                .unwrap_or_else(|| (owner_of(rel), depth_of(rel)));
+            Source {
+                rel: rel.clone(),
+                owner,
+                names: names(text, depth, extern_crates),
+            }
+        })
+        .collect()
+}
+
+fn owner_of(rel: &str) -> String {
+    let first = rel.split('/').next().unwrap_or(rel);
+    first.trim_end_matches(".rs").to_string()
+}
+
+/// The modules `lib.rs` declares (`pub mod x;`, `#[cfg(test)] mod y;`).
+fn declared_modules(crate_dir: &str) -> BTreeSet<String> {
+    let lib = std::fs::read_to_string(src_dir(crate_dir).join("lib.rs")).expect("read lib.rs");
+    let toks = parse::tokenize(&lib);
+    toks.windows(3)
+        .filter_map(|w| match (&w[0].tok, &w[1].tok, &w[2].tok) {
+            (parse::Tok::Ident(m), parse::Tok::Ident(name), parse::Tok::Char(';'))
+                if m == "mod" =>
+            {
+                Some(name.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// The imports of the app that break `APP_LAYERS`, one line each, plus the table's own faults.
+fn app_violations(sources: &[Source], declared: &BTreeSet<String>) -> Vec<String> {
+    let rank: BTreeMap<&str, (usize, Kind)> = APP_LAYERS
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (kind, mods))| mods.iter().map(move |m| (*m, (i, *kind))))
+        .collect();
+    let mut out = Vec::new();
+    for m in declared.iter().filter(|m| !rank.contains_key(m.as_str())) {
+        out.push(format!(
+            "lib.rs declares module {m}, which has no layer in APP_LAYERS"
+        ));
+    }
+    for m in rank.keys().filter(|m| !declared.contains(**m)) {
+        out.push(format!(
+            "APP_LAYERS names {m}, which lib.rs does not declare"
+        ));
+    }
+    for s in sources.iter().filter(|s| s.owner != "lib") {
+        let Some(&(from, from_kind)) = rank.get(s.owner.as_str()) else {
+            continue;
+        };
+        for Ref { line, name } in &s.names.crate_refs {
+            let Some(&(to, to_kind)) = rank.get(name.as_str()) else {
+                continue;
+            };
+            let uses_root = to_kind == Kind::Root && from_kind != Kind::Bottom;
+            if *name == s.owner || to < from || uses_root {
+                continue;
+            }
+            let relation = if to == from { "beside" } else { "above" };
+            out.push(format!(
+                "{}:{line} imports {name}, which is {relation} {}",
+                s.rel, s.owner
+            ));
+        }
+    }
+    out
+}
+
+/// Module pairs that import each other (`state` aside: it is the composition root).
+fn cycles(sources: &[Source]) -> Vec<String> {
+    let edges: BTreeSet<(&str, &str)> = sources
+        .iter()
+        .flat_map(|s| {
+            s.names
+                .crate_refs
+                .iter()
+                .map(move |r| (s.owner.as_str(), r.name.as_str()))
+        })
+        .filter(|(a, b)| a != b && *a != "state" && *b != "state")
+        .collect();
+    edges
+        .iter()
+        .filter(|(a, b)| a < b && edges.contains(&(*b, *a)))
+        .map(|(a, b)| format!("{a} <-> {b}"))
+        .collect()
+}
+
+#[test]
+fn app_layers() {
+    let sources = sources("app", &[]);
+    let problems = app_violations(&sources, &declared_modules("app"));
+    let order: Vec<String> = APP_LAYERS.iter().map(|(_, mods)| mods.join(" ")).collect();
+    assert!(
+        problems.is_empty(),
+        "{} imports break the layer order of docs/architecture.md\n(bottom first: {}; every \
+         module above the bottom may use state)\n{}\nmodules that import each other: {}",
+        problems.len(),
+        order.join(" < "),
+        problems.join("\n"),
+        cycles(&sources).join(", "),
+    );
+}
+
+/// The operator's pure modules import no I/O module of the crate and no I/O crate.
+fn operator_violations(sources: &[Source], declared: &BTreeSet<String>) -> Vec<String> {
+    let known = |m: &str| OPERATOR_PURE.contains(&m) || OPERATOR_SHELL.contains(&m);
+    let mut out: Vec<String> = declared
+        .iter()
+        .filter(|m| !known(m))
+        .map(|m| {
+            format!(
+                "operator lib.rs declares module {m}, in neither OPERATOR_PURE nor OPERATOR_SHELL"
+            )
+        })
+        .collect();
+    for s in sources
+        .iter()
+        .filter(|s| OPERATOR_PURE.contains(&s.owner.as_str()))
+    {
+        for Ref { line, name } in &s.names.crate_refs {
+            if OPERATOR_SHELL.contains(&name.as_str()) {
+                out.push(format!(
+                    "operator {}:{line} imports {name}, which does I/O; {} is pure",
+                    s.rel, s.owner
+                ));
+            }
+        }
+        for Ref { line, name } in &s.names.extern_refs {
+            out.push(format!(
+                "operator {}:{line} uses the crate {name}; {} is pure",
+                s.rel, s.owner
+            ));
+        }
+    }
+    out
+}
+
+#[test]
+fn operator_pure_modules() {
+    let sources = sources("operator", IO_CRATES);
+    let problems = operator_violations(&sources, &declared_modules("operator"));
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+#[test]
+fn a_domain_importing_a_higher_domain_is_reported_with_file_and_line() {
+    let src = |rel: &str, owner: &str, text: &str| Source {
+        rel: rel.into(),
+        owner: owner.into(),
+        names: names(text, depth_of(rel), &[]),
+    };
+    let sources = [
+        src(
+            "goods/handlers.rs",
+            "goods",
+            "use crate::{error::E, state::AppState};\nfn f() { crate::orders::clear() }",
+        ),
+        src(
+            "platform/batch.rs",
+            "platform",
+            "use crate::state::AppState;",
+        ),
+        src("orders/mod.rs", "orders", "use crate::goods::Goods;"),
+    ];
+    let declared = APP_LAYERS
+        .iter()
+        .flat_map(|(_, m)| m.iter().map(|m| m.to_string()))
+        .collect();
+    assert_eq!(
+        app_violations(&sources, &declared),
+        [
+            "goods/handlers.rs:2 imports orders, which is above goods",
+            "platform/batch.rs:1 imports state, which is above platform"
+        ]
+    );
+    assert_eq!(cycles(&sources), ["goods <-> orders"]);
+}
