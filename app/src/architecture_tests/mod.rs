@@ -297,13 +297,17 @@ fn operator_pure_modules() {
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
-#[test]
-fn a_domain_importing_a_higher_domain_is_reported_with_file_and_line() {
-    let src = |rel: &str, owner: &str, text: &str| Source {
+fn source(rel: &str, owner: &str, text: &str, extern_crates: &[&str]) -> Source {
+    Source {
         rel: rel.into(),
         owner: owner.into(),
-        names: names(text, depth_of(rel), &[]),
-    };
+        names: names(text, depth_of(rel), extern_crates),
+    }
+}
+
+#[test]
+fn a_domain_importing_a_higher_domain_is_reported_with_file_and_line() {
+    let src = |rel: &str, owner: &str, text: &str| source(rel, owner, text, &[]);
     let sources = [
         src(
             "goods/handlers.rs",
@@ -329,4 +333,31 @@ fn a_domain_importing_a_higher_domain_is_reported_with_file_and_line() {
         ]
     );
     assert_eq!(cycles(&sources), ["goods <-> orders"]);
+}
+
+#[test]
+fn a_pure_operator_module_doing_io_is_reported() {
+    let sources = [
+        source(
+            "scaling/decide.rs",
+            "scaling",
+            "use super::super::observe::Signals;\nfn f() { let _ = kube::Api::all(c); }",
+            IO_CRATES,
+        ),
+        source(
+            "reconcile/mod.rs",
+            "reconcile",
+            "use crate::scaling::decide; use kube::Api;",
+            IO_CRATES,
+        ),
+    ];
+    let declared = ["scaling", "reconcile", "gadget"].map(String::from).into();
+    assert_eq!(
+        operator_violations(&sources, &declared),
+        [
+            "operator lib.rs declares module gadget, in neither OPERATOR_PURE nor OPERATOR_SHELL",
+            "operator scaling/decide.rs:1 imports observe, which does I/O; scaling is pure",
+            "operator scaling/decide.rs:2 uses the crate kube; scaling is pure",
+        ]
+    );
 }
