@@ -4,8 +4,8 @@
 //! modules in layers below its own, except that every module above the bottom layers may use
 //! `state` (`AppState`, the composition root). `app_layers` reads every `app/src/**/*.rs`
 //! and fails with each import that breaks the order (`goods/handlers.rs:12 imports orders,
-//! which is above goods`). `operator_pure_modules` does the same for the operator's pure
-//! decision modules: they import no module and no crate that does I/O.
+//! which is above goods`). `OPERATOR_LAYERS` and `operator_layers` do the same for the
+//! operator, whose pure decision modules at the bottom also name no crate that does I/O.
 
 mod parse;
 
@@ -49,21 +49,23 @@ enum Kind {
     Root,
     /// The router, its layers, the server and the CLI tools.
     Top,
+    /// An operator module that names no I/O crate (`IO_CRATES`).
+    Pure,
+    /// An operator module that does I/O.
+    Io,
 }
 
-/// The operator's pure modules: decisions from values (no API client, no Redis, no HTTP,
-/// no runtime); their tests are tables and properties.
-const OPERATOR_PURE: &[&str] = &["merge", "phase", "scaling", "window"];
-/// The modules that talk to the API server, Redis, Prometheus or files, or wire those up.
-const OPERATOR_SHELL: &[&str] = &[
-    "cluster",
-    "crd",
-    "http",
-    "local",
-    "observe",
-    "reconcile",
-    "store",
-    "telemetry",
+/// The operator's top-level modules, bottom layer first. The pure ones decide from values
+/// (no API client, no Redis, no HTTP, no runtime; tables and properties test them); the
+/// others talk to the API server, Redis, Prometheus or files, or wire those up.
+const OPERATOR_LAYERS: &[(Kind, &[&str])] = &[
+    (Kind::Pure, &["window"]),
+    (Kind::Pure, &["phase"]),
+    (Kind::Pure, &["merge", "scaling"]),
+    (Kind::Io, &["crd", "store", "telemetry"]),
+    (Kind::Io, &["observe"]),
+    (Kind::Io, &["reconcile"]),
+    (Kind::Io, &["cluster", "local", "http"]),
 ];
 /// Crates that do I/O (or run tasks); a pure module names none of them.
 const IO_CRATES: &[&str] = &[
@@ -181,9 +183,17 @@ fn declared_modules(crate_dir: &str) -> BTreeSet<String> {
         .collect()
 }
 
-/// The imports of the app that break `APP_LAYERS`, one line each, plus the table's own faults.
-fn app_violations(sources: &[Source], declared: &BTreeSet<String>) -> Vec<String> {
-    let rank: BTreeMap<&str, (usize, Kind)> = APP_LAYERS
+/// The imports that break a layer table, one line each (`prefix` names the crate), plus
+/// the table's own faults: a module `lib.rs` declares but the table does not place, or the
+/// other way round.
+fn violations(
+    table: (&str, &[(Kind, &[&str])]),
+    prefix: &str,
+    sources: &[Source],
+    declared: &BTreeSet<String>,
+) -> Vec<String> {
+    let (table_name, layers) = table;
+    let rank: BTreeMap<&str, (usize, Kind)> = layers
         .iter()
         .enumerate()
         .flat_map(|(i, (kind, mods))| mods.iter().map(move |m| (*m, (i, *kind))))
@@ -191,15 +201,15 @@ fn app_violations(sources: &[Source], declared: &BTreeSet<String>) -> Vec<String
     let mut out = Vec::new();
     for m in declared.iter().filter(|m| !rank.contains_key(m.as_str())) {
         out.push(format!(
-            "lib.rs declares module {m}, which has no layer in APP_LAYERS"
+            "{prefix}lib.rs declares module {m}, which has no layer in {table_name}"
         ));
     }
     for m in rank.keys().filter(|m| !declared.contains(**m)) {
         out.push(format!(
-            "APP_LAYERS names {m}, which lib.rs does not declare"
+            "{table_name} names {m}, which {prefix}lib.rs does not declare"
         ));
     }
-    for s in sources.iter().filter(|s| s.owner != "lib") {
+    for s in sources {
         let Some(&(from, from_kind)) = rank.get(s.owner.as_str()) else {
             continue;
         };
@@ -212,10 +222,18 @@ fn app_violations(sources: &[Source], declared: &BTreeSet<String>) -> Vec<String
                 continue;
             }
             let relation = if to == from { "beside" } else { "above" };
+            let (rel, owner) = (&s.rel, &s.owner);
             out.push(format!(
-                "{}:{line} imports {name}, which is {relation} {}",
-                s.rel, s.owner
+                "{prefix}{rel}:{line} imports {name}, which is {relation} {owner}"
             ));
+        }
+        if from_kind == Kind::Pure {
+            for Ref { line, name } in &s.names.extern_refs {
+                let (rel, owner) = (&s.rel, &s.owner);
+                out.push(format!(
+                    "{prefix}{rel}:{line} uses the crate {name}; {owner} is pure"
+                ));
+            }
         }
     }
     out
@@ -243,7 +261,8 @@ fn cycles(sources: &[Source]) -> Vec<String> {
 #[test]
 fn app_layers() {
     let sources = sources("app", &[]);
-    let problems = app_violations(&sources, &declared_modules("app"));
+    let table = ("APP_LAYERS", APP_LAYERS);
+    let problems = violations(table, "", &sources, &declared_modules("app"));
     let order: Vec<String> = APP_LAYERS.iter().map(|(_, mods)| mods.join(" ")).collect();
     assert!(
         problems.is_empty(),
@@ -256,44 +275,13 @@ fn app_layers() {
     );
 }
 
-/// The operator's pure modules import no I/O module of the crate and no I/O crate.
-fn operator_violations(sources: &[Source], declared: &BTreeSet<String>) -> Vec<String> {
-    let known = |m: &str| OPERATOR_PURE.contains(&m) || OPERATOR_SHELL.contains(&m);
-    let mut out: Vec<String> = declared
-        .iter()
-        .filter(|m| !known(m))
-        .map(|m| {
-            format!(
-                "operator lib.rs declares module {m}, in neither OPERATOR_PURE nor OPERATOR_SHELL"
-            )
-        })
-        .collect();
-    for s in sources
-        .iter()
-        .filter(|s| OPERATOR_PURE.contains(&s.owner.as_str()))
-    {
-        for Ref { line, name } in &s.names.crate_refs {
-            if OPERATOR_SHELL.contains(&name.as_str()) {
-                out.push(format!(
-                    "operator {}:{line} imports {name}, which does I/O; {} is pure",
-                    s.rel, s.owner
-                ));
-            }
-        }
-        for Ref { line, name } in &s.names.extern_refs {
-            out.push(format!(
-                "operator {}:{line} uses the crate {name}; {} is pure",
-                s.rel, s.owner
-            ));
-        }
-    }
-    out
-}
-
+/// The operator's layers: the pure modules at the bottom, importing no I/O module and
+/// naming no I/O crate; `reconcile` above what it observes and acts on; the front ends on top.
 #[test]
-fn operator_pure_modules() {
+fn operator_layers() {
     let sources = sources("operator", IO_CRATES);
-    let problems = operator_violations(&sources, &declared_modules("operator"));
+    let table = ("OPERATOR_LAYERS", OPERATOR_LAYERS);
+    let problems = violations(table, "operator ", &sources, &declared_modules("operator"));
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
@@ -326,7 +314,7 @@ fn a_domain_importing_a_higher_domain_is_reported_with_file_and_line() {
         .flat_map(|(_, m)| m.iter().map(|m| m.to_string()))
         .collect();
     assert_eq!(
-        app_violations(&sources, &declared),
+        violations(("APP_LAYERS", APP_LAYERS), "", &sources, &declared),
         [
             "goods/handlers.rs:2 imports orders, which is above goods",
             "platform/batch.rs:1 imports state, which is above platform"
@@ -351,12 +339,19 @@ fn a_pure_operator_module_doing_io_is_reported() {
             IO_CRATES,
         ),
     ];
-    let declared = ["scaling", "reconcile", "gadget"].map(String::from).into();
+    let mut declared: BTreeSet<String> = OPERATOR_LAYERS
+        .iter()
+        .flat_map(|(_, m)| m.iter().map(|m| m.to_string()))
+        .collect();
+    declared.insert("gadget".into());
+    declared.remove("window");
+    let table = ("OPERATOR_LAYERS", OPERATOR_LAYERS);
     assert_eq!(
-        operator_violations(&sources, &declared),
+        violations(table, "operator ", &sources, &declared),
         [
-            "operator lib.rs declares module gadget, in neither OPERATOR_PURE nor OPERATOR_SHELL",
-            "operator scaling/decide.rs:1 imports observe, which does I/O; scaling is pure",
+            "operator lib.rs declares module gadget, which has no layer in OPERATOR_LAYERS",
+            "OPERATOR_LAYERS names window, which operator lib.rs does not declare",
+            "operator scaling/decide.rs:1 imports observe, which is above scaling",
             "operator scaling/decide.rs:2 uses the crate kube; scaling is pure",
         ]
     );
