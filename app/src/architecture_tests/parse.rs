@@ -264,16 +264,7 @@ pub fn names(src: &str, depth: usize, extern_crates: &[&str]) -> Names {
                 root_names(&toks, i + 2, &mut out.crate_refs);
             }
             Tok::Ident(w) if w == "super" && !after_path && is(toks.get(i + 1), &PATH) => {
-                let mut k = i;
-                let mut ups = 0;
-                while ident(toks.get(k)) == Some("super") && is(toks.get(k + 1), &PATH) {
-                    ups += 1;
-                    k += 2;
-                }
-                if ups == here {
-                    root_names(&toks, k, &mut out.crate_refs);
-                }
-                i = k;
+                i = climb(&toks, i, here, &mut out.crate_refs);
                 continue;
             }
             Tok::Ident(w)
@@ -291,6 +282,21 @@ pub fn names(src: &str, depth: usize, extern_crates: &[&str]) -> Names {
         i += 1;
     }
     out
+}
+
+/// `super::super::…` from `toks[at]` in a module at depth `here`: when it climbs exactly to
+/// the crate root, the names after it are top-level modules. Returns the index after it.
+fn climb(toks: &[Token], at: usize, here: usize, out: &mut Vec<Ref>) -> usize {
+    let mut k = at;
+    let mut ups = 0;
+    while ident(toks.get(k)) == Some("super") && is(toks.get(k + 1), &PATH) {
+        ups += 1;
+        k += 2;
+    }
+    if ups == here {
+        root_names(toks, k, out);
+    }
+    k
 }
 
 /// At `toks[at]`, right after `crate::` (or the last `super::` reaching the root): one name,
