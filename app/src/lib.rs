@@ -5,6 +5,8 @@
 //! infrastructure they share and `http` assembles the router.
 
 pub mod admin;
+#[cfg(test)]
+mod architecture_tests;
 pub mod auth;
 pub mod cart;
 pub mod concerts;

@@ -11,11 +11,12 @@ use anyhow::Context;
 use crate::client::{Target, build_client};
 use crate::config::Options;
 use crate::executor::{self, RunControl, ScenarioRun};
+use crate::metrics::Metrics;
 use crate::output::influx::{InfluxSink, write_url};
 use crate::output::progress;
 use crate::recorder::Recorder;
 use crate::report::{GeneratorHealth, RunData};
-use crate::scenarios::{self, Scenario};
+use crate::scenarios::{self, Invariant, Scenario};
 use crate::segment::Segment;
 use crate::thresholds;
 use crate::vu::{RunContext, Vu};
@@ -79,17 +80,58 @@ fn context(
     })
 }
 
+/// The measured part of a run: the recorder and context the VUs share, and what the
+/// verdict needs when the load has ended.
+struct Load {
+    origin: Instant,
+    recorder: Arc<Recorder>,
+    ctx: Arc<RunContext>,
+    control: Arc<RunControl>,
+    /// The InfluxDB writer task, flushed once more before the run returns.
+    writer: Option<tokio::task::JoinHandle<()>>,
+    started_at: String,
+    cpu_before: Option<Duration>,
+}
+
 pub async fn run(cfg: RunConfig) -> anyhow::Result<RunData> {
     let target = Target::parse(&cfg.target)?;
     let verdict_set = thresholds::parse_all(&cfg.options.thresholds).map_err(anyhow::Error::msg)?;
+    let side = setup(&cfg, &target).await?;
+    let load = start(&cfg, &target, &side)?;
+    let tasks = spawn(&cfg, &load)?;
+    wait(&cfg, &load, tasks, verdict_set).await?;
+    let wall = load.origin.elapsed();
+    let mut metrics = load.recorder.snapshot();
+    metrics.duration_ms = wall.as_millis() as u64;
+    let health = generator_health(&cfg, &load, &metrics, wall);
+    let invariants = verify(&cfg, &side, &load.ctx, &metrics).await?;
+    if let Some(w) = load.writer {
+        // The writer flushes every second; give it one last tick before the process ends.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        w.abort();
+    }
+    Ok(RunData {
+        scenario: cfg.scenario.name.to_string(),
+        target: cfg.target.clone(),
+        segment: cfg.segment,
+        options: cfg.options.clone(),
+        metrics,
+        generator: vec![health],
+        invariants,
+        aborted: load.control.is_aborted(),
+        started_at: load.started_at,
+    })
+}
+
+/// The scenario's setup, on a side context: setup and invariant checks talk to the target
+/// too, but outside the measured load. Returns that context with the params setup found.
+async fn setup(cfg: &RunConfig, target: &Target) -> anyhow::Result<Arc<RunContext>> {
     let mut params = cfg.params.clone();
     params
         .entry("run_id".into())
         .or_insert_with(|| format!("{:08x}", rand::random::<u32>()));
-
-    // Setup and invariant checks talk to the target too, but outside the measured load.
     let side = context(
-        &target,
+        target,
         Arc::new(Recorder::new(Instant::now(), None)),
         params,
         cfg.request_timeout,
@@ -100,12 +142,16 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunData> {
             .await
             .with_context(|| format!("setup of {}", cfg.scenario.name))?;
     }
+    Ok(side)
+}
+
+/// The InfluxDB sink, the start hook, and the measured context (from the clock's origin).
+fn start(cfg: &RunConfig, target: &Target, side: &RunContext) -> anyhow::Result<Load> {
     let params = side
         .params
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-
     let (sink, writer) = match &cfg.influxdb {
         Some(url) => {
             let (s, h) = InfluxSink::start(build_client(), write_url(url)?);
@@ -116,11 +162,19 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunData> {
     run_hook("start", cfg.hooks.start.as_deref())?;
     let origin = Instant::now();
     let recorder = Arc::new(Recorder::new(origin, sink));
-    let ctx = context(&target, recorder.clone(), params, cfg.request_timeout);
-    let control = Arc::new(RunControl::default());
-    let started_at = chrono::Utc::now().to_rfc3339();
-    let cpu_before = process_cpu();
+    Ok(Load {
+        origin,
+        ctx: context(target, recorder.clone(), params, cfg.request_timeout),
+        recorder,
+        control: Arc::new(RunControl::default()),
+        writer,
+        started_at: chrono::Utc::now().to_rfc3339(),
+        cpu_before: process_cpu(),
+    })
+}
 
+/// One executor task per configured scenario, side by side.
+fn spawn(cfg: &RunConfig, load: &Load) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut tasks = Vec::new();
     for (i, (name, opts)) in cfg.options.scenarios.iter().enumerate() {
         let scenario = match &opts.exec {
@@ -133,23 +187,33 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunData> {
             options: opts.clone(),
             scenario,
             segment: cfg.segment,
-            ctx: ctx.clone(),
-            control: control.clone(),
-            origin,
+            ctx: load.ctx.clone(),
+            control: load.control.clone(),
+            origin: load.origin,
             id_base: i as u64 * 1_000_000_000,
         });
         tasks.push(tokio::spawn(executor::run(sr)));
     }
+    Ok(tasks)
+}
 
+/// Until every scenario task ends: the once-a-second ticker and Ctrl-C beside them, then
+/// the end hook.
+async fn wait(
+    cfg: &RunConfig,
+    load: &Load,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    verdict_set: Vec<thresholds::Threshold>,
+) -> anyhow::Result<()> {
     let ticker = tokio::spawn(tick(
-        recorder.clone(),
-        control.clone(),
+        load.recorder.clone(),
+        load.control.clone(),
         verdict_set,
         cfg.options.total_duration(),
         cfg.progress,
     ));
     let ctrl_c = {
-        let control = control.clone();
+        let control = load.control.clone();
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
                 tracing::warn!("interrupted: stopping the run");
@@ -163,51 +227,48 @@ pub async fn run(cfg: RunConfig) -> anyhow::Result<RunData> {
     run_hook("end", cfg.hooks.end.as_deref())?;
     ticker.abort();
     ctrl_c.abort();
-    recorder.sample_vus();
+    load.recorder.sample_vus();
     if cfg.progress {
         eprintln!();
     }
+    Ok(())
+}
 
-    let wall = origin.elapsed();
-    let mut metrics = recorder.snapshot();
-    metrics.duration_ms = wall.as_millis() as u64;
-    let cpu = match (cpu_before, process_cpu()) {
+/// Whether the generator itself kept up: its CPU share over the run, against its cores.
+fn generator_health(
+    cfg: &RunConfig,
+    load: &Load,
+    metrics: &Metrics,
+    wall: Duration,
+) -> GeneratorHealth {
+    let cpu = match (load.cpu_before, process_cpu()) {
         (Some(a), Some(b)) => b.saturating_sub(a).as_secs_f64() / wall.as_secs_f64().max(1e-9),
         _ => 0.0,
     };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let health = GeneratorHealth::judge(cfg.segment, &metrics, cpu, cores);
+    GeneratorHealth::judge(cfg.segment, metrics, cpu, cores)
+}
 
-    let mut invariants = Vec::new();
-    if let Some(verify) = cfg.scenario.verify {
-        // Invariants only mean something once the whole load ran, i.e. on the single shard.
-        if cfg.segment.is_whole() {
-            let params = ctx.params.read().unwrap_or_else(|p| p.into_inner()).clone();
-            *side.params.write().unwrap_or_else(|p| p.into_inner()) = params;
-            let facts = std::mem::take(&mut *ctx.facts.lock().unwrap_or_else(|p| p.into_inner()));
-            *side.facts.lock().unwrap_or_else(|p| p.into_inner()) = facts;
-            let mut vu = Vu::new(u64::MAX / 2 + 1, side.clone(), "verify", None);
-            invariants = verify(&mut vu, &metrics)
-                .await
-                .context("invariant checks")?;
-        }
+/// The scenario's invariant checks on the side context, with the params and facts the
+/// load left. Invariants only mean something once the whole load ran, i.e. on the single shard.
+async fn verify(
+    cfg: &RunConfig,
+    side: &Arc<RunContext>,
+    ctx: &RunContext,
+    metrics: &Metrics,
+) -> anyhow::Result<Vec<Invariant>> {
+    let Some(verify) = cfg.scenario.verify else {
+        return Ok(Vec::new());
+    };
+    if !cfg.segment.is_whole() {
+        return Ok(Vec::new());
     }
-    if let Some(w) = writer {
-        // The writer flushes every second; give it one last tick before the process ends.
-        tokio::time::sleep(Duration::from_millis(1100)).await;
-        w.abort();
-    }
-    Ok(RunData {
-        scenario: cfg.scenario.name.to_string(),
-        target: cfg.target.clone(),
-        segment: cfg.segment,
-        options: cfg.options.clone(),
-        metrics,
-        generator: vec![health],
-        invariants,
-        aborted: control.is_aborted(),
-        started_at,
-    })
+    let params = ctx.params.read().unwrap_or_else(|p| p.into_inner()).clone();
+    *side.params.write().unwrap_or_else(|p| p.into_inner()) = params;
+    let facts = std::mem::take(&mut *ctx.facts.lock().unwrap_or_else(|p| p.into_inner()));
+    *side.facts.lock().unwrap_or_else(|p| p.into_inner()) = facts;
+    let mut vu = Vu::new(u64::MAX / 2 + 1, side.clone(), "verify", None);
+    verify(&mut vu, metrics).await.context("invariant checks")
 }
 
 async fn tick(

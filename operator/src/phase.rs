@@ -106,4 +106,23 @@ mod tests {
         assert_eq!(next_wake(&s, Phase::Active, now), Some(ACTIVE_RESYNC));
         assert_eq!(next_wake(&s, Phase::Ended, now), None);
     }
+
+    #[test]
+    fn a_recurring_window_prewarms_in_local_time() {
+        // Fridays 18:00 Europe/Berlin, two hours, 15 minutes of prewarm: Friday 2026-12-04
+        // 18:00 CET = 17:00 UTC (the window itself: `window::tests`).
+        let s = Schedule {
+            starts_at: None,
+            ends_at: None,
+            recurrence: Some(floodgate_crds::v1alpha1::Recurrence {
+                cron: "0 18 * * FRI".into(),
+                timezone: "Europe/Berlin".into(),
+                duration: Dur::from_secs(7200),
+            }),
+            prewarm: Dur::from_secs(900),
+        };
+        assert_eq!(phase_at(&s, at("2026-12-04T16:44:59Z")), Phase::Scheduled);
+        assert_eq!(phase_at(&s, at("2026-12-04T16:45:00Z")), Phase::Prewarming);
+        assert_eq!(phase_at(&s, at("2026-12-04T17:00:00Z")), Phase::Active);
+    }
 }

@@ -45,13 +45,13 @@ fn describe(e: &Executor) -> String {
         Executor::ConstantArrivalRate {
             rate,
             time_unit,
-            duration,
             pre_allocated_vus,
             max_vus,
+            ..
         } => format!(
             "{rate} iterations/{} for {} (maxVUs: {pre_allocated_vus}-{max_vus})",
             format_duration(time_unit.0),
-            format_duration(duration.0)
+            format_duration(e.duration())
         ),
         Executor::RampingArrivalRate {
             start_rate,

@@ -86,6 +86,23 @@ pub async fn ensure_logged_in(vu: &mut Vu) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Funds this VU's wallet once (`wallet-charge`, outside any flow); later iterations skip it.
+pub async fn fund_once(vu: &mut Vu, amount: i64) {
+    if vu.state.data.contains_key("funded") {
+        return;
+    }
+    let key = idempotency_key(vu);
+    let r = vu
+        .post("/api/v1/wallet/charges")
+        .name("wallet-charge")
+        .header("idempotency-key", &key)
+        .json(&json!({ "amount": amount }))
+        .send()
+        .await;
+    vu.check("wallet charge 2xx", (200..300).contains(&r.status));
+    vu.state.data.insert("funded".into(), Value::Bool(true));
+}
+
 /// The list inside a response: a bare array or the first array under a usual envelope key.
 pub fn list_of(v: &Value) -> Option<&Vec<Value>> {
     if let Some(a) = v.as_array() {

@@ -22,7 +22,7 @@ use futures::future::BoxFuture;
 use rand::Rng;
 use serde_json::{Value, json};
 
-use super::api::{ensure_logged_in, id_of, idempotency_key, list_of, number_at};
+use super::api::{ensure_logged_in, fund_once, id_of, idempotency_key, list_of, number_at};
 use super::order::id_value;
 use crate::vu::Vu;
 
@@ -71,18 +71,7 @@ async fn ensure_user(vu: &mut Vu) -> anyhow::Result<()> {
         vu.state.access_token = Some(lines[(vu.id % lines.len() as u64) as usize].to_string());
     }
     ensure_logged_in(vu).await?;
-    if !vu.state.data.contains_key("funded") {
-        let key = idempotency_key(vu);
-        let r = vu
-            .post("/api/v1/wallet/charges")
-            .name("wallet-charge")
-            .header("idempotency-key", &key)
-            .json(&json!({ "amount": 5_000_000 }))
-            .send()
-            .await;
-        vu.check("wallet charge 2xx", (200..300).contains(&r.status));
-        vu.state.data.insert("funded".into(), Value::Bool(true));
-    }
+    fund_once(vu, 5_000_000).await;
     Ok(())
 }
 

@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 
 use super::Invariant;
 use super::api::{
-    discover_concert, ensure_logged_in, first_id, id_of, idempotency_key, list_of, number_at,
+    discover_concert, ensure_logged_in, first_id, fund_once, id_of, idempotency_key, list_of,
+    number_at,
 };
 use super::order::id_value;
 use crate::metrics::Metrics;
@@ -108,19 +109,8 @@ async fn wait_admitted(vu: &mut Vu, mut status: String) -> bool {
 pub fn flow(vu: &mut Vu) -> BoxFuture<'_, anyhow::Result<()>> {
     Box::pin(async move {
         ensure_logged_in(vu).await?;
-        if !vu.state.data.contains_key("funded") {
-            // Seats are paid from the wallet; fund each user once.
-            let key = idempotency_key(vu);
-            let r = vu
-                .post("/api/v1/wallet/charges")
-                .name("wallet-charge")
-                .header("idempotency-key", &key)
-                .json(&json!({ "amount": 500_000 }))
-                .send()
-                .await;
-            vu.check("wallet charge 2xx", (200..300).contains(&r.status));
-            vu.state.data.insert("funded".into(), Value::Bool(true));
-        }
+        // Seats are paid from the wallet; fund each user once.
+        fund_once(vu, 500_000).await;
         // k6 groups: the waiting room, then the purchase, each with its own sub-metrics.
         vu.group("waiting room");
         let Some(joined) = join_queue(vu).await? else {
