@@ -18,6 +18,7 @@ use parse::{Ref, names};
 /// layers before its own (and `state`, if it is not in the bottom layers).
 const APP_LAYERS: &[(Kind, &[&str])] = &[
     (Kind::Bottom, &["error"]),
+    (Kind::Bottom, &["extract"]),
     (Kind::Bottom, &["config"]),
     (Kind::Bottom, &["platform"]),
     (Kind::Bottom, &["pagination"]),
