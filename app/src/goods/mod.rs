@@ -5,6 +5,7 @@
 mod handlers;
 pub mod images;
 pub mod model;
+pub mod soldout;
 pub mod store;
 
 use utoipa_axum::{router::OpenApiRouter, routes};

@@ -28,10 +28,11 @@ use sqlx::PgConnection;
 
 use super::{
     flash::{self, Ask, Verdict},
-    service, soldout,
+    service,
     store::{self, OrderLine, OrderView, PaidOrder},
 };
 use crate::{
+    goods::soldout,
     auth::UserId,
     error::{ApiError, ApiResult},
     goods::GoodsId,

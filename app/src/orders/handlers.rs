@@ -10,10 +10,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{
-    batch, rules, service, soldout,
+    batch, rules, service,
     store::{self, OrderView},
 };
 use crate::{
+    goods::soldout,
     auth::CurrentUser,
     error::{ApiError, ApiResult},
     goods::GoodsId,

@@ -8,7 +8,6 @@ pub mod flash;
 mod handlers;
 pub mod rules;
 pub mod service;
-pub mod soldout;
 pub mod store;
 
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -24,5 +23,5 @@ pub fn routes() -> OpenApiRouter<AppState> {
 
 /// Stock may have come back (a seller's update): let orders reach the database again.
 pub async fn clear_sold_out(state: &AppState, ids: &[GoodsId]) {
-    soldout::clear(state, ids).await;
+    crate::goods::soldout::clear(state, ids).await;
 }

@@ -12,10 +12,10 @@ use sqlx::PgConnection;
 
 use super::{
     rules::{self, Discount},
-    soldout,
     store::{self, OrderLine, OrderView},
 };
 use crate::{
+    goods::soldout,
     auth::UserId,
     coupons,
     error::ApiError,
