@@ -23,9 +23,9 @@ use axum::http::HeaderMap;
 use common::TestApp;
 use concerts_support::users;
 use floodgate_app::{
-    goods::GoodsId,
+    goods::{GoodsId, soldout},
     idempotency::{self, IdempotencyKey},
-    orders::{batch, soldout},
+    orders::batch,
 };
 use futures::future::join_all;
 use reqwest::StatusCode;
