@@ -3,15 +3,16 @@
 
 pub mod extract;
 mod handlers;
+mod profile;
 pub mod jwt;
 pub mod password;
 pub mod rate_limit;
 pub mod refresh;
-pub mod store;
-pub mod types;
 pub mod verified;
 
 pub use extract::CurrentUser;
+/// Accounts live below authentication ([`crate::users`]); their old paths stay.
+pub use crate::users::{store, types};
 pub use types::{Email, Role, UserId};
 
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -24,4 +25,5 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(handlers::login))
         .routes(routes!(handlers::refresh))
         .routes(routes!(handlers::logout))
+        .merge(profile::routes())
 }

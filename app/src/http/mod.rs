@@ -28,7 +28,6 @@ fn api_routes() -> OpenApiRouter<AppState> {
     // one line per domain
     let v1 = OpenApiRouter::new()
         .merge(crate::auth::routes())
-        .merge(crate::users::routes())
         .merge(crate::admin::routes())
         .merge(crate::wallet::routes())
         .merge(crate::goods::routes())
