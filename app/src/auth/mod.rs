@@ -3,16 +3,16 @@
 
 pub mod extract;
 mod handlers;
-mod profile;
 pub mod jwt;
 pub mod password;
+mod profile;
 pub mod rate_limit;
 pub mod refresh;
 pub mod verified;
 
-pub use extract::CurrentUser;
 /// Accounts live below authentication ([`crate::users`]); their old paths stay.
 pub use crate::users::{store, types};
+pub use extract::CurrentUser;
 pub use types::{Email, Role, UserId};
 
 use utoipa_axum::{router::OpenApiRouter, routes};

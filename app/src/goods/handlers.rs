@@ -162,11 +162,7 @@ pub async fn update(
     else {
         return Err(not_owned(&state, id).await);
     };
-    state
-        .cache
-        .invalidate(&state.redis, &cache_families([id]))
-        .await;
-    crate::orders::clear_sold_out(&state, &[id]).await;
+    super::stock_changed(&state, &[id], super::StockMove::Returned).await;
     Ok(Json(g))
 }
 

@@ -175,6 +175,33 @@ impl PassCheck {
     }
 }
 
+/// The `X-Queue-Token` header, read like `IdempotencyKey` (use as `Option<QueueToken>`), so
+/// no service takes the request headers. A header that is empty or not ASCII reads as absent:
+/// where a pass is needed, that is `queue-pass-missing`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueToken(String);
+
+impl QueueToken {
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for QueueToken {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(from_headers(&parts.headers).ok().map(Self::new))
+    }
+}
+
 /// The token from the request headers, or `Missing`.
 pub fn from_headers(headers: &axum::http::HeaderMap) -> Result<&str, PassError> {
     headers
