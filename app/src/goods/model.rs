@@ -70,17 +70,16 @@ pub struct GoodsInput {
     pub queue_id: Option<String>,
 }
 
-/// Input that passed every rule.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ValidGoods {
-    pub name: String,
-    pub description: String,
-    pub price: i64,
-    pub stock: i32,
-    pub category: Option<String>,
-    pub image_url: Option<String>,
-    pub sale_starts_at: Option<DateTime<Utc>>,
-    pub queue_id: Option<String>,
+/// Input that passed every rule: trimmed, within bounds (its stock fits an `i32`).
+#[derive(Debug, Clone)]
+pub struct ValidGoods(GoodsInput);
+
+impl std::ops::Deref for ValidGoods {
+    type Target = GoodsInput;
+
+    fn deref(&self) -> &GoodsInput {
+        &self.0
+    }
 }
 
 fn trimmed(v: Option<String>) -> Option<String> {
@@ -88,9 +87,19 @@ fn trimmed(v: Option<String>) -> Option<String> {
 }
 
 impl GoodsInput {
-    pub fn validate(self) -> Result<ValidGoods, ApiError> {
-        let name = self.name.trim().to_owned();
-        if name.is_empty() || name.chars().count() > 200 {
+    pub fn validate(mut self) -> Result<ValidGoods, ApiError> {
+        self.name = self.name.trim().to_owned();
+        self.category = trimmed(self.category);
+        self.image_url = trimmed(self.image_url);
+        self.queue_id = trimmed(self.queue_id);
+        self.check_sizes()?;
+        self.check_links()?;
+        Ok(ValidGoods(self))
+    }
+
+    /// Name, description, price, stock and category within their bounds.
+    fn check_sizes(&self) -> Result<(), ApiError> {
+        if self.name.is_empty() || self.name.chars().count() > 200 {
             return Err(ApiError::invalid("name", "name must be 1-200 characters"));
         }
         if self.description.chars().count() > 5000 {
@@ -111,15 +120,22 @@ impl GoodsInput {
                 format!("stock must be between 0 and {MAX_STOCK}"),
             ));
         }
-        let category = trimmed(self.category);
-        if category.as_ref().is_some_and(|c| c.chars().count() > 50) {
+        if self
+            .category
+            .as_ref()
+            .is_some_and(|c| c.chars().count() > 50)
+        {
             return Err(ApiError::invalid(
                 "category",
                 "category must be at most 50 characters",
             ));
         }
-        let image_url = trimmed(self.image_url);
-        if let Some(url) = &image_url
+        Ok(())
+    }
+
+    /// The image link and the waiting room, if given, are well-formed.
+    fn check_links(&self) -> Result<(), ApiError> {
+        if let Some(url) = &self.image_url
             && (url.len() > 2048
                 || !(url.starts_with("https://") || url.starts_with("http://"))
                 || url.contains(char::is_whitespace))
@@ -129,8 +145,8 @@ impl GoodsInput {
                 "image_url must be an http(s) URL of at most 2048 characters",
             ));
         }
-        let queue_id = trimmed(self.queue_id);
-        if queue_id
+        if self
+            .queue_id
             .as_deref()
             .is_some_and(|q| !floodgate_crds::runtime::is_valid_queue_id(q))
         {
@@ -139,16 +155,7 @@ impl GoodsInput {
                 "queue_id must be 1-63 characters of a-z, 0-9 and '-'",
             ));
         }
-        Ok(ValidGoods {
-            name,
-            description: self.description,
-            price: self.price,
-            stock: self.stock as i32,
-            category,
-            image_url,
-            sale_starts_at: self.sale_starts_at,
-            queue_id,
-        })
+        Ok(())
     }
 }
 
