@@ -185,65 +185,20 @@ mod tests {
 
     #[test]
     fn each_rule_names_its_field() {
-        let cases: Vec<(GoodsInput, &str)> = vec![
-            (
-                GoodsInput {
-                    name: "".into(),
-                    ..input()
-                },
-                "name",
-            ),
-            (
-                GoodsInput {
-                    price: -1,
-                    ..input()
-                },
-                "price",
-            ),
-            (
-                GoodsInput {
-                    price: MAX_PRICE + 1,
-                    ..input()
-                },
-                "price",
-            ),
-            (
-                GoodsInput {
-                    stock: -1,
-                    ..input()
-                },
-                "stock",
-            ),
-            (
-                GoodsInput {
-                    stock: MAX_STOCK + 1,
-                    ..input()
-                },
-                "stock",
-            ),
-            (
-                GoodsInput {
-                    image_url: Some("ftp://x".into()),
-                    ..input()
-                },
-                "image_url",
-            ),
-            (
-                GoodsInput {
-                    queue_id: Some("Bad Queue".into()),
-                    ..input()
-                },
-                "queue_id",
-            ),
-            (
-                GoodsInput {
-                    category: Some("c".repeat(51)),
-                    ..input()
-                },
-                "category",
-            ),
+        type Edit = fn(&mut GoodsInput);
+        let cases: [(Edit, &str); 8] = [
+            (|g| g.name = "".into(), "name"),
+            (|g| g.price = -1, "price"),
+            (|g| g.price = MAX_PRICE + 1, "price"),
+            (|g| g.stock = -1, "stock"),
+            (|g| g.stock = MAX_STOCK + 1, "stock"),
+            (|g| g.image_url = Some("ftp://x".into()), "image_url"),
+            (|g| g.queue_id = Some("Bad Queue".into()), "queue_id"),
+            (|g| g.category = Some("c".repeat(51)), "category"),
         ];
-        for (case, field) in cases {
+        for (edit, field) in cases {
+            let mut case = input();
+            edit(&mut case);
             let err = case.validate().unwrap_err();
             assert_eq!(
                 err.status(),
