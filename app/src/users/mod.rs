@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-/// An account as its owner sees it.
+// An account as its owner sees it (the body of `/users/me`).
 #[derive(Serialize, ToSchema)]
 pub struct UserView {
     pub id: UserId,
