@@ -1,5 +1,7 @@
-//! Accounts and authentication: signup, login, refresh-token rotation with theft detection,
-//! logout, the access-token verifier and the current-user extractor every domain uses.
+//! Authentication: signup, login, refresh-token rotation with theft detection, logout, the
+//! access-token verifier, the current-user extractor every domain uses, and the signed-in
+//! user's `/users/me` (`profile`). The accounts themselves (ids, roles, rows) are
+//! [`crate::users`], below this module.
 
 pub mod extract;
 mod handlers;

@@ -239,4 +239,28 @@ mod tests {
         };
         assert_eq!(kind(&forged, "q1"), Some("queue-pass-forged"));
     }
+
+    #[tokio::test]
+    async fn the_token_header_reads_like_from_headers() {
+        use axum::extract::OptionalFromRequestParts;
+        let read = |value: Option<&'static [u8]>| async move {
+            let mut req = axum::http::Request::builder();
+            if let Some(v) = value {
+                req = req.header(HEADER, axum::http::HeaderValue::from_bytes(v).unwrap());
+            }
+            let (mut parts, ()) = req.body(()).unwrap().into_parts();
+            let token = QueueToken::from_request_parts(&mut parts, &())
+                .await
+                .unwrap();
+            token.map(|t| t.as_str().to_owned())
+        };
+        assert_eq!(read(None).await, None);
+        assert_eq!(read(Some(b"  ")).await, None, "blank is absent");
+        assert_eq!(
+            read(Some(b"caf\xc3\xa9")).await,
+            None,
+            "not ASCII is absent"
+        );
+        assert_eq!(read(Some(b" abc.def ")).await.as_deref(), Some("abc.def"));
+    }
 }
