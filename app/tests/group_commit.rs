@@ -322,7 +322,7 @@ async fn flash_sale_of_300_units_to_1100_orders(pool: PgPool) {
     );
     // sold out: the gate answers from Redis now, to those who hold no order of the goods
     let outsider = buyers.last().unwrap();
-    let seen = floodgate_app::orders::soldout::check(
+    let seen = floodgate_app::goods::soldout::check(
         &app.state,
         outsider.id,
         &[floodgate_app::goods::GoodsId(goods)],

@@ -19,13 +19,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use axum::http::HeaderMap;
 use common::TestApp;
 use concerts_support::users;
 use floodgate_app::{
-    goods::GoodsId,
+    goods::{GoodsId, soldout},
     idempotency::{self, IdempotencyKey},
-    orders::{batch, soldout},
+    orders::batch,
+    queue::PassCheck,
 };
 use futures::future::join_all;
 use reqwest::StatusCode;
@@ -147,17 +147,15 @@ async fn callers_that_go_away_lose_nothing_and_duplicate_nothing(pool: PgPool) {
             let seen = soldout::check(state, user, &[GoodsId(goods)]).await;
             let key = IdempotencyKey::parse(&format!("g-{i}")).unwrap();
             let fp = idempotency::fingerprint("test", &i);
-            batch::place_one(
-                state,
-                &HeaderMap::new(),
+            let job = batch::OrderJob {
                 user,
-                GoodsId(goods),
-                1,
-                Some(key),
-                fp,
+                quantity: 1,
+                key: Some(key),
+                fingerprint: fp,
+                pass: PassCheck::Missing,
                 seen,
-            )
-            .await
+            };
+            batch::place_one(state, GoodsId(goods), job).await
         }
     };
     let first = join_all((0..200).map(|i| {

@@ -1,16 +1,19 @@
-//! Accounts and authentication: signup, login, refresh-token rotation with theft detection,
-//! logout, the access-token verifier and the current-user extractor every domain uses.
+//! Authentication: signup, login, refresh-token rotation with theft detection, logout, the
+//! access-token verifier, the current-user extractor every domain uses, and the signed-in
+//! user's `/users/me` (`profile`). The accounts themselves (ids, roles, rows) are
+//! [`crate::users`], below this module.
 
 pub mod extract;
 mod handlers;
 pub mod jwt;
 pub mod password;
+mod profile;
 pub mod rate_limit;
 pub mod refresh;
-pub mod store;
-pub mod types;
 pub mod verified;
 
+/// Accounts live below authentication ([`crate::users`]); their old paths stay.
+pub use crate::users::{store, types};
 pub use extract::CurrentUser;
 pub use types::{Email, Role, UserId};
 
@@ -24,4 +27,5 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(handlers::login))
         .routes(routes!(handlers::refresh))
         .routes(routes!(handlers::logout))
+        .merge(profile::routes())
 }

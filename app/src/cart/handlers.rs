@@ -12,8 +12,7 @@ use super::store::{self, CartRow};
 use crate::{
     auth::CurrentUser,
     error::{ApiError, ApiResult},
-    goods::GoodsId,
-    orders::rules::MAX_QUANTITY,
+    goods::{GoodsId, Quantity},
     state::AppState,
 };
 
@@ -103,10 +102,10 @@ pub async fn put_item(
     Path(goods_id): Path<i64>,
     Json(req): Json<SetQuantity>,
 ) -> ApiResult<Json<CartView>> {
-    if !(0..=MAX_QUANTITY).contains(&req.quantity) {
+    if !(0..=Quantity::MAX).contains(&req.quantity) {
         return Err(ApiError::invalid(
             "quantity",
-            format!("quantity must be between 0 and {MAX_QUANTITY}"),
+            format!("quantity must be between 0 and {}", Quantity::MAX),
         ));
     }
     let rows = state

@@ -5,7 +5,8 @@ use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgExecutor};
 use utoipa::ToSchema;
 
-use crate::{auth::UserId, error::ApiError, orders::rules::Discount};
+use super::rules::Discount;
+use crate::{auth::UserId, error::ApiError};
 
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
 pub struct Campaign {
@@ -209,7 +210,7 @@ pub async fn lock_unused(
             discount_amount,
             discount_percent,
             used_at: None,
-        }) => crate::orders::service::coupon_discount(discount_amount, discount_percent)
+        }) => Discount::of_campaign(discount_amount, discount_percent)
             .ok_or_else(|| ApiError::internal("coupon campaign without a discount")),
     }
 }

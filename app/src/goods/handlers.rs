@@ -65,20 +65,30 @@ pub async fn list(
         return Ok(json_bytes(load().await?));
     }
     let field = page.limit.to_string();
-    let ttl = state.runtime.get().ttls.catalog_cache.as_duration();
+    cached(&state, ("goods_list", "goods:list", &field), load).await
+}
+
+/// A catalog answer through the cache-aside layer (`(cache, family, field)`, kept for the
+/// catalog TTL), loaded by `load` on a miss.
+async fn cached<F, Fut>(
+    state: &AppState,
+    at: (&'static str, &str, &str),
+    load: F,
+) -> ApiResult<Response>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<Bytes, ApiError>>,
+{
+    let (cache, family, field) = at;
+    let lookup = Lookup {
+        cache,
+        family,
+        field,
+        ttl: state.runtime.get().ttls.catalog_cache.as_duration(),
+    };
     let bytes = state
         .cache
-        .get_or_load(
-            &state.redis,
-            &state.metrics,
-            Lookup {
-                cache: "goods_list",
-                family: "goods:list",
-                field: &field,
-                ttl,
-            },
-            load,
-        )
+        .get_or_load(&state.redis, &state.metrics, lookup, load)
         .await?;
     Ok(json_bytes(bytes))
 }
@@ -87,37 +97,24 @@ pub async fn list(
 #[utoipa::path(get, path = "/goods/{id}", tag = "goods", params(("id" = i64, Path)),
     responses((status = 200, body = GoodsView), (status = 404, content_type = "application/problem+json")))]
 pub async fn detail(State(state): State<AppState>, Path(id): Path<i64>) -> ApiResult<Response> {
-    let ttl = state.runtime.get().ttls.catalog_cache.as_duration();
-    let bytes = state
-        .cache
-        .get_or_load(
-            &state.redis,
-            &state.metrics,
-            Lookup {
-                cache: "goods_detail",
-                family: &format!("goods:{id}"),
-                field: "v1",
-                ttl,
-            },
-            || async {
-                let g = state
-                    .db
-                    .run(async |c| {
-                        let Some(g) = store::find(&mut *c, GoodsId(id)).await? else {
-                            return Ok(None);
-                        };
-                        let mut one = [g];
-                        images::attach(c, &mut one).await?;
-                        let [g] = one;
-                        Ok::<_, sqlx::Error>(Some(g))
-                    })
-                    .await?
-                    .ok_or_else(|| ApiError::not_found("goods"))?;
-                to_bytes(&g)
-            },
-        )
-        .await?;
-    Ok(json_bytes(bytes))
+    let family = format!("goods:{id}");
+    cached(&state, ("goods_detail", &family, "v1"), || async {
+        let g = state
+            .db
+            .run(async |c| {
+                let Some(g) = store::find(&mut *c, GoodsId(id)).await? else {
+                    return Ok(None);
+                };
+                let mut one = [g];
+                images::attach(c, &mut one).await?;
+                let [g] = one;
+                Ok::<_, sqlx::Error>(Some(g))
+            })
+            .await?
+            .ok_or_else(|| ApiError::not_found("goods"))?;
+        to_bytes(&g)
+    })
+    .await
 }
 
 /// Create goods (sellers only).
@@ -162,11 +159,7 @@ pub async fn update(
     else {
         return Err(not_owned(&state, id).await);
     };
-    state
-        .cache
-        .invalidate(&state.redis, &cache_families([id]))
-        .await;
-    crate::orders::clear_sold_out(&state, &[id]).await;
+    super::stock_changed(&state, &[id], super::StockMove::Returned).await;
     Ok(Json(g))
 }
 

@@ -54,17 +54,16 @@ pub struct GoodsInput {
     pub queue_id: Option<String>,
 }
 
-/// Input that passed every rule.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ValidGoods {
-    pub name: String,
-    pub description: String,
-    pub price: i64,
-    pub stock: i32,
-    pub category: Option<String>,
-    pub image_url: Option<String>,
-    pub sale_starts_at: Option<DateTime<Utc>>,
-    pub queue_id: Option<String>,
+/// Input that passed every rule: trimmed, within bounds (its stock fits an `i32`).
+#[derive(Debug, Clone)]
+pub struct ValidGoods(GoodsInput);
+
+impl std::ops::Deref for ValidGoods {
+    type Target = GoodsInput;
+
+    fn deref(&self) -> &GoodsInput {
+        &self.0
+    }
 }
 
 fn trimmed(v: Option<String>) -> Option<String> {
@@ -72,9 +71,19 @@ fn trimmed(v: Option<String>) -> Option<String> {
 }
 
 impl GoodsInput {
-    pub fn validate(self) -> Result<ValidGoods, ApiError> {
-        let name = self.name.trim().to_owned();
-        if name.is_empty() || name.chars().count() > 200 {
+    pub fn validate(mut self) -> Result<ValidGoods, ApiError> {
+        self.name = self.name.trim().to_owned();
+        self.category = trimmed(self.category);
+        self.image_url = trimmed(self.image_url);
+        self.queue_id = trimmed(self.queue_id);
+        self.check_sizes()?;
+        self.check_links()?;
+        Ok(ValidGoods(self))
+    }
+
+    /// Name, description, price, stock and category within their bounds.
+    fn check_sizes(&self) -> Result<(), ApiError> {
+        if self.name.is_empty() || self.name.chars().count() > 200 {
             return Err(ApiError::invalid("name", "name must be 1-200 characters"));
         }
         if self.description.chars().count() > 5000 {
@@ -95,15 +104,22 @@ impl GoodsInput {
                 format!("stock must be between 0 and {MAX_STOCK}"),
             ));
         }
-        let category = trimmed(self.category);
-        if category.as_ref().is_some_and(|c| c.chars().count() > 50) {
+        if self
+            .category
+            .as_ref()
+            .is_some_and(|c| c.chars().count() > 50)
+        {
             return Err(ApiError::invalid(
                 "category",
                 "category must be at most 50 characters",
             ));
         }
-        let image_url = trimmed(self.image_url);
-        if let Some(url) = &image_url
+        Ok(())
+    }
+
+    /// The image link and the waiting room, if given, are well-formed.
+    fn check_links(&self) -> Result<(), ApiError> {
+        if let Some(url) = &self.image_url
             && (url.len() > 2048
                 || !(url.starts_with("https://") || url.starts_with("http://"))
                 || url.contains(char::is_whitespace))
@@ -113,8 +129,8 @@ impl GoodsInput {
                 "image_url must be an http(s) URL of at most 2048 characters",
             ));
         }
-        let queue_id = trimmed(self.queue_id);
-        if queue_id
+        if self
+            .queue_id
             .as_deref()
             .is_some_and(|q| !floodgate_crds::runtime::is_valid_queue_id(q))
         {
@@ -123,16 +139,7 @@ impl GoodsInput {
                 "queue_id must be 1-63 characters of a-z, 0-9 and '-'",
             ));
         }
-        Ok(ValidGoods {
-            name,
-            description: self.description,
-            price: self.price,
-            stock: self.stock as i32,
-            category,
-            image_url,
-            sale_starts_at: self.sale_starts_at,
-            queue_id,
-        })
+        Ok(())
     }
 }
 
@@ -162,65 +169,20 @@ mod tests {
 
     #[test]
     fn each_rule_names_its_field() {
-        let cases: Vec<(GoodsInput, &str)> = vec![
-            (
-                GoodsInput {
-                    name: "".into(),
-                    ..input()
-                },
-                "name",
-            ),
-            (
-                GoodsInput {
-                    price: -1,
-                    ..input()
-                },
-                "price",
-            ),
-            (
-                GoodsInput {
-                    price: MAX_PRICE + 1,
-                    ..input()
-                },
-                "price",
-            ),
-            (
-                GoodsInput {
-                    stock: -1,
-                    ..input()
-                },
-                "stock",
-            ),
-            (
-                GoodsInput {
-                    stock: MAX_STOCK + 1,
-                    ..input()
-                },
-                "stock",
-            ),
-            (
-                GoodsInput {
-                    image_url: Some("ftp://x".into()),
-                    ..input()
-                },
-                "image_url",
-            ),
-            (
-                GoodsInput {
-                    queue_id: Some("Bad Queue".into()),
-                    ..input()
-                },
-                "queue_id",
-            ),
-            (
-                GoodsInput {
-                    category: Some("c".repeat(51)),
-                    ..input()
-                },
-                "category",
-            ),
+        type Edit = fn(&mut GoodsInput);
+        let cases: [(Edit, &str); 8] = [
+            (|g| g.name = "".into(), "name"),
+            (|g| g.price = -1, "price"),
+            (|g| g.price = MAX_PRICE + 1, "price"),
+            (|g| g.stock = -1, "stock"),
+            (|g| g.stock = MAX_STOCK + 1, "stock"),
+            (|g| g.image_url = Some("ftp://x".into()), "image_url"),
+            (|g| g.queue_id = Some("Bad Queue".into()), "queue_id"),
+            (|g| g.category = Some("c".repeat(51)), "category"),
         ];
-        for (case, field) in cases {
+        for (edit, field) in cases {
+            let mut case = input();
+            edit(&mut case);
             let err = case.validate().unwrap_err();
             assert_eq!(
                 err.status(),

@@ -1,6 +1,6 @@
 //! Goods SQL.
 
-use sqlx::{PgConnection, PgExecutor};
+use sqlx::{PgConnection, PgExecutor, Postgres, postgres::PgArguments, query::QueryAs};
 
 use super::model::{GoodsId, GoodsView, ValidGoods};
 use crate::{auth::UserId, pagination::Page};
@@ -11,27 +11,34 @@ macro_rules! goods_columns {
     };
 }
 
+type Query<'q, O> = QueryAs<'q, Postgres, O, PgArguments>;
+
+/// Binds the columns a seller sets, in table order, after the parameters already bound.
+fn bind_fields<'q, O>(query: Query<'q, O>, g: &'q ValidGoods) -> Query<'q, O> {
+    query
+        .bind(&g.name)
+        .bind(&g.description)
+        .bind(g.price)
+        // validated within MAX_STOCK, which fits the int column
+        .bind(g.stock as i32)
+        .bind(&g.category)
+        .bind(&g.image_url)
+        .bind(g.sale_starts_at)
+        .bind(&g.queue_id)
+}
+
 pub async fn insert<'e>(
     db: impl PgExecutor<'e>,
     seller: UserId,
     g: &ValidGoods,
 ) -> Result<GoodsView, sqlx::Error> {
-    sqlx::query_as(concat!(
+    let query = sqlx::query_as(concat!(
         "insert into goods (seller_id, name, description, price, stock, category, image_url, sale_starts_at, queue_id)
          values ($1, $2, $3, $4, $5, $6, $7, $8, $9) returning ",
         goods_columns!()
     ))
-    .bind(seller)
-    .bind(&g.name)
-    .bind(&g.description)
-    .bind(g.price)
-    .bind(g.stock)
-    .bind(&g.category)
-    .bind(&g.image_url)
-    .bind(g.sale_starts_at)
-    .bind(&g.queue_id)
-    .fetch_one(db)
-    .await
+    .bind(seller);
+    bind_fields(query, g).fetch_one(db).await
 }
 
 /// Replaces the goods if `seller` owns them and they are not deleted.
@@ -41,24 +48,15 @@ pub async fn update<'e>(
     seller: UserId,
     g: &ValidGoods,
 ) -> Result<Option<GoodsView>, sqlx::Error> {
-    sqlx::query_as(concat!(
+    let query = sqlx::query_as(concat!(
         "update goods set name = $3, description = $4, price = $5, stock = $6, category = $7, image_url = $8,
                 sale_starts_at = $9, queue_id = $10
           where goods_id = $1 and seller_id = $2 and deleted_at is null returning ",
         goods_columns!()
     ))
     .bind(id)
-    .bind(seller)
-    .bind(&g.name)
-    .bind(&g.description)
-    .bind(g.price)
-    .bind(g.stock)
-    .bind(&g.category)
-    .bind(&g.image_url)
-    .bind(g.sale_starts_at)
-    .bind(&g.queue_id)
-    .fetch_optional(db)
-    .await
+    .bind(seller);
+    bind_fields(query, g).fetch_optional(db).await
 }
 
 pub async fn soft_delete<'e>(

@@ -36,7 +36,6 @@ fn api_routes() -> ApiRoutes {
     // one line per domain
     let postgres = OpenApiRouter::new()
         .merge(crate::auth::routes())
-        .merge(crate::users::routes())
         .merge(crate::admin::routes())
         .merge(crate::wallet::routes())
         .merge(crate::goods::routes())

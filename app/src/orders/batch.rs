@@ -8,7 +8,8 @@
 //! 3. the goods row locked — the hot row last, as on the single-order path, so neither path
 //!    can deadlock the other;
 //! 4. the pure plan ([`super::flash`]) decides each order in arrival order;
-//! 5. one statement writes every paid order with its line, debit, ledger row, and the stock;
+//! 5. one statement writes every paid order with its line, and the stock; one more (the
+//!    wallet's) every debit with its ledger row;
 //! 6. one statement stores the 201 bodies and releases the keys of refused orders;
 //!
 //! then one commit. After it, the goods caches are invalidated once and, if the stock ran
@@ -19,27 +20,23 @@
 
 use std::collections::HashMap;
 
-use axum::{
-    http::{HeaderMap, StatusCode},
-    response::Response,
-};
+use axum::{http::StatusCode, response::Response};
 use serde_json::Value;
 use sqlx::PgConnection;
 
 use super::{
-    flash::{self, Ask, Verdict},
-    service, soldout,
+    flash::{self, Ask, Plan, Verdict},
     store::{self, OrderLine, OrderView, PaidOrder},
 };
 use crate::{
     auth::UserId,
     error::{ApiError, ApiResult},
-    goods::GoodsId,
+    goods::{self, GoodsId, StockMove, soldout},
     idempotency::{self, Claimed, IdempotencyKey, Request},
     platform::group_commit::{Applied, Batch},
-    queue::{self, PassCheck},
+    queue::PassCheck,
     state::AppState,
-    wallet,
+    wallet::{self, LedgerKind},
 };
 
 /// The [`Batch`] of flash-sale orders, keyed by the goods item.
@@ -50,7 +47,7 @@ pub struct OrderJob {
     pub quantity: i32,
     pub key: Option<IdempotencyKey>,
     pub fingerprint: Vec<u8>,
-    /// Checked before queueing: Redis stays out of the transaction.
+    /// Checked before queueing (`queue::check_pass_ahead`): Redis stays out of the transaction.
     pub pass: PassCheck,
     /// The sold-out gate as this order saw it, to set the flag without racing a restock.
     pub seen: soldout::Seen,
@@ -124,7 +121,7 @@ impl Batch for FlashSale {
 
     async fn committed(&self, state: &AppState, goods: &GoodsId, change: StockChange) {
         if change.sold {
-            service::after_stock_change(state, &[*goods]).await;
+            goods::stock_changed(state, &[*goods], StockMove::Taken).await;
         }
         if let Some((seen, buyers)) = change.sold_out {
             soldout::mark(state, &seen, *goods, &buyers).await;
@@ -143,22 +140,14 @@ async fn place(
     let users: Vec<UserId> = live.iter().map(|j| j.user).collect();
     let balances = wallet::store::lock_many(conn, &users).await?;
     let row = store::lock_goods(conn, goods).await?;
+    let queue = row.as_ref().and_then(|g| g.queue_id.clone());
+    let sessions = queue
+        .as_deref()
+        .map_or_else(Vec::new, |q| sessions(live, q));
     // behind a waiting room: what each admitted session already paid for (read under the
     // wallet locks, so an order of the same user in another transaction is settled by now)
-    let queue = row.as_ref().and_then(|g| g.queue_id.clone());
-    let sessions = |queue: &str| -> Vec<(UserId, i64)> {
-        live.iter()
-            .filter_map(|j| match &j.pass {
-                PassCheck::Admitted {
-                    queue: q,
-                    session_expires_ms,
-                } if q == queue => Some((j.user, *session_expires_ms)),
-                _ => None,
-            })
-            .collect()
-    };
     let pass_orders = match &queue {
-        Some(q) if !sessions(q).is_empty() => store::pass_orders(conn, q, &sessions(q)).await?,
+        Some(q) if !sessions.is_empty() => store::pass_orders(conn, q, &sessions).await?,
         _ => HashMap::new(),
     };
     let asks: Vec<Ask<'_>> = live
@@ -171,6 +160,52 @@ async fn place(
         })
         .collect();
     let plan = flash::plan(goods, row.as_ref(), chrono::Utc::now(), &balances, &asks);
+    let mut written = match &row {
+        Some(g) => write_paid(conn, goods, g.price, live, &plan).await?,
+        None => HashMap::new(),
+    };
+    if let Some(q) = &queue {
+        record_passes(conn, q, &sessions, &written).await?;
+    }
+    let (sold, stock_left) = (plan.sold, plan.stock_left);
+    let price = row.as_ref().map_or(0, |g| g.price);
+    let outcomes = outcomes(goods, price, live, plan.verdicts, &mut written)?;
+    // any order's view of the gate predates this transaction; the latest is the freshest
+    let sold_out = match (&row, live.last()) {
+        (Some(_), Some(last)) if stock_left == 0 => {
+            Some((last.seen.clone(), soldout::buyers(conn, goods).await?))
+        }
+        _ => None,
+    };
+    let change = StockChange {
+        sold: sold > 0,
+        sold_out,
+    };
+    Ok((outcomes, change))
+}
+
+/// The admitted sessions of `queue` among the orders, by user.
+fn sessions(live: &[&OrderJob], queue: &str) -> Vec<(UserId, i64)> {
+    live.iter()
+        .filter_map(|j| match &j.pass {
+            PassCheck::Admitted {
+                queue: q,
+                session_expires_ms,
+            } if q == queue => Some((j.user, *session_expires_ms)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Writes the orders the plan paid, then their debits (through the wallet's store); the
+/// orders by user.
+async fn write_paid(
+    conn: &mut PgConnection,
+    goods: GoodsId,
+    price: i64,
+    live: &[&OrderJob],
+    plan: &Plan,
+) -> ApiResult<HashMap<UserId, OrderView>> {
     let paid: Vec<PaidOrder> = live
         .iter()
         .zip(&plan.verdicts)
@@ -183,37 +218,65 @@ async fn place(
             Verdict::Refused(_) => None,
         })
         .collect();
-    let mut written: HashMap<UserId, OrderView> = match (&row, paid.is_empty()) {
-        (Some(g), false) => {
-            let w = store::insert_paid(conn, goods, g.price, &paid).await?;
-            if w.stock_left != plan.stock_left {
-                return Err(ApiError::internal("batch stock differs from its plan"));
-            }
-            w.orders.into_iter().collect()
-        }
-        _ => HashMap::new(),
-    };
-    if let Some(q) = &queue {
-        // the sessions that paid now (a refused order leaves its pass as it was)
-        let uses: Vec<(UserId, i64, i64)> = sessions(q)
-            .into_iter()
-            .filter_map(|(u, s)| written.get(&u).map(|o| (u, s, o.id)))
-            .collect();
-        if !uses.is_empty() && store::record_pass_orders(conn, q, &uses).await? != uses.len() as u64
-        {
-            // only when the same session paid in a transaction that took no wallet lock
-            // (free goods): roll back; the retry is refused or replays
-            return Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "write-conflict",
-                "a concurrent order used the same waiting-room pass; retry",
-            )
-            .retry_after(1));
-        }
+    if paid.is_empty() {
+        return Ok(HashMap::new());
     }
-    let price = row.as_ref().map_or(0, |g| g.price);
+    let w = store::insert_paid(conn, goods, price, &paid).await?;
+    if w.stock_left != plan.stock_left {
+        return Err(ApiError::internal("batch stock differs from its plan"));
+    }
+    let debits: Vec<(UserId, i64, i64)> = w
+        .orders
+        .iter()
+        .filter(|(_, o)| o.total > 0)
+        .map(|(u, o)| (*u, o.total, o.id))
+        .collect();
+    let taken = wallet::store::debit_many(conn, &debits, LedgerKind::OrderPayment).await?;
+    if taken != debits.len() as u64 {
+        return Err(ApiError::internal(format!(
+            "batch of {} orders for goods {} was debited incompletely",
+            paid.len(),
+            goods.0
+        )));
+    }
+    Ok(w.orders.into_iter().collect())
+}
+
+/// Records the sessions of `queue` that paid now (a refused order leaves its pass as it was).
+async fn record_passes(
+    conn: &mut PgConnection,
+    queue: &str,
+    sessions: &[(UserId, i64)],
+    written: &HashMap<UserId, OrderView>,
+) -> ApiResult<()> {
+    let uses: Vec<(UserId, i64, i64)> = sessions
+        .iter()
+        .filter_map(|&(u, s)| written.get(&u).map(|o| (u, s, o.id)))
+        .collect();
+    if !uses.is_empty() && store::record_pass_orders(conn, queue, &uses).await? != uses.len() as u64
+    {
+        // only when the same session paid in a transaction that took no wallet lock
+        // (free goods): roll back; the retry is refused or replays
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "write-conflict",
+            "a concurrent order used the same waiting-room pass; retry",
+        )
+        .retry_after(1));
+    }
+    Ok(())
+}
+
+/// One outcome per order, in order: the refusal, or the 201 body of the order written.
+fn outcomes(
+    goods: GoodsId,
+    price: i64,
+    live: &[&OrderJob],
+    verdicts: Vec<Verdict>,
+    written: &mut HashMap<UserId, OrderView>,
+) -> ApiResult<Vec<Outcome>> {
     let mut outcomes = Vec::with_capacity(live.len());
-    for (job, verdict) in live.iter().zip(plan.verdicts) {
+    for (job, verdict) in live.iter().zip(verdicts) {
         outcomes.push(match verdict {
             Verdict::Refused(e) => Err(e),
             Verdict::Paid { .. } => {
@@ -231,40 +294,11 @@ async fn place(
             }
         });
     }
-    // any order's view of the gate predates this transaction; the latest is the freshest
-    let sold_out = match (&row, live.last()) {
-        (Some(_), Some(last)) if plan.stock_left == 0 => {
-            Some((last.seen.clone(), soldout::buyers(conn, goods).await?))
-        }
-        _ => None,
-    };
-    let change = StockChange {
-        sold: plan.sold > 0,
-        sold_out,
-    };
-    Ok((outcomes, change))
+    Ok(outcomes)
 }
 
-/// Places a flash-sale order through the goods item's group commit. The sold-out gate was
-/// checked by the caller (`seen`); the waiting-room pass is checked here, before queueing.
-#[allow(clippy::too_many_arguments)]
-pub async fn place_one(
-    state: &AppState,
-    headers: &HeaderMap,
-    user: UserId,
-    goods: GoodsId,
-    quantity: i32,
-    key: Option<IdempotencyKey>,
-    fingerprint: Vec<u8>,
-    seen: soldout::Seen,
-) -> ApiResult<Response> {
-    let job = OrderJob {
-        user,
-        quantity,
-        key,
-        fingerprint,
-        pass: queue::check_pass_ahead(state, headers, user).await,
-        seen,
-    };
+/// Places a flash-sale order through the goods item's group commit. The caller checked the
+/// sold-out gate (`job.seen`) and the waiting-room pass (`job.pass`) before queueing.
+pub async fn place_one(state: &AppState, goods: GoodsId, job: OrderJob) -> ApiResult<Response> {
     state.order_batches.submit(state, goods, job).await
 }

@@ -2,16 +2,17 @@
 //! as the batch locked them, which orders are paid and which are refused, and why.
 //!
 //! Every order is judged as the single-order path would judge it at that point of the
-//! arrival order: unknown goods, sale not started, waiting-room pass (admitted, and not
-//! used by an earlier order: [`rules::pass_unused`]), total, balance, then stock. Stock goes first come, first served; an order refused for stock or money takes
-//! nothing from the others.
+//! arrival order: unknown goods, then the same [`rules::judge_line`] (sale started, admitted
+//! waiting-room pass), the pass not used by an earlier order ([`rules::pass_unused`]), total,
+//! balance, then stock. Stock goes first come, first served; an order refused for stock or
+//! money takes nothing from the others.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 
-use super::{rules, service};
+use super::rules::{self, SaleTerms};
 use crate::{auth::UserId, error::ApiError, goods::GoodsId, queue::PassCheck, wallet};
 
 /// The goods row, locked by the batch.
@@ -21,6 +22,16 @@ pub struct LockedGoods {
     pub stock: i32,
     pub sale_starts_at: Option<DateTime<Utc>>,
     pub queue_id: Option<String>,
+}
+
+impl LockedGoods {
+    pub fn terms(&self, id: GoodsId) -> SaleTerms<'_> {
+        SaleTerms {
+            id,
+            sale_starts_at: self.sale_starts_at,
+            queue_id: self.queue_id.as_deref(),
+        }
+    }
 }
 
 /// One order of the batch.
@@ -100,13 +111,8 @@ fn judge(
     left: i32,
     ask: &Ask<'_>,
 ) -> Result<i64, ApiError> {
-    if let Some(start) = goods.sale_starts_at
-        && start > now
-    {
-        return Err(service::sale_not_started(id, start));
-    }
+    rules::judge_line(goods.terms(id), now, ask.pass)?;
     if let Some(queue) = &goods.queue_id {
-        ask.pass.for_queue(queue)?;
         rules::pass_unused(queue, ask.pass_order)?;
     }
     let total = rules::subtotal([(goods.price, ask.quantity)])?;
@@ -118,7 +124,7 @@ fn judge(
         *balance -= total;
     }
     if left < ask.quantity {
-        return Err(service::out_of_stock(id));
+        return Err(rules::out_of_stock(id));
     }
     Ok(total)
 }

@@ -6,23 +6,18 @@
 pub mod batch;
 pub mod flash;
 mod handlers;
+pub mod request;
 pub mod rules;
 pub mod service;
-pub mod soldout;
 pub mod store;
 
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{goods::GoodsId, state::AppState};
+use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(handlers::list, handlers::create))
         .routes(routes!(handlers::detail))
         .routes(routes!(handlers::cancel))
-}
-
-/// Stock may have come back (a seller's update): let orders reach the database again.
-pub async fn clear_sold_out(state: &AppState, ids: &[GoodsId]) {
-    soldout::clear(state, ids).await;
 }

@@ -1,12 +1,66 @@
-//! Pure order rules: normalising requested lines, totals, coupon discounts, and what a
+//! Pure order rules: normalising requested lines, totals, whether a goods line may be
+//! ordered now ([`judge_line`], the one rule both order paths apply), and what a
 //! waiting-room pass allows.
 
 use std::collections::BTreeMap;
 
-use crate::{error::ApiError, goods::GoodsId};
+use chrono::{DateTime, Utc};
+
+use crate::{
+    error::ApiError,
+    goods::{GoodsId, Quantity},
+    queue::PassCheck,
+};
 
 pub const MAX_LINES: usize = 50;
-pub const MAX_QUANTITY: i64 = 1_000;
+/// [`Quantity::MAX`], under the name the OpenAPI document's test uses.
+pub const MAX_QUANTITY: i64 = Quantity::MAX;
+
+/// What a goods row says about when, and with which pass, it may be ordered.
+#[derive(Debug, Clone, Copy)]
+pub struct SaleTerms<'a> {
+    pub id: GoodsId,
+    pub sale_starts_at: Option<DateTime<Utc>>,
+    /// The waiting room an order needs an admitted pass of.
+    pub queue_id: Option<&'a str>,
+}
+
+/// Whether a line of `goods` may be ordered at `now` with `pass` (checked ahead, before the
+/// goods were known): not before the sale starts (`sale-not-started`), and behind a waiting
+/// room only with an admitted pass of that room (`queue-pass-*`, as `queue::require_pass`
+/// answers). Both order paths judge every line with it, the single-order path in line order,
+/// the group commit in arrival order; whether the pass already paid ([`pass_unused`]) and
+/// money and stock come after it.
+pub fn judge_line(
+    goods: SaleTerms<'_>,
+    now: DateTime<Utc>,
+    pass: &PassCheck,
+) -> Result<(), ApiError> {
+    if let Some(start) = goods.sale_starts_at
+        && start > now
+    {
+        return Err(sale_not_started(goods.id, start));
+    }
+    if let Some(queue) = goods.queue_id {
+        pass.for_queue(queue)?;
+    }
+    Ok(())
+}
+
+pub fn sale_not_started(id: GoodsId, start: DateTime<Utc>) -> ApiError {
+    ApiError::conflict(
+        "sale-not-started",
+        format!("goods {} go on sale at {}", id.0, start.to_rfc3339()),
+    )
+}
+
+pub fn out_of_stock(id: GoodsId) -> ApiError {
+    ApiError::conflict(
+        "out-of-stock",
+        format!("goods {} does not have enough stock left", id.0),
+    )
+    .with_extra(serde_json::json!({"goods_id": id.0}))
+}
 
 /// A goods waiting-room pass — one admitted session — pays for one order, as a ticketing
 /// waiting room's pass opens one purchase session: `previous` is the order it already paid
@@ -41,7 +95,7 @@ pub fn normalise_lines(lines: &[(i64, i64)]) -> Result<Vec<(GoodsId, i32)>, ApiE
             format!("an order may have at most {MAX_LINES} items"),
         ));
     }
-    let mut merged: BTreeMap<i64, i64> = BTreeMap::new();
+    let mut merged: BTreeMap<i64, Quantity> = BTreeMap::new();
     for &(goods_id, quantity) in lines {
         if goods_id <= 0 {
             return Err(ApiError::invalid(
@@ -49,24 +103,22 @@ pub fn normalise_lines(lines: &[(i64, i64)]) -> Result<Vec<(GoodsId, i32)>, ApiE
                 format!("goods_id must be positive, got {goods_id}"),
             ));
         }
-        if !(1..=MAX_QUANTITY).contains(&quantity) {
-            return Err(ApiError::invalid(
-                "quantity",
-                format!("quantity must be between 1 and {MAX_QUANTITY}, got {quantity}"),
-            ));
-        }
-        let q = merged.entry(goods_id).or_default();
-        *q += quantity;
-        if *q > MAX_QUANTITY {
+        let quantity = Quantity::parse(quantity)?;
+        let sum = match merged.get(&goods_id) {
+            None => Some(quantity),
+            Some(q) => q.plus(quantity),
+        };
+        let Some(sum) = sum else {
             return Err(ApiError::invalid(
                 "quantity",
                 format!("at most {MAX_QUANTITY} of goods {goods_id} per order"),
             ));
-        }
+        };
+        merged.insert(goods_id, sum);
     }
     Ok(merged
         .into_iter()
-        .map(|(g, q)| (GoodsId(g), q as i32))
+        .map(|(g, q)| (GoodsId(g), q.get()))
         .collect())
 }
 
@@ -80,21 +132,6 @@ pub fn subtotal(lines: impl IntoIterator<Item = (i64, i32)>) -> Result<i64, ApiE
                 .and_then(|v| acc.checked_add(v))
         })
         .ok_or_else(|| ApiError::invalid("items", "order total is too large"))
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Discount {
-    Amount(i64),
-    Percent(i32),
-}
-
-/// The discount a coupon gives on `subtotal`: never more than the subtotal; percentages
-/// round down so the shop never gives away a fraction of a won more than promised.
-pub fn discount(d: Discount, subtotal: i64) -> i64 {
-    match d {
-        Discount::Amount(a) => a.min(subtotal),
-        Discount::Percent(p) => (i128::from(subtotal) * i128::from(p) / 100) as i64,
-    }
 }
 
 #[cfg(test)]
@@ -124,12 +161,109 @@ mod tests {
         assert!(subtotal([(i64::MAX, 2)]).is_err());
     }
 
+    fn terms(starts_in_mins: Option<i64>, queue: Option<&str>) -> SaleTerms<'_> {
+        SaleTerms {
+            id: GoodsId(7),
+            sale_starts_at: starts_in_mins.map(|m| now() + chrono::Duration::minutes(m)),
+            queue_id: queue,
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).unwrap()
+    }
+
+    fn admitted(queue: &str) -> PassCheck {
+        PassCheck::Admitted {
+            queue: queue.into(),
+            session_expires_ms: 1,
+        }
+    }
+
+    fn verdict(goods: SaleTerms<'_>, pass: &PassCheck) -> Option<&'static str> {
+        judge_line(goods, now(), pass).err().map(|e| e.kind())
+    }
+
+    #[test]
+    fn a_line_waits_for_its_sale_then_for_its_waiting_room() {
+        let none = PassCheck::Missing;
+        assert_eq!(verdict(terms(None, None), &none), None);
+        assert_eq!(
+            verdict(terms(Some(0), None), &none),
+            None,
+            "the start itself is on sale"
+        );
+        assert_eq!(verdict(terms(Some(-5), None), &none), None);
+        assert_eq!(
+            verdict(terms(Some(5), None), &none),
+            Some("sale-not-started")
+        );
+        // the sale start comes first, even for an admitted pass
+        assert_eq!(
+            verdict(terms(Some(5), Some("q")), &admitted("q")),
+            Some("sale-not-started")
+        );
+        assert_eq!(
+            verdict(terms(None, Some("q")), &none),
+            Some("queue-pass-missing")
+        );
+        assert_eq!(verdict(terms(None, Some("q")), &admitted("q")), None);
+        assert_eq!(
+            verdict(terms(None, Some("q")), &admitted("r")),
+            Some("queue-pass-wrong-queue")
+        );
+        // a pass is no use (and no harm) for goods outside any waiting room
+        assert_eq!(verdict(terms(None, None), &admitted("r")), None);
+    }
+
+    #[test]
+    fn a_refused_pass_gives_its_own_answer() {
+        let refused = PassCheck::Refused {
+            queue: Some("q".into()),
+            error: ApiError::forbidden("queue-pass-expired", "expired"),
+        };
+        assert_eq!(
+            verdict(terms(None, Some("q")), &refused),
+            Some("queue-pass-expired")
+        );
+        assert_eq!(
+            verdict(terms(None, Some("other")), &refused),
+            Some("queue-pass-wrong-queue")
+        );
+        assert_eq!(verdict(terms(None, None), &refused), None);
+    }
+
+    #[test]
+    fn merged_quantities_stop_at_the_maximum() {
+        assert_eq!(
+            normalise_lines(&[(1, 600), (1, 400)]).unwrap(),
+            vec![(GoodsId(1), 1_000)]
+        );
+        let e = normalise_lines(&[(1, 600), (1, 401)]).unwrap_err();
+        assert_eq!(e.detail(), "at most 1000 of goods 1 per order");
+        let e = normalise_lines(&[(1, 1_001)]).unwrap_err();
+        assert_eq!(e.detail(), "quantity must be between 1 and 1000, got 1001");
+    }
+
     proptest! {
+        /// Only the sale start and the waiting room decide: an admitted pass of the goods'
+        /// room (or no room) and a started sale always pass; anything else never does.
         #[test]
-        fn discount_never_exceeds_subtotal(sub in 0i64..1_000_000_000_000, amount in 1i64..1_000_000_000_000, pct in 1i32..=100) {
-            prop_assert!(discount(Discount::Amount(amount), sub) <= sub);
-            let d = discount(Discount::Percent(pct), sub);
-            prop_assert!(d <= sub && d >= 0);
+        fn judge_line_passes_exactly_started_sales_with_the_right_pass(
+            starts in proptest::option::of(-120i64..120),
+            queue in proptest::option::of(0u8..3),
+            pass in proptest::option::of(0u8..3),
+        ) {
+            let queue = queue.map(|q| format!("q{q}"));
+            let pass = pass.map_or(PassCheck::Missing, |p| admitted(&format!("q{p}")));
+            let goods = terms(starts, queue.as_deref());
+            let started = starts.is_none_or(|m| m <= 0);
+            let pass_ok = match (&queue, &pass) {
+                (None, _) => true,
+                (Some(q), PassCheck::Admitted { queue: p, .. }) => q == p,
+                _ => false,
+            };
+            prop_assert_eq!(judge_line(goods, now(), &pass).is_ok(), started && pass_ok);
         }
     }
 }

@@ -1,5 +1,7 @@
-//! The order write path: placing and cancelling. Flash-sale orders (one goods item, no
-//! coupon, not from the cart) go through group commit instead ([`super::batch`]).
+//! The order write path: placing and cancelling. [`place_order`] is the one entry: flash-sale
+//! orders (one goods item, no coupon, not from the cart) go through group commit
+//! ([`super::batch`]), the others through [`place`] in their own transaction; both judge each
+//! line with [`rules::judge_line`].
 //!
 //! Placing is all-or-nothing in the caller's transaction. The per-user rows (order, lines,
 //! coupon, wallet) are written first and the shared hot rows (stock) last, in goods-id order,
@@ -7,29 +9,106 @@
 //! items cannot deadlock — with each other, with a cancellation (same order: per-user rows,
 //! then stock) or with a group-commit batch (wallets in user-id order, then the goods row).
 
-use axum::http::HeaderMap;
+use axum::{http::StatusCode, response::Response};
 use sqlx::PgConnection;
 
 use super::{
-    rules::{self, Discount},
-    soldout,
+    batch::{self, OrderJob},
+    request::{CreateOrderRequest, OrderRequest},
+    rules::{self, SaleTerms},
     store::{self, OrderLine, OrderView},
 };
 use crate::{
     auth::UserId,
     coupons,
-    error::ApiError,
-    goods::{self, GoodsId},
+    error::{ApiError, ApiResult},
+    goods::{self, GoodsId, StockMove, soldout},
+    idempotency::{self, IdempotencyKey},
+    queue::{self, PassCheck, QueueToken},
     state::AppState,
     wallet::{LedgerKind, store as wallet},
 };
 
-pub struct PlaceOrder {
-    /// Normalised: merged, positive, sorted by goods id.
-    pub lines: Vec<(GoodsId, i32)>,
-    pub coupon_id: Option<i64>,
-    /// Remove these goods from the cart once ordered.
-    pub from_cart: bool,
+/// One `POST /orders` as received.
+pub struct NewOrder {
+    pub user: UserId,
+    pub key: Option<IdempotencyKey>,
+    pub pass: Option<QueueToken>,
+    pub request: CreateOrderRequest,
+}
+
+/// Places an order paid from the wallet, by whichever path fits it, and once it committed
+/// drops the cached goods.
+pub async fn place_order(state: &AppState, order: NewOrder) -> ApiResult<Response> {
+    let parsed = order.request.parse()?;
+    // explicit items: a sold-out answer comes from Redis before any database work
+    let seen = match &parsed.lines {
+        Some(lines) => Some(precheck(state, order.user, lines).await?),
+        None => None,
+    };
+    // the database paths run boxed: their futures are large, and kept inline they made every
+    // request's future (the sold-out refusal's too) that large to move and box (#18)
+    Box::pin(place_checked(state, order, parsed, seen)).await
+}
+
+async fn place_checked(
+    state: &AppState,
+    order: NewOrder,
+    parsed: OrderRequest,
+    seen: Option<soldout::Seen>,
+) -> ApiResult<Response> {
+    let fingerprint = idempotency::fingerprint("POST /orders", &order.request);
+    // checked before any transaction: Redis stays out of them
+    let pass = queue::check_pass_ahead(state, order.pass.as_ref(), order.user).await;
+    if let (Some((goods, quantity)), Some(seen)) = (parsed.flash_line(), &seen) {
+        let job = OrderJob {
+            user: order.user,
+            quantity,
+            key: order.key,
+            fingerprint,
+            pass,
+            seen: seen.clone(),
+        };
+        return batch::place_one(state, goods, job).await;
+    }
+    let buyer = Buyer {
+        user: order.user,
+        pass: &pass,
+    };
+    let mut ordered: Vec<GoodsId> = Vec::new();
+    let res = idempotency::run(state, order.user, order.key, &fingerprint, async |conn| {
+        // from the cart: read it inside the transaction, after the idempotency claim, so a
+        // replay does not depend on what the cart holds now
+        let lines = match parsed.lines {
+            Some(lines) => lines,
+            None => cart_lines(conn, order.user).await?,
+        };
+        let seen = match seen {
+            Some(seen) => seen,
+            None => precheck(state, order.user, &lines).await?,
+        };
+        let wanted = PlaceOrder {
+            lines,
+            coupon_id: parsed.coupon_id,
+            from_cart: order.request.from_cart,
+            seen,
+        };
+        let placed = place(state, conn, &buyer, &wanted).await?;
+        ordered = placed.lines.iter().map(|l| l.goods_id).collect();
+        let body = serde_json::to_value(&placed).map_err(ApiError::internal)?;
+        Ok((StatusCode::CREATED, body))
+    })
+    .await;
+    goods::stock_changed(state, &ordered, StockMove::Taken).await;
+    res
+}
+
+async fn cart_lines(conn: &mut PgConnection, user: UserId) -> ApiResult<Vec<(GoodsId, i32)>> {
+    let raw = crate::cart::store::lines(&mut *conn, user).await?;
+    if raw.is_empty() {
+        return Err(ApiError::invalid("from_cart", "the cart is empty"));
+    }
+    rules::normalise_lines(&raw)
 }
 
 /// Checks that can be answered without the database: the sold-out gate.
@@ -41,106 +120,117 @@ pub async fn precheck(
     let ids: Vec<GoodsId> = lines.iter().map(|(g, _)| *g).collect();
     let seen = soldout::check(state, user, &ids).await;
     if let Some(id) = seen.sold_out {
-        return Err(out_of_stock(id));
+        return Err(rules::out_of_stock(id));
     }
     Ok(seen)
 }
 
-pub(super) fn out_of_stock(id: GoodsId) -> ApiError {
-    ApiError::conflict(
-        "out-of-stock",
-        format!("goods {} does not have enough stock left", id.0),
-    )
-    .with_extra(serde_json::json!({"goods_id": id.0}))
+/// Who orders, with the waiting-room pass checked ahead.
+pub struct Buyer<'a> {
+    pub user: UserId,
+    pub pass: &'a PassCheck,
 }
 
-pub(super) fn sale_not_started(id: GoodsId, start: chrono::DateTime<chrono::Utc>) -> ApiError {
-    ApiError::conflict(
-        "sale-not-started",
-        format!("goods {} go on sale at {}", id.0, start.to_rfc3339()),
-    )
+pub struct PlaceOrder {
+    /// Normalised: merged, positive, sorted by goods id.
+    pub lines: Vec<(GoodsId, i32)>,
+    pub coupon_id: Option<i64>,
+    /// Remove these goods from the cart once ordered.
+    pub from_cart: bool,
+    /// The sold-out gate as the order saw it, to close it without racing a restock.
+    pub seen: soldout::Seen,
 }
 
+/// Places one order in the caller's transaction (the single-order path).
 pub async fn place(
     state: &AppState,
     conn: &mut PgConnection,
-    headers: &HeaderMap,
-    user: UserId,
+    buyer: &Buyer<'_>,
     order: &PlaceOrder,
-    seen: &soldout::Seen,
 ) -> Result<OrderView, ApiError> {
-    let ids: Vec<i64> = order.lines.iter().map(|(g, _)| g.0).collect();
+    let (lines, queued) = priced_lines(conn, buyer.pass, &order.lines).await?;
+    let subtotal = rules::subtotal(lines.iter().map(|l| (l.unit_price, l.quantity)))?;
+    let discount = match order.coupon_id {
+        Some(c) => coupons::store::lock_unused(conn, buyer.user, c)
+            .await?
+            .on(subtotal),
+        None => 0,
+    };
+    let mut placed = store::insert(conn, buyer.user, subtotal, discount, order.coupon_id).await?;
+    store::insert_lines(conn, placed.id, &lines).await?;
+    if let Some(c) = order.coupon_id {
+        coupons::store::mark_used(conn, c, placed.id).await?;
+    }
+    if placed.total > 0 {
+        let paid = LedgerKind::OrderPayment;
+        wallet::debit(conn, buyer.user, placed.total, paid, Some(placed.id)).await?;
+    }
+    // after the wallet (the per-user lock a group-commit batch takes first, so the two paths
+    // settle one session's orders one after the other), before the stock
+    if queued {
+        use_pass(conn, buyer, placed.id).await?;
+    }
+    if order.from_cart {
+        let ids: Vec<i64> = lines.iter().map(|l| l.goods_id.0).collect();
+        crate::cart::store::remove(conn, buyer.user, &ids).await?;
+    }
+    for line in &lines {
+        if !store::take_stock(conn, line.goods_id, line.quantity, line.unit_price).await? {
+            return Err(stock_failure(state, conn, line, &order.seen).await);
+        }
+    }
+    placed.lines = lines;
+    Ok(placed)
+}
+
+/// The lines at today's prices, each judged ([`rules::judge_line`]); and whether any goods
+/// are behind a waiting room.
+async fn priced_lines(
+    conn: &mut PgConnection,
+    pass: &PassCheck,
+    wanted: &[(GoodsId, i32)],
+) -> Result<(Vec<OrderLine>, bool), ApiError> {
+    let ids: Vec<i64> = wanted.iter().map(|(g, _)| g.0).collect();
     let found = goods::store::many(conn, &ids).await?;
     let now = chrono::Utc::now();
-    let mut lines = Vec::with_capacity(order.lines.len());
-    let mut passes: Vec<crate::queue::QueuePass> = Vec::new();
-    for &(id, quantity) in &order.lines {
+    let mut queued = false;
+    let mut lines = Vec::with_capacity(wanted.len());
+    for &(id, quantity) in wanted {
         let g = found
             .iter()
             .find(|g| g.id == id)
             .ok_or_else(|| ApiError::not_found(&format!("goods {}", id.0)))?;
-        if let Some(start) = g.sale_starts_at
-            && start > now
-        {
-            return Err(sale_not_started(id, start));
-        }
-        if let Some(queue) = &g.queue_id
-            && !passes.iter().any(|p| &p.queue_id == queue)
-        {
-            passes.push(crate::queue::require_pass(state, headers, queue, user).await?);
-        }
+        let terms = SaleTerms {
+            id,
+            sale_starts_at: g.sale_starts_at,
+            queue_id: g.queue_id.as_deref(),
+        };
+        rules::judge_line(terms, now, pass)?;
+        queued |= g.queue_id.is_some();
         lines.push(OrderLine {
             goods_id: id,
             quantity,
             unit_price: g.price,
         });
     }
-    let subtotal = rules::subtotal(lines.iter().map(|l| (l.unit_price, l.quantity)))?;
-    let (coupon, discount) = match order.coupon_id {
-        Some(c) => {
-            let d = coupons::store::lock_unused(conn, user, c).await?;
-            (Some(c), rules::discount(d, subtotal))
-        }
-        None => (None, 0),
+    Ok((lines, queued))
+}
+
+/// Records that the buyer's admitted session paid for `order`: refused if it already paid
+/// for another ([`rules::pass_unused`]).
+async fn use_pass(conn: &mut PgConnection, buyer: &Buyer<'_>, order: i64) -> ApiResult<()> {
+    // judge_line let goods behind a waiting room through only with an admitted pass of it
+    let PassCheck::Admitted {
+        queue,
+        session_expires_ms,
+    } = buyer.pass
+    else {
+        return Err(ApiError::internal(
+            "a waiting-room line without an admitted pass",
+        ));
     };
-    let mut placed = store::insert(conn, user, subtotal, discount, coupon).await?;
-    store::insert_lines(conn, placed.id, &lines).await?;
-    if let Some(c) = coupon {
-        coupons::store::mark_used(conn, c, placed.id).await?;
-    }
-    if placed.total > 0 {
-        wallet::debit(
-            conn,
-            user,
-            placed.total,
-            LedgerKind::OrderPayment,
-            Some(placed.id),
-        )
-        .await?;
-    }
-    // after the wallet (the per-user lock a group-commit batch takes first, so the two paths
-    // settle one session's orders one after the other), before the stock
-    for pass in &passes {
-        let previous = store::use_pass(
-            conn,
-            &pass.queue_id,
-            user,
-            pass.session_expires_ms,
-            placed.id,
-        )
-        .await?;
-        rules::pass_unused(&pass.queue_id, previous)?;
-    }
-    if order.from_cart {
-        crate::cart::store::remove(conn, user, &ids).await?;
-    }
-    for line in &lines {
-        if !store::take_stock(conn, line.goods_id, line.quantity, line.unit_price).await? {
-            return Err(stock_failure(state, conn, line, seen).await);
-        }
-    }
-    placed.lines = lines;
-    Ok(placed)
+    let previous = store::use_pass(conn, queue, buyer.user, *session_expires_ms, order).await?;
+    rules::pass_unused(queue, previous)
 }
 
 /// Why a stock update matched nothing: the price moved, the goods vanished, or stock ran out
@@ -151,33 +241,49 @@ async fn stock_failure(
     line: &OrderLine,
     seen: &soldout::Seen,
 ) -> ApiError {
-    let current: Result<Option<(i32, i64)>, _> =
-        sqlx::query_as("select stock, price from goods where goods_id = $1 and deleted_at is null")
-            .bind(line.goods_id)
-            .fetch_optional(&mut *conn)
-            .await;
-    match current {
+    let id = line.goods_id;
+    match store::stock_and_price(&mut *conn, id).await {
         Ok(Some((_, price))) if price != line.unit_price => ApiError::conflict(
             "price-changed",
             format!(
                 "the price of goods {} changed to {price} while ordering; review and order again",
-                line.goods_id.0
+                id.0
             ),
         ),
         Ok(Some((stock, _))) => {
             if stock == 0 {
                 // still in the transaction that saw the stock at 0: the buyers read now are
                 // every buyer (nobody buys without a restock, which reopens the gate)
-                match soldout::buyers(conn, line.goods_id).await {
-                    Ok(buyers) => soldout::mark(state, seen, line.goods_id, &buyers).await,
+                match soldout::buyers(conn, id).await {
+                    Ok(buyers) => soldout::mark(state, seen, id, &buyers).await,
                     Err(e) => return e.into(),
                 }
             }
-            out_of_stock(line.goods_id)
+            rules::out_of_stock(id)
         }
-        Ok(None) => ApiError::not_found(&format!("goods {}", line.goods_id.0)),
+        Ok(None) => ApiError::not_found(&format!("goods {}", id.0)),
         Err(e) => e.into(),
     }
+}
+
+/// Cancels a paid order of `user` and, once committed, reopens its goods
+/// ([`goods::stock_changed`]). Cancelling a cancelled order returns it unchanged.
+pub async fn cancel_order(state: &AppState, user: UserId, order: i64) -> ApiResult<OrderView> {
+    let (mut cancelled, restocked) = state
+        .db
+        .tx(async |tx| cancel(tx, user, order).await)
+        .await?;
+    goods::stock_changed(state, &restocked, StockMove::Returned).await;
+    if cancelled.lines.is_empty() {
+        cancelled.lines = state
+            .db
+            .run(async |c| store::lines_of(c, &[order]).await)
+            .await?
+            .into_iter()
+            .map(|(_, l)| l)
+            .collect();
+    }
+    Ok(cancelled)
 }
 
 /// Cancels a paid order: refund, restock, coupon released. Cancelling a cancelled order
@@ -198,14 +304,8 @@ pub async fn cancel(
         coupons::store::release(conn, c).await?;
     }
     if cancelled.total > 0 {
-        wallet::credit(
-            conn,
-            user,
-            cancelled.total,
-            LedgerKind::OrderRefund,
-            Some(order),
-        )
-        .await?;
+        let refund = LedgerKind::OrderRefund;
+        wallet::credit(conn, user, cancelled.total, refund, Some(order)).await?;
     }
     let restocked = store::restock(conn, order).await?;
     cancelled.lines = store::lines_of(&mut *conn, &[order])
@@ -214,23 +314,4 @@ pub async fn cancel(
         .map(|(_, l)| l)
         .collect();
     Ok((cancelled, restocked))
-}
-
-/// After a commit that changed stock: drop cached goods and sold-out flags.
-pub async fn after_stock_change(state: &AppState, ids: &[GoodsId]) {
-    if ids.is_empty() {
-        return;
-    }
-    state
-        .cache
-        .invalidate(&state.redis, &goods::cache_families(ids.iter().copied()))
-        .await;
-}
-
-pub fn coupon_discount(amount: Option<i64>, percent: Option<i32>) -> Option<Discount> {
-    match (amount, percent) {
-        (Some(a), None) => Some(Discount::Amount(a)),
-        (None, Some(p)) => Some(Discount::Percent(p)),
-        _ => None,
-    }
 }

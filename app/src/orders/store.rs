@@ -6,7 +6,7 @@ use sqlx::{FromRow, PgConnection, PgExecutor};
 use utoipa::ToSchema;
 
 use super::flash::LockedGoods;
-use crate::{auth::UserId, error::ApiError, goods::GoodsId, pagination::Page, wallet::LedgerKind};
+use crate::{auth::UserId, error::ApiError, goods::GoodsId, pagination::Page};
 
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
 pub struct OrderLine {
@@ -97,6 +97,17 @@ pub async fn take_stock(
     .map(|r| r.rows_affected() == 1)
 }
 
+/// The stock and price of goods not deleted: why a [`take_stock`] matched nothing.
+pub async fn stock_and_price(
+    conn: &mut PgConnection,
+    goods: GoodsId,
+) -> Result<Option<(i32, i64)>, sqlx::Error> {
+    sqlx::query_as("select stock, price from goods where goods_id = $1 and deleted_at is null")
+        .bind(goods)
+        .fetch_optional(conn)
+        .await
+}
+
 /// The goods row of a group-commit batch, locked. It is the hot row: callers lock it last,
 /// after every per-user row.
 pub async fn lock_goods(
@@ -126,9 +137,10 @@ pub struct Written {
 }
 
 /// Writes a batch's paid orders for one goods item in one statement: the orders and their
-/// lines, each wallet debit with its ledger row, and the stock taken once for all. The
-/// caller holds the locks (wallets, then the goods row) and has checked every balance and
-/// the stock; users are distinct. Counts are verified so a mismatch rolls the batch back.
+/// lines, and the stock taken once for all (the debits are the wallet's:
+/// `wallet::store::debit_many`). The caller holds the locks (wallets, then the goods row) and
+/// has checked the stock; users are distinct. Counts are verified so a mismatch rolls the
+/// batch back.
 pub async fn insert_paid(
     conn: &mut PgConnection,
     goods: GoodsId,
@@ -141,7 +153,6 @@ pub async fn insert_paid(
         #[sqlx(flatten)]
         order: OrderView,
         lines: i64,
-        debited: i64,
         stock_left: Option<i32>,
     }
     let users: Vec<UserId> = paid.iter().map(|p| p.user).collect();
@@ -160,19 +171,10 @@ pub async fn insert_paid(
             insert into order_lines (order_id, goods_id, quantity, unit_price)
             select o.order_id, $1, req.quantity, $2 from o join req using (user_id)
             returning 1
-         ), w as (
-            update wallets set balance = wallets.balance - req.total, updated_at = now()
-              from req where wallets.user_id = req.user_id and req.total > 0
-            returning wallets.user_id, wallets.balance
-         ), ledger as (
-            insert into wallet_ledger (user_id, kind, amount, balance_after, reference_id)
-            select w.user_id, $7, -req.total, w.balance, o.order_id
-              from w join req using (user_id) join o using (user_id)
          ), g as (
             update goods set stock = stock - $6 where goods_id = $1 returning stock
          )
-         select o.*, (select count(*) from l) as lines, (select count(*) from w) as debited,
-                (select stock from g) as stock_left
+         select o.*, (select count(*) from l) as lines, (select stock from g) as stock_left
            from o"
     ))
     .bind(goods)
@@ -181,17 +183,11 @@ pub async fn insert_paid(
     .bind(&qty)
     .bind(&totals)
     .bind(units)
-    .bind(LedgerKind::OrderPayment.as_str())
     .fetch_all(conn)
     .await?;
-    let to_debit = paid.iter().filter(|p| p.total > 0).count() as i64;
     let stock_left = rows.first().and_then(|r| r.stock_left);
     match (rows.first(), stock_left) {
-        (Some(r), Some(left))
-            if rows.len() == paid.len()
-                && r.lines == rows.len() as i64
-                && r.debited == to_debit =>
-        {
+        (Some(r), Some(left)) if rows.len() == paid.len() && r.lines == rows.len() as i64 => {
             Ok(Written {
                 orders: rows.into_iter().map(|r| (r.user_id, r.order)).collect(),
                 stock_left: left,

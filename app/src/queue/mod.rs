@@ -17,7 +17,7 @@ pub mod service;
 pub mod store;
 pub mod types;
 
-pub use pass::PassCheck;
+pub use pass::{PassCheck, QueueToken};
 pub use service::{QueuePass, check_pass_ahead, end_session, require_pass};
 pub use types::QueueId;
 

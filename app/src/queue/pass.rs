@@ -175,6 +175,33 @@ impl PassCheck {
     }
 }
 
+/// The `X-Queue-Token` header, read like `IdempotencyKey` (use as `Option<QueueToken>`), so
+/// no service takes the request headers. A header that is empty or not ASCII reads as absent:
+/// where a pass is needed, that is `queue-pass-missing`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueToken(String);
+
+impl QueueToken {
+    pub fn new(token: impl Into<String>) -> Self {
+        Self(token.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for QueueToken {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        Ok(from_headers(&parts.headers).ok().map(Self::new))
+    }
+}
+
 /// The token from the request headers, or `Missing`.
 pub fn from_headers(headers: &axum::http::HeaderMap) -> Result<&str, PassError> {
     headers
@@ -211,5 +238,29 @@ mod tests {
             error: PassError::Forged.into_api(),
         };
         assert_eq!(kind(&forged, "q1"), Some("queue-pass-forged"));
+    }
+
+    #[tokio::test]
+    async fn the_token_header_reads_like_from_headers() {
+        use axum::extract::OptionalFromRequestParts;
+        let read = |value: Option<&'static [u8]>| async move {
+            let mut req = axum::http::Request::builder();
+            if let Some(v) = value {
+                req = req.header(HEADER, axum::http::HeaderValue::from_bytes(v).unwrap());
+            }
+            let (mut parts, ()) = req.body(()).unwrap().into_parts();
+            let token = QueueToken::from_request_parts(&mut parts, &())
+                .await
+                .unwrap();
+            token.map(|t| t.as_str().to_owned())
+        };
+        assert_eq!(read(None).await, None);
+        assert_eq!(read(Some(b"  ")).await, None, "blank is absent");
+        assert_eq!(
+            read(Some(b"caf\xc3\xa9")).await,
+            None,
+            "not ASCII is absent"
+        );
+        assert_eq!(read(Some(b" abc.def ")).await.as_deref(), Some("abc.def"));
     }
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use floodgate_crds::runtime::QueueSettings;
 
 use super::{
-    pass::{self, PassCheck, PassError},
+    pass::{self, PassCheck, PassError, QueueToken},
     registry,
     rules::{self, Phase},
     store::{self, JoinArgs, JoinOutcome, Place, QueueKeys},
@@ -184,11 +184,14 @@ pub async fn leave_with_token(
 /// (yet, or any longer) an admitted session.
 pub async fn require_pass(
     state: &AppState,
-    headers: &axum::http::HeaderMap,
+    token: Option<&QueueToken>,
     queue_id: &str,
     user: UserId,
 ) -> Result<QueuePass, ApiError> {
-    let token = pass::from_headers(headers).map_err(PassError::into_api)?;
+    let token = token
+        .ok_or(PassError::Missing)
+        .map_err(PassError::into_api)?;
+    let token = token.as_str();
     let (holder, claims) = pass::verify(state, token, queue_id).map_err(PassError::into_api)?;
     if holder != user {
         return Err(PassError::WrongUser.into_api());
@@ -214,18 +217,18 @@ pub async fn require_pass(
 /// goods are known.
 pub async fn check_pass_ahead(
     state: &AppState,
-    headers: &axum::http::HeaderMap,
+    token: Option<&QueueToken>,
     user: UserId,
 ) -> PassCheck {
-    let Ok(token) = pass::from_headers(headers) else {
+    let Some(token) = token else {
         return PassCheck::Missing;
     };
-    match pass::decode_claims(state, token) {
+    match pass::decode_claims(state, token.as_str()) {
         Err(e) => PassCheck::Refused {
             queue: None,
             error: e.into_api(),
         },
-        Ok(claims) => match require_pass(state, headers, &claims.q, user).await {
+        Ok(claims) => match require_pass(state, Some(token), &claims.q, user).await {
             Ok(pass) => PassCheck::Admitted {
                 queue: claims.q,
                 session_expires_ms: pass.session_expires_ms,

@@ -4,7 +4,7 @@
 use axum::{
     Json,
     extract::{Path, State},
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
     response::Response,
 };
 use serde::{Deserialize, Serialize};
@@ -19,7 +19,7 @@ use crate::{
     },
     error::{ApiError, ApiResult},
     idempotency::{self, IdempotencyKey},
-    queue,
+    queue::{self, QueueToken},
     state::AppState,
 };
 
@@ -42,12 +42,12 @@ pub struct HoldRequest {
 pub async fn hold(
     State(state): State<AppState>,
     user: CurrentUser,
-    headers: HeaderMap,
+    pass: Option<QueueToken>,
     Json(req): Json<HoldRequest>,
 ) -> ApiResult<(StatusCode, Json<ReservationView>)> {
     let gate = service::gate(&state, req.schedule_id).await?;
     if let Some(q) = &gate.queue_id {
-        queue::require_pass(&state, &headers, q, user.id).await?;
+        queue::require_pass(&state, pass.as_ref(), q, user.id).await?;
     }
     let ttl = state
         .runtime
@@ -94,7 +94,7 @@ pub async fn get(
 pub async fn pay(
     State(state): State<AppState>,
     user: CurrentUser,
-    headers: HeaderMap,
+    pass: Option<QueueToken>,
     key: IdempotencyKey,
     Path(id): Path<i64>,
 ) -> ApiResult<Response> {
@@ -110,7 +110,7 @@ pub async fn pay(
     let res = idempotency::run(&state, user.id, Some(key), &fp, async |conn| {
         // checked only for a first attempt: a replay after the session ended still replays
         if let Some(q) = &queue_id {
-            queue::require_pass(&state, &headers, q, user.id).await?;
+            queue::require_pass(&state, pass.as_ref(), q, user.id).await?;
         }
         let paid = service::pay(conn, user.id, id).await?;
         Ok((

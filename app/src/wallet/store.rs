@@ -85,6 +85,37 @@ pub async fn debit(
     balance.ok_or_else(|| super::insufficient_balance(amount))
 }
 
+/// Takes each `(user, amount, reference)` of `debits` (amounts > 0, users distinct, wallets
+/// locked by the caller and covering them) in one statement, with its ledger row; returns
+/// how many were taken, so the caller can roll back on a mismatch.
+pub async fn debit_many(
+    conn: &mut PgConnection,
+    debits: &[(UserId, i64, i64)],
+    kind: LedgerKind,
+) -> Result<u64, sqlx::Error> {
+    let users: Vec<UserId> = debits.iter().map(|d| d.0).collect();
+    let amounts: Vec<i64> = debits.iter().map(|d| d.1).collect();
+    let references: Vec<i64> = debits.iter().map(|d| d.2).collect();
+    sqlx::query(
+        "with req as (
+            select * from unnest($1::bigint[], $2::bigint[], $3::bigint[]) as t(user_id, amount, reference_id)
+         ), w as (
+            update wallets set balance = wallets.balance - req.amount, updated_at = now()
+              from req where wallets.user_id = req.user_id and wallets.balance >= req.amount
+            returning wallets.user_id, wallets.balance
+         )
+         insert into wallet_ledger (user_id, kind, amount, balance_after, reference_id)
+         select w.user_id, $4, -req.amount, w.balance, req.reference_id from w join req using (user_id)",
+    )
+    .bind(&users)
+    .bind(&amounts)
+    .bind(&references)
+    .bind(kind.as_str())
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected())
+}
+
 /// Locks the user's wallet, opening an empty one first if there is none; returns its balance.
 pub async fn lock_one(conn: &mut PgConnection, user: UserId) -> Result<i64, sqlx::Error> {
     loop {
