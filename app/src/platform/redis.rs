@@ -5,7 +5,7 @@
 //! Every key is `<prefix><rest>`; callers put the entity in a hash tag (`{q:concert-42}`) so
 //! the keys one Lua script touches share a cluster slot. Each keyspace has one home for its
 //! key format (a small key type next to its store: `queue::store::QueueKeys`,
-//! `orders::soldout::GateKeys`, `coupons::keys::CampaignKeys`, `platform::cache`'s family
+//! `goods::soldout::GateKeys`, `coupons::keys::CampaignKeys`, `platform::cache`'s family
 //! keys, ...), built from [`Redis::key`] or [`Redis::prefix`].
 
 use std::{sync::Arc, time::Duration};
