@@ -5,6 +5,7 @@ use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgExecutor};
 use utoipa::ToSchema;
 
+use super::campaign::NewCampaign;
 use crate::{auth::UserId, error::ApiError, orders::rules::Discount};
 
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
@@ -30,15 +31,6 @@ macro_rules! campaign_columns {
     };
 }
 
-pub struct NewCampaign {
-    pub name: String,
-    pub discount_amount: Option<i64>,
-    pub discount_percent: Option<i32>,
-    pub total_quantity: i32,
-    pub starts_at: DateTime<Utc>,
-    pub ends_at: DateTime<Utc>,
-}
-
 pub async fn insert_campaign<'e>(
     db: impl PgExecutor<'e>,
     c: &NewCampaign,
@@ -48,12 +40,12 @@ pub async fn insert_campaign<'e>(
          values ($1, $2, $3, $4, $5, $6) returning ",
         campaign_columns!()
     ))
-    .bind(&c.name)
-    .bind(c.discount_amount)
-    .bind(c.discount_percent)
-    .bind(c.total_quantity)
-    .bind(c.starts_at)
-    .bind(c.ends_at)
+    .bind(c.name())
+    .bind(c.discount_amount())
+    .bind(c.discount_percent())
+    .bind(c.total_quantity())
+    .bind(c.starts_at())
+    .bind(c.ends_at())
     .fetch_one(db)
     .await
 }

@@ -1,6 +1,6 @@
 //! Infrastructure every domain uses: the PostgreSQL pool and migrations, the Redis
 //! connection, metrics, the runtime-config reader, group commit of hot-row writes and
-//! background-task plumbing.
+//! background-task plumbing, and the `Money` type.
 
 pub mod batch;
 pub mod breaker;
@@ -8,6 +8,7 @@ pub mod cache;
 pub mod db;
 pub mod group_commit;
 pub mod metrics;
+pub mod money;
 pub mod redis;
 pub mod resilience;
 pub mod runtime_config;

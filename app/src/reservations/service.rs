@@ -25,7 +25,7 @@ use crate::{
         cache, store as concerts,
         types::{ConcertId, ReservationId, ScheduleId, SeatId},
     },
-    error::{ApiError, violated_constraint},
+    error::{ApiError, OnConstraint},
     state::AppState,
     wallet::{LedgerKind, store as wallet},
 };
@@ -189,9 +189,8 @@ async fn hold_in(
     .bind(expires_at)
     .fetch_one(&mut *tx)
     .await
-    .map_err(|e| match violated_constraint(&e) {
-        Some("reservations_seat_held_key") => ApiError::conflict("seat-taken", "this seat is held by someone else"),
-        _ => e.into(),
+    .on_constraint("reservations_seat_held_key", || {
+        ApiError::conflict("seat-taken", "this seat is held by someone else")
     })?;
     Ok(view)
 }

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 use super::LedgerKind;
 use crate::{
     auth::UserId,
-    error::{ApiError, violated_constraint},
+    error::{ApiError, OnConstraint},
     pagination::Page,
 };
 
@@ -37,7 +37,7 @@ pub async fn credit(
     kind: LedgerKind,
     reference: Option<i64>,
 ) -> Result<LedgerEntry, ApiError> {
-    sqlx::query_as(
+    Ok(sqlx::query_as(
         "with w as (
             insert into wallets (user_id, balance) values ($1, $2)
             on conflict (user_id) do update set balance = wallets.balance + excluded.balance, updated_at = now()
@@ -52,10 +52,7 @@ pub async fn credit(
     .bind(reference)
     .fetch_one(conn)
     .await
-    .map_err(|e| match violated_constraint(&e) {
-        Some("wallets_balance_max") => super::balance_limit(),
-        _ => e.into(),
-    })
+    .on_constraint("wallets_balance_max", super::balance_limit)?)
 }
 
 /// Takes `amount` (> 0) if the balance covers it; 409 `insufficient-balance` otherwise.
