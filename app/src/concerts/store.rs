@@ -10,6 +10,7 @@ use super::types::{
 use crate::{
     error::{ApiError, OnConstraint},
     pagination::Page,
+    platform::money::Money,
 };
 
 pub async fn insert_concert(
@@ -168,7 +169,7 @@ type SeatRow = (
     String,
     String,
     i32,
-    i64,
+    Money,
     bool,
     Option<DateTime<Utc>>,
     DateTime<Utc>,

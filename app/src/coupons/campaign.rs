@@ -11,7 +11,7 @@ use crate::{auth::types::parse_name, error::ApiError, platform::money::Money};
 /// The most coupons one campaign may offer.
 pub const MAX_TOTAL: i64 = 10_000_000;
 /// The largest fixed discount: the largest price goods may have.
-pub const MAX_DISCOUNT: Money = Money::new(crate::goods::model::MAX_PRICE);
+pub const MAX_DISCOUNT: Money = crate::goods::model::MAX_PRICE;
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateCampaign {

@@ -6,14 +6,15 @@ use sqlx::{FromRow, PgConnection, PgExecutor};
 use utoipa::ToSchema;
 
 use super::campaign::NewCampaign;
-use crate::{auth::UserId, error::ApiError, orders::rules::Discount};
+use crate::{auth::UserId, error::ApiError, orders::rules::Discount, platform::money::Money};
 
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
 pub struct Campaign {
     #[sqlx(rename = "campaign_id")]
     pub id: i64,
     pub name: String,
-    pub discount_amount: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub discount_amount: Option<Money>,
     pub discount_percent: Option<i32>,
     pub total_quantity: i32,
     pub per_user_limit: i32,
@@ -140,7 +141,8 @@ pub struct CouponView {
     pub coupon_id: Option<i64>,
     pub campaign_id: i64,
     pub name: String,
-    pub discount_amount: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub discount_amount: Option<Money>,
     pub discount_percent: Option<i32>,
     pub issued_at: DateTime<Utc>,
     pub used_at: Option<DateTime<Utc>>,
@@ -176,7 +178,7 @@ pub async fn lock_unused(
 ) -> Result<Discount, ApiError> {
     #[derive(FromRow)]
     struct Row {
-        discount_amount: Option<i64>,
+        discount_amount: Option<Money>,
         discount_percent: Option<i32>,
         used_at: Option<DateTime<Utc>>,
     }

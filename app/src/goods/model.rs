@@ -6,7 +6,7 @@ use sqlx::FromRow;
 use utoipa::ToSchema;
 
 use super::images::ImageView;
-use crate::{auth::UserId, error::ApiError};
+use crate::{auth::UserId, error::ApiError, platform::money::Money};
 
 #[derive(
     Clone,
@@ -26,7 +26,7 @@ use crate::{auth::UserId, error::ApiError};
 #[serde(transparent)]
 pub struct GoodsId(pub i64);
 
-pub const MAX_PRICE: i64 = 1_000_000_000_000;
+pub const MAX_PRICE: Money = Money::new(1_000_000_000_000);
 pub const MAX_STOCK: i64 = 1_000_000_000;
 
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
@@ -37,7 +37,8 @@ pub struct GoodsView {
     pub name: String,
     pub description: String,
     /// Minor units.
-    pub price: i64,
+    #[schema(value_type = i64)]
+    pub price: Money,
     pub stock: i32,
     pub category: Option<String>,
     /// A link the seller gave; uploaded images are in `images`.
@@ -60,8 +61,8 @@ pub struct GoodsInput {
     pub name: String,
     #[serde(default)]
     pub description: String,
-    #[schema(example = 39000)]
-    pub price: i64,
+    #[schema(value_type = i64, example = 39000)]
+    pub price: Money,
     #[schema(example = 100)]
     pub stock: i64,
     pub category: Option<String>,
@@ -75,7 +76,7 @@ pub struct GoodsInput {
 pub struct ValidGoods {
     pub name: String,
     pub description: String,
-    pub price: i64,
+    pub price: Money,
     pub stock: i32,
     pub category: Option<String>,
     pub image_url: Option<String>,
@@ -99,7 +100,7 @@ impl GoodsInput {
                 "description must be at most 5000 characters",
             ));
         }
-        if !(0..=MAX_PRICE).contains(&self.price) {
+        if !(Money::ZERO..=MAX_PRICE).contains(&self.price) {
             return Err(ApiError::invalid(
                 "price",
                 format!("price must be between 0 and {MAX_PRICE}"),
@@ -160,7 +161,7 @@ mod tests {
         GoodsInput {
             name: " Hoodie ".into(),
             description: String::new(),
-            price: 100,
+            price: Money::new(100),
             stock: 5,
             category: Some("  ".into()),
             image_url: None,
@@ -188,14 +189,14 @@ mod tests {
             ),
             (
                 GoodsInput {
-                    price: -1,
+                    price: Money::new(-1),
                     ..input()
                 },
                 "price",
             ),
             (
                 GoodsInput {
-                    price: MAX_PRICE + 1,
+                    price: Money::new(MAX_PRICE.minor() + 1),
                     ..input()
                 },
                 "price",

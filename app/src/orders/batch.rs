@@ -36,7 +36,10 @@ use crate::{
     error::{ApiError, ApiResult},
     goods::GoodsId,
     idempotency::{self, Claimed, IdempotencyKey, Request},
-    platform::group_commit::{Applied, Batch},
+    platform::{
+        group_commit::{Applied, Batch},
+        money::Money,
+    },
     queue::{self, PassCheck},
     state::AppState,
     wallet,
@@ -210,7 +213,7 @@ async fn place(
             .retry_after(1));
         }
     }
-    let price = row.as_ref().map_or(0, |g| g.price);
+    let price = row.as_ref().map_or(Money::ZERO, |g| g.price);
     let mut outcomes = Vec::with_capacity(live.len());
     for (job, verdict) in live.iter().zip(plan.verdicts) {
         outcomes.push(match verdict {

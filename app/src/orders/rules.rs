@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::{error::ApiError, goods::GoodsId};
+use crate::{error::ApiError, goods::GoodsId, platform::money::Money};
 
 pub const MAX_LINES: usize = 50;
 pub const MAX_QUANTITY: i64 = 1_000;
@@ -71,29 +71,28 @@ pub fn normalise_lines(lines: &[(i64, i64)]) -> Result<Vec<(GoodsId, i32)>, ApiE
 }
 
 /// Σ price × quantity, refusing overflow.
-pub fn subtotal(lines: impl IntoIterator<Item = (i64, i32)>) -> Result<i64, ApiError> {
+pub fn subtotal(lines: impl IntoIterator<Item = (Money, i32)>) -> Result<Money, ApiError> {
     lines
         .into_iter()
-        .try_fold(0i64, |acc, (price, qty)| {
-            price
-                .checked_mul(i64::from(qty))
-                .and_then(|v| acc.checked_add(v))
+        .try_fold(Money::ZERO, |acc, (price, qty)| {
+            acc.checked_add(price.checked_mul(qty)?)
         })
-        .ok_or_else(|| ApiError::invalid("items", "order total is too large"))
+        .map_err(|_| ApiError::invalid("items", "order total is too large"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Discount {
-    Amount(i64),
+    Amount(Money),
     Percent(i32),
 }
 
 /// The discount a coupon gives on `subtotal`: never more than the subtotal; percentages
 /// round down so the shop never gives away a fraction of a won more than promised.
-pub fn discount(d: Discount, subtotal: i64) -> i64 {
+pub fn discount(d: Discount, subtotal: Money) -> Money {
     match d {
         Discount::Amount(a) => a.min(subtotal),
-        Discount::Percent(p) => (i128::from(subtotal) * i128::from(p) / 100) as i64,
+        // 1..=100 percent of a subtotal cannot leave the range
+        Discount::Percent(p) => subtotal.percent(p).unwrap_or(subtotal),
     }
 }
 
@@ -120,16 +119,18 @@ mod tests {
 
     #[test]
     fn subtotal_refuses_overflow() {
-        assert_eq!(subtotal([(100, 2), (5, 1)]).unwrap(), 205);
-        assert!(subtotal([(i64::MAX, 2)]).is_err());
+        let m = Money::new;
+        assert_eq!(subtotal([(m(100), 2), (m(5), 1)]).unwrap(), m(205));
+        assert!(subtotal([(m(i64::MAX), 2)]).is_err());
     }
 
     proptest! {
         #[test]
         fn discount_never_exceeds_subtotal(sub in 0i64..1_000_000_000_000, amount in 1i64..1_000_000_000_000, pct in 1i32..=100) {
+            let (sub, amount) = (Money::new(sub), Money::new(amount));
             prop_assert!(discount(Discount::Amount(amount), sub) <= sub);
             let d = discount(Discount::Percent(pct), sub);
-            prop_assert!(d <= sub && d >= 0);
+            prop_assert!(d <= sub && d >= Money::ZERO);
         }
     }
 }

@@ -20,6 +20,7 @@ use crate::{
     coupons,
     error::ApiError,
     goods::{self, GoodsId},
+    platform::money::Money,
     state::AppState,
     wallet::{LedgerKind, store as wallet},
 };
@@ -101,14 +102,14 @@ pub async fn place(
             let d = coupons::store::lock_unused(conn, user, c).await?;
             (Some(c), rules::discount(d, subtotal))
         }
-        None => (None, 0),
+        None => (None, Money::ZERO),
     };
     let mut placed = store::insert(conn, user, subtotal, discount, coupon).await?;
     store::insert_lines(conn, placed.id, &lines).await?;
     if let Some(c) = coupon {
         coupons::store::mark_used(conn, c, placed.id).await?;
     }
-    if placed.total > 0 {
+    if placed.total.is_positive() {
         wallet::debit(
             conn,
             user,
@@ -151,7 +152,7 @@ async fn stock_failure(
     line: &OrderLine,
     seen: &soldout::Seen,
 ) -> ApiError {
-    let current: Result<Option<(i32, i64)>, _> =
+    let current: Result<Option<(i32, Money)>, _> =
         sqlx::query_as("select stock, price from goods where goods_id = $1 and deleted_at is null")
             .bind(line.goods_id)
             .fetch_optional(&mut *conn)
@@ -197,7 +198,7 @@ pub async fn cancel(
     if let Some(c) = cancelled.coupon_id {
         coupons::store::release(conn, c).await?;
     }
-    if cancelled.total > 0 {
+    if cancelled.total.is_positive() {
         wallet::credit(
             conn,
             user,
@@ -227,7 +228,7 @@ pub async fn after_stock_change(state: &AppState, ids: &[GoodsId]) {
         .await;
 }
 
-pub fn coupon_discount(amount: Option<i64>, percent: Option<i32>) -> Option<Discount> {
+pub fn coupon_discount(amount: Option<Money>, percent: Option<i32>) -> Option<Discount> {
     match (amount, percent) {
         (Some(a), None) => Some(Discount::Amount(a)),
         (None, Some(p)) => Some(Discount::Percent(p)),

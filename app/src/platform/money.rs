@@ -41,6 +41,8 @@ pub struct MoneyOverflow;
 
 impl Money {
     pub const ZERO: Self = Self(0);
+    /// The largest amount; a displayed sum that would pass it shows this (the cart).
+    pub const MAX: Self = Self(i64::MAX);
 
     /// `minor` minor units (won).
     pub const fn new(minor: i64) -> Self {

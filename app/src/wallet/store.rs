@@ -13,6 +13,7 @@ use crate::{
     auth::UserId,
     error::{ApiError, OnConstraint},
     pagination::Page,
+    platform::money::Money,
 };
 
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
@@ -22,8 +23,10 @@ pub struct LedgerEntry {
     #[schema(value_type = LedgerKind)]
     pub kind: String,
     /// Positive for credits, negative for debits (minor units).
-    pub amount: i64,
-    pub balance_after: i64,
+    #[schema(value_type = i64)]
+    pub amount: Money,
+    #[schema(value_type = i64)]
+    pub balance_after: Money,
     /// The order or reservation this entry belongs to.
     pub reference_id: Option<i64>,
     pub created_at: DateTime<Utc>,
@@ -33,7 +36,7 @@ pub struct LedgerEntry {
 pub async fn credit(
     conn: &mut PgConnection,
     user: UserId,
-    amount: i64,
+    amount: Money,
     kind: LedgerKind,
     reference: Option<i64>,
 ) -> Result<LedgerEntry, ApiError> {
@@ -60,11 +63,11 @@ pub async fn credit(
 pub async fn debit(
     conn: &mut PgConnection,
     user: UserId,
-    amount: i64,
+    amount: Money,
     kind: LedgerKind,
     reference: Option<i64>,
-) -> Result<i64, ApiError> {
-    let balance: Option<i64> = sqlx::query_scalar(
+) -> Result<Money, ApiError> {
+    let balance: Option<Money> = sqlx::query_scalar(
         "with w as (
             update wallets set balance = balance - $2, updated_at = now()
              where user_id = $1 and balance >= $2
@@ -83,9 +86,9 @@ pub async fn debit(
 }
 
 /// Locks the user's wallet, opening an empty one first if there is none; returns its balance.
-pub async fn lock_one(conn: &mut PgConnection, user: UserId) -> Result<i64, sqlx::Error> {
+pub async fn lock_one(conn: &mut PgConnection, user: UserId) -> Result<Money, sqlx::Error> {
     loop {
-        let balance: Option<i64> =
+        let balance: Option<Money> =
             sqlx::query_scalar("select balance from wallets where user_id = $1 for no key update")
                 .bind(user)
                 .fetch_optional(&mut *conn)
@@ -105,8 +108,8 @@ pub async fn lock_one(conn: &mut PgConnection, user: UserId) -> Result<i64, sqlx
 pub async fn lock_many(
     conn: &mut PgConnection,
     users: &[UserId],
-) -> Result<HashMap<UserId, i64>, sqlx::Error> {
-    let rows: Vec<(UserId, i64)> = sqlx::query_as(
+) -> Result<HashMap<UserId, Money>, sqlx::Error> {
+    let rows: Vec<(UserId, Money)> = sqlx::query_as(
         "select user_id, balance from wallets where user_id = any($1)
           order by user_id for no key update",
     )
@@ -121,12 +124,12 @@ pub async fn lock_many(
 pub async fn credit_many(
     conn: &mut PgConnection,
     user: UserId,
-    balance: i64,
-    entries: &[(i64, i64)],
+    balance: Money,
+    entries: &[(Money, Money)],
     kind: LedgerKind,
 ) -> Result<Vec<LedgerEntry>, sqlx::Error> {
-    let amounts: Vec<i64> = entries.iter().map(|e| e.0).collect();
-    let after: Vec<i64> = entries.iter().map(|e| e.1).collect();
+    let amounts: Vec<Money> = entries.iter().map(|e| e.0).collect();
+    let after: Vec<Money> = entries.iter().map(|e| e.1).collect();
     sqlx::query_as(
         "with w as (update wallets set balance = $2, updated_at = now() where user_id = $1 returning user_id)
          insert into wallet_ledger (user_id, kind, amount, balance_after, reference_id)
@@ -144,12 +147,12 @@ pub async fn credit_many(
     .await
 }
 
-pub async fn balance<'e>(db: impl PgExecutor<'e>, user: UserId) -> Result<i64, sqlx::Error> {
-    let b: Option<i64> = sqlx::query_scalar("select balance from wallets where user_id = $1")
+pub async fn balance<'e>(db: impl PgExecutor<'e>, user: UserId) -> Result<Money, sqlx::Error> {
+    let b: Option<Money> = sqlx::query_scalar("select balance from wallets where user_id = $1")
         .bind(user)
         .fetch_optional(db)
         .await?;
-    Ok(b.unwrap_or(0))
+    Ok(b.unwrap_or(Money::ZERO))
 }
 
 pub async fn ledger<'e>(
