@@ -201,6 +201,11 @@ impl ApiError {
     pub fn detail(&self) -> &str {
         &self.detail
     }
+
+    /// `validation-failed`: the field or parameter at fault.
+    pub fn field(&self) -> Option<&str> {
+        self.extra.as_ref()?.get("field")?.as_str()
+    }
 }
 
 impl std::fmt::Display for ApiError {
@@ -315,10 +320,48 @@ impl From<redis::RedisError> for ApiError {
     }
 }
 
-/// The name of the unique or check constraint a database error violated, if any.
-pub fn violated_constraint(e: &sqlx::Error) -> Option<&str> {
-    match e {
-        sqlx::Error::Database(db) => db.constraint(),
-        _ => None,
+/// A database failure on its way to an [`ApiError`]: the constraint violations a call site
+/// expects are mapped to its own answers first ([`OnConstraint::on_constraint`]); anything
+/// else becomes an `ApiError` as every database error does (`?` converts either).
+#[derive(Debug)]
+pub enum DbFailure {
+    Sqlx(sqlx::Error),
+    Mapped(ApiError),
+}
+
+impl From<sqlx::Error> for DbFailure {
+    fn from(e: sqlx::Error) -> Self {
+        Self::Sqlx(e)
     }
 }
+
+impl From<DbFailure> for ApiError {
+    fn from(e: DbFailure) -> Self {
+        match e {
+            DbFailure::Sqlx(e) => e.into(),
+            DbFailure::Mapped(e) => e,
+        }
+    }
+}
+
+/// Names the answer to a unique, check or foreign-key constraint violation, in the manner of
+/// realworld-axum-sqlx: `insert(..).await.on_constraint("users_email_key", || conflict)?`.
+/// Calls chain, one per constraint; the first that matches wins.
+pub trait OnConstraint<T> {
+    fn on_constraint(self, name: &str, answer: impl FnOnce() -> ApiError) -> Result<T, DbFailure>;
+}
+
+impl<T, E: Into<DbFailure>> OnConstraint<T> for Result<T, E> {
+    fn on_constraint(self, name: &str, answer: impl FnOnce() -> ApiError) -> Result<T, DbFailure> {
+        self.map_err(|e| match e.into() {
+            DbFailure::Sqlx(sqlx::Error::Database(db)) if db.constraint() == Some(name) => {
+                DbFailure::Mapped(answer())
+            }
+            other => other,
+        })
+    }
+}
+
+#[cfg(test)]
+#[path = "error_tests.rs"]
+mod tests;

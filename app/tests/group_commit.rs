@@ -554,12 +554,12 @@ async fn concurrent_charges_of_one_wallet_with_repeated_keys(pool: PgPool) {
 async fn the_balance_limit_refuses_only_what_does_not_fit(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     let user = &users(&app, 1, 0).await[0];
-    let max = floodgate_app::wallet::rules::BALANCE_MAX;
+    let max = floodgate_app::wallet::rules::BALANCE_MAX.minor();
     let mut conn = app.state.db.pool().acquire().await.unwrap();
     floodgate_app::wallet::store::credit(
         &mut conn,
         user.id,
-        max - 10_500,
+        floodgate_app::platform::money::Money::new(max - 10_500),
         floodgate_app::wallet::LedgerKind::Charge,
         None,
     )

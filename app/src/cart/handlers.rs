@@ -13,6 +13,7 @@ use crate::{
     auth::CurrentUser,
     error::{ApiError, ApiResult},
     goods::{GoodsId, Quantity},
+    platform::money::Money,
     state::AppState,
 };
 
@@ -32,8 +33,10 @@ pub struct CartItem {
     pub goods_id: GoodsId,
     pub name: String,
     pub quantity: i32,
-    pub price: i64,
-    pub subtotal: i64,
+    #[schema(value_type = i64)]
+    pub price: Money,
+    #[schema(value_type = i64)]
+    pub subtotal: Money,
     pub status: ItemStatus,
 }
 
@@ -41,7 +44,8 @@ pub struct CartItem {
 pub struct CartView {
     pub items: Vec<CartItem>,
     /// Sum of the subtotals of available items.
-    pub total: i64,
+    #[schema(value_type = i64)]
+    pub total: Money,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -66,7 +70,8 @@ fn view(rows: Vec<CartRow>) -> CartView {
                 name: r.name,
                 quantity: r.quantity,
                 price: r.price,
-                subtotal: r.price.saturating_mul(i64::from(r.quantity)),
+                // prices are never negative: an overflow can only be upward
+                subtotal: r.price.checked_mul(r.quantity).unwrap_or(Money::MAX),
                 status,
             }
         })
@@ -75,7 +80,9 @@ fn view(rows: Vec<CartRow>) -> CartView {
         .iter()
         .filter(|i| matches!(i.status, ItemStatus::Available))
         .map(|i| i.subtotal)
-        .fold(0i64, i64::saturating_add);
+        .fold(Money::ZERO, |acc, s| {
+            acc.checked_add(s).unwrap_or(Money::MAX)
+        });
     CartView { items, total }
 }
 

@@ -4,7 +4,7 @@ use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgExecutor};
 use utoipa::ToSchema;
 
-use crate::{auth::UserId, goods::GoodsId};
+use crate::{auth::UserId, goods::GoodsId, platform::money::Money};
 
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
 pub struct CartRow {
@@ -12,7 +12,8 @@ pub struct CartRow {
     pub name: String,
     pub quantity: i32,
     /// Current price (minor units).
-    pub price: i64,
+    #[schema(value_type = i64)]
+    pub price: Money,
     pub stock: i32,
     pub deleted: bool,
 }

@@ -8,8 +8,9 @@ use super::types::{
     seat_status,
 };
 use crate::{
-    error::{ApiError, violated_constraint},
+    error::{ApiError, OnConstraint},
     pagination::Page,
+    platform::money::Money,
 };
 
 pub async fn insert_concert(
@@ -33,21 +34,22 @@ pub async fn insert_schedule(
     concert: ConcertId,
     starts_at: DateTime<Utc>,
 ) -> Result<ScheduleId, ApiError> {
-    sqlx::query_scalar(
+    Ok(sqlx::query_scalar(
         "insert into schedules (concert_id, starts_at) values ($1, $2) returning schedule_id",
     )
     .bind(concert)
     .bind(starts_at)
     .fetch_one(conn)
     .await
-    .map_err(|e| match violated_constraint(&e) {
-        Some("schedules_concert_starts_key") => ApiError::conflict(
+    .on_constraint("schedules_concert_starts_key", || {
+        ApiError::conflict(
             "schedule-exists",
             "this concert already has a schedule at that time",
-        ),
-        Some("schedules_concert_id_fkey") => ApiError::not_found("concert"),
-        _ => e.into(),
+        )
     })
+    .on_constraint("schedules_concert_id_fkey", || {
+        ApiError::not_found("concert")
+    })?)
 }
 
 /// Inserts seats in one statement; a seat that already exists makes the whole request 409.
@@ -67,14 +69,13 @@ pub async fn insert_seats(
     .bind(&s.price)
     .execute(conn)
     .await
-    .map_err(|e| match violated_constraint(&e) {
-        Some("seats_place_key") => ApiError::conflict(
+    .on_constraint("seats_place_key", || {
+        ApiError::conflict(
             "seat-exists",
             "a seat with that section, row and number already exists",
-        ),
-        Some("seats_schedule_id_fkey") => ApiError::not_found("schedule"),
-        _ => e.into(),
-    })?;
+        )
+    })
+    .on_constraint("seats_schedule_id_fkey", || ApiError::not_found("schedule"))?;
     Ok(done.rows_affected())
 }
 
@@ -168,7 +169,7 @@ type SeatRow = (
     String,
     String,
     i32,
-    i64,
+    Money,
     bool,
     Option<DateTime<Utc>>,
     DateTime<Utc>,

@@ -5,7 +5,11 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::{error::ApiError, platform::ids::id_type, queue::QueueId};
+use crate::{
+    error::ApiError,
+    platform::{ids::id_type, money::Money},
+    queue::QueueId,
+};
 
 id_type!(ConcertId);
 id_type!(ScheduleId);
@@ -13,7 +17,7 @@ id_type!(SeatId);
 id_type!(ReservationId);
 
 pub const MAX_SEATS_PER_REQUEST: usize = 10_000;
-pub const MAX_PRICE: i64 = 1_000_000_000;
+pub const MAX_PRICE: Money = Money::new(1_000_000_000);
 
 #[derive(Deserialize, Serialize, ToSchema, Debug, Clone)]
 pub struct NewSeat {
@@ -24,8 +28,8 @@ pub struct NewSeat {
     #[schema(example = 12)]
     pub number: i32,
     /// Minor units.
-    #[schema(example = 99000)]
-    pub price: i64,
+    #[schema(value_type = i64, example = 99000)]
+    pub price: Money,
 }
 
 #[derive(Deserialize, ToSchema, Debug)]
@@ -114,7 +118,7 @@ pub struct SeatColumns {
     pub section: Vec<String>,
     pub row: Vec<String>,
     pub number: Vec<i32>,
-    pub price: Vec<i64>,
+    pub price: Vec<Money>,
 }
 
 pub fn parse_seats(seats: &[NewSeat]) -> Result<SeatColumns, ApiError> {
@@ -135,7 +139,7 @@ pub fn parse_seats(seats: &[NewSeat]) -> Result<SeatColumns, ApiError> {
                 "seat number must be between 1 and 100000",
             ));
         }
-        if !(1..=MAX_PRICE).contains(&s.price) {
+        if !(Money::new(1)..=MAX_PRICE).contains(&s.price) {
             return Err(ApiError::invalid(
                 &format!("seats[{i}].price"),
                 format!("price must be between 1 and {MAX_PRICE}"),
@@ -206,7 +210,8 @@ pub struct SeatView {
     pub section: String,
     pub row: String,
     pub number: i32,
-    pub price: i64,
+    #[schema(value_type = i64)]
+    pub price: Money,
     pub status: SeatStatus,
 }
 
@@ -231,7 +236,7 @@ mod tests {
             section: section.into(),
             row: "1".into(),
             number,
-            price,
+            price: Money::new(price),
         }
     }
 
@@ -242,7 +247,7 @@ mod tests {
         assert_eq!(e.kind(), "validation-failed");
         assert!(parse_seats(&[seat("A", 0, 10)]).is_err());
         assert!(parse_seats(&[seat("A", 1, 0)]).is_err());
-        assert!(parse_seats(&[seat("A", 1, MAX_PRICE + 1)]).is_err());
+        assert!(parse_seats(&[seat("A", 1, MAX_PRICE.minor() + 1)]).is_err());
         assert!(parse_seats(&[seat("A", 1, 10), seat("A", 1, 20)]).is_err());
     }
 

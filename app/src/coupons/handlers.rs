@@ -5,34 +5,19 @@ use axum::{
     extract::{Path, State},
     http::StatusCode,
 };
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::{
+    campaign::{CreateCampaign, NewCampaign},
     service::{self, Issue},
     store::{self, Campaign, CouponView},
 };
 use crate::{
-    auth::{CurrentUser, Role, types::parse_name},
+    auth::{CurrentUser, Role},
     error::{ApiError, ApiResult},
     state::AppState,
 };
-
-#[derive(Deserialize, ToSchema)]
-pub struct CreateCampaign {
-    #[schema(example = "Black Friday 10,000 won off")]
-    pub name: String,
-    /// Exactly one of discount_amount and discount_percent.
-    pub discount_amount: Option<i64>,
-    pub discount_percent: Option<i32>,
-    #[schema(example = 1000)]
-    pub total_quantity: i64,
-    /// Only 1 is supported: one coupon per user per campaign.
-    pub per_user_limit: Option<i32>,
-    pub starts_at: DateTime<Utc>,
-    pub ends_at: DateTime<Utc>,
-}
 
 #[derive(Serialize, ToSchema)]
 pub struct CampaignView {
@@ -48,8 +33,6 @@ pub struct IssuedView {
     pub status: &'static str,
 }
 
-const MAX_TOTAL: i64 = 10_000_000;
-
 /// Create a first-come-first-served coupon campaign (admins only).
 #[utoipa::path(post, path = "/coupon-campaigns", tag = "coupons", security(("bearer" = ["admin"])), request_body = CreateCampaign,
     responses((status = 201, body = CampaignView), (status = 403, content_type = "application/problem+json"), (status = 422, content_type = "application/problem+json")))]
@@ -59,55 +42,7 @@ pub async fn create_campaign(
     Json(req): Json<CreateCampaign>,
 ) -> ApiResult<(StatusCode, Json<CampaignView>)> {
     user.require(Role::Admin)?;
-    let name = parse_name(&req.name, "name").map_err(|m| ApiError::invalid("name", m))?;
-    match (req.discount_amount, req.discount_percent) {
-        (Some(a), None) if a > 0 && a <= crate::goods::model::MAX_PRICE => {}
-        (None, Some(p)) if (1..=100).contains(&p) => {}
-        (Some(_), None) => {
-            return Err(ApiError::invalid(
-                "discount_amount",
-                "discount_amount must be positive",
-            ));
-        }
-        (None, Some(_)) => {
-            return Err(ApiError::invalid(
-                "discount_percent",
-                "discount_percent must be between 1 and 100",
-            ));
-        }
-        _ => {
-            return Err(ApiError::invalid(
-                "discount_amount",
-                "give exactly one of discount_amount and discount_percent",
-            ));
-        }
-    }
-    if !(1..=MAX_TOTAL).contains(&req.total_quantity) {
-        return Err(ApiError::invalid(
-            "total_quantity",
-            format!("total_quantity must be between 1 and {MAX_TOTAL}"),
-        ));
-    }
-    if req.per_user_limit.is_some_and(|l| l != 1) {
-        return Err(ApiError::invalid(
-            "per_user_limit",
-            "per_user_limit must be 1",
-        ));
-    }
-    if req.ends_at <= req.starts_at {
-        return Err(ApiError::invalid(
-            "ends_at",
-            "ends_at must be after starts_at",
-        ));
-    }
-    let new = store::NewCampaign {
-        name,
-        discount_amount: req.discount_amount,
-        discount_percent: req.discount_percent,
-        total_quantity: req.total_quantity as i32,
-        starts_at: req.starts_at,
-        ends_at: req.ends_at,
-    };
+    let new = NewCampaign::parse(req)?;
     let c = state
         .db
         .run(async |conn| store::insert_campaign(conn, &new).await)

@@ -11,8 +11,10 @@
 //! persisted coupon whatever Redis loses.
 
 pub mod batch;
+pub mod campaign;
 pub mod directory;
 mod handlers;
+pub mod issue_code;
 mod keys;
 pub mod reconciler;
 pub mod rules;

@@ -7,6 +7,8 @@
 
 use std::collections::HashSet;
 
+use crate::platform::money::Money;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Grant {
     /// Written: the caller holds a persisted coupon.
@@ -101,13 +103,13 @@ mod tests {
 /// What a coupon takes off an order (its campaign's `discount_amount` or `discount_percent`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Discount {
-    Amount(i64),
+    Amount(Money),
     Percent(i32),
 }
 
 impl Discount {
     /// The campaign row's two columns, exactly one of which is set.
-    pub fn of_campaign(amount: Option<i64>, percent: Option<i32>) -> Option<Self> {
+    pub fn of_campaign(amount: Option<Money>, percent: Option<i32>) -> Option<Self> {
         match (amount, percent) {
             (Some(a), None) => Some(Self::Amount(a)),
             (None, Some(p)) => Some(Self::Percent(p)),
@@ -117,10 +119,11 @@ impl Discount {
 
     /// The discount on `subtotal`: never more than the subtotal; percentages round down so
     /// the shop never gives away a fraction of a won more than promised.
-    pub fn on(self, subtotal: i64) -> i64 {
+    pub fn on(self, subtotal: Money) -> Money {
         match self {
             Self::Amount(a) => a.min(subtotal),
-            Self::Percent(p) => (i128::from(subtotal) * i128::from(p) / 100) as i64,
+            // 1..=100 percent of a subtotal cannot leave the range
+            Self::Percent(p) => subtotal.percent(p).unwrap_or(subtotal),
         }
     }
 }
@@ -128,29 +131,31 @@ impl Discount {
 #[cfg(test)]
 mod discount_tests {
     use super::Discount;
+    use crate::platform::money::Money;
     use proptest::prelude::*;
 
     #[test]
     fn a_campaign_has_exactly_one_kind_of_discount() {
         assert_eq!(
-            Discount::of_campaign(Some(5), None),
-            Some(Discount::Amount(5))
+            Discount::of_campaign(Some(Money::new(5)), None),
+            Some(Discount::Amount(Money::new(5)))
         );
         assert_eq!(
             Discount::of_campaign(None, Some(10)),
             Some(Discount::Percent(10))
         );
         assert_eq!(Discount::of_campaign(None, None), None);
-        assert_eq!(Discount::of_campaign(Some(5), Some(10)), None);
-        assert_eq!(Discount::Percent(33).on(1_001), 330);
+        assert_eq!(Discount::of_campaign(Some(Money::new(5)), Some(10)), None);
+        assert_eq!(Discount::Percent(33).on(Money::new(1_001)), Money::new(330));
     }
 
     proptest! {
         #[test]
         fn discount_never_exceeds_subtotal(sub in 0i64..1_000_000_000_000, amount in 1i64..1_000_000_000_000, pct in 1i32..=100) {
+            let (sub, amount) = (Money::new(sub), Money::new(amount));
             prop_assert!(Discount::Amount(amount).on(sub) <= sub);
             let d = Discount::Percent(pct).on(sub);
-            prop_assert!(d <= sub && d >= 0);
+            prop_assert!(d <= sub && d >= Money::ZERO);
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::LazyLock;
 use chrono::{DateTime, Utc};
 use redis::Script;
 
-use super::{batch, keys::CampaignKeys, rules::Grant, store};
+use super::{batch, issue_code::IssueCode, keys::CampaignKeys, rules::Grant, store};
 use crate::{
     auth::UserId,
     error::{ApiError, ApiResult},
@@ -55,32 +55,26 @@ pub async fn issue(state: &AppState, campaign: i64, user: UserId) -> Result<Issu
                     .await
             })
             .await?;
-        let code: i64 = reply
-            .first()
-            .map(redis::from_redis_value_ref)
-            .transpose()
-            .map_err(ApiError::internal)?
-            .unwrap_or(-1);
-        match code {
-            1 => {
+        match IssueCode::from_reply(&reply)? {
+            IssueCode::Accepted => {
                 return Ok(match batch::grant(state, campaign, user.0).await? {
                     Grant::Issued => Issue::Issued,
                     Grant::AlreadyHolds => Issue::AlreadyHolds,
                     Grant::SoldOut => Issue::SoldOut,
                 });
             }
-            0 => return Ok(Issue::AlreadyHolds),
-            -2 => return Ok(Issue::NotStarted),
-            -3 => return Ok(Issue::Ended),
-            -4 => return Ok(Issue::SoldOut),
-            _ if attempt == 0 => {
+            IssueCode::AlreadyHolds => return Ok(Issue::AlreadyHolds),
+            IssueCode::NotStarted => return Ok(Issue::NotStarted),
+            IssueCode::Ended => return Ok(Issue::Ended),
+            IssueCode::SoldOut => return Ok(Issue::SoldOut),
+            IssueCode::NotLoaded if attempt == 0 => {
                 // not loaded: a new campaign Redis has not seen, Redis lost its data, or an id
                 // that does not exist (remembered briefly, answered without a lookup)
                 if !load(state, campaign).await? {
                     return Err(ApiError::not_found("coupon campaign"));
                 }
             }
-            _ => break,
+            IssueCode::NotLoaded => break,
         }
     }
     Err(ApiError::unavailable(

@@ -5,15 +5,16 @@ use serde::Serialize;
 use sqlx::{FromRow, PgConnection, PgExecutor};
 use utoipa::ToSchema;
 
-use super::rules::Discount;
-use crate::{auth::UserId, error::ApiError};
+use super::{campaign::NewCampaign, rules::Discount};
+use crate::{auth::UserId, error::ApiError, platform::money::Money};
 
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
 pub struct Campaign {
     #[sqlx(rename = "campaign_id")]
     pub id: i64,
     pub name: String,
-    pub discount_amount: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub discount_amount: Option<Money>,
     pub discount_percent: Option<i32>,
     pub total_quantity: i32,
     pub per_user_limit: i32,
@@ -31,15 +32,6 @@ macro_rules! campaign_columns {
     };
 }
 
-pub struct NewCampaign {
-    pub name: String,
-    pub discount_amount: Option<i64>,
-    pub discount_percent: Option<i32>,
-    pub total_quantity: i32,
-    pub starts_at: DateTime<Utc>,
-    pub ends_at: DateTime<Utc>,
-}
-
 pub async fn insert_campaign<'e>(
     db: impl PgExecutor<'e>,
     c: &NewCampaign,
@@ -49,12 +41,12 @@ pub async fn insert_campaign<'e>(
          values ($1, $2, $3, $4, $5, $6) returning ",
         campaign_columns!()
     ))
-    .bind(&c.name)
-    .bind(c.discount_amount)
-    .bind(c.discount_percent)
-    .bind(c.total_quantity)
-    .bind(c.starts_at)
-    .bind(c.ends_at)
+    .bind(c.name())
+    .bind(c.discount_amount())
+    .bind(c.discount_percent())
+    .bind(c.total_quantity())
+    .bind(c.starts_at())
+    .bind(c.ends_at())
     .fetch_one(db)
     .await
 }
@@ -149,7 +141,8 @@ pub struct CouponView {
     pub coupon_id: Option<i64>,
     pub campaign_id: i64,
     pub name: String,
-    pub discount_amount: Option<i64>,
+    #[schema(value_type = Option<i64>)]
+    pub discount_amount: Option<Money>,
     pub discount_percent: Option<i32>,
     pub issued_at: DateTime<Utc>,
     pub used_at: Option<DateTime<Utc>>,
@@ -185,7 +178,7 @@ pub async fn lock_unused(
 ) -> Result<Discount, ApiError> {
     #[derive(FromRow)]
     struct Row {
-        discount_amount: Option<i64>,
+        discount_amount: Option<Money>,
         discount_percent: Option<i32>,
         used_at: Option<DateTime<Utc>>,
     }

@@ -6,11 +6,15 @@ use sqlx::FromRow;
 use utoipa::ToSchema;
 
 use super::images::ImageView;
-use crate::{auth::UserId, error::ApiError, platform::ids::id_type};
+use crate::{
+    auth::UserId,
+    error::ApiError,
+    platform::{ids::id_type, money::Money},
+};
 
 id_type!(GoodsId);
 
-pub const MAX_PRICE: i64 = 1_000_000_000_000;
+pub const MAX_PRICE: Money = Money::new(1_000_000_000_000);
 pub const MAX_STOCK: i64 = 1_000_000_000;
 
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
@@ -21,7 +25,8 @@ pub struct GoodsView {
     pub name: String,
     pub description: String,
     /// Minor units.
-    pub price: i64,
+    #[schema(value_type = i64)]
+    pub price: Money,
     pub stock: i32,
     pub category: Option<String>,
     /// A link the seller gave; uploaded images are in `images`.
@@ -44,8 +49,8 @@ pub struct GoodsInput {
     pub name: String,
     #[serde(default)]
     pub description: String,
-    #[schema(example = 39000)]
-    pub price: i64,
+    #[schema(value_type = i64, example = 39000)]
+    pub price: Money,
     #[schema(example = 100)]
     pub stock: i64,
     pub category: Option<String>,
@@ -92,7 +97,7 @@ impl GoodsInput {
                 "description must be at most 5000 characters",
             ));
         }
-        if !(0..=MAX_PRICE).contains(&self.price) {
+        if !(Money::ZERO..=MAX_PRICE).contains(&self.price) {
             return Err(ApiError::invalid(
                 "price",
                 format!("price must be between 0 and {MAX_PRICE}"),
@@ -151,7 +156,7 @@ mod tests {
         GoodsInput {
             name: " Hoodie ".into(),
             description: String::new(),
-            price: 100,
+            price: Money::new(100),
             stock: 5,
             category: Some("  ".into()),
             image_url: None,
@@ -172,8 +177,8 @@ mod tests {
         type Edit = fn(&mut GoodsInput);
         let cases: [(Edit, &str); 8] = [
             (|g| g.name = "".into(), "name"),
-            (|g| g.price = -1, "price"),
-            (|g| g.price = MAX_PRICE + 1, "price"),
+            (|g| g.price = Money::new(-1), "price"),
+            (|g| g.price = Money::new(MAX_PRICE.minor() + 1), "price"),
             (|g| g.stock = -1, "stock"),
             (|g| g.stock = MAX_STOCK + 1, "stock"),
             (|g| g.image_url = Some("ftp://x".into()), "image_url"),

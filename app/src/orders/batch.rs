@@ -33,7 +33,10 @@ use crate::{
     error::{ApiError, ApiResult},
     goods::{self, GoodsId, StockMove, soldout},
     idempotency::{self, Claimed, IdempotencyKey, Request},
-    platform::group_commit::{Applied, Batch},
+    platform::{
+        group_commit::{Applied, Batch},
+        money::Money,
+    },
     queue::PassCheck,
     state::AppState,
     wallet::{self, LedgerKind},
@@ -168,7 +171,7 @@ async fn place(
         record_passes(conn, q, &sessions, &written).await?;
     }
     let (sold, stock_left) = (plan.sold, plan.stock_left);
-    let price = row.as_ref().map_or(0, |g| g.price);
+    let price = row.as_ref().map_or(Money::ZERO, |g| g.price);
     let outcomes = outcomes(goods, price, live, plan.verdicts, &mut written)?;
     // any order's view of the gate predates this transaction; the latest is the freshest
     let sold_out = match (&row, live.last()) {
@@ -202,7 +205,7 @@ fn sessions(live: &[&OrderJob], queue: &str) -> Vec<(UserId, i64)> {
 async fn write_paid(
     conn: &mut PgConnection,
     goods: GoodsId,
-    price: i64,
+    price: Money,
     live: &[&OrderJob],
     plan: &Plan,
 ) -> ApiResult<HashMap<UserId, OrderView>> {
@@ -225,10 +228,10 @@ async fn write_paid(
     if w.stock_left != plan.stock_left {
         return Err(ApiError::internal("batch stock differs from its plan"));
     }
-    let debits: Vec<(UserId, i64, i64)> = w
+    let debits: Vec<(UserId, Money, i64)> = w
         .orders
         .iter()
-        .filter(|(_, o)| o.total > 0)
+        .filter(|(_, o)| o.total.is_positive())
         .map(|(u, o)| (*u, o.total, o.id))
         .collect();
     let taken = wallet::store::debit_many(conn, &debits, LedgerKind::OrderPayment).await?;
@@ -270,7 +273,7 @@ async fn record_passes(
 /// One outcome per order, in order: the refusal, or the 201 body of the order written.
 fn outcomes(
     goods: GoodsId,
-    price: i64,
+    price: Money,
     live: &[&OrderJob],
     verdicts: Vec<Verdict>,
     written: &mut HashMap<UserId, OrderView>,

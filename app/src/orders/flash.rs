@@ -13,12 +13,14 @@ use chrono::{DateTime, Utc};
 use sqlx::FromRow;
 
 use super::rules::{self, SaleTerms};
-use crate::{auth::UserId, error::ApiError, goods::GoodsId, queue::PassCheck, wallet};
+use crate::{
+    auth::UserId, error::ApiError, goods::GoodsId, platform::money::Money, queue::PassCheck, wallet,
+};
 
 /// The goods row, locked by the batch.
 #[derive(Debug, Clone, FromRow)]
 pub struct LockedGoods {
-    pub price: i64,
+    pub price: Money,
     pub stock: i32,
     pub sale_starts_at: Option<DateTime<Utc>>,
     pub queue_id: Option<String>,
@@ -47,7 +49,7 @@ pub struct Ask<'a> {
 pub enum Verdict {
     /// Paid: `total` leaves the wallet, `quantity` leaves the stock.
     Paid {
-        total: i64,
+        total: Money,
     },
     Refused(ApiError),
 }
@@ -68,7 +70,7 @@ pub fn plan(
     id: GoodsId,
     goods: Option<&LockedGoods>,
     now: DateTime<Utc>,
-    balances: &HashMap<UserId, i64>,
+    balances: &HashMap<UserId, Money>,
     asks: &[Ask<'_>],
 ) -> Plan {
     let Some(goods) = goods else {
@@ -107,21 +109,21 @@ fn judge(
     id: GoodsId,
     goods: &LockedGoods,
     now: DateTime<Utc>,
-    balances: &mut HashMap<UserId, i64>,
+    balances: &mut HashMap<UserId, Money>,
     left: i32,
     ask: &Ask<'_>,
-) -> Result<i64, ApiError> {
+) -> Result<Money, ApiError> {
     rules::judge_line(goods.terms(id), now, ask.pass)?;
     if let Some(queue) = &goods.queue_id {
         rules::pass_unused(queue, ask.pass_order)?;
     }
     let total = rules::subtotal([(goods.price, ask.quantity)])?;
-    if total > 0 {
-        let balance = balances.entry(ask.user).or_insert(0);
+    if total.is_positive() {
+        let balance = balances.entry(ask.user).or_insert(Money::ZERO);
         if *balance < total {
             return Err(wallet::insufficient_balance(total));
         }
-        *balance -= total;
+        *balance = balance.checked_sub(total).map_err(ApiError::internal)?;
     }
     if left < ask.quantity {
         return Err(rules::out_of_stock(id));
@@ -138,7 +140,7 @@ mod tests {
 
     fn goods(price: i64, stock: i32) -> LockedGoods {
         LockedGoods {
-            price,
+            price: Money::new(price),
             stock,
             sale_starts_at: None,
             queue_id: None,
@@ -156,10 +158,10 @@ mod tests {
     fn stock_goes_in_arrival_order_and_refusals_take_nothing() {
         let pass = PassCheck::Missing;
         let balances = HashMap::from([
-            (UserId(1), 100),
-            (UserId(2), 5),
-            (UserId(3), 100),
-            (UserId(4), 100),
+            (UserId(1), Money::new(100)),
+            (UserId(2), Money::new(5)),
+            (UserId(3), Money::new(100)),
+            (UserId(4), Money::new(100)),
         ]);
         let asks: Vec<Ask<'_>> = [(1, 1), (2, 1), (3, 2), (4, 1)]
             .iter()
@@ -220,7 +222,10 @@ mod tests {
         assert_eq!(kind(&p.verdicts[0]), "queue-pass-used");
         // free goods need no wallet
         let p = plan(ID, Some(&goods(0, 1)), Utc::now(), &none, &[ask(&missing)]);
-        assert!(matches!(p.verdicts[0], Verdict::Paid { total: 0 }));
+        assert!(matches!(
+            p.verdicts[0],
+            Verdict::Paid { total: Money::ZERO }
+        ));
     }
 
     proptest! {
@@ -232,8 +237,8 @@ mod tests {
             funds in proptest::collection::vec(0i64..200, 12),
         ) {
             let pass = PassCheck::Missing;
-            let balances: HashMap<UserId, i64> =
-                funds.iter().enumerate().map(|(u, f)| (UserId(u as i64), *f)).collect();
+            let balances: HashMap<UserId, Money> =
+                funds.iter().enumerate().map(|(u, f)| (UserId(u as i64), Money::new(*f))).collect();
             let asks: Vec<Ask<'_>> = orders
                 .iter()
                 .map(|&(u, q)| Ask { user: UserId(u), quantity: q, pass: &pass, pass_order: None })
@@ -248,10 +253,10 @@ mod tests {
             for (ask, v) in asks.iter().zip(&p.verdicts) {
                 match v {
                     Verdict::Paid { total } => {
-                        prop_assert_eq!(*total, price * i64::from(ask.quantity));
+                        prop_assert_eq!(total.minor(), price * i64::from(ask.quantity));
                         sold += ask.quantity;
                         left -= ask.quantity;
-                        *spent.entry(ask.user).or_default() += total;
+                        *spent.entry(ask.user).or_default() += total.minor();
                     }
                     // refused for stock only when it really did not fit at its turn
                     Verdict::Refused(e) if e.kind() == "out-of-stock" => prop_assert!(left < ask.quantity),
@@ -260,7 +265,7 @@ mod tests {
             }
             prop_assert_eq!(sold, p.sold);
             for (user, s) in spent {
-                prop_assert!(s <= balances[&user], "user {:?} overdrawn", user);
+                prop_assert!(s <= balances[&user].minor(), "user {:?} overdrawn", user);
             }
         }
     }

@@ -9,6 +9,7 @@ use chrono::{DateTime, Utc};
 use crate::{
     error::ApiError,
     goods::{GoodsId, Quantity},
+    platform::money::Money,
     queue::PassCheck,
 };
 
@@ -123,15 +124,13 @@ pub fn normalise_lines(lines: &[(i64, i64)]) -> Result<Vec<(GoodsId, i32)>, ApiE
 }
 
 /// Σ price × quantity, refusing overflow.
-pub fn subtotal(lines: impl IntoIterator<Item = (i64, i32)>) -> Result<i64, ApiError> {
+pub fn subtotal(lines: impl IntoIterator<Item = (Money, i32)>) -> Result<Money, ApiError> {
     lines
         .into_iter()
-        .try_fold(0i64, |acc, (price, qty)| {
-            price
-                .checked_mul(i64::from(qty))
-                .and_then(|v| acc.checked_add(v))
+        .try_fold(Money::ZERO, |acc, (price, qty)| {
+            acc.checked_add(price.checked_mul(qty)?)
         })
-        .ok_or_else(|| ApiError::invalid("items", "order total is too large"))
+        .map_err(|_| ApiError::invalid("items", "order total is too large"))
 }
 
 #[cfg(test)]
@@ -157,8 +156,9 @@ mod tests {
 
     #[test]
     fn subtotal_refuses_overflow() {
-        assert_eq!(subtotal([(100, 2), (5, 1)]).unwrap(), 205);
-        assert!(subtotal([(i64::MAX, 2)]).is_err());
+        let m = Money::new;
+        assert_eq!(subtotal([(m(100), 2), (m(5), 1)]).unwrap(), m(205));
+        assert!(subtotal([(m(i64::MAX), 2)]).is_err());
     }
 
     fn terms(starts_in_mins: Option<i64>, queue: Option<&str>) -> SaleTerms<'_> {

@@ -24,6 +24,7 @@ use crate::{
     error::{ApiError, ApiResult},
     goods::{self, GoodsId, StockMove, soldout},
     idempotency::{self, IdempotencyKey},
+    platform::money::Money,
     queue::{self, PassCheck, QueueToken},
     state::AppState,
     wallet::{LedgerKind, store as wallet},
@@ -154,14 +155,14 @@ pub async fn place(
         Some(c) => coupons::store::lock_unused(conn, buyer.user, c)
             .await?
             .on(subtotal),
-        None => 0,
+        None => Money::ZERO,
     };
     let mut placed = store::insert(conn, buyer.user, subtotal, discount, order.coupon_id).await?;
     store::insert_lines(conn, placed.id, &lines).await?;
     if let Some(c) = order.coupon_id {
         coupons::store::mark_used(conn, c, placed.id).await?;
     }
-    if placed.total > 0 {
+    if placed.total.is_positive() {
         let paid = LedgerKind::OrderPayment;
         wallet::debit(conn, buyer.user, placed.total, paid, Some(placed.id)).await?;
     }
@@ -303,7 +304,7 @@ pub async fn cancel(
     if let Some(c) = cancelled.coupon_id {
         coupons::store::release(conn, c).await?;
     }
-    if cancelled.total > 0 {
+    if cancelled.total.is_positive() {
         let refund = LedgerKind::OrderRefund;
         wallet::credit(conn, user, cancelled.total, refund, Some(order)).await?;
     }

@@ -6,13 +6,16 @@ use sqlx::{FromRow, PgConnection, PgExecutor};
 use utoipa::ToSchema;
 
 use super::flash::LockedGoods;
-use crate::{auth::UserId, error::ApiError, goods::GoodsId, pagination::Page};
+use crate::{
+    auth::UserId, error::ApiError, goods::GoodsId, pagination::Page, platform::money::Money,
+};
 
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
 pub struct OrderLine {
     pub goods_id: GoodsId,
     pub quantity: i32,
-    pub unit_price: i64,
+    #[schema(value_type = i64)]
+    pub unit_price: Money,
 }
 
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
@@ -21,9 +24,12 @@ pub struct OrderView {
     pub id: i64,
     /// `paid` or `cancelled`.
     pub status: String,
-    pub subtotal: i64,
-    pub discount: i64,
-    pub total: i64,
+    #[schema(value_type = i64)]
+    pub subtotal: Money,
+    #[schema(value_type = i64)]
+    pub discount: Money,
+    #[schema(value_type = i64)]
+    pub total: Money,
     pub coupon_id: Option<i64>,
     pub created_at: DateTime<Utc>,
     pub cancelled_at: Option<DateTime<Utc>>,
@@ -40,8 +46,8 @@ macro_rules! order_columns {
 pub async fn insert(
     conn: &mut PgConnection,
     user: UserId,
-    subtotal: i64,
-    discount: i64,
+    subtotal: Money,
+    discount: Money,
     coupon: Option<i64>,
 ) -> Result<OrderView, sqlx::Error> {
     sqlx::query_as(concat!(
@@ -63,7 +69,7 @@ pub async fn insert_lines(
 ) -> Result<(), sqlx::Error> {
     let goods: Vec<i64> = lines.iter().map(|l| l.goods_id.0).collect();
     let qty: Vec<i32> = lines.iter().map(|l| l.quantity).collect();
-    let price: Vec<i64> = lines.iter().map(|l| l.unit_price).collect();
+    let price: Vec<Money> = lines.iter().map(|l| l.unit_price).collect();
     sqlx::query(
         "insert into order_lines (order_id, goods_id, quantity, unit_price)
          select $1, g, q, p from unnest($2::bigint[], $3::int[], $4::bigint[]) as t(g, q, p)",
@@ -83,7 +89,7 @@ pub async fn take_stock(
     conn: &mut PgConnection,
     goods: GoodsId,
     qty: i32,
-    price: i64,
+    price: Money,
 ) -> Result<bool, sqlx::Error> {
     sqlx::query(
         "update goods set stock = stock - $2
@@ -101,7 +107,7 @@ pub async fn take_stock(
 pub async fn stock_and_price(
     conn: &mut PgConnection,
     goods: GoodsId,
-) -> Result<Option<(i32, i64)>, sqlx::Error> {
+) -> Result<Option<(i32, Money)>, sqlx::Error> {
     sqlx::query_as("select stock, price from goods where goods_id = $1 and deleted_at is null")
         .bind(goods)
         .fetch_optional(conn)
@@ -127,7 +133,7 @@ pub async fn lock_goods(
 pub struct PaidOrder {
     pub user: UserId,
     pub quantity: i32,
-    pub total: i64,
+    pub total: Money,
 }
 
 /// What [`insert_paid`] wrote.
@@ -144,7 +150,7 @@ pub struct Written {
 pub async fn insert_paid(
     conn: &mut PgConnection,
     goods: GoodsId,
-    price: i64,
+    price: Money,
     paid: &[PaidOrder],
 ) -> Result<Written, ApiError> {
     #[derive(FromRow)]
@@ -157,7 +163,7 @@ pub async fn insert_paid(
     }
     let users: Vec<UserId> = paid.iter().map(|p| p.user).collect();
     let qty: Vec<i32> = paid.iter().map(|p| p.quantity).collect();
-    let totals: Vec<i64> = paid.iter().map(|p| p.total).collect();
+    let totals: Vec<Money> = paid.iter().map(|p| p.total).collect();
     let units: i32 = qty.iter().sum();
     let rows: Vec<Row> = sqlx::query_as(concat!(
         "with req as (

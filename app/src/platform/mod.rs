@@ -1,6 +1,6 @@
 //! Infrastructure every domain uses: the PostgreSQL pool and migrations, the Redis
 //! connection, metrics, the runtime-config reader, group commit of hot-row writes and
-//! background-task plumbing.
+//! background-task plumbing, and the `Money` type.
 
 pub mod batch;
 pub mod breaker;
@@ -9,6 +9,7 @@ pub mod db;
 pub mod group_commit;
 pub mod ids;
 pub mod metrics;
+pub mod money;
 pub mod redis;
 pub mod resilience;
 pub mod runtime_config;

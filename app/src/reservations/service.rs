@@ -25,7 +25,8 @@ use crate::{
         cache, store as concerts,
         types::{ConcertId, ReservationId, ScheduleId, SeatId},
     },
-    error::{ApiError, violated_constraint},
+    error::{ApiError, OnConstraint},
+    platform::money::Money,
     state::AppState,
     wallet::{LedgerKind, store as wallet},
 };
@@ -39,7 +40,8 @@ pub struct ReservationView {
     pub seat_id: SeatId,
     /// `held`, `confirmed` or `expired` (a lapsed hold reads as expired before the sweep).
     pub status: String,
-    pub amount: i64,
+    #[schema(value_type = i64)]
+    pub amount: Money,
     pub expires_at: DateTime<Utc>,
     pub created_at: DateTime<Utc>,
     pub confirmed_at: Option<DateTime<Utc>>,
@@ -49,7 +51,8 @@ pub struct ReservationView {
 pub struct PaymentView {
     pub payment_id: i64,
     pub reservation: ReservationView,
-    pub balance: i64,
+    #[schema(value_type = i64)]
+    pub balance: Money,
 }
 
 /// The concert behind a schedule: id, waiting room, per-user hold limit.
@@ -139,7 +142,7 @@ async fn hold_in(
     .await?;
     // The one conditional write: free, or held with a lapsed hold — the hold we locked, so a
     // hold placed since that read (which we would have to lock after the seat) makes it miss.
-    let taken: Option<(ReservationId, i64, DateTime<Utc>)> = sqlx::query_as(
+    let taken: Option<(ReservationId, Money, DateTime<Utc>)> = sqlx::query_as(
         "update seats
             set held_by = $1, hold_expires_at = now() + make_interval(secs => $4),
                 hold_reservation_id = nextval(pg_get_serial_sequence('reservations', 'reservation_id'))
@@ -189,9 +192,8 @@ async fn hold_in(
     .bind(expires_at)
     .fetch_one(&mut *tx)
     .await
-    .map_err(|e| match violated_constraint(&e) {
-        Some("reservations_seat_held_key") => ApiError::conflict("seat-taken", "this seat is held by someone else"),
-        _ => e.into(),
+    .on_constraint("reservations_seat_held_key", || {
+        ApiError::conflict("seat-taken", "this seat is held by someone else")
     })?;
     Ok(view)
 }
@@ -202,7 +204,7 @@ pub async fn pay(
     user: UserId,
     id: ReservationId,
 ) -> Result<PaymentView, ApiError> {
-    let row: Option<(UserId, String, bool, i64, SeatId)> = sqlx::query_as(
+    let row: Option<(UserId, String, bool, Money, SeatId)> = sqlx::query_as(
         "select user_id, status, expires_at > now(), amount, seat_id from reservations where reservation_id = $1 for update",
     )
     .bind(id)

@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{FromRow, PgExecutor};
 
 use super::types::{Email, Role, UserId};
-use crate::error::{ApiError, violated_constraint};
+use crate::error::{ApiError, OnConstraint};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct UserRow {
@@ -37,7 +37,7 @@ pub async fn insert<'e>(
     roles: &[Role],
 ) -> Result<UserRow, ApiError> {
     let roles: Vec<&str> = roles.iter().map(|r| r.as_str()).collect();
-    sqlx::query_as(concat!(
+    Ok(sqlx::query_as(concat!(
         "insert into users (email, password_hash, name, roles) values ($1, $2, $3, $4) returning ",
         user_columns!()
     ))
@@ -47,12 +47,9 @@ pub async fn insert<'e>(
     .bind(&roles)
     .fetch_one(db)
     .await
-    .map_err(|e| match violated_constraint(&e) {
-        Some("users_email_key") => {
-            ApiError::conflict("email-taken", "an account with this email already exists")
-        }
-        _ => e.into(),
-    })
+    .on_constraint("users_email_key", || {
+        ApiError::conflict("email-taken", "an account with this email already exists")
+    })?)
 }
 
 pub async fn credentials<'e>(

@@ -12,7 +12,10 @@ use crate::{
     auth::UserId,
     error::{ApiError, ApiResult},
     idempotency::{self, Claimed, IdempotencyKey, Request},
-    platform::group_commit::{Applied, Batch},
+    platform::{
+        group_commit::{Applied, Batch},
+        money::Money,
+    },
     state::AppState,
 };
 
@@ -21,7 +24,7 @@ pub struct Charges;
 
 pub struct ChargeJob {
     /// Positive, already checked against the largest single charge.
-    pub amount: i64,
+    pub amount: Money,
     pub key: Option<IdempotencyKey>,
     pub fingerprint: Vec<u8>,
 }
@@ -65,9 +68,9 @@ impl Batch for Charges {
             jobs.iter().map(|_| None).collect();
         if !live.is_empty() {
             let balance = store::lock_one(conn, *user).await?;
-            let amounts: Vec<i64> = live.iter().map(|&i| jobs[i].amount).collect();
+            let amounts: Vec<Money> = live.iter().map(|&i| jobs[i].amount).collect();
             let after = rules::apply_charges(balance, &amounts);
-            let entries: Vec<(i64, i64)> = amounts
+            let entries: Vec<(Money, Money)> = amounts
                 .iter()
                 .zip(&after)
                 .filter_map(|(a, b)| b.map(|b| (*a, b)))
@@ -119,7 +122,7 @@ impl Batch for Charges {
 pub async fn charge(
     state: &AppState,
     user: UserId,
-    amount: i64,
+    amount: Money,
     key: Option<IdempotencyKey>,
     fingerprint: Vec<u8>,
 ) -> ApiResult<Response> {

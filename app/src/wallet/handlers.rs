@@ -14,20 +14,22 @@ use crate::{
     error::{ApiError, ApiResult},
     idempotency::{self, IdempotencyKey},
     pagination::{PageQuery, Paged},
+    platform::money::Money,
     state::AppState,
 };
 
 #[derive(Serialize, ToSchema)]
 pub struct WalletView {
     /// Minor units (KRW has none).
-    pub balance: i64,
+    #[schema(value_type = i64)]
+    pub balance: Money,
 }
 
 #[derive(Serialize, Deserialize, ToSchema)]
 pub struct ChargeRequest {
     /// Positive, at most the configured maximum per charge (`FLOODGATE_MAX_CHARGE`).
-    #[schema(example = 50000, minimum = 1)]
-    pub amount: i64,
+    #[schema(value_type = i64, example = 50000, minimum = 1)]
+    pub amount: Money,
 }
 
 /// The signed-in user's balance.
@@ -60,7 +62,7 @@ pub async fn charge(
     Json(req): Json<ChargeRequest>,
 ) -> ApiResult<Response> {
     let max = state.settings.max_charge;
-    if req.amount <= 0 || req.amount > max {
+    if !(Money::new(1)..=Money::new(max)).contains(&req.amount) {
         return Err(ApiError::invalid(
             "amount",
             format!("amount must be between 1 and {max}"),

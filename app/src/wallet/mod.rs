@@ -14,16 +14,17 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use crate::{error::ApiError, state::AppState};
+use crate::{error::ApiError, platform::money::Money, state::AppState};
 
 // the answer to a charge (also what a replay returns)
 #[derive(Serialize, ToSchema)]
 pub struct ChargeResponse {
-    pub balance: i64,
+    #[schema(value_type = i64)]
+    pub balance: Money,
     pub transaction: store::LedgerEntry,
 }
 
-pub fn insufficient_balance(amount: i64) -> ApiError {
+pub fn insufficient_balance(amount: Money) -> ApiError {
     ApiError::conflict(
         "insufficient-balance",
         format!("the wallet balance does not cover {amount}; charge the wallet first"),

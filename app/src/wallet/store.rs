@@ -11,8 +11,9 @@ use utoipa::ToSchema;
 use super::LedgerKind;
 use crate::{
     auth::UserId,
-    error::{ApiError, violated_constraint},
+    error::{ApiError, OnConstraint},
     pagination::Page,
+    platform::money::Money,
 };
 
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
@@ -22,8 +23,10 @@ pub struct LedgerEntry {
     #[schema(value_type = LedgerKind)]
     pub kind: String,
     /// Positive for credits, negative for debits (minor units).
-    pub amount: i64,
-    pub balance_after: i64,
+    #[schema(value_type = i64)]
+    pub amount: Money,
+    #[schema(value_type = i64)]
+    pub balance_after: Money,
     /// The order or reservation this entry belongs to.
     pub reference_id: Option<i64>,
     pub created_at: DateTime<Utc>,
@@ -33,11 +36,11 @@ pub struct LedgerEntry {
 pub async fn credit(
     conn: &mut PgConnection,
     user: UserId,
-    amount: i64,
+    amount: Money,
     kind: LedgerKind,
     reference: Option<i64>,
 ) -> Result<LedgerEntry, ApiError> {
-    sqlx::query_as(
+    Ok(sqlx::query_as(
         "with w as (
             insert into wallets (user_id, balance) values ($1, $2)
             on conflict (user_id) do update set balance = wallets.balance + excluded.balance, updated_at = now()
@@ -52,10 +55,7 @@ pub async fn credit(
     .bind(reference)
     .fetch_one(conn)
     .await
-    .map_err(|e| match violated_constraint(&e) {
-        Some("wallets_balance_max") => super::balance_limit(),
-        _ => e.into(),
-    })
+    .on_constraint("wallets_balance_max", super::balance_limit)?)
 }
 
 /// Takes `amount` (> 0) if the balance covers it; 409 `insufficient-balance` otherwise.
@@ -63,11 +63,11 @@ pub async fn credit(
 pub async fn debit(
     conn: &mut PgConnection,
     user: UserId,
-    amount: i64,
+    amount: Money,
     kind: LedgerKind,
     reference: Option<i64>,
-) -> Result<i64, ApiError> {
-    let balance: Option<i64> = sqlx::query_scalar(
+) -> Result<Money, ApiError> {
+    let balance: Option<Money> = sqlx::query_scalar(
         "with w as (
             update wallets set balance = balance - $2, updated_at = now()
              where user_id = $1 and balance >= $2
@@ -90,11 +90,11 @@ pub async fn debit(
 /// how many were taken, so the caller can roll back on a mismatch.
 pub async fn debit_many(
     conn: &mut PgConnection,
-    debits: &[(UserId, i64, i64)],
+    debits: &[(UserId, Money, i64)],
     kind: LedgerKind,
 ) -> Result<u64, sqlx::Error> {
     let users: Vec<UserId> = debits.iter().map(|d| d.0).collect();
-    let amounts: Vec<i64> = debits.iter().map(|d| d.1).collect();
+    let amounts: Vec<i64> = debits.iter().map(|d| d.1.minor()).collect();
     let references: Vec<i64> = debits.iter().map(|d| d.2).collect();
     sqlx::query(
         "with req as (
@@ -117,9 +117,9 @@ pub async fn debit_many(
 }
 
 /// Locks the user's wallet, opening an empty one first if there is none; returns its balance.
-pub async fn lock_one(conn: &mut PgConnection, user: UserId) -> Result<i64, sqlx::Error> {
+pub async fn lock_one(conn: &mut PgConnection, user: UserId) -> Result<Money, sqlx::Error> {
     loop {
-        let balance: Option<i64> =
+        let balance: Option<Money> =
             sqlx::query_scalar("select balance from wallets where user_id = $1 for no key update")
                 .bind(user)
                 .fetch_optional(&mut *conn)
@@ -139,8 +139,8 @@ pub async fn lock_one(conn: &mut PgConnection, user: UserId) -> Result<i64, sqlx
 pub async fn lock_many(
     conn: &mut PgConnection,
     users: &[UserId],
-) -> Result<HashMap<UserId, i64>, sqlx::Error> {
-    let rows: Vec<(UserId, i64)> = sqlx::query_as(
+) -> Result<HashMap<UserId, Money>, sqlx::Error> {
+    let rows: Vec<(UserId, Money)> = sqlx::query_as(
         "select user_id, balance from wallets where user_id = any($1)
           order by user_id for no key update",
     )
@@ -155,12 +155,12 @@ pub async fn lock_many(
 pub async fn credit_many(
     conn: &mut PgConnection,
     user: UserId,
-    balance: i64,
-    entries: &[(i64, i64)],
+    balance: Money,
+    entries: &[(Money, Money)],
     kind: LedgerKind,
 ) -> Result<Vec<LedgerEntry>, sqlx::Error> {
-    let amounts: Vec<i64> = entries.iter().map(|e| e.0).collect();
-    let after: Vec<i64> = entries.iter().map(|e| e.1).collect();
+    let amounts: Vec<Money> = entries.iter().map(|e| e.0).collect();
+    let after: Vec<Money> = entries.iter().map(|e| e.1).collect();
     sqlx::query_as(
         "with w as (update wallets set balance = $2, updated_at = now() where user_id = $1 returning user_id)
          insert into wallet_ledger (user_id, kind, amount, balance_after, reference_id)
@@ -178,12 +178,12 @@ pub async fn credit_many(
     .await
 }
 
-pub async fn balance<'e>(db: impl PgExecutor<'e>, user: UserId) -> Result<i64, sqlx::Error> {
-    let b: Option<i64> = sqlx::query_scalar("select balance from wallets where user_id = $1")
+pub async fn balance<'e>(db: impl PgExecutor<'e>, user: UserId) -> Result<Money, sqlx::Error> {
+    let b: Option<Money> = sqlx::query_scalar("select balance from wallets where user_id = $1")
         .bind(user)
         .fetch_optional(db)
         .await?;
-    Ok(b.unwrap_or(0))
+    Ok(b.unwrap_or(Money::ZERO))
 }
 
 pub async fn ledger<'e>(

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use floodgate_app::{
     auth::{Role, UserId},
+    platform::money::Money,
     wallet::{LedgerKind, store as wallet},
 };
 use redis::AsyncCommands;
@@ -40,7 +41,7 @@ pub async fn users(app: &TestApp, n: usize, balance: i64) -> Vec<User> {
     for id in ids {
         let id = UserId(id);
         if balance > 0 {
-            wallet::credit(&mut conn, id, balance, LedgerKind::Charge, None)
+            wallet::credit(&mut conn, id, Money::new(balance), LedgerKind::Charge, None)
                 .await
                 .unwrap();
         }
