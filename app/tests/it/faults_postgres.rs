@@ -52,14 +52,12 @@ async fn postgres_paused_with_sigstop_mid_flash_sale() {
         app.state.runtime.get().version == 1
     })
     .await;
-    let seller = app
-        .user_with_roles("seller@example.com", &["customer", "seller"])
-        .await;
+    let seller = app.seller().await;
     let initial = 100_000;
-    let goods = new_goods(&app, &seller, 10, initial).await;
+    let goods = seller.goods(10, initial).await;
     let buyers = app.bulk_customers(16, "b").await;
     for b in &buyers {
-        charge(&app, b, 1_000_000).await;
+        app.charge(b, 1_000_000).await;
     }
     assert_eq!(
         app.get(&format!("/api/v1/goods/{goods}"), None)
@@ -199,14 +197,12 @@ async fn postgres_connections_cut_mid_flash_sale(pool: PgPool) {
         app.state.runtime.get().version == 1
     })
     .await;
-    let seller = app
-        .user_with_roles("seller@example.com", &["customer", "seller"])
-        .await;
+    let seller = app.seller().await;
     let initial = 100_000;
-    let goods = new_goods(&app, &seller, 10, initial).await;
+    let goods = seller.goods(10, initial).await;
     let buyers = app.bulk_customers(12, "b").await;
     for b in &buyers {
-        charge(&app, b, 1_000_000).await;
+        app.charge(b, 1_000_000).await;
     }
     let app = Arc::new(app);
     let load = Buyers::start(&app, &buyers, goods);
@@ -308,12 +304,10 @@ async fn slow_postgres_opens_the_breaker_by_slow_call_rate(pool: PgPool) {
         app.state.runtime.get().version == 1
     })
     .await;
-    let seller = app
-        .user_with_roles("seller@example.com", &["customer", "seller"])
-        .await;
+    let seller = app.seller().await;
     let mut ids = Vec::new();
     for _ in 0..4 {
-        ids.push(new_goods(&app, &seller, 10, 5).await);
+        ids.push(seller.goods(10, 5).await);
     }
     // open the connections now: with the latency, a new connection alone takes many seconds
     futures::future::join_all(

@@ -38,18 +38,16 @@ async fn runtime_config_forces_breakers_open_and_back(pool: PgPool) {
     let app = TestApp::spawn(pool).await;
     let prefix = app.state.redis.prefix().to_owned();
     let url = faults::redis_url();
-    let seller = app
-        .user_with_roles("seller@example.com", &["customer", "seller"])
-        .await;
+    let seller = app.seller().await;
     let admin = app
         .user_with_roles("admin@example.com", &["customer", "admin"])
         .await;
-    let goods = new_goods(&app, &seller, 10, 1_000).await;
+    let goods = seller.goods(10, 1_000).await;
     let drop_id = campaign(&app, &admin, 100).await;
     let buyers = app.bulk_customers(3, "b").await;
     // a concert behind the waiting room `concert-42`, so joining it is allowed
     waiting_room_of_a_concert(&app, "concert-42").await;
-    charge(&app, &buyers[0], 10_000).await;
+    app.charge(&buyers[0], 10_000).await;
     assert_eq!(
         app.post_json(
             &format!("/api/v1/coupon-campaigns/{drop_id}/issue"),
@@ -369,17 +367,15 @@ async fn redis_paused_with_sigstop(pool: PgPool) {
         app.state.runtime.get().version == 1
     })
     .await;
-    let seller = app
-        .user_with_roles("seller@example.com", &["customer", "seller"])
-        .await;
+    let seller = app.seller().await;
     let admin = app
         .user_with_roles("admin@example.com", &["customer", "admin"])
         .await;
     let buyer = app
         .user_with_roles("buyer@example.com", &["customer"])
         .await;
-    let goods = new_goods(&app, &seller, 10, 10).await;
-    charge(&app, &buyer, 1_000).await;
+    let goods = seller.goods(10, 10).await;
+    app.charge(&buyer, 1_000).await;
     let drop_id = campaign(&app, &admin, 100).await;
     waiting_room_of_a_concert(&app, "paused-room").await;
     let detail = format!("/api/v1/goods/{goods}");

@@ -73,17 +73,6 @@ async fn spawn(pool: PgPool, store: &Store, max_bytes: u32, max_per_goods: u32) 
     .await
 }
 
-async fn seller(app: &TestApp, email: &str) -> String {
-    app.user_with_roles(email, &["customer", "seller"]).await
-}
-
-async fn new_goods(app: &TestApp, token: &str) -> i64 {
-    let body = json!({"name": "Hoodie", "price": 39000, "stock": 5});
-    let res = app.post_json("/api/v1/goods", &body, Some(token)).await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    res.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
-}
-
 /// Uploads one part `file` (file name, part Content-Type, bytes).
 async fn upload(
     app: &TestApp,
@@ -139,8 +128,11 @@ async fn rows(app: &TestApp, goods: i64) -> i64 {
 /// The full flow of one store: upload, detail, thumbnail, ETag/304, list, delete.
 async fn upload_flow(pool: PgPool, store: Store) {
     let app = spawn(pool, &store, 1024 * 1024, 4).await;
-    let token = seller(&app, "seller@example.com").await;
-    let goods = new_goods(&app, &token).await;
+    let seller = app.seller().await;
+    let token = seller.token.clone();
+    let goods = seller
+        .goods_from(&json!({"name": "Hoodie", "price": 39000, "stock": 5}))
+        .await;
     // the detail is cached before the upload: the 201 must not leave it stale
     assert_eq!(detail(&app, goods).await["images"], json!([]));
 
@@ -238,10 +230,13 @@ async fn wait_for_thumbnail(app: &TestApp, goods: i64) -> String {
 /// Every refusal is a precise problem+json and leaves no row and no object behind.
 async fn refusals(pool: PgPool, store: Store) {
     let app = spawn(pool, &store, 64 * 1024, 2).await;
-    let token = seller(&app, "seller@example.com").await;
-    let other = seller(&app, "other@example.com").await;
+    let seller = app.seller().await;
+    let token = seller.token.clone();
+    let other = app.seller_named("other@example.com").await.token;
     let customer = app.customer("customer@example.com").await;
-    let goods = new_goods(&app, &token).await;
+    let goods = seller
+        .goods_from(&json!({"name": "Hoodie", "price": 39000, "stock": 5}))
+        .await;
     let prefix = format!("goods/{goods}/");
     let jpeg = image_file(40, 30, ImageFormat::Jpeg);
     let nothing_stored = async |what: &str| {

@@ -27,7 +27,10 @@ struct Answer {
 }
 
 async fn send(req: reqwest::RequestBuilder) -> Answer {
-    let res = req.send().await.unwrap();
+    answer(req.send().await.unwrap()).await
+}
+
+async fn answer(res: reqwest::Response) -> Answer {
     let status = res.status();
     let replayed = res.headers().get("idempotent-replayed").is_some();
     let body: Value = res.json().await.unwrap_or(Value::Null);
@@ -45,50 +48,16 @@ async fn send(req: reqwest::RequestBuilder) -> Answer {
 }
 
 async fn order(app: &TestApp, token: &str, items: Value, key: Option<&str>) -> Answer {
-    let mut req = app
-        .http
-        .post(app.url("/api/v1/orders"))
-        .bearer_auth(token)
-        .json(&json!({ "items": items }));
-    if let Some(k) = key {
-        req = req.header("Idempotency-Key", k);
-    }
-    send(req).await
+    answer(app.order_keyed(token, items, key).await).await
 }
 
 async fn charge(app: &TestApp, token: &str, amount: i64, key: Option<&str>) -> Answer {
-    let mut req = app
-        .http
-        .post(app.url("/api/v1/wallet/charges"))
-        .bearer_auth(token)
-        .json(&json!({ "amount": amount }));
-    if let Some(k) = key {
-        req = req.header("Idempotency-Key", k);
-    }
-    send(req).await
-}
-
-async fn new_goods(app: &TestApp, seller: &str, body: Value) -> i64 {
-    let res = app.post_json("/api/v1/goods", &body, Some(seller)).await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    res.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
-}
-
-async fn seller(app: &TestApp) -> String {
-    app.user_with_roles("seller@example.com", &["customer", "seller"])
-        .await
+    answer(app.charge_keyed(token, amount, key).await).await
 }
 
 /// Every wallet equals its ledger, and no claim was left behind unfinished.
 async fn assert_wallets_and_keys_settled(pool: &PgPool) {
-    let bad: i64 = sqlx::query_scalar(
-        "select count(*) from wallets w
-          where w.balance <> coalesce((select sum(amount) from wallet_ledger l where l.user_id = w.user_id), 0)",
-    )
-    .fetch_one(pool)
-    .await
-    .unwrap();
-    assert_eq!(bad, 0, "a wallet differs from its ledger");
+    crate::common::assert_wallets_match_ledgers(pool).await;
     let open: i64 =
         sqlx::query_scalar("select count(*) from idempotency_keys where status is null")
             .fetch_one(pool)
@@ -120,14 +89,11 @@ struct Sent {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn flash_sale_of_300_units_to_1100_orders(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), |s| s.db_pool_size = 20).await;
-    let seller = seller(&app).await;
+    let seller = app.seller().await;
     let price = 1_000;
-    let goods = new_goods(
-        &app,
-        &seller,
-        json!({"name": "flash", "price": price, "stock": 300}),
-    )
-    .await;
+    let goods = seller
+        .goods_from(&json!({"name": "flash", "price": price, "stock": 300}))
+        .await;
     let mut buyers: Vec<User> = users(&app, 360, 3 * price).await;
     buyers.extend(users(&app, 40, price - 100).await);
     let funded: HashMap<i64, i64> = buyers
@@ -346,19 +312,13 @@ async fn flash_sale_of_300_units_to_1100_orders(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn batched_and_single_orders_and_cancellations_mix(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), |s| s.db_pool_size = 30).await;
-    let seller = seller(&app).await;
-    let a = new_goods(
-        &app,
-        &seller,
-        json!({"name": "a", "price": 100, "stock": 400}),
-    )
-    .await;
-    let b = new_goods(
-        &app,
-        &seller,
-        json!({"name": "b", "price": 70, "stock": 10_000}),
-    )
-    .await;
+    let seller = app.seller().await;
+    let a = seller
+        .goods_from(&json!({"name": "a", "price": 100, "stock": 400}))
+        .await;
+    let b = seller
+        .goods_from(&json!({"name": "b", "price": 70, "stock": 10_000}))
+        .await;
     let buyers = users(&app, 200, 100_000).await;
     let mut cancellable = Vec::new();
     for u in &buyers[..40] {
@@ -592,13 +552,10 @@ async fn batched_orders_check_each_waiting_room_pass(pool: PgPool) {
         json!({"queues": {"gq": {"maxActiveUsers": 100, "admitPerMinute": 60000}, "other": {"paused": true}}}),
     )
     .await;
-    let seller = seller(&app).await;
-    let goods = new_goods(
-        &app,
-        &seller,
-        json!({"name": "queued", "price": 10, "stock": 100, "queue_id": "gq"}),
-    )
-    .await;
+    let seller = app.seller().await;
+    let goods = seller
+        .goods_from(&json!({"name": "queued", "price": 10, "stock": 100, "queue_id": "gq"}))
+        .await;
     let people = users(&app, 4, 1_000).await;
     let join = |u: &User, q: &'static str| {
         let req = app
@@ -673,11 +630,11 @@ async fn a_waiting_room_pass_pays_for_one_order(pool: PgPool) {
         json!({"queues": {"gq": {"maxActiveUsers": 100, "admitPerMinute": 60000}}}),
     )
     .await;
-    let seller = seller(&app).await;
+    let seller = app.seller().await;
     let queued =
         |name: &'static str| json!({"name": name, "price": 10, "stock": 100, "queue_id": "gq"});
-    let a = new_goods(&app, &seller, queued("a")).await;
-    let b = new_goods(&app, &seller, queued("b")).await;
+    let a = seller.goods_from(&queued("a")).await;
+    let b = seller.goods_from(&queued("b")).await;
     let people = users(&app, 2, 1_000).await;
     let admitted_pass = |u: &User| {
         let app = &app;

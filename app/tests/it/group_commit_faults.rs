@@ -16,9 +16,7 @@ use std::{
 use axum::http::HeaderMap;
 use common::TestApp;
 use concerts_support::users;
-use faults::{
-    breaker, eventually, new_goods, order_once, problem_kind, proxied_pool, set_breakers,
-};
+use faults::{breaker, eventually, order_once, problem_kind, proxied_pool, set_breakers};
 use floodgate_app::{
     goods::GoodsId,
     idempotency::{self, IdempotencyKey},
@@ -55,10 +53,8 @@ async fn a_stalled_batch_answers_every_member_and_writes_nothing(pool: PgPool) {
         app.state.runtime.get().version == 1
     })
     .await;
-    let seller = app
-        .user_with_roles("seller@example.com", &["customer", "seller"])
-        .await;
-    let goods = new_goods(&app, &seller, 10, 1_000).await;
+    let seller = app.seller().await;
+    let goods = seller.goods(10, 1_000).await;
     let buyers = users(&app, 50, 1_000).await;
 
     proxy.stall(true);
@@ -129,10 +125,8 @@ async fn a_stalled_batch_answers_every_member_and_writes_nothing(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn callers_that_go_away_lose_nothing_and_duplicate_nothing(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), |s| s.db_pool_size = 20).await;
-    let seller = app
-        .user_with_roles("seller@example.com", &["customer", "seller"])
-        .await;
-    let goods = new_goods(&app, &seller, 10, 10_000).await;
+    let seller = app.seller().await;
+    let goods = seller.goods(10, 10_000).await;
     let buyers = users(&app, 200, 1_000).await;
     let state = &app.state;
     let place = |i: usize| {
@@ -251,10 +245,8 @@ async fn keyed_retry_replays_order_committed_past_its_deadline_after_sellout(poo
         s.request_timeout_ms = 5_000;
     })
     .await;
-    let seller = app
-        .user_with_roles("seller@example.com", &["customer", "seller"])
-        .await;
-    let goods = new_goods(&app, &seller, 10, 3).await;
+    let seller = app.seller().await;
+    let goods = seller.goods(10, 3).await;
     let people = users(&app, 4, 1_000).await;
     let (late, rest) = people.split_first().unwrap();
     let (outsider, fillers) = rest.split_last().unwrap();
@@ -310,10 +302,8 @@ async fn keyed_retry_replays_order_committed_past_its_deadline_after_sellout(poo
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn keyed_retry_replays_committed_order_after_gate_keys_are_lost(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
-    let seller = app
-        .user_with_roles("seller@example.com", &["customer", "seller"])
-        .await;
-    let goods = new_goods(&app, &seller, 10, 3).await;
+    let seller = app.seller().await;
+    let goods = seller.goods(10, 3).await;
     let people = users(&app, 4, 1_000).await;
     let (outsider, buyers) = people.split_last().unwrap();
     buy_all(&app, buyers, goods).await;

@@ -13,44 +13,8 @@ use sqlx::PgPool;
 
 use crate::MIGRATOR;
 
-async fn new_goods(app: &TestApp, seller: &str, price: i64, stock: i64) -> i64 {
-    let body = json!({"name": "item", "price": price, "stock": stock});
-    app.post_json("/api/v1/goods", &body, Some(seller))
-        .await
-        .json::<Value>()
-        .await
-        .unwrap()["id"]
-        .as_i64()
-        .unwrap()
-}
-
-async fn charge(app: &TestApp, token: &str, amount: i64) {
-    assert_eq!(
-        app.post_json(
-            "/api/v1/wallet/charges",
-            &json!({"amount": amount}),
-            Some(token)
-        )
-        .await
-        .status(),
-        StatusCode::CREATED
-    );
-}
-
-async fn order(app: &TestApp, token: &str, items: Value) -> reqwest::Response {
-    app.post_json("/api/v1/orders", &json!({"items": items}), Some(token))
-        .await
-}
-
 async fn assert_consistent(pool: &PgPool) {
-    let bad: i64 = sqlx::query_scalar(
-        "select count(*) from wallets w
-          where w.balance <> coalesce((select sum(amount) from wallet_ledger l where l.user_id = w.user_id), 0)",
-    )
-    .fetch_one(pool)
-    .await
-    .unwrap();
-    assert_eq!(bad, 0, "wallet balance differs from ledger");
+    crate::common::assert_wallets_match_ledgers(pool).await;
     // sold = committed (paid) order lines, for every goods item
     let mismatched: i64 = sqlx::query_scalar(
         "select count(*) from goods g where g.stock < 0 or g.stock + coalesce((
@@ -75,16 +39,14 @@ async fn record_initial_stock(pool: &PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn five_hundred_buyers_one_hundred_units(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), |s| s.db_pool_size = 30).await;
-    let seller = app
-        .user_with_roles("seller@example.com", &["customer", "seller"])
-        .await;
-    let goods = new_goods(&app, &seller, 1_000, 100).await;
+    let seller = app.seller().await;
+    let goods = seller.goods(1_000, 100).await;
     record_initial_stock(&pool).await;
     let buyers = app.bulk_customers(500, "buyer").await;
-    futures::future::join_all(buyers.iter().map(|t| charge(&app, t, 5_000))).await;
+    futures::future::join_all(buyers.iter().map(|t| app.charge(t, 5_000))).await;
 
     let statuses = futures::future::join_all(buyers.iter().map(|t| async {
-        order(&app, t, json!([{"goods_id": goods, "quantity": 1}]))
+        app.order(t, json!([{"goods_id": goods, "quantity": 1}]))
             .await
             .status()
     }))
@@ -118,12 +80,8 @@ async fn five_hundred_buyers_one_hundred_units(pool: PgPool) {
     assert_consistent(&pool).await;
     // sold-out answers come from the gate now; they are still 409 out-of-stock
     let b = expect_problem(
-        order(
-            &app,
-            &buyers[0],
-            json!([{"goods_id": goods, "quantity": 1}]),
-        )
-        .await,
+        app.order(&buyers[0], json!([{"goods_id": goods, "quantity": 1}]))
+            .await,
         StatusCode::CONFLICT,
     )
     .await;
@@ -133,18 +91,16 @@ async fn five_hundred_buyers_one_hundred_units(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn cancel_refunds_restocks_releases_and_is_idempotent(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
-    let seller = app
-        .user_with_roles("seller@example.com", &["customer", "seller"])
-        .await;
+    let seller = app.seller().await;
     let admin = app
         .user_with_roles("admin@example.com", &["customer", "admin"])
         .await;
-    let goods = new_goods(&app, &seller, 10_000, 1).await;
+    let goods = seller.goods(10_000, 1).await;
     record_initial_stock(&pool).await;
     let buyer = app.customer("buyer@example.com").await;
     let rival = app.customer("rival@example.com").await;
-    charge(&app, &buyer, 20_000).await;
-    charge(&app, &rival, 20_000).await;
+    app.charge(&buyer, 20_000).await;
+    app.charge(&rival, 20_000).await;
 
     // a 10 % coupon, issued and persisted
     let now = chrono::Utc::now();
@@ -194,7 +150,8 @@ async fn cancel_refunds_restocks_releases_and_is_idempotent(pool: PgPool) {
         .unwrap();
     assert_eq!(w["balance"], 11_000);
     expect_problem(
-        order(&app, &rival, json!([{"goods_id": goods, "quantity": 1}])).await,
+        app.order(&rival, json!([{"goods_id": goods, "quantity": 1}]))
+            .await,
         StatusCode::CONFLICT,
     )
     .await;
@@ -271,7 +228,7 @@ async fn cancel_refunds_restocks_releases_and_is_idempotent(pool: PgPool) {
     assert_eq!(coupons[0]["used_at"], Value::Null);
     // the restocked unit is sellable again at once (the sold-out gate was cleared)
     assert_eq!(
-        order(&app, &rival, json!([{"goods_id": goods, "quantity": 1}]))
+        app.order(&rival, json!([{"goods_id": goods, "quantity": 1}]))
             .await
             .status(),
         StatusCode::CREATED
@@ -302,14 +259,12 @@ async fn cancel_refunds_restocks_releases_and_is_idempotent(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn opposite_multi_item_orders_do_not_deadlock(pool: PgPool) {
     let app = TestApp::spawn_with(pool.clone(), |s| s.db_pool_size = 30).await;
-    let seller = app
-        .user_with_roles("seller@example.com", &["customer", "seller"])
-        .await;
-    let a = new_goods(&app, &seller, 10, 1_000).await;
-    let b = new_goods(&app, &seller, 10, 1_000).await;
+    let seller = app.seller().await;
+    let a = seller.goods(10, 1_000).await;
+    let b = seller.goods(10, 1_000).await;
     record_initial_stock(&pool).await;
     let buyers = app.bulk_customers(100, "b").await;
-    futures::future::join_all(buyers.iter().map(|t| charge(&app, t, 1_000))).await;
+    futures::future::join_all(buyers.iter().map(|t| app.charge(t, 1_000))).await;
     let results = futures::future::join_all(buyers.iter().enumerate().map(|(i, t)| {
         let items = if i % 2 == 0 {
             json!([{"goods_id": a, "quantity": 1}, {"goods_id": b, "quantity": 2}])
@@ -317,7 +272,7 @@ async fn opposite_multi_item_orders_do_not_deadlock(pool: PgPool) {
             json!([{"goods_id": b, "quantity": 1}, {"goods_id": a, "quantity": 2}])
         };
         let app = &app;
-        async move { order(app, t, items).await.status() }
+        async move { app.order(t, items).await.status() }
     }))
     .await;
     assert!(
@@ -330,14 +285,13 @@ async fn opposite_multi_item_orders_do_not_deadlock(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn order_rules_and_bad_input(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
-    let seller = app
-        .user_with_roles("seller@example.com", &["customer", "seller"])
-        .await;
+    let seller = app.seller().await;
     let buyer = app.customer("buyer@example.com").await;
-    let goods = new_goods(&app, &seller, 700, 10).await;
+    let goods = seller.goods(700, 10).await;
 
     let b = expect_problem(
-        order(&app, &buyer, json!([{"goods_id": goods, "quantity": 1}])).await,
+        app.order(&buyer, json!([{"goods_id": goods, "quantity": 1}]))
+            .await,
         StatusCode::CONFLICT,
     )
     .await;
@@ -348,7 +302,7 @@ async fn order_rules_and_bad_input(pool: PgPool) {
             .ends_with("insufficient-balance"),
         "{b}"
     );
-    charge(&app, &buyer, 10_000).await;
+    app.charge(&buyer, 10_000).await;
     for (items, field) in [
         (json!([]), "items"),
         (json!([{"goods_id": goods, "quantity": 0}]), "quantity"),
@@ -360,19 +314,21 @@ async fn order_rules_and_bad_input(pool: PgPool) {
         (json!([{"goods_id": 0, "quantity": 1}]), "goods_id"),
     ] {
         let b = expect_problem(
-            order(&app, &buyer, items).await,
+            app.order(&buyer, items).await,
             StatusCode::UNPROCESSABLE_ENTITY,
         )
         .await;
         assert_eq!(b["field"], field, "{b}");
     }
     expect_problem(
-        order(&app, &buyer, json!([{"goods_id": 987654, "quantity": 1}])).await,
+        app.order(&buyer, json!([{"goods_id": 987654, "quantity": 1}]))
+            .await,
         StatusCode::NOT_FOUND,
     )
     .await;
     expect_problem(
-        order(&app, &buyer, json!([{"goods_id": goods, "quantity": 11}])).await,
+        app.order(&buyer, json!([{"goods_id": goods, "quantity": 11}]))
+            .await,
         StatusCode::CONFLICT,
     )
     .await;
@@ -415,19 +371,15 @@ async fn order_rules_and_bad_input(pool: PgPool) {
         .post_json(
             "/api/v1/goods",
             &json!({"name": "soon", "price": 1, "stock": 5, "sale_starts_at": later}),
-            Some(&seller),
+            Some(&seller.token),
         )
         .await
         .json()
         .await
         .unwrap();
     let b = expect_problem(
-        order(
-            &app,
-            &buyer,
-            json!([{"goods_id": upcoming["id"], "quantity": 1}]),
-        )
-        .await,
+        app.order(&buyer, json!([{"goods_id": upcoming["id"], "quantity": 1}]))
+            .await,
         StatusCode::CONFLICT,
     )
     .await;
@@ -488,15 +440,13 @@ async fn order_rules_and_bad_input(pool: PgPool) {
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_retried_order_after_sell_out_is_replayed(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
-    let seller = app
-        .user_with_roles("seller@example.com", &["customer", "seller"])
-        .await;
-    let hot = new_goods(&app, &seller, 100, 1).await;
-    let pair = new_goods(&app, &seller, 100, 1).await;
-    let other = new_goods(&app, &seller, 100, 10).await;
+    let seller = app.seller().await;
+    let hot = seller.goods(100, 1).await;
+    let pair = seller.goods(100, 1).await;
+    let other = seller.goods(100, 10).await;
     let buyers = app.bulk_customers(3, "r").await;
     for b in &buyers {
-        charge(&app, b, 10_000).await;
+        app.charge(b, 10_000).await;
     }
     let keyed = |token: &str, key: &str, items: Value| {
         app.http
@@ -518,20 +468,14 @@ async fn a_retried_order_after_sell_out_is_replayed(pool: PgPool) {
         assert_eq!(first.status(), StatusCode::CREATED);
         let first: Value = first.json().await.unwrap();
         // someone else finds it sold out, which sets the gate
-        let late = order(
-            &app,
-            &buyers[1],
-            json!([{"goods_id": goods, "quantity": 1}]),
-        )
-        .await;
+        let late = app
+            .order(&buyers[1], json!([{"goods_id": goods, "quantity": 1}]))
+            .await;
         let p = expect_problem(late, StatusCode::CONFLICT).await;
         assert!(p["type"].as_str().unwrap().ends_with("/out-of-stock"));
-        let late = order(
-            &app,
-            &buyers[2],
-            json!([{"goods_id": goods, "quantity": 1}]),
-        )
-        .await;
+        let late = app
+            .order(&buyers[2], json!([{"goods_id": goods, "quantity": 1}]))
+            .await;
         let p = expect_problem(late, StatusCode::CONFLICT).await;
         assert!(p["type"].as_str().unwrap().ends_with("/out-of-stock"));
         // the first buyer's retry is its order, replayed

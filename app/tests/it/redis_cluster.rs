@@ -37,7 +37,7 @@ use concerts_support::{
     crowd::{Crowd, Fleet},
     set_config, users,
 };
-use faults::{campaign, charge, eventually, new_goods, order_once};
+use faults::{campaign, eventually, order_once};
 use floodgate_crds::redis_conn::key_slot;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -60,12 +60,10 @@ async fn every_script_of_the_app_runs_on_the_cluster(pool: PgPool) {
     let (a, b) = (&apps[0], &apps[1]);
     let admin = admin(a).await;
     // rate limit (login), goods cache fill and invalidation, sold-out gate
-    let seller = a
-        .user_with_roles("seller@example.com", &["customer", "seller"])
-        .await;
+    let seller = a.seller().await;
     let buyer = a.customer("buyer@example.com").await;
-    charge(a, &buyer, 10_000).await;
-    let goods = new_goods(a, &seller, 100, 1).await;
+    a.charge(&buyer, 10_000).await;
+    let goods = seller.goods(100, 1).await;
     for app in [a, b, a] {
         assert_eq!(
             app.get(&format!("/api/v1/goods/{goods}"), None)
@@ -87,7 +85,7 @@ async fn every_script_of_the_app_runs_on_the_cluster(pool: PgPool) {
     let gate = |id: i64| key_slot(a.key(&format!("{{so:{id}}}:out")).as_bytes());
     let mut fresh = Vec::new();
     while fresh.len() < 2 {
-        let id = new_goods(a, &seller, 100, 5).await;
+        let id = seller.goods(100, 5).await;
         if fresh.iter().all(|&f| gate(f) != gate(id)) && gate(id) != gate(goods) {
             fresh.push(id);
         }

@@ -194,7 +194,7 @@ async fn assert_seats_and_money(pool: &PgPool, schedule: i64, n: usize) {
         (n as i64, n as i64, n as i64),
         "sold, confirmed, paid"
     );
-    shop::assert_wallets_match_ledgers(pool).await;
+    crate::common::assert_wallets_match_ledgers(pool).await;
     let paid_once: i64 = sqlx::query_scalar("select count(*) from wallets where balance = 4000")
         .fetch_one(pool)
         .await

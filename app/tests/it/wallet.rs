@@ -5,22 +5,10 @@ use crate::common;
 
 use common::{TestApp, expect_problem};
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::MIGRATOR;
-
-async fn charge(app: &TestApp, token: &str, amount: i64, key: Option<&str>) -> reqwest::Response {
-    let mut req = app
-        .http
-        .post(app.url("/api/v1/wallet/charges"))
-        .bearer_auth(token)
-        .json(&json!({"amount": amount}));
-    if let Some(k) = key {
-        req = req.header("Idempotency-Key", k);
-    }
-    req.send().await.unwrap()
-}
 
 /// balance = ledger sum for every wallet, and the last ledger row's balance_after = balance.
 pub async fn assert_wallets_consistent(pool: &PgPool) {
@@ -42,7 +30,7 @@ async fn a_thousand_concurrent_charges_on_one_wallet(pool: PgPool) {
     let results = futures::future::join_all((1..=1000).map(|i| {
         let (app, token) = (&app, &token);
         async move {
-            let res = charge(app, token, i, None).await;
+            let res = app.charge_keyed(token, i, None).await;
             (res.status(), i)
         }
     }))
@@ -90,16 +78,16 @@ async fn idempotent_charges_replay_refuse_mismatch_and_in_flight(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
     let token = app.customer("idem@example.com").await;
 
-    let first = charge(&app, &token, 500, Some("key-1")).await;
+    let first = app.charge_keyed(&token, 500, Some("key-1")).await;
     assert_eq!(first.status(), StatusCode::CREATED);
     assert!(first.headers().get("idempotent-replayed").is_none());
     let first: Value = first.json().await.unwrap();
-    let again = charge(&app, &token, 500, Some("key-1")).await;
+    let again = app.charge_keyed(&token, 500, Some("key-1")).await;
     assert_eq!(again.status(), StatusCode::CREATED);
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     assert_eq!(again.json::<Value>().await.unwrap(), first);
     let b = expect_problem(
-        charge(&app, &token, 700, Some("key-1")).await,
+        app.charge_keyed(&token, 700, Some("key-1")).await,
         StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
@@ -112,7 +100,7 @@ async fn idempotent_charges_replay_refuse_mismatch_and_in_flight(pool: PgPool) {
     // another user may use the same key independently
     let other = app.customer("other@example.com").await;
     assert_eq!(
-        charge(&app, &other, 700, Some("key-1"))
+        app.charge_keyed(&other, 700, Some("key-1"))
             .await
             .headers()
             .get("idempotent-replayed"),
@@ -122,7 +110,7 @@ async fn idempotent_charges_replay_refuse_mismatch_and_in_flight(pool: PgPool) {
     // concurrent duplicates: exactly one applies, the rest are 409 in flight or replays
     let statuses = futures::future::join_all((0..50).map(|_| {
         let (app, token) = (&app, &token);
-        async move { charge(app, token, 1_000, Some("key-burst")).await }
+        async move { app.charge_keyed(token, 1_000, Some("key-burst")).await }
     }))
     .await;
     let mut fresh = 0;
@@ -154,13 +142,13 @@ async fn idempotent_charges_replay_refuse_mismatch_and_in_flight(pool: PgPool) {
 
     // a failed attempt releases the key: the retry runs for real
     let b = expect_problem(
-        charge(&app, &token, 0, Some("key-fail")).await,
+        app.charge_keyed(&token, 0, Some("key-fail")).await,
         StatusCode::UNPROCESSABLE_ENTITY,
     )
     .await;
     assert_eq!(b["field"], "amount");
     assert_eq!(
-        charge(&app, &token, 5, Some("key-fail")).await.status(),
+        app.charge_keyed(&token, 5, Some("key-fail")).await.status(),
         StatusCode::CREATED
     );
     assert_wallets_consistent(&pool).await;
@@ -172,7 +160,7 @@ async fn bad_wallet_input(pool: PgPool) {
     let token = app.customer("bad@example.com").await;
     for amount in [0, -1, 1_000_001, i64::MAX] {
         let b = expect_problem(
-            charge(&app, &token, amount, None).await,
+            app.charge_keyed(&token, amount, None).await,
             StatusCode::UNPROCESSABLE_ENTITY,
         )
         .await;
@@ -205,7 +193,7 @@ async fn bad_wallet_input(pool: PgPool) {
         .unwrap();
     expect_problem(res, StatusCode::UNPROCESSABLE_ENTITY).await;
     expect_problem(
-        charge(&app, &token, 10, Some("has space")).await,
+        app.charge_keyed(&token, 10, Some("has space")).await,
         StatusCode::BAD_REQUEST,
     )
     .await;
@@ -217,7 +205,7 @@ async fn bad_wallet_input(pool: PgPool) {
 
     // ledger pagination
     for i in 1..=5 {
-        charge(&app, &token, i, None).await;
+        app.charge_keyed(&token, i, None).await;
     }
     let page: Value = app
         .get("/api/v1/wallet/transactions?limit=2", Some(&token))

@@ -1,6 +1,8 @@
 //! Test harness: a real app on a free port, its own PostgreSQL database (from
 //! `#[sqlx::test]`) and its own Redis key prefix, plus helpers to sign up and log in.
 
+mod builders;
+
 use std::net::SocketAddr;
 
 use floodgate_app::{config::Settings, server, state::AppState};
@@ -195,4 +197,16 @@ pub async fn expect_problem(res: Response, status: StatusCode) -> Value {
     );
     assert!(!body["detail"].as_str().unwrap().is_empty(), "{body}");
     body
+}
+
+/// Every wallet's balance equals the sum of its ledger.
+pub async fn assert_wallets_match_ledgers(pool: &PgPool) {
+    let bad: i64 = sqlx::query_scalar(
+        "select count(*) from wallets w
+          where w.balance <> coalesce((select sum(amount) from wallet_ledger l where l.user_id = w.user_id), 0)",
+    )
+    .fetch_one(pool)
+    .await
+    .unwrap();
+    assert_eq!(bad, 0, "a wallet balance differs from its ledger");
 }

@@ -124,14 +124,7 @@ pub async fn assert_stock_and_ledgers(pool: &PgPool, goods: i64, initial: i64) {
         initial,
         "stock + sold differs from the initial stock"
     );
-    let bad: i64 = sqlx::query_scalar(
-        "select count(*) from wallets w
-          where w.balance <> coalesce((select sum(amount) from wallet_ledger l where l.user_id = w.user_id), 0)",
-    )
-    .fetch_one(pool)
-    .await
-    .unwrap();
-    assert_eq!(bad, 0, "a wallet balance differs from its ledger");
+    crate::common::assert_wallets_match_ledgers(pool).await;
 }
 
 /// Waits until every user answered 201 holds a persisted coupon; returns the persisted count.
@@ -163,31 +156,6 @@ pub async fn assert_coupons_persisted(
     total
 }
 
-pub async fn new_goods(app: &TestApp, seller: &str, price: i64, stock: i64) -> i64 {
-    let res = app
-        .post_json(
-            "/api/v1/goods",
-            &json!({"name": "flash", "price": price, "stock": stock}),
-            Some(seller),
-        )
-        .await;
-    assert_eq!(res.status(), StatusCode::CREATED);
-    res.json::<Value>().await.unwrap()["id"].as_i64().unwrap()
-}
-
-pub async fn charge(app: &TestApp, token: &str, amount: i64) {
-    assert_eq!(
-        app.post_json(
-            "/api/v1/wallet/charges",
-            &json!({"amount": amount}),
-            Some(token)
-        )
-        .await
-        .status(),
-        StatusCode::CREATED
-    );
-}
-
 pub async fn campaign(app: &TestApp, admin: &str, total: i64) -> i64 {
     let now = chrono::Utc::now();
     let body = json!({"name": "drop", "discount_amount": 10, "total_quantity": total,
@@ -217,14 +185,12 @@ pub async fn problem_kind(res: reqwest::Response) -> (StatusCode, Option<String>
 }
 
 pub async fn order_once(app: &TestApp, token: &str, goods: i64, key: &str) -> reqwest::Response {
-    app.http
-        .post(app.url("/api/v1/orders"))
-        .bearer_auth(token)
-        .header("idempotency-key", key)
-        .json(&json!({"items": [{"goods_id": goods, "quantity": 1}]}))
-        .send()
-        .await
-        .unwrap()
+    app.order_keyed(
+        token,
+        json!([{"goods_id": goods, "quantity": 1}]),
+        Some(key),
+    )
+    .await
 }
 
 /// A pool for the app that reaches this test's database through `proxy`.

@@ -124,7 +124,7 @@ pub async fn assert_stock_ledgers_and_claims(pool: &PgPool, goods: i64, initial:
         initial,
         "stock + sold differs from the initial stock"
     );
-    assert_wallets_match_ledgers(pool).await;
+    crate::common::assert_wallets_match_ledgers(pool).await;
     let open: i64 =
         sqlx::query_scalar("select count(*) from idempotency_keys where status is null")
             .fetch_one(pool)
@@ -225,16 +225,4 @@ impl Load {
         let orders = self.orders.lock().unwrap().clone();
         (failures, orders, self.answers.load(Ordering::Relaxed))
     }
-}
-
-/// Every wallet's balance equals the sum of its ledger.
-pub async fn assert_wallets_match_ledgers(pool: &PgPool) {
-    let bad: i64 = sqlx::query_scalar(
-        "select count(*) from wallets w
-          where w.balance <> coalesce((select sum(amount) from wallet_ledger l where l.user_id = w.user_id), 0)",
-    )
-    .fetch_one(pool)
-    .await
-    .unwrap();
-    assert_eq!(bad, 0, "a wallet balance differs from its ledger");
 }
