@@ -37,11 +37,7 @@ impl OwnRedis {
     /// can never end up talking to somebody else's Redis.
     fn start() -> Self {
         for _ in 0..10 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
+            let port = crate::faults::procs::free_port();
             let mut child = Command::new("redis-server")
                 .args([
                     "--port",

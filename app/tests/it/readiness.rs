@@ -15,14 +15,7 @@ use serde_json::Value;
 use sqlx::PgPool;
 
 use crate::MIGRATOR;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::faults::procs::free_port;
 
 /// Starts redis-server on `port`; panics if it exits at once (the port was taken), so the
 /// test never talks to somebody else's Redis.
