@@ -107,8 +107,9 @@ pub async fn assert_orders_persisted(pool: &PgPool, acknowledged: &[i64]) {
     );
 }
 
-/// Stock never negative and stock + sold = initial; every wallet equals its ledger.
-pub async fn assert_stock_and_ledgers(pool: &PgPool, goods: i64, initial: i64) {
+/// Stock never negative and stock + sold = initial; every wallet equals its ledger. Returns
+/// the units sold.
+pub async fn assert_stock_and_ledgers(pool: &PgPool, goods: i64, initial: i64) -> i64 {
     let (stock, sold): (i32, Option<i64>) = sqlx::query_as(
         "select g.stock, (select sum(l.quantity) from order_lines l join orders o using (order_id)
                             where l.goods_id = g.goods_id and o.status = 'paid')
@@ -119,12 +120,14 @@ pub async fn assert_stock_and_ledgers(pool: &PgPool, goods: i64, initial: i64) {
     .await
     .unwrap();
     assert!(stock >= 0, "stock went negative: {stock}");
+    let sold = sold.unwrap_or(0);
     assert_eq!(
-        i64::from(stock) + sold.unwrap_or(0),
+        i64::from(stock) + sold,
         initial,
         "stock + sold differs from the initial stock"
     );
     crate::common::assert_wallets_match_ledgers(pool).await;
+    sold
 }
 
 /// Waits until every user answered 201 holds a persisted coupon; returns the persisted count.

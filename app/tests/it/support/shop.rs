@@ -109,22 +109,7 @@ pub async fn fund_wallets(base: &str, buyers: &[(i64, String)], funds: i64) {
 /// Stock never negative, stock + sold = initial, every wallet equals its ledger, and no
 /// Idempotency-Key claim left unfinished.
 pub async fn assert_stock_ledgers_and_claims(pool: &PgPool, goods: i64, initial: i64) -> i64 {
-    let (stock, sold): (i32, i64) = sqlx::query_as(
-        "select g.stock, (select coalesce(sum(l.quantity), 0)::bigint from order_lines l join orders o using (order_id)
-                           where l.goods_id = g.goods_id and o.status = 'paid')
-           from goods g where g.goods_id = $1",
-    )
-    .bind(goods)
-    .fetch_one(pool)
-    .await
-    .unwrap();
-    assert!(stock >= 0, "oversold: stock is {stock}");
-    assert_eq!(
-        i64::from(stock) + sold,
-        initial,
-        "stock + sold differs from the initial stock"
-    );
-    crate::common::assert_wallets_match_ledgers(pool).await;
+    let sold = crate::faults::assert_stock_and_ledgers(pool, goods, initial).await;
     let open: i64 =
         sqlx::query_scalar("select count(*) from idempotency_keys where status is null")
             .fetch_one(pool)
