@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Headless-Chromium test of the waiting-room page (app/tests/queue_browser.rs).
+# Headless-Chromium test of the waiting-room page (app/tests/it/queue_browser.rs).
 #
 # Installs Debian's `chromium` with apt if it is missing and `playwright-core` from npm into
 # app/tests/browser/node_modules (both idempotent), makes sure PostgreSQL and Redis run, then
 # runs the ignored browser test. Screenshots land in .data/screenshots/.
 #
-#   scripts/browser-tests.sh
+#   scripts/browser-tests.sh            the tests of the queue_browser module (with the ignored one)
+#   scripts/browser-tests.sh NAME       those whose name contains NAME instead
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -37,5 +38,5 @@ eval "$(bash scripts/services.sh env)"
 export DATABASE_URL REDIS_URL CHROMIUM
 mkdir -p .data/screenshots
 rm -f .data/screenshots/waiting-room-*.png
-cargo test -p floodgate-app --test queue_browser -- --include-ignored "$@"
+cargo test -p floodgate-app --test it -- --include-ignored "${@:-queue_browser::}"
 log "screenshots: $(ls .data/screenshots/waiting-room-*.png | tr '\n' ' ')"

@@ -15,15 +15,15 @@ export RUST_BACKTRACE=${RUST_BACKTRACE:-1}
 # cache it never reuses (cargo's own advice for CI)
 if [ -n "${CI:-}" ]; then export CARGO_INCREMENTAL=${CARGO_INCREMENTAL:-0}; fi
 
-# up, plus the PgBouncer (transaction pooling) app/tests/pgbouncer.rs goes through
+# up, plus the PgBouncer (transaction pooling) app/tests/it/pgbouncer.rs goes through
 bash scripts/services.sh pgbouncer
-# a local Redis Cluster (3 primaries, 3 replicas) for app/tests/redis_cluster.rs: ~2 s cold, 0.5 s warm
+# a local Redis Cluster (3 primaries, 3 replicas) for app/tests/it/redis_cluster.rs: ~2 s cold, 0.5 s warm
 REDIS_CLUSTER_URL=${REDIS_CLUSTER_URL:-$(bash scripts/services.sh redis-cluster)}; export REDIS_CLUSTER_URL
 
-# app/tests/abuse.rs sends forged X-Forwarded-For through a real nginx (run from a temp dir
+# app/tests/it/abuse.rs sends forged X-Forwarded-For through a real nginx (run from a temp dir
 # on a free port, never as the system service) and operator/e2e/local.sh reads the API with jq;
-# both fail without their tool, so install what is missing; the TLS tests (app/tests/tls.rs,
-# operator/tests/tls.rs) make certificates with openssl and serve https:// with prometheus
+# both fail without their tool, so install what is missing; the TLS tests (app/tests/it/tls.rs,
+# operator/tests/it/tls.rs) make certificates with openssl and serve https:// with prometheus
 missing=()
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing+=(nginx)
 command -v jq >/dev/null || missing+=(jq)
@@ -46,7 +46,7 @@ if ! cargo nextest --version >/dev/null 2>&1; then
   cargo install --locked --quiet cargo-nextest >&2 || echo "[test] cargo-nextest install failed: using cargo test" >&2
 fi
 
-# the virtualenv of the Python tests; app/tests/goods_images.rs runs its S3-compatible server
+# the virtualenv of the Python tests; app/tests/it/goods_images.rs runs its S3-compatible server
 # (moto) from it and fails without it
 bash scripts/venv.sh >/dev/null
 
