@@ -6,16 +6,15 @@
 use chrono::{DateTime, Utc};
 use floodgate_crds::v1alpha1::{Campaign, CampaignStatus, Phase};
 
-use super::mark_invalid;
 use super::{
     Context, Error, Next, Note, ObjectKey, Platform,
     command::command,
     key_of,
     pause::{self, Pause},
+    prelude::{self, Reconciled},
     restore::ended,
-    runtime_sync, status,
+    status::{self, Conditions},
     target::{hold, read_target, target_missing},
-    validate,
 };
 use crate::{
     phase::{commands_resources, next_wake, phase_at},
@@ -31,53 +30,15 @@ pub async fn apply<P: Platform>(
     ctx: &Context<P>,
     now: DateTime<Utc>,
 ) -> Result<Next, Error> {
-    let obj = ObjectKey::of(c);
-    let generation = c.metadata.generation;
-    let old = c.status.clone().unwrap_or_default();
-    let mut st = CampaignStatus {
-        observed_generation: generation,
-        ..old.clone()
-    };
-
-    // Validate: an invalid spec waits for the next change instead of retrying.
-    if let Err(problems) = validate::campaign(&c.spec) {
-        let seen = (old.observed_generation, old.conditions.as_slice());
-        mark_invalid(
-            ctx,
-            &obj,
-            seen,
-            &mut st.conditions,
-            &problems,
-            now,
-            generation,
-        )
-        .await;
-        save_status(c, ctx, &st, now).await?;
+    let Some((old, mut st)) = prelude::validated(c, ctx, now).await? else {
         return Ok(Next(None));
-    }
-
-    let mut phase = phase_at(&c.spec.schedule, now);
-    // Between two occurrences of a recurrence the last one's restore finishes first.
-    let restoring = st.replicas.as_ref().is_some_and(|r| r.before.is_some());
-    if phase == Phase::Scheduled && c.spec.schedule.recurrence.is_some() && restoring {
-        phase = Phase::Ended;
-    }
-    st.phase = Some(phase);
-    st.window = window_at(&c.spec.schedule, now).ok();
-    st.target = c
-        .spec
-        .target
-        .scale_ref()
-        .map(|r| format!("{}/{}", r.kind, r.name));
+    };
+    let phase = enter_phase(c, &mut st, now);
     let pause = pause::of(c.metadata.annotations.as_ref());
     paused_condition(c, ctx, &mut st, &old, &pause, now).await;
     if old.phase.is_some_and(|p| p != phase) {
-        ctx.platform
-            .record(
-                &obj,
-                Note::normal("PhaseChanged", "Schedule", format!("{phase:?}")),
-            )
-            .await;
+        let note = Note::normal("PhaseChanged", "Schedule", format!("{phase:?}"));
+        ctx.platform.record(&ObjectKey::of(c), note).await;
     }
     let mut next = match phase {
         Phase::Scheduled => scheduled(c, ctx, &mut st, &old, now).await?,
@@ -89,10 +50,38 @@ pub async fn apply<P: Platform>(
         // from its next reconcile on (which then sleeps until that one's prewarm).
         next = Next(Some(std::time::Duration::from_secs(1)));
     }
-    summary_conditions(&mut st, phase, generation, now);
-    publish_config(ctx, &obj, &mut st, generation, now).await?;
-    save_status(c, ctx, &st, now).await?;
+    summary_conditions(c, &mut st, phase, now);
+    let mut conditions = Conditions::of(c, &mut st.conditions, now);
+    if let Some(s) = prelude::publish(ctx, &ObjectKey::of(c), &mut conditions, now).await? {
+        conditions.set(
+            status::CONFIG_PUBLISHED,
+            true,
+            "Published",
+            prelude::applied(&s),
+        );
+        st.published_version = i64::try_from(s.published.version).ok();
+        st.applied_by_replicas = i32::try_from(s.applied_by).ok();
+    }
+    c.save(ctx, &st, now).await?;
     Ok(next)
+}
+
+/// The phase at `now`, with the window and target it is shown with. Between two occurrences
+/// of a recurrence the last one's restore finishes first (Ended, not Scheduled).
+fn enter_phase(c: &Campaign, st: &mut CampaignStatus, now: DateTime<Utc>) -> Phase {
+    let mut phase = phase_at(&c.spec.schedule, now);
+    let restoring = st.replicas.as_ref().is_some_and(|r| r.before.is_some());
+    if phase == Phase::Scheduled && c.spec.schedule.recurrence.is_some() && restoring {
+        phase = Phase::Ended;
+    }
+    st.phase = Some(phase);
+    st.window = window_at(&c.spec.schedule, now).ok();
+    st.target = c
+        .spec
+        .target
+        .scale_ref()
+        .map(|r| format!("{}/{}", r.kind, r.name));
+    phase
 }
 
 /// Before prewarming nothing is changed, but a missing target is reported already.
@@ -113,16 +102,7 @@ async fn scheduled<P: Platform>(
         "prewarming starts {} before {starts}",
         c.spec.schedule.prewarm
     );
-    let generation = c.metadata.generation;
-    status::set(
-        &mut st.conditions,
-        status::READY,
-        true,
-        "Scheduled",
-        msg,
-        now,
-        generation,
-    );
+    status::Conditions::of(c, &mut st.conditions, now).set(status::READY, true, "Scheduled", msg);
     Ok(Next(next_wake(&c.spec.schedule, Phase::Scheduled, now)))
 }
 
@@ -136,7 +116,6 @@ async fn commanding<P: Platform>(
     pause: &Pause,
     now: DateTime<Utc>,
 ) -> Result<Next, Error> {
-    let generation = c.metadata.generation;
     let phase = st.phase.unwrap_or(Phase::Active);
     let competitors = ctx
         .platform
@@ -149,43 +128,19 @@ async fn commanding<P: Platform>(
     }
     ctx.metrics.conflict(&key_of(c), false);
     let conflict = status::CONFLICT;
-    status::set(
-        &mut st.conditions,
-        conflict,
-        false,
-        "NoConflict",
-        "",
-        now,
-        generation,
-    );
+    status::Conditions::of(c, &mut st.conditions, now).set(conflict, false, "NoConflict", "");
     let Some(current) = read_target(c, ctx).await? else {
         return Ok(target_missing(c, ctx, st, old, now).await);
     };
     if pause.is_paused() {
         hold(c, ctx, st, old, current, pause, now).await?;
         let msg = status::message_of(&st.conditions, status::PAUSED).to_owned();
-        status::set(
-            &mut st.conditions,
-            status::READY,
-            true,
-            "Paused",
-            msg,
-            now,
-            generation,
-        );
+        status::Conditions::of(c, &mut st.conditions, now).set(status::READY, true, "Paused", msg);
         return Ok(Next(next_wake(&c.spec.schedule, phase, now)));
     }
     command(c, ctx, st, old, current, now).await?;
     let msg = format!("{phase:?}");
-    status::set(
-        &mut st.conditions,
-        status::READY,
-        true,
-        "Commanding",
-        msg,
-        now,
-        generation,
-    );
+    status::Conditions::of(c, &mut st.conditions, now).set(status::READY, true, "Commanding", msg);
     Ok(Next(next_wake(&c.spec.schedule, phase, now)))
 }
 
@@ -198,7 +153,6 @@ async fn contested<P: Platform>(
     competitors: &[String],
     now: DateTime<Utc>,
 ) {
-    let generation = c.metadata.generation;
     let msg = format!(
         "not scaling {}: also scaled by {}",
         c.spec.target.describe(),
@@ -214,86 +168,13 @@ async fn contested<P: Platform>(
             .await;
     }
     let (conflict, ready) = (status::CONFLICT, status::READY);
-    status::set(
-        &mut st.conditions,
+    status::Conditions::of(c, &mut st.conditions, now).set(
         conflict,
         true,
         "TargetContested",
         msg.clone(),
-        now,
-        generation,
     );
-    status::set(
-        &mut st.conditions,
-        ready,
-        false,
-        "Conflict",
-        msg,
-        now,
-        generation,
-    );
-}
-
-/// Writes the merged runtime document and records the outcome in the status.
-async fn publish_config<P: Platform>(
-    ctx: &Context<P>,
-    obj: &ObjectKey,
-    st: &mut CampaignStatus,
-    generation: Option<i64>,
-    now: DateTime<Utc>,
-) -> Result<(), Error> {
-    match runtime_sync::sync(ctx, now, None).await? {
-        Ok(s) => {
-            if s.published.written {
-                let msg = format!("runtime config version {} published", s.published.version);
-                ctx.platform
-                    .record(obj, Note::normal("ConfigPublished", "Publish", msg))
-                    .await;
-            }
-            st.published_version = i64::try_from(s.published.version).ok();
-            st.applied_by_replicas = i32::try_from(s.applied_by).ok();
-            let msg = format!(
-                "version {} applied by {} replicas",
-                s.published.version, s.applied_by
-            );
-            status::set(
-                &mut st.conditions,
-                status::CONFIG_PUBLISHED,
-                true,
-                "Published",
-                msg,
-                now,
-                generation,
-            );
-        }
-        Err(e) => status::set(
-            &mut st.conditions,
-            status::CONFIG_PUBLISHED,
-            false,
-            "RedisUnavailable",
-            e.to_string(),
-            now,
-            generation,
-        ),
-    }
-    Ok(())
-}
-
-/// Writes the status unless nothing but the signal time changed (see
-/// [`status::campaign_needs_write`]).
-async fn save_status<P: Platform>(
-    c: &Campaign,
-    ctx: &Context<P>,
-    st: &CampaignStatus,
-    now: DateTime<Utc>,
-) -> Result<(), Error> {
-    if status::campaign_needs_write(c.status.as_ref(), st, now) {
-        ctx.platform
-            .write_campaign_status(c, st)
-            .await
-            .map_err(Error::WriteStatus)?;
-    }
-    Ok(())
+    status::Conditions::of(c, &mut st.conditions, now).set(ready, false, "Conflict", msg);
 }
 
 /// `Paused` from the annotations ([`pause::of`]); an unreadable one also gets a Warning once.
@@ -325,26 +206,12 @@ async fn paused_condition<P: Platform>(
             )
             .await;
     }
-    let generation = c.metadata.generation;
-    status::set(
-        &mut st.conditions,
-        status::PAUSED,
-        on,
-        reason,
-        msg,
-        now,
-        generation,
-    );
+    status::Conditions::of(c, &mut st.conditions, now).set(status::PAUSED, on, reason, msg);
 }
 
 /// `Active` (the campaign is scaling its target now) and `Fallback` (it runs on
 /// fallbackReplicas because metrics are unavailable), for the printer columns.
-fn summary_conditions(
-    st: &mut CampaignStatus,
-    phase: Phase,
-    generation: Option<i64>,
-    now: DateTime<Utc>,
-) {
+fn summary_conditions(c: &Campaign, st: &mut CampaignStatus, phase: Phase, now: DateTime<Utc>) {
     let commanding = commands_resources(phase)
         && status::reason_of(&st.conditions, status::READY) == Some("Commanding");
     if !commanding {
@@ -358,15 +225,7 @@ fn summary_conditions(
     } else {
         ("NotScaling", format!("{phase:?}: {why}"))
     };
-    status::set(
-        &mut st.conditions,
-        status::ACTIVE,
-        commanding,
-        reason,
-        msg,
-        now,
-        generation,
-    );
+    status::Conditions::of(c, &mut st.conditions, now).set(status::ACTIVE, commanding, reason, msg);
     let fallback = st.fallback_active;
     let (reason, msg) = if fallback {
         (
@@ -376,13 +235,5 @@ fn summary_conditions(
     } else {
         ("SignalsRead", "")
     };
-    status::set(
-        &mut st.conditions,
-        status::FALLBACK,
-        fallback,
-        reason,
-        msg,
-        now,
-        generation,
-    );
+    status::Conditions::of(c, &mut st.conditions, now).set(status::FALLBACK, fallback, reason, msg);
 }

@@ -30,7 +30,6 @@ pub async fn command<P: Platform>(
 ) -> Result<(), Error> {
     let (key, obj) = (key_of(c), ObjectKey::of(c));
     let ns = obj.namespace.as_str();
-    let generation = c.metadata.generation;
     let target = super::target::target_of(c);
     let deployment = target.name.as_str();
     let shown = c.spec.target.describe();
@@ -154,14 +153,11 @@ pub async fn command<P: Platform>(
     } else {
         (false, "MetricsUnavailable")
     };
-    status::set(
-        &mut st.conditions,
+    status::Conditions::of(c, &mut st.conditions, now).set(
         status::METRICS_AVAILABLE,
         ok,
         reason,
         problems.join("; "),
-        now,
-        generation,
     );
 
     st.replicas = Some(ReplicaStatus {
@@ -273,17 +269,13 @@ async fn configure_redis<P: Platform>(
     old: &CampaignStatus,
     now: DateTime<Utc>,
 ) {
-    let generation = c.metadata.generation;
     let wanted = wanted_memory(c);
     if wanted == MemoryWanted::default() {
-        status::set(
-            &mut st.conditions,
+        status::Conditions::of(c, &mut st.conditions, now).set(
             status::REDIS_CONFIGURED,
             true,
             "NotRequested",
             "",
-            now,
-            generation,
         );
         return;
     }
@@ -302,14 +294,11 @@ async fn configure_redis<P: Platform>(
                 applied.maxmemory, applied.maxmemory_policy
             );
             st.redis_applied = Some(applied);
-            status::set(
-                &mut st.conditions,
+            status::Conditions::of(c, &mut st.conditions, now).set(
                 status::REDIS_CONFIGURED,
                 true,
                 "Applied",
                 msg,
-                now,
-                generation,
             );
         }
         Err(e) => {
@@ -326,14 +315,11 @@ async fn configure_redis<P: Platform>(
                     )
                     .await;
             }
-            status::set(
-                &mut st.conditions,
+            status::Conditions::of(c, &mut st.conditions, now).set(
                 status::REDIS_CONFIGURED,
                 false,
                 reason,
                 e.to_string(),
-                now,
-                generation,
             );
         }
     }

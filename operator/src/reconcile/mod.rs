@@ -8,6 +8,7 @@ pub mod campaign;
 mod command;
 pub mod originals;
 pub mod pause;
+mod prelude;
 pub mod queue_config;
 mod ramp;
 mod restore;
@@ -314,34 +315,4 @@ pub fn key_of<K: kube::Resource>(obj: &K) -> String {
         obj.meta().namespace.as_deref().unwrap_or("default"),
         obj.meta().name.as_deref().unwrap_or("")
     )
-}
-
-/// An invalid spec: the Ready condition says why, and a warning Event is recorded once per
-/// generation (not on every requeue). The caller writes the status and waits for a change.
-pub(crate) async fn mark_invalid<P: Platform>(
-    ctx: &Context<P>,
-    obj: &ObjectKey,
-    (old_generation, old_conditions): (Option<i64>, &[floodgate_crds::v1alpha1::Condition]),
-    conditions: &mut Vec<floodgate_crds::v1alpha1::Condition>,
-    problems: &[String],
-    now: chrono::DateTime<chrono::Utc>,
-    generation: Option<i64>,
-) {
-    let msg = problems.join("; ");
-    if old_generation != generation
-        || status::reason_of(old_conditions, status::READY) != Some("InvalidSpec")
-    {
-        ctx.platform
-            .record(obj, Note::warning("InvalidSpec", "Validate", msg.clone()))
-            .await;
-    }
-    status::set(
-        conditions,
-        status::READY,
-        false,
-        "InvalidSpec",
-        msg,
-        now,
-        generation,
-    );
 }

@@ -78,16 +78,7 @@ pub async fn on_delete<P: Platform>(
         reason: msg.clone(),
         before: Some(before),
     });
-    let generation = c.metadata.generation;
-    status::set(
-        &mut st.conditions,
-        status::READY,
-        true,
-        "RampingDown",
-        msg,
-        now,
-        generation,
-    );
+    status::Conditions::of(c, &mut st.conditions, now).set(status::READY, true, "RampingDown", msg);
     ctx.platform
         .write_campaign_status(c, &st)
         .await

@@ -46,31 +46,24 @@ pub(super) async fn ended<P: Platform>(
         },
     };
     let redis_done = restore_redis_when_it_fits(c, ctx, st, old, now).await;
-    let generation = c.metadata.generation;
     match replicas {
         None => Ok(target_missing(c, ctx, st, old, now).await),
         Some(true) if redis_done => {
-            status::set(
-                &mut st.conditions,
+            status::Conditions::of(c, &mut st.conditions, now).set(
                 status::READY,
                 true,
                 "Ended",
                 "",
-                now,
-                generation,
             );
             Ok(Next(None))
         }
         Some(_) => {
             let msg = "stepping back to the pre-campaign replicas and Redis settings";
-            status::set(
-                &mut st.conditions,
+            status::Conditions::of(c, &mut st.conditions, now).set(
                 status::READY,
                 true,
                 "Restoring",
                 msg,
-                now,
-                generation,
             );
             Ok(Next(Some(ACTIVE_RESYNC)))
         }
@@ -223,15 +216,11 @@ async fn restore_redis_when_it_fits<P: Platform>(
             )
             .await;
     }
-    let generation = c.metadata.generation;
-    status::set(
-        &mut st.conditions,
+    status::Conditions::of(c, &mut st.conditions, now).set(
         status::REDIS_CONFIGURED,
         ok,
         reason,
         msg,
-        now,
-        generation,
     );
     ok
 }

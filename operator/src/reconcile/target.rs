@@ -74,15 +74,11 @@ pub(super) async fn target_missing<P: Platform>(
             )
             .await;
     }
-    let generation = c.metadata.generation;
-    status::set(
-        &mut st.conditions,
+    status::Conditions::of(c, &mut st.conditions, now).set(
         status::READY,
         false,
         "TargetNotFound",
         msg,
-        now,
-        generation,
     );
     Next(Some(TARGET_RETRY))
 }
