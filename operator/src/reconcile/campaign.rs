@@ -102,7 +102,7 @@ async fn scheduled<P: Platform>(
         "prewarming starts {} before {starts}",
         c.spec.schedule.prewarm
     );
-    status::Conditions::of(c, &mut st.conditions, now).set(status::READY, true, "Scheduled", msg);
+    Conditions::of(c, &mut st.conditions, now).set(status::READY, true, "Scheduled", msg);
     Ok(Next(next_wake(&c.spec.schedule, Phase::Scheduled, now)))
 }
 
@@ -127,20 +127,19 @@ async fn commanding<P: Platform>(
         return Ok(Next(next_wake(&c.spec.schedule, phase, now)));
     }
     ctx.metrics.conflict(&key_of(c), false);
-    let conflict = status::CONFLICT;
-    status::Conditions::of(c, &mut st.conditions, now).set(conflict, false, "NoConflict", "");
+    Conditions::of(c, &mut st.conditions, now).set(status::CONFLICT, false, "NoConflict", "");
     let Some(current) = read_target(c, ctx).await? else {
         return Ok(target_missing(c, ctx, st, old, now).await);
     };
     if pause.is_paused() {
         hold(c, ctx, st, old, current, pause, now).await?;
         let msg = status::message_of(&st.conditions, status::PAUSED).to_owned();
-        status::Conditions::of(c, &mut st.conditions, now).set(status::READY, true, "Paused", msg);
+        Conditions::of(c, &mut st.conditions, now).set(status::READY, true, "Paused", msg);
         return Ok(Next(next_wake(&c.spec.schedule, phase, now)));
     }
     command(c, ctx, st, old, current, now).await?;
     let msg = format!("{phase:?}");
-    status::Conditions::of(c, &mut st.conditions, now).set(status::READY, true, "Commanding", msg);
+    Conditions::of(c, &mut st.conditions, now).set(status::READY, true, "Commanding", msg);
     Ok(Next(next_wake(&c.spec.schedule, phase, now)))
 }
 
@@ -167,14 +166,9 @@ async fn contested<P: Platform>(
             )
             .await;
     }
-    let (conflict, ready) = (status::CONFLICT, status::READY);
-    status::Conditions::of(c, &mut st.conditions, now).set(
-        conflict,
-        true,
-        "TargetContested",
-        msg.clone(),
-    );
-    status::Conditions::of(c, &mut st.conditions, now).set(ready, false, "Conflict", msg);
+    let mut conditions = Conditions::of(c, &mut st.conditions, now);
+    conditions.set(status::CONFLICT, true, "TargetContested", msg.clone());
+    conditions.set(status::READY, false, "Conflict", msg);
 }
 
 /// `Paused` from the annotations ([`pause::of`]); an unreadable one also gets a Warning once.
@@ -206,7 +200,7 @@ async fn paused_condition<P: Platform>(
             )
             .await;
     }
-    status::Conditions::of(c, &mut st.conditions, now).set(status::PAUSED, on, reason, msg);
+    Conditions::of(c, &mut st.conditions, now).set(status::PAUSED, on, reason, msg);
 }
 
 /// `Active` (the campaign is scaling its target now) and `Fallback` (it runs on
@@ -225,7 +219,7 @@ fn summary_conditions(c: &Campaign, st: &mut CampaignStatus, phase: Phase, now: 
     } else {
         ("NotScaling", format!("{phase:?}: {why}"))
     };
-    status::Conditions::of(c, &mut st.conditions, now).set(status::ACTIVE, commanding, reason, msg);
+    Conditions::of(c, &mut st.conditions, now).set(status::ACTIVE, commanding, reason, msg);
     let fallback = st.fallback_active;
     let (reason, msg) = if fallback {
         (
@@ -235,5 +229,5 @@ fn summary_conditions(c: &Campaign, st: &mut CampaignStatus, phase: Phase, now: 
     } else {
         ("SignalsRead", "")
     };
-    status::Conditions::of(c, &mut st.conditions, now).set(status::FALLBACK, fallback, reason, msg);
+    Conditions::of(c, &mut st.conditions, now).set(status::FALLBACK, fallback, reason, msg);
 }
