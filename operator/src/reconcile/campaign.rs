@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use floodgate_crds::v1alpha1::{Campaign, CampaignStatus, Phase};
 
 use super::{
-    Context, Error, Next, Note, ObjectKey, Platform,
+    Context, Error, Next, Note, ObjectKey, Pass, Platform,
     command::command,
     key_of,
     pause::{self, Pause},
@@ -33,17 +33,23 @@ pub async fn apply<P: Platform>(
     let Some((old, mut st)) = prelude::validated(c, ctx, now).await? else {
         return Ok(Next(None));
     };
+    let p = &Pass {
+        c,
+        ctx,
+        old: &old,
+        now,
+    };
     let phase = enter_phase(c, &mut st, now);
     let pause = pause::of(c.metadata.annotations.as_ref());
-    paused_condition(c, ctx, &mut st, &old, &pause, now).await;
+    paused_condition(p, &mut st, &pause).await;
     if old.phase.is_some_and(|p| p != phase) {
         let note = Note::normal("PhaseChanged", "Schedule", format!("{phase:?}"));
         ctx.platform.record(&ObjectKey::of(c), note).await;
     }
     let mut next = match phase {
-        Phase::Scheduled => scheduled(c, ctx, &mut st, &old, now).await?,
-        Phase::Prewarming | Phase::Active => commanding(c, ctx, &mut st, &old, &pause, now).await?,
-        Phase::Ended => ended(c, ctx, &mut st, &old, &pause, now).await?,
+        Phase::Scheduled => scheduled(p, &mut st).await?,
+        Phase::Prewarming | Phase::Active => commanding(p, &mut st, &pause).await?,
+        Phase::Ended => ended(p, &mut st, &pause).await?,
     };
     if next.0.is_none() && c.spec.schedule.recurrence.is_some() {
         // A recurring campaign whose restore is done is Scheduled for the next occurrence
@@ -85,15 +91,10 @@ fn enter_phase(c: &Campaign, st: &mut CampaignStatus, now: DateTime<Utc>) -> Pha
 }
 
 /// Before prewarming nothing is changed, but a missing target is reported already.
-async fn scheduled<P: Platform>(
-    c: &Campaign,
-    ctx: &Context<P>,
-    st: &mut CampaignStatus,
-    old: &CampaignStatus,
-    now: DateTime<Utc>,
-) -> Result<Next, Error> {
+async fn scheduled<P: Platform>(p: &Pass<'_, P>, st: &mut CampaignStatus) -> Result<Next, Error> {
+    let Pass { c, ctx, now, .. } = *p;
     if read_target(c, ctx).await?.is_none() {
-        return Ok(target_missing(c, ctx, st, old, now).await);
+        return Ok(target_missing(p, st).await);
     }
     let starts = st
         .window
@@ -109,13 +110,11 @@ async fn scheduled<P: Platform>(
 /// Prewarming/Active: refuse a contested target, report a missing one, hold a paused one,
 /// else command.
 async fn commanding<P: Platform>(
-    c: &Campaign,
-    ctx: &Context<P>,
+    p: &Pass<'_, P>,
     st: &mut CampaignStatus,
-    old: &CampaignStatus,
     pause: &Pause,
-    now: DateTime<Utc>,
 ) -> Result<Next, Error> {
+    let Pass { c, ctx, now, .. } = *p;
     let phase = st.phase.unwrap_or(Phase::Active);
     let competitors = ctx
         .platform
@@ -123,35 +122,29 @@ async fn commanding<P: Platform>(
         .await
         .map_err(Error::CheckConflicts)?;
     if !competitors.is_empty() {
-        contested(c, ctx, st, old, &competitors, now).await;
+        contested(p, st, &competitors).await;
         return Ok(Next(next_wake(&c.spec.schedule, phase, now)));
     }
     ctx.metrics.conflict(&key_of(c), false);
     Conditions::of(c, &mut st.conditions, now).set(status::CONFLICT, false, "NoConflict", "");
     let Some(current) = read_target(c, ctx).await? else {
-        return Ok(target_missing(c, ctx, st, old, now).await);
+        return Ok(target_missing(p, st).await);
     };
     if pause.is_paused() {
-        hold(c, ctx, st, old, current, pause, now).await?;
+        hold(p, st, current, pause).await?;
         let msg = status::message_of(&st.conditions, status::PAUSED).to_owned();
         Conditions::of(c, &mut st.conditions, now).set(status::READY, true, "Paused", msg);
         return Ok(Next(next_wake(&c.spec.schedule, phase, now)));
     }
-    command(c, ctx, st, old, current, now).await?;
+    command(p, st, current).await?;
     let msg = format!("{phase:?}");
     Conditions::of(c, &mut st.conditions, now).set(status::READY, true, "Commanding", msg);
     Ok(Next(next_wake(&c.spec.schedule, phase, now)))
 }
 
 /// Two controllers writing one replica count fight; refuse rather than flap.
-async fn contested<P: Platform>(
-    c: &Campaign,
-    ctx: &Context<P>,
-    st: &mut CampaignStatus,
-    old: &CampaignStatus,
-    competitors: &[String],
-    now: DateTime<Utc>,
-) {
+async fn contested<P: Platform>(p: &Pass<'_, P>, st: &mut CampaignStatus, competitors: &[String]) {
+    let Pass { c, ctx, old, now } = *p;
     let msg = format!(
         "not scaling {}: also scaled by {}",
         c.spec.target.describe(),
@@ -172,14 +165,8 @@ async fn contested<P: Platform>(
 }
 
 /// `Paused` from the annotations ([`pause::of`]); an unreadable one also gets a Warning once.
-async fn paused_condition<P: Platform>(
-    c: &Campaign,
-    ctx: &Context<P>,
-    st: &mut CampaignStatus,
-    old: &CampaignStatus,
-    pause: &Pause,
-    now: DateTime<Utc>,
-) {
+async fn paused_condition<P: Platform>(p: &Pass<'_, P>, st: &mut CampaignStatus, pause: &Pause) {
+    let Pass { c, ctx, old, now } = *p;
     let (on, reason, msg) = match pause {
         Pause::Off => (false, "NotPaused", String::new()),
         Pause::Hold { why } => (true, "Paused", why.clone()),

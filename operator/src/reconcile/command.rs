@@ -8,8 +8,8 @@ use floodgate_crds::{
 };
 
 use super::{
-    CampaignMemory, Context, Error, Note, ObjectKey, Platform, PlatformError, key_of, originals,
-    signals,
+    CampaignMemory, Context, Error, Note, ObjectKey, Pass, Platform, PlatformError, key_of,
+    originals, signals,
     status::{self, Conditions},
 };
 use crate::{
@@ -23,13 +23,11 @@ const DEFAULT_WINDOW: Dur = Dur::from_secs(30);
 
 /// `current` is the target's replica count, just read.
 pub async fn command<P: Platform>(
-    c: &Campaign,
-    ctx: &Context<P>,
+    p: &Pass<'_, P>,
     st: &mut CampaignStatus,
-    old: &CampaignStatus,
     current: u32,
-    now: DateTime<Utc>,
 ) -> Result<(), Error> {
+    let Pass { c, ctx, old, now } = *p;
     // Take over: the originals reach the status before anything is changed.
     let before = save_originals(c, ctx, st, old, current).await?;
     let key = key_of(c);
@@ -68,11 +66,11 @@ pub async fn command<P: Platform>(
         signals: input.signals,
         problems,
     };
-    announce(c, ctx, st, old, &step, now).await;
+    announce(p, st, &step).await;
     show(c, ctx, st, &step, now);
 
     // Act: Redis memory settings, every resync (a restarted Redis forgets them).
-    configure_redis(c, ctx, st, old, now).await;
+    configure_redis(p, st).await;
     Ok(())
 }
 
@@ -156,14 +154,8 @@ async fn scale<P: Platform>(
 }
 
 /// The Events of a pass: a scale, a panic starting or ending, the fallback taking over.
-async fn announce<P: Platform>(
-    c: &Campaign,
-    ctx: &Context<P>,
-    st: &mut CampaignStatus,
-    old: &CampaignStatus,
-    step: &Step,
-    now: DateTime<Utc>,
-) {
+async fn announce<P: Platform>(p: &Pass<'_, P>, st: &mut CampaignStatus, step: &Step) {
+    let Pass { c, ctx, old, now } = *p;
     let (obj, current, decision) = (ObjectKey::of(c), step.current, &step.decision);
     if decision.desired != current {
         st.last_scale_time = Some(now);
@@ -316,13 +308,8 @@ async fn queue_ids_of<P: Platform>(
     Ok(ids)
 }
 
-async fn configure_redis<P: Platform>(
-    c: &Campaign,
-    ctx: &Context<P>,
-    st: &mut CampaignStatus,
-    old: &CampaignStatus,
-    now: DateTime<Utc>,
-) {
+async fn configure_redis<P: Platform>(p: &Pass<'_, P>, st: &mut CampaignStatus) {
+    let Pass { c, ctx, old, now } = *p;
     let wanted = wanted_memory(c);
     if wanted == MemoryWanted::default() {
         Conditions::of(c, &mut st.conditions, now).set(

@@ -224,6 +224,23 @@ impl CampaignMemory {
     }
 }
 
+/// One reconcile of one Campaign: the object, the shared context, the status it was read
+/// with and the time the whole pass uses. The steps take it with the status they write.
+pub(crate) struct Pass<'a, P> {
+    pub c: &'a Campaign,
+    pub ctx: &'a Context<P>,
+    pub old: &'a CampaignStatus,
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
+impl<P> Clone for Pass<'_, P> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<P> Copy for Pass<'_, P> {}
+
 /// Shared by every reconcile.
 pub struct Context<P> {
     pub platform: P,

@@ -4,11 +4,10 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use floodgate_crds::v1alpha1::{Campaign, CampaignStatus, ReplicaStatus, ScaleTargetRef};
 
 use super::{
-    Context, Error, Next, Note, ObjectKey, Platform,
+    Context, Error, Next, Note, ObjectKey, Pass, Platform,
     pause::{PAUSED_REPLICAS, Pause},
     status,
 };
@@ -51,13 +50,8 @@ pub(super) async fn write_target<P: Platform>(
 
 /// `Ready=False/TargetNotFound`, a Warning once per transition, and a look again soon so the
 /// campaign recovers within seconds of the target appearing.
-pub(super) async fn target_missing<P: Platform>(
-    c: &Campaign,
-    ctx: &Context<P>,
-    st: &mut CampaignStatus,
-    old: &CampaignStatus,
-    now: DateTime<Utc>,
-) -> Next {
+pub(super) async fn target_missing<P: Platform>(p: &Pass<'_, P>, st: &mut CampaignStatus) -> Next {
+    let Pass { c, ctx, old, now } = *p;
     let ns = c.metadata.namespace.as_deref().unwrap_or("default");
     let t = target_of(c);
     let msg = format!(
@@ -86,14 +80,12 @@ pub(super) async fn target_missing<P: Platform>(
 /// Paused ([`Pause`]): no scale write, or the one to `paused-replicas` (after the originals
 /// are saved, so the restore still knows the pre-campaign count); the status says so.
 pub(super) async fn hold<P: Platform>(
-    c: &Campaign,
-    ctx: &Context<P>,
+    p: &Pass<'_, P>,
     st: &mut CampaignStatus,
-    old: &CampaignStatus,
     current: u32,
     pause: &Pause,
-    now: DateTime<Utc>,
 ) -> Result<(), Error> {
+    let Pass { c, ctx, old, now } = *p;
     let desired = match pause {
         Pause::Replicas(n) => *n,
         _ => current,
