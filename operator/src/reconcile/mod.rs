@@ -130,22 +130,20 @@ impl Note {
     }
 }
 
+/// What a Campaign scales: its `scaleTargetRef`, in the Campaign's namespace.
+#[derive(Clone, Copy, Debug)]
+pub struct Workload<'a> {
+    pub namespace: &'a str,
+    pub target: &'a ScaleTargetRef,
+}
+
 /// Everything outside Redis and the app's metrics that a reconcile reads or changes.
 #[allow(async_fn_in_trait)]
 pub trait Platform: Send + Sync + 'static {
     /// Replicas of the target's scale subresource.
-    async fn read_scale(
-        &self,
-        namespace: &str,
-        target: &ScaleTargetRef,
-    ) -> Result<u32, PlatformError>;
+    async fn read_scale(&self, w: Workload<'_>) -> Result<u32, PlatformError>;
     /// Sets the replicas of the scale subresource (one field manager: [`FIELD_MANAGER`]).
-    async fn write_scale(
-        &self,
-        namespace: &str,
-        target: &ScaleTargetRef,
-        replicas: u32,
-    ) -> Result<(), PlatformError>;
+    async fn write_scale(&self, w: Workload<'_>, replicas: u32) -> Result<(), PlatformError>;
     /// What else scales the campaign's target (HPAs, older Campaigns), described.
     async fn competitors(&self, campaign: &Campaign) -> Result<Vec<String>, PlatformError>;
     /// Every Campaign and QueueConfig the operator manages (for the runtime document).

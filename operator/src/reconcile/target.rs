@@ -7,7 +7,7 @@ use std::time::Duration;
 use floodgate_crds::v1alpha1::{Campaign, CampaignStatus, ReplicaStatus, ScaleTargetRef};
 
 use super::{
-    Context, Error, Next, Note, ObjectKey, Pass, Platform,
+    Context, Error, Next, Note, ObjectKey, Pass, Platform, Workload,
     pause::{PAUSED_REPLICAS, Pause},
     status,
 };
@@ -30,8 +30,8 @@ pub(super) async fn read_target<P: Platform>(
     c: &Campaign,
     ctx: &Context<P>,
 ) -> Result<Option<u32>, Error> {
-    let ns = c.metadata.namespace.as_deref().unwrap_or("default");
-    match ctx.platform.read_scale(ns, &target_of(c)).await {
+    let target = target_of(c);
+    match ctx.platform.read_scale(workload(c, &target)).await {
         Ok(n) => Ok(Some(n)),
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(Error::ReadScale(e)),
@@ -44,8 +44,17 @@ pub(super) async fn write_target<P: Platform>(
     ctx: &Context<P>,
     replicas: u32,
 ) -> Result<(), super::PlatformError> {
-    let ns = c.metadata.namespace.as_deref().unwrap_or("default");
-    ctx.platform.write_scale(ns, &target_of(c), replicas).await
+    let target = target_of(c);
+    ctx.platform
+        .write_scale(workload(c, &target), replicas)
+        .await
+}
+
+fn workload<'a>(c: &'a Campaign, target: &'a ScaleTargetRef) -> Workload<'a> {
+    Workload {
+        namespace: c.metadata.namespace.as_deref().unwrap_or("default"),
+        target,
+    }
 }
 
 /// `Ready=False/TargetNotFound`, a Warning once per transition, and a look again soon so the
