@@ -103,7 +103,7 @@ async fn scheduled<P: Platform>(p: &Pass<'_, P>, st: &mut CampaignStatus) -> Res
         "prewarming starts {} before {starts}",
         c.spec.schedule.prewarm
     );
-    Conditions::of(c, &mut st.conditions, now).set(status::READY, true, "Scheduled", msg);
+    p.conditions(st).set(status::READY, true, "Scheduled", msg);
     Ok(Next(next_wake(&c.spec.schedule, Phase::Scheduled, now)))
 }
 
@@ -126,25 +126,26 @@ async fn commanding<P: Platform>(
         return Ok(Next(next_wake(&c.spec.schedule, phase, now)));
     }
     ctx.metrics.conflict(&key_of(c), false);
-    Conditions::of(c, &mut st.conditions, now).set(status::CONFLICT, false, "NoConflict", "");
+    p.conditions(st)
+        .set(status::CONFLICT, false, "NoConflict", "");
     let Some(current) = read_target(c, ctx).await? else {
         return Ok(target_missing(p, st).await);
     };
     if pause.is_paused() {
         hold(p, st, current, pause).await?;
         let msg = status::message_of(&st.conditions, status::PAUSED).to_owned();
-        Conditions::of(c, &mut st.conditions, now).set(status::READY, true, "Paused", msg);
+        p.conditions(st).set(status::READY, true, "Paused", msg);
         return Ok(Next(next_wake(&c.spec.schedule, phase, now)));
     }
     command(p, st, current).await?;
     let msg = format!("{phase:?}");
-    Conditions::of(c, &mut st.conditions, now).set(status::READY, true, "Commanding", msg);
+    p.conditions(st).set(status::READY, true, "Commanding", msg);
     Ok(Next(next_wake(&c.spec.schedule, phase, now)))
 }
 
 /// Two controllers writing one replica count fight; refuse rather than flap.
 async fn contested<P: Platform>(p: &Pass<'_, P>, st: &mut CampaignStatus, competitors: &[String]) {
-    let Pass { c, ctx, old, now } = *p;
+    let Pass { c, ctx, old, .. } = *p;
     let msg = format!(
         "not scaling {}: also scaled by {}",
         c.spec.target.describe(),
@@ -159,14 +160,14 @@ async fn contested<P: Platform>(p: &Pass<'_, P>, st: &mut CampaignStatus, compet
             )
             .await;
     }
-    let mut conditions = Conditions::of(c, &mut st.conditions, now);
+    let mut conditions = p.conditions(st);
     conditions.set(status::CONFLICT, true, "TargetContested", msg.clone());
     conditions.set(status::READY, false, "Conflict", msg);
 }
 
 /// `Paused` from the annotations ([`pause::of`]); an unreadable one also gets a Warning once.
 async fn paused_condition<P: Platform>(p: &Pass<'_, P>, st: &mut CampaignStatus, pause: &Pause) {
-    let Pass { c, ctx, old, now } = *p;
+    let Pass { c, ctx, old, .. } = *p;
     let (on, reason, msg) = match pause {
         Pause::Off => (false, "NotPaused", String::new()),
         Pause::Hold { why } => (true, "Paused", why.clone()),
@@ -187,7 +188,7 @@ async fn paused_condition<P: Platform>(p: &Pass<'_, P>, st: &mut CampaignStatus,
             )
             .await;
     }
-    Conditions::of(c, &mut st.conditions, now).set(status::PAUSED, on, reason, msg);
+    p.conditions(st).set(status::PAUSED, on, reason, msg);
 }
 
 /// `Active` (the campaign is scaling its target now) and `Fallback` (it runs on

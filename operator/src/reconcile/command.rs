@@ -309,15 +309,11 @@ async fn queue_ids_of<P: Platform>(
 }
 
 async fn configure_redis<P: Platform>(p: &Pass<'_, P>, st: &mut CampaignStatus) {
-    let Pass { c, ctx, old, now } = *p;
+    let Pass { c, ctx, old, .. } = *p;
     let wanted = wanted_memory(c);
     if wanted == MemoryWanted::default() {
-        Conditions::of(c, &mut st.conditions, now).set(
-            status::REDIS_CONFIGURED,
-            true,
-            "NotRequested",
-            "",
-        );
+        p.conditions(st)
+            .set(status::REDIS_CONFIGURED, true, "NotRequested", "");
         return;
     }
     let result = async {
@@ -335,12 +331,8 @@ async fn configure_redis<P: Platform>(p: &Pass<'_, P>, st: &mut CampaignStatus) 
                 applied.maxmemory, applied.maxmemory_policy
             );
             st.redis_applied = Some(applied);
-            Conditions::of(c, &mut st.conditions, now).set(
-                status::REDIS_CONFIGURED,
-                true,
-                "Applied",
-                msg,
-            );
+            p.conditions(st)
+                .set(status::REDIS_CONFIGURED, true, "Applied", msg);
         }
         Err(e) => {
             let reason = if matches!(e, MemoryError::Refused(_)) {
@@ -356,12 +348,8 @@ async fn configure_redis<P: Platform>(p: &Pass<'_, P>, st: &mut CampaignStatus) 
                     )
                     .await;
             }
-            Conditions::of(c, &mut st.conditions, now).set(
-                status::REDIS_CONFIGURED,
-                false,
-                reason,
-                e.to_string(),
-            );
+            p.conditions(st)
+                .set(status::REDIS_CONFIGURED, false, reason, e.to_string());
         }
     }
 }

@@ -239,6 +239,13 @@ impl<P> Clone for Pass<'_, P> {
 
 impl<P> Copy for Pass<'_, P> {}
 
+impl<P> Pass<'_, P> {
+    /// The conditions of `st`, stamped with this pass's time and the campaign's generation.
+    pub fn conditions<'s>(&self, st: &'s mut CampaignStatus) -> status::Conditions<'s> {
+        status::Conditions::of(self.c, &mut st.conditions, self.now)
+    }
+}
+
 /// Shared by every reconcile.
 pub struct Context<P> {
     pub platform: P,

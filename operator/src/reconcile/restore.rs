@@ -47,22 +47,12 @@ pub(super) async fn ended<P: Platform>(
     match replicas {
         None => Ok(target_missing(p, st).await),
         Some(true) if redis_done => {
-            status::Conditions::of(c, &mut st.conditions, now).set(
-                status::READY,
-                true,
-                "Ended",
-                "",
-            );
+            p.conditions(st).set(status::READY, true, "Ended", "");
             Ok(Next(None))
         }
         Some(_) => {
             let msg = "stepping back to the pre-campaign replicas and Redis settings";
-            status::Conditions::of(c, &mut st.conditions, now).set(
-                status::READY,
-                true,
-                "Restoring",
-                msg,
-            );
+            p.conditions(st).set(status::READY, true, "Restoring", msg);
             Ok(Next(Some(ACTIVE_RESYNC)))
         }
     }
@@ -178,7 +168,7 @@ async fn step_toward<P: Platform>(
 /// otherwise keeps the campaign's and says so (`RedisConfigured=False/RestoreDeferred`).
 /// True when nothing is left to restore.
 async fn restore_redis_when_it_fits<P: Platform>(p: &Pass<'_, P>, st: &mut CampaignStatus) -> bool {
-    let Pass { c, ctx, old, now } = *p;
+    let Pass { c, ctx, old, .. } = *p;
     let Some(prev) = st.redis_before.clone() else {
         return true;
     };
@@ -209,12 +199,8 @@ async fn restore_redis_when_it_fits<P: Platform>(p: &Pass<'_, P>, st: &mut Campa
             )
             .await;
     }
-    status::Conditions::of(c, &mut st.conditions, now).set(
-        status::REDIS_CONFIGURED,
-        ok,
-        reason,
-        msg,
-    );
+    p.conditions(st)
+        .set(status::REDIS_CONFIGURED, ok, reason, msg);
     ok
 }
 

@@ -60,7 +60,7 @@ fn workload<'a>(c: &'a Campaign, target: &'a ScaleTargetRef) -> Workload<'a> {
 /// `Ready=False/TargetNotFound`, a Warning once per transition, and a look again soon so the
 /// campaign recovers within seconds of the target appearing.
 pub(super) async fn target_missing<P: Platform>(p: &Pass<'_, P>, st: &mut CampaignStatus) -> Next {
-    let Pass { c, ctx, old, now } = *p;
+    let Pass { c, ctx, old, .. } = *p;
     let ns = c.metadata.namespace.as_deref().unwrap_or("default");
     let t = target_of(c);
     let msg = format!(
@@ -77,12 +77,8 @@ pub(super) async fn target_missing<P: Platform>(p: &Pass<'_, P>, st: &mut Campai
             )
             .await;
     }
-    status::Conditions::of(c, &mut st.conditions, now).set(
-        status::READY,
-        false,
-        "TargetNotFound",
-        msg,
-    );
+    p.conditions(st)
+        .set(status::READY, false, "TargetNotFound", msg);
     Next(Some(TARGET_RETRY))
 }
 
