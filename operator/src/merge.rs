@@ -144,6 +144,17 @@ mod tests {
         c.spec
     }
 
+    /// A campaign that is not being deleted and started at its `startsAt`.
+    fn source<'a>(name: &'a str, spec: &'a CampaignSpec, phase: Phase) -> CampaignSource<'a> {
+        CampaignSource {
+            name,
+            spec,
+            started: spec.schedule.starts_at,
+            phase,
+            deleting: false,
+        }
+    }
+
     fn qc(id: &str, max: u32) -> QueueConfigSpec {
         QueueConfigSpec {
             queue_id: id.into(),
@@ -180,20 +191,8 @@ mod tests {
                 },
             ],
             &[
-                CampaignSource {
-                    name: "l",
-                    spec: &live,
-                    started: live.schedule.starts_at,
-                    phase: Phase::Active,
-                    deleting: false,
-                },
-                CampaignSource {
-                    name: "o",
-                    spec: &over,
-                    started: over.schedule.starts_at,
-                    phase: Phase::Ended,
-                    deleting: false,
-                },
+                source("l", &live, Phase::Active),
+                source("o", &over, Phase::Ended),
             ],
         );
         assert_eq!(
@@ -212,25 +211,13 @@ mod tests {
             spec: &q,
             retired: false,
         }];
-        let live = merge(
-            &qs,
-            &[CampaignSource {
-                name: "x",
-                spec: &c,
-                started: c.schedule.starts_at,
-                phase: Phase::Active,
-                deleting: false,
-            }],
-        );
+        let live = merge(&qs, &[source("x", &c, Phase::Active)]);
         assert!(live.config.queues.contains_key("concert-42"));
         let gone = merge(
             &qs,
             &[CampaignSource {
-                name: "x",
-                spec: &c,
-                started: c.schedule.starts_at,
-                phase: Phase::Active,
                 deleting: true,
+                ..source("x", &c, Phase::Active)
             }],
         );
         assert!(gone.config.queues.is_empty());
@@ -242,16 +229,7 @@ mod tests {
         }];
         assert!(merge(&retired, &[]).config.queues.is_empty());
         // ...until a live campaign names it again.
-        let back = merge(
-            &retired,
-            &[CampaignSource {
-                name: "y",
-                spec: &c,
-                started: c.schedule.starts_at,
-                phase: Phase::Prewarming,
-                deleting: false,
-            }],
-        );
+        let back = merge(&retired, &[source("y", &c, Phase::Prewarming)]);
         assert!(back.config.queues.contains_key("concert-42"));
     }
 
@@ -290,20 +268,8 @@ mod tests {
                 },
             ],
             &[
-                CampaignSource {
-                    name: "late",
-                    spec: &late,
-                    started: late.schedule.starts_at,
-                    phase: Phase::Active,
-                    deleting: false,
-                },
-                CampaignSource {
-                    name: "early",
-                    spec: &early,
-                    started: early.schedule.starts_at,
-                    phase: Phase::Active,
-                    deleting: false,
-                },
+                source("late", &late, Phase::Active),
+                source("early", &early, Phase::Active),
             ],
         );
         assert_eq!(

@@ -31,7 +31,7 @@ use serde_json::json;
 use super::rollout::{ROLLOUT_API_VERSION, Rollout};
 use crate::{
     phase::{commands_resources, phase_at},
-    reconcile::{FIELD_MANAGER, Note, NoteType, ObjectKey, Platform, PlatformError},
+    reconcile::{FIELD_MANAGER, Note, NoteType, ObjectKey, Platform, PlatformError, Workload},
 };
 
 /// Default port of the app's `/metrics` when the Campaign does not say.
@@ -139,11 +139,8 @@ impl KubePlatform {
 }
 
 impl Platform for KubePlatform {
-    async fn read_scale(
-        &self,
-        namespace: &str,
-        target: &ScaleTargetRef,
-    ) -> Result<u32, PlatformError> {
+    async fn read_scale(&self, w: Workload<'_>) -> Result<u32, PlatformError> {
+        let Workload { namespace, target } = w;
         let (c, name) = (self.client.clone(), target.name.as_str());
         let scale = match (target.api_version.as_str(), target.kind.as_str()) {
             ("apps/v1", "Deployment") => {
@@ -166,12 +163,8 @@ impl Platform for KubePlatform {
         Ok(replicas_of(scale))
     }
 
-    async fn write_scale(
-        &self,
-        namespace: &str,
-        target: &ScaleTargetRef,
-        replicas: u32,
-    ) -> Result<(), PlatformError> {
+    async fn write_scale(&self, w: Workload<'_>, replicas: u32) -> Result<(), PlatformError> {
+        let Workload { namespace, target } = w;
         let pp = PatchParams {
             field_manager: Some(FIELD_MANAGER.into()),
             ..PatchParams::default()

@@ -8,15 +8,13 @@ use std::{
     sync::{Arc, Mutex, PoisonError},
 };
 
-use floodgate_crds::v1alpha1::{
-    Campaign, CampaignStatus, QueueConfig, QueueConfigStatus, ScaleTargetRef,
-};
+use floodgate_crds::v1alpha1::{Campaign, CampaignStatus, QueueConfig, QueueConfigStatus};
 use kube::ResourceExt;
 use serde::Serialize;
 
 use crate::{
     phase::{commands_resources, phase_at},
-    reconcile::{Note, NoteType, ObjectKey, Platform, PlatformError, key_of},
+    reconcile::{Note, NoteType, ObjectKey, Platform, PlatformError, Workload, key_of},
 };
 
 #[derive(Default)]
@@ -124,11 +122,8 @@ impl LocalPlatform {
 }
 
 impl Platform for LocalPlatform {
-    async fn read_scale(
-        &self,
-        namespace: &str,
-        target: &ScaleTargetRef,
-    ) -> Result<u32, PlatformError> {
+    async fn read_scale(&self, w: Workload<'_>) -> Result<u32, PlatformError> {
+        let Workload { namespace, target } = w;
         Ok(*self
             .state()
             .replicas
@@ -136,12 +131,8 @@ impl Platform for LocalPlatform {
             .unwrap_or(&self.initial_replicas))
     }
 
-    async fn write_scale(
-        &self,
-        namespace: &str,
-        target: &ScaleTargetRef,
-        replicas: u32,
-    ) -> Result<(), PlatformError> {
+    async fn write_scale(&self, w: Workload<'_>, replicas: u32) -> Result<(), PlatformError> {
+        let Workload { namespace, target } = w;
         let key = format!("{namespace}/{}", target.name);
         let from = self
             .state()

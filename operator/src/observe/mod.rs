@@ -11,8 +11,6 @@ pub mod prometheus;
 pub mod streams;
 pub mod triggers;
 
-use std::collections::BTreeMap;
-
 use floodgate_crds::Dur;
 use futures::future::join_all;
 
@@ -113,110 +111,106 @@ pub enum Source<'a> {
     Pods,
 }
 
+/// What one campaign's signals are read with.
+pub struct ObserveRequest<'a> {
+    pub http: &'a reqwest::Client,
+    /// The app pods' `/metrics` (unused with [`Source::Prometheus`]).
+    pub scrape_urls: &'a [String],
+    pub source: Source<'a>,
+    /// The p95's window.
+    pub p95_window: Dur,
+    pub queue_ids: &'a [String],
+    pub depth: &'a dyn QueueDepthSource,
+    /// The campaign's histogram snapshots (the p95 of scraped pods is taken over them).
+    pub window: &'a mut LatencyWindow,
+    pub now: Millis,
+}
+
 pub struct Observed {
     pub signals: Signals,
-    pub waiting_by_queue: BTreeMap<String, u64>,
-    /// This resync's scrape (empty when it failed), for QueueConfig statuses.
-    pub scrape: AppScrape,
     /// What failed, for the MetricsAvailable condition.
     pub problems: Vec<String>,
 }
 
-/// Reads every signal of one campaign. `window` holds the campaign's histogram snapshots.
-#[allow(clippy::too_many_arguments)]
-pub async fn observe(
-    http: &reqwest::Client,
-    scrape_urls: &[String],
-    source: Source<'_>,
-    p95_window: Dur,
-    queue_ids: &[String],
-    depth: &dyn QueueDepthSource,
-    window: &mut LatencyWindow,
-    now: Millis,
-) -> Observed {
-    match source {
-        Source::Prometheus { url, scope, client } => {
-            from_prometheus(client, url, &scope, p95_window, queue_ids, depth).await
-        }
-        Source::Pods => {
-            from_pods(http, scrape_urls, p95_window, queue_ids, depth, window, now).await
+impl Observed {
+    fn new(waiting: Option<u64>, latency: Latency, problems: Vec<String>) -> Self {
+        Self {
+            signals: Signals {
+                waiting,
+                latency,
+                triggers: Default::default(),
+            },
+            problems,
         }
     }
 }
 
-/// Queue depth per queue from `depth`, the total `None` when any queue failed.
-async fn depth_by_queue(
+/// Reads every signal of one campaign.
+pub async fn observe(req: ObserveRequest<'_>) -> Observed {
+    match &req.source {
+        Source::Prometheus { url, scope, client } => {
+            from_prometheus(client, url, scope, &req).await
+        }
+        Source::Pods => from_pods(req).await,
+    }
+}
+
+/// Total queue depth from `depth`, `None` when any queue failed.
+async fn total_depth(
     queue_ids: &[String],
     depth: &dyn QueueDepthSource,
     app: &AppScrape,
     problems: &mut Vec<String>,
-) -> (Option<u64>, BTreeMap<String, u64>) {
-    let mut by_queue = BTreeMap::new();
+) -> Option<u64> {
     let mut waiting = Some(0u64);
     for id in queue_ids {
         match depth.waiting(id, app).await {
-            Ok(n) => {
-                by_queue.insert(id.clone(), n);
-                waiting = waiting.map(|w| w.saturating_add(n));
-            }
+            Ok(n) => waiting = waiting.map(|w| w.saturating_add(n)),
             Err(e) => {
                 problems.push(format!("queue {id}: {e}"));
                 waiting = None;
             }
         }
     }
-    (waiting, by_queue)
+    waiting
 }
 
 async fn from_prometheus(
     http: &prometheus::PromClient,
     url: &str,
     scope: &prometheus::Scope<'_>,
-    p95_window: Dur,
-    queue_ids: &[String],
-    depth: &dyn QueueDepthSource,
+    req: &ObserveRequest<'_>,
 ) -> Observed {
     let mut problems = Vec::new();
-    let latency = prometheus::p95(http, url, scope, p95_window)
+    let latency = prometheus::p95(http, url, scope, req.p95_window)
         .await
         .unwrap_or_else(|e| {
             problems.push(e.to_string());
             Latency::Unavailable
         });
-    let (waiting, waiting_by_queue) = if depth.reads_app_metrics() {
-        match prometheus::waiting(http, url, scope, queue_ids).await {
-            Ok(by_queue) => (Some(by_queue.values().sum()), by_queue),
+    let waiting = if req.depth.reads_app_metrics() {
+        match prometheus::waiting(http, url, scope, req.queue_ids).await {
+            Ok(by_queue) => Some(by_queue.values().sum()),
             Err(e) => {
                 problems.push(format!("queue depth: {e}"));
-                (None, BTreeMap::new())
+                None
             }
         }
     } else {
-        depth_by_queue(queue_ids, depth, &AppScrape::default(), &mut problems).await
+        total_depth(
+            req.queue_ids,
+            req.depth,
+            &AppScrape::default(),
+            &mut problems,
+        )
+        .await
     };
-    Observed {
-        signals: Signals {
-            waiting,
-            latency,
-            triggers: Default::default(),
-        },
-        waiting_by_queue,
-        scrape: AppScrape::default(),
-        problems,
-    }
+    Observed::new(waiting, latency, problems)
 }
 
-async fn from_pods(
-    http: &reqwest::Client,
-    scrape_urls: &[String],
-    p95_window: Dur,
-    queue_ids: &[String],
-    depth: &dyn QueueDepthSource,
-    window: &mut LatencyWindow,
-    now: Millis,
-) -> Observed {
+async fn from_pods(req: ObserveRequest<'_>) -> Observed {
     let mut problems = Vec::new();
-    let scrape = match scrape(http, scrape_urls).await {
+    let scrape = match scrape(req.http, req.scrape_urls).await {
         Ok(s) => Some(s),
         Err(e) => {
             problems.push(e.to_string());
@@ -225,26 +219,17 @@ async fn from_pods(
     };
     let empty = AppScrape::default();
     let app = scrape.as_ref().unwrap_or(&empty);
-    let (waiting, waiting_by_queue) = depth_by_queue(queue_ids, depth, app, &mut problems).await;
+    let waiting = total_depth(req.queue_ids, req.depth, app, &mut problems).await;
     let latency = match &scrape {
         // Declared but empty (no request yet) is "idle", not "missing".
-        Some(s) if s.exports(p95::LATENCY_HISTOGRAM) || !s.buckets().is_empty() => {
-            window.observe(now, s.buckets(), p95_window.as_millis())
-        }
+        Some(s) if s.exports(p95::LATENCY_HISTOGRAM) || !s.buckets().is_empty() => req
+            .window
+            .observe(req.now, s.buckets(), req.p95_window.as_millis()),
         Some(_) => {
             problems.push(ObserveError::MissingMetric(p95::LATENCY_HISTOGRAM).to_string());
             Latency::Unavailable
         }
         None => Latency::Unavailable,
     };
-    Observed {
-        signals: Signals {
-            waiting,
-            latency,
-            triggers: Default::default(),
-        },
-        waiting_by_queue,
-        scrape: scrape.unwrap_or_default(),
-        problems,
-    }
+    Observed::new(waiting, latency, problems)
 }

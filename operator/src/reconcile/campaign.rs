@@ -6,16 +6,15 @@
 use chrono::{DateTime, Utc};
 use floodgate_crds::v1alpha1::{Campaign, CampaignStatus, Phase};
 
-use super::mark_invalid;
 use super::{
-    Context, Error, Next, Note, ObjectKey, Platform,
+    Context, Error, Next, Note, ObjectKey, Pass, Platform,
     command::command,
     key_of,
     pause::{self, Pause},
+    prelude::{self, Reconciled},
     restore::ended,
-    runtime_sync, status,
+    status::{self, Conditions},
     target::{hold, read_target, target_missing},
-    validate,
 };
 use crate::{
     phase::{commands_resources, next_wake, phase_at},
@@ -31,33 +30,52 @@ pub async fn apply<P: Platform>(
     ctx: &Context<P>,
     now: DateTime<Utc>,
 ) -> Result<Next, Error> {
-    let obj = ObjectKey::of(c);
-    let generation = c.metadata.generation;
-    let old = c.status.clone().unwrap_or_default();
-    let mut st = CampaignStatus {
-        observed_generation: generation,
-        ..old.clone()
-    };
-
-    // Validate: an invalid spec waits for the next change instead of retrying.
-    if let Err(problems) = validate::campaign(&c.spec) {
-        let seen = (old.observed_generation, old.conditions.as_slice());
-        mark_invalid(
-            ctx,
-            &obj,
-            seen,
-            &mut st.conditions,
-            &problems,
-            now,
-            generation,
-        )
-        .await;
-        save_status(c, ctx, &st, now).await?;
+    let Some((old, mut st)) = prelude::validated(c, ctx, now).await? else {
         return Ok(Next(None));
+    };
+    let p = &Pass {
+        c,
+        ctx,
+        old: &old,
+        now,
+    };
+    let phase = enter_phase(c, &mut st, now);
+    let pause = pause::of(c.metadata.annotations.as_ref());
+    paused_condition(p, &mut st, &pause).await;
+    if old.phase.is_some_and(|p| p != phase) {
+        let note = Note::normal("PhaseChanged", "Schedule", format!("{phase:?}"));
+        ctx.platform.record(&ObjectKey::of(c), note).await;
     }
+    let mut next = match phase {
+        Phase::Scheduled => scheduled(p, &mut st).await?,
+        Phase::Prewarming | Phase::Active => commanding(p, &mut st, &pause).await?,
+        Phase::Ended => ended(p, &mut st, &pause).await?,
+    };
+    if next.0.is_none() && c.spec.schedule.recurrence.is_some() {
+        // A recurring campaign whose restore is done is Scheduled for the next occurrence
+        // from its next reconcile on (which then sleeps until that one's prewarm).
+        next = Next(Some(std::time::Duration::from_secs(1)));
+    }
+    summary_conditions(c, &mut st, phase, now);
+    let mut conditions = Conditions::of(c, &mut st.conditions, now);
+    if let Some(s) = prelude::publish(ctx, &ObjectKey::of(c), &mut conditions, now).await? {
+        conditions.set(
+            status::CONFIG_PUBLISHED,
+            true,
+            "Published",
+            prelude::applied(&s),
+        );
+        st.published_version = i64::try_from(s.published.version).ok();
+        st.applied_by_replicas = i32::try_from(s.applied_by).ok();
+    }
+    c.save(ctx, &st, now).await?;
+    Ok(next)
+}
 
+/// The phase at `now`, with the window and target it is shown with. Between two occurrences
+/// of a recurrence the last one's restore finishes first (Ended, not Scheduled).
+fn enter_phase(c: &Campaign, st: &mut CampaignStatus, now: DateTime<Utc>) -> Phase {
     let mut phase = phase_at(&c.spec.schedule, now);
-    // Between two occurrences of a recurrence the last one's restore finishes first.
     let restoring = st.replicas.as_ref().is_some_and(|r| r.before.is_some());
     if phase == Phase::Scheduled && c.spec.schedule.recurrence.is_some() && restoring {
         phase = Phase::Ended;
@@ -69,42 +87,14 @@ pub async fn apply<P: Platform>(
         .target
         .scale_ref()
         .map(|r| format!("{}/{}", r.kind, r.name));
-    let pause = pause::of(c.metadata.annotations.as_ref());
-    paused_condition(c, ctx, &mut st, &old, &pause, now).await;
-    if old.phase.is_some_and(|p| p != phase) {
-        ctx.platform
-            .record(
-                &obj,
-                Note::normal("PhaseChanged", "Schedule", format!("{phase:?}")),
-            )
-            .await;
-    }
-    let mut next = match phase {
-        Phase::Scheduled => scheduled(c, ctx, &mut st, &old, now).await?,
-        Phase::Prewarming | Phase::Active => commanding(c, ctx, &mut st, &old, &pause, now).await?,
-        Phase::Ended => ended(c, ctx, &mut st, &old, &pause, now).await?,
-    };
-    if next.0.is_none() && c.spec.schedule.recurrence.is_some() {
-        // A recurring campaign whose restore is done is Scheduled for the next occurrence
-        // from its next reconcile on (which then sleeps until that one's prewarm).
-        next = Next(Some(std::time::Duration::from_secs(1)));
-    }
-    summary_conditions(&mut st, phase, generation, now);
-    publish_config(ctx, &obj, &mut st, generation, now).await?;
-    save_status(c, ctx, &st, now).await?;
-    Ok(next)
+    phase
 }
 
 /// Before prewarming nothing is changed, but a missing target is reported already.
-async fn scheduled<P: Platform>(
-    c: &Campaign,
-    ctx: &Context<P>,
-    st: &mut CampaignStatus,
-    old: &CampaignStatus,
-    now: DateTime<Utc>,
-) -> Result<Next, Error> {
+async fn scheduled<P: Platform>(p: &Pass<'_, P>, st: &mut CampaignStatus) -> Result<Next, Error> {
+    let Pass { c, ctx, now, .. } = *p;
     if read_target(c, ctx).await?.is_none() {
-        return Ok(target_missing(c, ctx, st, old, now).await);
+        return Ok(target_missing(p, st).await);
     }
     let starts = st
         .window
@@ -113,30 +103,18 @@ async fn scheduled<P: Platform>(
         "prewarming starts {} before {starts}",
         c.spec.schedule.prewarm
     );
-    let generation = c.metadata.generation;
-    status::set(
-        &mut st.conditions,
-        status::READY,
-        true,
-        "Scheduled",
-        msg,
-        now,
-        generation,
-    );
+    p.conditions(st).set(status::READY, true, "Scheduled", msg);
     Ok(Next(next_wake(&c.spec.schedule, Phase::Scheduled, now)))
 }
 
 /// Prewarming/Active: refuse a contested target, report a missing one, hold a paused one,
 /// else command.
 async fn commanding<P: Platform>(
-    c: &Campaign,
-    ctx: &Context<P>,
+    p: &Pass<'_, P>,
     st: &mut CampaignStatus,
-    old: &CampaignStatus,
     pause: &Pause,
-    now: DateTime<Utc>,
 ) -> Result<Next, Error> {
-    let generation = c.metadata.generation;
+    let Pass { c, ctx, now, .. } = *p;
     let phase = st.phase.unwrap_or(Phase::Active);
     let competitors = ctx
         .platform
@@ -144,61 +122,30 @@ async fn commanding<P: Platform>(
         .await
         .map_err(Error::CheckConflicts)?;
     if !competitors.is_empty() {
-        contested(c, ctx, st, old, &competitors, now).await;
+        contested(p, st, &competitors).await;
         return Ok(Next(next_wake(&c.spec.schedule, phase, now)));
     }
     ctx.metrics.conflict(&key_of(c), false);
-    let conflict = status::CONFLICT;
-    status::set(
-        &mut st.conditions,
-        conflict,
-        false,
-        "NoConflict",
-        "",
-        now,
-        generation,
-    );
+    p.conditions(st)
+        .set(status::CONFLICT, false, "NoConflict", "");
     let Some(current) = read_target(c, ctx).await? else {
-        return Ok(target_missing(c, ctx, st, old, now).await);
+        return Ok(target_missing(p, st).await);
     };
     if pause.is_paused() {
-        hold(c, ctx, st, old, current, pause, now).await?;
+        hold(p, st, current, pause).await?;
         let msg = status::message_of(&st.conditions, status::PAUSED).to_owned();
-        status::set(
-            &mut st.conditions,
-            status::READY,
-            true,
-            "Paused",
-            msg,
-            now,
-            generation,
-        );
+        p.conditions(st).set(status::READY, true, "Paused", msg);
         return Ok(Next(next_wake(&c.spec.schedule, phase, now)));
     }
-    command(c, ctx, st, old, current, now).await?;
+    command(p, st, current).await?;
     let msg = format!("{phase:?}");
-    status::set(
-        &mut st.conditions,
-        status::READY,
-        true,
-        "Commanding",
-        msg,
-        now,
-        generation,
-    );
+    p.conditions(st).set(status::READY, true, "Commanding", msg);
     Ok(Next(next_wake(&c.spec.schedule, phase, now)))
 }
 
 /// Two controllers writing one replica count fight; refuse rather than flap.
-async fn contested<P: Platform>(
-    c: &Campaign,
-    ctx: &Context<P>,
-    st: &mut CampaignStatus,
-    old: &CampaignStatus,
-    competitors: &[String],
-    now: DateTime<Utc>,
-) {
-    let generation = c.metadata.generation;
+async fn contested<P: Platform>(p: &Pass<'_, P>, st: &mut CampaignStatus, competitors: &[String]) {
+    let Pass { c, ctx, old, .. } = *p;
     let msg = format!(
         "not scaling {}: also scaled by {}",
         c.spec.target.describe(),
@@ -213,98 +160,14 @@ async fn contested<P: Platform>(
             )
             .await;
     }
-    let (conflict, ready) = (status::CONFLICT, status::READY);
-    status::set(
-        &mut st.conditions,
-        conflict,
-        true,
-        "TargetContested",
-        msg.clone(),
-        now,
-        generation,
-    );
-    status::set(
-        &mut st.conditions,
-        ready,
-        false,
-        "Conflict",
-        msg,
-        now,
-        generation,
-    );
-}
-
-/// Writes the merged runtime document and records the outcome in the status.
-async fn publish_config<P: Platform>(
-    ctx: &Context<P>,
-    obj: &ObjectKey,
-    st: &mut CampaignStatus,
-    generation: Option<i64>,
-    now: DateTime<Utc>,
-) -> Result<(), Error> {
-    match runtime_sync::sync(ctx, now, None).await? {
-        Ok(s) => {
-            if s.published.written {
-                let msg = format!("runtime config version {} published", s.published.version);
-                ctx.platform
-                    .record(obj, Note::normal("ConfigPublished", "Publish", msg))
-                    .await;
-            }
-            st.published_version = i64::try_from(s.published.version).ok();
-            st.applied_by_replicas = i32::try_from(s.applied_by).ok();
-            let msg = format!(
-                "version {} applied by {} replicas",
-                s.published.version, s.applied_by
-            );
-            status::set(
-                &mut st.conditions,
-                status::CONFIG_PUBLISHED,
-                true,
-                "Published",
-                msg,
-                now,
-                generation,
-            );
-        }
-        Err(e) => status::set(
-            &mut st.conditions,
-            status::CONFIG_PUBLISHED,
-            false,
-            "RedisUnavailable",
-            e.to_string(),
-            now,
-            generation,
-        ),
-    }
-    Ok(())
-}
-
-/// Writes the status unless nothing but the signal time changed (see
-/// [`status::campaign_needs_write`]).
-async fn save_status<P: Platform>(
-    c: &Campaign,
-    ctx: &Context<P>,
-    st: &CampaignStatus,
-    now: DateTime<Utc>,
-) -> Result<(), Error> {
-    if status::campaign_needs_write(c.status.as_ref(), st, now) {
-        ctx.platform
-            .write_campaign_status(c, st)
-            .await
-            .map_err(Error::WriteStatus)?;
-    }
-    Ok(())
+    let mut conditions = p.conditions(st);
+    conditions.set(status::CONFLICT, true, "TargetContested", msg.clone());
+    conditions.set(status::READY, false, "Conflict", msg);
 }
 
 /// `Paused` from the annotations ([`pause::of`]); an unreadable one also gets a Warning once.
-async fn paused_condition<P: Platform>(
-    c: &Campaign,
-    ctx: &Context<P>,
-    st: &mut CampaignStatus,
-    old: &CampaignStatus,
-    pause: &Pause,
-    now: DateTime<Utc>,
-) {
+async fn paused_condition<P: Platform>(p: &Pass<'_, P>, st: &mut CampaignStatus, pause: &Pause) {
+    let Pass { c, ctx, old, .. } = *p;
     let (on, reason, msg) = match pause {
         Pause::Off => (false, "NotPaused", String::new()),
         Pause::Hold { why } => (true, "Paused", why.clone()),
@@ -325,26 +188,12 @@ async fn paused_condition<P: Platform>(
             )
             .await;
     }
-    let generation = c.metadata.generation;
-    status::set(
-        &mut st.conditions,
-        status::PAUSED,
-        on,
-        reason,
-        msg,
-        now,
-        generation,
-    );
+    p.conditions(st).set(status::PAUSED, on, reason, msg);
 }
 
 /// `Active` (the campaign is scaling its target now) and `Fallback` (it runs on
 /// fallbackReplicas because metrics are unavailable), for the printer columns.
-fn summary_conditions(
-    st: &mut CampaignStatus,
-    phase: Phase,
-    generation: Option<i64>,
-    now: DateTime<Utc>,
-) {
+fn summary_conditions(c: &Campaign, st: &mut CampaignStatus, phase: Phase, now: DateTime<Utc>) {
     let commanding = commands_resources(phase)
         && status::reason_of(&st.conditions, status::READY) == Some("Commanding");
     if !commanding {
@@ -358,15 +207,7 @@ fn summary_conditions(
     } else {
         ("NotScaling", format!("{phase:?}: {why}"))
     };
-    status::set(
-        &mut st.conditions,
-        status::ACTIVE,
-        commanding,
-        reason,
-        msg,
-        now,
-        generation,
-    );
+    Conditions::of(c, &mut st.conditions, now).set(status::ACTIVE, commanding, reason, msg);
     let fallback = st.fallback_active;
     let (reason, msg) = if fallback {
         (
@@ -376,13 +217,5 @@ fn summary_conditions(
     } else {
         ("SignalsRead", "")
     };
-    status::set(
-        &mut st.conditions,
-        status::FALLBACK,
-        fallback,
-        reason,
-        msg,
-        now,
-        generation,
-    );
+    Conditions::of(c, &mut st.conditions, now).set(status::FALLBACK, fallback, reason, msg);
 }

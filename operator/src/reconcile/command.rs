@@ -8,11 +8,13 @@ use floodgate_crds::{
 };
 
 use super::{
-    CampaignMemory, Context, Error, Note, ObjectKey, Platform, key_of, originals, signals, status,
+    CampaignMemory, Context, Error, Note, ObjectKey, Pass, Platform, PlatformError, key_of,
+    originals, signals,
+    status::{self, Conditions},
 };
 use crate::{
-    observe::{self, Source},
-    scaling::{self, Input, Policy},
+    observe::{self, ObserveRequest, Source, p95::LatencyWindow},
+    scaling::{self, Decision, History, Input, Policy, Signals},
     store::memory::{self, MemoryError, MemoryWanted},
 };
 
@@ -21,28 +23,80 @@ const DEFAULT_WINDOW: Dur = Dur::from_secs(30);
 
 /// `current` is the target's replica count, just read.
 pub async fn command<P: Platform>(
-    c: &Campaign,
-    ctx: &Context<P>,
+    p: &Pass<'_, P>,
     st: &mut CampaignStatus,
-    old: &CampaignStatus,
     current: u32,
-    now: DateTime<Utc>,
 ) -> Result<(), Error> {
-    let (key, obj) = (key_of(c), ObjectKey::of(c));
-    let ns = obj.namespace.as_str();
-    let generation = c.metadata.generation;
-    let target = super::target::target_of(c);
-    let deployment = target.name.as_str();
-    let shown = c.spec.target.describe();
-
+    let Pass { c, ctx, old, now } = *p;
     // Take over: the originals reach the status before anything is changed.
     let before = save_originals(c, ctx, st, old, current).await?;
+    let key = key_of(c);
+    let mut memory = CampaignMemory::take(ctx, &key, old).await;
+    let now_ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
+    let (signals, problems) = observe_signals(c, ctx, &mut memory.latency, now_ms).await?;
 
-    // Observe.
+    // Decide (pure).
+    let input = Input {
+        now: now_ms,
+        current,
+        signals,
+    };
+    let policy = Policy::from_spec(&c.spec.scaling);
+    let decision = scaling::decide(&policy, &input, &mut memory.history);
+
+    // Act: scale.
+    let scaled = scale(
+        c,
+        ctx,
+        &mut memory.history,
+        current,
+        decision.desired,
+        now_ms,
+    )
+    .await;
+    // Persisted with this reconcile's status write (it changes only when the decision's
+    // memory does, so a steady campaign adds no writes).
+    st.decision = Some(memory.history.to_status());
+    ctx.memory.lock().await.insert(key, memory);
+    scaled.map_err(Error::PatchScale)?;
+    let step = Step {
+        current,
+        before,
+        decision,
+        signals: input.signals,
+        problems,
+    };
+    announce(p, st, &step).await;
+    show(c, ctx, st, &step, now);
+
+    // Act: Redis memory settings, every resync (a restarted Redis forgets them).
+    configure_redis(p, st).await;
+    Ok(())
+}
+
+/// One commanding pass: the replicas found, saved and decided, and what was read.
+struct Step {
+    current: u32,
+    /// The pre-campaign replica count.
+    before: i32,
+    decision: Decision,
+    signals: Signals,
+    /// What could not be read, for MetricsAvailable.
+    problems: Vec<String>,
+}
+
+/// Observe: the campaign's queue depth, p95 and triggers, from its Prometheus or its app
+/// pods (with the credentials its Secrets hold), and what could not be read.
+async fn observe_signals<P: Platform>(
+    c: &Campaign,
+    ctx: &Context<P>,
+    window: &mut LatencyWindow,
+    now: u64,
+) -> Result<(Signals, Vec<String>), Error> {
     let mut problems = Vec::new();
     let queue_ids = queue_ids_of(c, ctx, &mut problems).await?;
     let metrics = &c.spec.scaling.metrics;
-    let urls = match &metrics.prometheus {
+    let scrape_urls = match &metrics.prometheus {
         Some(_) => Vec::new(),
         None => ctx.platform.scrape_urls(c).await.unwrap_or_else(|e| {
             problems.push(format!("finding app pods: {e}"));
@@ -51,70 +105,65 @@ pub async fn command<P: Platform>(
     };
     // Credentials from the Campaign's Secrets, and its extra signals.
     let resolved = signals::resolve(c, ctx).await;
+    let target = super::target::target_of(c);
     let source = match &metrics.prometheus {
         Some(p) => Source::Prometheus {
             url: &p.url,
             scope: observe::prometheus::Scope {
-                namespace: ns,
-                deployment,
+                namespace: c.metadata.namespace.as_deref().unwrap_or("default"),
+                deployment: target.name.as_str(),
                 labels: &ctx.prometheus_labels,
             },
             client: &resolved.prometheus,
         },
         None => Source::Pods,
     };
-    let mut memory = CampaignMemory::take(ctx, &key, old).await;
-    let now_ms = u64::try_from(now.timestamp_millis()).unwrap_or(0);
-    let mut observed = observe::observe(
-        &ctx.http,
-        &urls,
+    let mut observed = observe::observe(ObserveRequest {
+        http: &ctx.http,
+        scrape_urls: &scrape_urls,
         source,
-        metrics.window.unwrap_or(DEFAULT_WINDOW),
-        &queue_ids,
-        resolved.depth.as_deref().unwrap_or(ctx.depth.as_ref()),
-        &mut memory.latency,
-        now_ms,
-    )
+        p95_window: metrics.window.unwrap_or(DEFAULT_WINDOW),
+        queue_ids: &queue_ids,
+        depth: resolved.depth.as_deref().unwrap_or(ctx.depth.as_ref()),
+        window,
+        now,
+    })
     .await;
-    problems.extend(observed.problems.iter().cloned());
+    problems.append(&mut observed.problems);
     let (triggers, trigger_problems) = observe::triggers::read(&resolved.triggers).await;
     observed.signals.triggers = triggers;
     problems.extend(trigger_problems);
+    Ok((observed.signals, problems))
+}
 
-    // Decide (pure).
-    let input = Input {
-        now: now_ms,
-        current,
-        signals: observed.signals,
-    };
-    let decision = scaling::decide(
-        &Policy::from_spec(&c.spec.scaling),
-        &input,
-        &mut memory.history,
-    );
+/// Act: writes the decided replicas when they differ from `current`, and remembers the
+/// change for the scale-down delays.
+async fn scale<P: Platform>(
+    c: &Campaign,
+    ctx: &Context<P>,
+    history: &mut History,
+    current: u32,
+    desired: u32,
+    now: u64,
+) -> Result<(), PlatformError> {
+    if desired != current {
+        super::target::write_target(c, ctx, desired).await?;
+        history.record_change(now, current, desired);
+    }
+    Ok(())
+}
 
-    // Act: scale.
-    let scaled = if decision.desired == current {
-        Ok(())
-    } else {
-        let r = super::target::write_target(c, ctx, decision.desired).await;
-        if r.is_ok() {
-            memory
-                .history
-                .record_change(now_ms, current, decision.desired);
-        }
-        r
-    };
-    // Persisted with this reconcile's status write (it changes only when the decision's
-    // memory does, so a steady campaign adds no writes).
-    st.decision = Some(memory.history.to_status());
-    ctx.memory.lock().await.insert(key.clone(), memory);
-    scaled.map_err(Error::PatchScale)?;
+/// The Events of a pass: a scale, a panic starting or ending, the fallback taking over.
+async fn announce<P: Platform>(p: &Pass<'_, P>, st: &mut CampaignStatus, step: &Step) {
+    let Pass { c, ctx, old, now } = *p;
+    let (obj, current, decision) = (ObjectKey::of(c), step.current, &step.decision);
     if decision.desired != current {
         st.last_scale_time = Some(now);
         let msg = format!(
-            "scaled {shown} from {current} to {}: {}",
-            decision.desired, decision.reason
+            "scaled {} from {current} to {}: {}",
+            c.spec.target.describe(),
+            decision.desired,
+            decision.reason
         );
         ctx.platform
             .record(&obj, Note::normal("Scaled", "Scale", msg))
@@ -122,18 +171,13 @@ pub async fn command<P: Platform>(
     }
     if decision.panic != old.panic {
         let (reason, msg) = if decision.panic {
-            (
-                "PanicStarted",
-                format!(
-                    "burst: {} replicas wanted with {current} running; no scale-down",
-                    decision.recommendation
-                ),
-            )
+            let wanted = decision.recommendation;
+            let msg =
+                format!("burst: {wanted} replicas wanted with {current} running; no scale-down");
+            ("PanicStarted", msg)
         } else {
-            (
-                "PanicEnded",
-                "no burst for a stable window; scale-down allowed again".to_owned(),
-            )
+            let msg = "no burst for a stable window; scale-down allowed again";
+            ("PanicEnded", msg.to_owned())
         };
         ctx.platform
             .record(&obj, Note::normal(reason, "Scale", msg))
@@ -142,57 +186,55 @@ pub async fn command<P: Platform>(
     if decision.fallback && !old.fallback_active {
         let msg = format!(
             "metrics unavailable ({}); using {} replicas",
-            problems.join("; "),
+            step.problems.join("; "),
             decision.recommendation
         );
         ctx.platform
             .record(&obj, Note::warning("FallbackActivated", "Scale", msg))
             .await;
     }
-    let (ok, reason) = if problems.is_empty() {
+}
+
+/// The pass in the status (MetricsAvailable, replicas, signals, panic, fallback) and the
+/// operator's metrics.
+fn show<P: Platform>(
+    c: &Campaign,
+    ctx: &Context<P>,
+    st: &mut CampaignStatus,
+    step: &Step,
+    now: DateTime<Utc>,
+) {
+    let (decision, signals) = (&step.decision, &step.signals);
+    let (ok, reason) = if step.problems.is_empty() {
         (true, "SignalsRead")
     } else {
         (false, "MetricsUnavailable")
     };
-    status::set(
-        &mut st.conditions,
-        status::METRICS_AVAILABLE,
-        ok,
-        reason,
-        problems.join("; "),
-        now,
-        generation,
-    );
-
+    let msg = step.problems.join("; ");
+    Conditions::of(c, &mut st.conditions, now).set(status::METRICS_AVAILABLE, ok, reason, msg);
     st.replicas = Some(ReplicaStatus {
-        current: to_i32(current),
+        current: to_i32(step.current),
         desired: to_i32(decision.desired),
         reason: decision.reason.clone(),
-        before: Some(before),
+        before: Some(step.before),
     });
     st.observed = Some(ObservedSignals {
-        waiting: observed
-            .signals
+        waiting: signals
             .waiting
             .map(|w| i64::try_from(w).unwrap_or(i64::MAX)),
-        p95: status::show_latency(observed.signals.latency),
+        p95: status::show_latency(signals.latency),
         at: Some(now),
     });
     st.panic = decision.panic;
     st.fallback_active = decision.fallback;
-    let latency = observed.signals.latency;
     ctx.metrics.campaign(
-        &key,
+        &key_of(c),
         decision.desired,
         decision.panic,
         decision.fallback,
-        observed.signals.waiting,
-        latency,
+        signals.waiting,
+        signals.latency,
     );
-
-    // Act: Redis memory settings, every resync (a restarted Redis forgets them).
-    configure_redis(c, ctx, st, old, now).await;
-    Ok(())
 }
 
 /// The Redis settings the campaign asks for.
@@ -266,25 +308,12 @@ async fn queue_ids_of<P: Platform>(
     Ok(ids)
 }
 
-async fn configure_redis<P: Platform>(
-    c: &Campaign,
-    ctx: &Context<P>,
-    st: &mut CampaignStatus,
-    old: &CampaignStatus,
-    now: DateTime<Utc>,
-) {
-    let generation = c.metadata.generation;
+async fn configure_redis<P: Platform>(p: &Pass<'_, P>, st: &mut CampaignStatus) {
+    let Pass { c, ctx, old, .. } = *p;
     let wanted = wanted_memory(c);
     if wanted == MemoryWanted::default() {
-        status::set(
-            &mut st.conditions,
-            status::REDIS_CONFIGURED,
-            true,
-            "NotRequested",
-            "",
-            now,
-            generation,
-        );
+        p.conditions(st)
+            .set(status::REDIS_CONFIGURED, true, "NotRequested", "");
         return;
     }
     let result = async {
@@ -302,15 +331,8 @@ async fn configure_redis<P: Platform>(
                 applied.maxmemory, applied.maxmemory_policy
             );
             st.redis_applied = Some(applied);
-            status::set(
-                &mut st.conditions,
-                status::REDIS_CONFIGURED,
-                true,
-                "Applied",
-                msg,
-                now,
-                generation,
-            );
+            p.conditions(st)
+                .set(status::REDIS_CONFIGURED, true, "Applied", msg);
         }
         Err(e) => {
             let reason = if matches!(e, MemoryError::Refused(_)) {
@@ -326,15 +348,8 @@ async fn configure_redis<P: Platform>(
                     )
                     .await;
             }
-            status::set(
-                &mut st.conditions,
-                status::REDIS_CONFIGURED,
-                false,
-                reason,
-                e.to_string(),
-                now,
-                generation,
-            );
+            p.conditions(st)
+                .set(status::REDIS_CONFIGURED, false, reason, e.to_string());
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod campaign;
 mod command;
 pub mod originals;
 pub mod pause;
+mod prelude;
 pub mod queue_config;
 mod ramp;
 mod restore;
@@ -129,22 +130,20 @@ impl Note {
     }
 }
 
+/// What a Campaign scales: its `scaleTargetRef`, in the Campaign's namespace.
+#[derive(Clone, Copy, Debug)]
+pub struct Workload<'a> {
+    pub namespace: &'a str,
+    pub target: &'a ScaleTargetRef,
+}
+
 /// Everything outside Redis and the app's metrics that a reconcile reads or changes.
 #[allow(async_fn_in_trait)]
 pub trait Platform: Send + Sync + 'static {
     /// Replicas of the target's scale subresource.
-    async fn read_scale(
-        &self,
-        namespace: &str,
-        target: &ScaleTargetRef,
-    ) -> Result<u32, PlatformError>;
+    async fn read_scale(&self, w: Workload<'_>) -> Result<u32, PlatformError>;
     /// Sets the replicas of the scale subresource (one field manager: [`FIELD_MANAGER`]).
-    async fn write_scale(
-        &self,
-        namespace: &str,
-        target: &ScaleTargetRef,
-        replicas: u32,
-    ) -> Result<(), PlatformError>;
+    async fn write_scale(&self, w: Workload<'_>, replicas: u32) -> Result<(), PlatformError>;
     /// What else scales the campaign's target (HPAs, older Campaigns), described.
     async fn competitors(&self, campaign: &Campaign) -> Result<Vec<String>, PlatformError>;
     /// Every Campaign and QueueConfig the operator manages (for the runtime document).
@@ -220,6 +219,30 @@ impl CampaignMemory {
                 .unwrap_or_default(),
             latency: LatencyWindow::default(),
         })
+    }
+}
+
+/// One reconcile of one Campaign: the object, the shared context, the status it was read
+/// with and the time the whole pass uses. The steps take it with the status they write.
+pub(crate) struct Pass<'a, P> {
+    pub c: &'a Campaign,
+    pub ctx: &'a Context<P>,
+    pub old: &'a CampaignStatus,
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
+impl<P> Clone for Pass<'_, P> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<P> Copy for Pass<'_, P> {}
+
+impl<P> Pass<'_, P> {
+    /// The conditions of `st`, stamped with this pass's time and the campaign's generation.
+    pub fn conditions<'s>(&self, st: &'s mut CampaignStatus) -> status::Conditions<'s> {
+        status::Conditions::of(self.c, &mut st.conditions, self.now)
     }
 }
 
@@ -314,34 +337,4 @@ pub fn key_of<K: kube::Resource>(obj: &K) -> String {
         obj.meta().namespace.as_deref().unwrap_or("default"),
         obj.meta().name.as_deref().unwrap_or("")
     )
-}
-
-/// An invalid spec: the Ready condition says why, and a warning Event is recorded once per
-/// generation (not on every requeue). The caller writes the status and waits for a change.
-pub(crate) async fn mark_invalid<P: Platform>(
-    ctx: &Context<P>,
-    obj: &ObjectKey,
-    (old_generation, old_conditions): (Option<i64>, &[floodgate_crds::v1alpha1::Condition]),
-    conditions: &mut Vec<floodgate_crds::v1alpha1::Condition>,
-    problems: &[String],
-    now: chrono::DateTime<chrono::Utc>,
-    generation: Option<i64>,
-) {
-    let msg = problems.join("; ");
-    if old_generation != generation
-        || status::reason_of(old_conditions, status::READY) != Some("InvalidSpec")
-    {
-        ctx.platform
-            .record(obj, Note::warning("InvalidSpec", "Validate", msg.clone()))
-            .await;
-    }
-    status::set(
-        conditions,
-        status::READY,
-        false,
-        "InvalidSpec",
-        msg,
-        now,
-        generation,
-    );
 }

@@ -3,10 +3,13 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use floodgate_crds::v1alpha1::{QueueConfig, QueueConfigStatus};
+use floodgate_crds::v1alpha1::QueueConfig;
 
 use super::{
-    Context, Error, Next, Note, ObjectKey, Platform, mark_invalid, runtime_sync, status, validate,
+    Context, Error, Next, Note, ObjectKey, Platform,
+    prelude::{self, Reconciled},
+    runtime_sync::{self, Synced},
+    status::{self, Conditions},
 };
 use crate::observe::{self, depth::WAITING_GAUGE};
 
@@ -18,84 +21,17 @@ pub async fn apply<P: Platform>(
     ctx: &Context<P>,
     now: DateTime<Utc>,
 ) -> Result<Next, Error> {
-    let obj = ObjectKey::of(q);
-    let generation = q.metadata.generation;
-    let old = q.status.clone().unwrap_or_default();
-    let mut st = QueueConfigStatus {
-        observed_generation: generation,
-        ..old.clone()
-    };
-
-    if let Err(problems) = validate::queue_config(&q.spec) {
-        let seen = (old.observed_generation, old.conditions.as_slice());
-        mark_invalid(
-            ctx,
-            &obj,
-            seen,
-            &mut st.conditions,
-            &problems,
-            now,
-            generation,
-        )
-        .await;
-        save_status(q, ctx, &st).await?;
+    let Some((_, mut st)) = prelude::validated(q, ctx, now).await? else {
         return Ok(Next(None));
+    };
+    let mut conditions = Conditions::of(q, &mut st.conditions, now);
+    if let Some(s) = prelude::publish(ctx, &ObjectKey::of(q), &mut conditions, now).await? {
+        let (ok, reason, msg) = published(q, &s);
+        st.published_version = i64::try_from(s.published.version).ok().filter(|_| ok);
+        st.applied_by_replicas = i32::try_from(s.applied_by).ok().filter(|_| ok);
+        conditions.set(status::CONFIG_PUBLISHED, ok, reason, msg);
     }
-
-    match runtime_sync::sync(ctx, now, None).await? {
-        Ok(s) => {
-            let id = &q.spec.queue_id;
-            let me = super::key_of(q);
-            let (ok, reason, msg) = if let Some(d) = s.duplicates.iter().find(|d| d.loser == me) {
-                (
-                    false,
-                    "DuplicateQueueId",
-                    format!("QueueConfig {} already publishes queue {id}", d.winner),
-                )
-            } else if s.queue_ids.contains(id) {
-                (
-                    true,
-                    "Published",
-                    format!(
-                        "version {} applied by {} replicas",
-                        s.published.version, s.applied_by
-                    ),
-                )
-            } else {
-                (
-                    false,
-                    "NotPublished",
-                    "every Campaign naming this queue has ended or is being deleted".to_owned(),
-                )
-            };
-            if s.published.written {
-                let msg = format!("runtime config version {} published", s.published.version);
-                ctx.platform
-                    .record(&obj, Note::normal("ConfigPublished", "Publish", msg))
-                    .await;
-            }
-            st.published_version = i64::try_from(s.published.version).ok().filter(|_| ok);
-            st.applied_by_replicas = i32::try_from(s.applied_by).ok().filter(|_| ok);
-            status::set(
-                &mut st.conditions,
-                status::CONFIG_PUBLISHED,
-                ok,
-                reason,
-                msg,
-                now,
-                generation,
-            );
-        }
-        Err(e) => status::set(
-            &mut st.conditions,
-            status::CONFIG_PUBLISHED,
-            false,
-            "RedisUnavailable",
-            e.to_string(),
-            now,
-            generation,
-        ),
-    }
+    conditions.set(status::READY, true, "Valid", "");
 
     // The queue's live numbers, when an app serving it can be scraped.
     let urls = ctx.platform.queue_scrape_urls(q).await.unwrap_or_default();
@@ -105,32 +41,30 @@ pub async fn apply<P: Platform>(
         st.active = gauge("floodgate_queue_active");
         st.admitted_total = gauge("floodgate_queue_admitted_total");
     }
-    status::set(
-        &mut st.conditions,
-        status::READY,
-        true,
-        "Valid",
-        "",
-        now,
-        generation,
-    );
-    save_status(q, ctx, &st).await?;
+    q.save(ctx, &st, now).await?;
     Ok(Next(Some(QUEUE_RESYNC)))
 }
 
-/// Writes the status only when it changed (the live gauges move it often enough).
-async fn save_status<P: Platform>(
-    q: &QueueConfig,
-    ctx: &Context<P>,
-    st: &QueueConfigStatus,
-) -> Result<(), Error> {
-    if status::queue_needs_write(q.status.as_ref(), st) {
-        ctx.platform
-            .write_queue_status(q, st)
-            .await
-            .map_err(Error::WriteStatus)?;
+/// `ConfigPublished` of a queue: in the document, lost to an older QueueConfig with the same
+/// queue id, or left out because every Campaign naming it has ended.
+fn published(q: &QueueConfig, s: &Synced) -> (bool, &'static str, String) {
+    let id = &q.spec.queue_id;
+    let me = super::key_of(q);
+    if let Some(d) = s.duplicates.iter().find(|d| d.loser == me) {
+        (
+            false,
+            "DuplicateQueueId",
+            format!("QueueConfig {} already publishes queue {id}", d.winner),
+        )
+    } else if s.queue_ids.contains(id) {
+        (true, "Published", prelude::applied(s))
+    } else {
+        (
+            false,
+            "NotPublished",
+            "every Campaign naming this queue has ended or is being deleted".to_owned(),
+        )
     }
-    Ok(())
 }
 
 /// The finalizer: its deletionTimestamp already keeps it out of the merge, so republish

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use floodgate_crds::v1alpha1::{Campaign, ReplicaStatus};
+use floodgate_crds::v1alpha1::{Campaign, CampaignStatus, RampDown, ReplicaStatus};
 
 use super::{
     Context, Error, Next, Note, ObjectKey, Platform, originals, status,
@@ -30,22 +30,7 @@ pub async fn on_delete<P: Platform>(
     let Some(before) = st.replicas.as_ref().and_then(|r| r.before) else {
         return Ok(None);
     };
-    let marked = c
-        .metadata
-        .deletion_timestamp
-        .as_ref()
-        .and_then(|t| DateTime::from_timestamp_millis(t.0.as_millisecond()))
-        .unwrap_or(now);
-    let timeout = chrono::Duration::milliseconds(i64::try_from(r.timeout.as_millis()).unwrap_or(0));
-    let obj = ObjectKey::of(c);
-    if now - marked >= timeout {
-        let msg = format!(
-            "ramp-down not finished {} after the deletion: restoring the rest at once",
-            r.timeout
-        );
-        ctx.platform
-            .record(&obj, Note::warning("RampDownTimedOut", "Restore", msg))
-            .await;
+    if timed_out(c, ctx, r, now).await {
         return Ok(None);
     }
     let Some(current) = read_target(c, ctx).await? else {
@@ -59,6 +44,56 @@ pub async fn on_delete<P: Platform>(
     let Some(next) = originals::ramp_step(r, current, floor, st.last_scale_time, now) else {
         return Ok(Some(Next(Some(Duration::from_secs(1)))));
     };
+    ramp_to(c, ctx, &mut st, (current, next, before), now).await?;
+    Ok(Some(Next(Some(if next == floor {
+        Duration::from_secs(1)
+    } else {
+        period
+    }))))
+}
+
+/// Whether the ramp-down is past `rampDown.timeout` after the deletion mark (a Warning says
+/// the rest is restored at once).
+async fn timed_out<P: Platform>(
+    c: &Campaign,
+    ctx: &Context<P>,
+    r: &RampDown,
+    now: DateTime<Utc>,
+) -> bool {
+    let marked = c
+        .metadata
+        .deletion_timestamp
+        .as_ref()
+        .and_then(|t| DateTime::from_timestamp_millis(t.0.as_millisecond()))
+        .unwrap_or(now);
+    let timeout = chrono::Duration::milliseconds(i64::try_from(r.timeout.as_millis()).unwrap_or(0));
+    if now - marked < timeout {
+        return false;
+    }
+    let msg = format!(
+        "ramp-down not finished {} after the deletion: restoring the rest at once",
+        r.timeout
+    );
+    ctx.platform
+        .record(
+            &ObjectKey::of(c),
+            Note::warning("RampDownTimedOut", "Restore", msg),
+        )
+        .await;
+    true
+}
+
+/// One ramp step from `current` to `next` (pre-campaign `before`): the scale write, an
+/// Event, and the status (written now: the object is being deleted).
+async fn ramp_to<P: Platform>(
+    c: &Campaign,
+    ctx: &Context<P>,
+    st: &mut CampaignStatus,
+    (current, next, before): (u32, u32, i32),
+    now: DateTime<Utc>,
+) -> Result<(), Error> {
+    let floor = u32::try_from(before).unwrap_or(0);
+    let obj = ObjectKey::of(c);
     write_target(c, ctx, next)
         .await
         .map_err(Error::PatchScale)?;
@@ -78,23 +113,10 @@ pub async fn on_delete<P: Platform>(
         reason: msg.clone(),
         before: Some(before),
     });
-    let generation = c.metadata.generation;
-    status::set(
-        &mut st.conditions,
-        status::READY,
-        true,
-        "RampingDown",
-        msg,
-        now,
-        generation,
-    );
+    status::Conditions::of(c, &mut st.conditions, now).set(status::READY, true, "RampingDown", msg);
     ctx.platform
-        .write_campaign_status(c, &st)
+        .write_campaign_status(c, st)
         .await
         .map_err(Error::WriteStatus)?;
-    Ok(Some(Next(Some(if next == floor {
-        Duration::from_secs(1)
-    } else {
-        period
-    }))))
+    Ok(())
 }

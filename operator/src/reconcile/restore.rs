@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use floodgate_crds::v1alpha1::{Campaign, CampaignStatus, ReplicaStatus};
 
 use super::{
-    CampaignMemory, Context, Error, Next, Note, ObjectKey, Platform, key_of, originals,
+    CampaignMemory, Context, Error, Next, Note, ObjectKey, Pass, Platform, key_of, originals,
     pause::Pause,
     runtime_sync, status,
     target::{hold, read_target, target_missing, write_target},
@@ -20,13 +20,11 @@ use crate::{
 /// After `endsAt`: step the replicas down toward the originals with the campaign's scale-down
 /// policy, put Redis back once its data fits, and stop resyncing when both are done.
 pub(super) async fn ended<P: Platform>(
-    c: &Campaign,
-    ctx: &Context<P>,
+    p: &Pass<'_, P>,
     st: &mut CampaignStatus,
-    old: &CampaignStatus,
     pause: &Pause,
-    now: DateTime<Utc>,
 ) -> Result<Next, Error> {
+    let Pass { c, ctx, now, .. } = *p;
     st.panic = false;
     st.fallback_active = false;
     let before = st.replicas.as_ref().and_then(|r| r.before);
@@ -35,7 +33,7 @@ pub(super) async fn ended<P: Platform>(
         Some(before) => match read_target(c, ctx).await? {
             None => None,
             Some(current) if pause.is_paused() => {
-                hold(c, ctx, st, old, current, pause, now).await?;
+                hold(p, st, current, pause).await?;
                 Some(false)
             }
             Some(current) if !c.spec.restore.to_original_replica_count => {
@@ -45,33 +43,16 @@ pub(super) async fn ended<P: Platform>(
             Some(current) => Some(step_toward(c, ctx, st, current, before, now).await?),
         },
     };
-    let redis_done = restore_redis_when_it_fits(c, ctx, st, old, now).await;
-    let generation = c.metadata.generation;
+    let redis_done = restore_redis_when_it_fits(p, st).await;
     match replicas {
-        None => Ok(target_missing(c, ctx, st, old, now).await),
+        None => Ok(target_missing(p, st).await),
         Some(true) if redis_done => {
-            status::set(
-                &mut st.conditions,
-                status::READY,
-                true,
-                "Ended",
-                "",
-                now,
-                generation,
-            );
+            p.conditions(st).set(status::READY, true, "Ended", "");
             Ok(Next(None))
         }
         Some(_) => {
             let msg = "stepping back to the pre-campaign replicas and Redis settings";
-            status::set(
-                &mut st.conditions,
-                status::READY,
-                true,
-                "Restoring",
-                msg,
-                now,
-                generation,
-            );
+            p.conditions(st).set(status::READY, true, "Restoring", msg);
             Ok(Next(Some(ACTIVE_RESYNC)))
         }
     }
@@ -186,13 +167,8 @@ async fn step_toward<P: Platform>(
 /// Puts the saved Redis settings back when `used_memory` fits under the saved `maxmemory`,
 /// otherwise keeps the campaign's and says so (`RedisConfigured=False/RestoreDeferred`).
 /// True when nothing is left to restore.
-async fn restore_redis_when_it_fits<P: Platform>(
-    c: &Campaign,
-    ctx: &Context<P>,
-    st: &mut CampaignStatus,
-    old: &CampaignStatus,
-    now: DateTime<Utc>,
-) -> bool {
+async fn restore_redis_when_it_fits<P: Platform>(p: &Pass<'_, P>, st: &mut CampaignStatus) -> bool {
+    let Pass { c, ctx, old, .. } = *p;
     let Some(prev) = st.redis_before.clone() else {
         return true;
     };
@@ -223,16 +199,8 @@ async fn restore_redis_when_it_fits<P: Platform>(
             )
             .await;
     }
-    let generation = c.metadata.generation;
-    status::set(
-        &mut st.conditions,
-        status::REDIS_CONFIGURED,
-        ok,
-        reason,
-        msg,
-        now,
-        generation,
-    );
+    p.conditions(st)
+        .set(status::REDIS_CONFIGURED, ok, reason, msg);
     ok
 }
 

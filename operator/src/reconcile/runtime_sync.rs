@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
-use floodgate_crds::v1alpha1::{Campaign, QueueConfig};
+use floodgate_crds::v1alpha1::{Campaign, CampaignSpec, QueueConfig};
 
 use super::{Context, Error, Platform, key_of};
 use crate::{
@@ -87,19 +87,6 @@ pub async fn sync<P: Platform>(
     // A QueueConfig being deleted leaves the document now, not when its object is gone.
     let mut queues = ctx.platform.queue_configs().await.map_err(Error::List)?;
     queues.retain(|q| q.metadata.deletion_timestamp.is_none());
-    let keyed: Vec<_> = campaigns.iter().map(|c| (key_of(c), c)).collect();
-    let campaign_sources: Vec<_> = keyed
-        .iter()
-        .map(|(key, c)| CampaignSource {
-            name: c.metadata.name.as_deref().unwrap_or(""),
-            spec: &c.spec,
-            started: crate::window::window_at(&c.spec.schedule, now)
-                .ok()
-                .map(|w| w.starts_at),
-            phase: phase_at(&c.spec.schedule, now),
-            deleting: c.metadata.deletion_timestamp.is_some() || deleting == Some(key.as_str()),
-        })
-        .collect();
     // Campaigns name QueueConfigs of their own namespace; names are namespaced, so the merge
     // sees `namespace/name` on both sides.
     let queue_names: Vec<_> = queues.iter().map(key_of).collect();
@@ -116,19 +103,11 @@ pub async fn sync<P: Platform>(
             retired: retired.contains(&retire_id(q)),
         })
         .collect();
-    let qualified: Vec<_> = keyed
+    let qualified: Vec<_> = campaigns.iter().map(qualified_spec).collect();
+    let campaign_sources: Vec<_> = campaigns
         .iter()
-        .map(|(_, c)| {
-            let ns = c.metadata.namespace.as_deref().unwrap_or("default");
-            let mut spec = c.spec.clone();
-            spec.queues = spec.queues.iter().map(|q| format!("{ns}/{q}")).collect();
-            spec
-        })
-        .collect();
-    let campaign_sources: Vec<_> = campaign_sources
-        .into_iter()
         .zip(&qualified)
-        .map(|(src, spec)| CampaignSource { spec, ..src })
+        .map(|(c, spec)| campaign_source(c, spec, now, deleting))
         .collect();
     let merged = merge(&queue_sources, &campaign_sources);
     let queue_ids = merged.config.queues.keys().cloned().collect();
@@ -144,4 +123,31 @@ pub async fn sync<P: Platform>(
         })
     }
     .await)
+}
+
+/// The campaign's spec with its queues as `namespace/name` (Campaigns name QueueConfigs of
+/// their own namespace).
+fn qualified_spec(c: &Campaign) -> CampaignSpec {
+    let ns = c.metadata.namespace.as_deref().unwrap_or("default");
+    let mut spec = c.spec.clone();
+    spec.queues = spec.queues.iter().map(|q| format!("{ns}/{q}")).collect();
+    spec
+}
+
+/// What the merge needs of a campaign: `spec` is its [`qualified_spec`].
+fn campaign_source<'a>(
+    c: &'a Campaign,
+    spec: &'a CampaignSpec,
+    now: DateTime<Utc>,
+    deleting: Option<&str>,
+) -> CampaignSource<'a> {
+    CampaignSource {
+        name: c.metadata.name.as_deref().unwrap_or(""),
+        spec,
+        started: crate::window::window_at(&c.spec.schedule, now)
+            .ok()
+            .map(|w| w.starts_at),
+        phase: phase_at(&c.spec.schedule, now),
+        deleting: c.metadata.deletion_timestamp.is_some() || deleting == Some(key_of(c).as_str()),
+    }
 }

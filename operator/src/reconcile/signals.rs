@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use floodgate_crds::{
     redis_conn::RedisConn,
-    v1alpha1::{Campaign, PrometheusAuthRef, TriggerSpec},
+    v1alpha1::{Campaign, PrometheusAuthRef, PrometheusTrigger, RedisStreamTrigger, TriggerSpec},
 };
 
 use super::{Context, Platform};
@@ -139,45 +139,8 @@ async fn trigger<P: Platform>(
     secrets: &mut Secrets<'_, P>,
 ) -> Trigger {
     let (source, target, activation) = match (&t.prometheus, &t.redis_stream) {
-        (Some(p), _) => {
-            let (url, client) = match &p.server_address {
-                // Another server gets only the trigger's own credentials.
-                Some(url) => {
-                    let base = secrets.ctx.prometheus.clone();
-                    (
-                        Some(url.as_str()),
-                        secrets.prometheus(&base, p.auth_ref.as_ref()).await,
-                    )
-                }
-                None => (campaign_url, campaign_client.clone()),
-            };
-            let client = match url {
-                Some(_) => client,
-                None => {
-                    Err("no Prometheus: set serverAddress or scaling.metrics.prometheus.url".into())
-                }
-            };
-            let source = Source::Prometheus {
-                url: url.unwrap_or_default().to_owned(),
-                query: p.query.clone(),
-                client: Box::new(client),
-            };
-            (source, p.threshold, p.activation_threshold)
-        }
-        (None, Some(s)) => {
-            let (backlog, target) = match (s.pending_entries_count, s.lag_count) {
-                (Some(n), _) => (Backlog::Pending, n),
-                (None, Some(n)) => (Backlog::Lag, n),
-                (None, None) => (Backlog::Pending, 0),
-            };
-            let source = Source::Stream {
-                conn: redis.clone(),
-                stream: s.stream.clone(),
-                group: s.consumer_group.clone(),
-                backlog,
-            };
-            (source, target as f64, None)
-        }
+        (Some(p), _) => prometheus_trigger(p, campaign_url, campaign_client, secrets).await,
+        (None, Some(s)) => stream_trigger(s, redis),
         (None, None) => {
             let source = Source::Stream {
                 conn: Err("neither prometheus nor redisStream is set".into()),
@@ -194,4 +157,54 @@ async fn trigger<P: Platform>(
         target,
         activation,
     }
+}
+
+/// A Prometheus trigger: the campaign's server and credentials, or another server with only
+/// the trigger's own.
+async fn prometheus_trigger<P: Platform>(
+    p: &PrometheusTrigger,
+    campaign_url: Option<&str>,
+    campaign_client: &Result<PromClient, String>,
+    secrets: &mut Secrets<'_, P>,
+) -> (Source, f64, Option<f64>) {
+    let (url, client) = match &p.server_address {
+        // Another server gets only the trigger's own credentials.
+        Some(url) => {
+            let base = secrets.ctx.prometheus.clone();
+            (
+                Some(url.as_str()),
+                secrets.prometheus(&base, p.auth_ref.as_ref()).await,
+            )
+        }
+        None => (campaign_url, campaign_client.clone()),
+    };
+    let client = match url {
+        Some(_) => client,
+        None => Err("no Prometheus: set serverAddress or scaling.metrics.prometheus.url".into()),
+    };
+    let source = Source::Prometheus {
+        url: url.unwrap_or_default().to_owned(),
+        query: p.query.clone(),
+        client: Box::new(client),
+    };
+    (source, p.threshold, p.activation_threshold)
+}
+
+/// A Redis Streams trigger: its pending entries or its lag, through the campaign's Redis.
+fn stream_trigger(
+    s: &RedisStreamTrigger,
+    redis: &Result<RedisConn, String>,
+) -> (Source, f64, Option<f64>) {
+    let (backlog, target) = match (s.pending_entries_count, s.lag_count) {
+        (Some(n), _) => (Backlog::Pending, n),
+        (None, Some(n)) => (Backlog::Lag, n),
+        (None, None) => (Backlog::Pending, 0),
+    };
+    let source = Source::Stream {
+        conn: redis.clone(),
+        stream: s.stream.clone(),
+        group: s.consumer_group.clone(),
+        backlog,
+    };
+    (source, target as f64, None)
 }

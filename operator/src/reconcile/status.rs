@@ -50,27 +50,47 @@ pub fn queue_needs_write(old: Option<&QueueConfigStatus>, new: &QueueConfigStatu
     old != Some(new)
 }
 
-/// Sets one condition, keeping its transition time when the status is unchanged.
-pub fn set(
-    conditions: &mut Vec<Condition>,
-    type_: &str,
-    status: bool,
-    reason: &str,
-    message: impl Into<String>,
+/// The conditions of one resource in one reconcile: every condition set through it gets the
+/// same `lastTransitionTime` candidate (`now`) and `observedGeneration`. A condition keeps its
+/// transition time while its status does not change.
+pub struct Conditions<'a> {
+    list: &'a mut Vec<Condition>,
     now: DateTime<Utc>,
     generation: Option<i64>,
-) {
-    set_condition(
-        conditions,
-        Condition {
-            type_: type_.to_owned(),
-            status: ConditionStatus::from(status),
-            reason: reason.to_owned(),
-            message: message.into(),
-            last_transition_time: now,
-            observed_generation: generation,
-        },
-    );
+}
+
+impl<'a> Conditions<'a> {
+    pub fn new(list: &'a mut Vec<Condition>, now: DateTime<Utc>, generation: Option<i64>) -> Self {
+        Self {
+            list,
+            now,
+            generation,
+        }
+    }
+
+    /// For a Campaign's or QueueConfig's status list, stamped with the object's generation.
+    pub fn of<K: kube::Resource>(
+        obj: &K,
+        list: &'a mut Vec<Condition>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Self::new(list, now, obj.meta().generation)
+    }
+
+    /// Sets `type_` to `status` with `reason` and `message`.
+    pub fn set(&mut self, type_: &str, status: bool, reason: &str, message: impl Into<String>) {
+        set_condition(
+            self.list,
+            Condition {
+                type_: type_.to_owned(),
+                status: ConditionStatus::from(status),
+                reason: reason.to_owned(),
+                message: message.into(),
+                last_transition_time: self.now,
+                observed_generation: self.generation,
+            },
+        );
+    }
 }
 
 /// True when `type_` is present and True.
@@ -130,15 +150,7 @@ mod tests {
             }),
             ..Default::default()
         };
-        set(
-            &mut s.conditions,
-            READY,
-            true,
-            "Commanding",
-            "Active",
-            at(0),
-            Some(1),
-        );
+        Conditions::new(&mut s.conditions, at(0), Some(1)).set(READY, true, "Commanding", "Active");
         s
     }
 
@@ -161,14 +173,11 @@ mod tests {
         assert!(campaign_needs_write(None, &old, at(0)));
         assert!(campaign_needs_write(Some(&old), &status(101, 2), at(2)));
         let mut flipped = status(100, 2);
-        set(
-            &mut flipped.conditions,
+        Conditions::new(&mut flipped.conditions, at(2), Some(1)).set(
             READY,
             false,
             "TargetNotFound",
             "",
-            at(2),
-            Some(1),
         );
         assert!(campaign_needs_write(Some(&old), &flipped, at(2)));
         assert!(!campaign_needs_write(Some(&old), &old, at(5)));

@@ -4,11 +4,10 @@
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use floodgate_crds::v1alpha1::{Campaign, CampaignStatus, ReplicaStatus, ScaleTargetRef};
 
 use super::{
-    Context, Error, Next, Note, ObjectKey, Platform,
+    Context, Error, Next, Note, ObjectKey, Pass, Platform, Workload,
     pause::{PAUSED_REPLICAS, Pause},
     status,
 };
@@ -31,8 +30,8 @@ pub(super) async fn read_target<P: Platform>(
     c: &Campaign,
     ctx: &Context<P>,
 ) -> Result<Option<u32>, Error> {
-    let ns = c.metadata.namespace.as_deref().unwrap_or("default");
-    match ctx.platform.read_scale(ns, &target_of(c)).await {
+    let target = target_of(c);
+    match ctx.platform.read_scale(workload(c, &target)).await {
         Ok(n) => Ok(Some(n)),
         Err(e) if e.is_not_found() => Ok(None),
         Err(e) => Err(Error::ReadScale(e)),
@@ -45,19 +44,23 @@ pub(super) async fn write_target<P: Platform>(
     ctx: &Context<P>,
     replicas: u32,
 ) -> Result<(), super::PlatformError> {
-    let ns = c.metadata.namespace.as_deref().unwrap_or("default");
-    ctx.platform.write_scale(ns, &target_of(c), replicas).await
+    let target = target_of(c);
+    ctx.platform
+        .write_scale(workload(c, &target), replicas)
+        .await
+}
+
+fn workload<'a>(c: &'a Campaign, target: &'a ScaleTargetRef) -> Workload<'a> {
+    Workload {
+        namespace: c.metadata.namespace.as_deref().unwrap_or("default"),
+        target,
+    }
 }
 
 /// `Ready=False/TargetNotFound`, a Warning once per transition, and a look again soon so the
 /// campaign recovers within seconds of the target appearing.
-pub(super) async fn target_missing<P: Platform>(
-    c: &Campaign,
-    ctx: &Context<P>,
-    st: &mut CampaignStatus,
-    old: &CampaignStatus,
-    now: DateTime<Utc>,
-) -> Next {
+pub(super) async fn target_missing<P: Platform>(p: &Pass<'_, P>, st: &mut CampaignStatus) -> Next {
+    let Pass { c, ctx, old, .. } = *p;
     let ns = c.metadata.namespace.as_deref().unwrap_or("default");
     let t = target_of(c);
     let msg = format!(
@@ -74,30 +77,20 @@ pub(super) async fn target_missing<P: Platform>(
             )
             .await;
     }
-    let generation = c.metadata.generation;
-    status::set(
-        &mut st.conditions,
-        status::READY,
-        false,
-        "TargetNotFound",
-        msg,
-        now,
-        generation,
-    );
+    p.conditions(st)
+        .set(status::READY, false, "TargetNotFound", msg);
     Next(Some(TARGET_RETRY))
 }
 
 /// Paused ([`Pause`]): no scale write, or the one to `paused-replicas` (after the originals
 /// are saved, so the restore still knows the pre-campaign count); the status says so.
 pub(super) async fn hold<P: Platform>(
-    c: &Campaign,
-    ctx: &Context<P>,
+    p: &Pass<'_, P>,
     st: &mut CampaignStatus,
-    old: &CampaignStatus,
     current: u32,
     pause: &Pause,
-    now: DateTime<Utc>,
 ) -> Result<(), Error> {
+    let Pass { c, ctx, old, now } = *p;
     let desired = match pause {
         Pause::Replicas(n) => *n,
         _ => current,

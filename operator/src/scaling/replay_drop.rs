@@ -7,7 +7,7 @@
 
 use floodgate_crds::v1alpha1::FallbackBehavior;
 
-use super::tests::example_policy;
+use super::tests::{example_policy, input};
 use super::*;
 
 /// (t seconds, waiting, latency) per line of the recording.
@@ -39,16 +39,7 @@ fn replay(p: &Policy) -> Vec<Tick> {
     let mut out = Vec::new();
     for (t, waiting, latency) in recording() {
         let now = 1_000_000 + t * 1000;
-        let input = Input {
-            now,
-            current,
-            signals: Signals {
-                waiting,
-                latency,
-                triggers: Default::default(),
-            },
-        };
-        let d = decide(p, &input, &mut h);
+        let d = decide(p, &input(now, current, waiting, latency), &mut h);
         h.record_change(now, current, d.desired);
         out.push(Tick {
             t,

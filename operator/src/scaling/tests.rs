@@ -213,23 +213,54 @@ pub(super) struct Step {
     pub(super) d: Decision,
 }
 
+/// A simulated operator: it applies every decision and keeps each step.
+pub(super) struct Run {
+    pub(super) h: History,
+    pub(super) now: Millis,
+    pub(super) current: u32,
+    pub(super) steps: Vec<Step>,
+}
+
+impl Run {
+    pub(super) fn new(start: u32) -> Self {
+        Self {
+            h: History::default(),
+            now: 1_000_000,
+            current: start,
+            steps: Vec::new(),
+        }
+    }
+
+    /// The campaign's steps, each `dt` seconds after the last, decided and applied.
+    pub(super) fn campaign(&mut self, p: &Policy, steps: &[(u64, Option<u64>, Latency)]) {
+        for (dt, waiting, latency) in steps {
+            self.now += dt * 1000;
+            let d = decide(
+                p,
+                &input(self.now, self.current, *waiting, *latency),
+                &mut self.h,
+            );
+            self.apply(d);
+        }
+    }
+
+    /// Applies `d` as the operator would: the scale is remembered and the step kept.
+    pub(super) fn apply(&mut self, d: Decision) {
+        self.h.record_change(self.now, self.current, d.desired);
+        let current = std::mem::replace(&mut self.current, d.desired);
+        self.steps.push(Step {
+            now: self.now,
+            current,
+            d,
+        });
+    }
+}
+
 /// Runs the steps, applying every decision as the operator would, and returns each step.
 fn simulate(p: &Policy, start: u32, steps: &[(u64, Option<u64>, Latency)]) -> Vec<Step> {
-    let mut h = History::default();
-    let (mut now, mut current) = (1_000_000u64, start);
-    let mut out = Vec::new();
-    for (dt, waiting, latency) in steps {
-        now += dt * 1000;
-        let d = decide(p, &input(now, current, *waiting, *latency), &mut h);
-        h.record_change(now, current, d.desired);
-        out.push(Step {
-            now,
-            current,
-            d: d.clone(),
-        });
-        current = d.desired;
-    }
-    out
+    let mut run = Run::new(start);
+    run.campaign(p, steps);
+    run.steps
 }
 
 /// The highest count `rules` allow a scale-up to at step `s`: each policy from the count at

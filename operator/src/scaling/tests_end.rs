@@ -3,7 +3,7 @@
 
 use proptest::prelude::*;
 
-use super::tests::{Step, down_limit, input, policy_strategy, steps_strategy};
+use super::tests::{Run, Step, down_limit, policy_strategy, steps_strategy};
 use super::*;
 
 /// A campaign run, then every resync after `endsAt` stepping down toward `floor`: returns
@@ -14,28 +14,16 @@ fn simulate_end(
     steps: &[(u64, Option<u64>, Latency)],
     floor: u32,
 ) -> Vec<Step> {
-    let mut h = History::default();
-    let (mut now, mut current) = (1_000_000u64, start);
-    for (dt, waiting, latency) in steps {
-        now += dt * 1000;
-        let d = decide(p, &input(now, current, *waiting, *latency), &mut h);
-        h.record_change(now, current, d.desired);
-        current = d.desired;
-    }
-    let mut out = Vec::new();
+    let mut run = Run::new(start);
+    run.campaign(p, steps);
+    run.steps.clear();
     // 5 s resyncs for long enough to pass any window and any number of steps.
     for _ in 0..2_500 {
-        now += 5_000;
-        let d = step_down(p, now, current, floor, &mut h);
-        h.record_change(now, current, d.desired);
-        out.push(Step {
-            now,
-            current,
-            d: d.clone(),
-        });
-        current = d.desired;
+        run.now += 5_000;
+        let d = step_down(p, run.now, run.current, floor, &mut run.h);
+        run.apply(d);
     }
-    out
+    run.steps
 }
 
 proptest! {
