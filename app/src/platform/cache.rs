@@ -204,7 +204,7 @@ impl Cache {
             .flights
             .run(key, || async {
                 count("load");
-                self.load_and_fill(redis, &keys, &lookup, &seen, load).await
+                self.load_and_fill(load, redis, &keys, &lookup, &seen).await
             })
             .await;
         self.served(lookup.family, lookup.field, result, count)
@@ -227,18 +227,17 @@ impl Cache {
     /// One load (under the fall-through bulkhead when Redis could not be read), then a fill
     /// of what it read if Redis answered and the bound allows it. A failed fill is only
     /// logged: the answer stands.
-    async fn load_and_fill<F, Fut, T>(
+    async fn load_and_fill<F, Fut, T: Loaded>(
         &self,
+        load: F,
         redis: &Redis,
         keys: &FamilyKeys,
         lookup: &Lookup<'_>,
         seen: &Seen,
-        load: F,
     ) -> Result<Bytes, ApiError>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, ApiError>>,
-        T: Loaded,
     {
         let _bulkhead = match seen {
             Seen::Generation(_) => None,
