@@ -61,7 +61,7 @@ where
     };
     state
         .cache
-        .get_or_load_bounded(&state.redis, &state.metrics, lookup, || async {
+        .get_or_load(&state.redis, &state.metrics, lookup, || async {
             let (bytes, next_expiry) = load().await?;
             Ok((
                 bytes,

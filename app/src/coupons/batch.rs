@@ -24,6 +24,7 @@ use super::{
 };
 use crate::{
     error::{ApiError, ApiResult},
+    platform::ids::CampaignId,
     platform::{
         group_commit::{Applied, Batch},
         metrics::ReasonLabels,
@@ -51,7 +52,7 @@ pub struct Settled {
 
 impl Batch for Grants {
     type Ctx = AppState;
-    type Key = i64;
+    type Key = CampaignId;
     type Job = GrantJob;
     type Reply = Grant;
     /// One verdict per user and statement.
@@ -68,7 +69,7 @@ impl Batch for Grants {
         &self,
         _state: &AppState,
         conn: &mut PgConnection,
-        campaign: &i64,
+        campaign: &CampaignId,
         jobs: &[GrantJob],
     ) -> ApiResult<Applied<Grant, Settled>> {
         let users: Vec<i64> = jobs.iter().map(|j| j.user).collect();
@@ -116,7 +117,7 @@ impl Batch for Grants {
         })
     }
 
-    async fn committed(&self, state: &AppState, campaign: &i64, done: Settled) {
+    async fn committed(&self, state: &AppState, campaign: &CampaignId, done: Settled) {
         let refused = done.sold_out.len() + done.already;
         if refused > 0 {
             for (reason, n) in [
@@ -132,7 +133,7 @@ impl Batch for Grants {
                 }
             }
             tracing::warn!(
-                campaign,
+                campaign = campaign.0,
                 sold_out = done.sold_out.len(),
                 already_issued = done.already,
                 "postgresql refused coupon grants redis accepted (redis lost holders); resyncing redis from postgresql"
@@ -141,7 +142,7 @@ impl Batch for Grants {
         if let Err(e) =
             service::settle(state, *campaign, &done.users, &done.sold_out, refused > 0).await
         {
-            tracing::warn!(error = %e, campaign, "could not settle coupon grants in redis; the reconciler will");
+            tracing::warn!(error = %e, campaign = campaign.0, "could not settle coupon grants in redis; the reconciler will");
         }
     }
 }
@@ -149,7 +150,7 @@ impl Batch for Grants {
 /// Writes one grant Redis accepted through the campaign's group commit; answers once it is
 /// committed (or refused). Runs in its own task: a caller that goes away cannot leave a grant
 /// half-settled (accepted in Redis, never written nor released).
-pub async fn grant(state: &AppState, campaign: i64, user: i64) -> ApiResult<Grant> {
+pub async fn grant(state: &AppState, campaign: CampaignId, user: i64) -> ApiResult<Grant> {
     let state = state.clone();
     let job = GrantJob {
         user,
@@ -162,7 +163,7 @@ pub async fn grant(state: &AppState, campaign: i64, user: i64) -> ApiResult<Gran
             // if it was written, PostgreSQL refuses the next grant past the cap and Redis is
             // resynced then
             if let Err(e) = service::release(&state, campaign, user).await {
-                tracing::warn!(error = %e, campaign, user, "could not release a failed coupon grant; the reconciler will");
+                tracing::warn!(error = %e, campaign = campaign.0, user, "could not release a failed coupon grant; the reconciler will");
             }
         }
         answer

@@ -19,7 +19,10 @@ use std::{
 
 use tokio::sync::{OwnedMutexGuard, Semaphore, SemaphorePermit};
 
-use crate::error::{ApiError, ApiResult};
+use crate::{
+    error::{ApiError, ApiResult},
+    platform::ids::CampaignId,
+};
 
 /// How long an id PostgreSQL did not know answers 404 without a lookup. A campaign created
 /// meanwhile is loaded into Redis by its creation, so the memory is not consulted for it.
@@ -39,9 +42,9 @@ pub const LOOKUP_WAIT: Duration = Duration::from_secs(1);
 pub struct Memory {
     ttl: Duration,
     cap: usize,
-    until: HashMap<i64, Instant>,
+    until: HashMap<CampaignId, Instant>,
     /// Insertion order, for expiry and eviction; may hold stale pairs of re-remembered ids.
-    order: VecDeque<(i64, Instant)>,
+    order: VecDeque<(CampaignId, Instant)>,
 }
 
 impl Memory {
@@ -54,11 +57,11 @@ impl Memory {
         }
     }
 
-    pub fn contains(&self, id: i64, now: Instant) -> bool {
+    pub fn contains(&self, id: CampaignId, now: Instant) -> bool {
         self.until.get(&id).is_some_and(|u| *u > now)
     }
 
-    pub fn remember(&mut self, id: i64, now: Instant) {
+    pub fn remember(&mut self, id: CampaignId, now: Instant) {
         self.expire(now);
         let until = now + self.ttl;
         if self.until.insert(id, until).is_none() {
@@ -74,7 +77,7 @@ impl Memory {
         }
     }
 
-    pub fn forget(&mut self, id: i64) {
+    pub fn forget(&mut self, id: CampaignId) {
         self.until.remove(&id);
     }
 
@@ -111,7 +114,7 @@ impl Memory {
 /// The process's campaign directory (one per `AppState`).
 pub struct Directory {
     memories: Mutex<(Memory, Memory)>,
-    locks: Arc<Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>>,
+    locks: Arc<Mutex<HashMap<CampaignId, Arc<tokio::sync::Mutex<()>>>>>,
     lookups: Semaphore,
 }
 
@@ -130,8 +133,8 @@ impl Default for Directory {
 
 /// Holds the reload lock of one campaign; the lock leaves the map with its last holder.
 pub struct ReloadGuard {
-    campaign: i64,
-    locks: Arc<Mutex<HashMap<i64, Arc<tokio::sync::Mutex<()>>>>>,
+    campaign: CampaignId,
+    locks: Arc<Mutex<HashMap<CampaignId, Arc<tokio::sync::Mutex<()>>>>>,
     guard: Option<OwnedMutexGuard<()>>,
 }
 
@@ -158,32 +161,32 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Directory {
     /// PostgreSQL did not know `campaign` a moment ago.
-    pub fn is_unknown(&self, campaign: i64) -> bool {
+    pub fn is_unknown(&self, campaign: CampaignId) -> bool {
         lock(&self.memories).0.contains(campaign, Instant::now())
     }
 
-    pub fn remember_unknown(&self, campaign: i64) {
+    pub fn remember_unknown(&self, campaign: CampaignId) {
         lock(&self.memories).0.remember(campaign, Instant::now());
     }
 
     /// `campaign` exists (created or found): it is no longer unknown and skips the lookup lane.
-    pub fn remember_known(&self, campaign: i64) {
+    pub fn remember_known(&self, campaign: CampaignId) {
         let mut m = lock(&self.memories);
         m.0.forget(campaign);
         m.1.remember(campaign, Instant::now());
     }
 
     /// Looks `campaign` up again on its next load (an admin's rebuild asks for it).
-    pub fn forget_unknown(&self, campaign: i64) {
+    pub fn forget_unknown(&self, campaign: CampaignId) {
         lock(&self.memories).0.forget(campaign);
     }
 
-    fn is_known(&self, campaign: i64) -> bool {
+    fn is_known(&self, campaign: CampaignId) -> bool {
         lock(&self.memories).1.contains(campaign, Instant::now())
     }
 
     /// Takes the reload lock of `campaign` (other campaigns' reloads run meanwhile).
-    pub async fn reload_lock(&self, campaign: i64) -> ReloadGuard {
+    pub async fn reload_lock(&self, campaign: CampaignId) -> ReloadGuard {
         let mutex = lock(&self.locks).entry(campaign).or_default().clone();
         ReloadGuard {
             campaign,
@@ -194,7 +197,10 @@ impl Directory {
 
     /// A slot for a PostgreSQL lookup of `campaign`: none needed if it is known to exist,
     /// otherwise one of [`LOOKUP_SLOTS`], or a 503 after [`LOOKUP_WAIT`].
-    pub async fn lookup_slot(&self, campaign: i64) -> ApiResult<Option<SemaphorePermit<'_>>> {
+    pub async fn lookup_slot(
+        &self,
+        campaign: CampaignId,
+    ) -> ApiResult<Option<SemaphorePermit<'_>>> {
         if self.is_known(campaign) {
             return Ok(None);
         }
@@ -228,10 +234,10 @@ mod tests {
     fn remembered_ids_expire_after_the_ttl() {
         let t0 = Instant::now();
         let mut m = Memory::new(Duration::from_secs(5), 10);
-        m.remember(1, t0);
-        assert!(m.contains(1, t0 + Duration::from_secs(4)));
-        assert!(!m.contains(1, t0 + Duration::from_secs(5)));
-        m.remember(2, t0 + Duration::from_secs(6));
+        m.remember(CampaignId(1), t0);
+        assert!(m.contains(CampaignId(1), t0 + Duration::from_secs(4)));
+        assert!(!m.contains(CampaignId(1), t0 + Duration::from_secs(5)));
+        m.remember(CampaignId(2), t0 + Duration::from_secs(6));
         assert_eq!(m.len(), 1, "the expired id left the map");
     }
 
@@ -239,31 +245,32 @@ mod tests {
     fn the_oldest_id_is_dropped_at_the_cap() {
         let t0 = Instant::now();
         let mut m = Memory::new(Duration::from_secs(60), 3);
-        for (i, id) in [1, 2, 3, 4].into_iter().enumerate() {
+        for (i, id) in [1, 2, 3, 4].map(CampaignId).into_iter().enumerate() {
             m.remember(id, t0 + Duration::from_millis(i as u64));
         }
         assert_eq!(m.len(), 3);
-        assert!(!m.contains(1, t0));
-        assert!(m.contains(4, t0));
+        assert!(!m.contains(CampaignId(1), t0));
+        assert!(m.contains(CampaignId(4), t0));
         // re-remembering refreshes, and the stale pair does not evict the fresh entry
-        m.remember(2, t0 + Duration::from_millis(10));
-        m.remember(5, t0 + Duration::from_millis(11));
-        assert!(m.contains(2, t0 + Duration::from_millis(12)));
-        assert!(!m.contains(3, t0 + Duration::from_millis(12)));
+        m.remember(CampaignId(2), t0 + Duration::from_millis(10));
+        m.remember(CampaignId(5), t0 + Duration::from_millis(11));
+        assert!(m.contains(CampaignId(2), t0 + Duration::from_millis(12)));
+        assert!(!m.contains(CampaignId(3), t0 + Duration::from_millis(12)));
     }
 
     #[tokio::test]
     async fn reload_locks_are_per_campaign_and_leave_the_map() {
         let d = Directory::default();
-        let a = d.reload_lock(1).await;
+        let a = d.reload_lock(CampaignId(1)).await;
         // another campaign's lock is free while 1 is held
-        let b = tokio::time::timeout(Duration::from_millis(100), d.reload_lock(2))
+        let b = tokio::time::timeout(Duration::from_millis(100), d.reload_lock(CampaignId(2)))
             .await
             .expect("campaign 2 does not wait for campaign 1");
         assert_eq!(d.locks_held(), 2);
         drop(b);
         assert_eq!(d.locks_held(), 1);
-        let waiting = tokio::time::timeout(Duration::from_millis(50), d.reload_lock(1)).await;
+        let waiting =
+            tokio::time::timeout(Duration::from_millis(50), d.reload_lock(CampaignId(1))).await;
         assert!(waiting.is_err(), "campaign 1 is held");
         drop(a);
         assert_eq!(
@@ -276,10 +283,10 @@ mod tests {
     #[tokio::test]
     async fn a_waiter_keeps_the_lock_in_the_map() {
         let d = Arc::new(Directory::default());
-        let a = d.reload_lock(7).await;
+        let a = d.reload_lock(CampaignId(7)).await;
         let d2 = d.clone();
         let waiter = tokio::spawn(async move {
-            let _g = d2.reload_lock(7).await;
+            let _g = d2.reload_lock(CampaignId(7)).await;
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
         drop(a);
@@ -298,6 +305,7 @@ mod tests {
             let mut m = Memory::new(ttl, cap);
             let mut now = t0;
             for (id, step) in ops {
+                let id = CampaignId(id);
                 now += Duration::from_millis(step / 10);
                 m.remember(id, now);
                 prop_assert!(m.len() <= cap);

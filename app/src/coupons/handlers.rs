@@ -16,6 +16,7 @@ use super::{
 use crate::{
     auth::{CurrentUser, Role},
     error::{ApiError, ApiResult},
+    platform::ids::CampaignId,
     state::AppState,
 };
 
@@ -29,7 +30,7 @@ pub struct CampaignView {
 
 #[derive(Serialize, ToSchema)]
 pub struct IssuedView {
-    pub campaign_id: i64,
+    pub campaign_id: CampaignId,
     pub status: &'static str,
 }
 
@@ -50,7 +51,7 @@ pub async fn create_campaign(
     state.coupon_campaigns.remember_known(c.id);
     // load it now so the first issue does not pay for it; a failure here is retried lazily
     if let Err(e) = service::load(&state, c.id).await {
-        tracing::warn!(error = %e, campaign = c.id, "campaign not loaded into redis yet");
+        tracing::warn!(error = %e, campaign = c.id.0, "campaign not loaded into redis yet");
     }
     Ok((
         StatusCode::CREATED,
@@ -66,7 +67,7 @@ pub async fn create_campaign(
     responses((status = 200, body = CampaignView), (status = 404, content_type = "application/problem+json")))]
 pub async fn get_campaign(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    Path(id): Path<CampaignId>,
 ) -> ApiResult<Json<CampaignView>> {
     let c = state
         .db
@@ -96,9 +97,9 @@ pub async fn get_campaign(
 pub async fn issue(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<i64>,
+    Path(id): Path<CampaignId>,
 ) -> ApiResult<(StatusCode, Json<IssuedView>)> {
-    if id <= 0 {
+    if id.0 <= 0 {
         return Err(ApiError::not_found("coupon campaign"));
     }
     match service::issue(&state, id, user.id).await? {
@@ -132,7 +133,7 @@ pub async fn issue(
 pub async fn rebuild(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<i64>,
+    Path(id): Path<CampaignId>,
 ) -> ApiResult<Json<CampaignView>> {
     user.require(Role::Admin)?;
     if !service::rebuild(&state, id).await? {

@@ -1,7 +1,7 @@
 //! Redis keys of one campaign, all under the hash tag `{cp:<id>}` so each script touches a
 //! single cluster slot.
 
-use crate::platform::redis::Redis;
+use crate::platform::{ids::CampaignId, redis::Redis};
 
 pub struct CampaignKeys {
     pub meta: String,
@@ -11,7 +11,7 @@ pub struct CampaignKeys {
 }
 
 impl CampaignKeys {
-    pub fn new(redis: &Redis, campaign: i64) -> Self {
+    pub fn new(redis: &Redis, campaign: CampaignId) -> Self {
         let prefix = redis.prefix();
         Self {
             meta: format!("{prefix}{{cp:{campaign}}}:meta"),

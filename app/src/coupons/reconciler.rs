@@ -18,7 +18,7 @@ use chrono::Utc;
 use tokio::sync::watch;
 
 use super::{keys::CampaignKeys, store};
-use crate::{error::ApiResult, state::AppState};
+use crate::{error::ApiResult, platform::ids::CampaignId, state::AppState};
 
 const EVERY: Duration = Duration::from_secs(5);
 /// Longer than any batch can run (its PostgreSQL deadline) plus its settling.
@@ -47,7 +47,7 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
         };
         for c in live {
             if let Err(e) = release_stale(&state, c.id, STALE).await {
-                tracing::debug!(error = %e, campaign = c.id, "coupon reconcile failed");
+                tracing::debug!(error = %e, campaign = c.id.0, "coupon reconcile failed");
             }
         }
     }
@@ -55,7 +55,11 @@ pub async fn run(state: AppState, mut shutdown: watch::Receiver<bool>) {
 
 /// Settles the grants of `campaign` pending for longer than `stale`; returns how many were
 /// released (not in PostgreSQL).
-pub async fn release_stale(state: &AppState, campaign: i64, stale: Duration) -> ApiResult<usize> {
+pub async fn release_stale(
+    state: &AppState,
+    campaign: CampaignId,
+    stale: Duration,
+) -> ApiResult<usize> {
     let keys = CampaignKeys::new(&state.redis, campaign);
     let cutoff = Utc::now().timestamp_millis() - stale.as_millis() as i64;
     let pending: Vec<i64> = state
@@ -99,7 +103,7 @@ pub async fn release_stale(state: &AppState, campaign: i64, stale: Duration) -> 
         .await?;
     if !orphans.is_empty() {
         tracing::warn!(
-            campaign,
+            campaign = campaign.0,
             released = orphans.len(),
             "released coupon grants accepted by redis and never written (their writer died)"
         );

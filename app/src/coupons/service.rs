@@ -10,7 +10,7 @@ use super::{batch, issue_code::IssueCode, keys::CampaignKeys, rules::Grant, stor
 use crate::{
     auth::UserId,
     error::{ApiError, ApiResult},
-    platform::metrics::OutcomeLabels,
+    platform::{ids::CampaignId, metrics::OutcomeLabels},
     state::AppState,
 };
 
@@ -34,7 +34,11 @@ fn ttl_ms(ends_at: DateTime<Utc>) -> i64 {
 
 /// Decides an issue attempt: Redis answers rejections alone; a grant it accepts is answered
 /// [`Issue::Issued`] only once it is committed to PostgreSQL ([`batch::grant`]).
-pub async fn issue(state: &AppState, campaign: i64, user: UserId) -> Result<Issue, ApiError> {
+pub async fn issue(
+    state: &AppState,
+    campaign: CampaignId,
+    user: UserId,
+) -> Result<Issue, ApiError> {
     let keys = CampaignKeys::new(&state.redis, campaign);
     for attempt in 0..2 {
         // under the Redis breaker: while Redis is out, issue answers 503 + Retry-After at once;
@@ -87,7 +91,7 @@ pub async fn issue(state: &AppState, campaign: i64, user: UserId) -> Result<Issu
 ///
 /// Ids PostgreSQL did not know a moment ago answer false at once, without a lock or a lookup;
 /// reloads of different campaigns run side by side (`coupons::directory`).
-pub async fn load(state: &AppState, campaign: i64) -> Result<bool, ApiError> {
+pub async fn load(state: &AppState, campaign: CampaignId) -> Result<bool, ApiError> {
     let directory = &state.coupon_campaigns;
     if directory.is_unknown(campaign) {
         return Ok(false);
@@ -147,7 +151,7 @@ pub async fn load(state: &AppState, campaign: i64) -> Result<bool, ApiError> {
         .await?;
     if fresh == 1 {
         tracing::info!(
-            campaign,
+            campaign = campaign.0,
             holders = holders.len(),
             "coupon campaign loaded into redis"
         );
@@ -156,7 +160,7 @@ pub async fn load(state: &AppState, campaign: i64) -> Result<bool, ApiError> {
 }
 
 /// Forces a reload (admin, after a Redis incident): drops the counters, then loads them.
-pub async fn rebuild(state: &AppState, campaign: i64) -> Result<bool, ApiError> {
+pub async fn rebuild(state: &AppState, campaign: CampaignId) -> Result<bool, ApiError> {
     let keys = CampaignKeys::new(&state.redis, campaign);
     state
         .redis
@@ -172,7 +176,7 @@ pub async fn rebuild(state: &AppState, campaign: i64) -> Result<bool, ApiError> 
 /// holders are added back to Redis's set, so its count is right again.
 pub async fn settle(
     state: &AppState,
-    campaign: i64,
+    campaign: CampaignId,
     users: &[i64],
     sold_out: &[i64],
     resync: bool,
@@ -205,7 +209,7 @@ pub async fn settle(
 
 /// Gives back the slot of a grant Redis accepted but PostgreSQL did not write (its batch
 /// failed): the user is no holder and no longer pending.
-pub async fn release(state: &AppState, campaign: i64, user: i64) -> ApiResult<()> {
+pub async fn release(state: &AppState, campaign: CampaignId, user: i64) -> ApiResult<()> {
     let keys = CampaignKeys::new(&state.redis, campaign);
     state
         .redis
@@ -224,7 +228,7 @@ pub async fn release(state: &AppState, campaign: i64, user: i64) -> ApiResult<()
 
 /// Holders according to Redis (issued so far, including grants being written), for the
 /// campaign view.
-pub async fn issued_count(state: &AppState, campaign: i64) -> Result<i64, ApiError> {
+pub async fn issued_count(state: &AppState, campaign: CampaignId) -> Result<i64, ApiError> {
     let keys = CampaignKeys::new(&state.redis, campaign);
     state
         .redis

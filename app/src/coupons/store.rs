@@ -6,12 +6,19 @@ use sqlx::{FromRow, PgConnection, PgExecutor};
 use utoipa::ToSchema;
 
 use super::{campaign::NewCampaign, rules::Discount};
-use crate::{auth::UserId, error::ApiError, platform::money::Money};
+use crate::{
+    auth::UserId,
+    error::ApiError,
+    platform::{
+        ids::{CampaignId, CouponId, OrderId},
+        money::Money,
+    },
+};
 
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
 pub struct Campaign {
     #[sqlx(rename = "campaign_id")]
-    pub id: i64,
+    pub id: CampaignId,
     pub name: String,
     #[schema(value_type = Option<i64>)]
     pub discount_amount: Option<Money>,
@@ -53,7 +60,7 @@ pub async fn insert_campaign<'e>(
 
 pub async fn campaign<'e>(
     db: impl PgExecutor<'e>,
-    id: i64,
+    id: CampaignId,
 ) -> Result<Option<Campaign>, sqlx::Error> {
     sqlx::query_as(concat!(
         "select ",
@@ -76,7 +83,10 @@ pub async fn live_campaigns<'e>(db: impl PgExecutor<'e>) -> Result<Vec<Campaign>
     .await
 }
 
-pub async fn holders<'e>(db: impl PgExecutor<'e>, campaign: i64) -> Result<Vec<i64>, sqlx::Error> {
+pub async fn holders<'e>(
+    db: impl PgExecutor<'e>,
+    campaign: CampaignId,
+) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar("select user_id from coupons where campaign_id = $1")
         .bind(campaign)
         .fetch_all(db)
@@ -86,7 +96,10 @@ pub async fn holders<'e>(db: impl PgExecutor<'e>, campaign: i64) -> Result<Vec<i
 /// Locks the campaign row for a grant batch; returns the room left (total - issued), or
 /// `None` if the campaign does not exist. Every writer of a campaign's coupons takes this lock
 /// first, so the batch's view of the holders cannot change under it.
-pub async fn lock_room(conn: &mut PgConnection, campaign: i64) -> Result<Option<i64>, sqlx::Error> {
+pub async fn lock_room(
+    conn: &mut PgConnection,
+    campaign: CampaignId,
+) -> Result<Option<i64>, sqlx::Error> {
     sqlx::query_scalar(
         "select (total_quantity - issued)::bigint from coupon_campaigns where campaign_id = $1 for update",
     )
@@ -98,7 +111,7 @@ pub async fn lock_room(conn: &mut PgConnection, campaign: i64) -> Result<Option<
 /// The users among `users` who already hold a coupon of `campaign`.
 pub async fn holders_among(
     conn: &mut PgConnection,
-    campaign: i64,
+    campaign: CampaignId,
     users: &[i64],
 ) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar("select user_id from coupons where campaign_id = $1 and user_id = any($2)")
@@ -114,7 +127,7 @@ pub async fn holders_among(
 /// stay the last word.
 pub async fn insert_grants(
     conn: &mut PgConnection,
-    campaign: i64,
+    campaign: CampaignId,
     users: &[i64],
     at: &[DateTime<Utc>],
 ) -> Result<i64, sqlx::Error> {
@@ -138,15 +151,15 @@ pub async fn insert_grants(
 pub struct CouponView {
     /// Always set: a coupon is answered 201 only once its row exists (kept optional for
     /// clients of the earlier contract, where unpersisted grants were listed).
-    pub coupon_id: Option<i64>,
-    pub campaign_id: i64,
+    pub coupon_id: Option<CouponId>,
+    pub campaign_id: CampaignId,
     pub name: String,
     #[schema(value_type = Option<i64>)]
     pub discount_amount: Option<Money>,
     pub discount_percent: Option<i32>,
     pub issued_at: DateTime<Utc>,
     pub used_at: Option<DateTime<Utc>>,
-    pub order_id: Option<i64>,
+    pub order_id: Option<OrderId>,
     /// Always true (see `coupon_id`).
     #[sqlx(skip)]
     pub persisted: bool,
@@ -174,7 +187,7 @@ pub async fn of_user<'e>(
 pub async fn lock_unused(
     conn: &mut PgConnection,
     user: UserId,
-    coupon: i64,
+    coupon: CouponId,
 ) -> Result<Discount, ApiError> {
     #[derive(FromRow)]
     struct Row {
@@ -210,8 +223,8 @@ pub async fn lock_unused(
 
 pub async fn mark_used(
     conn: &mut PgConnection,
-    coupon: i64,
-    order: i64,
+    coupon: CouponId,
+    order: OrderId,
 ) -> Result<(), sqlx::Error> {
     sqlx::query("update coupons set used_at = now(), order_id = $2 where coupon_id = $1")
         .bind(coupon)
@@ -221,7 +234,7 @@ pub async fn mark_used(
         .map(|_| ())
 }
 
-pub async fn release(conn: &mut PgConnection, coupon: i64) -> Result<(), sqlx::Error> {
+pub async fn release(conn: &mut PgConnection, coupon: CouponId) -> Result<(), sqlx::Error> {
     sqlx::query("update coupons set used_at = null, order_id = null where coupon_id = $1")
         .bind(coupon)
         .execute(conn)

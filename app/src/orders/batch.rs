@@ -35,6 +35,7 @@ use crate::{
     idempotency::{self, Claimed, IdempotencyKey, Request},
     platform::{
         group_commit::{Applied, Batch},
+        ids::OrderId,
         money::Money,
     },
     queue::PassCheck,
@@ -228,7 +229,7 @@ async fn write_paid(
     if w.stock_left != plan.stock_left {
         return Err(ApiError::internal("batch stock differs from its plan"));
     }
-    let debits: Vec<(UserId, Money, i64)> = w
+    let debits: Vec<(UserId, Money, OrderId)> = w
         .orders
         .iter()
         .filter(|(_, o)| o.total.is_positive())
@@ -252,7 +253,7 @@ async fn record_passes(
     sessions: &[(UserId, i64)],
     written: &HashMap<UserId, OrderView>,
 ) -> ApiResult<()> {
-    let uses: Vec<(UserId, i64, i64)> = sessions
+    let uses: Vec<(UserId, i64, OrderId)> = sessions
         .iter()
         .filter_map(|&(u, s)| written.get(&u).map(|o| (u, s, o.id)))
         .collect();

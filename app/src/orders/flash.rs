@@ -14,7 +14,12 @@ use sqlx::FromRow;
 
 use super::rules::{self, SaleTerms};
 use crate::{
-    auth::UserId, error::ApiError, goods::GoodsId, platform::money::Money, queue::PassCheck, wallet,
+    auth::UserId,
+    error::ApiError,
+    goods::GoodsId,
+    platform::{ids::OrderId, money::Money},
+    queue::PassCheck,
+    wallet,
 };
 
 /// The goods row, locked by the batch.
@@ -42,7 +47,7 @@ pub struct Ask<'a> {
     pub quantity: i32,
     pub pass: &'a PassCheck,
     /// The order this pass's session already paid for, if any.
-    pub pass_order: Option<i64>,
+    pub pass_order: Option<OrderId>,
 }
 
 #[derive(Debug)]
@@ -215,7 +220,7 @@ mod tests {
         assert_eq!(kind(&p.verdicts[1]), "insufficient-balance");
         // an admitted pass that already paid for an order pays for no other
         let used = Ask {
-            pass_order: Some(41),
+            pass_order: Some(OrderId(41)),
             ..ask(&admitted)
         };
         let p = plan(ID, Some(&queued), Utc::now(), &none, &[used]);

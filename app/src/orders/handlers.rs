@@ -16,6 +16,7 @@ use crate::{
     error::{ApiError, ApiResult},
     idempotency::IdempotencyKey,
     pagination::{PageQuery, Paged},
+    platform::ids::OrderId,
     queue::QueueToken,
     state::AppState,
 };
@@ -59,12 +60,12 @@ pub async fn list(
         .db
         .run(async |c| {
             let rows = store::page(&mut *c, user.id, page).await?;
-            let ids: Vec<i64> = rows.iter().map(|o| o.id).collect();
+            let ids: Vec<OrderId> = rows.iter().map(|o| o.id).collect();
             let lines = store::lines_of(c, &ids).await?;
             Ok::<_, sqlx::Error>((rows, lines))
         })
         .await?;
-    let mut paged = Paged::from_rows(rows, page, |o| o.id);
+    let mut paged = Paged::from_rows(rows, page, |o| o.id.0);
     for (order_id, line) in lines {
         if let Some(o) = paged.items.iter_mut().find(|o| o.id == order_id) {
             o.lines.push(line);
@@ -79,7 +80,7 @@ pub async fn list(
 pub async fn detail(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<i64>,
+    Path(id): Path<OrderId>,
 ) -> ApiResult<Json<OrderView>> {
     let order = state
         .db
@@ -105,7 +106,7 @@ pub async fn detail(
 pub async fn cancel(
     State(state): State<AppState>,
     user: CurrentUser,
-    Path(id): Path<i64>,
+    Path(id): Path<OrderId>,
 ) -> ApiResult<Json<OrderView>> {
     Ok(Json(service::cancel_order(&state, user.id, id).await?))
 }

@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::rules;
-use crate::{error::ApiError, goods::GoodsId};
+use crate::{error::ApiError, goods::GoodsId, platform::ids::CouponId};
 
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ItemRequest {
@@ -21,7 +21,7 @@ pub struct CreateOrderRequest {
     pub items: Option<Vec<ItemRequest>>,
     #[serde(default)]
     pub from_cart: bool,
-    pub coupon_id: Option<i64>,
+    pub coupon_id: Option<CouponId>,
 }
 
 /// A checked order request.
@@ -29,7 +29,7 @@ pub struct OrderRequest {
     /// The items sent, normalised ([`rules::normalise_lines`]); `None`: the cart's, read in
     /// the order's transaction.
     pub lines: Option<Vec<(GoodsId, i32)>>,
-    pub coupon_id: Option<i64>,
+    pub coupon_id: Option<CouponId>,
 }
 
 impl OrderRequest {
@@ -63,7 +63,7 @@ impl CreateOrderRequest {
                 return Err(ApiError::invalid("items", "send items or from_cart: true"));
             }
         };
-        if self.coupon_id.is_some_and(|c| c <= 0) {
+        if self.coupon_id.is_some_and(|c| c.0 <= 0) {
             return Err(ApiError::invalid("coupon_id", "coupon_id must be positive"));
         }
         Ok(OrderRequest {

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use crate::{
     error::ApiError,
     goods::{GoodsId, Quantity},
-    platform::money::Money,
+    platform::{ids::OrderId, money::Money},
     queue::PassCheck,
 };
 
@@ -68,7 +68,7 @@ pub fn out_of_stock(id: GoodsId) -> ApiError {
 /// for (cancelled or not). Both order paths call this, with what PostgreSQL holds for the
 /// session (`queue_pass_orders`, written in the order's own transaction). A keyed retry of
 /// the paid order replays before any rule runs.
-pub fn pass_unused(queue: &str, previous: Option<i64>) -> Result<(), ApiError> {
+pub fn pass_unused(queue: &str, previous: Option<OrderId>) -> Result<(), ApiError> {
     match previous {
         None => Ok(()),
         Some(order) => Err(ApiError::forbidden(

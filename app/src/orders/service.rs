@@ -24,7 +24,10 @@ use crate::{
     error::{ApiError, ApiResult},
     goods::{self, GoodsId, StockMove, soldout},
     idempotency::{self, IdempotencyKey},
-    platform::money::Money,
+    platform::{
+        ids::{CouponId, OrderId},
+        money::Money,
+    },
     queue::{self, PassCheck, QueueToken},
     state::AppState,
     wallet::{LedgerKind, store as wallet},
@@ -135,7 +138,7 @@ pub struct Buyer<'a> {
 pub struct PlaceOrder {
     /// Normalised: merged, positive, sorted by goods id.
     pub lines: Vec<(GoodsId, i32)>,
-    pub coupon_id: Option<i64>,
+    pub coupon_id: Option<CouponId>,
     /// Remove these goods from the cart once ordered.
     pub from_cart: bool,
     /// The sold-out gate as the order saw it, to close it without racing a restock.
@@ -164,7 +167,7 @@ pub async fn place(
     }
     if placed.total.is_positive() {
         let paid = LedgerKind::OrderPayment;
-        wallet::debit(conn, buyer.user, placed.total, paid, Some(placed.id)).await?;
+        wallet::debit(conn, buyer.user, placed.total, paid, Some(placed.id.0)).await?;
     }
     // after the wallet (the per-user lock a group-commit batch takes first, so the two paths
     // settle one session's orders one after the other), before the stock
@@ -219,7 +222,7 @@ async fn priced_lines(
 
 /// Records that the buyer's admitted session paid for `order`: refused if it already paid
 /// for another ([`rules::pass_unused`]).
-async fn use_pass(conn: &mut PgConnection, buyer: &Buyer<'_>, order: i64) -> ApiResult<()> {
+async fn use_pass(conn: &mut PgConnection, buyer: &Buyer<'_>, order: OrderId) -> ApiResult<()> {
     // judge_line let goods behind a waiting room through only with an admitted pass of it
     let PassCheck::Admitted {
         queue,
@@ -269,7 +272,7 @@ async fn stock_failure(
 
 /// Cancels a paid order of `user` and, once committed, reopens its goods
 /// ([`goods::stock_changed`]). Cancelling a cancelled order returns it unchanged.
-pub async fn cancel_order(state: &AppState, user: UserId, order: i64) -> ApiResult<OrderView> {
+pub async fn cancel_order(state: &AppState, user: UserId, order: OrderId) -> ApiResult<OrderView> {
     let (mut cancelled, restocked) = state
         .db
         .tx(async |tx| cancel(tx, user, order).await)
@@ -293,7 +296,7 @@ pub async fn cancel_order(state: &AppState, user: UserId, order: i64) -> ApiResu
 pub async fn cancel(
     conn: &mut PgConnection,
     user: UserId,
-    order: i64,
+    order: OrderId,
 ) -> Result<(OrderView, Vec<GoodsId>), ApiError> {
     let Some(mut cancelled) = store::mark_cancelled(conn, user, order).await? else {
         let existing = store::find(&mut *conn, user, order)
@@ -306,7 +309,7 @@ pub async fn cancel(
     }
     if cancelled.total.is_positive() {
         let refund = LedgerKind::OrderRefund;
-        wallet::credit(conn, user, cancelled.total, refund, Some(order)).await?;
+        wallet::credit(conn, user, cancelled.total, refund, Some(order.0)).await?;
     }
     let restocked = store::restock(conn, order).await?;
     cancelled.lines = store::lines_of(&mut *conn, &[order])

@@ -7,7 +7,14 @@ use utoipa::ToSchema;
 
 use super::flash::LockedGoods;
 use crate::{
-    auth::UserId, error::ApiError, goods::GoodsId, pagination::Page, platform::money::Money,
+    auth::UserId,
+    error::ApiError,
+    goods::GoodsId,
+    pagination::Page,
+    platform::{
+        ids::{CouponId, OrderId},
+        money::Money,
+    },
 };
 
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
@@ -21,7 +28,7 @@ pub struct OrderLine {
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
 pub struct OrderView {
     #[sqlx(rename = "order_id")]
-    pub id: i64,
+    pub id: OrderId,
     /// `paid` or `cancelled`.
     pub status: String,
     #[schema(value_type = i64)]
@@ -30,7 +37,7 @@ pub struct OrderView {
     pub discount: Money,
     #[schema(value_type = i64)]
     pub total: Money,
-    pub coupon_id: Option<i64>,
+    pub coupon_id: Option<CouponId>,
     pub created_at: DateTime<Utc>,
     pub cancelled_at: Option<DateTime<Utc>>,
     #[sqlx(skip)]
@@ -48,7 +55,7 @@ pub async fn insert(
     user: UserId,
     subtotal: Money,
     discount: Money,
-    coupon: Option<i64>,
+    coupon: Option<CouponId>,
 ) -> Result<OrderView, sqlx::Error> {
     sqlx::query_as(concat!(
         "insert into orders (user_id, subtotal, discount, total, coupon_id) values ($1, $2, $3, $2 - $3, $4) returning ",
@@ -64,7 +71,7 @@ pub async fn insert(
 
 pub async fn insert_lines(
     conn: &mut PgConnection,
-    order: i64,
+    order: OrderId,
     lines: &[OrderLine],
 ) -> Result<(), sqlx::Error> {
     let goods: Vec<i64> = lines.iter().map(|l| l.goods_id.0).collect();
@@ -207,7 +214,7 @@ pub async fn insert_paid(
     }
 }
 
-pub async fn restock(conn: &mut PgConnection, order: i64) -> Result<Vec<GoodsId>, sqlx::Error> {
+pub async fn restock(conn: &mut PgConnection, order: OrderId) -> Result<Vec<GoodsId>, sqlx::Error> {
     // lock the stock rows in goods-id order first, like every other multi-row stock change:
     // one update joining the lines would lock them in whatever order its plan visits them,
     // and deadlock with an order taking the same goods
@@ -234,7 +241,7 @@ pub async fn restock(conn: &mut PgConnection, order: i64) -> Result<Vec<GoodsId>
 pub async fn find<'e>(
     db: impl PgExecutor<'e>,
     user: UserId,
-    order: i64,
+    order: OrderId,
 ) -> Result<Option<OrderView>, sqlx::Error> {
     sqlx::query_as(concat!(
         "select ",
@@ -249,11 +256,11 @@ pub async fn find<'e>(
 
 pub async fn lines_of<'e>(
     db: impl PgExecutor<'e>,
-    orders: &[i64],
-) -> Result<Vec<(i64, OrderLine)>, sqlx::Error> {
+    orders: &[OrderId],
+) -> Result<Vec<(OrderId, OrderLine)>, sqlx::Error> {
     #[derive(FromRow)]
     struct Row {
-        order_id: i64,
+        order_id: OrderId,
         #[sqlx(flatten)]
         line: OrderLine,
     }
@@ -287,7 +294,7 @@ pub async fn page<'e>(
 pub async fn mark_cancelled(
     conn: &mut PgConnection,
     user: UserId,
-    order: i64,
+    order: OrderId,
 ) -> Result<Option<OrderView>, sqlx::Error> {
     sqlx::query_as(concat!(
         "update orders set status = 'cancelled', cancelled_at = now()
@@ -306,10 +313,10 @@ pub async fn pass_orders(
     conn: &mut PgConnection,
     queue: &str,
     sessions: &[(UserId, i64)],
-) -> Result<std::collections::HashMap<UserId, i64>, sqlx::Error> {
+) -> Result<std::collections::HashMap<UserId, OrderId>, sqlx::Error> {
     let users: Vec<UserId> = sessions.iter().map(|(u, _)| *u).collect();
     let ends: Vec<i64> = sessions.iter().map(|(_, s)| *s).collect();
-    let rows: Vec<(UserId, i64)> = sqlx::query_as(
+    let rows: Vec<(UserId, OrderId)> = sqlx::query_as(
         "select q.user_id, q.order_id from queue_pass_orders q
            join unnest($2::bigint[], $3::bigint[]) as t(u, s)
              on q.user_id = t.u and q.session_expires_ms = t.s
@@ -329,11 +336,11 @@ pub async fn pass_orders(
 pub async fn record_pass_orders(
     conn: &mut PgConnection,
     queue: &str,
-    uses: &[(UserId, i64, i64)],
+    uses: &[(UserId, i64, OrderId)],
 ) -> Result<u64, sqlx::Error> {
     let users: Vec<UserId> = uses.iter().map(|u| u.0).collect();
     let ends: Vec<i64> = uses.iter().map(|u| u.1).collect();
-    let orders: Vec<i64> = uses.iter().map(|u| u.2).collect();
+    let orders: Vec<OrderId> = uses.iter().map(|u| u.2).collect();
     sqlx::query(
         "insert into queue_pass_orders (queue_id, user_id, session_expires_ms, order_id)
          select $1, u, s, o from unnest($2::bigint[], $3::bigint[], $4::bigint[]) as t(u, s, o)
@@ -356,8 +363,8 @@ pub async fn use_pass(
     queue: &str,
     user: UserId,
     session: i64,
-    order: i64,
-) -> Result<Option<i64>, sqlx::Error> {
+    order: OrderId,
+) -> Result<Option<OrderId>, sqlx::Error> {
     if record_pass_orders(&mut *conn, queue, &[(user, session, order)]).await? == 1 {
         return Ok(None);
     }

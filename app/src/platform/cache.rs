@@ -62,6 +62,23 @@ pub struct Lookup<'a> {
     pub ttl: Duration,
 }
 
+/// What a loader returns: the bytes, or the bytes and how long they may be served at most.
+pub trait Loaded {
+    fn into_parts(self) -> (Bytes, Option<Duration>);
+}
+
+impl Loaded for Bytes {
+    fn into_parts(self) -> (Bytes, Option<Duration>) {
+        (self, None)
+    }
+}
+
+impl Loaded for (Bytes, Option<Duration>) {
+    fn into_parts(self) -> (Bytes, Option<Duration>) {
+        self
+    }
+}
+
 pub struct Cache {
     flights: Flights,
     /// Database loads at once while Redis cannot serve (the bulkhead).
@@ -138,7 +155,10 @@ impl Cache {
     /// The cached bytes of `family`/`field`, or `load()`'s result (cached for `ttl`). The
     /// loader reads through `state.db`, so it runs under the PostgreSQL breaker and
     /// bulkhead; when it cannot answer (503), the last copy this process served stands in.
-    pub async fn get_or_load<F, Fut>(
+    /// A loader may also say how long what it read may be served at most ([`Loaded`], e.g.
+    /// until the next seat hold it shows expires): the fill keeps the shorter of that and
+    /// `ttl`, and a bound of zero is not cached at all.
+    pub async fn get_or_load<F, Fut, T>(
         &self,
         redis: &Redis,
         metrics: &Metrics,
@@ -147,27 +167,8 @@ impl Cache {
     ) -> Result<Bytes, ApiError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<Bytes, ApiError>>,
-    {
-        self.get_or_load_bounded(redis, metrics, lookup, || async {
-            Ok((load().await?, None))
-        })
-        .await
-    }
-
-    /// Like [`Self::get_or_load`], but the loader also says how long what it read may be
-    /// served at most (e.g. until the next seat hold it shows expires): the fill keeps the
-    /// shorter of that and `ttl`, and a bound of zero is not cached at all.
-    pub async fn get_or_load_bounded<F, Fut>(
-        &self,
-        redis: &Redis,
-        metrics: &Metrics,
-        lookup: Lookup<'_>,
-        load: F,
-    ) -> Result<Bytes, ApiError>
-    where
-        F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<(Bytes, Option<Duration>), ApiError>>,
+        Fut: Future<Output = Result<T, ApiError>>,
+        T: Loaded,
     {
         let count = |result: &'static str| {
             metrics
@@ -203,7 +204,7 @@ impl Cache {
             .flights
             .run(key, || async {
                 count("load");
-                self.load_and_fill(redis, &keys, &lookup, &seen, load).await
+                self.load_and_fill(load, redis, &keys, &lookup, &seen).await
             })
             .await;
         self.served(lookup.family, lookup.field, result, count)
@@ -226,23 +227,23 @@ impl Cache {
     /// One load (under the fall-through bulkhead when Redis could not be read), then a fill
     /// of what it read if Redis answered and the bound allows it. A failed fill is only
     /// logged: the answer stands.
-    async fn load_and_fill<F, Fut>(
+    async fn load_and_fill<F, Fut, T: Loaded>(
         &self,
+        load: F,
         redis: &Redis,
         keys: &FamilyKeys,
         lookup: &Lookup<'_>,
         seen: &Seen,
-        load: F,
     ) -> Result<Bytes, ApiError>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<(Bytes, Option<Duration>), ApiError>>,
+        Fut: Future<Output = Result<T, ApiError>>,
     {
         let _bulkhead = match seen {
             Seen::Generation(_) => None,
             Seen::Unread => Some(self.fallthrough_slot().await?),
         };
-        let (bytes, bound) = load().await?;
+        let (bytes, bound) = load().await?.into_parts();
         let keep = bound.map_or(lookup.ttl, |b| b.min(lookup.ttl));
         if let Seen::Generation(generation) = seen
             && keep >= Duration::from_millis(1)

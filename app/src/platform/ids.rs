@@ -64,4 +64,33 @@ mod tests {
         assert_eq!(CouponId(-3).to_string(), "-3");
         assert!(serde_json::from_str::<OrderId>("\"42\"").is_err());
     }
+
+    /// What axum answers for `/orders/abc`: a typed ID's path rejection is word for word a
+    /// bare `i64`'s (the problem+json layer keeps that text as `detail`).
+    async fn path_rejection<T>(uri: &str) -> (axum::http::StatusCode, String)
+    where
+        T: serde::de::DeserializeOwned + Send + 'static,
+    {
+        use axum::{Router, body::Body, extract::Path, http::Request, routing::get};
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+
+        let app = Router::new().route("/orders/{id}", get(|Path(_): Path<T>| async {}));
+        let res = app
+            .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let status = res.status();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8_lossy(&body).into_owned())
+    }
+
+    #[tokio::test]
+    async fn a_bad_path_id_is_refused_as_a_bare_number_is() {
+        for uri in ["/orders/abc", "/orders/1.5", "/orders/99999999999999999999"] {
+            let typed = path_rejection::<OrderId>(uri).await;
+            assert_eq!(typed.0, axum::http::StatusCode::BAD_REQUEST, "{uri}");
+            assert_eq!(typed, path_rejection::<i64>(uri).await, "{uri}");
+        }
+    }
 }

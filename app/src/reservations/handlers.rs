@@ -56,7 +56,14 @@ pub async fn hold(
         .seat_hold
         .as_duration()
         .as_secs_f64();
-    let view = service::hold(&state, user.id, req.schedule_id, req.seat_id, &gate, ttl).await?;
+    let hold = service::NewHold {
+        user: user.id,
+        schedule: req.schedule_id,
+        seat: req.seat_id,
+        gate: &gate,
+        ttl_secs: ttl,
+    };
+    let view = service::hold(&state, &hold).await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 

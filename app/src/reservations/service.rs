@@ -87,31 +87,30 @@ pub async fn get(state: &AppState, id: ReservationId) -> Result<Option<Reservati
         .await
 }
 
+/// A hold to place: who, which seat of which schedule, under which gate, for how long.
+pub struct NewHold<'a> {
+    pub user: UserId,
+    pub schedule: ScheduleId,
+    pub seat: SeatId,
+    pub gate: &'a Gate,
+    pub ttl_secs: f64,
+}
+
 /// Places a hold for `ttl_secs`. 409 `seat-taken` when sold or under a live hold.
-pub async fn hold(
-    state: &AppState,
-    user: UserId,
-    schedule: ScheduleId,
-    seat: SeatId,
-    gate: &Gate,
-    ttl_secs: f64,
-) -> Result<ReservationView, ApiError> {
-    let view = state
-        .db
-        .tx(async |tx| hold_in(tx, user, schedule, seat, gate, ttl_secs).await)
-        .await?;
-    cache::invalidate(state, schedule, gate.concert).await;
+pub async fn hold(state: &AppState, hold: &NewHold<'_>) -> Result<ReservationView, ApiError> {
+    let view = state.db.tx(async |tx| hold_in(tx, hold).await).await?;
+    cache::invalidate(state, hold.schedule, hold.gate.concert).await;
     Ok(view)
 }
 
-async fn hold_in(
-    tx: &mut PgConnection,
-    user: UserId,
-    schedule: ScheduleId,
-    seat: SeatId,
-    gate: &Gate,
-    ttl_secs: f64,
-) -> Result<ReservationView, ApiError> {
+async fn hold_in(tx: &mut PgConnection, hold: &NewHold<'_>) -> Result<ReservationView, ApiError> {
+    let NewHold {
+        user,
+        schedule,
+        seat,
+        gate,
+        ttl_secs,
+    } = *hold;
     // Serializes one user's holds so the per-user limit cannot be raced (other users are
     // not blocked: the lock is per user).
     sqlx::query("select pg_advisory_xact_lock(4242, $1::int4)")

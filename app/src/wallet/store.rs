@@ -13,7 +13,7 @@ use crate::{
     auth::UserId,
     error::{ApiError, OnConstraint},
     pagination::Page,
-    platform::money::Money,
+    platform::{ids::OrderId, money::Money},
 };
 
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
@@ -85,17 +85,17 @@ pub async fn debit(
     balance.ok_or_else(|| super::insufficient_balance(amount))
 }
 
-/// Takes each `(user, amount, reference)` of `debits` (amounts > 0, users distinct, wallets
+/// Takes each `(user, amount, order)` of `debits` (amounts > 0, users distinct, wallets
 /// locked by the caller and covering them) in one statement, with its ledger row; returns
 /// how many were taken, so the caller can roll back on a mismatch.
 pub async fn debit_many(
     conn: &mut PgConnection,
-    debits: &[(UserId, Money, i64)],
+    debits: &[(UserId, Money, OrderId)],
     kind: LedgerKind,
 ) -> Result<u64, sqlx::Error> {
     let users: Vec<UserId> = debits.iter().map(|d| d.0).collect();
     let amounts: Vec<i64> = debits.iter().map(|d| d.1.minor()).collect();
-    let references: Vec<i64> = debits.iter().map(|d| d.2).collect();
+    let references: Vec<OrderId> = debits.iter().map(|d| d.2).collect();
     sqlx::query(
         "with req as (
             select * from unnest($1::bigint[], $2::bigint[], $3::bigint[]) as t(user_id, amount, reference_id)

@@ -323,7 +323,7 @@ async fn forget_campaign(app: &TestApp, campaign: i64) {
 /// (it completes within 300 ms), and every fake id answers 404.
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn unknown_campaign_spray_does_not_stall_a_genuine_reload(pool: PgPool) {
-    use floodgate_app::{auth::UserId, coupons::service};
+    use floodgate_app::{auth::UserId, coupons::service, platform::ids::CampaignId};
     use std::sync::{
         Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
@@ -361,7 +361,7 @@ async fn unknown_campaign_spray_does_not_stall_a_genuine_reload(pool: PgPool) {
                 let mut n = w;
                 while !stop.load(Ordering::Relaxed) {
                     let fake = 50_000_000 + n % 200;
-                    match service::issue(&state, fake, UserId(1 + n % 1_000)).await {
+                    match service::issue(&state, CampaignId(fake), UserId(1 + n % 1_000)).await {
                         Err(e) if e.status() == StatusCode::NOT_FOUND => &not_found,
                         _ => &other,
                     }
@@ -375,9 +375,9 @@ async fn unknown_campaign_spray_does_not_stall_a_genuine_reload(pool: PgPool) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     forget_campaign(&app, id).await;
     let started = Instant::now();
-    let genuine = service::issue(&app.state, id, UserId(first_id)).await;
+    let genuine = service::issue(&app.state, CampaignId(id), UserId(first_id)).await;
     let took = started.elapsed();
-    let newcomer = service::issue(&app.state, id, UserId(other_id)).await;
+    let newcomer = service::issue(&app.state, CampaignId(id), UserId(other_id)).await;
     stop.store(true, Ordering::Relaxed);
     for s in spray {
         s.await.unwrap();
@@ -531,7 +531,7 @@ async fn a_grant_postgres_refuses_is_never_answered_201(pool: PgPool) {
 /// once it has been pending far longer than any batch runs, and the place is granted again.
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_grant_whose_writer_died_is_released(pool: PgPool) {
-    use floodgate_app::coupons::reconciler;
+    use floodgate_app::{coupons::reconciler, platform::ids::CampaignId};
     let app = TestApp::spawn(pool.clone()).await;
     let admin = app
         .user_with_roles("admin@example.com", &["customer", "admin"])
@@ -565,7 +565,7 @@ async fn a_grant_whose_writer_died_is_released(pool: PgPool) {
     )
     .await;
     // a fresh pending grant is left alone; the stale one is released
-    let released = reconciler::release_stale(&app.state, id, reconciler::STALE)
+    let released = reconciler::release_stale(&app.state, CampaignId(id), reconciler::STALE)
         .await
         .unwrap();
     assert_eq!(released, 1);

@@ -14,7 +14,10 @@ use std::{
 
 use common::TestApp;
 use faults::*;
-use floodgate_app::{coupons::service, platform::breaker::State};
+use floodgate_app::{
+    coupons::service,
+    platform::{breaker::State, ids::CampaignId},
+};
 use reqwest::StatusCode;
 use serde_json::json;
 use sqlx::PgPool;
@@ -48,7 +51,7 @@ async fn campaign_load_and_rebuild_are_refused_while_the_redis_breaker_is_open(p
     .await;
 
     let started = Instant::now();
-    let loaded = service::load(&app.state, id).await;
+    let loaded = service::load(&app.state, CampaignId(id)).await;
     assert!(
         started.elapsed() < Duration::from_millis(200),
         "load took {:?}",
@@ -59,7 +62,7 @@ async fn campaign_load_and_rebuild_are_refused_while_the_redis_breaker_is_open(p
     assert_eq!(e.kind(), "circuit-open");
 
     let started = Instant::now();
-    let rebuilt = service::rebuild(&app.state, id).await;
+    let rebuilt = service::rebuild(&app.state, CampaignId(id)).await;
     assert!(started.elapsed() < Duration::from_millis(200));
     let e = rebuilt.expect_err("rebuild went around the open Redis breaker");
     assert_eq!(e.kind(), "circuit-open");
