@@ -188,7 +188,7 @@ cluster_joined() {
 }
 
 redis_cluster_up() {
-  local port dir base ports=() first
+  local port dir base ports=() first running=""
   command -v redis-cli >/dev/null || apt_install redis-tools
   command -v redis-server >/dev/null || apt_install redis-server
   # A node that is down restarts in the folder its running peers use (they may have been
@@ -197,8 +197,12 @@ redis_cluster_up() {
   base=$DATA/redis-cluster
   for port in $REDIS_CLUSTER_PORTS; do
     dir=$(redis-cli -p "$port" config get dir 2>/dev/null | sed -n 2p) || true
-    if [ -n "$dir" ]; then base=$(dirname "$dir"); break; fi
+    if [ -n "$dir" ]; then base=$(dirname "$dir"); running=yes; break; fi
   done
+  # No node running: the cluster starts cold. Its data went with the nodes (no persistence),
+  # and an old nodes.conf would bring back an old topology, possibly with bus ports from an
+  # earlier version of this script, which never reaches cluster_state:ok: form it afresh.
+  [ -n "$running" ] || rm -f "$base"/*/nodes.conf
   for port in $REDIS_CLUSTER_PORTS; do
     ports+=("127.0.0.1:$port")
     [ "$(redis-cli -p "$port" ping 2>/dev/null)" = "PONG" ] && continue
