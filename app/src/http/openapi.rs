@@ -388,13 +388,13 @@ mod tests {
     /// cannot name the constants).
     #[test]
     fn documented_body_limits_are_the_enforced_ones() {
-        use crate::orders::rules::MAX_QUANTITY;
+        use crate::goods::Quantity;
         let doc = doc();
         let field = |schema: &str, field: &str| {
             doc["components"]["schemas"][schema]["properties"][field].clone()
         };
-        assert_eq!(field("ItemRequest", "quantity")["maximum"], MAX_QUANTITY);
-        assert_eq!(field("SetQuantity", "quantity")["maximum"], MAX_QUANTITY);
+        assert_eq!(field("ItemRequest", "quantity")["maximum"], Quantity::MAX);
+        assert_eq!(field("SetQuantity", "quantity")["maximum"], Quantity::MAX);
         let password = field("SignupRequest", "password");
         let (min, max) = (
             password["minLength"].as_u64().unwrap(),

@@ -14,8 +14,6 @@ use crate::{
 };
 
 pub const MAX_LINES: usize = 50;
-/// [`Quantity::MAX`], under the name the OpenAPI document's test uses.
-pub const MAX_QUANTITY: i64 = Quantity::MAX;
 
 /// What a goods row says about when, and with which pass, it may be ordered.
 #[derive(Debug, Clone, Copy)]
@@ -112,7 +110,7 @@ pub fn normalise_lines(lines: &[(i64, i64)]) -> Result<Vec<(GoodsId, i32)>, ApiE
         let Some(sum) = sum else {
             return Err(ApiError::invalid(
                 "quantity",
-                format!("at most {MAX_QUANTITY} of goods {goods_id} per order"),
+                format!("at most {} of goods {goods_id} per order", Quantity::MAX),
             ));
         };
         merged.insert(goods_id, sum);
