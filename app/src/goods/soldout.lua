@@ -1,10 +1,11 @@
 -- KEYS[1]: the sold-out set, KEYS[2]: its generation. ARGV[1]: generation seen before the
--- failed attempt ('' for none), ARGV[2]: ttl ms, ARGV[3..]: every user with an order for the
--- goods, read from PostgreSQL after it found the stock at 0.
+-- failed attempt ('' for none), ARGV[2]: ttl ms, ARGV[3..]: every keyed order of the goods as
+-- '<user>:<Idempotency-Key>', read from PostgreSQL after it found the stock at 0.
 -- Closes the gate unless stock was restored (generation bumped) since the attempt began. The
--- set is the flag: it exists only with its buyers in it (a '-' member keeps it non-empty),
--- so losing the key loses the flag with it. Members are added to what is there (a union of
--- complete lists is complete), never removed but by a restock's clear or the expiry.
+-- set is the flag: it exists only with its members in it (a '-' member, never a pair, keeps
+-- it non-empty), so losing the key loses the flag with it. Members are added to what is there
+-- (a union of complete lists is complete), never removed but by a restock's clear or the
+-- expiry.
 local gen = redis.call('GET', KEYS[2]) or ''
 if gen ~= ARGV[1] then
   return 0

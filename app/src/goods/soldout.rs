@@ -5,31 +5,38 @@
 //! update decides every sale, so a lost or stale gate can cost a database trip, never an
 //! oversell.
 //!
-//! Users who bought the goods pass the gate: a client retrying an order whose 201 it never
-//! received (a lost connection, a deadline that fired during COMMIT) must get its stored
+//! Keyed retries of orders that exist pass the gate: a client retrying an order whose 201 it
+//! never received (a lost connection, a deadline that fired during COMMIT) must get its stored
 //! response replayed (PostgreSQL holds it under the Idempotency-Key), not a sold-out answer
 //! for an order it actually has. So the gate is one Redis set that is both the flag and the
-//! list of buyers: it is only ever written ([`mark`]) with every user holding an order for the
-//! goods, read from PostgreSQL after the stock was seen at 0 (nobody can buy after that read
-//! without a restock, which clears the gate). Whatever Redis loses — the key, its expiry, a
-//! whole flush — the flag goes with its buyers, and the next order that reaches PostgreSQL
-//! closes the gate again with the complete list. Whether the buyer's own batch answered,
-//! timed out or lost its connection plays no part. Buyers are few (at most one per unit
-//! sold), and refusals of everyone else stay one Redis round trip.
+//! list of (buyer, Idempotency-Key) pairs of the goods' orders ([`Member`]): it is only ever
+//! written ([`mark`]) with every such pair, read from PostgreSQL after the stock was seen at
+//! 0 (nobody can buy after that read without a restock, which clears the gate). Whatever
+//! Redis loses — the key, its expiry, a whole flush — the flag goes with its members, and the
+//! next order that reaches PostgreSQL closes the gate again with the complete list. Whether
+//! the buyer's own batch answered, timed out or lost its connection plays no part.
+//!
+//! Only the exact retry passes: a buyer's new order (another key, or none) is refused from
+//! Redis like anyone else's, one round trip, no PostgreSQL work (#18: the 200 buyers of the
+//! flash-sale bench kept ordering with new keys, and each refusal cost an idempotency claim
+//! in a group-commit batch). An order without a key cannot be replayed, so it has no member.
 
 use std::{sync::LazyLock, time::Duration};
 
 use redis::Script;
 use sqlx::PgConnection;
 
-use crate::{auth::UserId, goods::GoodsId, platform::redis::Redis, state::AppState};
+use crate::{
+    auth::UserId, goods::GoodsId, idempotency::IdempotencyKey, platform::redis::Redis,
+    state::AppState,
+};
 
 static MARK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("soldout.lua")));
 /// How long a closed gate lasts before an order asks PostgreSQL again (which re-reads the
-/// buyers: a bounded cost, at most one read per goods item and period).
+/// members: a bounded cost, at most one read per goods item and period).
 const GATE_TTL: Duration = Duration::from_secs(60);
 
-/// The gate of one goods item: its set (flag and buyers) and its generation, under the hash
+/// The gate of one goods item: its set (flag and members) and its generation, under the hash
 /// tag `{so:<goods>}`.
 struct GateKeys {
     gate: String,
@@ -45,17 +52,35 @@ impl GateKeys {
     }
 }
 
-/// Every user with an order (paid or cancelled) for `goods`: the members of a closed gate.
-/// Read in the transaction that found the stock at 0, so it includes that transaction's own
-/// orders and every committed one. Served by `order_lines_goods_idx`.
-pub async fn buyers(conn: &mut PgConnection, goods: GoodsId) -> Result<Vec<UserId>, sqlx::Error> {
-    sqlx::query_scalar(
-        "select distinct o.user_id from order_lines l join orders o using (order_id)
-          where l.goods_id = $1",
+/// Who passes a closed gate: the Idempotency-Key of an order and its buyer, as one set
+/// member (`<user>:<key>`; the user id has no `:`, so the pair reads back unambiguously).
+pub struct Member(String);
+
+impl Member {
+    pub fn new(user: UserId, key: &IdempotencyKey) -> Self {
+        Self::pair(user, key.as_str())
+    }
+
+    fn pair(user: UserId, key: &str) -> Self {
+        Self(format!("{}:{key}", user.0))
+    }
+}
+
+/// Every keyed order (paid or cancelled) for `goods`, as gate members. Read in the transaction
+/// that found the stock at 0, so it includes that transaction's own orders and every committed
+/// one. Served by `order_lines_goods_idx` and the orders' primary key.
+pub async fn members(conn: &mut PgConnection, goods: GoodsId) -> Result<Vec<Member>, sqlx::Error> {
+    let pairs: Vec<(UserId, String)> = sqlx::query_as(
+        "select o.user_id, o.idempotency_key from order_lines l join orders o using (order_id)
+          where l.goods_id = $1 and o.idempotency_key is not null",
     )
     .bind(goods)
     .fetch_all(conn)
-    .await
+    .await?;
+    Ok(pairs
+        .into_iter()
+        .map(|(u, k)| Member::pair(u, &k))
+        .collect())
 }
 
 /// What the gate knew before an attempt: which goods are flagged, and the generations seen.
@@ -65,18 +90,27 @@ pub struct Seen {
     generations: Vec<(GoodsId, String)>,
 }
 
-/// One pipelined read for all goods of an order, under the Redis breaker. Redis errors and
-/// an open breaker mean "no flag" (fail open at once: PostgreSQL still decides).
-pub async fn check(state: &AppState, user: UserId, ids: &[GoodsId]) -> Seen {
+/// One pipelined read for all goods of an order by `user` under `key`, under the Redis
+/// breaker. Redis errors and an open breaker mean "no flag" (fail open at once: PostgreSQL
+/// still decides).
+pub async fn check(
+    state: &AppState,
+    user: UserId,
+    key: Option<&IdempotencyKey>,
+    ids: &[GoodsId],
+) -> Seen {
+    // without a key there is nothing to replay: no member matches ('-' only marks the set)
+    let member = key.map_or_else(|| "-".to_owned(), |k| Member::new(user, k).0);
     let mut pipe = redis::pipe();
     for id in ids {
         let GateKeys { gate, generation } = GateKeys::new(&state.redis, *id);
-        // no set: open; a buyer reads as open too, so their retry goes on to its replay
+        // no set: open; a keyed retry of an order of the goods reads as open too, so it goes
+        // on to its replay
         pipe.cmd("EVAL")
-            .arg("if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 or redis.call('EXISTS', KEYS[1]) == 0 then return false end return '1'")
+            .arg("if redis.call('EXISTS', KEYS[1]) == 0 or (ARGV[1] ~= '-' and redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1) then return false end return '1'")
             .arg(1)
             .arg(gate)
-            .arg(user.0)
+            .arg(&member)
             .get(generation);
     }
     let read = state.redis.run(async |conn| pipe.query_async(conn).await);
@@ -103,9 +137,9 @@ pub async fn check(state: &AppState, user: UserId, ids: &[GoodsId]) -> Seen {
     }
 }
 
-/// Closes the gate for `id` with `buyers` — which must be [`buyers`] read after the stock was
-/// seen at 0 — unless stock came back since `seen` was read.
-pub async fn mark(state: &AppState, seen: &Seen, id: GoodsId, buyers: &[UserId]) {
+/// Closes the gate for `id` with `members` — which must be [`members`] read after the stock
+/// was seen at 0 — unless stock came back since `seen` was read.
+pub async fn mark(state: &AppState, seen: &Seen, id: GoodsId, members: &[Member]) {
     let Some((_, generation)) = seen.generations.iter().find(|(g, _)| *g == id) else {
         return;
     };
@@ -116,8 +150,8 @@ pub async fn mark(state: &AppState, seen: &Seen, id: GoodsId, buyers: &[UserId])
         .key(keys.generation)
         .arg(generation)
         .arg(GATE_TTL.as_millis() as u64);
-    for b in buyers {
-        invocation.arg(b.0);
+    for m in members {
+        invocation.arg(&m.0);
     }
     let marked = state
         .redis

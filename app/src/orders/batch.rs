@@ -14,9 +14,9 @@
 //!
 //! then one commit. After it, the goods caches are invalidated once and, if the stock ran
 //! out, the sold-out gate is closed so later orders never reach PostgreSQL — with the
-//! goods' buyers, read in the transaction when it finds the stock at 0 (one more statement,
-//! only then), so a buyer's keyed retry passes the gate to its replay even if it never heard
-//! of this batch's commit ([`soldout`]).
+//! goods' keyed orders, read in the transaction when it finds the stock at 0 (one more
+//! statement, only then), so a buyer's keyed retry passes the gate to its replay even if it
+//! never heard of this batch's commit ([`soldout`]).
 
 use std::collections::HashMap;
 
@@ -61,8 +61,9 @@ pub struct OrderJob {
 #[derive(Default)]
 pub struct StockChange {
     sold: bool,
-    /// The stock is at 0: the gate as the latest order saw it, and every buyer of the goods.
-    sold_out: Option<(soldout::Seen, Vec<UserId>)>,
+    /// The stock is at 0: the gate as the latest order saw it, and every keyed order of the
+    /// goods.
+    sold_out: Option<(soldout::Seen, Vec<soldout::Member>)>,
 }
 
 impl Batch for FlashSale {
@@ -127,8 +128,8 @@ impl Batch for FlashSale {
         if change.sold {
             goods::stock_changed(state, &[*goods], StockMove::Taken).await;
         }
-        if let Some((seen, buyers)) = change.sold_out {
-            soldout::mark(state, &seen, *goods, &buyers).await;
+        if let Some((seen, members)) = change.sold_out {
+            soldout::mark(state, &seen, *goods, &members).await;
         }
     }
 }
@@ -177,7 +178,7 @@ async fn place(
     // any order's view of the gate predates this transaction; the latest is the freshest
     let sold_out = match (&row, live.last()) {
         (Some(_), Some(last)) if stock_left == 0 => {
-            Some((last.seen.clone(), soldout::buyers(conn, goods).await?))
+            Some((last.seen.clone(), soldout::members(conn, goods).await?))
         }
         _ => None,
     };
@@ -210,12 +211,13 @@ async fn write_paid(
     live: &[&OrderJob],
     plan: &Plan,
 ) -> ApiResult<HashMap<UserId, OrderView>> {
-    let paid: Vec<PaidOrder> = live
+    let paid: Vec<PaidOrder<'_>> = live
         .iter()
         .zip(&plan.verdicts)
         .filter_map(|(j, v)| match v {
             Verdict::Paid { total } => Some(PaidOrder {
                 user: j.user,
+                key: j.key.as_ref(),
                 quantity: j.quantity,
                 total: *total,
             }),

@@ -47,7 +47,7 @@ pub async fn place_order(state: &AppState, order: NewOrder) -> ApiResult<Respons
     let parsed = order.request.parse()?;
     // explicit items: a sold-out answer comes from Redis before any database work
     let seen = match &parsed.lines {
-        Some(lines) => Some(precheck(state, order.user, lines).await?),
+        Some(lines) => Some(precheck(state, order.user, order.key.as_ref(), lines).await?),
         None => None,
     };
     // the database paths run boxed: their futures are large, and kept inline they made every
@@ -77,6 +77,7 @@ async fn place_checked(
     }
     let buyer = Buyer {
         user: order.user,
+        key: order.key.clone(),
         pass: &pass,
     };
     let mut ordered: Vec<GoodsId> = Vec::new();
@@ -89,7 +90,7 @@ async fn place_checked(
         };
         let seen = match seen {
             Some(seen) => seen,
-            None => precheck(state, order.user, &lines).await?,
+            None => precheck(state, order.user, buyer.key.as_ref(), &lines).await?,
         };
         let wanted = PlaceOrder {
             lines,
@@ -115,23 +116,26 @@ async fn cart_lines(conn: &mut PgConnection, user: UserId) -> ApiResult<Vec<(Goo
     rules::normalise_lines(&raw)
 }
 
-/// Checks that can be answered without the database: the sold-out gate.
+/// Checks that can be answered without the database: the sold-out gate, which lets only a
+/// keyed retry of an order of the goods through.
 pub async fn precheck(
     state: &AppState,
     user: UserId,
+    key: Option<&IdempotencyKey>,
     lines: &[(GoodsId, i32)],
 ) -> Result<soldout::Seen, ApiError> {
     let ids: Vec<GoodsId> = lines.iter().map(|(g, _)| *g).collect();
-    let seen = soldout::check(state, user, &ids).await;
+    let seen = soldout::check(state, user, key, &ids).await;
     if let Some(id) = seen.sold_out {
         return Err(rules::out_of_stock(id));
     }
     Ok(seen)
 }
 
-/// Who orders, with the waiting-room pass checked ahead.
+/// Who orders, under which Idempotency-Key, with the waiting-room pass checked ahead.
 pub struct Buyer<'a> {
     pub user: UserId,
+    pub key: Option<IdempotencyKey>,
     pub pass: &'a PassCheck,
 }
 
@@ -160,7 +164,8 @@ pub async fn place(
             .on(subtotal),
         None => Money::ZERO,
     };
-    let mut placed = store::insert(conn, buyer.user, subtotal, discount, order.coupon_id).await?;
+    let (user, key) = (buyer.user, buyer.key.as_ref());
+    let mut placed = store::insert(conn, user, key, subtotal, discount, order.coupon_id).await?;
     store::insert_lines(conn, placed.id, &lines).await?;
     if let Some(c) = order.coupon_id {
         coupons::store::mark_used(conn, c, placed.id).await?;
@@ -256,10 +261,10 @@ async fn stock_failure(
         ),
         Ok(Some((stock, _))) => {
             if stock == 0 {
-                // still in the transaction that saw the stock at 0: the buyers read now are
-                // every buyer (nobody buys without a restock, which reopens the gate)
-                match soldout::buyers(conn, id).await {
-                    Ok(buyers) => soldout::mark(state, seen, id, &buyers).await,
+                // still in the transaction that saw the stock at 0: the keyed orders read now
+                // are all there are (nobody buys without a restock, which reopens the gate)
+                match soldout::members(conn, id).await {
+                    Ok(members) => soldout::mark(state, seen, id, &members).await,
                     Err(e) => return e.into(),
                 }
             }

@@ -10,6 +10,7 @@ use crate::{
     auth::UserId,
     error::ApiError,
     goods::GoodsId,
+    idempotency::IdempotencyKey,
     pagination::Page,
     platform::{
         ids::{CouponId, OrderId},
@@ -50,21 +51,26 @@ macro_rules! order_columns {
     };
 }
 
+/// The order row of the single-order path, with the Idempotency-Key it is placed under (what
+/// the sold-out gate lets through: `goods::soldout::members`).
 pub async fn insert(
     conn: &mut PgConnection,
     user: UserId,
+    key: Option<&IdempotencyKey>,
     subtotal: Money,
     discount: Money,
     coupon: Option<CouponId>,
 ) -> Result<OrderView, sqlx::Error> {
     sqlx::query_as(concat!(
-        "insert into orders (user_id, subtotal, discount, total, coupon_id) values ($1, $2, $3, $2 - $3, $4) returning ",
+        "insert into orders (user_id, subtotal, discount, total, coupon_id, idempotency_key)
+         values ($1, $2, $3, $2 - $3, $4, $5) returning ",
         order_columns!()
     ))
     .bind(user)
     .bind(subtotal)
     .bind(discount)
     .bind(coupon)
+    .bind(key.map(IdempotencyKey::as_str))
     .fetch_one(conn)
     .await
 }
@@ -137,8 +143,9 @@ pub async fn lock_goods(
 }
 
 /// One paid single-line order of a batch.
-pub struct PaidOrder {
+pub struct PaidOrder<'a> {
     pub user: UserId,
+    pub key: Option<&'a IdempotencyKey>,
     pub quantity: i32,
     pub total: Money,
 }
@@ -158,7 +165,7 @@ pub async fn insert_paid(
     conn: &mut PgConnection,
     goods: GoodsId,
     price: Money,
-    paid: &[PaidOrder],
+    paid: &[PaidOrder<'_>],
 ) -> Result<Written, ApiError> {
     #[derive(FromRow)]
     struct Row {
@@ -171,13 +178,15 @@ pub async fn insert_paid(
     let users: Vec<UserId> = paid.iter().map(|p| p.user).collect();
     let qty: Vec<i32> = paid.iter().map(|p| p.quantity).collect();
     let totals: Vec<Money> = paid.iter().map(|p| p.total).collect();
+    let keys: Vec<Option<&str>> = paid.iter().map(|p| p.key.map(|k| k.as_str())).collect();
     let units: i32 = qty.iter().sum();
     let rows: Vec<Row> = sqlx::query_as(concat!(
         "with req as (
-            select * from unnest($3::bigint[], $4::int[], $5::bigint[]) as t(user_id, quantity, total)
+            select * from unnest($3::bigint[], $4::int[], $5::bigint[], $7::text[])
+                       as t(user_id, quantity, total, idempotency_key)
          ), o as (
-            insert into orders (user_id, subtotal, discount, total)
-            select user_id, total, 0, total from req
+            insert into orders (user_id, subtotal, discount, total, idempotency_key)
+            select user_id, total, 0, total, idempotency_key from req
             returning user_id, ",
         order_columns!(),
         "), l as (
@@ -196,6 +205,7 @@ pub async fn insert_paid(
     .bind(&qty)
     .bind(&totals)
     .bind(units)
+    .bind(&keys)
     .fetch_all(conn)
     .await?;
     let stock_left = rows.first().and_then(|r| r.stock_left);

@@ -290,6 +290,7 @@ async fn flash_sale_of_300_units_to_1100_orders(pool: PgPool) {
     let seen = floodgate_app::goods::soldout::check(
         &app.state,
         outsider.id,
+        None,
         &[floodgate_app::goods::GoodsId(goods)],
     )
     .await;

@@ -132,8 +132,8 @@ async fn callers_that_go_away_lose_nothing_and_duplicate_nothing(pool: PgPool) {
     let place = |i: usize| {
         let user = buyers[i].id;
         async move {
-            let seen = soldout::check(state, user, &[GoodsId(goods)]).await;
             let key = IdempotencyKey::parse(&format!("g-{i}")).unwrap();
+            let seen = soldout::check(state, user, Some(&key), &[GoodsId(goods)]).await;
             let fp = idempotency::fingerprint("test", &i);
             let job = batch::OrderJob {
                 user,
@@ -217,7 +217,7 @@ async fn assert_replays(app: &TestApp, token: &str, goods: i64, key: &str, id: i
 
 /// The gate, as a user without an order sees it, answers from Redis that `goods` is sold out.
 async fn assert_gate_closed(app: &TestApp, outsider: &concerts_support::User, goods: i64) {
-    let seen = soldout::check(&app.state, outsider.id, &[GoodsId(goods)]).await;
+    let seen = soldout::check(&app.state, outsider.id, None, &[GoodsId(goods)]).await;
     assert_eq!(
         seen.sold_out,
         Some(GoodsId(goods)),

@@ -436,7 +436,8 @@ async fn order_rules_and_bad_input(pool: PgPool) {
 
 /// A client that lost its 201 and retries with the same Idempotency-Key after the item sold
 /// out gets its order replayed, not a sold-out answer for an order it has — on the batched
-/// single-item path and on the multi-item path. Anyone else is refused from the gate.
+/// single-item path and on the multi-item path. Anyone else is refused from the gate, the
+/// buyer's own new orders too (#18).
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn a_retried_order_after_sell_out_is_replayed(pool: PgPool) {
     let app = TestApp::spawn(pool.clone()).await;
@@ -483,11 +484,29 @@ async fn a_retried_order_after_sell_out_is_replayed(pool: PgPool) {
         assert_eq!(retry.status(), StatusCode::CREATED, "retry of {goods}");
         assert_eq!(retry.headers()["idempotent-replayed"], "true");
         assert_eq!(retry.json::<Value>().await.unwrap(), first);
-        // a new order of the same buyer is decided by PostgreSQL: still sold out
-        let again = keyed(&buyers[0], &format!("new-{goods}"), items)
-            .await
-            .unwrap();
+        // a new order of the same buyer, with another key or none, is refused by the gate:
+        // it never reaches PostgreSQL, so no idempotency record is claimed for its key
+        let new_key = format!("new-{goods}");
+        let again = keyed(&buyers[0], &new_key, items.clone()).await.unwrap();
         let p = expect_problem(again, StatusCode::CONFLICT).await;
         assert!(p["type"].as_str().unwrap().ends_with("/out-of-stock"));
+        let unkeyed = app.order(&buyers[0], items).await;
+        let p = expect_problem(unkeyed, StatusCode::CONFLICT).await;
+        assert!(p["type"].as_str().unwrap().ends_with("/out-of-stock"));
+        let claimed: i64 =
+            sqlx::query_scalar("select count(*) from idempotency_keys where key = $1")
+                .bind(&new_key)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(
+            claimed, 0,
+            "the buyer's new order for {goods} reached PostgreSQL"
+        );
     }
+    let orders: i64 = sqlx::query_scalar("select count(*) from orders")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(orders, 2, "one order per item sold, no more");
 }
