@@ -135,6 +135,20 @@ taskset -c 1 "$ROOT/.data/venv-locust/bin/locust" -f scripts/bench_locustfile.py
   --host "http://$CEILING_ADDR" --csv "$RAW/locust" --only-summary >/dev/null 2>&1 || true
 fi
 kill "$CEIL_PID" 2>/dev/null || true
+wait "$CEIL_PID" 2>/dev/null || true
+
+log "Redis-read floor: the same server answering every request with one Redis GET (wrk)"
+# the least any read that asks Redis costs here (a cached goods read, a poll, a sold-out
+# answer): the rows that make one Redis call are read against it too (#18)
+taskset -c 0 "$BIN/floodgate-loadtest" ceiling-server --listen "$CEILING_ADDR" --body-bytes 2000 --redis-url "$REDIS_URL" >/dev/null 2>&1 &
+FLOOR_PID=$!; PIDS+=("$FLOOR_PID")
+sleep 0.5
+for i in $(seq 1 "$RUNS"); do
+  CPU_APP=$FLOOR_PID CPU_PG=0 measured "floor_redis_$i" taskset -c 1 wrk -t1 -c64 -d"${SECS}s" "http://$CEILING_ADDR/" > "$RAW/floor_redis_$i.txt"
+done
+kill "$FLOOR_PID" 2>/dev/null || true
+wait "$FLOOR_PID" 2>/dev/null || true
+redis-cli -p "$REDIS_PORT" del floodgate-ceiling:body >/dev/null
 
 log "Redis ceiling: redis-benchmark EVAL of the issue script's shape, unpipelined"
 for i in $(seq 1 "$RUNS"); do

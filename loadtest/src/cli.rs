@@ -52,6 +52,10 @@ pub enum Command {
         /// Size of the JSON body each response carries, in bytes.
         #[arg(long, default_value_t = 200)]
         body_bytes: usize,
+        /// Store the body in this Redis and read it with one GET per request: the floor of a
+        /// read that asks Redis (redis://HOST:PORT).
+        #[arg(long, value_name = "URL")]
+        redis_url: Option<String>,
     },
 }
 

@@ -26,15 +26,24 @@ pub async fn execute(cli: Cli) -> anyhow::Result<i32> {
             shards,
             summary_json,
         } => merge(&shards, summary_json.as_deref()),
-        Command::CeilingServer { listen, body_bytes } => {
+        Command::CeilingServer {
+            listen,
+            body_bytes,
+            redis_url,
+        } => {
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("binding {listen}"))?;
+            let from = if redis_url.is_some() {
+                ", read from Redis"
+            } else {
+                ""
+            };
             eprintln!(
-                "ceiling server on http://{} ({body_bytes}-byte JSON)",
+                "ceiling server on http://{} ({body_bytes}-byte JSON{from})",
                 listener.local_addr()?
             );
-            crate::ceiling::serve(listener, body_bytes).await?;
+            crate::ceiling::serve(listener, body_bytes, redis_url.as_deref()).await?;
             Ok(0)
         }
     }

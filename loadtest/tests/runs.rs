@@ -335,3 +335,51 @@ async fn load_hooks_bracket_the_measured_load() {
     assert!(err.to_string().contains("--exec-at-load-start"), "{err}");
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// One HTTP/1.1 GET over a fresh connection: the status line and the body.
+async fn get_once(addr: std::net::SocketAddr) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream
+        .write_all(b"GET / HTTP/1.1\r\nhost: floor\r\nconnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await.expect("read");
+    let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
+}
+
+/// The Redis-read floor of `ceiling-server --redis-url` (#18) answers with the body it stored
+/// in Redis, read on every request: once the key is gone it answers 503, not a copy of its own.
+#[tokio::test]
+async fn the_redis_floor_answers_from_redis_on_every_request() {
+    let url = std::env::var("REDIS_URL")
+        .expect("REDIS_URL must name the test Redis (make test starts one and sets it)");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let serving = url.clone();
+    tokio::spawn(async move { ceiling::serve(listener, 64, Some(&serving)).await });
+    let mut conn = redis::Client::open(url.as_str())
+        .expect("url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the test Redis");
+    // bound already: the first request waits in the backlog until the body is stored
+    let first = get_once(addr).await;
+    assert!(first.0.contains("200 OK"), "{first:?}");
+    assert_eq!(first.1.as_bytes(), ceiling::body(64).as_ref());
+    let _: () = redis::cmd("DEL")
+        .arg(ceiling::REDIS_KEY)
+        .query_async(&mut conn)
+        .await
+        .expect("del");
+    let (status, body) = get_once(addr).await;
+    assert!(status.contains("503"), "{status} {body}");
+    assert_eq!(body, "the body is not in Redis");
+}

@@ -110,6 +110,24 @@ class RunConditions(unittest.TestCase):
         self.assertNotIn("| pass |", table)
         self.assertNotIn("| FAIL |", table)
 
+    def test_rows_with_one_redis_round_trip_read_against_the_floor(self):
+        rows = [bench_report.row("P4", "poll", 30.0, "req/s", "HTTP", 100.0, 0.4, "", None, redis_floor=True),
+                bench_report.row("P5", "charge", 30.0, "req/s", "PG", 10.0, 5.0, "x", None)]
+        out = bench_report.with_floor(rows, 40.0)
+        self.assertAlmostEqual(out[0]["floor_ratio"], 0.75)
+        self.assertEqual(out[0]["note"], "0.75x the Redis-read floor")
+        self.assertNotIn("floor_ratio", out[1])
+        self.assertEqual(out[1]["note"], "x")
+        self.assertFalse(any("redis_floor" in r for r in out), "the mark does not reach latest.json")
+        # the target is still the ratio to HTTP
+        self.assertEqual((out[0]["ratio"], out[0]["pass"]), (0.3, False))
+
+    def test_no_floor_measured_leaves_the_note_alone(self):
+        rows = [bench_report.row("P4", "poll", 30.0, "req/s", "HTTP", 100.0, 0.4, "n", None, redis_floor=True)]
+        out = bench_report.with_floor(rows, None)
+        self.assertIsNone(out[0]["floor_ratio"])
+        self.assertEqual(out[0]["note"], "n")
+
     def test_record_appends_the_ceilings(self):
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "history.json")
