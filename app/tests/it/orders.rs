@@ -7,6 +7,11 @@ use crate::common;
 use std::time::Duration;
 
 use common::{TestApp, expect_problem};
+use floodgate_app::{
+    auth::UserId,
+    goods::{GoodsId, soldout},
+    idempotency::IdempotencyKey,
+};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sqlx::PgPool;
@@ -434,6 +439,15 @@ async fn order_rules_and_bad_input(pool: PgPool) {
     assert_eq!(list["items"][0]["lines"][0]["goods_id"], goods);
 }
 
+/// Orders that went through a group-commit batch so far (`/metrics`).
+async fn orders_batched(app: &TestApp) -> f64 {
+    let text = app.get("/metrics", None).await.text().await.unwrap();
+    let name = "floodgate_group_commit_batch_size_sum{batch=\"orders\"}";
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
 /// A client that lost its 201 and retries with the same Idempotency-Key after the item sold
 /// out gets its order replayed, not a sold-out answer for an order it has — on the batched
 /// single-item path and on the multi-item path. Anyone else is refused from the gate, the
@@ -484,25 +498,36 @@ async fn a_retried_order_after_sell_out_is_replayed(pool: PgPool) {
         assert_eq!(retry.status(), StatusCode::CREATED, "retry of {goods}");
         assert_eq!(retry.headers()["idempotent-replayed"], "true");
         assert_eq!(retry.json::<Value>().await.unwrap(), first);
-        // a new order of the same buyer, with another key or none, is refused by the gate:
-        // it never reaches PostgreSQL, so no idempotency record is claimed for its key
+        // a new order of the same buyer, with another key or none, is refused by the gate
+        // (#18): only the exact retry passes it, so the refusal never reaches PostgreSQL
         let new_key = format!("new-{goods}");
+        let batches = orders_batched(&app).await;
         let again = keyed(&buyers[0], &new_key, items.clone()).await.unwrap();
         let p = expect_problem(again, StatusCode::CONFLICT).await;
         assert!(p["type"].as_str().unwrap().ends_with("/out-of-stock"));
         let unkeyed = app.order(&buyers[0], items).await;
         let p = expect_problem(unkeyed, StatusCode::CONFLICT).await;
         assert!(p["type"].as_str().unwrap().ends_with("/out-of-stock"));
-        let claimed: i64 =
-            sqlx::query_scalar("select count(*) from idempotency_keys where key = $1")
-                .bind(&new_key)
+        assert_eq!(
+            orders_batched(&app).await,
+            batches,
+            "a refusal reached a batch"
+        );
+        let buyer: i64 =
+            sqlx::query_scalar("select user_id from orders where idempotency_key = $1")
+                .bind(&key)
                 .fetch_one(&pool)
                 .await
                 .unwrap();
-        assert_eq!(
-            claimed, 0,
-            "the buyer's new order for {goods} reached PostgreSQL"
-        );
+        let gate = async |key: Option<&str>| {
+            let key = key.map(|k| IdempotencyKey::parse(k).unwrap());
+            soldout::check(&app.state, UserId(buyer), key.as_ref(), &[GoodsId(goods)])
+                .await
+                .sold_out
+        };
+        assert_eq!(gate(Some(&key)).await, None, "the retry of {key} passes");
+        assert_eq!(gate(Some(&new_key)).await, Some(GoodsId(goods)));
+        assert_eq!(gate(None).await, Some(GoodsId(goods)));
     }
     let orders: i64 = sqlx::query_scalar("select count(*) from orders")
         .fetch_one(&pool)
