@@ -346,7 +346,7 @@ YAML
 taskset -c 1 "$BIN/floodgate-operator" run --manifests "$M" --status-dir "$M/.status" --app-metrics-url "$APP/metrics" \
   --listen 127.0.0.1:$((19482 + SHIFT)) >"$OUT/operator.log" 2>&1 &
 OP_PID=$!; PIDS+=("$OP_PID")
-version() { redis-cli -p "$REDIS_PORT" get fg:config | python3 -c 'import json,sys; print(json.loads(sys.stdin.read() or "{}").get("version", 0))'; }
+version() { redis-cli -p "$REDIS_PORT" get fg:config | python3 -c 'import json,sys; print(json.loads(sys.stdin.read().strip() or "{}").get("version", 0))'; }
 applied_all() { redis-cli -p "$REDIS_PORT" hvals fg:config:applied | grep -qvx "$1" && return 1; [ -n "$(redis-cli -p "$REDIS_PORT" hvals fg:config:applied)" ]; }
 for _ in $(seq 100); do [ "$(version)" -ge 1 ] && break; sleep 0.1; done
 : > "$RAW/p7_apply_ms.txt"
