@@ -148,7 +148,6 @@ for i in $(seq 1 "$RUNS"); do
 done
 kill "$FLOOR_PID" 2>/dev/null || true
 wait "$FLOOR_PID" 2>/dev/null || true
-redis-cli -p "$REDIS_PORT" del floodgate-ceiling:body >/dev/null
 
 log "Redis ceiling: redis-benchmark EVAL of the issue script's shape, unpipelined"
 for i in $(seq 1 "$RUNS"); do

@@ -99,15 +99,15 @@ pub async fn check(
     key: Option<&IdempotencyKey>,
     ids: &[GoodsId],
 ) -> Seen {
-    // without a key there is nothing to replay: no member matches ('-' only marks the set)
-    let member = key.map_or_else(|| "-".to_owned(), |k| Member::new(user, k).0);
+    // without a key there is nothing to replay: "" is never a member
+    let member = key.map_or_else(String::new, |k| Member::new(user, k).0);
     let mut pipe = redis::pipe();
     for id in ids {
         let GateKeys { gate, generation } = GateKeys::new(&state.redis, *id);
         // no set: open; a keyed retry of an order of the goods reads as open too, so it goes
         // on to its replay
         pipe.cmd("EVAL")
-            .arg("if redis.call('EXISTS', KEYS[1]) == 0 or (ARGV[1] ~= '-' and redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1) then return false end return '1'")
+            .arg("if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 or redis.call('EXISTS', KEYS[1]) == 0 then return false end return '1'")
             .arg(1)
             .arg(gate)
             .arg(&member)
