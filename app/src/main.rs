@@ -59,11 +59,30 @@ fn init_logging() {
         .init();
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// The runtime: tokio's single-threaded scheduler when the process may use one core only
+/// (`taskset`, or a container whose CPU limit is below 2, which `available_parallelism`
+/// reads from the cgroup), as the load generator does; the work-stealing scheduler otherwise,
+/// or whenever `TOKIO_WORKER_THREADS` names its thread count. With one core the work-stealing
+/// scheduler has no one to steal for, and its cross-thread wake-ups and queues cost every
+/// request (`docs/benchmarks/flame/README.md`).
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    let one_core = std::thread::available_parallelism().map_or(1, |n| n.get()) == 1;
+    let mut builder = if one_core && std::env::var_os("TOKIO_WORKER_THREADS").is_none() {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    builder.enable_all().build()
+}
+
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     init_logging();
     cli.settings.validate()?;
+    runtime()?.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve => server::run(cli.settings).await,
         Command::Migrate => {

@@ -13,7 +13,7 @@
 pub mod batch;
 pub mod campaign;
 pub mod directory;
-mod handlers;
+pub(crate) mod handlers;
 pub mod issue_code;
 mod keys;
 pub mod reconciler;

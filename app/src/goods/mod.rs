@@ -3,7 +3,7 @@
 //! including stock changes made by orders and cancellations ([`stock_changed`]). Goods carry
 //! images (`images`); orders ask the sold-out gate ([`soldout`]) before the database.
 
-mod handlers;
+pub(crate) mod handlers;
 pub mod images;
 pub mod model;
 mod quantity;

@@ -146,6 +146,63 @@ pub const DRAIN_GRACE: Duration = Duration::from_secs(30);
 mod tests {
     use super::*;
 
+    /// The size of the future `handler` returns, without calling it.
+    fn future_size<Args, F: Future>(_: impl HandlerFn<Args, F>) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    trait HandlerFn<Args, F> {}
+    impl<A, B, F, H: Fn(A, B) -> F> HandlerFn<(A, B), F> for H {}
+    impl<A, B, C, F, H: Fn(A, B, C) -> F> HandlerFn<(A, B, C), F> for H {}
+    impl<A, B, C, D, F, H: Fn(A, B, C, D) -> F> HandlerFn<(A, B, C, D), F> for H {}
+    impl<A, B, C, D, E, F, H: Fn(A, B, C, D, E) -> F> HandlerFn<(A, B, C, D, E), F> for H {}
+
+    /// The hot handlers' futures stay small: every request moves its handler's future a few
+    /// times (into axum's box, through the layers), so a database or Redis call kept inline
+    /// — kilobytes of client state — cost each request those kilobytes of copying, even a
+    /// cached read or a refusal that never makes the call (they were 2-16 KiB; the calls are
+    /// boxed by `platform::db` and `platform::redis`).
+    #[test]
+    fn the_hot_handlers_futures_stay_small() {
+        let sizes = [
+            ("GET /goods", future_size(crate::goods::handlers::list)),
+            (
+                "GET /goods/{id}",
+                future_size(crate::goods::handlers::detail),
+            ),
+            ("POST /orders", future_size(crate::orders::handlers::create)),
+            (
+                "POST /coupon-campaigns/{id}/issue",
+                future_size(crate::coupons::handlers::issue),
+            ),
+            (
+                "POST /queues/{id}/tokens",
+                future_size(crate::queue::handlers::join),
+            ),
+            (
+                "GET /queues/{id}/tokens/me",
+                future_size(crate::queue::handlers::me),
+            ),
+            (
+                "POST /wallet/charges",
+                future_size(crate::wallet::handlers::charge),
+            ),
+            (
+                "POST /reservations",
+                future_size(crate::reservations::handlers::hold),
+            ),
+            (
+                "POST /reservations/{id}/payment",
+                future_size(crate::reservations::handlers::pay),
+            ),
+        ];
+        let large: Vec<_> = sizes.iter().filter(|(_, n)| *n > 2048).collect();
+        assert!(
+            large.is_empty(),
+            "handler futures over 2 KiB: {large:?} (all: {sizes:?})"
+        );
+    }
+
     /// The writes left open while PostgreSQL's breaker is: those the domains mark, no more.
     #[test]
     fn the_domains_mark_their_redis_only_writes() {

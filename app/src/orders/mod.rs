@@ -5,7 +5,7 @@
 
 pub mod batch;
 pub mod flash;
-mod handlers;
+pub(crate) mod handlers;
 pub mod request;
 pub mod rules;
 pub mod service;

@@ -105,23 +105,24 @@ impl Db {
         in_tx: bool,
         op: impl AsyncFnOnce(&mut PgConnection) -> Result<T, E>,
     ) -> ApiResult<T> {
-        self.breakers
-            .postgres
-            .run_timed_for(calls, async |clock| {
-                let mut conn = self.pool.acquire().await?;
-                clock.restart();
-                if !in_tx {
-                    return op(&mut conn).await.map_err(Into::into);
-                }
-                let mut tx = match &self.begin {
-                    Some(begin) => conn.begin_with(AssertSqlSafe(begin.clone())).await?,
-                    None => conn.begin().await?,
-                };
-                let out = op(&mut tx).await.map_err(Into::into)?;
-                tx.commit().await?;
-                Ok::<_, ApiError>(out)
-            })
-            .await
+        // boxed: a database call's future is kilobytes (sqlx's and the guard's states), and
+        // kept inline it would make every caller's future as large, copied at each level of
+        // every request that merely could reach the database (a cached read, a refusal)
+        Box::pin(self.breakers.postgres.run_timed_for(calls, async |clock| {
+            let mut conn = self.pool.acquire().await?;
+            clock.restart();
+            if !in_tx {
+                return op(&mut conn).await.map_err(Into::into);
+            }
+            let mut tx = match &self.begin {
+                Some(begin) => conn.begin_with(AssertSqlSafe(begin.clone())).await?,
+                None => conn.begin().await?,
+            };
+            let out = op(&mut tx).await.map_err(Into::into)?;
+            tx.commit().await?;
+            Ok::<_, ApiError>(out)
+        }))
+        .await
     }
 }
 

@@ -98,7 +98,7 @@ impl Redis {
         op: impl AsyncFnOnce(&mut RedisConn) -> RedisResult<T>,
     ) -> ApiResult<T> {
         let mut conn = self.link.conn.clone();
-        self.guard(async { op(&mut conn).await }).await
+        Box::pin(self.guard(async { op(&mut conn).await })).await
     }
 
     /// Like [`Self::run`], with concurrent single commands coalesced into pipelines (see
@@ -107,9 +107,11 @@ impl Redis {
         &self,
         op: impl AsyncFnOnce(&Batcher) -> RedisResult<T>,
     ) -> ApiResult<T> {
-        self.guard(op(&self.link.batch)).await
+        Box::pin(self.guard(op(&self.link.batch))).await
     }
 
+    /// Callers box it: a Redis call's future is kilobytes (the client's and the guard's
+    /// states), and inline it would be copied at every level of the request above it.
     async fn guard<T>(&self, call: impl Future<Output = RedisResult<T>>) -> ApiResult<T> {
         match &self.breakers {
             Some(b) => b.redis.run(async { Ok(call.await?) }).await,

@@ -3,12 +3,12 @@
 use axum::{
     Json,
     extract::{Path, State},
-    http::{HeaderMap, StatusCode},
+    http::StatusCode,
 };
 use chrono::Utc;
 
 use super::{
-    pass::{self, PassError},
+    pass::{PassError, QueueToken},
     service,
     types::{JoinResponse, PlaceView, QueueId, QueueView},
 };
@@ -45,11 +45,13 @@ pub async fn join(
 pub async fn me(
     State(state): State<AppState>,
     Path(queue_id): Path<String>,
-    headers: HeaderMap,
+    token: Option<QueueToken>,
 ) -> ApiResult<Json<PlaceView>> {
     let queue = QueueId::parse(&queue_id)?;
-    let token = pass::from_headers(&headers).map_err(PassError::into_api)?;
-    Ok(Json(service::me(&state, &queue, token, Utc::now()).await?))
+    let token = token.ok_or_else(|| PassError::Missing.into_api())?;
+    Ok(Json(
+        service::me(&state, &queue, token.as_str(), Utc::now()).await?,
+    ))
 }
 
 /// Leave the line, or end an admitted session early (frees the slot at once).
@@ -62,11 +64,11 @@ pub async fn me(
 pub async fn leave(
     State(state): State<AppState>,
     Path(queue_id): Path<String>,
-    headers: HeaderMap,
+    token: Option<QueueToken>,
 ) -> ApiResult<StatusCode> {
     let queue = QueueId::parse(&queue_id)?;
-    let token = pass::from_headers(&headers).map_err(PassError::into_api)?;
-    service::leave_with_token(&state, &queue, token).await?;
+    let token = token.ok_or_else(|| PassError::Missing.into_api())?;
+    service::leave_with_token(&state, &queue, token.as_str()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

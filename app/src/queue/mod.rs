@@ -7,7 +7,7 @@
 //! other id is a 404): see [`registry`].
 
 pub mod admission;
-mod handlers;
+pub(crate) mod handlers;
 pub mod lease;
 mod page;
 pub mod pass;

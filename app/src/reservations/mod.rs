@@ -1,7 +1,7 @@
 //! Reservations: seat holds (one conditional write, TTL from the runtime config) and their
 //! payment (Idempotency-Key, one transaction, wallet debit, seat sold, queue session ended).
 
-mod handlers;
+pub(crate) mod handlers;
 pub mod rules;
 pub mod service;
 

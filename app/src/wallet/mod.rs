@@ -6,7 +6,7 @@
 //! ([`batch`]): one locked balance, one update and one multi-row ledger insert per batch.
 
 pub mod batch;
-mod handlers;
+pub(crate) mod handlers;
 pub mod rules;
 pub mod store;
 
