@@ -56,8 +56,10 @@ impl Batcher {
         });
         let (reply, answer) = oneshot::channel();
         if let Err(mpsc::error::SendError(job)) = tx.send(Job { cmd, reply }) {
-            // the task's runtime is gone (a handle outliving it): no batching, same answer
-            return job.cmd.query_async(&mut self.conn.clone()).await;
+            // the task's runtime is gone (a handle outliving it): no batching, same answer.
+            // Boxed, as the reload below: the client's future is kilobytes, and inline it
+            // would be copied with every batched call's future though it is never taken.
+            return Box::pin(job.cmd.query_async(&mut self.conn.clone())).await;
         }
         let value = answer
             .await
@@ -82,7 +84,7 @@ impl Batcher {
         };
         match self.query(call()).await {
             Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
-                script.load_async(&mut self.conn.clone()).await?;
+                Box::pin(script.load_async(&mut self.conn.clone())).await?;
                 self.query(call()).await
             }
             other => other,

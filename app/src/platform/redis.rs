@@ -113,6 +113,9 @@ impl Redis {
     /// Callers box it: a Redis call's future is kilobytes (the client's and the guard's
     /// states), and inline it would be copied at every level of the request above it.
     async fn guard<T>(&self, call: impl Future<Output = RedisResult<T>>) -> ApiResult<T> {
+        // pinned here, so the breaker's levels below pass a pointer on, not a copy of `call`
+        // each (an argument moved through five async levels is kept five times)
+        let call = std::pin::pin!(call);
         match &self.breakers {
             Some(b) => b.redis.run(async { Ok(call.await?) }).await,
             None => call.await.map_err(|e| {
