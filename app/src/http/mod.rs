@@ -164,37 +164,20 @@ mod tests {
     /// boxed by `platform::db` and `platform::redis`).
     #[test]
     fn the_hot_handlers_futures_stay_small() {
-        let sizes = [
-            ("GET /goods", future_size(crate::goods::handlers::list)),
-            (
-                "GET /goods/{id}",
-                future_size(crate::goods::handlers::detail),
-            ),
-            ("POST /orders", future_size(crate::orders::handlers::create)),
-            (
-                "POST /coupon-campaigns/{id}/issue",
-                future_size(crate::coupons::handlers::issue),
-            ),
-            (
-                "POST /queues/{id}/tokens",
-                future_size(crate::queue::handlers::join),
-            ),
-            (
-                "GET /queues/{id}/tokens/me",
-                future_size(crate::queue::handlers::me),
-            ),
-            (
-                "POST /wallet/charges",
-                future_size(crate::wallet::handlers::charge),
-            ),
-            (
-                "POST /reservations",
-                future_size(crate::reservations::handlers::hold),
-            ),
-            (
-                "POST /reservations/{id}/payment",
-                future_size(crate::reservations::handlers::pay),
-            ),
+        use crate::{coupons, goods, orders, queue, reservations, wallet};
+        macro_rules! sized {
+            ($($handler:path),* $(,)?) => { [$((stringify!($handler), future_size($handler))),*] };
+        }
+        let sizes = sized![
+            goods::handlers::list,
+            goods::handlers::detail,
+            orders::handlers::create,
+            coupons::handlers::issue,
+            queue::handlers::join,
+            queue::handlers::me,
+            wallet::handlers::charge,
+            reservations::handlers::hold,
+            reservations::handlers::pay,
         ];
         let large: Vec<_> = sizes.iter().filter(|(_, n)| *n > 2048).collect();
         assert!(

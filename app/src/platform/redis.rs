@@ -110,8 +110,8 @@ impl Redis {
         Box::pin(self.guard(op(&self.link.batch))).await
     }
 
-    /// Callers box it: a Redis call's future is kilobytes (the client's and the guard's
-    /// states), and inline it would be copied at every level of the request above it.
+    /// Callers box it: a guarded call's future is about a kilobyte and more (the client's and
+    /// the breaker's states), and inline it would be copied at every level above it.
     async fn guard<T>(&self, call: impl Future<Output = RedisResult<T>>) -> ApiResult<T> {
         // pinned here, so the breaker's levels below pass a pointer on, not a copy of `call`
         // each (an argument moved through five async levels is kept five times)
