@@ -71,7 +71,7 @@ pub fn build_state(settings: Settings, db: sqlx::PgPool) -> anyhow::Result<AppSt
     );
     Ok(AppState::new(Inner {
         jwt: JwtKeys::new(&secret),
-        queue_passes: Default::default(),
+        queue_passes: crate::queue::pass::verifier(),
         db: Db::new(db, breakers.clone()).behind(&settings),
         redis,
         metrics,

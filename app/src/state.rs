@@ -6,7 +6,7 @@ use std::{
 };
 
 use crate::{
-    auth::{jwt::JwtKeys, password::HashPool, verified::VerifiedTokens},
+    auth::{hs256::Verifier, jwt::JwtKeys, password::HashPool},
     config::Settings,
     coupons::{batch::Grants, directory::Directory},
     goods::images::Images,
@@ -42,7 +42,7 @@ pub struct Inner {
     pub coupon_campaigns: Directory,
     pub jwt: JwtKeys,
     /// Waiting-room passes already verified with `jwt`'s key (`queue::pass`).
-    pub queue_passes: VerifiedTokens<QueueClaims>,
+    pub queue_passes: Verifier<QueueClaims>,
     /// Set on SIGTERM: readiness turns false so load balancers stop sending traffic.
     pub draining: AtomicBool,
     /// See `auth::password::dummy_hash`.

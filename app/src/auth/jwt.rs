@@ -2,13 +2,13 @@
 //! issuer and audience checked and a few seconds of clock leeway.
 
 use chrono::Utc;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, encode};
+use jsonwebtoken::errors::Error;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
 use super::{
+    hs256::{Hs256Key, Registered, Rules, Verifier},
     types::{Role, UserId},
-    verified::VerifiedTokens,
 };
 
 pub const ISSUER: &str = "floodgate";
@@ -27,34 +27,33 @@ pub struct Claims {
     pub aud: String,
 }
 
+impl Registered for Claims {
+    fn exp(&self) -> i64 {
+        self.exp
+    }
+    fn iss(&self) -> &str {
+        &self.iss
+    }
+    fn aud(&self) -> &str {
+        &self.aud
+    }
+}
+
+/// The service's signing key and the access tokens' verifier.
 pub struct JwtKeys {
-    encoding: EncodingKey,
-    decoding: DecodingKey,
-    validation: Validation,
-    verified: VerifiedTokens<Claims>,
+    key: Hs256Key,
+    access: Verifier<Claims>,
 }
 
 impl JwtKeys {
     pub fn new(secret: &SecretString) -> Self {
-        let bytes = secret.expose_secret().as_bytes();
-        let mut validation = Validation::new(Algorithm::HS256);
-        validation.set_issuer(&[ISSUER]);
-        validation.set_audience(&[AUDIENCE]);
-        validation.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-        validation.leeway = LEEWAY_SECS;
         Self {
-            encoding: EncodingKey::from_secret(bytes),
-            decoding: DecodingKey::from_secret(bytes),
-            validation,
-            verified: VerifiedTokens::default(),
+            key: Hs256Key::new(secret.expose_secret().as_bytes()),
+            access: Verifier::new(Rules::new(ISSUER, AUDIENCE, LEEWAY_SECS)),
         }
     }
 
-    pub fn issue(
-        &self,
-        user: UserId,
-        roles: &[Role],
-    ) -> Result<String, jsonwebtoken::errors::Error> {
+    pub fn issue(&self, user: UserId, roles: &[Role]) -> Result<String, Error> {
         let now = Utc::now().timestamp();
         let claims = Claims {
             sub: user.to_string(),
@@ -67,30 +66,18 @@ impl JwtKeys {
         self.sign(&claims)
     }
 
-    pub fn sign(&self, claims: &Claims) -> Result<String, jsonwebtoken::errors::Error> {
-        encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+    pub fn sign(&self, claims: &Claims) -> Result<String, Error> {
+        self.key.sign(claims)
     }
 
-    /// Verifies signature, algorithm, expiry, issuer and audience. A token verified before is
-    /// only checked for expiry again ([`VerifiedTokens`]), with the same rule and leeway.
-    pub fn verify(&self, token: &str) -> Result<Claims, jsonwebtoken::errors::Error> {
-        let oldest_exp = jsonwebtoken::get_current_timestamp().saturating_sub(LEEWAY_SECS);
-        let unexpired = |c: &Claims| u64::try_from(c.exp).is_ok_and(|exp| exp >= oldest_exp);
-        if let Some(claims) = self.verified.get(token, unexpired) {
-            return Ok(claims);
-        }
-        let claims = decode::<Claims>(token, &self.decoding, &self.validation)?.claims;
-        self.verified.put(token, &claims);
-        Ok(claims)
+    /// Verifies signature, algorithm, expiry, issuer and audience (`auth::hs256`).
+    pub fn verify(&self, token: &str) -> Result<Claims, Error> {
+        self.access.verify(&self.key, token)
     }
 
-    /// The raw HMAC key, for other signed values (queue passes) derived from the same secret.
-    pub fn encoding_key(&self) -> &EncodingKey {
-        &self.encoding
-    }
-
-    pub fn decoding_key(&self) -> &DecodingKey {
-        &self.decoding
+    /// The key, for other signed values (queue passes) derived from the same secret.
+    pub fn key(&self) -> &Hs256Key {
+        &self.key
     }
 }
 

@@ -5,6 +5,7 @@
 
 pub mod extract;
 mod handlers;
+pub mod hs256;
 pub mod jwt;
 pub mod password;
 mod profile;
@@ -17,12 +18,14 @@ pub use crate::users::{store, types};
 pub use extract::CurrentUser;
 pub use types::{Email, Role, UserId};
 
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::routes;
+
+use crate::platform::api_router::ApiRouter;
 
 use crate::state::AppState;
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn routes() -> ApiRouter<AppState> {
+    ApiRouter::new()
         .routes(routes!(handlers::signup))
         .routes(routes!(handlers::login))
         .routes(routes!(handlers::refresh))

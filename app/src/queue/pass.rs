@@ -2,13 +2,18 @@
 //! position. The same token is the admitted pass once the user's session is live, so a client
 //! keeps one value in `X-Queue-Token` from joining to paying.
 
-use std::sync::LazyLock;
-
 use chrono::{DateTime, Utc};
-use jsonwebtoken::{Algorithm, Header, Validation, decode, encode, errors::ErrorKind};
+use jsonwebtoken::errors::ErrorKind;
 use serde::{Deserialize, Serialize};
 
-use crate::{auth::UserId, error::ApiError, state::AppState};
+use crate::{
+    auth::{
+        UserId,
+        hs256::{Registered, Rules, Verifier},
+    },
+    error::ApiError,
+    state::AppState,
+};
 
 pub const HEADER: &str = "x-queue-token";
 pub const AUDIENCE: &str = "floodgate-queue";
@@ -25,6 +30,18 @@ pub struct QueueClaims {
     pub exp: i64,
     pub iss: String,
     pub aud: String,
+}
+
+impl Registered for QueueClaims {
+    fn exp(&self) -> i64 {
+        self.exp
+    }
+    fn iss(&self) -> &str {
+        &self.iss
+    }
+    fn aud(&self) -> &str {
+        &self.aud
+    }
 }
 
 /// Why a token was refused; each becomes its own 403 problem kind.
@@ -82,26 +99,13 @@ pub fn sign(
         iss: ISSUER.into(),
         aud: AUDIENCE.into(),
     };
-    encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        state.jwt.encoding_key(),
-    )
-    .map_err(ApiError::internal)
+    state.jwt.key().sign(&claims).map_err(ApiError::internal)
 }
 
-/// Built once: a `Validation` holds sets of owned strings, too many allocations to redo on
-/// every poll.
-static VALIDATION: LazyLock<Validation> = LazyLock::new(validation);
-
-fn validation() -> Validation {
-    let mut v = Validation::new(Algorithm::HS256);
-    v.set_audience(&[AUDIENCE]);
-    v.set_issuer(&[ISSUER]);
-    v.set_required_spec_claims(&["exp", "iat", "iss", "aud", "sub"]);
-    // Passes are short-lived session credentials; no leeway beyond a second of skew.
-    v.leeway = 1;
-    v
+/// The passes' verifier (`AppState::queue_passes`). Passes are short-lived session
+/// credentials: no leeway beyond a second of skew.
+pub fn verifier() -> Verifier<QueueClaims> {
+    Verifier::new(Rules::new(ISSUER, AUDIENCE, 1))
 }
 
 /// Verifies signature, algorithm, audience, expiry and queue; returns the user it names.
@@ -122,22 +126,16 @@ pub fn verify(
     Ok((user, claims))
 }
 
-/// Verifies signature, algorithm, audience and expiry; returns the claims, for any queue. A
-/// pass verified before is only checked for expiry again (`auth::verified`), same leeway.
+/// Verifies signature, algorithm, audience and expiry; returns the claims, for any queue
+/// (`auth::hs256`: a pass verified before is only checked for expiry again).
 pub fn decode_claims(state: &AppState, token: &str) -> Result<QueueClaims, PassError> {
-    let oldest_exp = jsonwebtoken::get_current_timestamp().saturating_sub(VALIDATION.leeway);
-    let unexpired = |c: &QueueClaims| u64::try_from(c.exp).is_ok_and(|exp| exp >= oldest_exp);
-    if let Some(claims) = state.queue_passes.get(token, unexpired) {
-        return Ok(claims);
-    }
-    let claims = decode::<QueueClaims>(token, state.jwt.decoding_key(), &VALIDATION)
-        .map(|d| d.claims)
+    state
+        .queue_passes
+        .verify(state.jwt.key(), token)
         .map_err(|e| match e.kind() {
             ErrorKind::ExpiredSignature => PassError::Expired,
             _ => PassError::Forged,
-        })?;
-    state.queue_passes.put(token, &claims);
-    Ok(claims)
+        })
 }
 
 /// A pass checked before it is known which waiting room (if any) the goods need: group-commit
