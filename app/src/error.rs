@@ -8,7 +8,7 @@
 use std::borrow::Cow;
 
 use axum::{
-    Json,
+    body::Body,
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -51,21 +51,10 @@ impl Dependency {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
-#[derive(Serialize)]
-struct ProblemBody<'a> {
-    #[serde(rename = "type")]
-    kind: String,
-    title: &'a str,
-    status: u16,
-    detail: &'a str,
-    #[serde(flatten, skip_serializing_if = "Option::is_none")]
-    extra: Option<&'a Value>,
-}
-
-/// RFC 9457 problem details, the body of every error answer (written by `problem_response`).
+/// RFC 9457 problem details, the body of every error answer (written by `problem_body`).
 /// Kinds may add members: `field` for `validation-failed`, `goods_id` for `out-of-stock`, ...
 #[derive(utoipa::ToSchema)]
-#[allow(dead_code)] // the documented shape of `ProblemBody`
+#[allow(dead_code)] // the documented shape of `problem_body`
 pub struct Problem {
     /// `https://floodgate.dev/problems/<kind>`, stable per kind.
     #[schema(
@@ -170,6 +159,7 @@ impl ApiError {
         self
     }
 
+    /// The kind's own members, as a JSON object: the document carries them after `detail`.
     pub fn with_extra(mut self, extra: Value) -> Self {
         self.extra = Some(extra);
         self
@@ -224,18 +214,39 @@ pub fn problem_response(
     detail: &str,
     extra: Option<&Value>,
 ) -> Response {
-    let title = status.canonical_reason().unwrap_or("Error");
-    let body = ProblemBody {
-        kind: format!("{TYPE_BASE}{kind}"),
-        title,
-        status: status.as_u16(),
-        detail,
-        extra,
-    };
-    let mut res = (status, Json(body)).into_response();
+    let mut res = Response::new(Body::from(problem_body(status, kind, detail, extra)));
+    *res.status_mut() = status;
     res.headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
     res
+}
+
+/// The problem document: `type`, `title`, `status`, `detail`, then the members of `extra` (an
+/// object; `with_extra`). Written member by member: a derived `Serialize` with
+/// `#[serde(flatten)]` goes through serde's map path, ~3 % of a refused order's CPU (#18).
+fn problem_body(status: StatusCode, kind: &str, detail: &str, extra: Option<&Value>) -> Vec<u8> {
+    fn put(out: &mut Vec<u8>, value: &(impl Serialize + ?Sized)) {
+        serde_json::to_writer(out, value).expect("strings and JSON values serialize");
+    }
+    let mut out = Vec::with_capacity(128 + detail.len());
+    out.extend_from_slice(br#"{"type":"#);
+    put(&mut out, &format_args!("{TYPE_BASE}{kind}"));
+    out.extend_from_slice(br#","title":"#);
+    put(&mut out, status.canonical_reason().unwrap_or("Error"));
+    out.extend_from_slice(br#","status":"#);
+    put(&mut out, &status.as_u16());
+    out.extend_from_slice(br#","detail":"#);
+    put(&mut out, detail);
+    if let Some(Value::Object(members)) = extra {
+        for (name, value) in members {
+            out.push(b',');
+            put(&mut out, name);
+            out.push(b':');
+            put(&mut out, value);
+        }
+    }
+    out.push(b'}');
+    out
 }
 
 impl IntoResponse for ApiError {

@@ -1,4 +1,5 @@
-//! Unit tests of `error.rs`: how database failures become problem answers.
+//! Unit tests of `error.rs`: how database failures become problem answers, and the bytes of a
+//! problem document.
 
 use std::borrow::Cow;
 
@@ -105,4 +106,27 @@ fn other_failures_convert_as_before() {
 fn the_field_of_a_validation_failure_is_readable() {
     assert_eq!(ApiError::invalid("limit", "bad").field(), Some("limit"));
     assert_eq!(ApiError::not_found("x").field(), None);
+}
+
+#[test]
+fn the_problem_body_has_its_members_in_order_and_escaped() {
+    let extra = serde_json::json!({ "goods_id": 7, "note": "a \"quoted\"\nline" });
+    let body = problem_body(
+        StatusCode::CONFLICT,
+        "out-of-stock",
+        "goods 7 is \"sold\" out",
+        Some(&extra),
+    );
+    let text = std::str::from_utf8(&body).unwrap();
+    assert_eq!(
+        text,
+        r#"{"type":"https://floodgate.dev/problems/out-of-stock","title":"Conflict","status":409,"detail":"goods 7 is \"sold\" out","goods_id":7,"note":"a \"quoted\"\nline"}"#
+    );
+    let parsed: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(parsed["note"], "a \"quoted\"\nline");
+    let plain = problem_body(StatusCode::NOT_FOUND, "not-found", "no such goods", None);
+    assert_eq!(
+        std::str::from_utf8(&plain).unwrap(),
+        r#"{"type":"https://floodgate.dev/problems/not-found","title":"Not Found","status":404,"detail":"no such goods"}"#
+    );
 }
