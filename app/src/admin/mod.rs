@@ -3,7 +3,9 @@
 use axum::{Json, extract::State};
 use serde::Serialize;
 use utoipa::ToSchema;
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::routes;
+
+use crate::platform::api_router::ApiRouter;
 
 use crate::{
     auth::{CurrentUser, Role},
@@ -21,8 +23,8 @@ pub struct RuntimeConfigView {
     pub replica: String,
 }
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(runtime_config))
+pub fn routes() -> ApiRouter<AppState> {
+    ApiRouter::new().routes(routes!(runtime_config))
 }
 
 /// The runtime configuration this replica is applying.

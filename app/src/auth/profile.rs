@@ -4,7 +4,9 @@
 use axum::{Json, extract::State};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::routes;
+
+use crate::platform::api_router::ApiRouter;
 
 use crate::{
     auth::CurrentUser,
@@ -27,8 +29,8 @@ pub struct BecomeSellerResponse {
     pub access_token: String,
 }
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn routes() -> ApiRouter<AppState> {
+    ApiRouter::new()
         .routes(routes!(me))
         .routes(routes!(become_seller))
 }

@@ -4,12 +4,14 @@
 mod handlers;
 pub mod store;
 
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::routes;
+
+use crate::platform::api_router::ApiRouter;
 
 use crate::state::AppState;
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn routes() -> ApiRouter<AppState> {
+    ApiRouter::new()
         .routes(routes!(handlers::get_cart))
         .routes(routes!(handlers::put_item, handlers::delete_item))
 }

@@ -8,12 +8,14 @@ pub mod store;
 pub mod sweeper;
 pub mod types;
 
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::routes;
+
+use crate::platform::api_router::ApiRouter;
 
 use crate::state::AppState;
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn routes() -> ApiRouter<AppState> {
+    ApiRouter::new()
         .routes(routes!(handlers::create_concert, handlers::list_concerts))
         .routes(routes!(handlers::create_schedule, handlers::list_schedules))
         .routes(routes!(handlers::create_seats, handlers::list_seats))

@@ -21,12 +21,14 @@ pub mod rules;
 pub mod service;
 pub mod store;
 
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::routes;
+
+use crate::platform::api_router::ApiRouter;
 
 use crate::state::AppState;
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn routes() -> ApiRouter<AppState> {
+    ApiRouter::new()
         .routes(routes!(handlers::create_campaign))
         .routes(routes!(handlers::get_campaign))
         .routes(routes!(handlers::rebuild))
@@ -34,6 +36,6 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// The writes that need only Redis: they keep working while PostgreSQL's breaker is open.
-pub fn redis_only_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(handlers::issue))
+pub fn redis_only_routes() -> ApiRouter<AppState> {
+    ApiRouter::new().routes(routes!(handlers::issue))
 }

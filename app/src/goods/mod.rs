@@ -10,15 +10,17 @@ mod quantity;
 pub mod soldout;
 pub mod store;
 
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::routes;
+
+use crate::platform::api_router::ApiRouter;
 
 use crate::state::AppState;
 
 pub use model::{GoodsId, GoodsView};
 pub use quantity::Quantity;
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn routes() -> ApiRouter<AppState> {
+    ApiRouter::new()
         .routes(routes!(handlers::list, handlers::create))
         .routes(routes!(
             handlers::detail,

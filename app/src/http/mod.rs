@@ -22,11 +22,12 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_swagger_ui::SwaggerUi;
 
-use crate::state::AppState;
+use crate::{platform::api_router::ApiRouter, state::AppState};
 
 /// Every API route, with its OpenAPI description, in two groups: the routes whose writes
 /// need PostgreSQL, and the writes each domain marks as needing only Redis (its
-/// `redis_only_routes`), which the router leaves open while PostgreSQL's breaker is.
+/// `redis_only_routes`), which the router leaves open while PostgreSQL's breaker is. The
+/// domains register them at their full path under `/api/v1` (`platform::api_router`).
 struct ApiRoutes {
     postgres: OpenApiRouter<AppState>,
     redis_only: OpenApiRouter<AppState>,
@@ -34,7 +35,7 @@ struct ApiRoutes {
 
 fn api_routes() -> ApiRoutes {
     // one line per domain
-    let postgres = OpenApiRouter::new()
+    let postgres = ApiRouter::new()
         .merge(crate::auth::routes())
         .merge(crate::admin::routes())
         .merge(crate::wallet::routes())
@@ -45,12 +46,12 @@ fn api_routes() -> ApiRoutes {
         .merge(crate::concerts::routes())
         .merge(crate::reservations::routes())
         .merge(crate::queue::routes());
-    let redis_only = OpenApiRouter::new()
+    let redis_only = ApiRouter::new()
         .merge(crate::coupons::redis_only_routes())
         .merge(crate::queue::redis_only_routes());
     ApiRoutes {
-        postgres: OpenApiRouter::new().nest("/api/v1", postgres),
-        redis_only: OpenApiRouter::new().nest("/api/v1", redis_only),
+        postgres: postgres.into_inner(),
+        redis_only: redis_only.into_inner(),
     }
 }
 

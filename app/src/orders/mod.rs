@@ -11,12 +11,14 @@ pub mod rules;
 pub mod service;
 pub mod store;
 
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::routes;
+
+use crate::platform::api_router::ApiRouter;
 
 use crate::state::AppState;
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn routes() -> ApiRouter<AppState> {
+    ApiRouter::new()
         .routes(routes!(handlers::list, handlers::create))
         .routes(routes!(handlers::detail))
         .routes(routes!(handlers::cancel))

@@ -2,6 +2,7 @@
 //! connection, metrics, the runtime-config reader, group commit of hot-row writes and
 //! background-task plumbing, and the `Money` type.
 
+pub mod api_router;
 pub mod batch;
 pub mod breaker;
 pub mod cache;

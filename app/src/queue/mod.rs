@@ -22,18 +22,20 @@ pub use service::{QueuePass, check_pass_ahead, end_session, require_pass};
 pub use types::QueueId;
 
 use axum::{Router, routing::get};
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::routes;
+
+use crate::platform::api_router::ApiRouter;
 
 use crate::state::AppState;
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(handlers::show))
+pub fn routes() -> ApiRouter<AppState> {
+    ApiRouter::new().routes(routes!(handlers::show))
 }
 
 /// The writes that need only Redis (a token is joined, read and left in Redis alone): they
 /// keep working while PostgreSQL's breaker is open.
-pub fn redis_only_routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn redis_only_routes() -> ApiRouter<AppState> {
+    ApiRouter::new()
         .routes(routes!(handlers::join))
         .routes(routes!(handlers::me, handlers::leave))
 }

@@ -5,12 +5,14 @@ pub(crate) mod handlers;
 pub mod rules;
 pub mod service;
 
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::routes;
+
+use crate::platform::api_router::ApiRouter;
 
 use crate::state::AppState;
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn routes() -> ApiRouter<AppState> {
+    ApiRouter::new()
         .routes(routes!(handlers::hold))
         .routes(routes!(handlers::get))
         .routes(routes!(handlers::pay))

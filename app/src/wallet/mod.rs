@@ -12,7 +12,9 @@ pub mod store;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use utoipa_axum::{router::OpenApiRouter, routes};
+use utoipa_axum::routes;
+
+use crate::platform::api_router::ApiRouter;
 
 use crate::{error::ApiError, platform::money::Money, state::AppState};
 
@@ -60,8 +62,8 @@ impl LedgerKind {
     }
 }
 
-pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
+pub fn routes() -> ApiRouter<AppState> {
+    ApiRouter::new()
         .routes(routes!(handlers::get_wallet))
         .routes(routes!(handlers::charge))
         .routes(routes!(handlers::transactions))

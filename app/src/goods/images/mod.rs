@@ -22,11 +22,10 @@ use serde::Serialize;
 use sqlx::PgConnection;
 use tokio::sync::Notify;
 use utoipa::ToSchema;
-use utoipa_axum::{
-    router::{OpenApiRouter, UtoipaMethodRouterExt},
-    routes,
-};
+use utoipa_axum::{router::UtoipaMethodRouterExt, routes};
 use uuid::Uuid;
+
+use crate::platform::api_router::ApiRouter;
 
 use self::{storage::ImageStore, store::ImageRow};
 use super::{GoodsId, GoodsView};
@@ -91,10 +90,10 @@ impl ImageView {
     }
 }
 
-pub fn routes() -> OpenApiRouter<AppState> {
+pub fn routes() -> ApiRouter<AppState> {
     // the upload's own limit (`Images::upload_body_limit`) replaces the JSON body limit
     let no_default_limit = axum::extract::DefaultBodyLimit::disable();
-    OpenApiRouter::new()
+    ApiRouter::new()
         .routes(routes!(handlers::upload).layer(no_default_limit))
         .routes(routes!(handlers::original))
         .routes(routes!(handlers::thumbnail))
