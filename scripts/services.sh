@@ -225,6 +225,12 @@ redis_cluster_up() {
   first=${REDIS_CLUSTER_PORTS%% *}
   if [ "$(redis-cli -p "$first" cluster info | tr -d '\r' | sed -n 's/^cluster_known_nodes://p')" -lt ${#ports[@]} ]; then
     log "forming the Redis Cluster on ${ports[*]}"
+    # a node left with slots or keys of an earlier, broken cluster refuses to join a new one:
+    # these nodes are private to this script, so a new cluster starts from empty nodes
+    for port in $REDIS_CLUSTER_PORTS; do
+      redis-cli -p "$port" flushall >/dev/null 2>&1 || true
+      redis-cli -p "$port" cluster reset hard >/dev/null || die "Redis Cluster node $port did not reset"
+    done
     redis-cli --cluster create "${ports[@]}" --cluster-replicas 1 --cluster-yes >/dev/null \
       || die "redis-cli --cluster create failed"
   fi
