@@ -314,10 +314,10 @@ impl ConnectionLike for RedisConn {
         {
             return Box::pin(async move { Err(e) });
         }
-        let split = !pipeline.is_transaction() && spans_slots(pipeline);
         match self {
             Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            Self::Cluster(c) if split => {
+            // (the slots of every command are only worked out where they matter)
+            Self::Cluster(c) if !pipeline.is_transaction() && spans_slots(pipeline) => {
                 Box::pin(split_by_command(c.clone(), pipeline, offset, count))
             }
             Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
@@ -423,15 +423,7 @@ fn cmd_name(cmd: &Cmd) -> String {
 
 /// The slot a cluster routes `cmd` to (its first key's), `None` for a command without keys.
 pub fn cmd_slot(cmd: &Cmd) -> Option<u16> {
-    first_key(cmd).map(key_slot)
-}
-
-fn first_key(cmd: &Cmd) -> Option<&[u8]> {
-    let name = cmd_name(cmd);
-    match name.as_str() {
-        "MULTI" | "EXEC" | "DISCARD" | "PING" | "PUBLISH" => None,
-        _ => keys_of(cmd).into_iter().next(),
-    }
+    keys_of(cmd).first().copied().map(key_slot)
 }
 
 /// The keys of the commands this project sends with keys: script calls name theirs after
