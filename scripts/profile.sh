@@ -7,7 +7,9 @@
 #   1. measure: the app's utime+stime (/proc/PID/stat) before and after, divided by the
 #      requests the app served in that phase -> app CPU us/request (no profiler attached);
 #   2. profile: `perf record -e cpu-clock -F 999 --call-graph dwarf` on the app (P6: on the
-#      load generator), folded and drawn with inferno into docs/benchmarks/flame/<row>-<tag>.svg.
+#      load generator), folded and drawn with inferno into docs/benchmarks/flame/<row>-<tag>.svg,
+#      and split into parts in us per request (scripts/profile_split.py: kernel, auth, redis,
+#      routing, middleware, ...).
 # Why dwarf and not frame pointers: the release build has none (and std/tokio come
 # precompiled without them); -C force-frame-pointers through RUSTFLAGS would rebuild the whole
 # release graph in the shared target dir and evict the build everyone else uses. DWARF
@@ -197,4 +199,6 @@ log "folding and drawing"
 perf script -i "$OUT/perf.data" 2>/dev/null | "$INFERNO/inferno-collapse-perf" > "$OUT/$ROW.folded"
 svg=$FLAME/$ROW-$TAG.svg
 "$INFERNO/inferno-flamegraph" --minwidth 0.3 --title "$ROW ($TAG): $us us CPU/request" < "$OUT/$ROW.folded" > "$svg"
+# where the request's CPU goes, in us per request (scripts/profile_split.py)
+python3 scripts/profile_split.py "$OUT/$ROW.folded" "$us" >&2
 echo "$ROW $TAG: requests=$reqs rate=${rate}/s cpu_ticks=$((c1 - c0)) us_per_request=$us postgres_redis_us_per_request=${svc_us:--} svg=${svg#"$ROOT"/}"
