@@ -26,11 +26,9 @@ use sha2::Sha256;
 
 use super::verified::VerifiedTokens;
 
-/// The registered claims the rules check, for any claims type.
+/// The registered claims the rules check, for any claims type: `(exp, iss, aud)`.
 pub trait Registered: DeserializeOwned + Clone {
-    fn exp(&self) -> i64;
-    fn iss(&self) -> &str;
-    fn aud(&self) -> &str;
+    fn registered(&self) -> (i64, &str, &str);
 }
 
 /// The service's HMAC key, for signing and both verification paths.
@@ -116,9 +114,8 @@ impl Rules {
     }
 
     fn accepts(&self, claims: &impl Registered, now: u64) -> bool {
-        self.unexpired(claims.exp(), now)
-            && claims.iss() == self.issuer
-            && claims.aud() == self.audience
+        let (exp, iss, aud) = claims.registered();
+        self.unexpired(exp, now) && iss == self.issuer && aud == self.audience
     }
 }
 
@@ -141,7 +138,7 @@ impl<C: Registered> Verifier<C> {
         let now = jsonwebtoken::get_current_timestamp();
         if let Some(claims) = self
             .verified
-            .get(token, |c: &C| self.rules.unexpired(c.exp(), now))
+            .get(token, |c: &C| self.rules.unexpired(c.registered().0, now))
         {
             return Ok(claims);
         }
@@ -169,14 +166,8 @@ mod tests {
     }
 
     impl Registered for Token {
-        fn exp(&self) -> i64 {
-            self.exp
-        }
-        fn iss(&self) -> &str {
-            &self.iss
-        }
-        fn aud(&self) -> &str {
-            &self.aud
+        fn registered(&self) -> (i64, &str, &str) {
+            (self.exp, &self.iss, &self.aud)
         }
     }
 

@@ -28,14 +28,8 @@ pub struct Claims {
 }
 
 impl Registered for Claims {
-    fn exp(&self) -> i64 {
-        self.exp
-    }
-    fn iss(&self) -> &str {
-        &self.iss
-    }
-    fn aud(&self) -> &str {
-        &self.aud
+    fn registered(&self) -> (i64, &str, &str) {
+        (self.exp, &self.iss, &self.aud)
     }
 }
 
