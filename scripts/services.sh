@@ -188,31 +188,28 @@ cluster_joined() {
 }
 
 redis_cluster_up() {
-  local port dir base ports=() first running=""
+  local port dir base ports=() first running="" stale=""
   command -v redis-cli >/dev/null || apt_install redis-tools
   command -v redis-server >/dev/null || apt_install redis-server
   # A node that is down restarts in the folder its running peers use (they may have been
   # started from another checkout): its nodes.conf there keeps its identity. A fresh folder
   # would start a stranger the cluster does not know, beside a failed ghost of the old node.
   base=$DATA/redis-cluster
-  # Nodes whose folder is gone (a checkout deleted under its running nodes) cannot save their
-  # cluster config, and Redis exits at the next topology change, such as a failover: stop
-  # them all and start cold rather than trust that cluster.
+  # Nodes whose folder is gone (a checkout deleted under its running nodes; Redis then reports
+  # an empty dir) cannot save their cluster config, and Redis exits at the next topology
+  # change, such as a failover: stop them all and start cold rather than trust that cluster.
   for port in $REDIS_CLUSTER_PORTS; do
     [ "$(redis-cli -p "$port" ping 2>/dev/null)" = "PONG" ] || continue
-    # (Redis reports an empty dir once its folder is deleted)
     dir=$(redis-cli -p "$port" config get dir 2>/dev/null | sed -n 2p) || true
-    if [ -z "$dir" ] || [ ! -d "$dir" ]; then
-      log "Redis Cluster node $port runs in a folder that no longer exists: restarting the cluster cold"
-      for p in $REDIS_CLUSTER_PORTS; do redis-cli -p "$p" shutdown nosave >/dev/null 2>&1 || true; done
-      sleep 0.5
-      break
-    fi
+    if [ -z "$dir" ] || [ ! -d "$dir" ]; then stale=$port; break; fi
+    [ -n "$running" ] || { base=$(dirname "$dir"); running=yes; }
   done
-  for port in $REDIS_CLUSTER_PORTS; do
-    dir=$(redis-cli -p "$port" config get dir 2>/dev/null | sed -n 2p) || true
-    if [ -n "$dir" ]; then base=$(dirname "$dir"); running=yes; break; fi
-  done
+  if [ -n "$stale" ]; then
+    log "Redis Cluster node $stale runs in a folder that no longer exists: restarting the cluster cold"
+    for port in $REDIS_CLUSTER_PORTS; do redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; done
+    sleep 0.5
+    base=$DATA/redis-cluster; running=""
+  fi
   # No node running: the cluster starts cold. Its data went with the nodes (no persistence),
   # and an old nodes.conf would bring back an old topology, possibly with bus ports from an
   # earlier version of this script, which never reaches cluster_state:ok: form it afresh.

@@ -5,11 +5,10 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
-use crate::platform::api_router::ApiRouter;
-
 use crate::{
     auth::{CurrentUser, Role},
     error::ApiResult,
+    platform::api_router::ApiRouter,
     state::AppState,
 };
 

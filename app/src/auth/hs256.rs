@@ -43,15 +43,16 @@ pub struct Hs256Key {
 
 impl Hs256Key {
     pub fn new(secret: &[u8]) -> Self {
-        let header = jsonwebtoken::encode(
+        let encoding = EncodingKey::from_secret(secret);
+        let token = jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
             &serde_json::json!({}),
-            &EncodingKey::from_secret(secret),
+            &encoding,
         )
         .expect("an empty object serializes");
-        let header = header.split('.').next().unwrap_or_default().into();
+        let header = token.split('.').next().unwrap_or_default().into();
         Self {
-            encoding: EncodingKey::from_secret(secret),
+            encoding,
             decoding: DecodingKey::from_secret(secret),
             mac: Hmac::new_from_slice(secret).expect("HMAC takes a key of any length"),
             header,
@@ -71,10 +72,14 @@ impl Hs256Key {
         if header != &*self.header {
             return None;
         }
-        let signature = URL_SAFE_NO_PAD.decode(signature).ok()?;
+        // an HS256 signature is 32 bytes: a longer one fails to decode here, as its MAC would
+        let mut mac_bytes = [0u8; 32];
+        let len = URL_SAFE_NO_PAD
+            .decode_slice(signature, &mut mac_bytes)
+            .ok()?;
         let mut mac = self.mac.clone();
         mac.update(message.as_bytes());
-        mac.verify_slice(&signature).ok()?;
+        mac.verify_slice(&mac_bytes[..len]).ok()?;
         let claims: C = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
         rules.accepts(&claims, now).then_some(claims)
     }

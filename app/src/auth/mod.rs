@@ -20,9 +20,7 @@ pub use types::{Email, Role, UserId};
 
 use utoipa_axum::routes;
 
-use crate::platform::api_router::ApiRouter;
-
-use crate::state::AppState;
+use crate::{platform::api_router::ApiRouter, state::AppState};
 
 pub fn routes() -> ApiRouter<AppState> {
     ApiRouter::new()

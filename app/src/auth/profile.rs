@@ -6,11 +6,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
-use crate::platform::api_router::ApiRouter;
-
 use crate::{
     auth::CurrentUser,
     error::{ApiError, ApiResult},
+    platform::api_router::ApiRouter,
     state::AppState,
     users::{Role, UserView, store, types::parse_name},
 };

@@ -6,9 +6,7 @@ pub mod store;
 
 use utoipa_axum::routes;
 
-use crate::platform::api_router::ApiRouter;
-
-use crate::state::AppState;
+use crate::{platform::api_router::ApiRouter, state::AppState};
 
 pub fn routes() -> ApiRouter<AppState> {
     ApiRouter::new()

@@ -10,9 +10,7 @@ pub mod types;
 
 use utoipa_axum::routes;
 
-use crate::platform::api_router::ApiRouter;
-
-use crate::state::AppState;
+use crate::{platform::api_router::ApiRouter, state::AppState};
 
 pub fn routes() -> ApiRouter<AppState> {
     ApiRouter::new()

@@ -12,9 +12,7 @@ pub mod store;
 
 use utoipa_axum::routes;
 
-use crate::platform::api_router::ApiRouter;
-
-use crate::state::AppState;
+use crate::{platform::api_router::ApiRouter, state::AppState};
 
 pub use model::{GoodsId, GoodsView};
 pub use quantity::Quantity;

@@ -24,9 +24,7 @@ pub use types::QueueId;
 use axum::{Router, routing::get};
 use utoipa_axum::routes;
 
-use crate::platform::api_router::ApiRouter;
-
-use crate::state::AppState;
+use crate::{platform::api_router::ApiRouter, state::AppState};
 
 pub fn routes() -> ApiRouter<AppState> {
     ApiRouter::new().routes(routes!(handlers::show))

@@ -7,9 +7,7 @@ pub mod service;
 
 use utoipa_axum::routes;
 
-use crate::platform::api_router::ApiRouter;
-
-use crate::state::AppState;
+use crate::{platform::api_router::ApiRouter, state::AppState};
 
 pub fn routes() -> ApiRouter<AppState> {
     ApiRouter::new()

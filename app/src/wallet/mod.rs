@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::routes;
 
-use crate::platform::api_router::ApiRouter;
-
-use crate::{error::ApiError, platform::money::Money, state::AppState};
+use crate::{
+    error::ApiError, platform::api_router::ApiRouter, platform::money::Money, state::AppState,
+};
 
 // the answer to a charge (also what a replay returns)
 #[derive(Serialize, ToSchema)]

@@ -25,11 +25,11 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::UtoipaMethodRouterExt, routes};
 use uuid::Uuid;
 
-use crate::platform::api_router::ApiRouter;
-
 use self::{storage::ImageStore, store::ImageRow};
 use super::{GoodsId, GoodsView};
-use crate::{config::ImageSettings, error::ApiError, state::AppState};
+use crate::{
+    config::ImageSettings, error::ApiError, platform::api_router::ApiRouter, state::AppState,
+};
 
 /// The image store, the limits, and the thumbnail worker's wake-up.
 pub struct Images {
