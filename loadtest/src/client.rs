@@ -3,20 +3,19 @@
 //! pooled hyper-util client for side traffic (the InfluxDB writer); the base URL; and the
 //! response scenarios look at. No TLS: load only goes to local targets.
 
-use std::pin::Pin;
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::future::{Either, select};
+use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Uri};
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1;
+use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use hyper_util::rt::TokioIo;
 use serde::de::DeserializeOwned;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::wire::{self, Framing, Outgoing};
 
 pub type HttpClient = Client<HttpConnector, Full<Bytes>>;
 
@@ -93,77 +92,156 @@ impl Target {
     }
 }
 
-type Sender = http1::SendRequest<Full<Bytes>>;
-type Driver = Pin<Box<http1::Connection<TokioIo<TcpStream>, Full<Bytes>>>>;
-
-/// One VU's connection. The connection future is polled only while a request is in flight,
-/// together with that request, so no background task or cross-task wakeup is involved.
+/// One VU's connection: a keep-alive HTTP/1.1 stream it reads and writes itself (the
+/// codec is `wire`), inside the VU's own task, so no channel, background task or
+/// cross-task wakeup is involved.
 #[derive(Default)]
 pub struct Conn {
-    live: Option<(Sender, Driver)>,
+    live: Option<Wire>,
 }
 
 /// A response head and its whole body.
 pub type RawResponse = (http::response::Parts, Bytes);
 
-impl Conn {
-    async fn connect(target: &Target) -> anyhow::Result<(Sender, Driver)> {
-        let stream = TcpStream::connect(target.authority()).await?;
-        stream.set_nodelay(true)?;
-        // One flat write per request: small requests gain nothing from writev's iovecs.
-        let (sender, conn) = http1::Builder::new()
-            .writev(false)
-            .handshake(TokioIo::new(stream))
-            .await?;
-        Ok((sender, Box::pin(conn)))
-    }
+/// An open connection between two exchanges; it exists only while no request is in
+/// flight on it, so a request cut off by a timeout takes its connection with it.
+struct Wire {
+    stream: TcpStream,
+    rbuf: BytesMut,
+    wbuf: Vec<u8>,
+}
 
-    /// Sends `req`, reconnecting first if the connection is gone. A request that fails on a
-    /// reused keep-alive connection before any answer is retried once on a fresh one, as
-    /// browsers do with stale connections; `make` rebuilds the request for that.
+/// Why an exchange failed, and whether any byte of an answer had come.
+struct Failure {
+    error: anyhow::Error,
+    answered: bool,
+}
+
+impl Failure {
+    fn before_answer(error: impl Into<anyhow::Error>) -> Failure {
+        Failure {
+            error: error.into(),
+            answered: false,
+        }
+    }
+}
+
+impl Conn {
+    /// Sends `req`, connecting first if there is no open connection. A request that fails
+    /// on a reused keep-alive connection before any byte of an answer came is sent once
+    /// more on a fresh one, as browsers do with connections the server closed while idle.
     pub async fn send(
         &mut self,
         target: &Target,
-        make: impl Fn() -> anyhow::Result<http::Request<Full<Bytes>>>,
+        req: &Outgoing<'_>,
     ) -> anyhow::Result<RawResponse> {
-        let reused = self.live.as_ref().is_some_and(|(s, _)| !s.is_closed());
-        match self.attempt(target, make()?).await {
-            Err(_) if reused => self.attempt(target, make()?).await,
+        let (wire, reused) = match self.live.take() {
+            Some(w) => (w, true),
+            None => (Wire::connect(target).await?, false),
+        };
+        let outcome = match wire.exchange(req).await {
+            Err(f) if reused && !f.answered => Wire::connect(target).await?.exchange(req).await,
             other => other,
-        }
-    }
-
-    async fn attempt(
-        &mut self,
-        target: &Target,
-        req: http::Request<Full<Bytes>>,
-    ) -> anyhow::Result<RawResponse> {
-        if self.live.as_ref().is_none_or(|(s, _)| s.is_closed()) {
-            self.live = Some(Self::connect(target).await?);
-        }
-        let Some((sender, driver)) = self.live.as_mut() else {
-            anyhow::bail!("no connection");
         };
-        let exchange = async {
-            sender.ready().await?;
-            let resp = sender.send_request(req).await?;
-            let (parts, body) = resp.into_parts();
-            let body = body.collect().await?.to_bytes();
-            anyhow::Ok((parts, body))
-        };
-        let outcome = match select(std::pin::pin!(exchange), driver.as_mut()).await {
-            Either::Left((r, _)) => r,
-            Either::Right((ended, _)) => Err(match ended {
-                Ok(()) => anyhow::anyhow!("connection closed by the server"),
-                Err(e) => e.into(),
-            }),
-        };
-        if outcome.is_err() {
-            self.live = None;
+        match outcome {
+            Ok((resp, kept)) => {
+                self.live = kept;
+                Ok(resp)
+            }
+            Err(f) => Err(f.error),
         }
-        outcome
     }
 }
+
+impl Wire {
+    async fn connect(target: &Target) -> anyhow::Result<Wire> {
+        let stream = TcpStream::connect(target.authority()).await?;
+        stream.set_nodelay(true)?;
+        Ok(Wire {
+            stream,
+            rbuf: BytesMut::with_capacity(READ_CHUNK),
+            wbuf: Vec::with_capacity(1024),
+        })
+    }
+
+    /// One request and its answer; the connection comes back if it can carry the next.
+    async fn exchange(
+        mut self,
+        req: &Outgoing<'_>,
+    ) -> Result<(RawResponse, Option<Wire>), Failure> {
+        wire::encode(req, &mut self.wbuf).map_err(Failure::before_answer)?;
+        self.stream
+            .write_all(&self.wbuf)
+            .await
+            .map_err(Failure::before_answer)?;
+        let mut answered = !self.rbuf.is_empty();
+        let fail = |error: anyhow::Error, answered| Failure { error, answered };
+        let head = loop {
+            match wire::parse_head(&mut self.rbuf, req.method) {
+                Ok(Some(h)) if h.interim => continue,
+                Ok(Some(h)) => break h,
+                Ok(None) => {}
+                Err(e) => return Err(fail(e.into(), true)),
+            }
+            if self.fill().await.map_err(|e| fail(e, answered))? == 0 {
+                let why = "connection closed by the server before an answer";
+                return Err(fail(anyhow::anyhow!(why), answered));
+            }
+            answered = true;
+        };
+        let body = self.body(head.framing).await.map_err(|e| fail(e, true))?;
+        let (mut parts, ()) = http::Response::new(()).into_parts();
+        parts.status = head.status;
+        parts.version = head.version;
+        parts.headers = head.headers;
+        let kept = head.keep_alive.then_some(self);
+        Ok(((parts, body), kept))
+    }
+
+    /// Reads what the socket has into the buffer; 0 at end of stream.
+    async fn fill(&mut self) -> anyhow::Result<usize> {
+        if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 2 {
+            self.rbuf.reserve(READ_CHUNK);
+        }
+        Ok(self.stream.read_buf(&mut self.rbuf).await?)
+    }
+
+    async fn body(&mut self, framing: Framing) -> anyhow::Result<Bytes> {
+        match framing {
+            Framing::Length(n) => {
+                while self.rbuf.len() < n {
+                    self.rbuf.reserve(n - self.rbuf.len());
+                    if self.fill().await? == 0 {
+                        anyhow::bail!(
+                            "connection closed {} bytes into a {n}-byte body",
+                            self.rbuf.len()
+                        );
+                    }
+                }
+                Ok(self.rbuf.split_to(n).freeze())
+            }
+            Framing::Chunked => {
+                let mut chunked = wire::Chunked::default();
+                loop {
+                    if let Some(body) = chunked.feed(&mut self.rbuf)? {
+                        return Ok(body);
+                    }
+                    if self.fill().await? == 0 {
+                        anyhow::bail!("connection closed inside a chunked body");
+                    }
+                }
+            }
+            Framing::UntilClose => {
+                while self.fill().await? > 0 {}
+                Ok(self.rbuf.split().freeze())
+            }
+        }
+    }
+}
+
+/// Bytes asked of the socket per read: a whole answer of the bare server (~2.1 KB) or a
+/// goods page fits.
+const READ_CHUNK: usize = 16 * 1024;
 
 /// What a scenario gets back. Status 0 means the request never got an answer (connection
 /// error or timeout), as in k6.

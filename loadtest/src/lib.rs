@@ -28,3 +28,4 @@ pub mod think;
 pub mod thresholds;
 pub mod values;
 pub mod vu;
+pub mod wire;

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method};
-use http_body_util::Full;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::Serialize;
@@ -18,6 +17,7 @@ use crate::client::{Conn, Response, Target};
 use crate::metrics::{ReqKey, TagSet};
 use crate::recorder::{CheckKey, Recorder};
 use crate::think::between_secs;
+use crate::wire::Outgoing;
 
 /// The root group's tag, shared so resetting it each iteration does not allocate.
 fn no_group() -> Arc<str> {
@@ -89,7 +89,8 @@ pub struct Vu {
     conn: Conn,
     /// Parsed request targets by path, since scenarios repeat the same few.
     uris: Vec<(String, http::Uri)>,
-    /// Interned tag strings, so steady-state requests do not allocate their tags.
+    /// Interned tag strings (request names, check names), so steady-state requests and
+    /// checks do not allocate their tags.
     names: Vec<Arc<str>>,
     /// `--param think_scale=F` multiplies every think time (0 removes it for benchmarks).
     think_scale: f64,
@@ -187,7 +188,7 @@ impl Vu {
         let key = CheckKey {
             scenario: self.scenario.clone(),
             group: self.group.clone(),
-            name: Arc::from(name),
+            name: self.intern(name),
         };
         self.ctx.recorder.check(self.id, &key, ok);
         ok
@@ -309,24 +310,26 @@ impl<'a> RequestBuilder<'a> {
             vu.state.access_token.clone()
         };
         let (method, headers, body) = (self.method, self.headers, self.body);
-        let uri = vu.uri_for(&self.path);
-        let make = || {
-            build(
-                &ctx.target,
-                &method,
-                uri_ok(&uri)?,
-                &headers,
-                body.clone(),
-                bearer.as_deref(),
-            )
-        };
         let sent = Instant::now();
         let intended = vu.intended.take().unwrap_or(sent).min(sent);
-        let exchange = vu.conn.send(&ctx.target, make);
-        // The iteration deadline already bounds the request when it comes first.
-        let outcome = match vu.deadline {
-            Some(d) if d <= sent + ctx.request_timeout => Ok(exchange.await),
-            _ => tokio::time::timeout(ctx.request_timeout, exchange).await,
+        let outcome = match vu.uri_for(&self.path) {
+            Err(e) => Ok(Err(anyhow::anyhow!("bad request path: {e}"))),
+            Ok(uri) => {
+                let req = Outgoing {
+                    method: &method,
+                    target: uri.path_and_query().map_or("/", |p| p.as_str()),
+                    host: ctx.target.host(),
+                    headers: &headers,
+                    bearer: bearer.as_deref(),
+                    body: body.as_deref(),
+                };
+                let exchange = vu.conn.send(&ctx.target, &req);
+                // The iteration deadline already bounds the request when it comes first.
+                match vu.deadline {
+                    Some(d) if d <= sent + ctx.request_timeout => Ok(exchange.await),
+                    _ => tokio::time::timeout(ctx.request_timeout, exchange).await,
+                }
+            }
         };
         let resp = match outcome {
             Ok(Ok((parts, body))) => Response {
@@ -355,35 +358,4 @@ impl<'a> RequestBuilder<'a> {
         ctx.recorder.request(vu.id, &key, intended, sent, done);
         resp
     }
-}
-
-fn uri_ok(uri: &anyhow::Result<http::Uri>) -> anyhow::Result<http::Uri> {
-    match uri {
-        Ok(u) => Ok(u.clone()),
-        Err(e) => Err(anyhow::anyhow!("bad request path: {e}")),
-    }
-}
-
-fn build(
-    target: &Target,
-    method: &Method,
-    uri: http::Uri,
-    headers: &[(HeaderName, HeaderValue)],
-    body: Option<Bytes>,
-    bearer: Option<&str>,
-) -> anyhow::Result<http::Request<Full<Bytes>>> {
-    let mut req = http::Request::builder()
-        .method(method.clone())
-        .uri(uri)
-        .header(http::header::HOST, target.host().clone());
-    if body.is_some() {
-        req = req.header(http::header::CONTENT_TYPE, "application/json");
-    }
-    if let Some(token) = bearer {
-        req = req.header(http::header::AUTHORIZATION, format!("Bearer {token}"));
-    }
-    for (k, v) in headers {
-        req = req.header(k, v);
-    }
-    Ok(req.body(Full::new(body.unwrap_or_default()))?)
 }
