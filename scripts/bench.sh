@@ -122,9 +122,13 @@ taskset -c 0 "$BIN/floodgate-loadtest" ceiling-server --listen "$CEILING_ADDR" -
 CEIL_PID=$!; PIDS+=("$CEIL_PID")
 sleep 0.5
 for i in $(seq 1 "$RUNS"); do
-  CPU_APP=$CEIL_PID CPU_PG=0 CPU_REDIS=0 measured "wrk_$i" taskset -c 1 wrk -t1 -c64 -d"${SECS}s" "http://$CEILING_ADDR/" > "$RAW/wrk_$i.txt"
-  gen run ceiling --target "http://$CEILING_ADDR" --executor constant-vus --vus 64 --duration "${SECS}s" \
-    --summary-json "$RAW/gen_ceiling_$i.json" >/dev/null 2>&1 || true
+  # P6: each generator's own CPU (bench_cpu.py child) and the server's under it
+  CPU_APP=$CEIL_PID CPU_PG=0 CPU_REDIS=0 measured "wrk_$i" \
+    python3 "$ROOT/scripts/bench_cpu.py" child "$RAW/gencpu_wrk_$i.json" taskset -c 1 wrk -t1 -c64 -d"${SECS}s" "http://$CEILING_ADDR/" > "$RAW/wrk_$i.txt"
+  CPU_APP=$CEIL_PID CPU_PG=0 CPU_REDIS=0 measured "gen_ceiling_$i" \
+    python3 "$ROOT/scripts/bench_cpu.py" child "$RAW/gencpu_gen_ceiling_$i.json" \
+    taskset -c 1 "$BIN/floodgate-loadtest" run ceiling --target "http://$CEILING_ADDR" --executor constant-vus --vus 64 \
+    --duration "${SECS}s" --no-progress --summary-json "$RAW/gen_ceiling_$i.json" >/dev/null 2>&1
 done
 if [ -z "$ONLY" ]; then
 log "Locust on the same server, for context (single process, as users run it)"

@@ -10,7 +10,11 @@
   at     the wall clock (seconds).
 APP_PID may be a comma-separated list (replicas: the sum). A pid of 0 or one that is gone
 reads as null. bench_report.py turns two snapshots around a
-run into microseconds per request with `per_request`."""
+run into microseconds per request with `per_request`.
+
+`bench_cpu.py child OUT CMD...` runs CMD (its output passes through) and writes the CPU
+seconds it and its children used, {"user": s, "sys": s}, to OUT: a load generator's own
+cost (P6), which `generator_cpu` divides by the requests of the run."""
 import glob
 import json
 import os
@@ -139,12 +143,46 @@ def idle_ms_per_s(raw):
             for p in ("app", "pg", "redis")}
 
 
+def generator_cpu(raw, pattern):
+    """{user, sys, total}: the medians over the runs matching PATTERN (a glob on the tag, e.g.
+    gen_ceiling_*) of the generator's own CPU microseconds per request (gencpu_TAG.json over
+    the requests of TAG), or None when no run was measured."""
+    runs = []
+    for path in sorted(glob.glob(os.path.join(raw, f"gencpu_{pattern}.json"))):
+        tag = os.path.basename(path)[len("gencpu_"):-len(".json")]
+        requests = requests_served(raw, tag)
+        try:
+            with open(path) as f:
+                used = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if requests:
+            runs.append({k: used[k] * 1e6 / requests for k in ("user", "sys")})
+    if not runs:
+        return None
+    out = {k: statistics.median(r[k] for r in runs) for k in ("user", "sys")}
+    out["total"] = statistics.median(r["user"] + r["sys"] for r in runs)
+    return out
+
+
+def child(out, cmd):
+    import resource
+    import subprocess
+    code = subprocess.run(cmd).returncode
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    with open(out, "w") as f:
+        json.dump({"user": used.ru_utime, "sys": used.ru_stime}, f)
+    return code
+
+
 def main():
-    if sys.argv[1] == "snapshot":
+    if sys.argv[1:2] == ["snapshot"]:
         app, pg, redis = sys.argv[2:5]
         print(json.dumps(snapshot(app, int(pg or 0), redis)))
+    elif sys.argv[1:2] == ["child"] and len(sys.argv) > 3:
+        sys.exit(child(sys.argv[2], sys.argv[3:]))
     else:
-        sys.exit(f"usage: {sys.argv[0]} snapshot APP_PID PG_PID REDIS_PID")
+        sys.exit(f"usage: {sys.argv[0]} snapshot APP_PID PG_PID REDIS_PID | child OUT CMD...")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 import bench_conditions
 import bench_flow
-from bench_cpu import idle_ms_per_s, row_cpu
+from bench_cpu import generator_cpu, idle_ms_per_s, row_cpu
 
 SECS = float(os.environ.get("BENCH_SECONDS", "10"))
 
@@ -154,6 +154,19 @@ def row(pid, workload, ours, unit, ceiling_name, ceiling, ratio_target, note="",
     }
 
 
+def generator_note(raw):
+    """P6: each generator's own CPU per request (it has CPU 1 to itself) and what the row's CPU
+    column holds there (the bare server's CPU under floodgate-loadtest)."""
+    ours, wrk = generator_cpu(raw, "gen_ceiling_*"), generator_cpu(raw, "wrk_*")
+    if not ours or not wrk:
+        return ""
+
+    def us(g):
+        return f"{g['total']:.2f} µs (user {g['user']:.2f})"
+    return (f"the generator's own CPU per request: floodgate-loadtest {us(ours)}, wrk {us(wrk)}; "
+            "CPU column: the bare server's under floodgate-loadtest")
+
+
 def with_bare_ratio(rows, bare):
     """Adds app/bare and total/bare to every row's CPU figures (bare: the bare axum server's
     µs per request under wrk, same run)."""
@@ -220,7 +233,7 @@ def build(raw, history):
     rows.append(row("P5", "POST /wallet/charges, one hot user, 64 VUs", rate(raw, "p5_*.json"), "charges/s",
                     "PG hot row", c["pg_hot_row_tps"], 5.0, f"failed rate {failed(raw, 'p5_*.json')}", row_cpu(raw, "p5_*")))
     rows.append(row("P6", "floodgate-loadtest vs wrk on the bare server, 64 connections", c["generator_rps"], "req/s",
-                    "wrk", c["http_rps"], 1.0))
+                    "wrk", c["http_rps"], 1.0, generator_note(raw), row_cpu(raw, "gen_ceiling_*")))
     rss_idle, rss_load, start = read_number(raw, "rss_idle_kb.txt"), read_number(raw, "rss_load_kb.txt"), read_number(raw, "start_ms.txt")
     for workload, value, limit, unit in [
         ("app RSS idle", rss_idle and rss_idle / 1024, 64, "MB"),

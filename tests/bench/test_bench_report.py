@@ -51,6 +51,25 @@ class CpuPerRequest(unittest.TestCase):
             self.assertAlmostEqual(got["app"], 30.0)  # the median of 20, 40 and 30 µs
             self.assertAlmostEqual(got["redis"], 10.0)
 
+    def test_a_generators_own_cpu_is_its_childs_rusage_over_its_requests(self):
+        with tempfile.TemporaryDirectory() as raw:
+            out = os.path.join(raw, "gencpu_wrk_1.json")
+            # a child that burns some CPU in user space
+            code = bench_cpu.child(out, [sys.executable, "-c", "sum(range(3_000_000))"])
+            self.assertEqual(code, 0)
+            with open(out) as f:
+                used = json.load(f)
+            self.assertGreater(used["user"], 0.0)
+            for i, (user, sys_s) in ((2, (1.0, 8.0)), (3, (3.0, 6.0)), (4, (2.0, 7.0))):
+                write(raw, f"gencpu_gen_ceiling_{i}.json", json.dumps({"user": user, "sys": sys_s}))
+                write(raw, f"gen_ceiling_{i}.json", json.dumps({"metrics": {"http_reqs": {"values": {"count": 1_000_000}}}}))
+            got = bench_cpu.generator_cpu(raw, "gen_ceiling_*")
+            self.assertAlmostEqual(got["user"], 2.0)  # µs per request: the median of 1, 3 and 2
+            self.assertAlmostEqual(got["sys"], 7.0)
+            self.assertAlmostEqual(got["total"], 9.0)
+            # wrk_1 has no requests on record: not measured rather than divided by zero
+            self.assertIsNone(bench_cpu.generator_cpu(raw, "wrk_*"))
+
     def test_snapshot_reads_this_process(self):
         snap = bench_cpu.snapshot(str(os.getpid()), 0, "0")
         self.assertIsInstance(snap["app"], int)
