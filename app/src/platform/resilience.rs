@@ -40,6 +40,33 @@ pub const DEPENDENCY_TIMEOUT: &str = "dependency-timeout";
 /// The `kind` of the 503 for a call refused because its dependency's bulkhead is full.
 pub const BULKHEAD_FULL: &str = "bulkhead-full";
 
+/// The `outcome` label of `floodgate_circuit_calls_total`.
+#[derive(Clone, Copy)]
+enum Counted {
+    Failure,
+    Slow,
+    Success,
+    Rejected,
+}
+
+impl Counted {
+    const ALL: [Counted; 4] = [
+        Counted::Failure,
+        Counted::Slow,
+        Counted::Success,
+        Counted::Rejected,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Counted::Failure => "failure",
+            Counted::Slow => "slow",
+            Counted::Success => "success",
+            Counted::Rejected => "rejected",
+        }
+    }
+}
+
 /// How the calls to one dependency are bounded.
 #[derive(Clone, Copy, Debug)]
 pub struct CallLimits {
@@ -57,12 +84,16 @@ pub struct Breaker {
     /// Runtime-config version applied to `machine` (u64::MAX: none yet).
     version: AtomicU64,
     runtime: RuntimeConfigHandle,
-    metrics: Arc<Metrics>,
     /// Deadline of one guarded call, so a stalled dependency cannot hold a request longer.
     timeout: Duration,
     bulkhead: Semaphore,
     in_flight: Gauge,
     bulkhead_rejected: Counter,
+    /// `floodgate_circuit_state` of this dependency, held so a call does not look it up.
+    state_gauge: Gauge,
+    /// `floodgate_circuit_calls_total` by outcome, in `Counted::ALL` order; all four series
+    /// exist from the start, so a rate over them starts at 0 rather than at the first call.
+    calls: [Counter; 4],
 }
 
 /// Both breakers of the process.
@@ -158,11 +189,18 @@ impl Breaker {
             )),
             version: AtomicU64::new(cfg.version),
             runtime: runtime.clone(),
-            metrics: metrics.clone(),
             timeout: limits.timeout,
             bulkhead: Semaphore::new(limits.bulkhead),
             in_flight: metrics.bulkhead_in_flight.get_or_create(&labels).clone(),
             bulkhead_rejected: metrics.bulkhead_rejected.get_or_create(&labels).clone(),
+            state_gauge: metrics.circuit_state.get_or_create(&labels).clone(),
+            calls: Counted::ALL.map(|outcome| {
+                let labels = CircuitCallLabels {
+                    dependency,
+                    outcome: outcome.label(),
+                };
+                metrics.circuit_calls.get_or_create(&labels).clone()
+            }),
         };
         b.publish(b.lock().state());
         b
@@ -210,22 +248,11 @@ impl Breaker {
     }
 
     fn publish(&self, state: State) {
-        self.metrics
-            .circuit_state
-            .get_or_create(&CircuitLabels {
-                dependency: self.dependency,
-            })
-            .set(state as i64);
+        self.state_gauge.set(state as i64);
     }
 
-    fn count(&self, outcome: &'static str, calls: u32) {
-        self.metrics
-            .circuit_calls
-            .get_or_create(&CircuitCallLabels {
-                dependency: self.dependency,
-                outcome,
-            })
-            .inc_by(u64::from(calls));
+    fn count(&self, outcome: Counted, calls: u32) {
+        self.calls[outcome as usize].inc_by(u64::from(calls));
     }
 
     pub fn state(&self) -> State {
@@ -276,7 +303,7 @@ impl Breaker {
                 }
             }
             Admission::Rejected { retry_after } => {
-                self.count("rejected", calls);
+                self.count(Counted::Rejected, calls);
                 Err(circuit_open(self.dependency, retry_after))
             }
         }
@@ -400,9 +427,9 @@ impl Permit<'_> {
         drop(m);
         b.count(
             match (outcome, slow) {
-                (Outcome::Failure, _) => "failure",
-                (Outcome::Success, true) => "slow",
-                (Outcome::Success, false) => "success",
+                (Outcome::Failure, _) => Counted::Failure,
+                (Outcome::Success, true) => Counted::Slow,
+                (Outcome::Success, false) => Counted::Success,
             },
             self.calls,
         );
