@@ -4,9 +4,10 @@
 //! and histograms from many shards merge into exact global percentiles.
 //!
 //! Layout: `config`/`cli`/`flags` read options; `schedule`/`segment` are the pure timing maths;
-//! `executor` runs VUs; `vu`/`client` are the scenario API; `recorder`/`metrics`/`values`
-//! hold measurements; `thresholds`, `report` and `output` judge and print; `scenarios`
-//! holds the source reports' load tests; `ceiling` is the bare HTTP ceiling server.
+//! `executor` runs VUs; `vu`/`client` are the scenario API, and `wire` the HTTP/1.1 they
+//! speak; `recorder`/`metrics`/`values` hold measurements; `thresholds`, `report` and
+//! `output` judge and print; `scenarios` holds the source reports' load tests; `ceiling` is
+//! the bare HTTP ceiling server.
 
 pub mod ceiling;
 pub mod cli;

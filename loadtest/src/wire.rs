@@ -11,8 +11,9 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
 /// Most response headers read; a response with more is refused, as hyper refuses >100.
 const MAX_HEADERS: usize = 64;
-/// Longest response head accepted (hyper's default read buffer limit is ~400 KB).
-pub const MAX_HEAD_BYTES: usize = 64 * 1024;
+/// Longest response head accepted, so offsets into it fit a `u16` (hyper's default read
+/// buffer limit is ~400 KB; no server this generator targets sends heads near either).
+pub const MAX_HEAD_BYTES: usize = u16::MAX as usize;
 
 /// What is wrong with a response (or a request that cannot be written).
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -119,9 +120,12 @@ pub struct Head {
 /// Parses the head at the front of `buf`: `Ok(None)` until it is complete, else the head,
 /// taken off the front of `buf` (its header values point into that memory, not copies).
 pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, WireError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut resp = httparse::Response::new(&mut slots);
-    let len = match resp.parse(buf) {
+    // left uninitialised: httparse writes the ones it fills (2 KB not cleared per answer)
+    let mut slots = [std::mem::MaybeUninit::uninit(); MAX_HEADERS];
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed = httparse::ParserConfig::default()
+        .parse_response_with_uninit_headers(&mut resp, buf, &mut slots);
+    let len = match parsed {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD_BYTES => {
             return Err(WireError::HeadTooLong);
@@ -129,6 +133,9 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, W
         Ok(httparse::Status::Partial) => return Ok(None),
         Err(e) => return Err(WireError::Head(e.to_string())),
     };
+    if len > MAX_HEAD_BYTES {
+        return Err(WireError::HeadTooLong);
+    }
     let code = resp.code.unwrap_or(0);
     let status =
         StatusCode::from_u16(code).map_err(|_| WireError::Head(format!("status {code}")))?;
@@ -137,25 +144,26 @@ pub fn parse_head(buf: &mut BytesMut, method: &Method) -> Result<Option<Head>, W
     } else {
         Version::HTTP_11
     };
-    // where each name and value sits in the head, so the values can share its memory
+    // where each name and value sits in the head (which fits u16 offsets), so the values
+    // can share its memory
     let base = buf.as_ptr() as usize;
     let at = |s: &[u8]| {
-        (
-            s.as_ptr() as usize - base,
-            s.as_ptr() as usize - base + s.len(),
-        )
+        let start = s.as_ptr() as usize - base;
+        [start as u16, (start + s.len()) as u16]
     };
-    let mut spans = [((0, 0), (0, 0)); MAX_HEADERS];
+    let mut spans = [[0u16; 4]; MAX_HEADERS];
     let count = resp.headers.len();
     for (span, h) in spans.iter_mut().zip(resp.headers.iter()) {
-        *span = (at(h.name.as_bytes()), at(h.value));
+        let ([ns, ne], [vs, ve]) = (at(h.name.as_bytes()), at(h.value));
+        *span = [ns, ne, vs, ve];
     }
     let raw = buf.split_to(len).freeze();
     let mut headers = HeaderMap::with_capacity(count);
-    for &((ns, ne), (vs, ve)) in &spans[..count] {
-        let name = HeaderName::from_bytes(&raw[ns..ne])
-            .map_err(|_| WireError::Head(format!("header name {:?}", &raw[ns..ne])))?;
-        let value = HeaderValue::from_maybe_shared(raw.slice(vs..ve))
+    for &[ns, ne, vs, ve] in &spans[..count] {
+        let name_bytes = &raw[usize::from(ns)..usize::from(ne)];
+        let name = HeaderName::from_bytes(name_bytes)
+            .map_err(|_| WireError::Head(format!("header name {name_bytes:?}")))?;
+        let value = HeaderValue::from_maybe_shared(raw.slice(usize::from(vs)..usize::from(ve)))
             .map_err(|_| WireError::Head(format!("value of {name}")))?;
         headers.append(name, value);
     }
