@@ -20,6 +20,7 @@ use super::{
 use crate::{
     auth::UserId,
     error::{ApiError, ApiResult},
+    platform::db::PlannedPerBatch,
     state::AppState,
 };
 
@@ -140,6 +141,7 @@ async fn claim_rows(
 ) -> Result<Vec<KeyOf>, sqlx::Error> {
     let (users, keys, fps) = columns(rows);
     sqlx::query_as(sql)
+        .planned_per_batch()
         .bind(&users)
         .bind(&keys)
         .bind(&fps)
@@ -162,6 +164,7 @@ async fn held_verdicts(
            from idempotency_keys i
            join unnest($1::bigint[], $2::text[]) as t(u, k) on i.user_id = t.u and i.key = t.k",
     )
+    .planned_per_batch()
     .bind(&users)
     .bind(&keys)
     .fetch_all(conn)
@@ -241,6 +244,7 @@ pub async fn finish_many(
             returning 1)
          select (select count(*) from stored), (select count(*) from released)",
     )
+    .planned_per_batch()
     .bind(&store.0)
     .bind(&store.1)
     .bind(&store.2)

@@ -13,6 +13,7 @@ use crate::{
     idempotency::IdempotencyKey,
     pagination::Page,
     platform::{
+        db::PlannedPerBatch,
         ids::{CouponId, OrderId},
         money::Money,
     },
@@ -332,6 +333,7 @@ pub async fn pass_orders(
              on q.user_id = t.u and q.session_expires_ms = t.s
           where q.queue_id = $1",
     )
+    .planned_per_batch()
     .bind(queue)
     .bind(&users)
     .bind(&ends)

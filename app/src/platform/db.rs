@@ -4,9 +4,10 @@ use std::{sync::Arc, time::Duration};
 
 use secrecy::ExposeSecret;
 use sqlx::{
-    AssertSqlSafe, Connection, PgConnection, PgPool,
+    AssertSqlSafe, Connection, PgConnection, PgPool, Postgres,
     migrate::Migrator,
-    postgres::{PgConnectOptions, PgPoolOptions},
+    postgres::{PgArguments, PgConnectOptions, PgPoolOptions},
+    query::{Query, QueryAs},
 };
 
 use super::resilience::Breakers;
@@ -127,6 +128,31 @@ impl Db {
 }
 
 /// The statement opening every unit behind a transaction pooler.
+/// A batch statement joins a batch's arrays (`unnest($1::bigint[], ..)`) to a table that
+/// grows with the traffic (idempotency records, wallets, paid sessions). It is planned at each
+/// execution, with the arrays it carries (an unnamed statement), never from a plan cached on
+/// the connection: a plan made while the table was small (a new database, the first seconds
+/// of a sale, before autovacuum has analysed it) joins by scanning the whole table, and a
+/// cached plan kept doing so on every later batch as the table grew. In the hot-wallet bench
+/// (P5) that was 897 sequential scans reading 14 million rows of `idempotency_keys` within
+/// 20 s, and most of PostgreSQL's CPU per charge (#18). Planning a statement costs tens of µs,
+/// once per batch, not per request.
+pub trait PlannedPerBatch {
+    fn planned_per_batch(self) -> Self;
+}
+
+impl PlannedPerBatch for Query<'_, Postgres, PgArguments> {
+    fn planned_per_batch(self) -> Self {
+        self.persistent(false)
+    }
+}
+
+impl<O> PlannedPerBatch for QueryAs<'_, Postgres, O, PgArguments> {
+    fn planned_per_batch(self) -> Self {
+        self.persistent(false)
+    }
+}
+
 fn pooled_begin(statement_timeout_ms: u64) -> String {
     format!("BEGIN; SET LOCAL statement_timeout = {statement_timeout_ms}")
 }

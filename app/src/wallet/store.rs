@@ -13,7 +13,7 @@ use crate::{
     auth::UserId,
     error::{ApiError, OnConstraint},
     pagination::Page,
-    platform::{ids::OrderId, money::Money},
+    platform::{db::PlannedPerBatch, ids::OrderId, money::Money},
 };
 
 #[derive(Debug, Clone, Serialize, FromRow, ToSchema)]
@@ -107,6 +107,7 @@ pub async fn debit_many(
          insert into wallet_ledger (user_id, kind, amount, balance_after, reference_id)
          select w.user_id, $4, -req.amount, w.balance, req.reference_id from w join req using (user_id)",
     )
+    .planned_per_batch()
     .bind(&users)
     .bind(&amounts)
     .bind(&references)
