@@ -10,6 +10,7 @@ use crate::{
     auth::UserId,
     error::ApiError,
     platform::{
+        db::PlannedPerBatch,
         ids::{CampaignId, CouponId, OrderId},
         money::Money,
     },
@@ -115,6 +116,7 @@ pub async fn holders_among(
     users: &[i64],
 ) -> Result<Vec<i64>, sqlx::Error> {
     sqlx::query_scalar("select user_id from coupons where campaign_id = $1 and user_id = any($2)")
+        .planned_per_batch()
         .bind(campaign)
         .bind(users)
         .fetch_all(conn)

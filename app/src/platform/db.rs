@@ -7,7 +7,7 @@ use sqlx::{
     AssertSqlSafe, Connection, PgConnection, PgPool, Postgres,
     migrate::Migrator,
     postgres::{PgArguments, PgConnectOptions, PgPoolOptions},
-    query::{Query, QueryAs},
+    query::{Query, QueryAs, QueryScalar},
 };
 
 use super::resilience::Breakers;
@@ -128,8 +128,8 @@ impl Db {
 }
 
 /// The statement opening every unit behind a transaction pooler.
-/// A batch statement joins a batch's arrays (`unnest($1::bigint[], ..)`) to a table that
-/// grows with the traffic (idempotency records, wallets, paid sessions). It is planned at each
+/// A batch statement joins a batch's arrays (`unnest($1::bigint[], ..)`, `= any($1)`) to a
+/// table that grows with the traffic (idempotency records, wallets, paid sessions, coupons). It is planned at each
 /// execution, with the arrays it carries (an unnamed statement), never from a plan cached on
 /// the connection: a plan made while the table was small (a new database, the first seconds
 /// of a sale, before autovacuum has analysed it) joins by scanning the whole table, and a
@@ -148,6 +148,12 @@ impl PlannedPerBatch for Query<'_, Postgres, PgArguments> {
 }
 
 impl<O> PlannedPerBatch for QueryAs<'_, Postgres, O, PgArguments> {
+    fn planned_per_batch(self) -> Self {
+        self.persistent(false)
+    }
+}
+
+impl<O> PlannedPerBatch for QueryScalar<'_, Postgres, O, PgArguments> {
     fn planned_per_batch(self) -> Self {
         self.persistent(false)
     }

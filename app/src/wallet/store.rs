@@ -145,6 +145,7 @@ pub async fn lock_many(
         "select user_id, balance from wallets where user_id = any($1)
           order by user_id for no key update",
     )
+    .planned_per_batch()
     .bind(users)
     .fetch_all(conn)
     .await?;
