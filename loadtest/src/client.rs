@@ -128,8 +128,9 @@ impl Failure {
 
 impl Conn {
     /// Sends `req`, connecting first if there is no open connection. A request that fails
-    /// on a reused keep-alive connection before any byte of an answer came is sent once
-    /// more on a fresh one, as browsers do with connections the server closed while idle.
+    /// on a reused keep-alive connection before any byte of an answer came (the server closed
+    /// it while idle) is sent once more on a fresh one if repeating it is safe: its method is
+    /// idempotent or it carries an `Idempotency-Key`, Go's `net/http` rule (k6's client).
     pub async fn send(
         &mut self,
         target: &Target,
@@ -140,7 +141,9 @@ impl Conn {
             None => (Wire::connect(target).await?, false),
         };
         let outcome = match wire.exchange(req).await {
-            Err(f) if reused && !f.answered => Wire::connect(target).await?.exchange(req).await,
+            Err(f) if reused && !f.answered && repeatable(req) => {
+                Wire::connect(target).await?.exchange(req).await
+            }
             other => other,
         };
         match outcome {
@@ -151,6 +154,16 @@ impl Conn {
             Err(f) => Err(f.error),
         }
     }
+}
+
+/// May `req` be sent again after it failed without an answer? The server may have acted on
+/// it, so only if doing it twice does the same as once.
+fn repeatable(req: &Outgoing<'_>) -> bool {
+    req.method.is_idempotent()
+        || req
+            .headers
+            .iter()
+            .any(|(name, _)| name.as_str() == "idempotency-key")
 }
 
 impl Wire {

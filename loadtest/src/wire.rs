@@ -2,9 +2,9 @@
 //! buffers: a request written in one pass into a reused buffer, a response head parsed in
 //! place (httparse), and the body framed as RFC 9112 §6 says (no body for HEAD, 1xx, 204 and
 //! 304; `chunked`; `Content-Length`; otherwise until the server closes). `client::Conn` does
-//! the reads and writes. wrk works the same way; hyper's client connection added a channel, a
-//! callback and a request object per request, ~3 µs of the generator's ~4 µs of user-space
-//! CPU per request against the bare server (#18, P6).
+//! the reads and writes. wrk works the same way. hyper's client connection added a channel, a
+//! callback and a request object per request: without them the generator's user-space CPU
+//! per request against the bare server fell from 3.8 to 2.2 µs (#18, P6).
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};

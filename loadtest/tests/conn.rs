@@ -150,9 +150,10 @@ async fn a_request_cut_off_by_a_timeout_never_reads_its_late_answer() {
     );
 }
 
-/// A raw server that answers each connection's first request and then closes it without
-/// saying so, as a server whose keep-alive timeout ran out does; it counts connections.
-async fn one_answer_per_connection() -> (Target, Arc<AtomicUsize>) {
+/// A raw server that reads each connection's first request, writes `answer(n)` (n: the
+/// connection's number, from 1) and closes it without saying so, as a server whose
+/// keep-alive timeout ran out does; it counts the connections.
+async fn raw_server(answer: fn(usize) -> String) -> (Target, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let target =
         Target::parse(&format!("http://{}", listener.local_addr().expect("addr"))).expect("target");
@@ -164,9 +165,7 @@ async fn one_answer_per_connection() -> (Target, Arc<AtomicUsize>) {
             tokio::spawn(async move {
                 let mut buf = [0u8; 4096];
                 let _ = s.read(&mut buf).await;
-                let body = format!("conn {n}");
-                let head = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n", body.len());
-                let _ = s.write_all(format!("{head}{body}").as_bytes()).await;
+                let _ = s.write_all(answer(n).as_bytes()).await;
                 let _ = s.shutdown().await;
             });
         }
@@ -175,8 +174,15 @@ async fn one_answer_per_connection() -> (Target, Arc<AtomicUsize>) {
 }
 
 #[tokio::test]
-async fn a_keep_alive_connection_closed_while_idle_is_replaced_once() {
-    let (target, accepted) = one_answer_per_connection().await;
+async fn a_keep_alive_connection_closed_while_idle_is_replaced_once_when_repeating_is_safe() {
+    let (target, accepted) = raw_server(|n| {
+        let body = format!("conn {n}");
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    })
+    .await;
     let mut conn = Conn::default();
     let get = request(&target, &Method::GET, "/", None);
     let (_, first) = conn.send(&target, &get).await.expect("first");
@@ -188,26 +194,39 @@ async fn a_keep_alive_connection_closed_while_idle_is_replaced_once() {
         .expect("retried on a new connection");
     assert_eq!(&second[..], b"conn 2");
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
+
+    // a POST is sent again only with an Idempotency-Key: the server may have acted on it
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let post = request(&target, &Method::POST, "/", Some(b"{}"));
+    conn.send(&target, &post).await.expect_err("not repeated");
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        2,
+        "no new connection for it"
+    );
+    let (_, third) = conn.send(&target, &get).await.expect("on a new connection");
+    assert_eq!(&third[..], b"conn 3");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let key = [(
+        HeaderName::from_static("idempotency-key"),
+        HeaderValue::from_static("k-1"),
+    )];
+    let keyed = Outgoing {
+        headers: &key,
+        ..request(&target, &Method::POST, "/", Some(b"{}"))
+    };
+    let (_, fourth) = conn.send(&target, &keyed).await.expect("keyed: repeated");
+    assert_eq!(&fourth[..], b"conn 4");
+    assert_eq!(accepted.load(Ordering::SeqCst), 4);
 }
 
 #[tokio::test]
 async fn a_broken_answer_fails_the_request_with_its_reason_and_no_retry() {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let target =
-        Target::parse(&format!("http://{}", listener.local_addr().expect("addr"))).expect("target");
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let count = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((mut s, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
-            let mut buf = [0u8; 4096];
-            let _ = s.read(&mut buf).await;
-            // a broken answer: a head with two different lengths
-            let _ = s
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab")
-                .await;
-        }
-    });
+    // a broken answer: a head with two different lengths
+    let (target, accepted) = raw_server(|_| {
+        "HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab".into()
+    })
+    .await;
     let mut conn = Conn::default();
     let get = request(&target, &Method::GET, "/", None);
     let err = conn.send(&target, &get).await.expect_err("refused");
