@@ -127,16 +127,15 @@ impl Db {
     }
 }
 
-/// The statement opening every unit behind a transaction pooler.
 /// A batch statement joins a batch's arrays (`unnest($1::bigint[], ..)`, `= any($1)`) to a
-/// table that grows with the traffic (idempotency records, wallets, paid sessions, coupons). It is planned at each
-/// execution, with the arrays it carries (an unnamed statement), never from a plan cached on
-/// the connection: a plan made while the table was small (a new database, the first seconds
-/// of a sale, before autovacuum has analysed it) joins by scanning the whole table, and a
-/// cached plan kept doing so on every later batch as the table grew. In the hot-wallet bench
-/// (P5) that was 897 sequential scans reading 14 million rows of `idempotency_keys` within
-/// 20 s, and most of PostgreSQL's CPU per charge (#18). Planning a statement costs tens of µs,
-/// once per batch, not per request.
+/// table that grows with the traffic (idempotency records, wallets, paid sessions, coupons).
+/// It is planned at each execution, with the arrays it carries (an unnamed statement), never
+/// from a plan cached on the connection: a plan made while the table was small (a new
+/// database, the first seconds of a sale, before autovacuum has analysed it) joins by
+/// scanning the whole table, and a cached plan kept doing so on every later batch as the
+/// table grew. In the hot-wallet bench (P5) that was 897 sequential scans reading 14 million
+/// rows of `idempotency_keys` within 20 s, and most of PostgreSQL's CPU per charge (#18).
+/// Planning a statement costs tens of µs, once per batch, not per request.
 pub trait PlannedPerBatch {
     fn planned_per_batch(self) -> Self;
 }
@@ -159,6 +158,7 @@ impl<O> PlannedPerBatch for QueryScalar<'_, Postgres, O, PgArguments> {
     }
 }
 
+/// The statement opening every unit behind a transaction pooler.
 fn pooled_begin(statement_timeout_ms: u64) -> String {
     format!("BEGIN; SET LOCAL statement_timeout = {statement_timeout_ms}")
 }

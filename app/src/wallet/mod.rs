@@ -15,7 +15,9 @@ use utoipa::ToSchema;
 use utoipa_axum::routes;
 
 use crate::{
-    error::ApiError, platform::api_router::ApiRouter, platform::money::Money, state::AppState,
+    error::ApiError,
+    platform::{api_router::ApiRouter, money::Money},
+    state::AppState,
 };
 
 // the answer to a charge (also what a replay returns)
