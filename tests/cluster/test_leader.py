@@ -12,14 +12,16 @@ from conftest import metric
 LEASE_DURATION_S = 15
 
 
-def lease(cp, namespace: str) -> dict:
+def lease(cp, namespace: str) -> dict | None:
+    """The namespace's one Lease, or None before the first operator has created it."""
     leases = cp.get("leases.coordination.k8s.io", "-n", namespace)["items"]
-    assert len(leases) == 1, [l["metadata"]["name"] for l in leases]
-    return leases[0]
+    assert len(leases) <= 1, [l["metadata"]["name"] for l in leases]
+    return leases[0] if leases else None
 
 
 def holder(cp, namespace: str) -> str:
-    return lease(cp, namespace)["spec"].get("holderIdentity") or ""
+    held = lease(cp, namespace)
+    return (held["spec"].get("holderIdentity") or "") if held else ""
 
 
 def leads(op) -> bool:
