@@ -9,6 +9,11 @@
 //! meanwhile form the next batch, so batches grow with the load while an idle key adds at
 //! most `window` to a request.
 //!
+//! After a batch the worker stays for up to `window`, and the next batch starts as soon as as
+//! many jobs wait as the last one carried ([`start_at`]), without waiting out the window:
+//! writers that come straight back (a client in a loop, a crowd that was all answered at
+//! once) are all there by then, and waiting longer would only idle the row.
+//!
 //! What callers can rely on:
 //! - All or nothing. A batch whose transaction fails, or outlives the deadline, answers every
 //!   member with that error (a 503) and writes nothing; a success is only ever sent after the
@@ -102,7 +107,10 @@ struct Pending<B: Batch> {
 /// The queue of one key; it exists exactly while the key's worker runs.
 struct Slot<B: Batch> {
     queue: VecDeque<Pending<B>>,
-    full: Arc<Notify>,
+    /// The next batch starts once this many jobs wait (or the oldest has waited `window`).
+    start_at: usize,
+    /// Wakes the worker: the queue reached `start_at`, or a first job came while it lingers.
+    wake: Arc<Notify>,
 }
 
 struct Shared<B: Batch> {
@@ -152,21 +160,22 @@ impl<B: Batch> GroupCommit<B> {
             let mut slots = self.0.lock();
             let mut start = None;
             let slot = slots.entry(key.clone()).or_insert_with(|| {
-                let full = Arc::new(Notify::new());
-                start = Some(full.clone());
+                let wake = Arc::new(Notify::new());
+                start = Some(wake.clone());
                 Slot {
                     queue: VecDeque::new(),
-                    full,
+                    start_at: self.0.max,
+                    wake,
                 }
             });
             slot.queue.push_back(pending);
-            if slot.queue.len() >= self.0.max {
-                slot.full.notify_one();
+            if slot.queue.len() == 1 || slot.queue.len() >= slot.start_at {
+                slot.wake.notify_one();
             }
             start
         };
-        if let Some(full) = start {
-            tokio::spawn(self.0.clone().work(ctx.clone(), key, full));
+        if let Some(wake) = start {
+            tokio::spawn(self.0.clone().work(ctx.clone(), key, wake));
         }
         answer.await.unwrap_or_else(|_| {
             Err(ApiError::internal(
@@ -184,10 +193,10 @@ impl<B: Batch> Shared<B> {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The key's worker: collect, run, repeat until nothing is waiting.
-    async fn work(self: Arc<Self>, ctx: B::Ctx, key: B::Key, full: Arc<Notify>) {
+    /// The key's worker: collect, run, repeat until nothing came for `window` after a batch.
+    async fn work(self: Arc<Self>, ctx: B::Ctx, key: B::Key, wake: Arc<Notify>) {
         loop {
-            self.collect(&key, &full).await;
+            self.collect(&key, &wake).await;
             let batch = {
                 let mut slots = self.lock();
                 let Some(slot) = slots.get_mut(&key) else {
@@ -203,6 +212,9 @@ impl<B: Batch> Shared<B> {
                     slots.remove(&key);
                     return;
                 }
+                if !batch.is_empty() {
+                    slot.start_at = start_at(batch.len(), self.max);
+                }
                 batch
             };
             if batch.is_empty() {
@@ -215,16 +227,22 @@ impl<B: Batch> Shared<B> {
         }
     }
 
-    /// Waits until the oldest job has waited `window`, or `max` jobs are queued.
-    async fn collect(&self, key: &B::Key, full: &Notify) {
+    /// Waits until the slot's `start_at` jobs are queued or the oldest has waited `window`;
+    /// with nothing queued, for a first job during at most `window` (the worker then ends).
+    async fn collect(&self, key: &B::Key, wake: &Notify) {
+        let idle_until = Instant::now() + self.window;
         loop {
             let deadline = {
                 let slots = self.lock();
-                match slots.get(key).and_then(|s| s.queue.front().map(|p| (s, p))) {
-                    Some((slot, oldest)) if slot.queue.len() < self.max => {
+                let Some(slot) = slots.get(key) else {
+                    return;
+                };
+                match slot.queue.front() {
+                    None => idle_until,
+                    Some(oldest) if slot.queue.len() < slot.start_at => {
                         oldest.arrived + self.window
                     }
-                    _ => return,
+                    Some(_) => return,
                 }
             };
             if Instant::now() >= deadline {
@@ -232,7 +250,7 @@ impl<B: Batch> Shared<B> {
             }
             tokio::select! {
                 () = tokio::time::sleep_until(deadline) => return,
-                () = full.notified() => {}
+                () = wake.notified() => {}
             }
         }
     }
@@ -276,6 +294,13 @@ impl<B: Batch> Shared<B> {
             }
         }
     }
+}
+
+/// How many waiting jobs start the batch after one of `last` jobs: as many as came last time
+/// (capped at `max`). Under a steady crowd that is everyone who is coming; when fewer come,
+/// the window still bounds the wait, and the smaller batch lowers the mark for the next.
+fn start_at(last: usize, max: usize) -> usize {
+    last.clamp(1, max)
 }
 
 /// Takes the next batch from `queue`, in order: at most `max` items, never two with the same

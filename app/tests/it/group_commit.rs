@@ -509,6 +509,40 @@ async fn concurrent_charges_of_one_wallet_with_repeated_keys(pool: PgPool) {
     );
 }
 
+/// Eight clients charging one wallet in a loop: after the first batch (which waits the window,
+/// the key being idle), each round starts as soon as all eight are back, so the three later
+/// rounds together take less than one window, and every batch carries all eight.
+#[sqlx::test(migrator = "MIGRATOR")]
+async fn a_crowd_that_comes_back_at_once_does_not_wait_out_the_window(pool: PgPool) {
+    const WINDOW: std::time::Duration = std::time::Duration::from_secs(3);
+    let app = TestApp::spawn_with(pool.clone(), |s| {
+        s.group_commit_window_us = WINDOW.as_micros() as u64;
+    })
+    .await;
+    let user = &users(&app, 1, 0).await[0];
+    let started = std::sync::Mutex::new(None::<std::time::Instant>);
+    let clients = (0..8).map(|c| {
+        let (app, user, started) = (&app, user, &started);
+        async move {
+            for round in 0..4 {
+                let a = charge(app, &user.token, 100, Some(&format!("loop-{c}-{round}"))).await;
+                assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
+                if round == 0 {
+                    started.lock().unwrap().get_or_insert_with(std::time::Instant::now);
+                }
+            }
+        }
+    });
+    join_all(clients).await;
+    let later_rounds = started.lock().unwrap().unwrap().elapsed();
+    assert!(
+        later_rounds < WINDOW,
+        "three rounds after the first took {later_rounds:?}: each waited out the {WINDOW:?} window"
+    );
+    assert_eq!(batch_sizes(&app, "charges").await, (4.0, 32.0));
+    assert_wallets_and_keys_settled(&pool).await;
+}
+
 /// A batch that would cross the balance limit refuses exactly the charges that do not fit.
 #[sqlx::test(migrator = "MIGRATOR")]
 async fn the_balance_limit_refuses_only_what_does_not_fit(pool: PgPool) {
