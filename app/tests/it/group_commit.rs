@@ -528,7 +528,10 @@ async fn a_crowd_that_comes_back_at_once_does_not_wait_out_the_window(pool: PgPo
                 let a = charge(app, &user.token, 100, Some(&format!("loop-{c}-{round}"))).await;
                 assert_eq!(a.status, StatusCode::CREATED, "{}", a.body);
                 if round == 0 {
-                    started.lock().unwrap().get_or_insert_with(std::time::Instant::now);
+                    started
+                        .lock()
+                        .unwrap()
+                        .get_or_insert_with(std::time::Instant::now);
                 }
             }
         }
