@@ -2,7 +2,8 @@
 //! iteration: join → poll until ADMITTED → seats → hold → pay. The report (Locust, 500 users)
 //! failed 3,887 of its 4,224 requests (92 %); here every flow is counted as completed or failed.
 //!
-//! What fails a flow (check `flow completed`, and `flow failed: <step>` naming the step):
+//! What fails a flow (check `flow completed`, and `flow failed: <step>` naming the step, with
+//! the HTTP status when the step got an answer it did not expect, e.g. `join (HTTP 503)`):
 //! any answer outside 2xx, except a hold's 409 `seat-taken`, which the flow retries with
 //! another free seat (up to `seat_tries`, default 5, re-reading the seats when a list runs
 //! out and trying the other dates when one is sold out); no free seat left on any date; `EXPIRED`, or not admitted within
@@ -81,15 +82,48 @@ pub fn flow(vu: &mut Vu) -> BoxFuture<'_, anyhow::Result<()>> {
         vu.group("reserve and pay");
         let outcome = one_flow(vu).await;
         vu.check("flow completed", outcome.is_ok());
-        if let Err(step) = outcome {
-            vu.check(&format!("flow failed: {step}"), false);
+        if let Err(failed) = outcome {
+            vu.check(&format!("flow failed: {failed}"), false);
         }
         vu.end_group();
         Ok(())
     })
 }
 
-async fn one_flow(vu: &mut Vu) -> Result<(), &'static str> {
+/// Why a flow failed: the step, and the status of the answer it did not expect (0: no
+/// answer at all, e.g. a timeout).
+#[derive(Debug, PartialEq)]
+struct Failed {
+    step: &'static str,
+    status: Option<u16>,
+}
+
+impl Failed {
+    fn answered(step: &'static str, status: u16) -> Self {
+        Self {
+            step,
+            status: Some(status),
+        }
+    }
+}
+
+impl From<&'static str> for Failed {
+    fn from(step: &'static str) -> Self {
+        Self { step, status: None }
+    }
+}
+
+impl std::fmt::Display for Failed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            None => f.write_str(self.step),
+            Some(0) => write!(f, "{} (no answer)", self.step),
+            Some(status) => write!(f, "{} (HTTP {status})", self.step),
+        }
+    }
+}
+
+async fn one_flow(vu: &mut Vu) -> Result<(), Failed> {
     let qid = vu.param("queue_id").unwrap_or_default();
     let r = vu
         .post(format!("/api/v1/queues/{qid}/tokens"))
@@ -97,7 +131,7 @@ async fn one_flow(vu: &mut Vu) -> Result<(), &'static str> {
         .send()
         .await;
     if !(200..300).contains(&r.status) {
-        return Err("join");
+        return Err(Failed::answered("join", r.status));
     }
     let v = r.value();
     let token = v.get("token").and_then(Value::as_str).unwrap_or_default();
@@ -123,7 +157,7 @@ async fn wait_admitted(
     qid: &str,
     token: &str,
     mut status: String,
-) -> Result<(), &'static str> {
+) -> Result<(), Failed> {
     let limit: u64 = vu
         .param("admit_timeout")
         .and_then(|n| n.parse().ok())
@@ -131,10 +165,10 @@ async fn wait_admitted(
     let deadline = Instant::now() + Duration::from_secs(limit);
     while status != "ADMITTED" {
         if status == "EXPIRED" {
-            return Err("expired in the queue");
+            return Err("expired in the queue".into());
         }
         if Instant::now() >= deadline {
-            return Err("not admitted in time");
+            return Err("not admitted in time".into());
         }
         let r = vu
             .get(format!("/api/v1/queues/{qid}/tokens/me"))
@@ -143,7 +177,7 @@ async fn wait_admitted(
             .send()
             .await;
         if r.status != 200 {
-            return Err("poll");
+            return Err(Failed::answered("poll", r.status));
         }
         let v = r.value();
         status = v.get("status").and_then(Value::as_str).unwrap_or("").into();
@@ -157,7 +191,7 @@ async fn wait_admitted(
     Ok(())
 }
 
-async fn free_seats(vu: &mut Vu, sid: &str, token: &str) -> Result<Vec<String>, &'static str> {
+async fn free_seats(vu: &mut Vu, sid: &str, token: &str) -> Result<Vec<String>, Failed> {
     let r = vu
         .get(format!("/api/v1/schedules/{sid}/seats?available=true"))
         .name("p9-seats")
@@ -165,7 +199,7 @@ async fn free_seats(vu: &mut Vu, sid: &str, token: &str) -> Result<Vec<String>, 
         .send()
         .await;
     if r.status != 200 {
-        return Err("seats");
+        return Err(Failed::answered("seats", r.status));
     }
     let v = r.value();
     Ok(list_of(&v)
@@ -178,7 +212,7 @@ async fn free_seats(vu: &mut Vu, sid: &str, token: &str) -> Result<Vec<String>, 
         .unwrap_or_default())
 }
 
-async fn reserve_and_pay(vu: &mut Vu, token: &str) -> Result<(), &'static str> {
+async fn reserve_and_pay(vu: &mut Vu, token: &str) -> Result<(), Failed> {
     let schedules: Vec<String> = vu
         .param("schedule_ids")
         .unwrap_or_default()
@@ -203,7 +237,7 @@ async fn reserve_and_pay(vu: &mut Vu, token: &str) -> Result<(), &'static str> {
             seats = free_seats(vu, &sid, token).await?;
         }
         if seats.is_empty() {
-            return Err("no free seat");
+            return Err("no free seat".into());
         }
         // a random free seat, so that concurrent flows seldom pick the same one
         let seat = seats.swap_remove(vu.rng.random_range(0..seats.len()));
@@ -219,23 +253,18 @@ async fn reserve_and_pay(vu: &mut Vu, token: &str) -> Result<(), &'static str> {
         let kind = r.field("/type").and_then(|t| t.as_str().map(String::from));
         match r.status {
             201 => {
-                let rid = id_of(&r.value(), &["reservation_id"]).ok_or("hold without id")?;
+                let rid = id_of(&r.value(), &["reservation_id"])
+                    .ok_or(Failed::from("hold without id"))?;
                 return pay(vu, token, &sid, &seat, &rid).await;
             }
             409 if kind.is_some_and(|k| k.ends_with("/seat-taken")) => continue,
-            _ => return Err("hold"),
+            status => return Err(Failed::answered("hold", status)),
         }
     }
-    Err("no seat after seat_tries holds")
+    Err("no seat after seat_tries holds".into())
 }
 
-async fn pay(
-    vu: &mut Vu,
-    token: &str,
-    sid: &str,
-    seat: &str,
-    rid: &str,
-) -> Result<(), &'static str> {
+async fn pay(vu: &mut Vu, token: &str, sid: &str, seat: &str, rid: &str) -> Result<(), Failed> {
     let key = idempotency_key(vu);
     let r = vu
         .post(format!("/api/v1/reservations/{rid}/payment"))
@@ -245,8 +274,20 @@ async fn pay(
         .send()
         .await;
     if !(200..300).contains(&r.status) {
-        return Err("pay");
+        return Err(Failed::answered("pay", r.status));
     }
     vu.ctx().record_fact("paid_seat", format!("{sid}:{seat}"));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Failed;
+
+    #[test]
+    fn a_failure_names_its_step_and_the_status_it_got() {
+        assert_eq!(Failed::from("no free seat").to_string(), "no free seat");
+        assert_eq!(Failed::answered("join", 503).to_string(), "join (HTTP 503)");
+        assert_eq!(Failed::answered("pay", 0).to_string(), "pay (no answer)");
+    }
 }
