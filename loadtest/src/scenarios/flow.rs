@@ -25,7 +25,7 @@ use serde_json::{Value, json};
 
 use super::api::{ensure_logged_in, fund_once, id_of, idempotency_key, list_of, number_at};
 use super::order::id_value;
-use crate::vu::Vu;
+use crate::{client::Response, vu::Vu};
 
 pub fn setup(vu: &mut Vu) -> BoxFuture<'_, anyhow::Result<()>> {
     Box::pin(async move {
@@ -91,34 +91,46 @@ pub fn flow(vu: &mut Vu) -> BoxFuture<'_, anyhow::Result<()>> {
 }
 
 /// Why a flow failed: the step, and the status of the answer it did not expect (0: no
-/// answer at all, e.g. a timeout).
+/// answer at all, e.g. a timeout) with its problem type's last segment (`hold-limit`).
 #[derive(Debug, PartialEq)]
 struct Failed {
     step: &'static str,
     status: Option<u16>,
+    kind: Option<String>,
 }
 
 impl Failed {
-    fn answered(step: &'static str, status: u16) -> Self {
+    fn answered(step: &'static str, r: &Response) -> Self {
+        let kind = r.field("/type").and_then(|t| {
+            t.as_str()
+                .and_then(|t| t.rsplit('/').next())
+                .map(String::from)
+        });
         Self {
             step,
-            status: Some(status),
+            status: Some(r.status),
+            kind,
         }
     }
 }
 
 impl From<&'static str> for Failed {
     fn from(step: &'static str) -> Self {
-        Self { step, status: None }
+        Self {
+            step,
+            status: None,
+            kind: None,
+        }
     }
 }
 
 impl std::fmt::Display for Failed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self.status {
-            None => f.write_str(self.step),
-            Some(0) => write!(f, "{} (no answer)", self.step),
-            Some(status) => write!(f, "{} (HTTP {status})", self.step),
+        match (self.status, &self.kind) {
+            (None, _) => f.write_str(self.step),
+            (Some(0), _) => write!(f, "{} (no answer)", self.step),
+            (Some(status), None) => write!(f, "{} (HTTP {status})", self.step),
+            (Some(status), Some(kind)) => write!(f, "{} (HTTP {status} {kind})", self.step),
         }
     }
 }
@@ -131,7 +143,7 @@ async fn one_flow(vu: &mut Vu) -> Result<(), Failed> {
         .send()
         .await;
     if !(200..300).contains(&r.status) {
-        return Err(Failed::answered("join", r.status));
+        return Err(Failed::answered("join", &r));
     }
     let v = r.value();
     let token = v.get("token").and_then(Value::as_str).unwrap_or_default();
@@ -177,7 +189,7 @@ async fn wait_admitted(
             .send()
             .await;
         if r.status != 200 {
-            return Err(Failed::answered("poll", r.status));
+            return Err(Failed::answered("poll", &r));
         }
         let v = r.value();
         status = v.get("status").and_then(Value::as_str).unwrap_or("").into();
@@ -199,7 +211,7 @@ async fn free_seats(vu: &mut Vu, sid: &str, token: &str) -> Result<Vec<String>, 
         .send()
         .await;
     if r.status != 200 {
-        return Err(Failed::answered("seats", r.status));
+        return Err(Failed::answered("seats", &r));
     }
     let v = r.value();
     Ok(list_of(&v)
@@ -258,7 +270,7 @@ async fn reserve_and_pay(vu: &mut Vu, token: &str) -> Result<(), Failed> {
                 return pay(vu, token, &sid, &seat, &rid).await;
             }
             409 if kind.is_some_and(|k| k.ends_with("/seat-taken")) => continue,
-            status => return Err(Failed::answered("hold", status)),
+            _ => return Err(Failed::answered("hold", &r)),
         }
     }
     Err("no seat after seat_tries holds".into())
@@ -274,7 +286,7 @@ async fn pay(vu: &mut Vu, token: &str, sid: &str, seat: &str, rid: &str) -> Resu
         .send()
         .await;
     if !(200..300).contains(&r.status) {
-        return Err(Failed::answered("pay", r.status));
+        return Err(Failed::answered("pay", &r));
     }
     vu.ctx().record_fact("paid_seat", format!("{sid}:{seat}"));
     Ok(())
@@ -282,12 +294,32 @@ async fn pay(vu: &mut Vu, token: &str, sid: &str, seat: &str, rid: &str) -> Resu
 
 #[cfg(test)]
 mod tests {
-    use super::Failed;
+    use super::{Failed, Response};
+
+    fn answer(status: u16, body: &'static str) -> Response {
+        Response {
+            status,
+            headers: Default::default(),
+            body: body.into(),
+            error: None,
+        }
+    }
 
     #[test]
-    fn a_failure_names_its_step_and_the_status_it_got() {
+    fn a_failure_names_its_step_the_status_and_the_problem_it_got() {
         assert_eq!(Failed::from("no free seat").to_string(), "no free seat");
-        assert_eq!(Failed::answered("join", 503).to_string(), "join (HTTP 503)");
-        assert_eq!(Failed::answered("pay", 0).to_string(), "pay (no answer)");
+        assert_eq!(
+            Failed::answered("join", &answer(503, "")).to_string(),
+            "join (HTTP 503)"
+        );
+        let problem = r#"{"type":"https://floodgate.dev/problems/hold-limit","status":409}"#;
+        assert_eq!(
+            Failed::answered("hold", &answer(409, problem)).to_string(),
+            "hold (HTTP 409 hold-limit)"
+        );
+        assert_eq!(
+            Failed::answered("pay", &Response::failed("timed out".into())).to_string(),
+            "pay (no answer)"
+        );
     }
 }
