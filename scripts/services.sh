@@ -54,7 +54,7 @@ pg_bin() {
 }
 
 pg_up() {
-  local host port user db bin pgdata owner run pathfile
+  local host port user db bin pgdata owner run
   host=$(url_host "$DATABASE_URL"); port=$(url_port "$DATABASE_URL" 5432)
   user=$(url_user "$DATABASE_URL"); db=$(url_db "$DATABASE_URL")
   command -v pg_isready >/dev/null || apt_install postgresql-client
@@ -62,8 +62,6 @@ pg_up() {
     is_local "$host" || die "PostgreSQL at $host:$port does not answer (not a local address, so not starting one)"
     bin=$(pg_bin) || { apt_install postgresql; bin=$(pg_bin) || die "postgresql installed but initdb not found"; }
     pgdata=$DATA/postgres; run=$DATA/run
-    # where later runs (down, beside_pg, bench) look for the path of this data directory
-    pathfile=$DATA/postgres.path
     owner=$(id -un)
     if [ "$(id -u)" -eq 0 ]; then
       # PostgreSQL refuses to run as root: run it as the packaged 'postgres' user.
@@ -88,7 +86,8 @@ pg_up() {
     runpg "$bin/pg_ctl" -D "$pgdata" -l "$pgdata/server.log" -w -t 60 \
       -o "-p $port -k $run -c listen_addresses=$host -c max_connections=500 -c shared_buffers=256MB" start >/dev/null \
       || { tail -20 "$pgdata/server.log" >&2; die "PostgreSQL did not start"; }
-    echo "$pgdata" > "$pathfile" 2>/dev/null || true
+    # where later runs (down, beside_pg, bench) look for the path of this data directory
+    echo "$pgdata" > "$DATA/postgres.path" 2>/dev/null || true
   fi
   if ! psql -h "$host" -p "$port" -U "$user" -d postgres -tAc "select 1 from pg_database where datname = '$db'" 2>/dev/null | grep -q 1; then
     log "creating database $db"

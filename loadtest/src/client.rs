@@ -290,6 +290,12 @@ impl Response {
         self.value().pointer(pointer).cloned()
     }
 
+    /// The last segment of a problem+json answer's `type` (`seat-taken`).
+    pub fn problem_kind(&self) -> Option<String> {
+        let kind = self.field("/type")?;
+        kind.as_str()?.rsplit('/').next().map(String::from)
+    }
+
     pub fn ok(&self) -> bool {
         (200..400).contains(&self.status)
     }

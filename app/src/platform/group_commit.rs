@@ -10,7 +10,7 @@
 //! most `window` to a request.
 //!
 //! After a batch the worker stays for up to `window`, and the next batch starts as soon as as
-//! many jobs wait as the last one carried ([`start_at`]), without waiting out the window:
+//! many jobs wait as the last one carried (`Slot::start_at`), without waiting out the window:
 //! writers that come straight back (a client in a loop, a crowd that was all answered at
 //! once) are all there by then, and waiting longer would only idle the row.
 //!
@@ -213,7 +213,10 @@ impl<B: Batch> Shared<B> {
                     return;
                 }
                 if !batch.is_empty() {
-                    slot.start_at = start_at(batch.len(), self.max);
+                    // as many as came last time: under a steady crowd that is everyone who is
+                    // coming; when fewer come, the window still bounds the wait (`take` never
+                    // returns more than `max`)
+                    slot.start_at = batch.len();
                 }
                 batch
             };
@@ -294,13 +297,6 @@ impl<B: Batch> Shared<B> {
             }
         }
     }
-}
-
-/// How many waiting jobs start the batch after one of `last` jobs: as many as came last time
-/// (capped at `max`). Under a steady crowd that is everyone who is coming; when fewer come,
-/// the window still bounds the wait, and the smaller batch lowers the mark for the next.
-fn start_at(last: usize, max: usize) -> usize {
-    last.clamp(1, max)
 }
 
 /// Takes the next batch from `queue`, in order: at most `max` items, never two with the same

@@ -3,7 +3,8 @@
 //! failed 3,887 of its 4,224 requests (92 %); here every flow is counted as completed or failed.
 //!
 //! What fails a flow (check `flow completed`, and `flow failed: <step>` naming the step, with
-//! the HTTP status when the step got an answer it did not expect, e.g. `join (HTTP 503)`):
+//! the HTTP status and problem type when the step got an answer it did not expect, e.g.
+//! `hold (HTTP 409 hold-limit)`):
 //! any answer outside 2xx, except a hold's 409 `seat-taken`, which the flow retries with
 //! another free seat (up to `seat_tries`, default 5, re-reading the seats when a list runs
 //! out and trying the other dates when one is sold out); no free seat left on any date; `EXPIRED`, or not admitted within
@@ -101,15 +102,10 @@ struct Failed {
 
 impl Failed {
     fn answered(step: &'static str, r: &Response) -> Self {
-        let kind = r.field("/type").and_then(|t| {
-            t.as_str()
-                .and_then(|t| t.rsplit('/').next())
-                .map(String::from)
-        });
         Self {
             step,
             status: Some(r.status),
-            kind,
+            kind: r.problem_kind(),
         }
     }
 }
@@ -262,14 +258,13 @@ async fn reserve_and_pay(vu: &mut Vu, token: &str) -> Result<(), Failed> {
             .expect(&[201, 409])
             .send()
             .await;
-        let kind = r.field("/type").and_then(|t| t.as_str().map(String::from));
         match r.status {
             201 => {
                 let rid = id_of(&r.value(), &["reservation_id"])
                     .ok_or(Failed::from("hold without id"))?;
                 return pay(vu, token, &sid, &seat, &rid).await;
             }
-            409 if kind.is_some_and(|k| k.ends_with("/seat-taken")) => continue,
+            409 if r.problem_kind().as_deref() == Some("seat-taken") => continue,
             _ => return Err(Failed::answered("hold", &r)),
         }
     }
