@@ -179,9 +179,25 @@ for i in $(seq 1 "$RUNS"); do
 done
 rss "$APP_PID" > "$RAW/rss_load_kb.txt"
 half=$(python3 scripts/bench_report.py half-rate "$RAW")
-log "P1: p99 at half the measured rate ($half/s)"
-genm p1_half run goods-detail --target "$APP" --param "goods_id=$GOODS_ID" --param think_scale=0 --executor constant-arrival-rate --rate "$half" --time-unit 1s \
-  --vus 64 --max-vus 256 --duration "${SECS}s" --summary-json "$RAW/p1_half.json" >/dev/null 2>&1 || true
+log "P1: p99 at half the measured rate ($half/s), beside the bare server's and the Redis-read floor's at that rate"
+# the tail this machine gives any server at that rate: the same open-model load on the bare
+# server and on the Redis-read floor, interleaved with the app's runs (#18)
+at_half() { "$@" --executor constant-arrival-rate --rate "$half" --time-unit 1s --vus 64 --max-vus 256 --duration "${SECS}s" >/dev/null 2>&1 || true; }
+for i in $(seq 1 "$RUNS"); do
+  for floor in bare redis; do
+    redis_arg=(); [ "$floor" = redis ] && redis_arg=(--redis-url "$REDIS_URL")
+    taskset -c 0 "$BIN/floodgate-loadtest" ceiling-server --listen "$CEILING_ADDR" --body-bytes 2000 "${redis_arg[@]}" >/dev/null 2>&1 &
+    TAIL_PID=$!; PIDS+=("$TAIL_PID")
+    until curl -sf "http://$CEILING_ADDR/" >/dev/null; do
+      kill -0 "$TAIL_PID" 2>/dev/null || { log "the $floor ceiling server did not start"; exit 1; }
+      sleep 0.05
+    done
+    at_half gen run ceiling --target "http://$CEILING_ADDR" --summary-json "$RAW/p1_half_${floor}_$i.json"
+    kill "$TAIL_PID" 2>/dev/null || true
+    wait "$TAIL_PID" 2>/dev/null || true
+  done
+  at_half genm "p1_half_$i" run goods-detail --target "$APP" --param "goods_id=$GOODS_ID" --param think_scale=0 --summary-json "$RAW/p1_half_$i.json"
+done
 
 fi
 if want P5; then

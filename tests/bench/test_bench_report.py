@@ -147,6 +147,25 @@ class RunConditions(unittest.TestCase):
         self.assertIsNone(out[0]["floor_ratio"])
         self.assertEqual(out[0]["note"], "n")
 
+    def test_the_half_rate_tail_is_the_median_beside_the_floors_at_that_rate(self):
+        def run(p99, dropped):
+            return json.dumps({"metrics": {"http_req_duration": {"values": {"p(99)": p99}}},
+                               "floodgate": {"metrics": {"dropped_iterations": dropped}}})
+        with tempfile.TemporaryDirectory() as raw:
+            for i, (ours, bare, floor) in enumerate([(9.0, 2.0, 6.0), (8.0, 3.0, 5.0), (7.0, 1.0, 4.0)], 1):
+                write(raw, f"p1_half_{i}.json", run(ours, 10 * i))
+                write(raw, f"p1_half_bare_{i}.json", run(bare, 0))
+                write(raw, f"p1_half_redis_{i}.json", run(floor, i))
+            p99, note = bench_report.half_rate_tail(raw)
+            self.assertEqual(p99, 8.0, "the app's runs only, not the floors' at the same rate")
+            self.assertIn("the bare server's p99 2.00 ms, the Redis-read floor's 5.00 ms", note)
+            self.assertIn("ours 10/20/30, bare 0/0/0, floor 1/2/3", note)
+
+    def test_no_floor_at_half_rate_leaves_the_p99_without_a_note(self):
+        with tempfile.TemporaryDirectory() as raw:
+            write(raw, "p1_half_1.json", json.dumps({"metrics": {"http_req_duration": {"values": {"p(99)": 4.5}}}}))
+            self.assertEqual(bench_report.half_rate_tail(raw), (4.5, ""))
+
     def test_record_appends_the_ceilings(self):
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "history.json")
