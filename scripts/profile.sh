@@ -100,8 +100,10 @@ fund() {
 
 # wrk_load SECONDS: runs SECONDS of the row's load (WRK_ARGS) and prints the requests it sent
 WRK_ARGS=()
+# each call sends its own idempotency keys (profile_writes.lua: RUN_ID, thread, counter); with
+# one RUN_ID for all phases the measured phase replayed the warm-up's keys
 wrk_load() {
-  taskset -c 1 wrk -t1 -c64 -d"${1}s" "${WRK_ARGS[@]}" > "$OUT/wrk.txt"
+  RUN_ID=${RUN_ID:-run}-$(date +%s%N) taskset -c 1 wrk -t1 -c64 -d"${1}s" "${WRK_ARGS[@]}" > "$OUT/wrk.txt"
   awk '/requests in/ {print $1}' "$OUT/wrk.txt"
 }
 case $ROW in

@@ -1,6 +1,7 @@
 -- wrk script of scripts/profile.sh (P2, P5): each request carries the next access token of
 -- TOKENS_FILE (round robin), a fresh Idempotency-Key (as the bench's generator sends) and the
--- JSON body WRK_BODY, POSTed. Keys are unique per run: RUN_ID, the thread and a counter.
+-- JSON body WRK_BODY, POSTed. Keys are unique per wrk run: RUN_ID (profile.sh sets a new one
+-- for each), the thread and a counter.
 local threads = {}
 function setup(thread)
   thread:set("id", #threads + 1)

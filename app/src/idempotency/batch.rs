@@ -62,7 +62,7 @@ pub async fn claim_many(
         lease: LEASE.as_secs() as f64,
         ttl: state.runtime.get().ttls.idempotency.as_secs() as f64,
     };
-    let mut run: HashSet<KeyOf> = claim_rows(&mut *conn, INSERT_CLAIMS, &keyed, terms)
+    let mut run: HashSet<KeyOf> = claim_rows(&mut *conn, ClaimSql::Insert, &keyed, terms)
         .await?
         .into_iter()
         .collect();
@@ -74,7 +74,7 @@ pub async fn claim_many(
         .collect();
     let mut verdicts: HashMap<KeyOf, ApiResult<Response>> = HashMap::new();
     if !held_elsewhere.is_empty() {
-        run.extend(claim_rows(&mut *conn, TAKE_OVER_CLAIMS, &held_elsewhere, terms).await?);
+        run.extend(claim_rows(&mut *conn, ClaimSql::TakeOver, &held_elsewhere, terms).await?);
         let still: Vec<(KeyOf, &[u8])> = held_elsewhere
             .into_iter()
             .filter(|(k, _)| !run.contains(k))
@@ -101,7 +101,18 @@ struct Terms {
     ttl: f64,
 }
 
-/// Fresh claims; a key someone else holds is left alone.
+/// The two claim statements.
+#[derive(Clone, Copy)]
+enum ClaimSql {
+    /// Fresh claims; a key someone else holds is left alone. It reads no table but through
+    /// the primary key (the conflict check), so its plan cannot go stale as the table grows:
+    /// it stays prepared on the connection (planning it took ~70 µs of every batch, #18).
+    Insert,
+    /// Takes over the lapsed or expired records of these keys: it joins the table, so it is
+    /// planned per batch ([`PlannedPerBatch`]).
+    TakeOver,
+}
+
 const INSERT_CLAIMS: &str =
     "insert into idempotency_keys (user_id, key, fingerprint, locked_until, expires_at)
          select u, k, f, now() + make_interval(secs => $4), now() + make_interval(secs => $5)
@@ -110,7 +121,6 @@ const INSERT_CLAIMS: &str =
          on conflict (user_id, key) do nothing
          returning user_id, key";
 
-/// Takes over the lapsed or expired records of these keys.
 const TAKE_OVER_CLAIMS: &str = concat!(
     "update idempotency_keys",
     take_over_set!(),
@@ -135,13 +145,16 @@ fn columns(rows: &[(KeyOf, &[u8])]) -> (Vec<i64>, Vec<String>, Vec<Vec<u8>>) {
 /// Runs one claim statement over `rows`: the keys it claimed.
 async fn claim_rows(
     conn: &mut PgConnection,
-    sql: &'static str,
+    sql: ClaimSql,
     rows: &[(KeyOf, &[u8])],
     terms: Terms,
 ) -> Result<Vec<KeyOf>, sqlx::Error> {
     let (users, keys, fps) = columns(rows);
-    sqlx::query_as(sql)
-        .planned_per_batch()
+    let query = match sql {
+        ClaimSql::Insert => sqlx::query_as(INSERT_CLAIMS),
+        ClaimSql::TakeOver => sqlx::query_as(TAKE_OVER_CLAIMS).planned_per_batch(),
+    };
+    query
         .bind(&users)
         .bind(&keys)
         .bind(&fps)
