@@ -20,6 +20,10 @@
 # bare server. PROFILE_TAG (default "now") names the SVG (e.g. before / after);
 # PROFILE_NO_BUILD=1 reuses the binaries copied into .data/profile/bin (PROFILE_BIN=DIR: the
 # binaries of DIR, e.g. a saved "before" build); PROFILE_PERF=0 measures without profiling.
+# PROFILE_STATEMENTS=1 (with PROFILE_PERF=0) also measures the PostgreSQL hot-row ceiling on the
+# same PostgreSQL first (pgbench, as make bench) and prints PostgreSQL's execution and planning
+# time per request of each statement in the measured phase (pg_stat_statements), beside what
+# P2's (10x) or P5's (5x) target leaves per request (scripts/profile_statements.py).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
@@ -63,12 +67,25 @@ if [ -z "${PROFILE_NO_BUILD:-}" ] && [ -z "${PROFILE_BIN:-}" ]; then
 fi
 
 PIDS=()
+STATEMENTS=${PROFILE_STATEMENTS:-0}
 cleanup() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  if [ "$STATEMENTS" = 1 ]; then
+    psql "$DATABASE_URL" -q -c "alter system reset shared_preload_libraries" \
+      -c "alter system reset pg_stat_statements.track_planning" >/dev/null 2>&1 || true
+  fi
   bash scripts/services.sh down >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 bash scripts/services.sh up >/dev/null
+if [ "$STATEMENTS" = 1 ]; then
+  # the library loads at start only: set it, restart, and keep the view out of `public`
+  psql "$DATABASE_URL" -qc "alter system set shared_preload_libraries = 'pg_stat_statements'" >/dev/null
+  bash scripts/services.sh down >/dev/null
+  bash scripts/services.sh up >/dev/null
+  PGOPTIONS=--client-min-messages=warning psql "$DATABASE_URL" -q -c "alter system set pg_stat_statements.track_planning = on" -c "select pg_reload_conf()" \
+    -c "create schema if not exists pgss" -c "create extension if not exists pg_stat_statements schema pgss" >/dev/null
+fi
 redis-cli -p 63839 flushall >/dev/null
 psql "$DATABASE_URL" -qc "drop schema public cascade; create schema public;" >/dev/null 2>&1
 "$BIN/floodgate-app" migrate >/dev/null 2>&1
@@ -178,15 +195,29 @@ r = resource.getrusage(resource.RUSAGE_CHILDREN); print(r.ru_utime + r.ru_stime)
   perf record -q -e cpu-clock -F 999 --call-graph dwarf,16384 -p "$gp" -o "$OUT/perf.data" -- sleep "$((SECS - 1))" 2>/dev/null
   wait "$gp" || true
 else
+  if [ "$STATEMENTS" = 1 ]; then
+    log "$ROW: PostgreSQL hot-row ceiling (pgbench, 16 clients updating one row, 3 x 5 s)"
+    psql "$DATABASE_URL" -qc "create table if not exists bench_hot (id int primary key, v bigint);
+      insert into bench_hot values (1, 0) on conflict do nothing" >/dev/null
+    echo "update bench_hot set v = v + 1 where id = 1;" > "$OUT/hot.sql"
+    hot=$(for _ in 1 2 3; do taskset -c 1 pgbench -n -c 16 -j 1 -T 5 -f "$OUT/hot.sql" "$DATABASE_URL" 2>/dev/null \
+      | awk '/^tps/ {print $3}'; done | sort -n | sed -n 2p)
+  fi
   log "$ROW: warm-up (2 s)"
   wrk_load 2 >/dev/null
   log "$ROW: measuring ($SECS s, no profiler)"
+  [ "$STATEMENTS" = 1 ] && psql "$DATABASE_URL" -qc "select pgss.pg_stat_statements_reset()" >/dev/null
   c0=$(ticks "$APP_PID"); s0=$(svc_ticks)
   reqs=$(wrk_load "$SECS")
   c1=$(ticks "$APP_PID"); s1=$(svc_ticks)
   svc_us=$(python3 -c "print(round(($s1 - $s0) * 1e6 / $HZ / max($reqs, 1), 1))")
   if [ "${PROFILE_PERF:-1}" = 0 ]; then
     echo "$ROW $TAG: requests=$reqs rate=$((reqs / SECS))/s cpu_ticks=$((c1 - c0)) us_per_request=$(python3 -c "print(round(($c1 - $c0) * 1e6 / $HZ / max($reqs, 1), 1))") postgres_redis_us_per_request=$svc_us"
+    if [ "$STATEMENTS" = 1 ]; then
+      psql "$DATABASE_URL" -tAF'|' -c "select calls, rows, total_exec_time, total_plan_time, regexp_replace(query, '\s+', ' ', 'g')
+        from pgss.pg_stat_statements where calls > 1 order by total_exec_time + total_plan_time desc" > "$OUT/statements.txt"
+      python3 scripts/profile_statements.py "$ROW" "$hot" "$reqs" "$SECS" "$OUT/statements.txt"
+    fi
     exit 0
   fi
   log "$ROW: perf record on the app ($SECS s)"

@@ -1,5 +1,6 @@
-"""Unit tests of the bench report's rules (scripts/bench_*.py): CPU per request, the run
-conditions that decide whether targets are judged, and when a P9 step holds.
+"""Unit tests of the bench report's rules (scripts/bench_*.py, profile_statements.py): CPU per
+request, the run conditions that decide whether targets are judged, when a P9 step holds, and
+statement time per request.
 Run: python3 -m unittest discover -s tests/bench (scripts/bench-tests.sh)."""
 import json
 import os
@@ -13,6 +14,7 @@ import bench_conditions  # noqa: E402
 import bench_cpu  # noqa: E402
 import bench_flow  # noqa: E402
 import bench_report  # noqa: E402
+import profile_statements  # noqa: E402
 
 CEILINGS = {"http_rps": 100_000.0, "redis_eval_per_s": 100_000.0, "pg_hot_row_tps": 3_000.0, "pg_commit_tps": 7_000.0}
 
@@ -174,6 +176,27 @@ class RunConditions(unittest.TestCase):
             history = bench_conditions.read_history(path)
             self.assertEqual([h["generated_at"] for h in history], ["t1", "t2"])
             self.assertNotIn("locust_rps", history[0]["ceilings"])
+
+
+class ProfileStatements(unittest.TestCase):
+    def test_time_per_request_and_what_the_target_leaves(self):
+        rows = profile_statements.parse([
+            "100|5000|150.0|10.0|insert into idempotency_keys (user_id, key) values ($1, $2)\n",
+            "100|100|50.0|0.0|select a || b from t\n",
+            "not a row\n",
+        ])
+        self.assertEqual([r[4] for r in rows], ["insert into idempotency_keys (user_id, key) values ($1, $2)",
+                                                "select a || b from t"])
+        out = profile_statements.report("P5", 3000.0, 10_000, 10.0, rows)
+        # 1,000 requests/s against 3,000 tps; 5x leaves 1e6 / 15,000 = 66.7 us
+        self.assertIn("1,000 requests/s = 0.33x; 5x leaves 66.7 us per request", out)
+        self.assertIn("16.0 us ( 1.0 planning)", out)
+        self.assertIn("5.0 us ( 0.0 planning)", out)
+        self.assertIn("21.0 us per request in all statements", out)
+
+    def test_a_row_without_a_hot_row_target_gets_no_budget(self):
+        out = profile_statements.report("P4", 3000.0, 10, 1.0, [])
+        self.assertNotIn("leaves", out)
 
 
 def summary(completed, failed, dropped, p95, seconds=10, interrupted=0):
