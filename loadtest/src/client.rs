@@ -3,7 +3,7 @@
 //! pooled hyper-util client for side traffic (the InfluxDB writer); the base URL; and the
 //! response scenarios look at. No TLS: load only goes to local targets.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, Uri};
@@ -109,7 +109,15 @@ struct Wire {
     stream: TcpStream,
     rbuf: BytesMut,
     wbuf: Vec<u8>,
+    /// When its last exchange ended (or it was opened).
+    idle_since: Instant,
 }
+
+/// A connection idle this long is checked for the server's close before it carries a
+/// request: a server's idle timeout (the app's is `FLOODGATE_HEADER_READ_TIMEOUT_MS`, 5 s) is
+/// far longer, and a closed loop reuses its connection well within it, so that path costs
+/// no extra system call.
+const IDLE_CHECK: Duration = Duration::from_millis(100);
 
 /// Why an exchange failed, and whether any byte of an answer had come.
 struct Failure {
@@ -127,9 +135,12 @@ impl Failure {
 }
 
 impl Conn {
-    /// Sends `req`, connecting first if there is no open connection. A request that fails
-    /// on a reused keep-alive connection before any byte of an answer came (the server closed
-    /// it while idle) is sent once more on a fresh one if repeating it is safe: its method is
+    /// Sends `req`, connecting first if there is no open connection, or if the open one sat
+    /// idle for [`IDLE_CHECK`] or longer and the server has closed it meanwhile (a browser's
+    /// check before reusing a socket; without it, the first request after a server's idle
+    /// timeout failed unless it could be repeated). A request that fails on a reused keep-alive
+    /// connection before any byte of an answer came (the server closed it just as the request
+    /// went out) is sent once more on a fresh one if repeating it is safe: its method is
     /// idempotent or it carries an `Idempotency-Key`, Go's `net/http` rule (k6's client).
     pub async fn send(
         &mut self,
@@ -137,8 +148,8 @@ impl Conn {
         req: &Outgoing<'_>,
     ) -> anyhow::Result<RawResponse> {
         let (wire, reused) = match self.live.take() {
-            Some(w) => (w, true),
-            None => (Wire::connect(target).await?, false),
+            Some(w) if !w.closed_while_idle() => (w, true),
+            _ => (Wire::connect(target).await?, false),
         };
         let outcome = match wire.exchange(req).await {
             Err(f) if reused && !f.answered && repeatable(req) => {
@@ -174,7 +185,20 @@ impl Wire {
             stream,
             rbuf: BytesMut::with_capacity(READ_CHUNK),
             wbuf: Vec::with_capacity(1024),
+            idle_since: Instant::now(),
         })
+    }
+
+    /// After [`IDLE_CHECK`] of idleness: did the server close the connection (or write on it
+    /// unasked, which leaves it unusable)? One non-blocking read tells: anything but "would
+    /// block" means it cannot carry a request.
+    fn closed_while_idle(&self) -> bool {
+        if self.idle_since.elapsed() < IDLE_CHECK {
+            return false;
+        }
+        let mut probe = [0u8; 1];
+        !matches!(self.stream.try_read(&mut probe),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
     }
 
     /// One request and its answer; the connection comes back if it can carry the next.
@@ -207,7 +231,10 @@ impl Wire {
         parts.status = head.status;
         parts.version = head.version;
         parts.headers = head.headers;
-        let kept = head.keep_alive.then_some(self);
+        let kept = head.keep_alive.then(|| {
+            self.idle_since = Instant::now();
+            self
+        });
         Ok(((parts, body), kept))
     }
 

@@ -173,6 +173,10 @@ async fn raw_server(answer: fn(usize) -> String) -> (Target, Arc<AtomicUsize>) {
     (target, accepted)
 }
 
+/// Under the client's idle check (100 ms): the server's close is found only when the request
+/// fails, as when it closes just as a request goes out.
+const SHORT_IDLE: Duration = Duration::from_millis(10);
+
 #[tokio::test]
 async fn a_keep_alive_connection_closed_while_idle_is_replaced_once_when_repeating_is_safe() {
     let (target, accepted) = raw_server(|n| {
@@ -187,7 +191,7 @@ async fn a_keep_alive_connection_closed_while_idle_is_replaced_once_when_repeati
     let get = request(&target, &Method::GET, "/", None);
     let (_, first) = conn.send(&target, &get).await.expect("first");
     assert_eq!(&first[..], b"conn 1");
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::sleep(SHORT_IDLE).await;
     let (_, second) = conn
         .send(&target, &get)
         .await
@@ -196,7 +200,7 @@ async fn a_keep_alive_connection_closed_while_idle_is_replaced_once_when_repeati
     assert_eq!(accepted.load(Ordering::SeqCst), 2);
 
     // a POST is sent again only with an Idempotency-Key: the server may have acted on it
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::sleep(SHORT_IDLE).await;
     let post = request(&target, &Method::POST, "/", Some(b"{}"));
     conn.send(&target, &post).await.expect_err("not repeated");
     assert_eq!(
@@ -206,7 +210,7 @@ async fn a_keep_alive_connection_closed_while_idle_is_replaced_once_when_repeati
     );
     let (_, third) = conn.send(&target, &get).await.expect("on a new connection");
     assert_eq!(&third[..], b"conn 3");
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    tokio::time::sleep(SHORT_IDLE).await;
     let key = [(
         HeaderName::from_static("idempotency-key"),
         HeaderValue::from_static("k-1"),
@@ -218,6 +222,31 @@ async fn a_keep_alive_connection_closed_while_idle_is_replaced_once_when_repeati
     let (_, fourth) = conn.send(&target, &keyed).await.expect("keyed: repeated");
     assert_eq!(&fourth[..], b"conn 4");
     assert_eq!(accepted.load(Ordering::SeqCst), 4);
+}
+
+#[tokio::test]
+async fn a_connection_the_server_closed_during_a_longer_idle_is_not_used_for_any_request() {
+    let (target, accepted) = raw_server(|n| {
+        let body = format!("conn {n}");
+        format!(
+            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    })
+    .await;
+    let mut conn = Conn::default();
+    let post = request(&target, &Method::POST, "/", Some(b"{}"));
+    let (_, first) = conn.send(&target, &post).await.expect("first");
+    assert_eq!(&first[..], b"conn 1");
+    // past the idle check: the close is seen before the request goes out, so even a POST
+    // without an Idempotency-Key (a waiting-room join) goes out on a new connection
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    let (_, second) = conn
+        .send(&target, &post)
+        .await
+        .expect("on a new connection");
+    assert_eq!(&second[..], b"conn 2");
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
 }
 
 #[tokio::test]
