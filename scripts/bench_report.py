@@ -216,9 +216,10 @@ def half_rate_tail(raw):
     floor, floor_dropped = tail("p1_half_redis_*.json")
     if bare is None or floor is None:
         return ours, ""
-    ms = lambda v: "—" if v is None else f"{v:.2f} ms"
-    drops = lambda d: "/".join(str(int(x)) for x in d) or "—"
-    return ours, (f"same load, same run: the bare server's p99 {ms(bare)}, the Redis-read floor's {ms(floor)} "
+    def drops(d):
+        return "/".join(str(int(x)) for x in d) or "—"
+
+    return ours, (f"same load, same run: the bare server's p99 {bare:.2f} ms, the Redis-read floor's {floor:.2f} ms "
                   f"(medians of the runs); dropped iterations (all 256 VUs busy: a stall of 256/rate s or more) "
                   f"ours {drops(ours_dropped)}, bare {drops(bare_dropped)}, floor {drops(floor_dropped)}")
 
