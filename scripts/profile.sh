@@ -189,11 +189,6 @@ r = resource.getrusage(resource.RUSAGE_CHILDREN); print(r.ru_utime + r.ru_stime)
     taskset -c 1 "$BIN/floodgate-loadtest" run "${GEN_ARGS[@]}" --duration "${SECS}s" --summary-json "$OUT/gen.json" --no-progress)
   c0=0; c1=$(python3 -c "print(round($cpu_s * $HZ))")
   reqs=$(json '["metrics"]["http_reqs"]["values"]["count"]' < "$OUT/gen.json")
-  log "P6: perf record on the generator ($SECS s)"
-  taskset -c 1 "$BIN/floodgate-loadtest" run "${GEN_ARGS[@]}" --duration "${SECS}s" --summary-json "$OUT/gen2.json" --no-progress >/dev/null 2>&1 &
-  gp=$!; sleep 0.5
-  perf record -q -e cpu-clock -F 999 --call-graph dwarf,16384 -p "$gp" -o "$OUT/perf.data" -- sleep "$((SECS - 1))" 2>/dev/null
-  wait "$gp" || true
 else
   if [ "$STATEMENTS" = 1 ]; then
     log "$ROW: PostgreSQL hot-row ceiling (pgbench, 16 clients updating one row, 3 x 5 s)"
@@ -211,23 +206,33 @@ else
   reqs=$(wrk_load "$SECS")
   c1=$(ticks "$APP_PID"); s1=$(svc_ticks)
   svc_us=$(python3 -c "print(round(($s1 - $s0) * 1e6 / $HZ / max($reqs, 1), 1))")
-  if [ "${PROFILE_PERF:-1}" = 0 ]; then
-    echo "$ROW $TAG: requests=$reqs rate=$((reqs / SECS))/s cpu_ticks=$((c1 - c0)) us_per_request=$(python3 -c "print(round(($c1 - $c0) * 1e6 / $HZ / max($reqs, 1), 1))") postgres_redis_us_per_request=$svc_us"
-    if [ "$STATEMENTS" = 1 ]; then
-      psql "$DATABASE_URL" -tAF'|' -c "select calls, rows, total_exec_time, total_plan_time, regexp_replace(query, '\s+', ' ', 'g')
-        from pgss.pg_stat_statements where calls > 1 order by total_exec_time + total_plan_time desc" > "$OUT/statements.txt"
-      python3 scripts/profile_statements.py "$ROW" "$hot" "$reqs" "$SECS" "$OUT/statements.txt"
-    fi
-    exit 0
+  if [ "$STATEMENTS" = 1 ]; then
+    psql "$DATABASE_URL" -tAF'|' -c "select calls, rows, total_exec_time, total_plan_time, regexp_replace(query, '\s+', ' ', 'g')
+      from pgss.pg_stat_statements where calls > 1 order by total_exec_time + total_plan_time desc" > "$OUT/statements.txt"
   fi
+fi
+us=$(python3 -c "print(round(($c1 - $c0) * 1e6 / $HZ / max($reqs, 1), 1))")
+rate=$(python3 -c "print(round($reqs / $SECS))")
+if [ "${PROFILE_PERF:-1}" = 0 ]; then
+  echo "$ROW $TAG: requests=$reqs rate=${rate}/s cpu_ticks=$((c1 - c0)) us_per_request=$us postgres_redis_us_per_request=${svc_us:--}"
+  if [ "$STATEMENTS" = 1 ] && [ "$ROW" != P6 ]; then
+    python3 scripts/profile_statements.py "$ROW" "$hot" "$reqs" "$SECS" "$OUT/statements.txt"
+  fi
+  exit 0
+fi
+if [ "$ROW" = P6 ]; then
+  log "P6: perf record on the generator ($SECS s)"
+  taskset -c 1 "$BIN/floodgate-loadtest" run "${GEN_ARGS[@]}" --duration "${SECS}s" --summary-json "$OUT/gen2.json" --no-progress >/dev/null 2>&1 &
+  gp=$!; sleep 0.5
+  perf record -q -e cpu-clock -F 999 --call-graph dwarf,16384 -p "$gp" -o "$OUT/perf.data" -- sleep "$((SECS - 1))" 2>/dev/null
+  wait "$gp" || true
+else
   log "$ROW: perf record on the app ($SECS s)"
   perf record -q -e cpu-clock -F 999 --call-graph dwarf,16384 -p "$APP_PID" -o "$OUT/perf.data" -- sleep "$SECS" 2>/dev/null &
   perf_pid=$!
   wrk_load "$SECS" >/dev/null
   wait "$perf_pid" || true
 fi
-us=$(python3 -c "print(round(($c1 - $c0) * 1e6 / $HZ / max($reqs, 1), 1))")
-rate=$(python3 -c "print(round($reqs / $SECS))")
 log "folding and drawing"
 perf script -i "$OUT/perf.data" 2>/dev/null | "$INFERNO/inferno-collapse-perf" > "$OUT/$ROW.folded"
 svg=$FLAME/$ROW-$TAG.svg
