@@ -173,20 +173,22 @@ async fn raw_server(answer: fn(usize) -> String) -> (Target, Arc<AtomicUsize>) {
     (target, accepted)
 }
 
+/// Answers `conn N` on the server's Nth connection.
+fn numbered(n: usize) -> String {
+    let body = format!("conn {n}");
+    format!(
+        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
 /// Under the client's idle check (100 ms): the server's close is found only when the request
 /// fails, as when it closes just as a request goes out.
 const SHORT_IDLE: Duration = Duration::from_millis(10);
 
 #[tokio::test]
 async fn a_keep_alive_connection_closed_while_idle_is_replaced_once_when_repeating_is_safe() {
-    let (target, accepted) = raw_server(|n| {
-        let body = format!("conn {n}");
-        format!(
-            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        )
-    })
-    .await;
+    let (target, accepted) = raw_server(numbered).await;
     let mut conn = Conn::default();
     let get = request(&target, &Method::GET, "/", None);
     let (_, first) = conn.send(&target, &get).await.expect("first");
@@ -226,14 +228,7 @@ async fn a_keep_alive_connection_closed_while_idle_is_replaced_once_when_repeati
 
 #[tokio::test]
 async fn a_connection_the_server_closed_during_a_longer_idle_is_not_used_for_any_request() {
-    let (target, accepted) = raw_server(|n| {
-        let body = format!("conn {n}");
-        format!(
-            "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        )
-    })
-    .await;
+    let (target, accepted) = raw_server(numbered).await;
     let mut conn = Conn::default();
     let post = request(&target, &Method::POST, "/", Some(b"{}"));
     let (_, first) = conn.send(&target, &post).await.expect("first");
