@@ -88,6 +88,17 @@ genm() {
   local tag=$1; shift
   gen "$@" --exec-at-load-start "$(cpu_cmd "$tag")${AT_START:+; $AT_START}" --exec-at-load-end "$(cpu_cmd "$tag")${AT_END:+; $AT_END}"
 }
+# ceiling_up [ARGS]: the bare server of the HTTP ceiling (with `--redis-url URL`: the Redis-read
+# floor) on CPU 0 at CEILING_ADDR, once it answers; its pid in CEILING_PID. ceiling_down stops it.
+ceiling_up() {
+  taskset -c 0 "$BIN/floodgate-loadtest" ceiling-server --listen "$CEILING_ADDR" --body-bytes 2000 "$@" >/dev/null 2>&1 &
+  CEILING_PID=$!; PIDS+=("$CEILING_PID")
+  until curl -sf "http://$CEILING_ADDR/" >/dev/null; do
+    kill -0 "$CEILING_PID" 2>/dev/null || { log "the ceiling server ($*) did not start"; exit 1; }
+    sleep 0.05
+  done
+}
+ceiling_down() { kill "$CEILING_PID" 2>/dev/null || true; wait "$CEILING_PID" 2>/dev/null || true; }
 # sh $OUT/pg_stats.sh FILE: appends the database's commit and row counters (pg_stat_database)
 cat > "$OUT/pg_stats.sh" <<SH
 psql "$DATABASE_URL" -tAc "select xact_commit, tup_inserted, tup_updated, tup_deleted from pg_stat_database where datname = current_database()" >> "\$1"
@@ -118,14 +129,12 @@ cpu_mark idle; sleep 5; cpu_mark idle
 
 # ---------------------------------------------------------------- ceilings
 log "HTTP ceiling: bare axum server, wrk (and floodgate-loadtest on the same server: P6)"
-taskset -c 0 "$BIN/floodgate-loadtest" ceiling-server --listen "$CEILING_ADDR" --body-bytes 2000 >/dev/null 2>&1 &
-CEIL_PID=$!; PIDS+=("$CEIL_PID")
-sleep 0.5
+ceiling_up
 for i in $(seq 1 "$RUNS"); do
   # P6: each generator's own CPU (bench_cpu.py child) and the server's under it
-  CPU_APP=$CEIL_PID CPU_PG=0 CPU_REDIS=0 measured "wrk_$i" \
+  CPU_APP=$CEILING_PID CPU_PG=0 CPU_REDIS=0 measured "wrk_$i" \
     python3 "$ROOT/scripts/bench_cpu.py" child "$RAW/gencpu_wrk_$i.json" taskset -c 1 wrk -t1 -c64 -d"${SECS}s" "http://$CEILING_ADDR/" > "$RAW/wrk_$i.txt"
-  CPU_APP=$CEIL_PID CPU_PG=0 CPU_REDIS=0 measured "gen_ceiling_$i" \
+  CPU_APP=$CEILING_PID CPU_PG=0 CPU_REDIS=0 measured "gen_ceiling_$i" \
     python3 "$ROOT/scripts/bench_cpu.py" child "$RAW/gencpu_gen_ceiling_$i.json" \
     taskset -c 1 "$BIN/floodgate-loadtest" run ceiling --target "http://$CEILING_ADDR" --executor constant-vus --vus 64 \
     --duration "${SECS}s" --no-progress --summary-json "$RAW/gen_ceiling_$i.json" >/dev/null 2>&1
@@ -138,20 +147,16 @@ fi
 taskset -c 1 "$ROOT/.data/venv-locust/bin/locust" -f scripts/bench_locustfile.py --headless -u 64 -r 64 -t "${SECS}s" \
   --host "http://$CEILING_ADDR" --csv "$RAW/locust" --only-summary >/dev/null 2>&1 || true
 fi
-kill "$CEIL_PID" 2>/dev/null || true
-wait "$CEIL_PID" 2>/dev/null || true
+ceiling_down
 
 log "Redis-read floor: the same server answering every request with one Redis GET (wrk)"
 # the least any read that asks Redis costs here (a cached goods read, a poll, a sold-out
 # answer): the rows that make one Redis call are read against it too (#18)
-taskset -c 0 "$BIN/floodgate-loadtest" ceiling-server --listen "$CEILING_ADDR" --body-bytes 2000 --redis-url "$REDIS_URL" >/dev/null 2>&1 &
-FLOOR_PID=$!; PIDS+=("$FLOOR_PID")
-sleep 0.5
+ceiling_up --redis-url "$REDIS_URL"
 for i in $(seq 1 "$RUNS"); do
-  CPU_APP=$FLOOR_PID CPU_PG=0 measured "floor_redis_$i" taskset -c 1 wrk -t1 -c64 -d"${SECS}s" "http://$CEILING_ADDR/" > "$RAW/floor_redis_$i.txt"
+  CPU_APP=$CEILING_PID CPU_PG=0 measured "floor_redis_$i" taskset -c 1 wrk -t1 -c64 -d"${SECS}s" "http://$CEILING_ADDR/" > "$RAW/floor_redis_$i.txt"
 done
-kill "$FLOOR_PID" 2>/dev/null || true
-wait "$FLOOR_PID" 2>/dev/null || true
+ceiling_down
 
 log "Redis ceiling: redis-benchmark EVAL of the issue script's shape, unpipelined"
 for i in $(seq 1 "$RUNS"); do
@@ -161,11 +166,9 @@ for i in $(seq 1 "$RUNS"); do
 done
 
 log "PostgreSQL ceilings: pgbench hot row (16 clients) and -N"
-psql "$DATABASE_URL" -qc "create table if not exists bench_hot (id int primary key, v bigint); insert into bench_hot values (1, 0) on conflict do nothing;" >/dev/null
-echo "update bench_hot set v = v + 1 where id = 1;" > "$OUT/hot.sql"
 pgbench -q -i -s 1 "$DATABASE_URL" >/dev/null 2>&1
 for i in $(seq 1 "$RUNS"); do
-  taskset -c 1 pgbench -n -c 16 -j 1 -T "$SECS" -f "$OUT/hot.sql" "$DATABASE_URL" > "$RAW/pg_hot_$i.txt" 2>&1
+  bash scripts/pg_hot_row.sh "$DATABASE_URL" "$SECS" > "$RAW/pg_hot_$i.txt"
   taskset -c 1 pgbench -n -N -c 16 -j 1 -T "$SECS" "$DATABASE_URL" > "$RAW/pg_commit_$i.txt" 2>&1
 done
 
@@ -186,15 +189,9 @@ at_half() { "$@" --executor constant-arrival-rate --rate "$half" --time-unit 1s 
 for i in $(seq 1 "$RUNS"); do
   for floor in bare redis; do
     redis_arg=(); [ "$floor" = redis ] && redis_arg=(--redis-url "$REDIS_URL")
-    taskset -c 0 "$BIN/floodgate-loadtest" ceiling-server --listen "$CEILING_ADDR" --body-bytes 2000 "${redis_arg[@]}" >/dev/null 2>&1 &
-    TAIL_PID=$!; PIDS+=("$TAIL_PID")
-    until curl -sf "http://$CEILING_ADDR/" >/dev/null; do
-      kill -0 "$TAIL_PID" 2>/dev/null || { log "the $floor ceiling server did not start"; exit 1; }
-      sleep 0.05
-    done
+    ceiling_up "${redis_arg[@]}"
     at_half gen run ceiling --target "http://$CEILING_ADDR" --summary-json "$RAW/p1_half_${floor}_$i.json"
-    kill "$TAIL_PID" 2>/dev/null || true
-    wait "$TAIL_PID" 2>/dev/null || true
+    ceiling_down
   done
   at_half genm "p1_half_$i" run goods-detail --target "$APP" --param "goods_id=$GOODS_ID" --param think_scale=0 --summary-json "$RAW/p1_half_$i.json"
 done

@@ -192,11 +192,7 @@ r = resource.getrusage(resource.RUSAGE_CHILDREN); print(r.ru_utime + r.ru_stime)
 else
   if [ "$STATEMENTS" = 1 ]; then
     log "$ROW: PostgreSQL hot-row ceiling (pgbench, 16 clients updating one row, 3 x 5 s)"
-    psql "$DATABASE_URL" -qc "create table if not exists bench_hot (id int primary key, v bigint);
-      insert into bench_hot values (1, 0) on conflict do nothing" >/dev/null
-    echo "update bench_hot set v = v + 1 where id = 1;" > "$OUT/hot.sql"
-    hot=$(for _ in 1 2 3; do taskset -c 1 pgbench -n -c 16 -j 1 -T 5 -f "$OUT/hot.sql" "$DATABASE_URL" 2>/dev/null \
-      | awk '/^tps/ {print $3}'; done | sort -n | sed -n 2p)
+    hot=$(for _ in 1 2 3; do bash scripts/pg_hot_row.sh "$DATABASE_URL" 5 | awk '/^tps/ {print $3}'; done | sort -n | sed -n 2p)
   fi
   log "$ROW: warm-up (2 s)"
   wrk_load 2 >/dev/null
